@@ -1,0 +1,270 @@
+//! The test vectors of RFC 5769 and RFC 8489 Appendix B.1, in both directions: each
+//! vector parses and verifies, and the builder reproduces it byte for byte.
+
+use stun_core::attributes::{
+    IceControlled, MessageIntegrity, Nonce, PasswordAlgorithm, Priority, Realm, Software, Userhash,
+    Username, XorMappedAddress,
+};
+use stun_core::credentials::{long_term_key, long_term_key_sha256, userhash};
+use stun_core::{
+    Class, IntegrityError, Message, MessageBuilder, MessageType, Method, TransactionId,
+};
+
+const PASSWORD: &str = "VOkJxbRl1RmTxUk/WvJxBt";
+const TID: [u8; 12] = [
+    0xb7, 0xe7, 0xa7, 0x01, 0xbc, 0x34, 0xd6, 0x86, 0xfa, 0x87, 0xdf, 0xae,
+];
+const LONG_TERM_TID: [u8; 12] = [
+    0x78, 0xad, 0x34, 0x33, 0xc6, 0xad, 0x72, 0xc0, 0x29, 0xda, 0x41, 0x2e,
+];
+/// "マトリックス" (MATRIX in katakana).
+const MATRIX: &str = "\u{30DE}\u{30C8}\u{30EA}\u{30C3}\u{30AF}\u{30B9}";
+/// The password "The<U+00AD>M<U+00AA>tr<U+2168>" after SASLprep / OpaqueString.
+const MATRIX_PASSWORD: &str = "TheMatrIX";
+
+/// RFC 5769 §2.1 Sample Request.
+const VECTOR1: [u8; 108] = [
+    0x00, 0x01, 0x00, 0x58, 0x21, 0x12, 0xa4, 0x42, 0xb7, 0xe7, 0xa7, 0x01, 0xbc, 0x34, 0xd6, 0x86,
+    0xfa, 0x87, 0xdf, 0xae, 0x80, 0x22, 0x00, 0x10, 0x53, 0x54, 0x55, 0x4e, 0x20, 0x74, 0x65, 0x73,
+    0x74, 0x20, 0x63, 0x6c, 0x69, 0x65, 0x6e, 0x74, 0x00, 0x24, 0x00, 0x04, 0x6e, 0x00, 0x01, 0xff,
+    0x80, 0x29, 0x00, 0x08, 0x93, 0x2f, 0xf9, 0xb1, 0x51, 0x26, 0x3b, 0x36, 0x00, 0x06, 0x00, 0x09,
+    0x65, 0x76, 0x74, 0x6a, 0x3a, 0x68, 0x36, 0x76, 0x59, 0x20, 0x20, 0x20, 0x00, 0x08, 0x00, 0x14,
+    0x9a, 0xea, 0xa7, 0x0c, 0xbf, 0xd8, 0xcb, 0x56, 0x78, 0x1e, 0xf2, 0xb5, 0xb2, 0xd3, 0xf2, 0x49,
+    0xc1, 0xb5, 0x71, 0xa2, 0x80, 0x28, 0x00, 0x04, 0xe5, 0x7a, 0x3b, 0xcf,
+];
+
+/// RFC 5769 §2.2 Sample IPv4 Response.
+const VECTOR2: [u8; 80] = [
+    0x01, 0x01, 0x00, 0x3c, 0x21, 0x12, 0xa4, 0x42, 0xb7, 0xe7, 0xa7, 0x01, 0xbc, 0x34, 0xd6, 0x86,
+    0xfa, 0x87, 0xdf, 0xae, 0x80, 0x22, 0x00, 0x0b, 0x74, 0x65, 0x73, 0x74, 0x20, 0x76, 0x65, 0x63,
+    0x74, 0x6f, 0x72, 0x20, 0x00, 0x20, 0x00, 0x08, 0x00, 0x01, 0xa1, 0x47, 0xe1, 0x12, 0xa6, 0x43,
+    0x00, 0x08, 0x00, 0x14, 0x2b, 0x91, 0xf5, 0x99, 0xfd, 0x9e, 0x90, 0xc3, 0x8c, 0x74, 0x89, 0xf9,
+    0x2a, 0xf9, 0xba, 0x53, 0xf0, 0x6b, 0xe7, 0xd7, 0x80, 0x28, 0x00, 0x04, 0xc0, 0x7d, 0x4c, 0x96,
+];
+
+/// RFC 5769 §2.3 Sample IPv6 Response.
+const VECTOR3: [u8; 92] = [
+    0x01, 0x01, 0x00, 0x48, 0x21, 0x12, 0xa4, 0x42, 0xb7, 0xe7, 0xa7, 0x01, 0xbc, 0x34, 0xd6, 0x86,
+    0xfa, 0x87, 0xdf, 0xae, 0x80, 0x22, 0x00, 0x0b, 0x74, 0x65, 0x73, 0x74, 0x20, 0x76, 0x65, 0x63,
+    0x74, 0x6f, 0x72, 0x20, 0x00, 0x20, 0x00, 0x14, 0x00, 0x02, 0xa1, 0x47, 0x01, 0x13, 0xa9, 0xfa,
+    0xa5, 0xd3, 0xf1, 0x79, 0xbc, 0x25, 0xf4, 0xb5, 0xbe, 0xd2, 0xb9, 0xd9, 0x00, 0x08, 0x00, 0x14,
+    0xa3, 0x82, 0x95, 0x4e, 0x4b, 0xe6, 0x7b, 0xf1, 0x17, 0x84, 0xc9, 0x7c, 0x82, 0x92, 0xc2, 0x75,
+    0xbf, 0xe3, 0xed, 0x41, 0x80, 0x28, 0x00, 0x04, 0xc8, 0xfb, 0x0b, 0x4c,
+];
+
+/// RFC 5769 §2.4 Sample Request with Long-Term Authentication.
+const VECTOR4: [u8; 116] = [
+    0x00, 0x01, 0x00, 0x60, 0x21, 0x12, 0xa4, 0x42, 0x78, 0xad, 0x34, 0x33, 0xc6, 0xad, 0x72, 0xc0,
+    0x29, 0xda, 0x41, 0x2e, 0x00, 0x06, 0x00, 0x12, 0xe3, 0x83, 0x9e, 0xe3, 0x83, 0x88, 0xe3, 0x83,
+    0xaa, 0xe3, 0x83, 0x83, 0xe3, 0x82, 0xaf, 0xe3, 0x82, 0xb9, 0x00, 0x00, 0x00, 0x15, 0x00, 0x1c,
+    0x66, 0x2f, 0x2f, 0x34, 0x39, 0x39, 0x6b, 0x39, 0x35, 0x34, 0x64, 0x36, 0x4f, 0x4c, 0x33, 0x34,
+    0x6f, 0x4c, 0x39, 0x46, 0x53, 0x54, 0x76, 0x79, 0x36, 0x34, 0x73, 0x41, 0x00, 0x14, 0x00, 0x0b,
+    0x65, 0x78, 0x61, 0x6d, 0x70, 0x6c, 0x65, 0x2e, 0x6f, 0x72, 0x67, 0x00, 0x00, 0x08, 0x00, 0x14,
+    0xf6, 0x70, 0x24, 0x65, 0x6d, 0xd6, 0x4a, 0x3e, 0x02, 0xb8, 0xe0, 0x71, 0x2e, 0x85, 0xc9, 0xa2,
+    0x8c, 0xa8, 0x96, 0x66,
+];
+
+/// RFC 8489 Appendix B.1 (with verified erratum 6268, which fixes the NONCE length
+/// and padding): USERHASH, NONCE, REALM, PASSWORD-ALGORITHM (SHA-256) and
+/// MESSAGE-INTEGRITY-SHA256.
+const B1: [u8; 164] = [
+    0x00, 0x01, 0x00, 0x90, 0x21, 0x12, 0xa4, 0x42, 0x78, 0xad, 0x34, 0x33, 0xc6, 0xad, 0x72, 0xc0,
+    0x29, 0xda, 0x41, 0x2e, 0x00, 0x1e, 0x00, 0x20, 0x4a, 0x3c, 0xf3, 0x8f, 0xef, 0x69, 0x92, 0xbd,
+    0xa9, 0x52, 0xc6, 0x78, 0x04, 0x17, 0xda, 0x0f, 0x24, 0x81, 0x94, 0x15, 0x56, 0x9e, 0x60, 0xb2,
+    0x05, 0xc4, 0x6e, 0x41, 0x40, 0x7f, 0x17, 0x04, 0x00, 0x15, 0x00, 0x29, 0x6f, 0x62, 0x4d, 0x61,
+    0x74, 0x4a, 0x6f, 0x73, 0x32, 0x41, 0x41, 0x41, 0x43, 0x66, 0x2f, 0x2f, 0x34, 0x39, 0x39, 0x6b,
+    0x39, 0x35, 0x34, 0x64, 0x36, 0x4f, 0x4c, 0x33, 0x34, 0x6f, 0x4c, 0x39, 0x46, 0x53, 0x54, 0x76,
+    0x79, 0x36, 0x34, 0x73, 0x41, 0x00, 0x00, 0x00, 0x00, 0x14, 0x00, 0x0b, 0x65, 0x78, 0x61, 0x6d,
+    0x70, 0x6c, 0x65, 0x2e, 0x6f, 0x72, 0x67, 0x00, 0x00, 0x1d, 0x00, 0x04, 0x00, 0x02, 0x00, 0x00,
+    0x00, 0x1c, 0x00, 0x20, 0xb5, 0xc7, 0xbf, 0x00, 0x5b, 0x6c, 0x52, 0xa2, 0x1c, 0x51, 0xc5, 0xe8,
+    0x92, 0xf8, 0x19, 0x24, 0x13, 0x62, 0x96, 0xcb, 0x92, 0x7c, 0x43, 0x14, 0x93, 0x09, 0x27, 0x8c,
+    0xc6, 0x51, 0x8e, 0x65,
+];
+
+fn builder(buf: &mut [u8], class: Class, tid: [u8; 12]) -> MessageBuilder<'_> {
+    MessageBuilder::new(
+        buf,
+        MessageType::new(Method::BINDING, class),
+        TransactionId::new(tid),
+    )
+    .unwrap()
+}
+
+#[test]
+fn rfc5769_vector1_request() {
+    let m = Message::new_checked(&VECTOR1[..]).unwrap();
+    assert_eq!(
+        m.message_type(),
+        MessageType::new(Method::BINDING, Class::Request)
+    );
+    assert_eq!(m.transaction_id(), TransactionId::new(TID));
+    assert_eq!(
+        m.attribute::<Software>().unwrap(),
+        Some(Software("STUN test client"))
+    );
+    assert_eq!(
+        m.attribute::<Priority>().unwrap(),
+        Some(Priority(0x6e00_01ff))
+    );
+    assert_eq!(
+        m.attribute::<IceControlled>().unwrap(),
+        Some(IceControlled(0x932f_f9b1_5126_3b36))
+    );
+    assert_eq!(
+        m.attribute::<Username>().unwrap(),
+        Some(Username("evtj:h6vY"))
+    );
+    m.verify_integrity(PASSWORD.as_bytes()).unwrap();
+    m.verify_fingerprint().unwrap();
+    assert_eq!(
+        m.verify_integrity(b"wrong").unwrap_err(),
+        IntegrityError::Mismatch {
+            attribute: stun_core::AttributeType::MESSAGE_INTEGRITY
+        }
+    );
+
+    let mut buf = [0u8; 128];
+    let mut b = builder(&mut buf, Class::Request, TID);
+    b.set_padding(b' ');
+    b.add(&Software("STUN test client")).unwrap();
+    b.add(&Priority(0x6e00_01ff)).unwrap();
+    b.add(&IceControlled(0x932f_f9b1_5126_3b36)).unwrap();
+    b.add(&Username("evtj:h6vY")).unwrap();
+    b.add_message_integrity(PASSWORD.as_bytes()).unwrap();
+    b.add_fingerprint().unwrap();
+    let len = b.finish();
+    assert_eq!(&buf[..len], &VECTOR1[..]);
+}
+
+#[test]
+fn rfc5769_vector2_ipv4_response() {
+    let m = Message::new_checked(&VECTOR2[..]).unwrap();
+    assert_eq!(m.class(), Class::Success);
+    let addr = m.attribute::<XorMappedAddress>().unwrap().unwrap().0;
+    assert_eq!(addr, "192.0.2.1:32853".parse().unwrap());
+    assert_eq!(
+        m.attribute::<Software>().unwrap(),
+        Some(Software("test vector"))
+    );
+    m.verify_integrity(PASSWORD.as_bytes()).unwrap();
+    m.verify_fingerprint().unwrap();
+
+    let mut buf = [0u8; 128];
+    let mut b = builder(&mut buf, Class::Success, TID);
+    b.set_padding(b' ');
+    b.add(&Software("test vector")).unwrap();
+    b.add(&XorMappedAddress(addr)).unwrap();
+    b.add_message_integrity(PASSWORD.as_bytes()).unwrap();
+    b.add_fingerprint().unwrap();
+    let len = b.finish();
+    assert_eq!(&buf[..len], &VECTOR2[..]);
+}
+
+#[test]
+fn rfc5769_vector3_ipv6_response() {
+    let m = Message::new_checked(&VECTOR3[..]).unwrap();
+    let addr = m.attribute::<XorMappedAddress>().unwrap().unwrap().0;
+    assert_eq!(
+        addr,
+        "[2001:db8:1234:5678:11:2233:4455:6677]:32853"
+            .parse()
+            .unwrap()
+    );
+    m.verify_integrity(PASSWORD.as_bytes()).unwrap();
+    m.verify_fingerprint().unwrap();
+
+    let mut buf = [0u8; 128];
+    let mut b = builder(&mut buf, Class::Success, TID);
+    b.set_padding(b' ');
+    b.add(&Software("test vector")).unwrap();
+    b.add(&XorMappedAddress(addr)).unwrap();
+    b.add_message_integrity(PASSWORD.as_bytes()).unwrap();
+    b.add_fingerprint().unwrap();
+    let len = b.finish();
+    assert_eq!(&buf[..len], &VECTOR3[..]);
+}
+
+#[test]
+fn rfc5769_vector4_long_term_request() {
+    let m = Message::new_checked(&VECTOR4[..]).unwrap();
+    assert_eq!(m.attribute::<Username>().unwrap(), Some(Username(MATRIX)));
+    assert_eq!(
+        m.attribute::<Nonce>().unwrap(),
+        Some(Nonce("f//499k954d6OL34oL9FSTvy64sA"))
+    );
+    assert_eq!(m.attribute::<Realm>().unwrap(), Some(Realm("example.org")));
+    assert!(!m.has_fingerprint());
+    let key = long_term_key(MATRIX, "example.org", MATRIX_PASSWORD);
+    m.verify_integrity(&key).unwrap();
+    assert!(
+        m.verify_integrity(&long_term_key(MATRIX, "example.org", "TheMatrix"))
+            .is_err()
+    );
+    assert_eq!(
+        m.verify_fingerprint().unwrap_err(),
+        IntegrityError::Missing {
+            attribute: stun_core::AttributeType::FINGERPRINT
+        }
+    );
+
+    let mut buf = [0u8; 128];
+    let mut b = builder(&mut buf, Class::Request, LONG_TERM_TID);
+    b.add(&Username(MATRIX)).unwrap();
+    b.add(&Nonce("f//499k954d6OL34oL9FSTvy64sA")).unwrap();
+    b.add(&Realm("example.org")).unwrap();
+    b.add_message_integrity(&key).unwrap();
+    let len = b.finish();
+    assert_eq!(&buf[..len], &VECTOR4[..]);
+}
+
+#[test]
+fn rfc8489_b1_sha256_and_userhash() {
+    let nonce = "obMatJos2AAACf//499k954d6OL34oL9FSTvy64sA";
+    let m = Message::new_checked(&B1[..]).unwrap();
+    let hash = userhash(MATRIX, "example.org");
+    assert_eq!(m.attribute::<Userhash>().unwrap(), Some(Userhash(&hash)));
+    assert_eq!(m.attribute::<Nonce>().unwrap(), Some(Nonce(nonce)));
+    assert_eq!(m.attribute::<Realm>().unwrap(), Some(Realm("example.org")));
+    assert_eq!(
+        m.attribute::<PasswordAlgorithm>().unwrap(),
+        Some(PasswordAlgorithm::SHA256)
+    );
+    assert_eq!(m.attribute::<MessageIntegrity>().unwrap(), None);
+    let key = long_term_key_sha256(MATRIX, "example.org", MATRIX_PASSWORD);
+    m.verify_integrity_sha256(&key).unwrap();
+    assert!(
+        m.verify_integrity_sha256(&long_term_key(MATRIX, "example.org", MATRIX_PASSWORD))
+            .is_err()
+    );
+
+    let mut buf = [0u8; 192];
+    let mut b = builder(&mut buf, Class::Request, LONG_TERM_TID);
+    b.add(&Userhash(&hash)).unwrap();
+    b.add(&Nonce(nonce)).unwrap();
+    b.add(&Realm("example.org")).unwrap();
+    b.add(&PasswordAlgorithm::SHA256).unwrap();
+    b.add_message_integrity_sha256(&key).unwrap();
+    let len = b.finish();
+    assert_eq!(&buf[..len], &B1[..]);
+}
+
+#[test]
+fn any_flipped_bit_fails_verification() {
+    // Every bit of the covered bytes matters to MESSAGE-INTEGRITY: flip each one in
+    // turn (except in the length field, which changes the structure) and check
+    // that the message is either rejected by the parser or fails verification.
+    for byte in (0..VECTOR2.len()).filter(|b| !(2..4).contains(b)) {
+        for bit in 0..8 {
+            let mut v = VECTOR2;
+            v[byte] ^= 1 << bit;
+            if let Ok(m) = Message::new_checked(&v[..]) {
+                let mi = m.verify_integrity(PASSWORD.as_bytes());
+                let fp = m.verify_fingerprint();
+                assert!(
+                    mi.is_err() || fp.is_err(),
+                    "byte {byte} bit {bit} went unnoticed"
+                );
+            }
+        }
+    }
+}
