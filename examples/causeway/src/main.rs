@@ -1,1 +1,46 @@
-fn main() {}
+//! `causeway`: the edge server (STUN/TURN relay, and later the WebRTC web proxy) and
+//! its client tools, built on the sans-IO cores of this workspace.
+//!
+//! `causeway serve` with no flags starts on loopback with an embedded default
+//! configuration. Flags override the TOML file given with `--config`; every flag has
+//! a config key of the same name.
+
+mod cli;
+mod config;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match cli.command {
+        cli::Command::Serve(args) => {
+            let cfg = match config::Config::load(&args) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("causeway: configuration refused: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_logging(&cfg.log_level);
+            match serve::run(cfg) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    log::error!("{e}");
+                    eprintln!("causeway: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// Logs to stderr at `level` unless `RUST_LOG` says otherwise.
+fn init_logging(level: &str) {
+    let env = env_logger::Env::default().default_filter_or(level);
+    env_logger::Builder::from_env(env)
+        .format_timestamp_millis()
+        .init();
+}

@@ -1,0 +1,164 @@
+//! `causeway serve` as a STUN Binding server, end to end: coturn's
+//! `turnutils_stunclient` over UDP, raw Binding requests over TCP (framed across
+//! writes), bad input met with 420/400 or silence, and a clean stop on SIGTERM.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Server, coturn_tool, run_with_timeout};
+use stun_core::attributes::{ErrorCode, Software, UnknownAttributes, XorMappedAddress};
+use stun_core::{
+    AttributeType, Class, Message, MessageBuilder, MessageType, Method, TransactionId,
+};
+
+fn request(tid: u8, extra: Option<(u16, &[u8])>) -> Vec<u8> {
+    let mut buf = vec![0u8; 128];
+    let mut b = MessageBuilder::new(
+        &mut buf,
+        MessageType::new(Method::BINDING, Class::Request),
+        TransactionId::new([tid; 12]),
+    )
+    .unwrap();
+    if let Some((t, v)) = extra {
+        b.add_raw(AttributeType::new(t), v).unwrap();
+    }
+    b.add_fingerprint().unwrap();
+    let n = b.finish();
+    buf.truncate(n);
+    buf
+}
+
+#[test]
+fn turnutils_stunclient_gets_its_reflexive_address() {
+    let tool = coturn_tool("turnutils_stunclient");
+    let server = Server::start(&["--listen", "127.0.0.1:0"]);
+    let port = server.addr().port().to_string();
+    let (ok, out) = run_with_timeout(
+        Command::new(tool).args(["-p", &port, "127.0.0.1"]),
+        Duration::from_secs(10),
+    );
+    assert!(ok, "turnutils_stunclient failed: {out}");
+    assert!(
+        out.contains("UDP reflexive addr: 127.0.0.1:"),
+        "unexpected output: {out}"
+    );
+}
+
+#[test]
+fn udp_answers_and_refusals() {
+    let server = Server::start(&["--listen", "127.0.0.1:0", "--software", "causeway-test"]);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    sock.connect(server.addr()).unwrap();
+    let mut buf = [0u8; 1500];
+
+    sock.send(&request(1, None)).unwrap();
+    let n = sock.recv(&mut buf).unwrap();
+    let m = Message::new_checked(&buf[..n]).unwrap();
+    assert_eq!(m.class(), Class::Success);
+    assert_eq!(m.transaction_id(), TransactionId::new([1; 12]));
+    assert_eq!(
+        m.attribute::<XorMappedAddress>().unwrap().unwrap().0,
+        sock.local_addr().unwrap()
+    );
+    assert_eq!(
+        m.attribute::<Software>().unwrap(),
+        Some(Software("causeway-test"))
+    );
+    m.verify_fingerprint().unwrap();
+
+    // Unknown comprehension-required attribute: 420 naming it.
+    sock.send(&request(2, Some((0x7abc, b"?")))).unwrap();
+    let n = sock.recv(&mut buf).unwrap();
+    let m = Message::new_checked(&buf[..n]).unwrap();
+    assert_eq!(m.attribute::<ErrorCode>().unwrap().unwrap().code, 420);
+    let list = m.attribute::<UnknownAttributes>().unwrap().unwrap();
+    assert!(list.iter().eq([AttributeType::new(0x7abc)]));
+
+    // Malformed XOR-MAPPED-ADDRESS in a request: 400.
+    sock.send(&request(3, Some((0x0020, &[0, 1, 2])))).unwrap();
+    let n = sock.recv(&mut buf).unwrap();
+    let m = Message::new_checked(&buf[..n]).unwrap();
+    assert_eq!(m.attribute::<ErrorCode>().unwrap().unwrap().code, 400);
+
+    // Garbage and a corrupted FINGERPRINT: silence.
+    sock.send(b"definitely not STUN").unwrap();
+    let mut bad = request(4, None);
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff;
+    sock.send(&bad).unwrap();
+    assert!(sock.recv(&mut buf).is_err(), "garbage must not be answered");
+
+    // And the server still serves.
+    sock.send(&request(5, None)).unwrap();
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(
+        Message::new_checked(&buf[..n]).unwrap().transaction_id(),
+        TransactionId::new([5; 12])
+    );
+
+    let log = server.log_lines().join("\n");
+    assert!(
+        log.contains("answered 420") && log.contains("0x7abc"),
+        "log: {log}"
+    );
+}
+
+#[test]
+fn tcp_frames_split_and_coalesced() {
+    let server = Server::start(&["--listen", "127.0.0.1:0"]);
+    let mut s = TcpStream::connect(server.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // Two requests in one write, the second split across two writes.
+    let a = request(7, None);
+    let b = request(8, None);
+    let mut all = a.clone();
+    all.extend_from_slice(&b[..10]);
+    s.write_all(&all).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    s.write_all(&b[10..]).unwrap();
+    for tid in [7u8, 8] {
+        let mut head = [0u8; 20];
+        s.read_exact(&mut head).unwrap();
+        let len = u16::from_be_bytes([head[2], head[3]]) as usize;
+        let mut msg = head.to_vec();
+        msg.resize(20 + len, 0);
+        s.read_exact(&mut msg[20..]).unwrap();
+        let m = Message::new_checked(&msg[..]).unwrap();
+        assert_eq!(m.transaction_id(), TransactionId::new([tid; 12]));
+        assert_eq!(
+            m.attribute::<XorMappedAddress>().unwrap().unwrap().0,
+            s.local_addr().unwrap()
+        );
+    }
+    // A stream that is not STUN is closed.
+    s.write_all(b"\xffnot stun at all").unwrap();
+    let mut rest = Vec::new();
+    assert_eq!(s.read_to_end(&mut rest).unwrap_or(0), 0);
+}
+
+#[test]
+fn stops_cleanly_on_sigterm() {
+    let mut server = Server::start(&["--listen", "127.0.0.1:0"]);
+    assert!(server.terminate(), "causeway did not exit 0 after SIGTERM");
+}
+
+#[test]
+fn bad_config_is_refused_naming_the_field() {
+    let dir = std::env::temp_dir().join(format!("causeway-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.toml");
+    std::fs::write(&file, "listen = [\"127.0.0.1:0\"]\nlog_levle = \"info\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_causeway"))
+        .args(["serve", "--config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("log_levle"), "stderr: {err}");
+}
