@@ -130,17 +130,7 @@ impl<'b> MessageBuilder<'b> {
     /// writes the attribute header and zeroed padding. Nothing counts until
     /// [`Self::commit`].
     fn reserve(&mut self, t: AttributeType, value_len: usize) -> Result<Slot, EncodeError> {
-        let stage = match t {
-            AttributeType::MESSAGE_INTEGRITY if self.stage < Stage::AfterIntegrity => {
-                Stage::AfterIntegrity
-            }
-            AttributeType::MESSAGE_INTEGRITY_SHA256 if self.stage < Stage::AfterIntegritySha256 => {
-                Stage::AfterIntegritySha256
-            }
-            AttributeType::FINGERPRINT if self.stage < Stage::Done => Stage::Done,
-            _ if self.stage == Stage::Open => Stage::Open,
-            _ => return Err(EncodeError::AfterIntegrity { attribute: t }),
-        };
+        let stage = self.check_stage(t)?;
         let len16 =
             u16::try_from(value_len).map_err(|_| EncodeError::InvalidValue { attribute: t })?;
         let end = self.len + 4 + pad4(value_len);
@@ -167,6 +157,21 @@ impl<'b> MessageBuilder<'b> {
             value: value..value + value_len,
             end,
             stage,
+        })
+    }
+
+    /// The stage after adding `t`, or the error if `t` may not follow.
+    fn check_stage(&self, t: AttributeType) -> Result<Stage, EncodeError> {
+        Ok(match t {
+            AttributeType::MESSAGE_INTEGRITY if self.stage < Stage::AfterIntegrity => {
+                Stage::AfterIntegrity
+            }
+            AttributeType::MESSAGE_INTEGRITY_SHA256 if self.stage < Stage::AfterIntegritySha256 => {
+                Stage::AfterIntegritySha256
+            }
+            AttributeType::FINGERPRINT if self.stage < Stage::Done => Stage::Done,
+            _ if self.stage == Stage::Open => Stage::Open,
+            _ => return Err(EncodeError::AfterIntegrity { attribute: t }),
         })
     }
 
@@ -201,6 +206,41 @@ impl<'b> MessageBuilder<'b> {
         let slot = self.reserve(t, value.len())?;
         wire::put(self.buf, slot.value.start, value)
             .ok_or(EncodeError::InvalidValue { attribute: t })?;
+        self.commit(&slot);
+        Ok(())
+    }
+
+    /// Appends an attribute whose `value_len` value bytes the caller already placed
+    /// right after where its header goes (at offset `len() + 4` of the buffer): only
+    /// the header and the padding are written. This lets a relay wrap a payload it
+    /// received into a DATA attribute without copying it.
+    pub fn add_in_place(&mut self, t: AttributeType, value_len: usize) -> Result<(), EncodeError> {
+        let end = self.len + 4 + pad4(value_len);
+        let available = self.buf.len();
+        if end > available {
+            return Err(EncodeError::BufferTooSmall {
+                required: end,
+                available,
+            });
+        }
+        let stage = self.check_stage(t)?;
+        let len16 =
+            u16::try_from(value_len).map_err(|_| EncodeError::InvalidValue { attribute: t })?;
+        if end - HEADER_LEN > usize::from(u16::MAX) {
+            return Err(EncodeError::MessageTooLong);
+        }
+        let at = self.len;
+        wire::put_u16(self.buf, at, t.value())
+            .and_then(|()| wire::put_u16(self.buf, at + 2, len16))
+            .ok_or(EncodeError::InvalidValue { attribute: t })?;
+        if let Some(pad) = self.buf.get_mut(at + 4 + value_len..end) {
+            pad.fill(self.padding);
+        }
+        let slot = Slot {
+            value: at + 4..at + 4 + value_len,
+            end,
+            stage,
+        };
         self.commit(&slot);
         Ok(())
     }
@@ -348,6 +388,26 @@ mod test {
         assert_eq!(len, 32);
         assert_eq!(&buf[29..32], &[0, 0, 0]);
         assert_eq!(&buf[2..4], &[0, 12]);
+    }
+
+    #[test]
+    fn in_place_value() {
+        let mut buf = [0xeeu8; 64];
+        buf[24..29].copy_from_slice(b"hello");
+        let mut b = builder(&mut buf);
+        b.add_in_place(AttributeType::DATA, 5).unwrap();
+        let len = b.finish();
+        assert_eq!(len, 32);
+        let m = Message::new_checked(&buf[..len]).unwrap();
+        assert_eq!(
+            m.raw_attribute(AttributeType::DATA).unwrap().value(),
+            b"hello"
+        );
+        assert_eq!(&buf[29..32], &[0, 0, 0]);
+        let mut small = [0u8; 30];
+        let mut b = builder(&mut small);
+        assert!(b.add_in_place(AttributeType::DATA, 8).is_err());
+        assert_eq!(b.len(), 20);
     }
 
     #[test]

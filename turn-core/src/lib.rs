@@ -1,4 +1,70 @@
-//! TURN server and client state machines (RFC 8656, 5766, 6156), sans-IO, `no_std`,
-//! heap-free. Built on `stun-core`; see the workspace README for what lands here.
+//! TURN for relays and their clients, as sans-IO state machines: `no_std`, no heap,
+//! capacities fixed at compile time.
+//!
+//! This crate does **no I/O and reads no clock**. The caller feeds it what arrived
+//! (a client's packet on a listener, a peer's datagram on a relay socket), the time
+//! as an [`Instant`], and a [`server::Host`] through which the server asks for the
+//! few things it cannot do itself: bind and close relay sockets, look up a user's
+//! key, count quotas, and draw random bytes. It answers with what to send, where.
+//!
+//! - [`server`]: the TURN server of RFC 8656 (with RFC 6156 IPv6 and the dual
+//!   allocation of ADDITIONAL-ADDRESS-FAMILY): Allocate, Refresh, CreatePermission,
+//!   ChannelBind, Send/Data indications and ChannelData, long-term and time-limited
+//!   shared-secret credentials, stateless nonces, a deny-by-default peer policy,
+//!   quotas, rate limits and timers.
 #![no_std]
 #![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+pub mod server;
+mod time;
+
+pub use time::Instant;
+
+/// The transport between a client and the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Transport {
+    /// UDP.
+    Udp,
+    /// TCP.
+    Tcp,
+    /// TLS over TCP.
+    Tls,
+}
+
+impl Transport {
+    /// Whether messages travel on a byte stream (and ChannelData needs padding).
+    pub const fn is_stream(self) -> bool {
+        !matches!(self, Transport::Udp)
+    }
+
+    /// Lower-case name for logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
+}
+
+/// The 5-tuple that identifies a client's allocation: its address, the server
+/// address it talks to, and the transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FiveTuple {
+    /// The client's address as the server sees it.
+    pub client: core::net::SocketAddr,
+    /// The server's listening address the client sent to.
+    pub server: core::net::SocketAddr,
+    /// The transport.
+    pub transport: Transport,
+}

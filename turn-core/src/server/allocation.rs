@@ -1,0 +1,159 @@
+//! One allocation: its 5-tuple, relayed addresses, owner, key, lifetime,
+//! permissions, channel bindings and traffic counters. Sizes are fixed by the const
+//! generics `P` (permissions) and `C` (channels).
+
+use core::net::{IpAddr, SocketAddr};
+
+use stun_core::TransactionId;
+
+use super::config::{CHANNEL_COOLDOWN_SECS, USERNAME_MAX};
+use crate::{FiveTuple, Instant};
+
+/// A permission: the peer IP a client may exchange data with, until `expires`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Permission {
+    pub(crate) ip: IpAddr,
+    pub(crate) expires: Instant,
+}
+
+/// A channel binding. Relaying uses it until `expires`; the number and the peer stay
+/// reserved for [`CHANNEL_COOLDOWN_SECS`] after that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Channel {
+    pub(crate) number: u16,
+    pub(crate) peer: SocketAddr,
+    pub(crate) expires: Instant,
+}
+
+impl Channel {
+    pub(crate) fn is_live(&self, now: Instant) -> bool {
+        now < self.expires
+    }
+
+    pub(crate) fn is_gone(&self, now: Instant) -> bool {
+        now >= self.expires.plus_secs(CHANNEL_COOLDOWN_SECS)
+    }
+}
+
+/// A relay socket: where it is bound, and what is advertised for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Relay {
+    /// The address the socket is bound to (the private side).
+    pub local: SocketAddr,
+    /// The address sent in XOR-RELAYED-ADDRESS (static NAT's public side).
+    pub advertised: SocketAddr,
+}
+
+/// Bytes and packets relayed, each way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Traffic {
+    /// Packets from the client relayed to peers.
+    pub to_peer_packets: u64,
+    /// Payload bytes from the client relayed to peers.
+    pub to_peer_bytes: u64,
+    /// Packets from peers relayed to the client.
+    pub from_peer_packets: u64,
+    /// Payload bytes from peers relayed to the client.
+    pub from_peer_bytes: u64,
+}
+
+/// An allocation.
+#[derive(Debug, Clone)]
+pub struct Allocation<const P: usize, const C: usize> {
+    pub(crate) tuple: FiveTuple,
+    /// IPv4 relay in slot 0, IPv6 relay in slot 1.
+    pub(crate) relays: [Option<Relay>; 2],
+    pub(crate) username: heapless::String<USERNAME_MAX>,
+    pub(crate) created: Instant,
+    pub(crate) expires: Instant,
+    pub(crate) permissions: heapless::Vec<Permission, P>,
+    pub(crate) channels: heapless::Vec<Channel, C>,
+    pub(crate) traffic: Traffic,
+    /// The Allocate transaction, to answer its retransmissions.
+    pub(crate) allocate_tid: TransactionId,
+    /// RESERVATION-TOKEN handed out with it, if any.
+    pub(crate) token: Option<[u8; 8]>,
+    /// Whether a requested IPv6 half of a dual allocation failed (440).
+    pub(crate) v6_refused: bool,
+}
+
+impl<const P: usize, const C: usize> Allocation<P, C> {
+    /// The client's 5-tuple.
+    pub fn five_tuple(&self) -> &FiveTuple {
+        &self.tuple
+    }
+
+    /// The relay sockets (one or two: IPv4 and IPv6).
+    pub fn relays(&self) -> impl Iterator<Item = &Relay> {
+        self.relays.iter().flatten()
+    }
+
+    /// The user that created it.
+    pub fn username(&self) -> &str {
+        &self.username
+    }
+
+    /// When it was created.
+    pub fn created(&self) -> Instant {
+        self.created
+    }
+
+    /// When it expires unless refreshed.
+    pub fn expires(&self) -> Instant {
+        self.expires
+    }
+
+    /// Traffic relayed.
+    pub fn traffic(&self) -> &Traffic {
+        &self.traffic
+    }
+
+    /// Permissions currently installed (live or not yet swept).
+    pub fn permission_count(&self) -> usize {
+        self.permissions.len()
+    }
+
+    /// Channel bindings (live, or cooling down after expiry).
+    pub fn channel_count(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// The relay for a peer of `ip`'s family, and its index (0 IPv4, 1 IPv6).
+    pub(crate) fn relay_for(&self, ip: &IpAddr) -> Option<(u8, &Relay)> {
+        let i = u8::from(ip.is_ipv6());
+        self.relays
+            .get(usize::from(i))
+            .and_then(Option::as_ref)
+            .map(|r| (i, r))
+    }
+
+    /// Whether data to or from `ip` is permitted at `now`.
+    pub(crate) fn permits(&self, ip: &IpAddr, now: Instant) -> bool {
+        self.permissions
+            .iter()
+            .any(|p| p.ip == *ip && now < p.expires)
+    }
+
+    /// The live channel bound to `peer`, if any.
+    pub(crate) fn channel_for_peer(&self, peer: &SocketAddr, now: Instant) -> Option<u16> {
+        self.channels
+            .iter()
+            .find(|c| c.peer == *peer && c.is_live(now))
+            .map(|c| c.number)
+    }
+
+    /// The peer of live channel `number`, if any.
+    pub(crate) fn channel_peer(&self, number: u16, now: Instant) -> Option<SocketAddr> {
+        self.channels
+            .iter()
+            .find(|c| c.number == number && c.is_live(now))
+            .map(|c| c.peer)
+    }
+
+    /// Drops expired permissions and channels past their cooldown.
+    pub(crate) fn prune(&mut self, now: Instant) {
+        self.permissions.retain(|p| now < p.expires);
+        self.channels.retain(|c| !c.is_gone(now));
+    }
+}

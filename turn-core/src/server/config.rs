@@ -1,0 +1,185 @@
+//! The server's configuration: realm, credentials, lifetimes, relay addresses and
+//! ports, peer policy, and limits.
+
+use core::fmt;
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use super::policy::PeerPolicy;
+
+/// Permission lifetime (RFC 8656 §9: 300 s, not negotiable).
+pub const PERMISSION_LIFETIME_SECS: u64 = 300;
+/// Channel binding lifetime (RFC 8656 §12: 600 s).
+pub const CHANNEL_LIFETIME_SECS: u64 = 600;
+/// After a channel binding expires, its number and peer stay unavailable to other
+/// bindings this long (RFC 8656 §12).
+pub const CHANNEL_COOLDOWN_SECS: u64 = 300;
+/// How long an EVEN-PORT reservation is held (RFC 8656 §7.2 suggests ~30 s).
+pub const RESERVATION_LIFETIME_SECS: u64 = 30;
+/// Longest username the server stores with an allocation.
+pub const USERNAME_MAX: usize = 128;
+
+/// The TURN server's configuration. [`Config::new`] gives the defaults of RFC 8656
+/// and of the reference deployment's relay port range.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The realm (the reference deployment uses `TANDBERG`).
+    pub realm: heapless::String<64>,
+    /// SOFTWARE attribute in success responses; empty to omit.
+    pub software: heapless::String<64>,
+    /// Seconds after which a nonce is stale (438).
+    pub nonce_lifetime_secs: u64,
+    /// Secret of time-limited credentials (TURN REST scheme); empty: disabled.
+    pub shared_secret: heapless::Vec<u8, 128>,
+    /// Allocation lifetime when the client asks for less (RFC 8656: 600 s).
+    pub default_lifetime_secs: u64,
+    /// The most an allocation may ask for.
+    pub max_lifetime_secs: u64,
+    /// Address IPv4 relay sockets bind to (the private side).
+    pub relay_v4: Option<Ipv4Addr>,
+    /// Address IPv6 relay sockets bind to.
+    pub relay_v6: Option<Ipv6Addr>,
+    /// IPv4 address advertised in XOR-RELAYED-ADDRESS (static NAT); default the
+    /// relay address.
+    pub external_v4: Option<Ipv4Addr>,
+    /// IPv6 address advertised in XOR-RELAYED-ADDRESS; default the relay address.
+    pub external_v6: Option<Ipv6Addr>,
+    /// Lowest relay port.
+    pub port_min: u16,
+    /// Highest relay port.
+    pub port_max: u16,
+    /// Which peers may be relayed to.
+    pub policy: PeerPolicy,
+    /// Sent with 300 Try Alternate when this node is full.
+    pub alternate_server: Option<SocketAddr>,
+    /// Unauthenticated answers (401, 438) allowed per source IP at once...
+    pub unauth_burst: u32,
+    /// ...and per second after that; past it, silence.
+    pub unauth_per_sec: u32,
+    /// Whether the host can send with the DF bit set; without it, DONT-FRAGMENT is
+    /// refused with 420 as RFC 8656 §7.2 requires.
+    pub dont_fragment: bool,
+}
+
+/// A configuration the server refuses, naming the field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ConfigError {
+    /// The field.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub problem: &'static str,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`: {}", self.field, self.problem)
+    }
+}
+
+impl core::error::Error for ConfigError {}
+
+impl Config {
+    /// Defaults: 600 s allocations (at most 3600 s), nonces stale after 600 s,
+    /// relay ports 49152-65535, 10 unauthenticated answers per IP then 5 per second,
+    /// no relay address yet (set at least one).
+    pub fn new(realm: &str) -> Config {
+        let mut r = heapless::String::new();
+        let _ = r.push_str(realm);
+        let mut software = heapless::String::new();
+        let _ = software.push_str("causeway");
+        Config {
+            realm: r,
+            software,
+            nonce_lifetime_secs: 600,
+            shared_secret: heapless::Vec::new(),
+            default_lifetime_secs: 600,
+            max_lifetime_secs: 3600,
+            relay_v4: None,
+            relay_v6: None,
+            external_v4: None,
+            external_v6: None,
+            port_min: 49152,
+            port_max: 65535,
+            policy: PeerPolicy::default(),
+            alternate_server: None,
+            unauth_burst: 10,
+            unauth_per_sec: 5,
+            dont_fragment: false,
+        }
+    }
+
+    /// Checks the configuration; the server refuses to start otherwise.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let e = |field, problem| Err(ConfigError { field, problem });
+        if self.realm.is_empty() {
+            return e("realm", "must not be empty");
+        }
+        if self.port_min == 0 || self.port_min > self.port_max {
+            return e("relay_range", "needs 1 <= low <= high");
+        }
+        if self.relay_v4.is_none() && self.relay_v6.is_none() {
+            return e("relay_ip", "at least one relay address is needed");
+        }
+        if self
+            .relay_v4
+            .is_some_and(|a| a.is_unspecified() || a.is_multicast())
+            || self
+                .relay_v6
+                .is_some_and(|a| a.is_unspecified() || a.is_multicast())
+        {
+            return e("relay_ip", "must be a unicast address of this host");
+        }
+        if self.default_lifetime_secs == 0 || self.max_lifetime_secs < self.default_lifetime_secs {
+            return e(
+                "max_lifetime",
+                "must be at least the default lifetime (600 s)",
+            );
+        }
+        if self.nonce_lifetime_secs == 0 {
+            return e("nonce_lifetime", "must be at least 1 s");
+        }
+        Ok(())
+    }
+
+    /// The address relayed-address sockets of `family` bind to.
+    pub(crate) fn relay_ip(&self, v6: bool) -> Option<IpAddr> {
+        if v6 {
+            self.relay_v6.map(IpAddr::V6)
+        } else {
+            self.relay_v4.map(IpAddr::V4)
+        }
+    }
+
+    /// The address advertised for a relay socket bound to `local`.
+    pub(crate) fn advertised(&self, local: SocketAddr) -> SocketAddr {
+        let ip = match local.ip() {
+            IpAddr::V4(a) => IpAddr::V4(self.external_v4.unwrap_or(a)),
+            IpAddr::V6(a) => IpAddr::V6(self.external_v6.unwrap_or(a)),
+        };
+        SocketAddr::new(ip, local.port())
+    }
+
+    /// Whether `addr` is one of this server's relayed transport addresses (a relay
+    /// or advertised IP, with a port in the relay range).
+    pub(crate) fn is_relayed_address(&self, addr: SocketAddr) -> bool {
+        let ip = addr.ip();
+        let ours = [
+            self.relay_v4.map(IpAddr::V4),
+            self.relay_v6.map(IpAddr::V6),
+            self.external_v4.map(IpAddr::V4),
+            self.external_v6.map(IpAddr::V6),
+        ];
+        ours.iter().flatten().any(|o| *o == ip)
+            && (self.port_min..=self.port_max).contains(&addr.port())
+    }
+
+    /// Secret for time-limited credentials, if configured.
+    pub(crate) fn shared_secret(&self) -> Option<&[u8]> {
+        (!self.shared_secret.is_empty()).then_some(self.shared_secret.as_slice())
+    }
+
+    /// SOFTWARE to send, if any.
+    pub(crate) fn software(&self) -> Option<&str> {
+        (!self.software.is_empty()).then_some(self.software.as_str())
+    }
+}

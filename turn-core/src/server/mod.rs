@@ -1,0 +1,465 @@
+//! The TURN server (RFC 8656): a sans-IO state machine over a fixed-capacity
+//! allocation table.
+//!
+//! # Driving it
+//! - [`Server::handle_client`] with every packet a client sends to a listener (a
+//!   UDP datagram, or one frame cut from a TCP/TLS stream with
+//!   [`stun_core::demux::stream_frame`]). It returns a [`ClientOutput`]: a reply to
+//!   send back on the same 5-tuple, data to send from a relay socket to a peer, or
+//!   nothing (with the [`Refusal`] to log).
+//! - [`Server::handle_peer`] with every datagram a relay socket receives, placed at
+//!   [`PEER_HEADROOM`] in a buffer with 3 spare bytes after it, so the server can
+//!   wrap it in a ChannelData or Data indication header in place. It returns what to
+//!   send to the client.
+//! - [`Server::poll_timeout`] says when [`Server::handle_timeout`] must next be
+//!   called; it expires allocations, permissions, channels and reservations.
+//! - [`Server::poll_event`] yields allocations created and deleted, for logs.
+//!
+//! The [`Host`] passed to these calls binds and closes relay sockets, looks up
+//! users' keys, counts quotas, and supplies random bytes.
+//!
+//! # Memory
+//! Storage is the caller's: `S` holds [`Slot`]s (one allocation each, with up to
+//! `P` permissions and `C` channel bindings inline) and `I` holds `u32` index
+//! entries, at least twice as many as slots. `size_of::<Slot<P, C>>()` is the state
+//! per allocation; the README gives it for the sizes the std server uses.
+//!
+//! # Errors
+//! Every refusal maps to the error code RFC 8656 lists (see [`Refusal::code`]). A
+//! request that fails authentication changes no state; neither does any malformed
+//! packet.
+
+mod allocation;
+mod auth;
+mod config;
+mod nonce;
+pub mod policy;
+mod ratelimit;
+mod refusal;
+mod relay;
+mod requests;
+mod respond;
+mod table;
+
+use core::net::SocketAddr;
+use core::ops::Range;
+
+use stun_core::credentials::LongTermKey;
+use stun_core::demux::{self, PacketKind};
+use stun_core::{Class, Message, Method, TransactionId};
+
+pub use allocation::{Allocation, Relay, Traffic};
+pub use config::{
+    CHANNEL_COOLDOWN_SECS, CHANNEL_LIFETIME_SECS, Config, ConfigError, PERMISSION_LIFETIME_SECS,
+    RESERVATION_LIFETIME_SECS, USERNAME_MAX,
+};
+pub use nonce::{NONCE_LEN, NonceCheck, NonceText, Nonces};
+pub use ratelimit::RateLimiter;
+pub use refusal::{BadRequest, Refusal};
+pub use relay::PEER_HEADROOM;
+pub use table::Slot;
+
+use crate::{FiveTuple, Instant};
+
+/// Identifies one relay socket: an allocation's slot, its generation (so a handle
+/// outliving its allocation misses), and which socket (IPv4, IPv6, or a port held by
+/// an EVEN-PORT reservation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct RelayHandle {
+    /// Slot index (or reservation index).
+    pub slot: u32,
+    /// Generation of the slot when the socket was bound.
+    pub generation: u32,
+    /// 0: IPv4 relay, 1: IPv6 relay, 2: reserved port (no traffic).
+    pub which: u8,
+}
+
+impl RelayHandle {
+    /// `which` of a port held for an EVEN-PORT reservation.
+    pub const RESERVED: u8 = 2;
+}
+
+/// Why the host could not bind a relay socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum BindError {
+    /// The port is taken; the server tries another.
+    InUse,
+    /// The address cannot be bound at all (not local, no permission, out of
+    /// sockets); the server stops trying.
+    Unavailable,
+}
+
+/// Why the host refused to count another allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum QuotaError {
+    /// The user has reached its quota (486).
+    User,
+    /// The server has reached its total (508, or 300 to the alternate server).
+    Total,
+}
+
+/// What the server needs from its environment.
+pub trait Host {
+    /// The long-term key of `username` in `realm` from the local credential
+    /// database, or `None` if there is no such user.
+    fn long_term_key(&mut self, username: &str, realm: &str) -> Option<LongTermKey>;
+
+    /// Opens a relay socket bound to `local`. Its datagrams go to
+    /// [`Server::handle_peer`] with `handle`.
+    fn bind_relay(&mut self, handle: RelayHandle, local: SocketAddr) -> Result<(), BindError>;
+
+    /// Closes the relay socket bound for `handle`.
+    fn close_relay(&mut self, handle: RelayHandle, local: SocketAddr);
+
+    /// Counts a new allocation of `username` against the quotas.
+    fn acquire_quota(&mut self, username: &str) -> Result<(), QuotaError>;
+
+    /// Releases what [`Host::acquire_quota`] counted.
+    fn release_quota(&mut self, username: &str);
+
+    /// Fills `buf` from a cryptographically secure random source.
+    fn random(&mut self, buf: &mut [u8]);
+}
+
+/// What to do with a client's packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "a reply or relayed data must be sent"]
+pub enum ClientOutput {
+    /// Nothing to send; the refusal says why, if there is one to log.
+    Drop(Option<Refusal>),
+    /// Send `out[..len]` back to the client on the same 5-tuple. `refusal` is set
+    /// when it is an error response.
+    Reply {
+        /// Bytes written into `out`.
+        len: usize,
+        /// Why the request was refused, for an error response.
+        refusal: Option<Refusal>,
+    },
+    /// Send `packet[data]` from the relay socket `relay` (bound to `from`) to `peer`.
+    Relay {
+        /// The relay socket.
+        relay: RelayHandle,
+        /// Its local address.
+        from: SocketAddr,
+        /// The peer.
+        peer: SocketAddr,
+        /// The payload's range in the packet.
+        data: Range<usize>,
+    },
+}
+
+/// What to do with a peer's datagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "relayed data must be sent"]
+pub enum PeerOutput {
+    /// Drop it (no permission, no allocation).
+    Drop,
+    /// Send `buf[data]` to the client of `tuple` (from its listener).
+    Forward {
+        /// The client's 5-tuple.
+        tuple: FiveTuple,
+        /// The range of the buffer to send (a ChannelData or Data indication).
+        data: Range<usize>,
+    },
+}
+
+/// Why an allocation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum EndReason {
+    /// Its lifetime ran out.
+    Expired,
+    /// The client deleted it (Refresh with LIFETIME 0).
+    Released,
+}
+
+/// Something worth a log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// An allocation was created.
+    Allocated {
+        /// The client's 5-tuple.
+        tuple: FiveTuple,
+        /// The user.
+        username: heapless::String<USERNAME_MAX>,
+        /// Advertised relayed address (the first one).
+        relayed: SocketAddr,
+        /// Lifetime granted, seconds.
+        lifetime: u64,
+    },
+    /// An allocation ended.
+    Ended {
+        /// The client's 5-tuple.
+        tuple: FiveTuple,
+        /// The user.
+        username: heapless::String<USERNAME_MAX>,
+        /// Why.
+        reason: EndReason,
+        /// What it relayed.
+        traffic: Traffic,
+    },
+}
+
+/// A port held for an EVEN-PORT reservation.
+#[derive(Debug, Clone, Copy)]
+struct Reservation {
+    token: [u8; 8],
+    local: SocketAddr,
+    expires: Instant,
+    handle: RelayHandle,
+}
+
+/// Counters over the server's life.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Allocations created.
+    pub allocations_created: u64,
+    /// Allocations ended.
+    pub allocations_ended: u64,
+    /// Requests refused with an error response, or dropped for a reason.
+    pub refused: u64,
+    /// Packets relayed client to peer.
+    pub to_peer_packets: u64,
+    /// Bytes relayed client to peer.
+    pub to_peer_bytes: u64,
+    /// Packets relayed peer to client.
+    pub from_peer_packets: u64,
+    /// Bytes relayed peer to client.
+    pub from_peer_bytes: u64,
+    /// Peer datagrams dropped (no permission or allocation).
+    pub peer_dropped: u64,
+}
+
+/// The TURN server. See the module docs for how to drive it.
+pub struct Server<S, I, const P: usize, const C: usize> {
+    cfg: Config,
+    nonces: Nonces,
+    table: table::Table<S, I, P, C>,
+    limiter: RateLimiter<64>,
+    reservations: heapless::Vec<Reservation, 8>,
+    tid_base: [u8; 12],
+    tid_counter: u64,
+    next_sweep: Option<Instant>,
+    events: heapless::Deque<Event, 16>,
+    counters: Counters,
+}
+
+impl<S, I, const P: usize, const C: usize> core::fmt::Debug for Server<S, I, P, C> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Server")
+            .field("realm", &self.cfg.realm)
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, I, const P: usize, const C: usize> Server<S, I, P, C>
+where
+    S: AsRef<[Slot<P, C>]> + AsMut<[Slot<P, C>]>,
+    I: AsRef<[u32]> + AsMut<[u32]>,
+{
+    /// A server over the caller's storage. `secret` must come from a secure random
+    /// source: it keys nonces and the table's hash. Fails on a bad configuration or
+    /// an index smaller than twice the slots.
+    pub fn new(cfg: Config, slots: S, index: I, secret: [u8; 32]) -> Result<Self, ConfigError> {
+        cfg.validate()?;
+        if index.as_ref().len() < 2 * slots.as_ref().len() || slots.as_ref().is_empty() {
+            return Err(ConfigError {
+                field: "storage",
+                problem: "need at least one slot and an index of twice as many entries",
+            });
+        }
+        let seed = u64::from_le_bytes([
+            secret[0], secret[1], secret[2], secret[3], secret[4], secret[5], secret[6], secret[7],
+        ]);
+        let mut tid_base = [0u8; 12];
+        for (t, s) in tid_base.iter_mut().zip(secret.iter().rev()) {
+            *t = *s;
+        }
+        Ok(Server {
+            nonces: Nonces::new(secret, cfg.nonce_lifetime_secs),
+            limiter: RateLimiter::new(cfg.unauth_burst, cfg.unauth_per_sec),
+            cfg,
+            table: table::Table::new(slots, index, seed),
+            reservations: heapless::Vec::new(),
+            tid_base,
+            tid_counter: 0,
+            next_sweep: None,
+            events: heapless::Deque::new(),
+            counters: Counters::default(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Counters over the server's life.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Live allocations.
+    pub fn allocation_count(&self) -> usize {
+        self.table.len()
+    }
+
+    /// How many allocations the storage holds.
+    pub fn capacity(&self) -> usize {
+        self.table.capacity()
+    }
+
+    /// Every live allocation, for status pages.
+    pub fn allocations(&self) -> impl Iterator<Item = &Allocation<P, C>> {
+        self.table.iter().map(|(_, a)| a)
+    }
+
+    /// Handles a packet from a client. `out` receives a reply (1500 bytes is
+    /// plenty; a reply that does not fit is dropped).
+    pub fn handle_client(
+        &mut self,
+        now: Instant,
+        host: &mut impl Host,
+        tuple: FiveTuple,
+        packet: &[u8],
+        out: &mut [u8],
+    ) -> ClientOutput {
+        let output = match demux::classify(packet) {
+            PacketKind::ChannelData => self.client_channel_data(now, &tuple, packet),
+            PacketKind::Stun => self.client_stun(now, host, &tuple, packet, out),
+            _ => ClientOutput::Drop(Some(Refusal::Unexpected)),
+        };
+        if matches!(
+            output,
+            ClientOutput::Drop(Some(_))
+                | ClientOutput::Reply {
+                    refusal: Some(_),
+                    ..
+                }
+        ) {
+            self.counters.refused += 1;
+        }
+        output
+    }
+
+    fn client_stun(
+        &mut self,
+        now: Instant,
+        host: &mut impl Host,
+        tuple: &FiveTuple,
+        packet: &[u8],
+        out: &mut [u8],
+    ) -> ClientOutput {
+        let msg = match Message::new_checked(packet) {
+            Ok(m) => m,
+            Err(e) => return ClientOutput::Drop(Some(Refusal::Malformed(e))),
+        };
+        if msg.has_fingerprint() && msg.verify_fingerprint().is_err() {
+            return ClientOutput::Drop(Some(Refusal::BadFingerprint));
+        }
+        match (msg.class(), msg.method()) {
+            (Class::Indication, Method::SEND) => self.send_indication(now, tuple, &msg),
+            (Class::Request, _) => self.request(now, host, tuple, &msg, out),
+            _ => ClientOutput::Drop(Some(Refusal::Unexpected)),
+        }
+    }
+
+    /// When [`Self::handle_timeout`] must next be called, if anything can expire.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_sweep
+    }
+
+    /// Expires what is due at `now`: allocations (closing their relay sockets and
+    /// releasing their quota), permissions, channel bindings and reservations.
+    pub fn handle_timeout(&mut self, now: Instant, host: &mut impl Host) {
+        if self.next_sweep.is_none_or(|t| now < t) {
+            return;
+        }
+        for slot in 0..self.table.slot_count() {
+            let expired = match self.table.get_mut(slot) {
+                Some(a) if now >= a.expires => true,
+                Some(a) => {
+                    a.prune(now);
+                    false
+                }
+                None => false,
+            };
+            if expired {
+                self.end_allocation(slot, host, EndReason::Expired);
+            }
+        }
+        let mut i = 0;
+        while let Some(r) = self.reservations.get(i).copied() {
+            if now >= r.expires {
+                host.close_relay(r.handle, r.local);
+                self.reservations.swap_remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        self.schedule(now);
+    }
+
+    /// Sets the next sweep a second from `now`, or none if nothing can expire.
+    fn schedule(&mut self, now: Instant) {
+        self.next_sweep = if self.table.len() > 0 || !self.reservations.is_empty() {
+            Some(now.plus_millis(1000))
+        } else {
+            None
+        };
+    }
+
+    /// The next event for the log, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    fn push_event(&mut self, e: Event) {
+        if self.events.is_full() {
+            self.events.pop_front();
+        }
+        let _ = self.events.push_back(e);
+    }
+
+    /// Removes the allocation in `slot`, closes its relays and releases its quota.
+    fn end_allocation(&mut self, slot: usize, host: &mut impl Host, reason: EndReason) {
+        let Some(generation) = self.table.generation(slot) else {
+            return;
+        };
+        let Some(a) = self.table.remove(slot) else {
+            return;
+        };
+        for (which, r) in a.relays.iter().enumerate() {
+            if let Some(r) = r {
+                let handle = RelayHandle {
+                    slot: slot as u32,
+                    generation,
+                    which: which as u8,
+                };
+                host.close_relay(handle, r.local);
+            }
+        }
+        host.release_quota(&a.username);
+        self.counters.allocations_ended += 1;
+        self.push_event(Event::Ended {
+            tuple: a.tuple,
+            username: a.username,
+            reason,
+            traffic: a.traffic,
+        });
+    }
+
+    /// A transaction id for a Data indication: unique, not guessable in advance.
+    fn next_tid(&mut self) -> TransactionId {
+        self.tid_counter = self.tid_counter.wrapping_add(1);
+        let mut id = self.tid_base;
+        for (b, c) in id.iter_mut().zip(self.tid_counter.to_le_bytes()) {
+            *b ^= c;
+        }
+        TransactionId::new(id)
+    }
+}

@@ -1,0 +1,223 @@
+//! Why a client's packet was refused or dropped: one value per cause an operator
+//! acts on, with the STUN error code it earned and a log line's worth of text.
+
+use core::fmt;
+use core::net::IpAddr;
+
+use stun_core::{AttributeError, AttributeType, ParseError};
+
+/// What was wrong with a request that earned 400 Bad Request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum BadRequest {
+    /// A required attribute is missing.
+    Missing(AttributeType),
+    /// An attribute's value is malformed.
+    Malformed(AttributeError),
+    /// CHANNEL-NUMBER outside 0x4000..=0x4FFF.
+    ChannelOutOfRange(u16),
+    /// The channel is bound to another peer.
+    ChannelBoundElsewhere(u16),
+    /// The peer is bound to another channel.
+    PeerBoundElsewhere(u16),
+    /// RESERVATION-TOKEN together with EVEN-PORT or REQUESTED-ADDRESS-FAMILY.
+    TokenConflict,
+    /// REQUESTED-ADDRESS-FAMILY together with ADDITIONAL-ADDRESS-FAMILY, or an
+    /// ADDITIONAL-ADDRESS-FAMILY other than IPv6.
+    FamilyConflict,
+    /// A method the server does not serve.
+    UnsupportedMethod(u16),
+    /// The username is longer than the server stores.
+    UsernameTooLong,
+}
+
+/// Why a packet from a client was refused (with an error response) or dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Refusal {
+    /// 401 with REALM and NONCE: the normal first round of long-term auth.
+    Challenge,
+    /// A source over its budget of unauthenticated requests: dropped.
+    RateLimited,
+    /// 438: the nonce is too old; a new one was sent.
+    StaleNonce,
+    /// 401: the username is not in the credential database.
+    UnknownUser,
+    /// 401: MESSAGE-INTEGRITY does not match: client and server passwords differ.
+    IntegrityFailure,
+    /// 401: a time-limited credential whose expiry has passed.
+    CredentialExpired {
+        /// Expiry in the username (UNIX seconds).
+        expiry: u64,
+        /// The server's time (UNIX seconds).
+        now: u64,
+    },
+    /// 401: the request names another realm.
+    WrongRealm,
+    /// 441: the request's username is not the one that created the allocation.
+    WrongCredentials,
+    /// 437: no allocation for this 5-tuple (or, for Allocate, one already exists).
+    AllocationMismatch,
+    /// 442: a relay transport other than UDP.
+    UnsupportedTransport(u8),
+    /// 440: the relay address family is not configured.
+    FamilyNotSupported,
+    /// 443: the peer's family differs from every relayed address's.
+    PeerFamilyMismatch,
+    /// 403: the peer policy forbids this peer.
+    ForbiddenPeer(IpAddr),
+    /// 486: the user has as many allocations as the quota allows.
+    UserQuota,
+    /// 508 (or 300 to the alternate server): the server is full.
+    Capacity,
+    /// 508: no relay port could be bound in the configured range.
+    NoRelayPort,
+    /// 508: the allocation holds as many permissions or channels as it can.
+    AllocationFull,
+    /// 400 Bad Request.
+    BadRequest(BadRequest),
+    /// 420 Unknown Attribute (the first one).
+    UnknownAttribute(AttributeType),
+    /// Not STUN or ChannelData at all: dropped.
+    Malformed(ParseError),
+    /// FINGERPRINT present but wrong: dropped.
+    BadFingerprint,
+    /// A response or an unexpected indication: dropped.
+    Unexpected,
+    /// Data for a peer without a permission: dropped.
+    NoPermission(IpAddr),
+    /// ChannelData on a channel that is not bound: dropped.
+    NoChannel(u16),
+    /// A Send indication or ChannelData from a 5-tuple with no allocation: dropped.
+    NoAllocation,
+    /// The response did not fit the output buffer.
+    OutputTooSmall,
+}
+
+impl Refusal {
+    /// The STUN error code sent, or `None` when the packet is dropped silently.
+    pub const fn code(&self) -> Option<u16> {
+        Some(match self {
+            Refusal::Challenge
+            | Refusal::UnknownUser
+            | Refusal::IntegrityFailure
+            | Refusal::CredentialExpired { .. }
+            | Refusal::WrongRealm => 401,
+            Refusal::StaleNonce => 438,
+            Refusal::WrongCredentials => 441,
+            Refusal::AllocationMismatch => 437,
+            Refusal::UnsupportedTransport(_) => 442,
+            Refusal::FamilyNotSupported => 440,
+            Refusal::PeerFamilyMismatch => 443,
+            Refusal::ForbiddenPeer(_) => 403,
+            Refusal::UserQuota => 486,
+            Refusal::Capacity | Refusal::NoRelayPort | Refusal::AllocationFull => 508,
+            Refusal::BadRequest(_) => 400,
+            Refusal::UnknownAttribute(_) => 420,
+            Refusal::RateLimited
+            | Refusal::Malformed(_)
+            | Refusal::BadFingerprint
+            | Refusal::Unexpected
+            | Refusal::NoPermission(_)
+            | Refusal::NoChannel(_)
+            | Refusal::NoAllocation
+            | Refusal::OutputTooSmall => return None,
+        })
+    }
+
+    /// Whether an operator should see it at the default log level: the routine
+    /// first-round 401 and per-packet drops are not worth a line each.
+    pub const fn is_notable(&self) -> bool {
+        !matches!(
+            self,
+            Refusal::Challenge
+                | Refusal::Malformed(_)
+                | Refusal::Unexpected
+                | Refusal::NoPermission(_)
+                | Refusal::NoChannel(_)
+                | Refusal::NoAllocation
+                | Refusal::RateLimited
+        )
+    }
+}
+
+impl fmt::Display for BadRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BadRequest::Missing(t) => write!(f, "missing {t}"),
+            BadRequest::Malformed(e) => write!(f, "{e}"),
+            BadRequest::ChannelOutOfRange(c) => {
+                write!(f, "channel 0x{c:04x} outside 0x4000-0x4FFF")
+            }
+            BadRequest::ChannelBoundElsewhere(c) => {
+                write!(f, "channel 0x{c:04x} is already bound to another peer")
+            }
+            BadRequest::PeerBoundElsewhere(c) => {
+                write!(f, "peer is already bound to channel 0x{c:04x}")
+            }
+            BadRequest::TokenConflict => f.write_str(
+                "RESERVATION-TOKEN cannot come with EVEN-PORT or REQUESTED-ADDRESS-FAMILY",
+            ),
+            BadRequest::FamilyConflict => f.write_str(
+                "ADDITIONAL-ADDRESS-FAMILY must be IPv6 and cannot come with REQUESTED-ADDRESS-FAMILY",
+            ),
+            BadRequest::UnsupportedMethod(m) => write!(f, "method 0x{m:03x} is not served"),
+            BadRequest::UsernameTooLong => f.write_str("username longer than the server stores"),
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::Challenge => f.write_str("401 challenge sent (first round of authentication)"),
+            Refusal::RateLimited => {
+                f.write_str("dropped: too many unauthenticated requests from this address")
+            }
+            Refusal::StaleNonce => f.write_str("438 stale nonce: a fresh nonce was sent"),
+            Refusal::UnknownUser => {
+                f.write_str("401 unknown user: not in the credential database (check credentials)")
+            }
+            Refusal::IntegrityFailure => f.write_str(
+                "401 integrity check failed: client and server passwords differ (check credentials)",
+            ),
+            Refusal::CredentialExpired { expiry, now } => write!(
+                f,
+                "401 time-limited credential expired {} s ago (check the issuer's clock and TTL)",
+                now.saturating_sub(*expiry)
+            ),
+            Refusal::WrongRealm => f.write_str("401 wrong realm (check the realm on both sides)"),
+            Refusal::WrongCredentials => {
+                f.write_str("441 wrong credentials: username differs from the allocation's")
+            }
+            Refusal::AllocationMismatch => f.write_str("437 allocation mismatch"),
+            Refusal::UnsupportedTransport(p) => {
+                write!(f, "442 unsupported transport protocol {p} (only UDP relays)")
+            }
+            Refusal::FamilyNotSupported => {
+                f.write_str("440 address family not supported (no relay address of that family)")
+            }
+            Refusal::PeerFamilyMismatch => f.write_str("443 peer address family mismatch"),
+            Refusal::ForbiddenPeer(ip) => write!(f, "403 forbidden peer {ip} (peer policy)"),
+            Refusal::UserQuota => f.write_str("486 allocation quota reached for this user"),
+            Refusal::Capacity => f.write_str("508 server at capacity"),
+            Refusal::NoRelayPort => {
+                f.write_str("508 no relay port free in the configured range")
+            }
+            Refusal::AllocationFull => {
+                f.write_str("508 allocation holds as many permissions or channels as it can")
+            }
+            Refusal::BadRequest(b) => write!(f, "400 bad request: {b}"),
+            Refusal::UnknownAttribute(t) => write!(f, "420 unknown attribute {t}"),
+            Refusal::Malformed(e) => write!(f, "dropped: {e}"),
+            Refusal::BadFingerprint => f.write_str("dropped: bad FINGERPRINT"),
+            Refusal::Unexpected => f.write_str("dropped: not a request the server answers"),
+            Refusal::NoPermission(ip) => write!(f, "dropped: no permission for peer {ip}"),
+            Refusal::NoChannel(c) => write!(f, "dropped: channel 0x{c:04x} is not bound"),
+            Refusal::NoAllocation => f.write_str("dropped: no allocation for this 5-tuple"),
+            Refusal::OutputTooSmall => f.write_str("dropped: response did not fit the buffer"),
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! The data path: Send indications and ChannelData from clients to peers, and peer
+//! datagrams back to clients as ChannelData (when a channel is bound) or Data
+//! indications, written in place in front of the payload.
+
+use core::net::SocketAddr;
+
+use stun_core::attributes::{Data, DontFragment, XorPeerAddress};
+use stun_core::channel_data::{self, ChannelData};
+use stun_core::{AttributeType, Class, HEADER_LEN, Message, MessageBuilder, MessageType, Method};
+
+use super::refusal::Refusal;
+use super::{ClientOutput, PeerOutput, RelayHandle, Server, Slot};
+use crate::{FiveTuple, Instant};
+
+/// Bytes a peer's datagram must be preceded by in the buffer given to
+/// [`Server::handle_peer`]: room for a Data indication's header, XOR-PEER-ADDRESS
+/// (IPv6) and DATA header. Three bytes must also follow it, for padding.
+pub const PEER_HEADROOM: usize = HEADER_LEN + 4 + 20 + 4;
+
+impl<S, I, const P: usize, const C: usize> Server<S, I, P, C>
+where
+    S: AsRef<[Slot<P, C>]> + AsMut<[Slot<P, C>]>,
+    I: AsRef<[u32]> + AsMut<[u32]>,
+{
+    /// A Send indication: relays its DATA to its XOR-PEER-ADDRESS if permitted.
+    /// Anything wrong is dropped silently, as RFC 8656 §10.2 requires.
+    pub(crate) fn send_indication(
+        &mut self,
+        now: Instant,
+        tuple: &FiveTuple,
+        msg: &Message<&[u8]>,
+    ) -> ClientOutput {
+        let Some(slot) = self.table.find(tuple) else {
+            return ClientOutput::Drop(Some(Refusal::NoAllocation));
+        };
+        let (Ok(Some(XorPeerAddress(peer))), Some(data)) = (
+            msg.attribute::<XorPeerAddress>(),
+            msg.raw_attribute(AttributeType::DATA),
+        ) else {
+            return ClientOutput::Drop(Some(Refusal::Unexpected));
+        };
+        if !self.cfg.dont_fragment && matches!(msg.attribute::<DontFragment>(), Ok(Some(_))) {
+            return ClientOutput::Drop(Some(Refusal::Unexpected));
+        }
+        let start = data.offset() + 4;
+        let range = start..start + data.value().len();
+        debug_assert_eq!(Data(data.value()).0.len(), range.len());
+        self.to_peer(now, slot, peer, range)
+    }
+
+    /// ChannelData from a client: relays it to the channel's peer.
+    pub(crate) fn client_channel_data(
+        &mut self,
+        now: Instant,
+        tuple: &FiveTuple,
+        packet: &[u8],
+    ) -> ClientOutput {
+        let Ok(cd) = ChannelData::new_checked(packet) else {
+            return ClientOutput::Drop(Some(Refusal::Unexpected));
+        };
+        let Some(slot) = self.table.find(tuple) else {
+            return ClientOutput::Drop(Some(Refusal::NoAllocation));
+        };
+        let number = cd.channel();
+        let Some(peer) = self
+            .table
+            .get(slot)
+            .and_then(|a| a.channel_peer(number, now))
+        else {
+            return ClientOutput::Drop(Some(Refusal::NoChannel(number)));
+        };
+        let len = cd.data().len();
+        self.to_peer(
+            now,
+            slot,
+            peer,
+            channel_data::HEADER_LEN..channel_data::HEADER_LEN + len,
+        )
+    }
+
+    /// Relays `data` of the client's packet to `peer`, if permitted.
+    fn to_peer(
+        &mut self,
+        now: Instant,
+        slot: usize,
+        peer: SocketAddr,
+        data: core::ops::Range<usize>,
+    ) -> ClientOutput {
+        let generation = self.table.generation(slot).unwrap_or(0);
+        let Some(a) = self.table.get_mut(slot) else {
+            return ClientOutput::Drop(Some(Refusal::NoAllocation));
+        };
+        if now >= a.expires {
+            return ClientOutput::Drop(Some(Refusal::NoAllocation));
+        }
+        if !a.permits(&peer.ip(), now) {
+            return ClientOutput::Drop(Some(Refusal::NoPermission(peer.ip())));
+        }
+        let Some((which, relay)) = a.relay_for(&peer.ip()) else {
+            return ClientOutput::Drop(Some(Refusal::PeerFamilyMismatch));
+        };
+        let from = relay.local;
+        let bytes = data.len() as u64;
+        a.traffic.to_peer_packets += 1;
+        a.traffic.to_peer_bytes += bytes;
+        self.counters.to_peer_packets += 1;
+        self.counters.to_peer_bytes += bytes;
+        ClientOutput::Relay {
+            relay: RelayHandle {
+                slot: slot as u32,
+                generation,
+                which,
+            },
+            from,
+            peer,
+            data,
+        }
+    }
+
+    /// Handles a datagram of `len` bytes from `peer` received on relay socket
+    /// `relay`, found at `buf[PEER_HEADROOM..PEER_HEADROOM + len]`. Wraps it for
+    /// the client in place and says what to send.
+    pub fn handle_peer(
+        &mut self,
+        now: Instant,
+        relay: RelayHandle,
+        peer: SocketAddr,
+        buf: &mut [u8],
+        len: usize,
+    ) -> PeerOutput {
+        let out = self.wrap_for_client(now, relay, peer, buf, len);
+        if out == PeerOutput::Drop {
+            self.counters.peer_dropped += 1;
+        }
+        out
+    }
+
+    fn wrap_for_client(
+        &mut self,
+        now: Instant,
+        relay: RelayHandle,
+        peer: SocketAddr,
+        buf: &mut [u8],
+        len: usize,
+    ) -> PeerOutput {
+        let slot = relay.slot as usize;
+        if self.table.generation(slot) != Some(relay.generation) || relay.which > 1 {
+            return PeerOutput::Drop;
+        }
+        let tid = self.next_tid();
+        let Some(a) = self.table.get_mut(slot) else {
+            return PeerOutput::Drop;
+        };
+        if now >= a.expires || !a.permits(&peer.ip(), now) {
+            return PeerOutput::Drop;
+        }
+        let pad = a.tuple.transport.is_stream();
+        let payload_end = PEER_HEADROOM + len;
+        if payload_end + 3 > buf.len() {
+            return PeerOutput::Drop;
+        }
+        let range = if let Some(number) = a.channel_for_peer(&peer, now) {
+            let start = PEER_HEADROOM - channel_data::HEADER_LEN;
+            match buf
+                .get_mut(start..)
+                .map(|b| channel_data::encode_in_place(b, number, len, pad))
+            {
+                Some(Ok(n)) => start..start + n,
+                _ => return PeerOutput::Drop,
+            }
+        } else {
+            let xpa_len = if peer.is_ipv4() { 8 } else { 20 };
+            let start = PEER_HEADROOM - (HEADER_LEN + 4 + xpa_len + 4);
+            let Some(out) = buf.get_mut(start..) else {
+                return PeerOutput::Drop;
+            };
+            let written = (|| {
+                let mut b = MessageBuilder::new(
+                    out,
+                    MessageType::new(Method::DATA, Class::Indication),
+                    tid,
+                )?;
+                b.add(&XorPeerAddress(peer))?;
+                b.add_in_place(AttributeType::DATA, len)?;
+                Ok::<usize, stun_core::EncodeError>(b.finish())
+            })();
+            match written {
+                Ok(n) => start..start + n,
+                Err(_) => return PeerOutput::Drop,
+            }
+        };
+        a.traffic.from_peer_packets += 1;
+        a.traffic.from_peer_bytes += len as u64;
+        self.counters.from_peer_packets += 1;
+        self.counters.from_peer_bytes += len as u64;
+        PeerOutput::Forward {
+            tuple: a.tuple,
+            data: range,
+        }
+    }
+}
