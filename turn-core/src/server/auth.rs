@@ -156,9 +156,8 @@ where
             return ClientOutput::Drop(Some(Refusal::RateLimited));
         }
         let nonce = self.nonces.issue(now, &tuple.client.ip());
-        match respond::error(out, &self.cfg, msg, code, None, Some(&nonce), None, |_| {
-            Ok(())
-        }) {
+        let realm = &self.cfg.realm;
+        match respond::error(out, msg, code, None, |b| respond::challenge(b, realm, &nonce)) {
             Ok(len) => ClientOutput::Reply {
                 len,
                 refusal: Some(why),
@@ -191,7 +190,7 @@ where
         let Some(code) = why.code().and_then(ErrorCode::from_code) else {
             return ClientOutput::Drop(Some(why));
         };
-        match respond::error(out, &self.cfg, msg, code, key, None, unknown, |_| Ok(())) {
+        match respond::error(out, msg, code, key, |b| respond::unknown(b, unknown)) {
             Ok(len) => ClientOutput::Reply {
                 len,
                 refusal: Some(why),

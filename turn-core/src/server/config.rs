@@ -55,6 +55,8 @@ pub struct Config {
     pub unauth_burst: u32,
     /// ...and per second after that; past it, silence.
     pub unauth_per_sec: u32,
+    /// Unauthenticated answers per second over all sources (and as a burst).
+    pub unauth_global_per_sec: u32,
     /// Whether the host can send with the DF bit set; without it, DONT-FRAGMENT is
     /// refused with 420 as RFC 8656 §7.2 requires.
     pub dont_fragment: bool,
@@ -80,7 +82,7 @@ impl core::error::Error for ConfigError {}
 
 impl Config {
     /// Defaults: 600 s allocations (at most 3600 s), nonces stale after 600 s,
-    /// relay ports 49152-65535, 10 unauthenticated answers per IP then 5 per second,
+    /// relay ports 49152-65535, 10 unauthenticated answers per IP then 5 per second (500 per second in all),
     /// no relay address yet (set at least one).
     pub fn new(realm: &str) -> Config {
         let mut r = heapless::String::new();
@@ -104,6 +106,7 @@ impl Config {
             alternate_server: None,
             unauth_burst: 10,
             unauth_per_sec: 5,
+            unauth_global_per_sec: 500,
             dont_fragment: false,
         }
     }

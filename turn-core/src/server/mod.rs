@@ -281,7 +281,7 @@ where
         }
         Ok(Server {
             nonces: Nonces::new(secret, cfg.nonce_lifetime_secs),
-            limiter: RateLimiter::new(cfg.unauth_burst, cfg.unauth_per_sec),
+            limiter: RateLimiter::new(cfg.unauth_burst, cfg.unauth_per_sec, cfg.unauth_global_per_sec),
             cfg,
             table: table::Table::new(slots, index, seed),
             reservations: heapless::Vec::new(),

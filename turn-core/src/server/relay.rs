@@ -45,7 +45,7 @@ where
         let start = data.offset() + 4;
         let range = start..start + data.value().len();
         debug_assert_eq!(Data(data.value()).0.len(), range.len());
-        self.to_peer(now, slot, peer, range)
+        self.relay_to_peer(now, slot, peer, range)
     }
 
     /// ChannelData from a client: relays it to the channel's peer.
@@ -70,7 +70,7 @@ where
             return ClientOutput::Drop(Some(Refusal::NoChannel(number)));
         };
         let len = cd.data().len();
-        self.to_peer(
+        self.relay_to_peer(
             now,
             slot,
             peer,
@@ -79,7 +79,7 @@ where
     }
 
     /// Relays `data` of the client's packet to `peer`, if permitted.
-    fn to_peer(
+    fn relay_to_peer(
         &mut self,
         now: Instant,
         slot: usize,

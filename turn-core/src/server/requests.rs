@@ -121,16 +121,9 @@ where
         auth: &Authenticated<'_>,
         alt: SocketAddr,
     ) -> ClientOutput {
-        match respond::error(
-            out,
-            &self.cfg,
-            msg,
-            ErrorCode::TRY_ALTERNATE,
-            Some(&auth.key),
-            None,
-            None,
-            |b| b.add(&AlternateServer(alt)),
-        ) {
+        match respond::error(out, msg, ErrorCode::TRY_ALTERNATE, Some(&auth.key), |b| {
+            b.add(&AlternateServer(alt))
+        }) {
             Ok(len) => ClientOutput::Reply {
                 len,
                 refusal: Some(Refusal::Capacity),

@@ -7,34 +7,38 @@ use stun_core::{AttributeType, Class, EncodeError, Message, MessageBuilder};
 
 use super::config::Config;
 
-/// Writes an error response to `req` with `code`. `key` adds MESSAGE-INTEGRITY (for
-/// authenticated requests); `challenge` adds REALM and NONCE (401, 438);
-/// `unknown` adds UNKNOWN-ATTRIBUTES (420).
+/// Writes an error response to `req` with `code`; `extra` adds the attributes the
+/// code needs (see [`challenge`], [`unknown`]); `key` adds MESSAGE-INTEGRITY (for
+/// authenticated requests).
 pub(crate) fn error(
     out: &mut [u8],
-    cfg: &Config,
     req: &Message<&[u8]>,
     code: ErrorCode<'_>,
     key: Option<&[u8]>,
-    challenge: Option<&str>,
-    unknown: Option<&[AttributeType]>,
     extra: impl FnOnce(&mut MessageBuilder<'_>) -> Result<(), EncodeError>,
 ) -> Result<usize, EncodeError> {
     let mut b = MessageBuilder::response(out, req, Class::Error)?;
     b.add(&code)?;
-    if let Some(nonce) = challenge {
-        b.add(&Realm(&cfg.realm))?;
-        b.add(&Nonce(nonce))?;
-    }
-    if let Some(list) = unknown {
-        b.add(&UnknownAttributes::new(list))?;
-    }
     extra(&mut b)?;
     if let Some(k) = key {
         b.add_message_integrity(k)?;
     }
     b.add_fingerprint()?;
     Ok(b.finish())
+}
+
+/// REALM and NONCE, for 401 and 438.
+pub(crate) fn challenge(b: &mut MessageBuilder<'_>, realm: &str, nonce: &str) -> Result<(), EncodeError> {
+    b.add(&Realm(realm))?;
+    b.add(&Nonce(nonce))
+}
+
+/// UNKNOWN-ATTRIBUTES, for 420.
+pub(crate) fn unknown(b: &mut MessageBuilder<'_>, list: Option<&[AttributeType]>) -> Result<(), EncodeError> {
+    match list {
+        Some(l) => b.add(&UnknownAttributes::new(l)),
+        None => Ok(()),
+    }
 }
 
 /// Writes a success response to `req`: `attrs` adds the method's attributes, then

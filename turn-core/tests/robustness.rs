@@ -1,0 +1,126 @@
+//! No packet, however malformed, panics the server or changes its state; a flood of
+//! garbage and unauthenticated requests creates nothing and costs bounded answers.
+
+mod common;
+
+use common::*;
+use proptest::prelude::*;
+use stun_core::attributes::*;
+use stun_core::{Class, MessageBuilder, MessageType, Method, TransactionId};
+use turn_core::server::ClientOutput;
+use turn_core::{Instant, Transport};
+
+const T0: Instant = Instant::from_secs(1_764_000_000);
+
+fn state(s: &TestServer) -> Vec<(usize, usize, u64, turn_core::Instant)> {
+    s.allocations()
+        .map(|a| (a.permission_count(), a.channel_count(), a.traffic().to_peer_packets, a.expires()))
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_packets_change_nothing(bytes in proptest::collection::vec(any::<u8>(), 0..300),
+                                        header in any::<bool>(), method in 0u16..16) {
+        let mut s = server();
+        let mut h = FakeHost::new();
+        let mut c = Client::new("198.51.100.7:1", "alice", "wonderland");
+        assert_success(&c.allocate(&mut s, &mut h, T0), &c);
+        let before = state(&s);
+        let mut pkt = bytes.clone();
+        if header {
+            // A valid header over random attributes reaches deeper.
+            let len = (bytes.len() & !3) as u16;
+            let mut b = vec![0u8; 20];
+            b[0..2].copy_from_slice(&MessageType::new(Method::new(method).unwrap(), Class::Request).to_wire().to_be_bytes());
+            b[2..4].copy_from_slice(&len.to_be_bytes());
+            b[4..8].copy_from_slice(&0x2112_a442u32.to_be_bytes());
+            b.extend_from_slice(&bytes[..usize::from(len)]);
+            pkt = b;
+        }
+        let mut out = vec![0u8; 1500];
+        let o = s.handle_client(T0, &mut h, c.tuple, &pkt, &mut out);
+        if let ClientOutput::Reply { len, .. } = o {
+            let m = stun_core::Message::new_checked(&out[..len]).expect("replies parse");
+            prop_assert!(m.verify_fingerprint().is_ok());
+        }
+        prop_assert_eq!(state(&s), before);
+        prop_assert_eq!(s.allocation_count(), 1);
+        prop_assert_eq!(h.bound.len(), 1);
+    }
+
+    #[test]
+    fn arbitrary_peer_datagrams_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300), slot in 0u32..20, which in 0u8..4, generation in 0u32..3) {
+        let mut s = server();
+        let mut h = FakeHost::new();
+        let mut c = Client::new("198.51.100.7:1", "alice", "wonderland");
+        c.allocate(&mut s, &mut h, T0);
+        c.permit(&mut s, &mut h, T0, "8.8.8.8:1");
+        let handle = turn_core::server::RelayHandle { slot, generation, which };
+        let mut buf = vec![0u8; turn_core::server::PEER_HEADROOM + bytes.len() + 3];
+        buf[turn_core::server::PEER_HEADROOM..][..bytes.len()].copy_from_slice(&bytes);
+        let _ = s.handle_peer(T0, handle, addr("8.8.8.8:9"), &mut buf, bytes.len());
+        // A buffer without the promised room is dropped, not a panic.
+        let mut small = vec![0u8; 10];
+        let _ = s.handle_peer(T0, handle, addr("8.8.8.8:9"), &mut small, bytes.len());
+    }
+}
+
+#[test]
+fn flood_of_garbage_and_unauthenticated_requests() {
+    let mut s = server_with(config(), 64);
+    let mut h = FakeHost::new();
+    let mut legit = Client::new("198.51.100.200:1", "alice", "wonderland");
+    let mut out = vec![0u8; 1500];
+    let mut answered = 0usize;
+    let mut answered_bytes = 0usize;
+    let mut sent_bytes = 0usize;
+    for i in 0u32..100_000 {
+        let src = format!("192.0.2.{}:{}", i % 250, 1024 + (i % 60_000));
+        let t = tuple(&src, if i % 3 == 0 { Transport::Tcp } else { Transport::Udp });
+        let pkt: Vec<u8> = match i % 4 {
+            0 => i.to_be_bytes().repeat(5),
+            1 => {
+                // Unauthenticated Allocate.
+                let mut b = vec![0u8; 64];
+                let mut m = MessageBuilder::new(&mut b, MessageType::new(Method::ALLOCATE, Class::Request), TransactionId::new([i as u8; 12])).unwrap();
+                m.add(&RequestedTransport::UDP).unwrap();
+                let n = m.finish();
+                b.truncate(n);
+                b
+            }
+            2 => vec![0x40, 0x00, 0xff, 0xff, 1, 2, 3],
+            _ => {
+                // Authenticated-looking request with a bogus nonce and MAC.
+                let mut b = vec![0u8; 200];
+                let mut m = MessageBuilder::new(&mut b, MessageType::new(Method::ALLOCATE, Class::Request), TransactionId::new([7; 12])).unwrap();
+                m.add(&RequestedTransport::UDP).unwrap();
+                m.add(&Username("alice")).unwrap();
+                m.add(&Realm(REALM)).unwrap();
+                m.add(&Nonce("00000000000000000000000")).unwrap();
+                m.add_message_integrity(b"guess").unwrap();
+                let n = m.finish();
+                b.truncate(n);
+                b
+            }
+        };
+        sent_bytes += pkt.len();
+        if let ClientOutput::Reply { len, .. } = s.handle_client(T0.plus_millis(u64::from(i / 100)), &mut h, t, &pkt, &mut out) {
+            answered += 1;
+            answered_bytes += len;
+        }
+        if i % 10_000 == 0 {
+            let now = T0.plus_millis(u64::from(i / 100));
+            assert_success(&legit.allocate(&mut s, &mut h, now), &legit);
+            assert_success(&legit.refresh(&mut s, &mut h, now, 0), &legit);
+        }
+    }
+    assert_eq!(s.allocation_count(), 0, "the flood created no allocation");
+    assert!(h.bound.is_empty());
+    // Unauthenticated answers are limited: the flood lasts one simulated second,
+    // so at most the global burst plus one second of refill (500 + 500) get out.
+    assert!(answered <= 1000, "answered {answered}");
+    assert!(answered_bytes < sent_bytes, "answers ({answered_bytes} B) outweigh the flood ({sent_bytes} B)");
+}
