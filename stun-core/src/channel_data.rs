@@ -19,10 +19,18 @@ pub const HEADER_LEN: usize = 4;
 pub const MIN_CHANNEL: u16 = 0x4000;
 /// Highest channel number (RFC 8656 §12; 0x5000-0x7FFF are reserved).
 pub const MAX_CHANNEL: u16 = 0x4FFF;
+/// Highest channel number of RFC 5766, which older clients (coturn's own tools,
+/// pjnath) still use.
+pub const MAX_LEGACY_CHANNEL: u16 = 0x7FFF;
 
-/// Whether `n` is a channel number a client may bind.
+/// Whether `n` is a channel number a client may bind under RFC 8656.
 pub const fn is_valid_channel(n: u16) -> bool {
     n >= MIN_CHANNEL && n <= MAX_CHANNEL
+}
+
+/// Whether `n` is a channel number under RFC 5766 (0x4000-0x7FFF).
+pub const fn is_legacy_channel(n: u16) -> bool {
+    n >= MIN_CHANNEL && n <= MAX_LEGACY_CHANNEL
 }
 
 /// Why bytes are not a usable ChannelData message, or could not be encoded.
@@ -37,7 +45,7 @@ pub enum ChannelDataError {
         /// Bytes available.
         available: usize,
     },
-    /// The channel number is outside 0x4000..=0x4FFF.
+    /// The channel number is outside 0x4000..=0x7FFF.
     InvalidChannel {
         /// The number found.
         channel: u16,
@@ -61,7 +69,7 @@ impl fmt::Display for ChannelDataError {
                 "ChannelData declares {needed} bytes but only {available} arrived"
             ),
             ChannelDataError::InvalidChannel { channel } => {
-                write!(f, "channel number 0x{channel:04x} is outside 0x4000-0x4FFF")
+                write!(f, "channel number 0x{channel:04x} is outside 0x4000-0x7FFF")
             }
             ChannelDataError::BufferTooSmall {
                 required,
@@ -84,8 +92,10 @@ pub struct ChannelData<T> {
 }
 
 impl<T: AsRef<[u8]>> ChannelData<T> {
-    /// Validates the header: a channel in range and at least the declared number of
-    /// data bytes (bytes after them, such as padding, are allowed and ignored).
+    /// Validates the header: a channel number in 0x4000..=0x7FFF (the RFC 5766
+    /// range; a server enforces the range it grants when binding) and at least the
+    /// declared number of data bytes (bytes after them, such as padding, are
+    /// allowed and ignored).
     pub fn new_checked(buf: T) -> Result<ChannelData<T>, ChannelDataError> {
         let bytes = buf.as_ref();
         let (channel, len) = match (wire::u16_at(bytes, 0), wire::u16_at(bytes, 2)) {
@@ -97,7 +107,7 @@ impl<T: AsRef<[u8]>> ChannelData<T> {
                 });
             }
         };
-        if !is_valid_channel(channel) {
+        if !is_legacy_channel(channel) {
             return Err(ChannelDataError::InvalidChannel { channel });
         }
         if HEADER_LEN + len > bytes.len() {
@@ -129,7 +139,7 @@ impl<T: AsRef<[u8]>> ChannelData<T> {
 
 /// Writes a ChannelData header for `data_len` bytes on `channel` into `buf[..4]`.
 pub fn write_header(buf: &mut [u8], channel: u16, data_len: usize) -> Result<(), ChannelDataError> {
-    if !is_valid_channel(channel) {
+    if !is_legacy_channel(channel) {
         return Err(ChannelDataError::InvalidChannel { channel });
     }
     let len = u16::try_from(data_len).map_err(|_| ChannelDataError::TooLong)?;
@@ -220,7 +230,7 @@ mod test {
 
     #[test]
     fn channel_range() {
-        for ch in [0x3fffu16, 0x5000, 0x7fff, 0x0001] {
+        for ch in [0x3fffu16, 0x8000, 0xffff, 0x0001] {
             let mut b = [0u8; 4];
             b[..2].copy_from_slice(&ch.to_be_bytes());
             assert_eq!(
@@ -229,7 +239,9 @@ mod test {
             );
         }
         let mut out = [0u8; 8];
-        assert!(encode(&mut out, 0x5000, b"x", false).is_err());
+        assert!(encode(&mut out, 0x8000, b"x", false).is_err());
+        assert!(is_valid_channel(0x4fff) && !is_valid_channel(0x5000));
+        assert!(is_legacy_channel(0x7fff) && !is_legacy_channel(0x8000));
     }
 
     #[test]

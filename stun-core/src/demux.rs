@@ -72,7 +72,8 @@ pub fn stream_frame(prefix: &[u8]) -> Frame {
     let len = usize::from(len);
     match first {
         0..=3 if len % 4 == 0 => Frame::Stun(HEADER_LEN + len),
-        0x40..=0x4F => Frame::ChannelData(crate::channel_data::HEADER_LEN + pad4(len)),
+        // 0x40-0x7F: the RFC 5766 channel range, which older clients still use.
+        0x40..=0x7F => Frame::ChannelData(crate::channel_data::HEADER_LEN + pad4(len)),
         _ => Frame::Invalid,
     }
 }

@@ -38,7 +38,13 @@ fn allocation_expires_and_releases_everything() {
     assert_eq!(s.allocation_count(), 0);
     assert!(h.bound.is_empty(), "relay socket closed");
     assert_eq!(h.total(), 0, "quota released");
-    assert!(matches!(s.poll_event(), Some(Event::Ended { reason: EndReason::Expired, .. })));
+    assert!(matches!(
+        s.poll_event(),
+        Some(Event::Ended {
+            reason: EndReason::Expired,
+            ..
+        })
+    ));
     assert_eq!(s.poll_timeout(), None, "nothing left to expire");
 }
 
@@ -54,7 +60,10 @@ fn refresh_keeps_it_alive_for_hours_and_zero_deletes() {
         now = run_until(&mut s, &mut h, now, now.plus_secs(300));
         let r = c.refresh(&mut s, &mut h, now, 600);
         assert_success(&r, &c);
-        assert_eq!(r.msg().attribute::<Lifetime>().unwrap(), Some(Lifetime(600)));
+        assert_eq!(
+            r.msg().attribute::<Lifetime>().unwrap(),
+            Some(Lifetime(600))
+        );
         assert_eq!(s.allocation_count(), 1);
     }
     let r = c.refresh(&mut s, &mut h, now, 0);
@@ -64,7 +73,13 @@ fn refresh_keeps_it_alive_for_hours_and_zero_deletes() {
     assert!(h.bound.is_empty());
     assert_eq!(h.total(), 0);
     let ended = std::iter::from_fn(|| s.poll_event()).find(|e| matches!(e, Event::Ended { .. }));
-    assert!(matches!(ended, Some(Event::Ended { reason: EndReason::Released, .. })));
+    assert!(matches!(
+        ended,
+        Some(Event::Ended {
+            reason: EndReason::Released,
+            ..
+        })
+    ));
     // A refresh of nothing: 437.
     assert_eq!(c.refresh(&mut s, &mut h, now, 600).code(), Some(437));
 }
@@ -99,7 +114,11 @@ fn permissions_expire_after_300_seconds() {
     c.permit(&mut s, &mut h, T0.plus_secs(299), "8.8.8.8:1");
     assert!(from_peer(&mut s, &h, T0.plus_secs(500), local, "8.8.8.8:9", b"x").is_some());
     run_until(&mut s, &mut h, T0, T0.plus_secs(600));
-    assert_eq!(s.allocations().next().unwrap().permission_count(), 0, "swept");
+    assert_eq!(
+        s.allocations().next().unwrap().permission_count(),
+        0,
+        "swept"
+    );
 }
 
 #[test]
@@ -123,8 +142,14 @@ fn channels_expire_after_600_seconds_then_cool_down() {
     // During the 5-minute cooldown the number cannot go to another peer, nor the
     // peer to another number; the same pair may be bound again.
     let t = T0.plus_secs(700);
-    assert_eq!(c.bind(&mut s, &mut h, t, 0x4001, "8.8.4.4:1000").code(), Some(400));
-    assert_eq!(c.bind(&mut s, &mut h, t, 0x4002, "8.8.8.8:1000").code(), Some(400));
+    assert_eq!(
+        c.bind(&mut s, &mut h, t, 0x4001, "8.8.4.4:1000").code(),
+        Some(400)
+    );
+    assert_eq!(
+        c.bind(&mut s, &mut h, t, 0x4002, "8.8.8.8:1000").code(),
+        Some(400)
+    );
     assert_success(&c.bind(&mut s, &mut h, t, 0x4001, "8.8.8.8:1000"), &c);
     // After expiry plus cooldown, both are free again.
     let t2 = t.plus_secs(600 + 300);
@@ -141,9 +166,47 @@ fn failed_requests_never_touch_lifetimes() {
     let before = s.allocations().next().unwrap().expires();
     let mut bad = Client::new("198.51.100.7:1", "alice", "wrong");
     bad.nonce = c.nonce.clone();
-    assert_eq!(bad.refresh(&mut s, &mut h, T0.plus_secs(100), 3600).class(), Class::Error);
+    assert_eq!(
+        bad.refresh(&mut s, &mut h, T0.plus_secs(100), 3600).class(),
+        Class::Error
+    );
     assert_eq!(s.allocations().next().unwrap().expires(), before);
     let r = bad.refresh(&mut s, &mut h, T0.plus_secs(100), 0);
     assert_eq!(r.code(), Some(401));
-    assert_eq!(s.allocation_count(), 1, "a refresh that fails integrity deletes nothing");
+    assert_eq!(
+        s.allocation_count(),
+        1,
+        "a refresh that fails integrity deletes nothing"
+    );
+}
+
+#[test]
+fn closing_a_tcp_connection_deletes_its_allocation() {
+    let mut s = server();
+    let mut h = FakeHost::new();
+    let mut c = Client::with_transport(
+        "198.51.100.7:1",
+        "alice",
+        "wonderland",
+        turn_core::Transport::Tcp,
+    );
+    c.allocate(&mut s, &mut h, T0);
+    let mut u = Client::new("198.51.100.7:1", "alice", "wonderland");
+    u.allocate(&mut s, &mut h, T0);
+    assert_eq!(
+        s.allocation_count(),
+        2,
+        "the UDP 5-tuple is a different allocation"
+    );
+    s.connection_closed(&c.tuple, &mut h);
+    assert_eq!(s.allocation_count(), 1);
+    assert_eq!(h.bound.len(), 1);
+    let ended = std::iter::from_fn(|| s.poll_event()).find(|e| matches!(e, Event::Ended { .. }));
+    assert!(matches!(
+        ended,
+        Some(Event::Ended {
+            reason: EndReason::ConnectionClosed,
+            ..
+        })
+    ));
 }

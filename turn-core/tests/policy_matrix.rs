@@ -41,7 +41,16 @@ const DENIED_V4: &[[u8; 4]] = &[
     [255, 255, 255, 255],
 ];
 
-const DENIED_V6: &[&str] = &["::", "::1", "fe80::1", "fc00::1", "fdff::1", "ff02::1", "2001:db8::1", "100::1"];
+const DENIED_V6: &[&str] = &[
+    "::",
+    "::1",
+    "fe80::1",
+    "fc00::1",
+    "fdff::1",
+    "ff02::1",
+    "2001:db8::1",
+    "100::1",
+];
 
 /// The IPv4 address in every encoding the policy must see through.
 fn encodings(v4: Ipv4Addr) -> Vec<IpAddr> {
@@ -54,7 +63,9 @@ fn encodings(v4: Ipv4Addr) -> Vec<IpAddr> {
         IpAddr::V6(Ipv6Addr::new(0, 0, 0, 0, 0, 0, w1, w2)),
         IpAddr::V6(Ipv6Addr::new(0x2002, w1, w2, 0, 0, 0, 0, 1)),
         IpAddr::V6(Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, w1, w2)),
-        IpAddr::V6(Ipv6Addr::new(0x2001, 0, 0x4136, 0xe378, 0x8000, 0x63bf, !w1, !w2)),
+        IpAddr::V6(Ipv6Addr::new(
+            0x2001, 0, 0x4136, 0xe378, 0x8000, 0x63bf, !w1, !w2,
+        )),
     ]
 }
 
@@ -66,7 +77,8 @@ fn dual_stack() -> (TestServer, FakeHost, Client) {
     let mut c = Client::new("198.51.100.7:1", "alice", "wonderland");
     let r = c.request(&mut s, &mut h, T0, Method::ALLOCATE, &|b| {
         b.add(&RequestedTransport::UDP).unwrap();
-        b.add(&AdditionalAddressFamily(AddressFamily::Ipv6)).unwrap();
+        b.add(&AdditionalAddressFamily(AddressFamily::Ipv6))
+            .unwrap();
     });
     assert_success(&r, &c);
     (s, h, c)
@@ -80,7 +92,11 @@ fn every_denied_range_in_every_encoding_is_refused() {
         .flat_map(|o| encodings(Ipv4Addr::from(*o)))
         .map(|ip| SocketAddr::new(ip, 3000))
         .collect();
-    peers.extend(DENIED_V6.iter().map(|a| SocketAddr::new(a.parse().unwrap(), 3000)));
+    peers.extend(
+        DENIED_V6
+            .iter()
+            .map(|a| SocketAddr::new(a.parse().unwrap(), 3000)),
+    );
     for (channel, peer) in (0x4000u16..).zip(peers.iter()) {
         let p = *peer;
         let r = c.request(&mut s, &mut h, T0, Method::CREATE_PERMISSION, &move |b| {
@@ -102,11 +118,18 @@ fn every_denied_range_in_every_encoding_is_refused() {
 #[test]
 fn public_peers_and_relayed_addresses_are_allowed() {
     let (mut s, mut h, mut c) = dual_stack();
-    for peer in ["8.8.8.8:3000", "[2001:4860:4860::8888]:3000", "[::ffff:8.8.4.4]:3000"] {
+    for peer in [
+        "8.8.8.8:3000",
+        "[2001:4860:4860::8888]:3000",
+        "[::ffff:8.8.4.4]:3000",
+    ] {
         assert_success(&c.permit(&mut s, &mut h, T0, peer), &c);
     }
     let ind = c.send_indication("8.8.8.8:3000", b"x");
-    assert!(matches!(c.send_raw(&mut s, &mut h, T0, &ind).0, ClientOutput::Relay { .. }));
+    assert!(matches!(
+        c.send_raw(&mut s, &mut h, T0, &ind).0,
+        ClientOutput::Relay { .. }
+    ));
     // The relayed address of another allocation on this server (private relay IP,
     // external IP) is allowed: relay to relay.
     let mut b = Client::new("198.51.100.9:1", "bob", "builder");
@@ -119,16 +142,38 @@ fn public_peers_and_relayed_addresses_are_allowed() {
 #[test]
 fn allow_list_opens_private_ranges_and_deny_list_wins() {
     let mut cfg = config();
-    cfg.policy.allow.push(turn_core::server::policy::Cidr::parse("10.20.0.0/16").unwrap()).unwrap();
-    cfg.policy.deny.push(turn_core::server::policy::Cidr::parse("10.20.30.0/24").unwrap()).unwrap();
-    cfg.policy.deny.push(turn_core::server::policy::Cidr::parse("8.8.8.0/24").unwrap()).unwrap();
+    cfg.policy
+        .allow
+        .push(turn_core::server::policy::Cidr::parse("10.20.0.0/16").unwrap())
+        .unwrap();
+    cfg.policy
+        .deny
+        .push(turn_core::server::policy::Cidr::parse("10.20.30.0/24").unwrap())
+        .unwrap();
+    cfg.policy
+        .deny
+        .push(turn_core::server::policy::Cidr::parse("8.8.8.0/24").unwrap())
+        .unwrap();
     let mut s = server_with(cfg, 2);
     let mut h = FakeHost::new();
     let mut c = Client::new("198.51.100.7:1", "alice", "wonderland");
     c.allocate(&mut s, &mut h, T0);
-    assert_eq!(c.permit(&mut s, &mut h, T0, "10.20.1.1:5000").class(), Class::Success);
-    assert_eq!(c.permit(&mut s, &mut h, T0, "[::ffff:10.20.1.2]:5000").code(), Some(443));
-    assert_eq!(c.permit(&mut s, &mut h, T0, "10.20.30.1:5000").code(), Some(403));
-    assert_eq!(c.permit(&mut s, &mut h, T0, "10.21.0.1:5000").code(), Some(403));
+    assert_eq!(
+        c.permit(&mut s, &mut h, T0, "10.20.1.1:5000").class(),
+        Class::Success
+    );
+    assert_eq!(
+        c.permit(&mut s, &mut h, T0, "[::ffff:10.20.1.2]:5000")
+            .code(),
+        Some(443)
+    );
+    assert_eq!(
+        c.permit(&mut s, &mut h, T0, "10.20.30.1:5000").code(),
+        Some(403)
+    );
+    assert_eq!(
+        c.permit(&mut s, &mut h, T0, "10.21.0.1:5000").code(),
+        Some(403)
+    );
     assert_eq!(c.permit(&mut s, &mut h, T0, "8.8.8.8:53").code(), Some(403));
 }

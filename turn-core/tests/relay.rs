@@ -26,7 +26,10 @@ fn send_indication_needs_a_permission() {
     let (mut s, mut h, mut c, local) = setup(Transport::Udp);
     let ind = c.send_indication("8.8.8.8:4000", b"hello peer");
     let (o, _) = c.send_raw(&mut s, &mut h, T0, &ind);
-    assert_eq!(o, ClientOutput::Drop(Some(Refusal::NoPermission(addr("8.8.8.8:1").ip()))));
+    assert_eq!(
+        o,
+        ClientOutput::Drop(Some(Refusal::NoPermission(addr("8.8.8.8:1").ip())))
+    );
     // CreatePermission with several peers in one request.
     let r = c.request(&mut s, &mut h, T0, Method::CREATE_PERMISSION, &|b| {
         b.add(&XorPeerAddress(addr("8.8.8.8:1"))).unwrap();
@@ -34,12 +37,20 @@ fn send_indication_needs_a_permission() {
     });
     assert_success(&r, &c);
     let (o, _) = c.send_raw(&mut s, &mut h, T0, &ind);
-    let ClientOutput::Relay { from, peer, data, .. } = o else { panic!("{o:?}") };
+    let ClientOutput::Relay {
+        from, peer, data, ..
+    } = o
+    else {
+        panic!("{o:?}")
+    };
     assert_eq!(from, local);
     assert_eq!(peer, addr("8.8.8.8:4000"));
     assert_eq!(&ind[data], b"hello peer");
     let ind2 = c.send_indication("1.1.1.1:53", b"x");
-    assert!(matches!(c.send_raw(&mut s, &mut h, T0, &ind2).0, ClientOutput::Relay { .. }));
+    assert!(matches!(
+        c.send_raw(&mut s, &mut h, T0, &ind2).0,
+        ClientOutput::Relay { .. }
+    ));
 
     // Peer to client without a channel: a Data indication with XOR-PEER-ADDRESS.
     let (tuple, bytes) = from_peer(&mut s, &h, T0, local, "8.8.8.8:4000", b"hello client").unwrap();
@@ -47,7 +58,10 @@ fn send_indication_needs_a_permission() {
     let m = Message::new_checked(&bytes[..]).unwrap();
     assert_eq!(m.method(), Method::DATA);
     assert_eq!(m.class(), Class::Indication);
-    assert_eq!(m.attribute::<XorPeerAddress>().unwrap().unwrap().0, addr("8.8.8.8:4000"));
+    assert_eq!(
+        m.attribute::<XorPeerAddress>().unwrap().unwrap().0,
+        addr("8.8.8.8:4000")
+    );
     assert_eq!(m.attribute::<Data>().unwrap().unwrap().0, b"hello client");
     // Not from a permitted IP: dropped.
     assert!(from_peer(&mut s, &h, T0, local, "9.9.9.9:4000", b"spoof").is_none());
@@ -62,12 +76,16 @@ fn channel_data_both_ways_udp_and_tcp_padding() {
         let (mut s, mut h, mut c, local) = setup(transport);
         assert_success(&c.bind(&mut s, &mut h, T0, 0x4000, "8.8.8.8:5000"), &c);
         // Client to peer.
-        let mut frame = vec![0x40, 0x00, 0x00, 0x05, b'h', b'e', b'l', b'l', b'o', 0, 0, 0];
+        let mut frame = vec![
+            0x40, 0x00, 0x00, 0x05, b'h', b'e', b'l', b'l', b'o', 0, 0, 0,
+        ];
         if transport == Transport::Udp {
             frame.truncate(9);
         }
         let (o, _) = c.send_raw(&mut s, &mut h, T0, &frame);
-        let ClientOutput::Relay { peer, data, .. } = o else { panic!("{o:?}") };
+        let ClientOutput::Relay { peer, data, .. } = o else {
+            panic!("{o:?}")
+        };
         assert_eq!(peer, addr("8.8.8.8:5000"));
         assert_eq!(&frame[data], b"hello");
         // Peer to client: ChannelData, padded to 4 over TCP only.
@@ -106,24 +124,41 @@ fn channel_bind_rules() {
     let (mut s, mut h, mut c, _) = setup(Transport::Udp);
     assert_success(&c.bind(&mut s, &mut h, T0, 0x4000, "8.8.8.8:5000"), &c);
     // Repeated after a lost response: same channel, same peer: refreshes, succeeds.
-    assert_success(&c.bind(&mut s, &mut h, T0.plus_secs(1), 0x4000, "8.8.8.8:5000"), &c);
+    assert_success(
+        &c.bind(&mut s, &mut h, T0.plus_secs(1), 0x4000, "8.8.8.8:5000"),
+        &c,
+    );
     assert_eq!(s.allocations().next().unwrap().channel_count(), 1);
     // Channel to another peer, or peer to another channel: 400.
-    assert_eq!(c.bind(&mut s, &mut h, T0, 0x4000, "8.8.4.4:5000").code(), Some(400));
-    assert_eq!(c.bind(&mut s, &mut h, T0, 0x4001, "8.8.8.8:5000").code(), Some(400));
+    assert_eq!(
+        c.bind(&mut s, &mut h, T0, 0x4000, "8.8.4.4:5000").code(),
+        Some(400)
+    );
+    assert_eq!(
+        c.bind(&mut s, &mut h, T0, 0x4001, "8.8.8.8:5000").code(),
+        Some(400)
+    );
     // Out of range.
     for ch in [0x3fff, 0x5000, 0x7fff] {
-        assert_eq!(c.bind(&mut s, &mut h, T0, ch, "8.8.4.4:5000").code(), Some(400));
+        assert_eq!(
+            c.bind(&mut s, &mut h, T0, ch, "8.8.4.4:5000").code(),
+            Some(400)
+        );
     }
     // Missing attributes.
-    let r = c.request(&mut s, &mut h, T0, Method::CHANNEL_BIND, &|b| b.add(&ChannelNumber(0x4005)).unwrap());
+    let r = c.request(&mut s, &mut h, T0, Method::CHANNEL_BIND, &|b| {
+        b.add(&ChannelNumber(0x4005)).unwrap()
+    });
     assert_eq!(r.code(), Some(400));
     // Capacity: C channels per allocation, then 508.
     for i in 1..C as u16 {
         let peer = format!("8.8.{i}.1:1000");
         assert_success(&c.bind(&mut s, &mut h, T0, 0x4000 + i, &peer), &c);
     }
-    assert_eq!(c.bind(&mut s, &mut h, T0, 0x4fff, "9.9.9.9:1").code(), Some(508));
+    assert_eq!(
+        c.bind(&mut s, &mut h, T0, 0x4fff, "9.9.9.9:1").code(),
+        Some(508)
+    );
 }
 
 #[test]
@@ -163,6 +198,31 @@ fn relay_to_relay_is_allowed() {
     assert_success(&a.permit(&mut s, &mut h, T0, &rb.to_string()), &a);
     assert_success(&b.permit(&mut s, &mut h, T0, &ra.to_string()), &b);
     // But the server's own address on a non-relay port is forbidden.
-    assert_eq!(a.permit(&mut s, &mut h, T0, "203.0.113.5:3478").code(), Some(403));
-    assert_eq!(a.permit(&mut s, &mut h, T0, "10.0.0.5:22").code(), Some(403));
+    assert_eq!(
+        a.permit(&mut s, &mut h, T0, "203.0.113.5:3478").code(),
+        Some(403)
+    );
+    assert_eq!(
+        a.permit(&mut s, &mut h, T0, "10.0.0.5:22").code(),
+        Some(403)
+    );
+}
+
+#[test]
+fn legacy_channel_range_when_enabled() {
+    let mut cfg = config();
+    cfg.legacy_channels = true;
+    let mut s = server_with(cfg, 4);
+    let mut h = FakeHost::new();
+    let mut c = Client::new("198.51.100.7:1", "alice", "wonderland");
+    c.allocate(&mut s, &mut h, T0);
+    assert_success(&c.bind(&mut s, &mut h, T0, 0x7ffe, "8.8.8.8:5000"), &c);
+    assert_eq!(
+        c.bind(&mut s, &mut h, T0, 0x8000, "8.8.4.4:5000").code(),
+        Some(400)
+    );
+    let (o, _) = c.send_raw(&mut s, &mut h, T0, &[0x7f, 0xfe, 0x00, 0x01, 7]);
+    assert!(matches!(o, ClientOutput::Relay { .. }), "{o:?}");
+    let (_, bytes) = from_peer(&mut s, &h, T0, relay_local(&h), "8.8.8.8:5000", b"x").unwrap();
+    assert_eq!(&bytes[..2], &[0x7f, 0xfe]);
 }

@@ -14,7 +14,14 @@ const T0: Instant = Instant::from_secs(1_764_000_000);
 
 fn state(s: &TestServer) -> Vec<(usize, usize, u64, turn_core::Instant)> {
     s.allocations()
-        .map(|a| (a.permission_count(), a.channel_count(), a.traffic().to_peer_packets, a.expires()))
+        .map(|a| {
+            (
+                a.permission_count(),
+                a.channel_count(),
+                a.traffic().to_peer_packets,
+                a.expires(),
+            )
+        })
         .collect()
 }
 
@@ -79,13 +86,25 @@ fn flood_of_garbage_and_unauthenticated_requests() {
     let mut sent_bytes = 0usize;
     for i in 0u32..100_000 {
         let src = format!("192.0.2.{}:{}", i % 250, 1024 + (i % 60_000));
-        let t = tuple(&src, if i % 3 == 0 { Transport::Tcp } else { Transport::Udp });
+        let t = tuple(
+            &src,
+            if i % 3 == 0 {
+                Transport::Tcp
+            } else {
+                Transport::Udp
+            },
+        );
         let pkt: Vec<u8> = match i % 4 {
             0 => i.to_be_bytes().repeat(5),
             1 => {
                 // Unauthenticated Allocate.
                 let mut b = vec![0u8; 64];
-                let mut m = MessageBuilder::new(&mut b, MessageType::new(Method::ALLOCATE, Class::Request), TransactionId::new([i as u8; 12])).unwrap();
+                let mut m = MessageBuilder::new(
+                    &mut b,
+                    MessageType::new(Method::ALLOCATE, Class::Request),
+                    TransactionId::new([i as u8; 12]),
+                )
+                .unwrap();
                 m.add(&RequestedTransport::UDP).unwrap();
                 let n = m.finish();
                 b.truncate(n);
@@ -95,7 +114,12 @@ fn flood_of_garbage_and_unauthenticated_requests() {
             _ => {
                 // Authenticated-looking request with a bogus nonce and MAC.
                 let mut b = vec![0u8; 200];
-                let mut m = MessageBuilder::new(&mut b, MessageType::new(Method::ALLOCATE, Class::Request), TransactionId::new([7; 12])).unwrap();
+                let mut m = MessageBuilder::new(
+                    &mut b,
+                    MessageType::new(Method::ALLOCATE, Class::Request),
+                    TransactionId::new([7; 12]),
+                )
+                .unwrap();
                 m.add(&RequestedTransport::UDP).unwrap();
                 m.add(&Username("alice")).unwrap();
                 m.add(&Realm(REALM)).unwrap();
@@ -107,7 +131,13 @@ fn flood_of_garbage_and_unauthenticated_requests() {
             }
         };
         sent_bytes += pkt.len();
-        if let ClientOutput::Reply { len, .. } = s.handle_client(T0.plus_millis(u64::from(i / 100)), &mut h, t, &pkt, &mut out) {
+        if let ClientOutput::Reply { len, .. } = s.handle_client(
+            T0.plus_millis(u64::from(i / 100)),
+            &mut h,
+            t,
+            &pkt,
+            &mut out,
+        ) {
             answered += 1;
             answered_bytes += len;
         }
@@ -122,5 +152,8 @@ fn flood_of_garbage_and_unauthenticated_requests() {
     // Unauthenticated answers are limited: the flood lasts one simulated second,
     // so at most the global burst plus one second of refill (500 + 500) get out.
     assert!(answered <= 1000, "answered {answered}");
-    assert!(answered_bytes < sent_bytes, "answers ({answered_bytes} B) outweigh the flood ({sent_bytes} B)");
+    assert!(
+        answered_bytes < sent_bytes,
+        "answers ({answered_bytes} B) outweigh the flood ({sent_bytes} B)"
+    );
 }

@@ -1,6 +1,6 @@
 //! Command-line flags. Each flag overrides the config key of the same name.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -16,7 +16,7 @@ pub(crate) struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Run the server (with no flags: loopback, embedded default config).
+    /// Run the server (with no flags: loopback, embedded default config, demo user).
     Serve(ServeArgs),
 }
 
@@ -29,6 +29,36 @@ pub(crate) struct ServeArgs {
     /// UDP and TCP STUN/TURN listener (repeatable; default 127.0.0.1:3478).
     #[arg(long, value_name = "ADDR")]
     pub(crate) listen: Vec<SocketAddr>,
+    /// Authentication realm (default "causeway"; the reference deployment uses TANDBERG).
+    #[arg(long, value_name = "REALM")]
+    pub(crate) realm: Option<String>,
+    /// Long-term credential NAME:PASS (repeatable).
+    #[arg(long, value_name = "NAME:PASS")]
+    pub(crate) user: Vec<String>,
+    /// Secret of time-limited credentials (TURN REST scheme: username `expiry:user`).
+    #[arg(long, value_name = "SECRET")]
+    pub(crate) shared_secret: Option<String>,
+    /// Relay ports LOW-HIGH (default 49152-65535; reference: 24000-29999).
+    #[arg(long, value_name = "LO-HI")]
+    pub(crate) relay_range: Option<String>,
+    /// Address relay sockets bind to (repeatable: one IPv4, one IPv6; default: the listen address).
+    #[arg(long, value_name = "IP")]
+    pub(crate) relay_ip: Vec<IpAddr>,
+    /// Address advertised in XOR-RELAYED-ADDRESS (static NAT; one per family).
+    #[arg(long, value_name = "IP")]
+    pub(crate) external_ip: Vec<IpAddr>,
+    /// Peers that may be relayed to despite the default deny list (repeatable CIDR).
+    #[arg(long, value_name = "CIDR")]
+    pub(crate) allow_peer: Vec<String>,
+    /// Extra denied peers (repeatable CIDR; beats --allow-peer).
+    #[arg(long, value_name = "CIDR")]
+    pub(crate) deny_peer: Vec<String>,
+    /// Status JSON and Prometheus metrics (default 127.0.0.1:4455; never 443).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) admin: Option<SocketAddr>,
+    /// Sibling sent with 300 Try Alternate when this node is full.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) alternate_server: Option<SocketAddr>,
     /// SOFTWARE attribute sent in responses ("" to omit).
     #[arg(long, value_name = "TEXT")]
     pub(crate) software: Option<String>,

@@ -3,33 +3,100 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde::Deserialize;
+use turn_core::server::policy::Cidr;
 
 use crate::cli::ServeArgs;
 
 /// The embedded default configuration (loopback only).
 pub(crate) const DEFAULT_TOML: &str = include_str!("default.toml");
 
-/// The whole configuration of `causeway serve`.
+/// The whole configuration of `causeway serve`. Every key has a flag of the same
+/// name (with `-` for `_`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Config {
     /// UDP and TCP STUN/TURN listeners.
     pub(crate) listen: Vec<SocketAddr>,
+    /// Authentication realm.
+    #[serde(default = "default_realm")]
+    pub(crate) realm: String,
     /// SOFTWARE attribute; empty to omit.
     #[serde(default = "default_software")]
     pub(crate) software: String,
+    /// Long-term credentials, `name:password`.
+    #[serde(default)]
+    pub(crate) user: Vec<String>,
+    /// Create user `demo` with a random password at start and print it.
+    #[serde(default)]
+    pub(crate) demo_user: bool,
+    /// Secret of time-limited credentials (TURN REST scheme); empty disables them.
+    #[serde(default)]
+    pub(crate) shared_secret: String,
+    /// Relay port range, `LOW-HIGH`.
+    #[serde(default = "default_relay_range")]
+    pub(crate) relay_range: String,
+    /// Addresses relay sockets bind to (one IPv4, one IPv6); default: the first
+    /// listen address of each family.
+    #[serde(default)]
+    pub(crate) relay_ip: Vec<IpAddr>,
+    /// Addresses advertised in XOR-RELAYED-ADDRESS (static NAT), one per family.
+    #[serde(default)]
+    pub(crate) external_ip: Vec<IpAddr>,
+    /// Peers that may be relayed to despite the built-in deny list.
+    #[serde(default)]
+    pub(crate) allow_peer: Vec<String>,
+    /// Extra peers never relayed to (wins over `allow_peer`).
+    #[serde(default)]
+    pub(crate) deny_peer: Vec<String>,
+    /// Status JSON and Prometheus metrics (never port 443).
+    #[serde(default = "default_admin")]
+    pub(crate) admin: SocketAddr,
+    /// Sent with 300 Try Alternate when this node is full.
+    #[serde(default)]
+    pub(crate) alternate_server: Option<SocketAddr>,
+    /// Accept channels 0x5000-0x7FFF as RFC 5766 did (coturn's tools, pjnath).
+    #[serde(default = "default_true")]
+    pub(crate) legacy_channels: bool,
+    /// Longest allocation lifetime granted, seconds.
+    #[serde(default = "default_max_lifetime")]
+    pub(crate) max_lifetime: u64,
+    /// Seconds before a nonce is stale.
+    #[serde(default = "default_nonce_lifetime")]
+    pub(crate) nonce_lifetime: u64,
     /// Worker threads; 0 for one per core.
     #[serde(default)]
     pub(crate) threads: usize,
     /// Log level.
     #[serde(default = "default_log_level")]
     pub(crate) log_level: String,
+    /// Allocation quotas.
+    #[serde(default)]
+    pub(crate) quota: QuotaConfig,
     /// TCP listener settings.
     #[serde(default)]
     pub(crate) tcp: TcpConfig,
+}
+
+/// `[quota]`: how many allocations.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct QuotaConfig {
+    /// Per user (486 past it).
+    pub(crate) per_user: usize,
+    /// In total (508, or 300 to `alternate_server`, past it).
+    pub(crate) total: usize,
+}
+
+impl Default for QuotaConfig {
+    fn default() -> Self {
+        QuotaConfig {
+            per_user: 100,
+            total: 5000,
+        }
+    }
 }
 
 /// `[tcp]`: limits for stream clients.
@@ -38,7 +105,7 @@ pub(crate) struct Config {
 pub(crate) struct TcpConfig {
     /// Most simultaneous TCP clients per worker.
     pub(crate) max_connections: usize,
-    /// A connection idle this long is closed.
+    /// A connection without an allocation, idle this long, is closed.
     pub(crate) idle_timeout_secs: u64,
 }
 
@@ -46,15 +113,32 @@ impl Default for TcpConfig {
     fn default() -> Self {
         TcpConfig {
             max_connections: 4096,
-            idle_timeout_secs: 600,
+            idle_timeout_secs: 60,
         }
     }
 }
 
+fn default_realm() -> String {
+    "causeway".into()
+}
 fn default_software() -> String {
     "causeway".into()
 }
-
+fn default_relay_range() -> String {
+    "49152-65535".into()
+}
+fn default_admin() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 4455))
+}
+fn default_true() -> bool {
+    true
+}
+fn default_max_lifetime() -> u64 {
+    3600
+}
+fn default_nonce_lifetime() -> u64 {
+    600
+}
 fn default_log_level() -> String {
     "info".into()
 }
@@ -82,9 +166,23 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+fn field(name: &'static str, why: impl Into<String>) -> ConfigError {
+    ConfigError::Field(name, why.into())
+}
+
+/// The parts of the configuration that need parsing beyond TOML.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved {
+    pub(crate) port_min: u16,
+    pub(crate) port_max: u16,
+    pub(crate) users: Vec<(String, String)>,
+    pub(crate) allow: Vec<Cidr>,
+    pub(crate) deny: Vec<Cidr>,
+}
+
 impl Config {
     /// The embedded default, or `--config FILE`, with the flags applied, validated.
-    pub(crate) fn load(args: &ServeArgs) -> Result<Config, ConfigError> {
+    pub(crate) fn load(args: &ServeArgs) -> Result<(Config, Resolved), ConfigError> {
         let mut cfg = match &args.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -94,8 +192,8 @@ impl Config {
             None => Config::parse(DEFAULT_TOML, "embedded default config")?,
         };
         cfg.apply(args);
-        cfg.validate()?;
-        Ok(cfg)
+        let resolved = cfg.validate()?;
+        Ok((cfg, resolved))
     }
 
     /// Parses TOML text; `source` names it in errors.
@@ -104,43 +202,137 @@ impl Config {
     }
 
     /// Applies the flags given on the command line.
-    fn apply(&mut self, args: &ServeArgs) {
-        if !args.listen.is_empty() {
-            self.listen = args.listen.clone();
+    fn apply(&mut self, a: &ServeArgs) {
+        fn set<T: Clone>(dst: &mut T, src: &Option<T>) {
+            if let Some(v) = src {
+                *dst = v.clone();
+            }
         }
-        if let Some(s) = &args.software {
-            self.software = s.clone();
+        fn extend<T: Clone>(dst: &mut Vec<T>, src: &[T]) {
+            if !src.is_empty() {
+                *dst = src.to_vec();
+            }
         }
-        if let Some(t) = args.threads {
-            self.threads = t;
+        extend(&mut self.listen, &a.listen);
+        extend(&mut self.user, &a.user);
+        extend(&mut self.relay_ip, &a.relay_ip);
+        extend(&mut self.external_ip, &a.external_ip);
+        extend(&mut self.allow_peer, &a.allow_peer);
+        extend(&mut self.deny_peer, &a.deny_peer);
+        set(&mut self.realm, &a.realm);
+        set(&mut self.software, &a.software);
+        set(&mut self.shared_secret, &a.shared_secret);
+        set(&mut self.relay_range, &a.relay_range);
+        set(&mut self.admin, &a.admin);
+        set(&mut self.threads, &a.threads);
+        set(&mut self.log_level, &a.log_level);
+        if a.alternate_server.is_some() {
+            self.alternate_server = a.alternate_server;
         }
-        if let Some(l) = &args.log_level {
-            self.log_level = l.clone();
+        if !a.user.is_empty() || a.shared_secret.is_some() {
+            // Real credentials given on the command line replace the demo user.
+            self.demo_user = false;
         }
     }
 
     /// Refuses values the server cannot run with, naming the field.
-    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<Resolved, ConfigError> {
         if self.listen.is_empty() {
-            return Err(ConfigError::Field(
-                "listen",
-                "at least one address is needed".into(),
-            ));
+            return Err(field("listen", "at least one address is needed"));
         }
         let mut seen = HashSet::new();
         for a in &self.listen {
             if !seen.insert(a) {
-                return Err(ConfigError::Field("listen", format!("{a} is listed twice")));
+                return Err(field("listen", format!("{a} is listed twice")));
             }
         }
-        if self.software.len() > 128 {
-            return Err(ConfigError::Field(
-                "software",
-                "longer than 128 bytes".into(),
+        if self.realm.is_empty() || self.realm.len() > 64 {
+            return Err(field("realm", "must be 1 to 64 bytes"));
+        }
+        if self.software.len() > 64 {
+            return Err(field("software", "longer than 64 bytes"));
+        }
+        let (port_min, port_max) = parse_range(&self.relay_range)?;
+        let mut users = Vec::new();
+        let mut names = HashSet::new();
+        for u in &self.user {
+            let Some((name, pass)) = u.split_once(':') else {
+                return Err(field("user", format!("`{u}` is not NAME:PASSWORD")));
+            };
+            if name.is_empty() || pass.is_empty() || name.len() > turn_core::server::USERNAME_MAX {
+                return Err(field(
+                    "user",
+                    format!("`{name}`: empty name or password, or name too long"),
+                ));
+            }
+            if !names.insert(name.to_string()) {
+                return Err(field("user", format!("`{name}` is listed twice")));
+            }
+            users.push((name.to_string(), pass.to_string()));
+        }
+        if users.is_empty() && self.shared_secret.is_empty() && !self.demo_user {
+            return Err(field(
+                "user",
+                "no credentials: give --user NAME:PASS, --shared-secret, or demo_user = true",
             ));
         }
+        if self.shared_secret.len() > 128 {
+            return Err(field("shared_secret", "longer than 128 bytes"));
+        }
+        for (name, list) in [
+            ("relay_ip", &self.relay_ip),
+            ("external_ip", &self.external_ip),
+        ] {
+            if list.iter().filter(|a| a.is_ipv4()).count() > 1
+                || list.iter().filter(|a| a.is_ipv6()).count() > 1
+            {
+                return Err(field(name, "at most one IPv4 and one IPv6 address"));
+            }
+            if list.iter().any(|a| a.is_unspecified() || a.is_multicast()) {
+                return Err(field(name, "must be unicast addresses of this host"));
+            }
+        }
+        let relay_families = self.relay_ips();
+        if relay_families.0.is_none() && relay_families.1.is_none() {
+            return Err(field(
+                "relay_ip",
+                "no relay address: listen on a specific address or set relay_ip",
+            ));
+        }
+        for e in &self.external_ip {
+            let has = if e.is_ipv4() {
+                relay_families.0.is_some()
+            } else {
+                relay_families.1.is_some()
+            };
+            if !has {
+                return Err(field(
+                    "external_ip",
+                    format!("{e} has no relay address of its family"),
+                ));
+            }
+        }
+        let cidrs = |name: &'static str, list: &[String]| -> Result<Vec<Cidr>, ConfigError> {
+            list.iter()
+                .map(|s| Cidr::parse(s).map_err(|e| field(name, format!("`{s}`: {e}"))))
+                .collect()
+        };
+        let allow = cidrs("allow_peer", &self.allow_peer)?;
+        let deny = cidrs("deny_peer", &self.deny_peer)?;
+        if allow.len() > 32 || deny.len() > 32 {
+            return Err(field(
+                "allow_peer",
+                "at most 32 entries in each of allow_peer and deny_peer",
+            ));
+        }
+        if self.admin.port() == 443 {
+            return Err(field("admin", "the admin interface never shares port 443"));
+        }
+        if self.listen.contains(&self.admin) {
+            return Err(field("admin", "must differ from every listen address"));
+        }
         if !["off", "error", "warn", "info", "debug", "trace"].contains(&self.log_level.as_str()) {
-            return Err(ConfigError::Field(
+            return Err(field(
                 "log_level",
                 format!(
                     "`{}` is not one of off, error, warn, info, debug, trace",
@@ -148,24 +340,56 @@ impl Config {
                 ),
             ));
         }
-        if self.tcp.max_connections == 0 {
-            return Err(ConfigError::Field(
-                "tcp.max_connections",
-                "must be at least 1".into(),
+        if self.max_lifetime < 600 {
+            return Err(field(
+                "max_lifetime",
+                "must be at least 600 s (the default lifetime)",
             ));
+        }
+        if self.nonce_lifetime == 0 {
+            return Err(field("nonce_lifetime", "must be at least 1 s"));
+        }
+        if self.quota.per_user == 0 || self.quota.total == 0 {
+            return Err(field("quota", "per_user and total must be at least 1"));
+        }
+        if self.quota.total > 1_000_000 {
+            return Err(field("quota.total", "at most 1000000"));
+        }
+        if self.tcp.max_connections == 0 {
+            return Err(field("tcp.max_connections", "must be at least 1"));
         }
         if self.tcp.idle_timeout_secs == 0 {
-            return Err(ConfigError::Field(
-                "tcp.idle_timeout_secs",
-                "must be at least 1".into(),
-            ));
+            return Err(field("tcp.idle_timeout_secs", "must be at least 1"));
         }
-        Ok(())
+        Ok(Resolved {
+            port_min,
+            port_max,
+            users,
+            allow,
+            deny,
+        })
     }
 
-    /// The SOFTWARE attribute to send, if any.
-    pub(crate) fn software(&self) -> Option<&str> {
-        (!self.software.is_empty()).then_some(self.software.as_str())
+    /// The relay addresses: configured, or the first specific listen address of
+    /// each family.
+    pub(crate) fn relay_ips(&self) -> (Option<std::net::Ipv4Addr>, Option<std::net::Ipv6Addr>) {
+        let pick = |list: &mut dyn Iterator<Item = IpAddr>| {
+            let mut v4 = None;
+            let mut v6 = None;
+            for ip in list {
+                match ip {
+                    IpAddr::V4(a) if v4.is_none() && !a.is_unspecified() => v4 = Some(a),
+                    IpAddr::V6(a) if v6.is_none() && !a.is_unspecified() => v6 = Some(a),
+                    _ => {}
+                }
+            }
+            (v4, v6)
+        };
+        if self.relay_ip.is_empty() {
+            pick(&mut self.listen.iter().map(SocketAddr::ip))
+        } else {
+            pick(&mut self.relay_ip.iter().copied())
+        }
     }
 
     /// Worker threads to run.
@@ -178,18 +402,43 @@ impl Config {
     }
 }
 
+/// Parses `LOW-HIGH`.
+fn parse_range(s: &str) -> Result<(u16, u16), ConfigError> {
+    let bad = || {
+        field(
+            "relay_range",
+            format!("`{s}` is not LOW-HIGH with 1 <= LOW <= HIGH <= 65535"),
+        )
+    };
+    let (lo, hi) = s.split_once('-').ok_or_else(bad)?;
+    let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
+    let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
+    if lo == 0 || lo > hi {
+        return Err(bad());
+    }
+    Ok((lo, hi))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn default() -> Config {
+        Config::parse(DEFAULT_TOML, "d").unwrap()
+    }
+
     #[test]
     fn embedded_default_is_valid_and_loopback() {
-        let cfg = Config::load(&ServeArgs::default()).unwrap();
+        let (cfg, r) = Config::load(&ServeArgs::default()).unwrap();
         assert_eq!(
             cfg.listen,
             vec!["127.0.0.1:3478".parse::<SocketAddr>().unwrap()]
         );
         assert!(cfg.listen.iter().all(|a| a.ip().is_loopback()));
+        assert!(cfg.admin.ip().is_loopback());
+        assert!(cfg.demo_user);
+        assert_eq!((r.port_min, r.port_max), (49152, 65535));
+        assert_eq!(cfg.relay_ips().0, Some("127.0.0.1".parse().unwrap()));
     }
 
     #[test]
@@ -200,30 +449,38 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_field() {
-        let mut cfg = Config::parse(DEFAULT_TOML, "d").unwrap();
-        cfg.log_level = "loud".into();
-        assert!(
-            cfg.validate()
-                .unwrap_err()
-                .to_string()
-                .starts_with("`log_level`")
+        let check = |f: &dyn Fn(&mut Config), name: &str| {
+            let mut cfg = default();
+            f(&mut cfg);
+            let e = cfg.validate().unwrap_err().to_string();
+            assert!(e.starts_with(&format!("`{name}`")), "{name}: {e}");
+        };
+        check(&|c| c.log_level = "loud".into(), "log_level");
+        check(&|c| c.listen.push(c.listen[0]), "listen");
+        check(&|c| c.listen.clear(), "listen");
+        check(&|c| c.relay_range = "30000-20000".into(), "relay_range");
+        check(&|c| c.relay_range = "0-10".into(), "relay_range");
+        check(&|c| c.relay_range = "a-b".into(), "relay_range");
+        check(&|c| c.user = vec!["nopassword".into()], "user");
+        check(&|c| c.user = vec!["a:1".into(), "a:2".into()], "user");
+        check(&|c| c.admin = "127.0.0.1:443".parse().unwrap(), "admin");
+        check(&|c| c.allow_peer = vec!["10.0.0.0/33".into()], "allow_peer");
+        check(&|c| c.deny_peer = vec!["nonsense".into()], "deny_peer");
+        check(
+            &|c| c.external_ip = vec!["2001:db8::1".parse().unwrap()],
+            "external_ip",
         );
-        let mut cfg = Config::parse(DEFAULT_TOML, "d").unwrap();
-        cfg.listen.push(cfg.listen[0]);
-        assert!(
-            cfg.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("listed twice")
+        check(
+            &|c| c.listen = vec!["0.0.0.0:3478".parse().unwrap()],
+            "relay_ip",
         );
-        let mut cfg = Config::parse(DEFAULT_TOML, "d").unwrap();
-        cfg.listen.clear();
-        assert!(
-            cfg.validate()
-                .unwrap_err()
-                .to_string()
-                .starts_with("`listen`")
+        check(
+            &|c| {
+                c.demo_user = false;
+            },
+            "user",
         );
+        check(&|c| c.max_lifetime = 10, "max_lifetime");
     }
 
     #[test]
@@ -231,10 +488,17 @@ mod tests {
         let args = ServeArgs {
             listen: vec!["127.0.0.1:5000".parse().unwrap()],
             software: Some(String::new()),
+            realm: Some("TANDBERG".into()),
+            user: vec!["alice:pw".into()],
+            relay_range: Some("24000-29999".into()),
             ..ServeArgs::default()
         };
-        let cfg = Config::load(&args).unwrap();
+        let (cfg, r) = Config::load(&args).unwrap();
         assert_eq!(cfg.listen, args.listen);
-        assert_eq!(cfg.software(), None);
+        assert_eq!(cfg.software, "");
+        assert_eq!(cfg.realm, "TANDBERG");
+        assert!(!cfg.demo_user, "real users replace the demo user");
+        assert_eq!(r.users, vec![("alice".to_string(), "pw".to_string())]);
+        assert_eq!((r.port_min, r.port_max), (24000, 29999));
     }
 }

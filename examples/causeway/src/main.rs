@@ -17,7 +17,7 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match cli.command {
         cli::Command::Serve(args) => {
-            let cfg = match config::Config::load(&args) {
+            let (cfg, resolved) = match config::Config::load(&args) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("causeway: configuration refused: {e}");
@@ -25,7 +25,7 @@ fn main() -> ExitCode {
                 }
             };
             init_logging(&cfg.log_level);
-            match serve::run(cfg) {
+            match serve::run(cfg, resolved) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     log::error!("{e}");

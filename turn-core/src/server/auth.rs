@@ -157,7 +157,9 @@ where
         }
         let nonce = self.nonces.issue(now, &tuple.client.ip());
         let realm = &self.cfg.realm;
-        match respond::error(out, msg, code, None, |b| respond::challenge(b, realm, &nonce)) {
+        match respond::error(out, msg, code, None, |b| {
+            respond::challenge(b, realm, &nonce)
+        }) {
             Ok(len) => ClientOutput::Reply {
                 len,
                 refusal: Some(why),

@@ -57,6 +57,9 @@ pub struct Config {
     pub unauth_per_sec: u32,
     /// Unauthenticated answers per second over all sources (and as a burst).
     pub unauth_global_per_sec: u32,
+    /// Accept ChannelBind for 0x5000-0x7FFF as RFC 5766 did (older clients such as
+    /// coturn's tools and pjnath use them); RFC 8656 allows 0x4000-0x4FFF only.
+    pub legacy_channels: bool,
     /// Whether the host can send with the DF bit set; without it, DONT-FRAGMENT is
     /// refused with 420 as RFC 8656 §7.2 requires.
     pub dont_fragment: bool,
@@ -108,6 +111,7 @@ impl Config {
             unauth_per_sec: 5,
             unauth_global_per_sec: 500,
             dont_fragment: false,
+            legacy_channels: false,
         }
     }
 

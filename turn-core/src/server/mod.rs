@@ -62,22 +62,16 @@ pub use table::Slot;
 use crate::{FiveTuple, Instant};
 
 /// Identifies one relay socket: an allocation's slot, its generation (so a handle
-/// outliving its allocation misses), and which socket (IPv4, IPv6, or a port held by
-/// an EVEN-PORT reservation).
+/// outliving its allocation misses), and which socket (IPv4 or IPv6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct RelayHandle {
-    /// Slot index (or reservation index).
+    /// Slot index.
     pub slot: u32,
     /// Generation of the slot when the socket was bound.
     pub generation: u32,
-    /// 0: IPv4 relay, 1: IPv6 relay, 2: reserved port (no traffic).
+    /// 0: IPv4 relay, 1: IPv6 relay.
     pub which: u8,
-}
-
-impl RelayHandle {
-    /// `which` of a port held for an EVEN-PORT reservation.
-    pub const RESERVED: u8 = 2;
 }
 
 /// Why the host could not bind a relay socket.
@@ -119,6 +113,29 @@ pub trait Host {
 
     /// Releases what [`Host::acquire_quota`] counted.
     fn release_quota(&mut self, username: &str);
+
+    /// Holds port `local` for an EVEN-PORT reservation named `token` until
+    /// `expires`: bound, so nothing else takes it, and not read. The host keeps
+    /// reservations (not the server) so that every worker of a sharded host can
+    /// claim them.
+    fn reserve_port(
+        &mut self,
+        token: [u8; 8],
+        local: SocketAddr,
+        expires: Instant,
+    ) -> Result<(), BindError>;
+
+    /// Makes the port held for `token` the relay socket of `handle` and returns its
+    /// address; `None` if there is no such reservation, or it expired.
+    fn claim_port(
+        &mut self,
+        token: &[u8; 8],
+        handle: RelayHandle,
+        now: Instant,
+    ) -> Option<SocketAddr>;
+
+    /// Releases the reservations whose time has passed.
+    fn expire_reservations(&mut self, now: Instant);
 
     /// Fills `buf` from a cryptographically secure random source.
     fn random(&mut self, buf: &mut [u8]);
@@ -174,6 +191,8 @@ pub enum EndReason {
     Expired,
     /// The client deleted it (Refresh with LIFETIME 0).
     Released,
+    /// Its TCP or TLS connection closed (RFC 8656 §3.1).
+    ConnectionClosed,
 }
 
 /// Something worth a log line.
@@ -203,15 +222,6 @@ pub enum Event {
     },
 }
 
-/// A port held for an EVEN-PORT reservation.
-#[derive(Debug, Clone, Copy)]
-struct Reservation {
-    token: [u8; 8],
-    local: SocketAddr,
-    expires: Instant,
-    handle: RelayHandle,
-}
-
 /// Counters over the server's life.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -239,7 +249,6 @@ pub struct Server<S, I, const P: usize, const C: usize> {
     nonces: Nonces,
     table: table::Table<S, I, P, C>,
     limiter: RateLimiter<64>,
-    reservations: heapless::Vec<Reservation, 8>,
     tid_base: [u8; 12],
     tid_counter: u64,
     next_sweep: Option<Instant>,
@@ -281,10 +290,13 @@ where
         }
         Ok(Server {
             nonces: Nonces::new(secret, cfg.nonce_lifetime_secs),
-            limiter: RateLimiter::new(cfg.unauth_burst, cfg.unauth_per_sec, cfg.unauth_global_per_sec),
+            limiter: RateLimiter::new(
+                cfg.unauth_burst,
+                cfg.unauth_per_sec,
+                cfg.unauth_global_per_sec,
+            ),
             cfg,
             table: table::Table::new(slots, index, seed),
-            reservations: heapless::Vec::new(),
             tid_base,
             tid_counter: 0,
             next_sweep: None,
@@ -328,9 +340,11 @@ where
         packet: &[u8],
         out: &mut [u8],
     ) -> ClientOutput {
-        let output = match demux::classify(packet) {
-            PacketKind::ChannelData => self.client_channel_data(now, &tuple, packet),
-            PacketKind::Stun => self.client_stun(now, host, &tuple, packet, out),
+        let legacy = self.cfg.legacy_channels;
+        let output = match (demux::classify(packet), packet.first()) {
+            (PacketKind::ChannelData, _) => self.client_channel_data(now, &tuple, packet),
+            (_, Some(0x50..=0x7F)) if legacy => self.client_channel_data(now, &tuple, packet),
+            (PacketKind::Stun, _) => self.client_stun(now, host, &tuple, packet, out),
             _ => ClientOutput::Drop(Some(Refusal::Unexpected)),
         };
         if matches!(
@@ -374,7 +388,8 @@ where
     }
 
     /// Expires what is due at `now`: allocations (closing their relay sockets and
-    /// releasing their quota), permissions, channel bindings and reservations.
+    /// releasing their quota), permissions and channel bindings, and asks the host
+    /// to expire reservations.
     pub fn handle_timeout(&mut self, now: Instant, host: &mut impl Host) {
         if self.next_sweep.is_none_or(|t| now < t) {
             return;
@@ -392,25 +407,25 @@ where
                 self.end_allocation(slot, host, EndReason::Expired);
             }
         }
-        let mut i = 0;
-        while let Some(r) = self.reservations.get(i).copied() {
-            if now >= r.expires {
-                host.close_relay(r.handle, r.local);
-                self.reservations.swap_remove(i);
-            } else {
-                i += 1;
-            }
-        }
+        host.expire_reservations(now);
         self.schedule(now);
     }
 
     /// Sets the next sweep a second from `now`, or none if nothing can expire.
     fn schedule(&mut self, now: Instant) {
-        self.next_sweep = if self.table.len() > 0 || !self.reservations.is_empty() {
+        self.next_sweep = if self.table.len() > 0 {
             Some(now.plus_millis(1000))
         } else {
             None
         };
+    }
+
+    /// Tells the server that the TCP or TLS connection of `tuple` closed: its
+    /// allocation, if any, is deleted at once.
+    pub fn connection_closed(&mut self, tuple: &FiveTuple, host: &mut impl Host) {
+        if let Some(slot) = self.table.find(tuple) {
+            self.end_allocation(slot, host, EndReason::ConnectionClosed);
+        }
     }
 
     /// The next event for the log, if any.

@@ -15,7 +15,7 @@ pub enum BadRequest {
     Missing(AttributeType),
     /// An attribute's value is malformed.
     Malformed(AttributeError),
-    /// CHANNEL-NUMBER outside 0x4000..=0x4FFF.
+    /// CHANNEL-NUMBER outside 0x4000..=0x4FFF (0x7FFF with legacy channels).
     ChannelOutOfRange(u16),
     /// The channel is bound to another peer.
     ChannelBoundElsewhere(u16),
@@ -149,7 +149,7 @@ impl fmt::Display for BadRequest {
             BadRequest::Missing(t) => write!(f, "missing {t}"),
             BadRequest::Malformed(e) => write!(f, "{e}"),
             BadRequest::ChannelOutOfRange(c) => {
-                write!(f, "channel 0x{c:04x} outside 0x4000-0x4FFF")
+                write!(f, "channel 0x{c:04x} outside the channel range")
             }
             BadRequest::ChannelBoundElsewhere(c) => {
                 write!(f, "channel 0x{c:04x} is already bound to another peer")

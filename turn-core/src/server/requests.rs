@@ -9,7 +9,7 @@ use stun_core::attributes::{
     XorMappedAddress, XorPeerAddress, XorRelayedAddress,
 };
 use stun_core::binding::{self, Outcome, Why};
-use stun_core::channel_data::is_valid_channel;
+use stun_core::channel_data::{is_legacy_channel, is_valid_channel};
 use stun_core::{AttributeErrorKind, AttributeType, Message, MessageBuilder, Method};
 
 use super::allocation::{Allocation, Channel, Permission, Relay};
@@ -18,8 +18,7 @@ use super::config::{CHANNEL_LIFETIME_SECS, PERMISSION_LIFETIME_SECS, RESERVATION
 use super::policy::Verdict;
 use super::refusal::{BadRequest, Refusal};
 use super::{
-    BindError, ClientOutput, EndReason, Event, Host, QuotaError, RelayHandle, Reservation, Server,
-    Slot, respond,
+    BindError, ClientOutput, EndReason, Event, Host, QuotaError, RelayHandle, Server, Slot, respond,
 };
 use crate::{FiveTuple, Instant};
 
@@ -182,13 +181,9 @@ where
         u32::from_le_bytes(b)
     }
 
-    fn is_reserved(&self, addr: SocketAddr) -> bool {
-        self.reservations.iter().any(|r| r.local == addr)
-    }
-
     /// Binds a relay socket on a random free port of the range for `handle`, even
-    /// if asked; with `reserve_next`, also holds the next port for a reservation
-    /// and returns its token.
+    /// if asked; with `reserve_next`, also has the host hold the next port and
+    /// returns the reservation's token.
     fn bind_new(
         &mut self,
         now: Instant,
@@ -199,9 +194,6 @@ where
         reserve_next: bool,
     ) -> Result<(SocketAddr, Option<[u8; 8]>), Refusal> {
         let ip = self.cfg.relay_ip(v6).ok_or(Refusal::FamilyNotSupported)?;
-        if reserve_next && self.reservations.is_full() {
-            return Err(Refusal::NoRelayPort);
-        }
         let (lo, hi) = (u32::from(self.cfg.port_min), u32::from(self.cfg.port_max));
         for _ in 0..PORT_ATTEMPTS {
             let mut port = lo + Self::random_u32(host) % (hi - lo + 1);
@@ -218,10 +210,6 @@ where
                 continue;
             };
             let addr = SocketAddr::new(ip, port16);
-            let next = SocketAddr::new(ip, port16.wrapping_add(1));
-            if self.is_reserved(addr) || (reserve_next && self.is_reserved(next)) {
-                continue;
-            }
             match host.bind_relay(handle, addr) {
                 Ok(()) => {}
                 Err(BindError::InUse) => continue,
@@ -230,28 +218,11 @@ where
             if !reserve_next {
                 return Ok((addr, None));
             }
-            let rhandle = RelayHandle {
-                slot: Self::random_u32(host),
-                generation: 0,
-                which: RelayHandle::RESERVED,
-            };
-            match host.bind_relay(rhandle, next) {
-                Ok(()) => {
-                    let mut token = [0u8; 8];
-                    host.random(&mut token);
-                    let r = Reservation {
-                        token,
-                        local: next,
-                        expires: now.plus_secs(RESERVATION_LIFETIME_SECS),
-                        handle: rhandle,
-                    };
-                    if self.reservations.push(r).is_err() {
-                        host.close_relay(rhandle, next);
-                        host.close_relay(handle, addr);
-                        return Err(Refusal::NoRelayPort);
-                    }
-                    return Ok((addr, Some(token)));
-                }
+            let mut token = [0u8; 8];
+            host.random(&mut token);
+            let next = SocketAddr::new(ip, port16.wrapping_add(1));
+            match host.reserve_port(token, next, now.plus_secs(RESERVATION_LIFETIME_SECS)) {
+                Ok(()) => return Ok((addr, Some(token))),
                 Err(e) => {
                     host.close_relay(handle, addr);
                     if e == BindError::Unavailable {
@@ -261,25 +232,6 @@ where
             }
         }
         Err(Refusal::NoRelayPort)
-    }
-
-    /// Takes the reserved port of `token` over for `handle`.
-    fn claim_reservation(
-        &mut self,
-        host: &mut impl Host,
-        handle: RelayHandle,
-        token: &[u8; 8],
-    ) -> Result<SocketAddr, Refusal> {
-        let i = self
-            .reservations
-            .iter()
-            .position(|r| r.token == *token)
-            .ok_or(Refusal::NoRelayPort)?;
-        let r = self.reservations.swap_remove(i);
-        host.close_relay(r.handle, r.local);
-        host.bind_relay(handle, r.local)
-            .map(|()| r.local)
-            .map_err(|_| Refusal::NoRelayPort)
     }
 
     fn allocate(
@@ -352,9 +304,10 @@ where
         };
         let primary = handle(u8::from(primary_v6));
         let bound = match token {
-            Some(t) => self
-                .claim_reservation(host, primary, &t.0)
-                .map(|a| (a, None)),
+            Some(t) => host
+                .claim_port(&t.0, primary, now)
+                .map(|a| (a, None))
+                .ok_or(Refusal::NoRelayPort),
             None => self.bind_new(
                 now,
                 host,
@@ -563,7 +516,12 @@ where
                 AttributeType::CHANNEL_NUMBER,
             )))?
             .0;
-        if !is_valid_channel(number) {
+        let in_range = if self.cfg.legacy_channels {
+            is_legacy_channel(number)
+        } else {
+            is_valid_channel(number)
+        };
+        if !in_range {
             return Err(Refusal::BadRequest(BadRequest::ChannelOutOfRange(number)));
         }
         let peer = msg

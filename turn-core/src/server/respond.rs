@@ -28,13 +28,20 @@ pub(crate) fn error(
 }
 
 /// REALM and NONCE, for 401 and 438.
-pub(crate) fn challenge(b: &mut MessageBuilder<'_>, realm: &str, nonce: &str) -> Result<(), EncodeError> {
+pub(crate) fn challenge(
+    b: &mut MessageBuilder<'_>,
+    realm: &str,
+    nonce: &str,
+) -> Result<(), EncodeError> {
     b.add(&Realm(realm))?;
     b.add(&Nonce(nonce))
 }
 
 /// UNKNOWN-ATTRIBUTES, for 420.
-pub(crate) fn unknown(b: &mut MessageBuilder<'_>, list: Option<&[AttributeType]>) -> Result<(), EncodeError> {
+pub(crate) fn unknown(
+    b: &mut MessageBuilder<'_>,
+    list: Option<&[AttributeType]>,
+) -> Result<(), EncodeError> {
     match list {
         Some(l) => b.add(&UnknownAttributes::new(l)),
         None => Ok(()),

@@ -32,6 +32,7 @@ pub fn addr(s: &str) -> SocketAddr {
 pub struct FakeHost {
     pub users: HashMap<String, String>,
     pub bound: HashMap<SocketAddr, RelayHandle>,
+    pub reserved: HashMap<[u8; 8], (SocketAddr, Instant)>,
     pub taken: HashSet<u16>,
     pub unavailable: bool,
     pub per_user: HashMap<String, usize>,
@@ -53,6 +54,12 @@ impl FakeHost {
         h
     }
 
+    pub fn in_use(&self, local: SocketAddr) -> bool {
+        self.taken.contains(&local.port())
+            || self.bound.contains_key(&local)
+            || self.reserved.values().any(|(a, _)| *a == local)
+    }
+
     pub fn total(&self) -> usize {
         self.per_user.values().sum()
     }
@@ -69,11 +76,42 @@ impl Host for FakeHost {
         if self.unavailable {
             return Err(BindError::Unavailable);
         }
-        if self.taken.contains(&local.port()) || self.bound.contains_key(&local) {
+        if self.in_use(local) {
             return Err(BindError::InUse);
         }
         self.bound.insert(local, handle);
         Ok(())
+    }
+
+    fn reserve_port(
+        &mut self,
+        token: [u8; 8],
+        local: SocketAddr,
+        expires: Instant,
+    ) -> Result<(), BindError> {
+        if self.in_use(local) {
+            return Err(BindError::InUse);
+        }
+        self.reserved.insert(token, (local, expires));
+        Ok(())
+    }
+
+    fn claim_port(
+        &mut self,
+        token: &[u8; 8],
+        handle: RelayHandle,
+        now: Instant,
+    ) -> Option<SocketAddr> {
+        let (local, expires) = self.reserved.remove(token)?;
+        if now >= expires {
+            return None;
+        }
+        self.bound.insert(local, handle);
+        Some(local)
+    }
+
+    fn expire_reservations(&mut self, now: Instant) {
+        self.reserved.retain(|_, (_, e)| now < *e);
     }
 
     fn close_relay(&mut self, handle: RelayHandle, local: SocketAddr) {

@@ -1,41 +1,51 @@
-//! `causeway serve`: binds the listeners, runs one worker per core, and stops them
-//! all on SIGINT or SIGTERM.
+//! `causeway serve`: binds the listeners, runs one worker per core, each with its
+//! own shard of the TURN server, serves the admin interface, and stops everything
+//! on SIGINT or SIGTERM.
 //!
-//! Each worker owns its own UDP and TCP listening sockets, bound with SO_REUSEPORT
-//! to the same addresses, so the kernel spreads clients across cores by their
-//! address and port and the workers share nothing on the packet path.
+//! Each worker owns UDP and TCP listening sockets bound with SO_REUSEPORT to the
+//! same addresses, so the kernel spreads clients across cores by their address and
+//! port; a client's allocation, its relay socket and its traffic all stay on one
+//! worker, and the workers share nothing on the packet path. Quotas and the status
+//! page are shared, touched only when allocations come and go and once a second.
 
+mod host;
 mod limiter;
 mod net;
+mod relays;
+mod shared;
+mod status;
 mod tcp;
 mod worker;
 
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use log::info;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
+use turn_core::server::{self as turn, Slot};
 
-use crate::config::Config;
+use crate::config::{Config, Resolved};
 
 /// Why the server could not start or keep running.
 #[derive(Debug)]
 pub(crate) enum ServeError {
     /// A listener could not be bound.
     Bind {
-        /// "udp" or "tcp".
+        /// "udp", "tcp" or "admin".
         transport: &'static str,
         /// The address.
         addr: SocketAddr,
         /// The cause.
         source: io::Error,
     },
-    /// Anything else at start (event loop, signals, threads).
+    /// Anything else at start (event loop, signals, threads, randomness).
     Setup(&'static str, io::Error),
+    /// The TURN core refused the configuration.
+    Config(turn::ConfigError),
 }
 
 impl fmt::Display for ServeError {
@@ -51,16 +61,82 @@ impl fmt::Display for ServeError {
                  coturn, already on this port?)"
             ),
             ServeError::Setup(what, e) => write!(f, "cannot {what}: {e}"),
+            ServeError::Config(e) => write!(f, "configuration refused: {e}"),
         }
     }
 }
 
 impl std::error::Error for ServeError {}
 
+/// The TURN core's configuration from ours.
+fn turn_config(cfg: &Config, r: &Resolved) -> turn::Config {
+    let mut t = turn::Config::new(&cfg.realm);
+    t.software.clear();
+    let _ = t.software.push_str(&cfg.software);
+    let _ = t
+        .shared_secret
+        .extend_from_slice(cfg.shared_secret.as_bytes());
+    t.nonce_lifetime_secs = cfg.nonce_lifetime;
+    t.max_lifetime_secs = cfg.max_lifetime;
+    let (v4, v6) = cfg.relay_ips();
+    t.relay_v4 = v4;
+    t.relay_v6 = v6;
+    for ip in &cfg.external_ip {
+        match ip {
+            IpAddr::V4(a) => t.external_v4 = Some(*a),
+            IpAddr::V6(a) => t.external_v6 = Some(*a),
+        }
+    }
+    t.port_min = r.port_min;
+    t.port_max = r.port_max;
+    t.alternate_server = cfg.alternate_server;
+    t.legacy_channels = cfg.legacy_channels;
+    // Relay sockets set DF (IP_PMTUDISC_PROBE, by quinn-udp), so DONT-FRAGMENT holds.
+    t.dont_fragment = true;
+    for c in &r.allow {
+        let _ = t.policy.allow.push(*c);
+    }
+    for c in &r.deny {
+        let _ = t.policy.deny.push(*c);
+    }
+    let own = cfg
+        .listen
+        .iter()
+        .map(SocketAddr::ip)
+        .chain(cfg.relay_ip.iter().copied())
+        .chain(cfg.external_ip.iter().copied())
+        .chain(v4.map(IpAddr::V4))
+        .chain(v6.map(IpAddr::V6));
+    for ip in own {
+        if !ip.is_unspecified() && !t.policy.own.contains(&ip) {
+            let _ = t.policy.own.push(ip);
+        }
+    }
+    t
+}
+
+/// Draws a password for the demo user.
+fn demo_password() -> Result<String, ServeError> {
+    let mut b = [0u8; 12];
+    getrandom::fill(&mut b).map_err(|e| {
+        ServeError::Setup("read the OS random source", io::Error::other(e.to_string()))
+    })?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
 /// Runs the server until SIGINT or SIGTERM.
-pub(crate) fn run(cfg: Config) -> Result<(), ServeError> {
-    let cfg = Arc::new(cfg);
+pub(crate) fn run(cfg: Config, resolved: Resolved) -> Result<(), ServeError> {
     let threads = cfg.worker_threads();
+    let tcfg = turn_config(&cfg, &resolved);
+    tcfg.validate().map_err(ServeError::Config)?;
+
+    let mut users = resolved.users.clone();
+    let mut demo = None;
+    if cfg.demo_user {
+        let pass = demo_password()?;
+        users.push(("demo".into(), pass.clone()));
+        demo = Some(pass);
+    }
 
     // Bind everything before spawning anything, so a bad address stops the start.
     // The first socket of each address fixes its port (which matters for port 0);
@@ -78,7 +154,13 @@ pub(crate) fn run(cfg: Config) -> Result<(), ServeError> {
             actual = udp
                 .local_addr()
                 .map_err(|e| ServeError::Setup("read a local address", e))?;
-            l.udp.push(udp);
+            let state = quinn_udp::UdpSocketState::new((&udp).into())
+                .map_err(|e| ServeError::Setup("set up batched UDP receive", e))?;
+            l.udp.push(worker::UdpListener {
+                sock: udp,
+                state,
+                local: actual,
+            });
         }
         for l in listeners.iter_mut() {
             let tcp = net::bind_tcp(actual).map_err(|source| ServeError::Bind {
@@ -90,12 +172,38 @@ pub(crate) fn run(cfg: Config) -> Result<(), ServeError> {
         }
         bound.push(actual);
     }
+    let admin = std::net::TcpListener::bind(cfg.admin).map_err(|source| ServeError::Bind {
+        transport: "admin",
+        addr: cfg.admin,
+        source,
+    })?;
+    let admin_addr = admin
+        .local_addr()
+        .map_err(|e| ServeError::Setup("read a local address", e))?;
 
+    let quota_total = cfg.quota.total;
+    let realm = cfg.realm.clone();
+    let shared = Arc::new(shared::Shared::new(cfg, &users, threads));
+    // Each shard holds its share of the total with room for uneven hashing.
+    let slots = (quota_total.div_ceil(threads) * 5 / 4 + 64).min(quota_total.max(64));
     let shutdown = Arc::new(AtomicBool::new(false));
     let mut wakers = Vec::new();
     let mut handles = Vec::new();
+    // One secret keys the nonces of every worker, so a nonce verifies wherever the
+    // kernel steers the client's next packet.
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(|e| {
+        ServeError::Setup("read the OS random source", io::Error::other(e.to_string()))
+    })?;
     for (i, l) in listeners.into_iter().enumerate() {
-        let w = worker::Worker::new(i, l, cfg.clone(), shutdown.clone())
+        let shard = worker::Turn::new(
+            tcfg.clone(),
+            vec![Slot::EMPTY; slots],
+            vec![0u32; slots * 2],
+            secret,
+        )
+        .map_err(ServeError::Config)?;
+        let w = worker::Worker::new(i, l, shard, shared.clone(), shutdown.clone())
             .map_err(|e| ServeError::Setup("create an event loop", e))?;
         wakers.push(w.waker());
         let handle = std::thread::Builder::new()
@@ -104,14 +212,26 @@ pub(crate) fn run(cfg: Config) -> Result<(), ServeError> {
             .map_err(|e| ServeError::Setup("spawn a worker thread", e))?;
         handles.push(handle);
     }
+    {
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name("causeway-admin".into())
+            .spawn(move || status::serve_admin(admin, shared))
+            .map_err(|e| ServeError::Setup("spawn the admin thread", e))?;
+    }
 
     for a in &bound {
         // On stdout, for scripts and tests that start the server on port 0.
         println!("causeway: listening on udp {a} and tcp {a}");
     }
+    println!("causeway: admin on http://{admin_addr}/status and /metrics");
+    if let Some(pass) = &demo {
+        println!("causeway: demo user `demo`, password `{pass}`, realm `{realm}`");
+    }
     println!("causeway: ready");
     info!(
-        "serving STUN on {} address(es) with {threads} worker(s); stop with Ctrl-C",
+        "serving TURN on {} address(es) with {threads} worker(s) of {slots} allocations each; \
+         stop with Ctrl-C",
         bound.len()
     );
 

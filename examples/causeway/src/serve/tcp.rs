@@ -2,11 +2,11 @@
 //! stream and queues replies, with bounded buffers.
 
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use mio::net::TcpStream;
 use stun_core::demux::{self, Frame};
+use turn_core::FiveTuple;
 
 /// Largest frame accepted: a maximal STUN message.
 pub(crate) const MAX_FRAME: usize = 20 + 65535;
@@ -26,7 +26,7 @@ pub(crate) enum ReadState {
 #[derive(Debug)]
 pub(crate) struct Conn {
     pub(crate) stream: TcpStream,
-    pub(crate) peer: SocketAddr,
+    pub(crate) tuple: FiveTuple,
     rbuf: Vec<u8>,
     rlen: usize,
     wbuf: Vec<u8>,
@@ -35,10 +35,10 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub(crate) fn new(stream: TcpStream, peer: SocketAddr, now: Instant) -> Self {
+    pub(crate) fn new(stream: TcpStream, tuple: FiveTuple, now: Instant) -> Self {
         Conn {
             stream,
-            peer,
+            tuple,
             rbuf: vec![0; 4096],
             rlen: 0,
             wbuf: Vec::new(),
@@ -131,6 +131,16 @@ impl Conn {
                 Err(_) => return false,
             }
         }
+        true
+    }
+
+    /// Queues `bytes` for the client (a relayed packet); false when the client is
+    /// too far behind, in which case the packet is dropped as UDP would drop it.
+    pub(crate) fn queue(&mut self, bytes: &[u8]) -> bool {
+        if self.wbuf.len() + bytes.len() > MAX_PENDING_WRITE {
+            return false;
+        }
+        self.wbuf.extend_from_slice(bytes);
         true
     }
 

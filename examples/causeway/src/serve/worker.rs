@@ -1,30 +1,68 @@
-//! One worker: an event loop over its own listening sockets and TCP clients.
+//! One worker: an event loop over its own listening sockets, TCP clients and relay
+//! sockets, driving its own shard of the TURN server.
+//!
+//! The packet path allocates nothing: datagrams are received in batches
+//! (recvmmsg, with GRO where the kernel has it) into buffers made at start, peer
+//! datagrams land after [`PEER_HEADROOM`] bytes so the core wraps them in place,
+//! and replies are written into a buffer made at start.
 
-use std::io;
+use std::collections::HashMap;
+use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant as StdInstant};
 
-use log::{debug, info};
+use log::{debug, info, warn};
 use mio::net::{TcpListener, UdpSocket};
-use mio::{Events, Interest, Poll, Token, Waker};
-use stun_core::binding::{self, Outcome};
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use quinn_udp::{RecvMeta, UdpSocketState};
+use stun_core::Message;
+use stun_core::attributes::Username;
+use turn_core::server::{
+    ClientOutput, EndReason, Event, PEER_HEADROOM, PeerOutput, Refusal, Server, Slot,
+};
+use turn_core::{FiveTuple, Instant, Transport};
 
+use super::host::WorkerHost;
 use super::limiter::LogLimiter;
+use super::relays::{FIRST_RELAY, Relays};
+use super::shared::Shared;
+use super::status::{AllocationStatus, WorkerStatus};
 use super::tcp::{Conn, ReadState};
-use crate::config::Config;
+
+/// Permissions per allocation.
+pub(crate) const PERMISSIONS: usize = 16;
+/// Channel bindings per allocation.
+pub(crate) const CHANNELS: usize = 16;
+/// The TURN shard a worker runs.
+pub(crate) type Turn = Server<Vec<Slot<PERMISSIONS, CHANNELS>>, Vec<u32>, PERMISSIONS, CHANNELS>;
 
 const WAKER: Token = Token(0);
 const FIRST_LISTENER: usize = 1;
 const FIRST_CONN: usize = 1 << 20;
-/// How often idle connections are swept.
+/// Datagrams per receive call.
+const BATCH: usize = if quinn_udp::BATCH_SIZE < 32 {
+    quinn_udp::BATCH_SIZE
+} else {
+    32
+};
+/// Room per received datagram: a whole GRO train of up to 64 KiB.
+const SLOT: usize = 1 << 16;
+/// How often idle connections are swept and status is published.
 const TICK: Duration = Duration::from_secs(1);
 
+/// A UDP listener and its batch-receive state.
+pub(crate) struct UdpListener {
+    pub(crate) sock: UdpSocket,
+    pub(crate) state: UdpSocketState,
+    pub(crate) local: SocketAddr,
+}
+
 /// The sockets one worker listens on.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Listeners {
-    pub(crate) udp: Vec<UdpSocket>,
+    pub(crate) udp: Vec<UdpListener>,
     pub(crate) tcp: Vec<TcpListener>,
 }
 
@@ -33,15 +71,20 @@ pub(crate) struct Worker {
     id: usize,
     poll: Poll,
     waker: Arc<Waker>,
-    udp: Vec<(UdpSocket, SocketAddr)>,
-    tcp: Vec<TcpListener>,
+    udp: Vec<UdpListener>,
+    tcp: Vec<(TcpListener, SocketAddr)>,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
     live_conns: usize,
-    cfg: Arc<Config>,
+    /// TCP connections by (client, server) address, to reach a TCP client.
+    conn_index: HashMap<(SocketAddr, SocketAddr), usize>,
+    relays: Relays,
+    turn: Turn,
+    shared: Arc<Shared>,
     shutdown: Arc<AtomicBool>,
     logs: LogLimiter,
     rx: Vec<u8>,
+    peer_rx: Vec<u8>,
     tx: Vec<u8>,
 }
 
@@ -49,26 +92,27 @@ impl Worker {
     pub(crate) fn new(
         id: usize,
         listeners: Listeners,
-        cfg: Arc<Config>,
+        turn: Turn,
+        shared: Arc<Shared>,
         shutdown: Arc<AtomicBool>,
     ) -> io::Result<Worker> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let mut udp = Vec::new();
         let mut token = FIRST_LISTENER;
-        for mut s in listeners.udp {
+        let mut udp = Vec::new();
+        for mut l in listeners.udp {
             poll.registry()
-                .register(&mut s, Token(token), Interest::READABLE)?;
+                .register(&mut l.sock, Token(token), Interest::READABLE)?;
             token += 1;
-            let local = s.local_addr()?;
-            udp.push((s, local));
+            udp.push(l);
         }
         let mut tcp = Vec::new();
         for mut l in listeners.tcp {
             poll.registry()
                 .register(&mut l, Token(token), Interest::READABLE)?;
             token += 1;
-            tcp.push(l);
+            let local = l.local_addr()?;
+            tcp.push((l, local));
         }
         Ok(Worker {
             id,
@@ -79,10 +123,14 @@ impl Worker {
             conns: Vec::new(),
             free: Vec::new(),
             live_conns: 0,
-            cfg,
+            conn_index: HashMap::new(),
+            relays: Relays::default(),
+            turn,
+            shared,
             shutdown,
-            logs: LogLimiter::new(20, Instant::now()),
-            rx: vec![0; 65536],
+            logs: LogLimiter::new(20, StdInstant::now()),
+            rx: vec![0; BATCH * SLOT],
+            peer_rx: vec![0; BATCH * (PEER_HEADROOM + SLOT + 8)],
             tx: vec![0; 2048],
         })
     }
@@ -95,9 +143,13 @@ impl Worker {
     /// Runs until the shutdown flag is set.
     pub(crate) fn run(mut self) {
         let mut events = Events::with_capacity(1024);
-        let mut next_tick = Instant::now() + TICK;
+        let mut next_tick = StdInstant::now() + TICK;
         while !self.shutdown.load(Ordering::Relaxed) {
-            let timeout = next_tick.saturating_duration_since(Instant::now());
+            let mut deadline = next_tick;
+            if let Some(t) = self.turn.poll_timeout() {
+                deadline = deadline.min(self.shared.clock.to_std(t));
+            }
+            let timeout = deadline.saturating_duration_since(StdInstant::now());
             if let Err(e) = self.poll.poll(&mut events, Some(timeout))
                 && e.kind() != io::ErrorKind::Interrupted
             {
@@ -109,7 +161,9 @@ impl Worker {
                 if t == WAKER.0 {
                     continue;
                 }
-                if t >= FIRST_CONN {
+                if t >= FIRST_RELAY {
+                    self.on_relay(t - FIRST_RELAY);
+                } else if t >= FIRST_CONN {
                     self.on_conn(t - FIRST_CONN);
                 } else if t - FIRST_LISTENER < self.udp.len() {
                     self.on_udp(t - FIRST_LISTENER);
@@ -117,70 +171,211 @@ impl Worker {
                     self.on_accept(t - FIRST_LISTENER - self.udp.len());
                 }
             }
-            let now = Instant::now();
-            if now >= next_tick {
-                self.sweep_idle(now);
-                next_tick = now + TICK;
+            let now = self.shared.clock.now();
+            if self.turn.poll_timeout().is_some_and(|t| t <= now) {
+                let mut host = WorkerHost {
+                    shared: &self.shared,
+                    relays: &mut self.relays,
+                    registry: self.poll.registry(),
+                };
+                self.turn.handle_timeout(now, &mut host);
+            }
+            self.log_events();
+            let std_now = StdInstant::now();
+            if std_now >= next_tick {
+                self.sweep_idle(std_now);
+                self.publish(now);
+                next_tick = std_now + TICK;
             }
         }
         debug!("worker {} stopped", self.id);
     }
 
-    /// Answers one STUN packet; returns the length of the reply in `out`, if any.
-    fn answer(
-        &mut self,
-        transport: &str,
-        peer: SocketAddr,
-        packet: &[u8],
-        now: Instant,
-    ) -> Option<usize> {
-        let software = self.cfg.software();
-        match binding::respond(packet, peer, software, &mut self.tx) {
-            Outcome::Success(n) => Some(n),
-            Outcome::Error { len, code, why } => {
-                if let Some(suppressed) = self.logs.allow(now) {
-                    info!(
-                        "{transport} {peer}: answered {code}: {why}{}",
-                        note(suppressed)
-                    );
+    /// Datagrams on UDP listener `i`: STUN requests, indications and ChannelData.
+    fn on_udp(&mut self, i: usize) {
+        loop {
+            let Some(l) = self.udp.get(i) else { return };
+            let mut meta = [RecvMeta::default(); BATCH];
+            let n = {
+                let mut slots = self.rx.chunks_mut(SLOT);
+                let mut iov: [IoSliceMut<'_>; BATCH] =
+                    std::array::from_fn(|_| IoSliceMut::new(slots.next().unwrap_or_default()));
+                match l.state.recv((&l.sock).into(), &mut iov, &mut meta) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => continue,
                 }
-                Some(len)
+            };
+            let local = l.local;
+            let now = self.shared.clock.now();
+            for (k, m) in meta.iter().take(n).enumerate() {
+                let tuple = FiveTuple {
+                    client: m.addr,
+                    server: local,
+                    transport: Transport::Udp,
+                };
+                let stride = m.stride.max(1);
+                let mut off = 0;
+                while off < m.len {
+                    let end = (off + stride).min(m.len);
+                    let start = k * SLOT;
+                    self.client_packet(now, tuple, Some(i), start + off..start + end, None);
+                    off = end;
+                }
             }
-            Outcome::Drop(why) => {
-                debug!("{transport} {peer}: {why}");
-                None
+            if n < BATCH {
+                // Fewer than asked: the queue was empty; edge-triggered readiness
+                // will report the next datagram.
+                return;
             }
         }
     }
 
-    fn on_udp(&mut self, i: usize) {
+    /// One packet from a client, found at `range` of `self.rx` (TCP frames are
+    /// copied there first). `udp` names the listener it came on, if UDP; a TCP
+    /// connection passes its write queue as `tcp_out`.
+    fn client_packet(
+        &mut self,
+        now: Instant,
+        tuple: FiveTuple,
+        udp: Option<usize>,
+        range: std::ops::Range<usize>,
+        tcp_out: Option<&mut Vec<u8>>,
+    ) {
+        let Worker {
+            turn,
+            relays,
+            shared,
+            poll,
+            rx,
+            tx,
+            logs,
+            udp: listeners,
+            ..
+        } = self;
+        let Some(packet) = rx.get(range) else { return };
+        let mut host = WorkerHost {
+            shared,
+            relays,
+            registry: poll.registry(),
+        };
+        match turn.handle_client(now, &mut host, tuple, packet, tx) {
+            ClientOutput::Reply { len, refusal } => {
+                if let Some(why) = refusal {
+                    log_refusal(logs, &tuple, packet, why);
+                }
+                let reply = tx.get(..len).unwrap_or(&[]);
+                if let Some(wbuf) = tcp_out {
+                    wbuf.extend_from_slice(reply);
+                } else if let Some(l) = udp.and_then(|i| listeners.get(i)) {
+                    let _ = l.sock.send_to(reply, tuple.client);
+                }
+            }
+            ClientOutput::Relay {
+                relay, peer, data, ..
+            } => {
+                if let (Some(r), Some(bytes)) = (relays.get(relay), packet.get(data)) {
+                    // A full socket buffer drops the datagram, as the network would.
+                    let _ = r.sock.send_to(bytes, peer);
+                }
+            }
+            ClientOutput::Drop(Some(why)) => log_refusal(logs, &tuple, packet, why),
+            ClientOutput::Drop(None) => {}
+        }
+    }
+
+    /// Datagrams from peers on relay socket `i`: wrapped in place and sent to the
+    /// allocation's client.
+    fn on_relay(&mut self, i: usize) {
+        const PSLOT: usize = PEER_HEADROOM + SLOT + 8;
         loop {
-            let Some((sock, _)) = self.udp.get(i) else {
+            let Some(r) = self.relays.by_index(i) else {
                 return;
             };
-            let (n, peer) = match sock.recv_from(&mut self.rx) {
-                Ok(r) => r,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // ICMP errors from earlier sends surface here on Linux; keep going.
-                Err(_) => continue,
+            let handle = r.handle;
+            let mut meta = [RecvMeta::default(); BATCH];
+            let n = {
+                let mut slots = self.peer_rx.chunks_mut(PSLOT);
+                let mut iov: [IoSliceMut<'_>; BATCH] = std::array::from_fn(|_| {
+                    let slot = slots.next().unwrap_or_default();
+                    let end = slot.len().saturating_sub(8);
+                    IoSliceMut::new(
+                        slot.get_mut(PEER_HEADROOM.min(end)..end)
+                            .unwrap_or_default(),
+                    )
+                });
+                match r.state.recv((&r.sock).into(), &mut iov, &mut meta) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    // ICMP errors from earlier sends surface here; keep reading.
+                    Err(_) => continue,
+                }
             };
-            let now = Instant::now();
-            let packet = std::mem::take(&mut self.rx);
-            let reply = self.answer("udp", peer, &packet[..n], now);
-            self.rx = packet;
-            if let (Some(len), Some((sock, _))) = (reply, self.udp.get(i)) {
-                // A full socket buffer drops the reply, as a lost datagram would.
-                let _ = sock.send_to(&self.tx[..len], peer);
+            let now = self.shared.clock.now();
+            for (k, m) in meta.iter().take(n).enumerate() {
+                let base = k * PSLOT;
+                let stride = m.stride.max(1);
+                let mut off = 0;
+                while off < m.len {
+                    let seg = (off + stride).min(m.len) - off;
+                    if off > 0 {
+                        // Later segments of a GRO train have no headroom: move
+                        // each to the front of the slot (after the headroom).
+                        let from = base + PEER_HEADROOM + off;
+                        self.peer_rx
+                            .copy_within(from..from + seg, base + PEER_HEADROOM);
+                    }
+                    self.peer_datagram(now, handle, m.addr, base, seg);
+                    off += seg;
+                }
             }
+            if n < BATCH {
+                return;
+            }
+        }
+    }
+
+    /// One peer datagram of `len` bytes at `base + PEER_HEADROOM` of `peer_rx`.
+    fn peer_datagram(
+        &mut self,
+        now: Instant,
+        handle: turn_core::server::RelayHandle,
+        peer: SocketAddr,
+        base: usize,
+        len: usize,
+    ) {
+        let Some(buf) = self.peer_rx.get_mut(base..base + PEER_HEADROOM + SLOT + 8) else {
+            return;
+        };
+        match self.turn.handle_peer(now, handle, peer, buf, len) {
+            PeerOutput::Forward { tuple, data } => {
+                let Some(bytes) = buf.get(data) else { return };
+                if tuple.transport == Transport::Udp {
+                    if let Some(l) = self.udp.iter().find(|l| l.local == tuple.server) {
+                        let _ = l.sock.send_to(bytes, tuple.client);
+                    }
+                } else {
+                    queue_tcp(
+                        self.poll.registry(),
+                        &mut self.conns,
+                        &self.conn_index,
+                        &tuple,
+                        bytes,
+                    );
+                }
+            }
+            PeerOutput::Drop => {}
         }
     }
 
     fn on_accept(&mut self, i: usize) {
         loop {
-            let Some(listener) = self.tcp.get(i) else {
+            let Some((listener, local)) = self.tcp.get(i) else {
                 return;
             };
+            let local = *local;
             let (stream, peer) = match listener.accept() {
                 Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -190,9 +385,8 @@ impl Worker {
                     return;
                 }
             };
-            if self.live_conns >= self.cfg.tcp.max_connections {
-                let now = Instant::now();
-                if let Some(s) = self.logs.allow(now) {
+            if self.live_conns >= self.shared.cfg.tcp.max_connections {
+                if let Some(s) = self.logs.allow(StdInstant::now()) {
                     info!(
                         "tcp {peer}: refused: {} connections already open on worker {} \
                          (tcp.max_connections){}",
@@ -208,7 +402,12 @@ impl Worker {
                 self.conns.push(None);
                 self.conns.len() - 1
             });
-            let mut conn = Conn::new(stream, peer, Instant::now());
+            let tuple = FiveTuple {
+                client: peer,
+                server: local,
+                transport: Transport::Tcp,
+            };
+            let mut conn = Conn::new(stream, tuple, StdInstant::now());
             if self
                 .poll
                 .registry()
@@ -223,6 +422,7 @@ impl Worker {
                 continue;
             }
             self.conns[idx] = Some(conn);
+            self.conn_index.insert((peer, local), idx);
             self.live_conns += 1;
             debug!("tcp {peer}: connected");
         }
@@ -232,55 +432,189 @@ impl Worker {
         let Some(mut conn) = self.conns.get_mut(idx).and_then(Option::take) else {
             return;
         };
-        let now = Instant::now();
-        let peer = conn.peer;
-        let mut state = conn.read_frames(now, |frame, wbuf| {
-            if let Some(len) = self.answer("tcp", peer, frame, now) {
-                wbuf.extend_from_slice(&self.tx[..len]);
+        let now_std = StdInstant::now();
+        let now = self.shared.clock.now();
+        let tuple = conn.tuple;
+        // Each frame is copied into the receive buffer and handled there, as a UDP
+        // datagram is; replies go to this connection's write queue.
+        let mut state = conn.read_frames(now_std, |frame, wbuf| {
+            if let Some(dst) = self.rx.get_mut(..frame.len()) {
+                dst.copy_from_slice(frame);
+                self.client_packet(now, tuple, None, 0..frame.len(), Some(wbuf));
             }
         });
         if state == ReadState::Open && !conn.flush() {
             state = ReadState::Closed("write error");
         }
         if let ReadState::Closed(why) = state {
-            debug!("tcp {peer}: {why}");
+            debug!("tcp {}: {why}", tuple.client);
             self.close(idx, conn);
             return;
         }
-        let want = conn.has_pending_write();
-        if want != conn.wants_write {
-            let interest = if want {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
-            let _ = self.poll.registry().reregister(
-                &mut conn.stream,
-                Token(FIRST_CONN + idx),
-                interest,
-            );
-            conn.wants_write = want;
-        }
+        update_interest(self.poll.registry(), idx, &mut conn);
         self.conns[idx] = Some(conn);
     }
 
     fn close(&mut self, idx: usize, mut conn: Conn) {
         let _ = self.poll.registry().deregister(&mut conn.stream);
+        self.conn_index
+            .remove(&(conn.tuple.client, conn.tuple.server));
         self.free.push(idx);
         self.live_conns -= 1;
+        let mut host = WorkerHost {
+            shared: &self.shared,
+            relays: &mut self.relays,
+            registry: self.poll.registry(),
+        };
+        self.turn.connection_closed(&conn.tuple, &mut host);
     }
 
-    fn sweep_idle(&mut self, now: Instant) {
-        let limit = Duration::from_secs(self.cfg.tcp.idle_timeout_secs);
+    /// Closes connections idle past `tcp.idle_timeout_secs` that hold no allocation
+    /// (an allocation keeps its connection as long as it lives).
+    fn sweep_idle(&mut self, now: StdInstant) {
+        let limit = Duration::from_secs(self.shared.cfg.tcp.idle_timeout_secs);
+        let allocated: std::collections::HashSet<FiveTuple> =
+            self.turn.allocations().map(|a| *a.five_tuple()).collect();
         for idx in 0..self.conns.len() {
-            let idle = self.conns[idx]
-                .as_ref()
-                .is_some_and(|c| now.saturating_duration_since(c.last_active) > limit);
+            let idle = self.conns[idx].as_ref().is_some_and(|c| {
+                now.saturating_duration_since(c.last_active) > limit
+                    && !allocated.contains(&c.tuple)
+            });
             if idle && let Some(conn) = self.conns[idx].take() {
-                debug!("tcp {}: closed after {} s idle", conn.peer, limit.as_secs());
+                debug!(
+                    "tcp {}: closed after {} s idle",
+                    conn.tuple.client,
+                    limit.as_secs()
+                );
                 self.close(idx, conn);
             }
         }
+    }
+
+    /// Logs allocations created and ended.
+    fn log_events(&mut self) {
+        while let Some(e) = self.turn.poll_event() {
+            match e {
+                Event::Allocated {
+                    tuple,
+                    username,
+                    relayed,
+                    lifetime,
+                } => info!(
+                    "{} {}: allocation for `{username}` relayed at {relayed} ({lifetime} s)",
+                    tuple.transport.name(),
+                    tuple.client
+                ),
+                Event::Ended {
+                    tuple,
+                    username,
+                    reason,
+                    traffic,
+                } => info!(
+                    "{} {}: allocation of `{username}` ended ({}): relayed {} packets / {} bytes \
+                     to peers, {} / {} from peers",
+                    tuple.transport.name(),
+                    tuple.client,
+                    match reason {
+                        EndReason::Expired => "expired",
+                        EndReason::Released => "released by the client",
+                        EndReason::ConnectionClosed => "connection closed",
+                    },
+                    traffic.to_peer_packets,
+                    traffic.to_peer_bytes,
+                    traffic.from_peer_packets,
+                    traffic.from_peer_bytes
+                ),
+            }
+        }
+        if let Some((addr, e)) = self.relays.last_error.take() {
+            warn!("cannot bind a relay socket on {addr}: {e} (check relay_ip and relay_range)");
+        }
+    }
+
+    /// Publishes this worker's status for the admin interface.
+    fn publish(&mut self, now: Instant) {
+        let status = WorkerStatus {
+            worker: self.id,
+            counters: *self.turn.counters(),
+            capacity: self.turn.capacity(),
+            allocations: self
+                .turn
+                .allocations()
+                .map(|a| AllocationStatus::of(a, now))
+                .collect(),
+        };
+        let mut all = self.shared.status.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = all.get_mut(self.id) {
+            *slot = status;
+        }
+    }
+}
+
+/// Queues `bytes` for the TCP client of `tuple` and writes what the socket takes.
+fn queue_tcp(
+    registry: &Registry,
+    conns: &mut [Option<Conn>],
+    index: &HashMap<(SocketAddr, SocketAddr), usize>,
+    tuple: &FiveTuple,
+    bytes: &[u8],
+) {
+    let Some(&idx) = index.get(&(tuple.client, tuple.server)) else {
+        return;
+    };
+    let Some(Some(conn)) = conns.get_mut(idx) else {
+        return;
+    };
+    if conn.queue(bytes) {
+        let _ = conn.flush();
+        update_interest(registry, idx, conn);
+    }
+}
+
+/// Asks for writability while replies are queued, and stops asking after.
+fn update_interest(registry: &Registry, idx: usize, conn: &mut Conn) {
+    let want = conn.has_pending_write();
+    if want != conn.wants_write {
+        let interest = if want {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        let _ = registry.reregister(&mut conn.stream, Token(FIRST_CONN + idx), interest);
+        conn.wants_write = want;
+    }
+}
+
+/// One log line for a refused client, naming the user and what to check.
+fn log_refusal(logs: &mut LogLimiter, tuple: &FiveTuple, packet: &[u8], why: Refusal) {
+    let notable = why.is_notable();
+    if !notable && !log::log_enabled!(log::Level::Debug) {
+        return;
+    }
+    let Some(suppressed) = logs.allow(StdInstant::now()) else {
+        return;
+    };
+    let (method, user) = match Message::new_checked(packet) {
+        Ok(m) => (
+            m.method().to_string(),
+            m.attribute::<Username>()
+                .ok()
+                .flatten()
+                .map(|u| u.0.to_string()),
+        ),
+        Err(_) => ("packet".to_string(), None),
+    };
+    let user = user.map(|u| format!(" user `{u}`")).unwrap_or_default();
+    let line = format!(
+        "{} {}{user} {method}: {why}{}",
+        tuple.transport.name(),
+        tuple.client,
+        note(suppressed)
+    );
+    if notable {
+        info!("{line}");
+    } else {
+        debug!("{line}");
     }
 }
 
