@@ -328,7 +328,7 @@ impl Config {
         if self.admin.port() == 443 {
             return Err(field("admin", "the admin interface never shares port 443"));
         }
-        if self.listen.contains(&self.admin) {
+        if self.admin.port() != 0 && self.listen.contains(&self.admin) {
             return Err(field("admin", "must differ from every listen address"));
         }
         if !["off", "error", "warn", "info", "debug", "trace"].contains(&self.log_level.as_str()) {

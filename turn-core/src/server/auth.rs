@@ -11,7 +11,7 @@ use super::config::USERNAME_MAX;
 use super::nonce::NonceCheck;
 use super::refusal::{BadRequest, Refusal};
 use super::{ClientOutput, Host, Server, Slot, respond};
-use crate::{FiveTuple, Instant};
+use crate::{FiveTuple, Instant, Transport};
 
 /// A request that passed authentication.
 pub(crate) struct Authenticated<'m> {
@@ -141,8 +141,10 @@ where
             .ok_or(Refusal::UnknownUser)
     }
 
-    /// 401 or 438 with REALM and a fresh NONCE, unless the source is over its
-    /// budget of unauthenticated answers.
+    /// 401 or 438 with REALM and a fresh NONCE, unless a UDP source is over its
+    /// budget of unauthenticated answers. (Over TCP and TLS the handshake proved
+    /// the source address, so there is no one to reflect answers onto, and those
+    /// clients do not retransmit: they are always answered.)
     fn challenge(
         &mut self,
         now: Instant,
@@ -152,7 +154,7 @@ where
         code: ErrorCode<'static>,
         why: Refusal,
     ) -> ClientOutput {
-        if !self.limiter.allow(tuple.client.ip(), now) {
+        if tuple.transport == Transport::Udp && !self.limiter.allow(tuple.client.ip(), now) {
             return ClientOutput::Drop(Some(Refusal::RateLimited));
         }
         let nonce = self.nonces.issue(now, &tuple.client.ip());

@@ -56,10 +56,12 @@ impl Server {
             }
             startup.push(line);
         }
-        assert!(
-            !addrs.is_empty(),
-            "causeway did not report its listeners; stdout: {startup:?}"
-        );
+        if addrs.is_empty() {
+            let _ = child.kill();
+            std::thread::sleep(Duration::from_millis(100));
+            let errors: Vec<String> = log.try_iter().collect();
+            panic!("causeway did not start; stdout: {startup:?}; stderr: {errors:?}");
+        }
         Server { child, addrs, log }
     }
 
@@ -125,26 +127,41 @@ pub fn coturn_tool(name: &str) -> String {
     path
 }
 
-/// Runs a command with a time limit; returns (success, stdout + stderr).
+/// Runs a command with a time limit; returns (success, stdout + stderr). The
+/// output is read while the command runs, so a chatty tool never blocks on a full
+/// pipe.
 pub fn run_with_timeout(cmd: &mut Command, limit: Duration) -> (bool, String) {
+    use std::io::Read;
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn tool");
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
     let start = std::time::Instant::now();
-    loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break Some(status);
         }
         if start.elapsed() > limit {
             let _ = child.kill();
-            break;
+            let _ = child.wait();
+            break None;
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().expect("collect output");
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), text)
+    };
+    let mut text = out_reader.join().unwrap_or_default();
+    text.push_str(&err_reader.join().unwrap_or_default());
+    (status.is_some_and(|s| s.success()), text)
 }

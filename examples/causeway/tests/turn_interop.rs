@@ -1,0 +1,196 @@
+//! Interop with a real third-party TURN client: coturn's `turnutils_uclient` against
+//! `causeway serve`, relaying to coturn's `turnutils_peer` echo server, over UDP and
+//! TCP, with long-term and with time-limited shared-secret credentials, with
+//! channels and with Send/Data indications, and client to client through two
+//! relays. Each run must get back every packet it sent.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{Server, coturn_tool, run_with_timeout};
+
+/// A `turnutils_peer` UDP echo server on loopback, stopped when dropped.
+struct Peer(Child, u16);
+
+impl Peer {
+    fn start() -> Peer {
+        let tool = coturn_tool("turnutils_peer");
+        let port = free_udp_port();
+        let child = Command::new(tool)
+            .args(["-L", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start turnutils_peer");
+        std::thread::sleep(Duration::from_millis(300));
+        Peer(child, port)
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Parses "tot_send_msgs=N, tot_recv_msgs=M" and "Total lost packets L" from
+/// uclient's output.
+fn totals(out: &str) -> Option<(u64, u64, u64)> {
+    let num_after = |key: &str| -> Option<u64> {
+        let i = out.rfind(key)? + key.len();
+        out[i..]
+            .trim_start()
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    Some((
+        num_after("tot_send_msgs=")?,
+        num_after("tot_recv_msgs=")?,
+        num_after("Total lost packets")?,
+    ))
+}
+
+#[test]
+fn turnutils_uclient_relays_without_loss() {
+    let uclient = coturn_tool("turnutils_uclient");
+    let peer = Peer::start();
+    let server = Server::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--user",
+        "alice:wonderland",
+        "--shared-secret",
+        "north-secret",
+        "--allow-peer",
+        "127.0.0.1/32",
+        "--realm",
+        "TANDBERG",
+    ]);
+    let port = server.addr().port().to_string();
+    let peer_port = peer.1.to_string();
+    let variants: &[(&str, &[&str])] = &[
+        ("udp, long-term, channels", &[]),
+        ("udp, long-term, send indications", &["-s"]),
+        ("tcp, long-term, channels", &["-t"]),
+        ("tcp, long-term, send indications", &["-t", "-s"]),
+        ("udp, shared secret, channels", &["-W", "north-secret"]),
+        (
+            "udp, shared secret, send indications",
+            &["-W", "north-secret", "-s"],
+        ),
+        (
+            "tcp, shared secret, channels",
+            &["-W", "north-secret", "-t"],
+        ),
+        (
+            "tcp, shared secret, send indications",
+            &["-W", "north-secret", "-t", "-s"],
+        ),
+        ("udp, client to client through two relays", &["-y"]),
+        ("tcp, client to client through two relays", &["-y", "-t"]),
+    ];
+    let runs: Vec<_> = variants
+        .iter()
+        .map(|(name, flags)| {
+            let mut cmd = Command::new(&uclient);
+            cmd.args(*flags).args([
+                "-u",
+                "alice",
+                "-w",
+                "wonderland",
+                "-e",
+                "127.0.0.1",
+                "-r",
+                &peer_port,
+                "-p",
+                &port,
+                "-n",
+                "40",
+                "-m",
+                "2",
+                "-l",
+                "160",
+                "127.0.0.1",
+            ]);
+            let name = name.to_string();
+            std::thread::spawn(move || (name, run_with_timeout(&mut cmd, Duration::from_secs(60))))
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for r in runs {
+        let (name, (_, out)) = r.join().unwrap();
+        match totals(&out) {
+            Some((sent, received, lost)) if sent > 0 && sent == received && lost == 0 => {}
+            t => failures.push(format!(
+                "{name}: {t:?}\n{}",
+                out.lines().rev().take(8).collect::<Vec<_>>().join("\n")
+            )),
+        }
+    }
+    let log = server.log_lines().join("\n");
+    assert!(
+        failures.is_empty(),
+        "uclient runs failed:\n{}\n--- server log ---\n{log}",
+        failures.join("\n\n")
+    );
+    assert!(log.contains("allocation for `alice`"));
+    assert!(
+        log.contains(":alice`"),
+        "time-limited usernames were used: {log}"
+    );
+}
+
+#[test]
+fn wrong_password_is_logged_as_a_credentials_problem() {
+    let uclient = coturn_tool("turnutils_uclient");
+    let server = Server::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--user",
+        "alice:wonderland",
+    ]);
+    let port = server.addr().port().to_string();
+    let (_, out) = run_with_timeout(
+        Command::new(uclient).args([
+            "-y",
+            "-u",
+            "alice",
+            "-w",
+            "wrong",
+            "-p",
+            &port,
+            "-n",
+            "1",
+            "127.0.0.1",
+        ]),
+        Duration::from_secs(15),
+    );
+    assert!(
+        out.contains("Cannot complete Allocation"),
+        "uclient should fail: {out}"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let log = server.log_lines().join("\n");
+    assert!(
+        log.contains("user `alice` Allocate: 401 integrity check failed")
+            && log.contains("check credentials"),
+        "server log: {log}"
+    );
+}
