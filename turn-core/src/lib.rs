@@ -12,6 +12,9 @@
 //!   ChannelBind, Send/Data indications and ChannelData, long-term and time-limited
 //!   shared-secret credentials, stateless nonces, a deny-by-default peer policy,
 //!   quotas, rate limits and timers.
+//! - [`client`]: the TURN client of the same RFCs (Allocate with the 401 round,
+//!   438 recovery, 300 redirects, refreshes, permissions, channels, retransmission)
+//!   and a TURN server selector that measures round-trip times and fails over.
 #![no_std]
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -24,6 +27,7 @@
     )
 )]
 
+pub mod client;
 pub mod server;
 mod time;
 

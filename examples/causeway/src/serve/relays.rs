@@ -88,12 +88,11 @@ impl Relays {
     }
 
     pub(crate) fn close(&mut self, registry: &Registry, handle: RelayHandle) {
-        if let Some(entry) = self.socks.get_mut(index(handle)) {
-            if entry.as_ref().is_some_and(|r| r.handle == handle) {
-                if let Some(mut r) = entry.take() {
-                    let _ = registry.deregister(&mut r.sock);
-                }
-            }
+        if let Some(entry) = self.socks.get_mut(index(handle))
+            && entry.as_ref().is_some_and(|r| r.handle == handle)
+            && let Some(mut r) = entry.take()
+        {
+            let _ = registry.deregister(&mut r.sock);
         }
     }
 

@@ -1,0 +1,280 @@
+//! Choosing a TURN server, as a meeting server's call bridge does with its
+//! `turnServers` list: each entry has the address the bridge reaches
+//! (`serverAddress`), the address browsers are given (`clientAddress`), its
+//! credentials (or a shared secret for time-limited ones), its transport (`type`) and
+//! an optional TCP port override; each has a status with the measured round-trip
+//! time and the last error. The selector probes every entry with STUN Binding
+//! requests, picks the one with the lowest RTT, and fails over to the next when the
+//! caller reports a failure.
+
+use core::net::SocketAddr;
+
+use stun_core::{Class, Message, MessageBuilder, MessageType, Method, TransactionId};
+
+use super::{CREDENTIAL_MAX, Failure, RC, RM, RTO_MS, TCP_TIMEOUT_MS};
+use crate::{Instant, Transport};
+
+/// What is known of a candidate server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum CandidateState {
+    /// Not probed yet.
+    Unknown,
+    /// A probe is in flight.
+    Probing,
+    /// Answered, with this round-trip time.
+    Reachable {
+        /// Milliseconds.
+        rtt_ms: u64,
+    },
+    /// Unreachable, or failed when used.
+    Failed(Failure),
+}
+
+/// One TURN server entry.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// The address this side reaches (`serverAddress`).
+    pub server: SocketAddr,
+    /// The address given to browsers (`clientAddress`), if different.
+    pub client_address: Option<SocketAddr>,
+    /// `type`: the transport to the server.
+    pub transport: Transport,
+    /// `tcpPortNumberOverride`: the port for TCP/TLS, if not the UDP one.
+    pub tcp_port_override: Option<u16>,
+    /// Username (for time-limited credentials, the user part).
+    pub username: heapless::String<CREDENTIAL_MAX>,
+    /// Password (unused with a shared secret).
+    pub password: heapless::String<CREDENTIAL_MAX>,
+    /// Secret for time-limited credentials (`useShortTermCredentials` with
+    /// `sharedSecret`); empty for long-term ones.
+    pub shared_secret: heapless::Vec<u8, 128>,
+    /// Status.
+    pub state: CandidateState,
+    /// The last failure seen, kept after a later success for the status page.
+    pub last_error: Option<Failure>,
+}
+
+impl Candidate {
+    /// An entry with long-term credentials.
+    pub fn new(
+        server: SocketAddr,
+        transport: Transport,
+        username: &str,
+        password: &str,
+    ) -> Option<Candidate> {
+        let mut u = heapless::String::new();
+        let mut p = heapless::String::new();
+        u.push_str(username).ok()?;
+        p.push_str(password).ok()?;
+        Some(Candidate {
+            server,
+            client_address: None,
+            transport,
+            tcp_port_override: None,
+            username: u,
+            password: p,
+            shared_secret: heapless::Vec::new(),
+            state: CandidateState::Unknown,
+            last_error: None,
+        })
+    }
+
+    /// Where to connect: the TCP port override applies to TCP and TLS.
+    pub fn target(&self) -> SocketAddr {
+        match (self.transport, self.tcp_port_override) {
+            (Transport::Tcp | Transport::Tls, Some(p)) => SocketAddr::new(self.server.ip(), p),
+            _ => self.server,
+        }
+    }
+
+    /// The RTT, if reachable.
+    pub fn rtt_ms(&self) -> Option<u64> {
+        match self.state {
+            CandidateState::Reachable { rtt_ms } => Some(rtt_ms),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Probe {
+    tid: TransactionId,
+    first_sent: Option<Instant>,
+    next_send: Instant,
+    transmissions: u32,
+    rto_ms: u64,
+    pending: bool,
+}
+
+/// Up to `N` candidate servers and their probes.
+#[derive(Debug)]
+pub struct Selector<const N: usize> {
+    candidates: heapless::Vec<(Candidate, Option<Probe>), N>,
+    seed: [u8; 12],
+    counter: u64,
+}
+
+impl<const N: usize> Selector<N> {
+    /// An empty list; `seed` (random) makes transaction ids.
+    pub fn new(seed: [u8; 12]) -> Self {
+        Selector {
+            candidates: heapless::Vec::new(),
+            seed,
+            counter: 0,
+        }
+    }
+
+    /// Adds an entry; returns its index, or `None` when the list is full.
+    pub fn add(&mut self, c: Candidate) -> Option<usize> {
+        self.candidates.push((c, None)).ok()?;
+        Some(self.candidates.len() - 1)
+    }
+
+    /// The entries, in the order added.
+    pub fn candidates(&self) -> impl Iterator<Item = &Candidate> {
+        self.candidates.iter().map(|(c, _)| c)
+    }
+
+    /// Entry `i`.
+    pub fn get(&self, i: usize) -> Option<&Candidate> {
+        self.candidates.get(i).map(|(c, _)| c)
+    }
+
+    /// Probes every entry (again).
+    pub fn probe_all(&mut self, now: Instant) {
+        for i in 0..self.candidates.len() {
+            self.counter = self.counter.wrapping_add(1);
+            let mut id = self.seed;
+            for (b, c) in id.iter_mut().zip(self.counter.to_le_bytes()) {
+                *b ^= c;
+            }
+            if let Some((c, p)) = self.candidates.get_mut(i) {
+                c.state = CandidateState::Probing;
+                *p = Some(Probe {
+                    tid: TransactionId::new(id),
+                    first_sent: None,
+                    next_send: now,
+                    transmissions: 0,
+                    rto_ms: RTO_MS,
+                    pending: true,
+                });
+            }
+        }
+    }
+
+    /// The next probe to send: the entry's index, where to, over what, and the
+    /// Binding request's length in `out`.
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        out: &mut [u8],
+    ) -> Option<(usize, SocketAddr, Transport, usize)> {
+        for (i, (c, probe)) in self.candidates.iter_mut().enumerate() {
+            let Some(p) = probe.as_mut().filter(|p| p.pending) else {
+                continue;
+            };
+            let mut b = MessageBuilder::new(
+                out,
+                MessageType::new(Method::BINDING, Class::Request),
+                p.tid,
+            )
+            .ok()?;
+            b.add_fingerprint().ok()?;
+            let n = b.finish();
+            p.pending = false;
+            p.transmissions += 1;
+            p.first_sent.get_or_insert(now);
+            let stream = c.transport.is_stream();
+            if !stream && p.transmissions > 1 {
+                p.rto_ms *= 2;
+            }
+            p.next_send = if stream {
+                now.plus_millis(TCP_TIMEOUT_MS)
+            } else if p.transmissions >= RC {
+                now.plus_millis(RTO_MS * RM)
+            } else {
+                now.plus_millis(p.rto_ms)
+            };
+            return Some((i, c.target(), c.transport, n));
+        }
+        None
+    }
+
+    /// When [`Selector::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.candidates
+            .iter()
+            .filter_map(|(_, p)| p.as_ref().filter(|p| !p.pending).map(|p| p.next_send))
+            .min()
+    }
+
+    /// Retransmits probes and marks silent entries failed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for (c, probe) in self.candidates.iter_mut() {
+            let Some(p) = probe.as_mut() else { continue };
+            if p.pending || now < p.next_send {
+                continue;
+            }
+            if c.transport.is_stream() || p.transmissions >= RC {
+                c.state = CandidateState::Failed(Failure::Timeout);
+                c.last_error = Some(Failure::Timeout);
+                *probe = None;
+            } else {
+                p.pending = true;
+            }
+        }
+    }
+
+    /// Handles a datagram from a server; returns the entry it answered, if any.
+    pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) -> Option<usize> {
+        let msg = Message::new_checked(bytes).ok()?;
+        if msg.method() != Method::BINDING || !msg.class().is_response() {
+            return None;
+        }
+        let tid = msg.transaction_id();
+        let i = self
+            .candidates
+            .iter()
+            .position(|(_, p)| p.is_some_and(|p| p.tid == tid))?;
+        let (c, probe) = self.candidates.get_mut(i)?;
+        let p = probe.take()?;
+        // Karn's rule: only an answer to a single transmission measures the RTT.
+        let rtt_ms = match p.first_sent {
+            Some(t) if p.transmissions == 1 => now.millis_since(t),
+            Some(t) => now.millis_since(t) / u64::from(p.transmissions.max(1)),
+            None => 0,
+        };
+        c.state = if msg.class() == Class::Success {
+            CandidateState::Reachable { rtt_ms }
+        } else {
+            let code = msg
+                .attribute::<stun_core::attributes::ErrorCode>()
+                .ok()
+                .flatten()
+                .map_or(400, |e| e.code);
+            c.last_error = Some(Failure::Code(code));
+            CandidateState::Failed(Failure::Code(code))
+        };
+        Some(i)
+    }
+
+    /// Records that entry `i` failed when used (the caller's allocation failed),
+    /// so [`Selector::best`] moves on to the next.
+    pub fn mark_failed(&mut self, i: usize, failure: Failure) {
+        if let Some((c, _)) = self.candidates.get_mut(i) {
+            c.state = CandidateState::Failed(failure);
+            c.last_error = Some(failure);
+        }
+    }
+
+    /// The reachable entry with the lowest RTT.
+    pub fn best(&self) -> Option<usize> {
+        self.candidates
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (c, _))| c.rtt_ms().map(|r| (r, i)))
+            .min()
+            .map(|(_, i)| i)
+    }
+}
