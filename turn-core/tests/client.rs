@@ -313,7 +313,6 @@ fn follows_alternate_server() {
     );
 }
 
-
 fn fill_slot(p: &mut Pair) {
     let mut other = common::Client::new("198.51.100.99:1", "bob", "builder");
     assert_success(&other.allocate(&mut p.s, &mut p.h, p.now), &other);

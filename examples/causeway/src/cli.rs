@@ -18,6 +18,12 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Run the server (with no flags: loopback, embedded default config, demo user).
     Serve(ServeArgs),
+    /// Allocate on a TURN server and print the relayed and mapped addresses.
+    Allocate(crate::tools::allocate::AllocateArgs),
+    /// Walk the troubleshooting path against a TURN server (and a peer).
+    Check(crate::tools::check::CheckArgs),
+    /// Load a TURN server: ChannelData echo, or an allocation storm.
+    Load(crate::tools::load::LoadArgs),
 }
 
 /// Flags of `causeway serve`.

@@ -78,6 +78,31 @@ pub(crate) struct Config {
     /// TCP listener settings.
     #[serde(default)]
     pub(crate) tcp: TcpConfig,
+    /// Budgets of unauthenticated UDP answers (401, 438): the server is no reflector.
+    #[serde(default)]
+    pub(crate) limits: LimitsConfig,
+}
+
+/// `[limits]`: unauthenticated answers over UDP, past which the server is silent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LimitsConfig {
+    /// Per source IP, at once.
+    pub(crate) unauth_burst: u32,
+    /// Per source IP, per second after the burst.
+    pub(crate) unauth_per_sec: u32,
+    /// Over all sources, per second (per worker).
+    pub(crate) unauth_total_per_sec: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            unauth_burst: 100,
+            unauth_per_sec: 50,
+            unauth_total_per_sec: 2000,
+        }
+    }
 }
 
 /// `[quota]`: how many allocations.
@@ -354,6 +379,15 @@ impl Config {
         }
         if self.quota.total > 1_000_000 {
             return Err(field("quota.total", "at most 1000000"));
+        }
+        if self.limits.unauth_burst == 0
+            || self.limits.unauth_per_sec == 0
+            || self.limits.unauth_total_per_sec == 0
+        {
+            return Err(field(
+                "limits",
+                "unauthenticated budgets must be at least 1",
+            ));
         }
         if self.tcp.max_connections == 0 {
             return Err(field("tcp.max_connections", "must be at least 1"));

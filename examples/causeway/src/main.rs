@@ -8,6 +8,7 @@
 mod cli;
 mod config;
 mod serve;
+mod tools;
 
 use std::process::ExitCode;
 
@@ -33,6 +34,20 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        cli::Command::Allocate(args) => exit(tools::allocate::run(&args)),
+        cli::Command::Check(args) => exit(tools::check::run(&args)),
+        cli::Command::Load(args) => exit(tools::load::run(&args)),
+    }
+}
+
+/// Prints a client tool's error and turns it into the exit code.
+fn exit(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("causeway: {e}");
+            ExitCode::FAILURE
         }
     }
 }

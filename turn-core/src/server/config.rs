@@ -85,7 +85,8 @@ impl core::error::Error for ConfigError {}
 
 impl Config {
     /// Defaults: 600 s allocations (at most 3600 s), nonces stale after 600 s,
-    /// relay ports 49152-65535, 10 unauthenticated answers per IP then 5 per second (500 per second in all),
+    /// relay ports 49152-65535, 100 unauthenticated UDP answers per IP then 50 per second (2000 per second in all; a
+    /// call bridge or a corporate NAT puts many clients behind one address),
     /// no relay address yet (set at least one).
     pub fn new(realm: &str) -> Config {
         let mut r = heapless::String::new();
@@ -107,9 +108,9 @@ impl Config {
             port_max: 65535,
             policy: PeerPolicy::default(),
             alternate_server: None,
-            unauth_burst: 10,
-            unauth_per_sec: 5,
-            unauth_global_per_sec: 500,
+            unauth_burst: 100,
+            unauth_per_sec: 50,
+            unauth_global_per_sec: 2000,
             dont_fragment: false,
             legacy_channels: false,
         }

@@ -159,6 +159,10 @@ pub fn config() -> Config {
     cfg.external_v4 = Some("203.0.113.5".parse().unwrap());
     cfg.port_min = 24000;
     cfg.port_max = 29999;
+    // Small budgets of unauthenticated answers, so tests can reach them.
+    cfg.unauth_burst = 10;
+    cfg.unauth_per_sec = 5;
+    cfg.unauth_global_per_sec = 500;
     cfg
 }
 

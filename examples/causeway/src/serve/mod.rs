@@ -91,6 +91,9 @@ fn turn_config(cfg: &Config, r: &Resolved) -> turn::Config {
     t.port_max = r.port_max;
     t.alternate_server = cfg.alternate_server;
     t.legacy_channels = cfg.legacy_channels;
+    t.unauth_burst = cfg.limits.unauth_burst;
+    t.unauth_per_sec = cfg.limits.unauth_per_sec;
+    t.unauth_global_per_sec = cfg.limits.unauth_total_per_sec;
     // Relay sockets set DF (IP_PMTUDISC_PROBE, by quinn-udp), so DONT-FRAGMENT holds.
     t.dont_fragment = true;
     for c in &r.allow {

@@ -16,6 +16,8 @@ pub struct Server {
     pub addrs: Vec<SocketAddr>,
     /// Lines of its stderr (its log), collected in the background.
     pub log: mpsc::Receiver<String>,
+    /// What it printed on stdout at start.
+    pub startup: Vec<String>,
 }
 
 impl Server {
@@ -62,7 +64,12 @@ impl Server {
             let errors: Vec<String> = log.try_iter().collect();
             panic!("causeway did not start; stdout: {startup:?}; stderr: {errors:?}");
         }
-        Server { child, addrs, log }
+        Server {
+            child,
+            addrs,
+            log,
+            startup,
+        }
     }
 
     /// The first listener.

@@ -1,0 +1,182 @@
+//! Driving a TURN client over std sockets: a UDP socket or a TCP stream to the
+//! server (framed with the STUN/ChannelData stream rules), blocking with timeouts
+//! taken from the client's own timers.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::time::{Duration, Instant as StdInstant, SystemTime};
+
+use stun_core::demux::{self, Frame};
+use turn_core::client::{Client, ClientEvent};
+use turn_core::{Instant, Transport};
+
+/// Wall-clock time as the cores want it.
+pub(crate) fn now() -> Instant {
+    let ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    Instant::from_millis(ms)
+}
+
+/// A connection to a TURN server.
+pub(crate) enum Conn {
+    /// UDP, connected to the server.
+    Udp(UdpSocket),
+    /// TCP, with bytes read but not yet framed.
+    Tcp(TcpStream, Vec<u8>),
+}
+
+impl Conn {
+    /// Opens a connection to `server` over `transport` (UDP or TCP).
+    pub(crate) fn open(
+        server: SocketAddr,
+        transport: Transport,
+        timeout: Duration,
+    ) -> io::Result<Conn> {
+        match transport {
+            Transport::Udp => {
+                let bind: SocketAddr = if server.is_ipv4() {
+                    "0.0.0.0:0"
+                } else {
+                    "[::]:0"
+                }
+                .parse()
+                .map_err(io::Error::other)?;
+                let s = UdpSocket::bind(bind)?;
+                s.connect(server)?;
+                Ok(Conn::Udp(s))
+            }
+            Transport::Tcp => {
+                let s = TcpStream::connect_timeout(&server, timeout)?;
+                s.set_nodelay(true)?;
+                Ok(Conn::Tcp(s, Vec::new()))
+            }
+            Transport::Tls => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "TLS is not supported by this tool yet",
+            )),
+        }
+    }
+
+    /// The local address.
+    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Conn::Udp(s) => s.local_addr(),
+            Conn::Tcp(s, _) => s.local_addr(),
+        }
+    }
+
+    /// Sends one message.
+    pub(crate) fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Conn::Udp(s) => s.send(bytes).map(|_| ()),
+            Conn::Tcp(s, _) => s.write_all(bytes),
+        }
+    }
+
+    /// Receives one message into `buf` within `timeout`; `Ok(None)` on timeout.
+    pub(crate) fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<usize>> {
+        let timeout = timeout.max(Duration::from_millis(1));
+        match self {
+            Conn::Udp(s) => {
+                s.set_read_timeout(Some(timeout))?;
+                match s.recv(buf) {
+                    Ok(n) => Ok(Some(n)),
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        Ok(None)
+                    }
+                    // ICMP port unreachable from an earlier send.
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }
+            Conn::Tcp(s, pending) => loop {
+                if let Frame::Stun(n) | Frame::ChannelData(n) = demux::stream_frame(pending) {
+                    if pending.len() >= n {
+                        let len = n.min(buf.len());
+                        buf[..len].copy_from_slice(&pending[..len]);
+                        pending.drain(..n);
+                        return Ok(Some(len));
+                    }
+                } else if demux::stream_frame(pending) == Frame::Invalid {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "stream out of sync",
+                    ));
+                }
+                s.set_read_timeout(Some(timeout))?;
+                let mut chunk = [0u8; 4096];
+                match s.read(&mut chunk) {
+                    Ok(0) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "server closed the connection",
+                        ));
+                    }
+                    Ok(n) => pending.extend_from_slice(&chunk[..n]),
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(e),
+                }
+            },
+        }
+    }
+}
+
+/// Runs `client` over `conn` until `done` says so (given each event) or
+/// `deadline` passes. Returns the events seen.
+pub(crate) fn drive(
+    client: &mut Client,
+    conn: &mut Conn,
+    deadline: StdInstant,
+    mut done: impl FnMut(&ClientEvent) -> bool,
+) -> io::Result<Vec<ClientEvent>> {
+    let mut buf = [0u8; 2048];
+    let mut events = Vec::new();
+    loop {
+        let t = now();
+        while let Some(n) = client.poll_transmit(t, &mut buf) {
+            conn.send(&buf[..n])?;
+        }
+        while let Some(e) = client.poll_event() {
+            let stop = done(&e);
+            events.push(e);
+            if stop {
+                return Ok(events);
+            }
+        }
+        let left = deadline.saturating_duration_since(StdInstant::now());
+        if left.is_zero() {
+            return Ok(events);
+        }
+        let wait = client.poll_timeout().map_or(left, |at| {
+            Duration::from_millis(at.millis_since(now())).min(left)
+        });
+        match conn.recv(&mut buf, wait)? {
+            Some(n) => {
+                let _ = client.handle_input(now(), &buf[..n]);
+            }
+            None => client.handle_timeout(now()),
+        }
+    }
+}
+
+/// Draws random bytes from the OS.
+pub(crate) fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    if let Err(e) = getrandom::fill(&mut b) {
+        panic!("the OS random source failed: {e}");
+    }
+    b
+}

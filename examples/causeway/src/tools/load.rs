@@ -1,0 +1,281 @@
+//! `causeway load`: the load generator of the server benchmark, usable against any
+//! TURN server.
+//!
+//! - `--mode echo`: several clients each allocate, bind a channel to a UDP echo
+//!   peer, and send fixed-size ChannelData at a fixed rate; it reports packets/s
+//!   received back, loss, and round-trip time percentiles.
+//! - `--mode allocations`: an allocation storm: `--count` allocations from
+//!   `--concurrency` threads, each on its own 5-tuple; it reports allocations/s, and
+//!   with `--hold` keeps them all open that long (to measure the server's memory).
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant as StdInstant};
+
+use clap::{Args, ValueEnum};
+use turn_core::client::{Client, ClientEvent};
+
+use super::ServerArgs;
+use super::conn::{Conn, drive, now, random};
+
+/// What to load the server with.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// ChannelData echo through a peer.
+    Echo,
+    /// Allocation storm.
+    Allocations,
+}
+
+/// Flags of `causeway load`.
+#[derive(Debug, Args)]
+pub(crate) struct LoadArgs {
+    #[command(flatten)]
+    pub(crate) server: ServerArgs,
+    /// Load kind.
+    #[arg(long, value_enum, default_value_t = Mode::Echo)]
+    pub(crate) mode: Mode,
+    /// UDP echo peer (default: one run by this process on the server's side of loopback).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) peer: Option<SocketAddr>,
+    /// Echo clients.
+    #[arg(long, default_value_t = 8)]
+    pub(crate) clients: usize,
+    /// Packets per second per client.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) rate: u64,
+    /// Payload bytes.
+    #[arg(long, default_value_t = 160)]
+    pub(crate) size: usize,
+    /// Seconds of echo traffic.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) duration: u64,
+    /// Allocations in the storm.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) count: usize,
+    /// Threads making allocations.
+    #[arg(long, default_value_t = 16)]
+    pub(crate) concurrency: usize,
+    /// Seconds to keep the storm's allocations before deleting them.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) hold: u64,
+}
+
+/// Runs `load`.
+pub(crate) fn run(args: &LoadArgs) -> Result<(), String> {
+    match args.mode {
+        Mode::Echo => echo(args),
+        Mode::Allocations => storm(args),
+    }
+}
+
+/// Allocates on a fresh socket; returns the client and its connection.
+fn allocated(args: &LoadArgs) -> Result<(Client, Conn), String> {
+    let cfg = args.server.client_config()?;
+    let mut conn =
+        Conn::open(cfg.server, cfg.transport, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    let mut client: Client = Client::new(cfg, random());
+    client.allocate(now()).map_err(|e| e.to_string())?;
+    let events = drive(
+        &mut client,
+        &mut conn,
+        StdInstant::now() + Duration::from_secs(40),
+        |e| {
+            matches!(
+                e,
+                ClientEvent::Allocated { .. } | ClientEvent::Failed { .. }
+            )
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    if let Some(ClientEvent::Failed { failure, .. }) = events
+        .iter()
+        .find(|e| matches!(e, ClientEvent::Failed { .. }))
+    {
+        return Err(format!("allocation failed: {failure}"));
+    }
+    if client.relayed().is_none() {
+        return Err("allocation failed: no answer".into());
+    }
+    Ok((client, conn))
+}
+
+fn echo_peer(ip: std::net::IpAddr) -> Result<SocketAddr, String> {
+    let sock = UdpSocket::bind(SocketAddr::new(ip, 0)).map_err(|e| e.to_string())?;
+    let addr = sock.local_addr().map_err(|e| e.to_string())?;
+    thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let _ = sock.send_to(&buf[..n], from);
+        }
+    });
+    Ok(addr)
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn echo(args: &LoadArgs) -> Result<(), String> {
+    let peer = match args.peer {
+        Some(p) => p,
+        None => echo_peer(args.server.server.ip())?,
+    };
+    let size = args.size.max(16);
+    let interval = Duration::from_nanos(1_000_000_000 / args.rate.max(1));
+    let duration = Duration::from_secs(args.duration);
+    let mut handles = Vec::new();
+    let start_gate = Arc::new(std::sync::Barrier::new(args.clients));
+    for _ in 0..args.clients {
+        let (mut client, mut conn) = allocated(args)?;
+        client
+            .bind_channel(now(), peer)
+            .map_err(|e| e.to_string())?;
+        drive(
+            &mut client,
+            &mut conn,
+            StdInstant::now() + Duration::from_secs(10),
+            |e| {
+                matches!(
+                    e,
+                    ClientEvent::ChannelBound { .. } | ClientEvent::Failed { .. }
+                )
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        let gate = start_gate.clone();
+        handles.push(thread::spawn(move || -> (u64, u64, Vec<u64>) {
+            gate.wait();
+            let mut out = vec![0u8; size + 64];
+            let mut payload = vec![0u8; size];
+            let mut buf = [0u8; 2048];
+            let mut rtts = Vec::with_capacity((duration.as_millis() as usize) * 2);
+            let (mut sent, mut received) = (0u64, 0u64);
+            let origin = StdInstant::now();
+            let mut next = origin;
+            let end = origin + duration;
+            let drain_end = end + Duration::from_millis(500);
+            while StdInstant::now() < drain_end {
+                let t = StdInstant::now();
+                while t >= next && t < end {
+                    payload[..8].copy_from_slice(&sent.to_be_bytes());
+                    let ns = origin.elapsed().as_nanos() as u64;
+                    payload[8..16].copy_from_slice(&ns.to_be_bytes());
+                    if let Ok(n) = client.send_to(peer, &payload, &mut out) {
+                        let _ = conn.send(&out[..n]);
+                        sent += 1;
+                    }
+                    next += interval;
+                }
+                let wait = if t < end {
+                    next.saturating_duration_since(t)
+                } else {
+                    Duration::from_millis(5)
+                };
+                if let Ok(Some(n)) = conn.recv(&mut buf, wait.min(Duration::from_millis(5)))
+                    && let Some(rx) = client.handle_input(now(), &buf[..n])
+                    && let Some(d) = buf.get(rx.data)
+                    && d.len() >= 16
+                {
+                    let ns = u64::from_be_bytes(d[8..16].try_into().unwrap_or_default());
+                    rtts.push((origin.elapsed().as_nanos() as u64).saturating_sub(ns) / 1000);
+                    received += 1;
+                }
+            }
+            let _ = client.deallocate(now());
+            let mut b = [0u8; 512];
+            if let Some(n) = client.poll_transmit(now(), &mut b) {
+                let _ = conn.send(&b[..n]);
+            }
+            (sent, received, rtts)
+        }));
+    }
+    let (mut sent, mut received, mut rtts) = (0, 0, Vec::new());
+    for h in handles {
+        let (s, r, t) = h.join().map_err(|_| "a load thread panicked".to_string())?;
+        sent += s;
+        received += r;
+        rtts.extend(t);
+    }
+    rtts.sort_unstable();
+    let secs = duration.as_secs_f64().max(0.001);
+    println!(
+        "echo: clients={} size={} sent={sent} received={received} loss={:.3}% rate={:.0} pkt/s each way \
+         rtt_p50_us={} rtt_p99_us={}",
+        args.clients,
+        size,
+        if sent > 0 {
+            100.0 * (sent - received.min(sent)) as f64 / sent as f64
+        } else {
+            0.0
+        },
+        received as f64 / secs,
+        percentile(&rtts, 0.5),
+        percentile(&rtts, 0.99),
+    );
+    Ok(())
+}
+
+fn storm(args: &LoadArgs) -> Result<(), String> {
+    let next = AtomicUsize::new(0);
+    let failed = AtomicUsize::new(0);
+    let first_error = std::sync::Mutex::new(None::<String>);
+    let start = StdInstant::now();
+    let held: Vec<Vec<(Client, Conn)>> = thread::scope(|scope| {
+        let workers: Vec<_> = (0..args.concurrency.clamp(1, 1024))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    while next.fetch_add(1, Ordering::Relaxed) < args.count {
+                        match allocated(args) {
+                            Ok(pair) => mine.push(pair),
+                            Err(e) => {
+                                failed.fetch_add(1, Ordering::Relaxed);
+                                first_error
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .get_or_insert(e);
+                            }
+                        }
+                    }
+                    mine
+                })
+            })
+            .collect();
+        workers.into_iter().filter_map(|w| w.join().ok()).collect()
+    });
+    let elapsed = start.elapsed().as_secs_f64().max(0.001);
+    let ok: usize = held.iter().map(Vec::len).sum();
+    let failed = failed.load(Ordering::Relaxed);
+    println!(
+        "allocations: count={} ok={ok} failed={failed} elapsed_s={elapsed:.3} rate={:.0} alloc/s",
+        args.count,
+        ok as f64 / elapsed
+    );
+    if let Some(e) = first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        println!("first failure: {e}");
+    }
+    if args.hold > 0 {
+        println!("holding {ok} allocations for {} s", args.hold);
+        thread::sleep(Duration::from_secs(args.hold));
+    }
+    let mut b = [0u8; 512];
+    for (mut client, mut conn) in held.into_iter().flatten() {
+        if client.deallocate(now()).is_ok()
+            && let Some(n) = client.poll_transmit(now(), &mut b)
+        {
+            let _ = conn.send(&b[..n]);
+        }
+    }
+    if ok == 0 {
+        Err("no allocation succeeded".into())
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,244 @@
+//! `causeway allocate` and `causeway check` against a real third-party TURN server,
+//! coturn's `turnserver`: allocation over UDP and TCP; the credentials diagnosis
+//! when the passwords differ; and the relay-port diagnosis when a firewall drops
+//! traffic to the relay port range (coturn runs in a network namespace the test
+//! creates, with an nftables rule in it).
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{coturn_tool, run_with_timeout};
+
+struct Coturn(Child);
+
+impl Drop for Coturn {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    u.local_addr().unwrap().port()
+}
+
+/// Starts coturn on loopback (inside `netns` if given) with user alice:`password`.
+fn coturn(netns: Option<&str>, port: u16, password: &str) -> Coturn {
+    let tool = coturn_tool("turnserver");
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, &tool]);
+            c
+        }
+        None => Command::new(&tool),
+    };
+    cmd.args([
+        "-n",
+        "--no-cli",
+        "--no-tls",
+        "--no-dtls",
+        "--listening-ip",
+        "127.0.0.1",
+        "--listening-port",
+        &port.to_string(),
+        "--relay-ip",
+        "127.0.0.1",
+        "--min-port",
+        "40000",
+        "--max-port",
+        "40999",
+        "--lt-cred-mech",
+        "--realm",
+        "TANDBERG",
+        "--user",
+        &format!("alice:{password}"),
+        "--allow-loopback-peers",
+        "--fingerprint",
+        "--no-stdout-log",
+        "--log-file",
+        "/dev/null",
+    ]);
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start turnserver");
+    std::thread::sleep(Duration::from_millis(1200));
+    Coturn(child)
+}
+
+fn causeway(netns: Option<&str>, args: &[&str]) -> (bool, String) {
+    let bin = env!("CARGO_BIN_EXE_causeway");
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, bin]);
+            c
+        }
+        None => Command::new(bin),
+    };
+    run_with_timeout(cmd.args(args), Duration::from_secs(90))
+}
+
+/// A network namespace with loopback up, deleted when dropped.
+struct Netns(String);
+
+impl Netns {
+    fn new() -> Netns {
+        let name = format!("cw-check-{}", std::process::id());
+        let ok = |args: &[&str]| {
+            Command::new("ip")
+                .args(args)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let _ = ok(&["netns", "del", &name]);
+        assert!(
+            ok(&["netns", "add", &name]),
+            "cannot create a network namespace (needs root and iproute2)"
+        );
+        assert!(ok(&[
+            "netns", "exec", &name, "ip", "link", "set", "lo", "up"
+        ]));
+        Netns(name)
+    }
+
+    fn nft(&self, args: &[&str]) {
+        ensure_nft();
+        let status = Command::new("ip")
+            .args(["netns", "exec", &self.0, "nft"])
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(status.success(), "nft {args:?}");
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Installs Debian's nftables if `nft` is missing (as `.ci/run` does).
+fn ensure_nft() {
+    if !std::path::Path::new("/usr/sbin/nft").exists() {
+        let _ = Command::new("apt-get")
+            .args(["install", "-y", "-q", "nftables"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status();
+    }
+    assert!(
+        std::path::Path::new("/usr/sbin/nft").exists(),
+        "nft is missing: install Debian's nftables"
+    );
+}
+
+#[test]
+fn allocate_and_check_pass_against_coturn() {
+    let port = free_port();
+    let _ct = coturn(None, port, "wonderland");
+    let server = format!("127.0.0.1:{port}");
+    for transport in ["udp", "tcp"] {
+        let (ok, out) = causeway(
+            None,
+            &[
+                "allocate",
+                "--server",
+                &server,
+                "--user",
+                "alice:wonderland",
+                "--transport",
+                transport,
+            ],
+        );
+        assert!(ok, "{transport}: {out}");
+        assert!(out.contains("relayed  127.0.0.1:4"), "{out}");
+        let (ok, out) = causeway(
+            None,
+            &[
+                "check",
+                "--server",
+                &server,
+                "--user",
+                "alice:wonderland",
+                "--transport",
+                transport,
+            ],
+        );
+        assert!(ok, "{transport}: {out}");
+        assert!(out.contains("[PASS] relay"), "{out}");
+    }
+}
+
+#[test]
+fn check_diagnoses_a_password_mismatch() {
+    let port = free_port();
+    let _ct = coturn(None, port, "the-real-password");
+    let (ok, out) = causeway(
+        None,
+        &[
+            "check",
+            "--server",
+            &format!("127.0.0.1:{port}"),
+            "--user",
+            "alice:a-stale-password",
+        ],
+    );
+    assert!(!ok);
+    assert!(out.contains("[PASS] reach"), "{out}");
+    assert!(out.contains("[FAIL] allocate"), "{out}");
+    assert!(out.contains("credentials differ"), "{out}");
+}
+
+#[test]
+fn check_diagnoses_a_blocked_relay_port_range() {
+    let ns = Netns::new();
+    // The firewall of the TURN host drops UDP to the relay port range.
+    ns.nft(&["add", "table", "inet", "cwtest"]);
+    ns.nft(&[
+        "add",
+        "chain",
+        "inet",
+        "cwtest",
+        "input",
+        "{ type filter hook input priority 0 ; }",
+    ]);
+    ns.nft(&[
+        "add",
+        "rule",
+        "inet",
+        "cwtest",
+        "input",
+        "udp",
+        "dport",
+        "40000-40999",
+        "drop",
+    ]);
+    let _ct = coturn(Some(&ns.0), 3478, "wonderland");
+    let (ok, out) = causeway(
+        Some(&ns.0),
+        &[
+            "check",
+            "--server",
+            "127.0.0.1:3478",
+            "--user",
+            "alice:wonderland",
+            "--timeout",
+            "3",
+        ],
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("[PASS] allocate") && out.contains("[PASS] channel"),
+        "{out}"
+    );
+    assert!(
+        out.contains("[FAIL] relay") && out.contains("relay port range is blocked"),
+        "{out}"
+    );
+}
