@@ -223,6 +223,9 @@ pub(crate) fn run(cfg: Config, resolved: Resolved) -> Result<(), ServeError> {
             .map_err(|e| ServeError::Setup("spawn the admin thread", e))?;
     }
 
+    // Handlers go in before "ready", so a signal sent on seeing it is caught.
+    let mut signals = Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| ServeError::Setup("install signal handlers", e))?;
     for a in &bound {
         // On stdout, for scripts and tests that start the server on port 0.
         println!("causeway: listening on udp {a} and tcp {a}");
@@ -238,8 +241,6 @@ pub(crate) fn run(cfg: Config, resolved: Resolved) -> Result<(), ServeError> {
         bound.len()
     );
 
-    let mut signals = Signals::new([SIGINT, SIGTERM])
-        .map_err(|e| ServeError::Setup("install signal handlers", e))?;
     if let Some(sig) = signals.forever().next() {
         info!("signal {sig} received: stopping");
     }

@@ -23,9 +23,16 @@ pub struct Server {
 impl Server {
     /// Starts `causeway serve` with `args` and waits until it reports its listeners.
     pub fn start(args: &[&str]) -> Server {
+        // Tests run in parallel: never the default admin port.
+        let admin: &[&str] = if args.contains(&"--admin") {
+            &[]
+        } else {
+            &["--admin", "127.0.0.1:0"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_causeway"))
             .arg("serve")
             .args(args)
+            .args(admin)
             .env("RUST_LOG", "debug")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
