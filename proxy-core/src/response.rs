@@ -1,0 +1,273 @@
+//! Responses the proxy writes itself (refusals, 301 redirects to HTTPS, 502 when a
+//! web bridge cannot be reached), and the upstream response head, parsed to know
+//! how its body is delimited.
+
+use crate::refusal::Refusal;
+
+/// The reason phrase of the statuses the proxy sends.
+pub const fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        301 => "Moved Permanently",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        414 => "URI Too Long",
+        421 => "Misdirected Request",
+        431 => "Request Header Fields Too Large",
+        502 => "Bad Gateway",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "Error",
+    }
+}
+
+/// A writer into a fixed buffer; `None` once it is full.
+struct Out<'o> {
+    buf: &'o mut [u8],
+    len: usize,
+}
+
+impl Out<'_> {
+    fn put(&mut self, s: &[u8]) -> Option<()> {
+        self.buf
+            .get_mut(self.len..self.len + s.len())?
+            .copy_from_slice(s);
+        self.len += s.len();
+        Some(())
+    }
+
+    fn num(&mut self, mut n: u64) -> Option<()> {
+        let mut d = [0u8; 20];
+        let mut i = d.len();
+        loop {
+            i -= 1;
+            *d.get_mut(i)? = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.put(d.get(i..)?)
+    }
+}
+
+/// Writes a plain-text response `status` with `body`, closing the connection when
+/// `close`. Returns its length, or `None` if `out` is too small.
+pub fn write_status(out: &mut [u8], status: u16, body: &str, close: bool) -> Option<usize> {
+    let mut o = Out { buf: out, len: 0 };
+    o.put(b"HTTP/1.1 ")?;
+    o.num(u64::from(status))?;
+    o.put(b" ")?;
+    o.put(reason_phrase(status).as_bytes())?;
+    o.put(b"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ")?;
+    o.num(body.len() as u64 + 1)?;
+    if close {
+        o.put(b"\r\nConnection: close")?;
+    }
+    o.put(b"\r\n\r\n")?;
+    o.put(body.as_bytes())?;
+    o.put(b"\n")?;
+    Some(o.len)
+}
+
+/// Writes the response for a refusal (its status, its reason as the body).
+pub fn write_refusal(out: &mut [u8], r: &Refusal) -> Option<usize> {
+    let mut text = [0u8; 128];
+    let reason = {
+        let mut w = Out {
+            buf: &mut text,
+            len: 0,
+        };
+        let mut s: heapless::String<128> = heapless::String::new();
+        let _ = core::fmt::write(&mut s, format_args!("{}", r.reason));
+        w.put(s.as_bytes())?;
+        w.len
+    };
+    let body = core::str::from_utf8(text.get(..reason)?).ok()?;
+    write_status(out, r.status, body, r.must_close())
+}
+
+/// Writes a 301 redirect to `https://host{path_and_query}`. The host and the
+/// target come from a head that [`crate::http::parse_request`] accepted.
+pub fn write_redirect(out: &mut [u8], host: &str, path_and_query: &str) -> Option<usize> {
+    if host
+        .bytes()
+        .chain(path_and_query.bytes())
+        .any(|b| b < 0x21 || b == 0x7f)
+    {
+        return None;
+    }
+    let mut o = Out { buf: out, len: 0 };
+    o.put(b"HTTP/1.1 301 Moved Permanently\r\nLocation: https://")?;
+    o.put(host.as_bytes())?;
+    o.put(path_and_query.as_bytes())?;
+    o.put(b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+    Some(o.len)
+}
+
+/// How an upstream response's body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseBody {
+    /// No body (1xx, 204, 304, or a response to HEAD).
+    None,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// Chunked.
+    Chunked,
+    /// Until the upstream closes the connection.
+    UntilClose,
+}
+
+/// An upstream response head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseHead {
+    /// Status code.
+    pub status: u16,
+    /// Body framing.
+    pub body: ResponseBody,
+    /// Whether the upstream keeps the connection open.
+    pub keep_alive: bool,
+    /// Bytes of the head.
+    pub head_len: usize,
+}
+
+/// Parses an upstream response head (after a request with `method`); `Ok(None)`
+/// when incomplete; `Err(())` when it is not a response the proxy can relay safely
+/// (ambiguous framing, as for requests).
+#[allow(clippy::result_unit_err)]
+pub fn parse_response<'b>(
+    buf: &'b [u8],
+    headers: &mut [httparse::Header<'b>],
+    method: &str,
+) -> Result<Option<ResponseHead>, ()> {
+    let mut res = httparse::Response::new(headers);
+    let head_len = match res.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(()),
+    };
+    let status = res.code.ok_or(())?;
+    let version = res.version.ok_or(())?;
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    let mut close = version == 0;
+    for h in res.headers.iter() {
+        let v = h.value.trim_ascii();
+        if h.name.eq_ignore_ascii_case("content-length") {
+            if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+                return Err(());
+            }
+            let n = v.iter().fold(0u64, |a, d| a * 10 + u64::from(d - b'0'));
+            if length.is_some_and(|l| l != n) {
+                return Err(());
+            }
+            length = Some(n);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            if chunked || !v.eq_ignore_ascii_case(b"chunked") {
+                return Err(());
+            }
+            chunked = true;
+        } else if h.name.eq_ignore_ascii_case("connection")
+            && v.split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+        {
+            close = true;
+        }
+    }
+    if chunked && length.is_some() {
+        return Err(());
+    }
+    let body = if (100..200).contains(&status) || status == 204 || status == 304 || method == "HEAD"
+    {
+        ResponseBody::None
+    } else if chunked {
+        ResponseBody::Chunked
+    } else if let Some(n) = length {
+        ResponseBody::Length(n)
+    } else {
+        close = true;
+        ResponseBody::UntilClose
+    };
+    Ok(Some(ResponseHead {
+        status,
+        body,
+        keep_alive: !close,
+        head_len,
+    }))
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::refusal::Reason;
+
+    #[test]
+    fn writes() {
+        let mut out = [0u8; 256];
+        let n = write_refusal(&mut out, &Refusal::new(Reason::NotAllowed)).unwrap();
+        let s = core::str::from_utf8(&out[..n]).unwrap();
+        assert!(s.starts_with("HTTP/1.1 403 Forbidden\r\n"));
+        assert!(s.ends_with("\r\n\r\npath not in the allow list\n"));
+        assert!(!s.contains("Connection: close"));
+        let n = write_redirect(&mut out, "join.example.com", "/a?b=1").unwrap();
+        let s = core::str::from_utf8(&out[..n]).unwrap();
+        assert!(s.contains("Location: https://join.example.com/a?b=1\r\n"));
+        assert_eq!(write_redirect(&mut out, "a\r\nX: y", "/"), None);
+        let mut tiny = [0u8; 10];
+        assert_eq!(write_status(&mut tiny, 502, "bad gateway", true), None);
+    }
+
+    #[test]
+    fn response_framing() {
+        let mut h = [httparse::EMPTY_HEADER; 16];
+        let r = parse_response(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+            &mut h,
+            "GET",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (r.status, r.body, r.keep_alive, r.head_len),
+            (200, ResponseBody::Length(5), true, 38)
+        );
+        let mut h = [httparse::EMPTY_HEADER; 16];
+        let r = parse_response(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            &mut h,
+            "GET",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(r.body, ResponseBody::Chunked);
+        let mut h = [httparse::EMPTY_HEADER; 16];
+        let r = parse_response(b"HTTP/1.1 200 OK\r\n\r\n", &mut h, "GET")
+            .unwrap()
+            .unwrap();
+        assert_eq!((r.body, r.keep_alive), (ResponseBody::UntilClose, false));
+        let mut h = [httparse::EMPTY_HEADER; 16];
+        let r = parse_response(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+            &mut h,
+            "HEAD",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(r.body, ResponseBody::None);
+        let mut h = [httparse::EMPTY_HEADER; 16];
+        assert!(
+            parse_response(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+                &mut h,
+                "GET"
+            )
+            .is_err()
+        );
+        let mut h = [httparse::EMPTY_HEADER; 16];
+        assert_eq!(
+            parse_response(b"HTTP/1.1 200 OK\r\n", &mut h, "GET"),
+            Ok(None)
+        );
+    }
+}
