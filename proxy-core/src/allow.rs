@@ -89,6 +89,9 @@ impl Methods {
     }
 }
 
+/// A rule's path.
+pub type RulePath = heapless::String<128>;
+
 /// One rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -100,7 +103,7 @@ pub struct Rule {
     /// Prefix or exact.
     pub matching: Match,
     /// The path (normalised, starting with `/`).
-    pub path: heapless::String<128>,
+    pub path: RulePath,
     /// Methods allowed.
     pub methods: Methods,
 }

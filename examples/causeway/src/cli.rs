@@ -17,7 +17,7 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Run the server (with no flags: loopback, embedded default config, demo user).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Allocate on a TURN server and print the relayed and mapped addresses.
     Allocate(crate::tools::allocate::AllocateArgs),
     /// Walk the troubleshooting path against a TURN server (and a peer).
@@ -59,6 +59,24 @@ pub(crate) struct ServeArgs {
     /// Extra denied peers (repeatable CIDR; beats --allow-peer).
     #[arg(long, value_name = "CIDR")]
     pub(crate) deny_peer: Vec<String>,
+    /// TURN over TLS and the web proxy, demultiplexed (e.g. 0.0.0.0:443; repeatable).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) tls_listen: Vec<SocketAddr>,
+    /// Certificate chain (PEM) for --tls-listen.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) cert: Option<PathBuf>,
+    /// Private key (PEM) for --cert.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) key: Option<PathBuf>,
+    /// Web proxy: join URL host -> web bridge (HOST=https://bridge:443; repeatable).
+    #[arg(long, value_name = "HOST=UPSTREAM")]
+    pub(crate) proxy: Vec<String>,
+    /// CA bundle that web bridge certificates are verified against.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) upstream_ca: Option<PathBuf>,
+    /// Plain HTTP listener that redirects to https (e.g. 0.0.0.0:80).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) http_redirect: Option<SocketAddr>,
     /// Status JSON and Prometheus metrics (default 127.0.0.1:4455; never 443).
     #[arg(long, value_name = "ADDR")]
     pub(crate) admin: Option<SocketAddr>,

@@ -4,6 +4,8 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use turn_core::server::policy::Cidr;
@@ -51,6 +53,31 @@ pub(crate) struct Config {
     /// Extra peers never relayed to (wins over `allow_peer`).
     #[serde(default)]
     pub(crate) deny_peer: Vec<String>,
+    /// TURN over TLS and the web proxy, demultiplexed on one TCP port (443).
+    #[serde(default)]
+    pub(crate) tls_listen: Vec<SocketAddr>,
+    /// Certificate chain (PEM) for `tls_listen`; it must cover every join URL.
+    #[serde(default)]
+    pub(crate) cert: Option<PathBuf>,
+    /// Private key (PEM) for `cert`.
+    #[serde(default)]
+    pub(crate) key: Option<PathBuf>,
+    /// Web proxy: `JOIN_HOST=UPSTREAM` (UPSTREAM: `https://bridge:443`, `http://bridge:8080`).
+    #[serde(default)]
+    pub(crate) proxy: Vec<String>,
+    /// CA bundle (PEM) that web bridge certificates are verified against.
+    #[serde(default)]
+    pub(crate) upstream_ca: Option<PathBuf>,
+    /// Plain HTTP listener that redirects to https.
+    #[serde(default)]
+    pub(crate) http_redirect: Option<SocketAddr>,
+    /// Allow-list rules beyond the ones added for each web bridge.
+    #[serde(default)]
+    pub(crate) rule: Vec<RuleConfig>,
+    /// Add the rule of the reference for each web bridge (prefix `/`, the five
+    /// methods, https and wss on the TLS port); `false` leaves only `rule`.
+    #[serde(default = "default_true")]
+    pub(crate) web_bridge_rules: bool,
     /// Status JSON and Prometheus metrics (never port 443).
     #[serde(default = "default_admin")]
     pub(crate) admin: SocketAddr,
@@ -103,6 +130,24 @@ impl Default for LimitsConfig {
             unauth_total_per_sec: 2000,
         }
     }
+}
+
+/// `[[rule]]`: one allow-list rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RuleConfig {
+    /// `https`, `wss`, or both.
+    pub(crate) scheme: Vec<String>,
+    /// Listener port; default: the TLS listener's port (443).
+    #[serde(default)]
+    pub(crate) port: Option<u16>,
+    /// `prefix` or `exact`.
+    #[serde(rename = "match")]
+    pub(crate) matching: String,
+    /// Path, starting with `/`.
+    pub(crate) path: String,
+    /// Among GET, POST, PUT, HEAD, DELETE.
+    pub(crate) methods: Vec<String>,
 }
 
 /// `[quota]`: how many allocations.
@@ -177,6 +222,8 @@ pub(crate) enum ConfigError {
     Parse(String, toml::de::Error),
     /// A field's value is not acceptable.
     Field(&'static str, String),
+    /// The certificate, key or CA cannot be used (the message names the field).
+    Tls(String),
 }
 
 impl fmt::Display for ConfigError {
@@ -185,6 +232,7 @@ impl fmt::Display for ConfigError {
             ConfigError::Read(p, e) => write!(f, "cannot read {}: {e}", p.display()),
             ConfigError::Parse(src, e) => write!(f, "{src}: {e}"),
             ConfigError::Field(field, why) => write!(f, "`{field}`: {why}"),
+            ConfigError::Tls(why) => f.write_str(why),
         }
     }
 }
@@ -203,6 +251,14 @@ pub(crate) struct Resolved {
     pub(crate) users: Vec<(String, String)>,
     pub(crate) allow: Vec<Cidr>,
     pub(crate) deny: Vec<Cidr>,
+    /// Join URL hosts and their web bridges.
+    pub(crate) sites: Vec<(String, crate::proxy::Upstream)>,
+    /// Extra allow-list rules.
+    pub(crate) rules: Vec<proxy_core::allow::Rule>,
+    /// TLS for `tls_listen`, loaded and checked.
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    /// TLS toward web bridges.
+    pub(crate) client_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Config {
@@ -217,7 +273,8 @@ impl Config {
             None => Config::parse(DEFAULT_TOML, "embedded default config")?,
         };
         cfg.apply(args);
-        let resolved = cfg.validate()?;
+        let mut resolved = cfg.validate()?;
+        cfg.load_tls(&mut resolved)?;
         Ok((cfg, resolved))
     }
 
@@ -250,6 +307,20 @@ impl Config {
         set(&mut self.relay_range, &a.relay_range);
         set(&mut self.admin, &a.admin);
         set(&mut self.threads, &a.threads);
+        extend(&mut self.tls_listen, &a.tls_listen);
+        extend(&mut self.proxy, &a.proxy);
+        if a.cert.is_some() {
+            self.cert = a.cert.clone();
+        }
+        if a.key.is_some() {
+            self.key = a.key.clone();
+        }
+        if a.upstream_ca.is_some() {
+            self.upstream_ca = a.upstream_ca.clone();
+        }
+        if a.http_redirect.is_some() {
+            self.http_redirect = a.http_redirect;
+        }
         set(&mut self.log_level, &a.log_level);
         if a.alternate_server.is_some() {
             self.alternate_server = a.alternate_server;
@@ -395,13 +466,171 @@ impl Config {
         if self.tcp.idle_timeout_secs == 0 {
             return Err(field("tcp.idle_timeout_secs", "must be at least 1"));
         }
+        let (sites, rules) = self.validate_web()?;
         Ok(Resolved {
             port_min,
             port_max,
             users,
             allow,
             deny,
+            sites,
+            rules,
+            tls: None,
+            client_tls: None,
         })
+    }
+
+    /// The TLS listener, the web proxy and the TCP ports they claim.
+    #[allow(clippy::type_complexity)]
+    fn validate_web(
+        &self,
+    ) -> Result<
+        (
+            Vec<(String, crate::proxy::Upstream)>,
+            Vec<proxy_core::allow::Rule>,
+        ),
+        ConfigError,
+    > {
+        use proxy_core::allow::{
+            HTTPS_AND_WSS, HTTPS_ONLY, Match, Method, Methods, Rule, WSS_ONLY,
+        };
+        if !self.tls_listen.is_empty() && (self.cert.is_none() || self.key.is_none()) {
+            return Err(field("cert", "tls_listen needs both cert and key"));
+        }
+        if self.tls_listen.is_empty() && (self.cert.is_some() || self.key.is_some()) {
+            return Err(field(
+                "tls_listen",
+                "cert and key are given but no tls_listen address",
+            ));
+        }
+        if !self.proxy.is_empty() && self.tls_listen.is_empty() {
+            return Err(field(
+                "proxy",
+                "the web proxy needs tls_listen (and cert, key)",
+            ));
+        }
+        // Every TCP port claimed once: TURN on TCP 443 cannot also be the proxy's
+        // 443 (with tls_listen, TURN over TCP and TLS are demultiplexed on it).
+        let mut claims: Vec<(SocketAddr, &'static str)> = Vec::new();
+        let overlaps = |a: &SocketAddr, b: &SocketAddr| {
+            a.port() == b.port()
+                && a.port() != 0
+                && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+        };
+        let all = self
+            .listen
+            .iter()
+            .map(|a| (*a, "listen"))
+            .chain(self.tls_listen.iter().map(|a| (*a, "tls_listen")))
+            .chain(std::iter::once((self.admin, "admin")))
+            .chain(self.http_redirect.iter().map(|a| (*a, "http_redirect")));
+        for (addr, name) in all {
+            if let Some((other, other_name)) = claims.iter().find(|(o, _)| overlaps(o, &addr)) {
+                return Err(field(
+                    name,
+                    format!(
+                        "{addr} claims TCP port {} already claimed by `{other_name}` {other};                          with tls_listen on 443, TURN over TCP and TLS are served there too,                          so drop 443 from listen",
+                        addr.port()
+                    ),
+                ));
+            }
+            claims.push((addr, name));
+        }
+        let mut sites = Vec::new();
+        for p in &self.proxy {
+            let (host, up) = p
+                .split_once('=')
+                .ok_or_else(|| field("proxy", format!("`{p}` is not JOIN_HOST=UPSTREAM")))?;
+            let host = host.trim().to_ascii_lowercase();
+            if host.is_empty()
+                || !host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+            {
+                return Err(field("proxy", format!("`{host}` is not a host name")));
+            }
+            if sites.iter().any(|(h, _)| *h == host) {
+                return Err(field("proxy", format!("`{host}` is listed twice")));
+            }
+            let up = crate::proxy::Upstream::parse(up.trim()).map_err(|e| field("proxy", e))?;
+            if up.tls && self.upstream_ca.is_none() {
+                return Err(field(
+                    "upstream_ca",
+                    format!(
+                        "web bridge {up} speaks TLS: give the CA bundle its certificate is verified against"
+                    ),
+                ));
+            }
+            sites.push((host, up));
+        }
+        let mut rules = Vec::new();
+        for r in &self.rule {
+            let https = r.scheme.iter().any(|s| s == "https");
+            let wss = r.scheme.iter().any(|s| s == "wss");
+            if r.scheme.iter().any(|s| s != "https" && s != "wss") || !(https || wss) {
+                return Err(field("rule.scheme", "each scheme must be https or wss"));
+            }
+            let matching = match r.matching.as_str() {
+                "prefix" => Match::Prefix,
+                "exact" => Match::Exact,
+                other => {
+                    return Err(field(
+                        "rule.match",
+                        format!("`{other}` is not prefix or exact"),
+                    ));
+                }
+            };
+            let mut buf = [0u8; 512];
+            let path = proxy_core::path::normalize(&r.path, &mut buf).map_err(|_| {
+                field(
+                    "rule.path",
+                    format!("`{}` is not a plain absolute path", r.path),
+                )
+            })?;
+            let mut methods = Vec::new();
+            for m in &r.methods {
+                methods.push(Method::parse(m).ok_or_else(|| {
+                    field(
+                        "rule.methods",
+                        format!("`{m}` is not one of GET, POST, PUT, HEAD, DELETE"),
+                    )
+                })?);
+            }
+            let mut p = proxy_core::allow::RulePath::new();
+            p.push_str(path)
+                .map_err(|_| field("rule.path", "longer than 128 bytes"))?;
+            rules.push(Rule {
+                schemes: match (https, wss) {
+                    (true, true) => HTTPS_AND_WSS,
+                    (true, false) => HTTPS_ONLY,
+                    _ => WSS_ONLY,
+                },
+                // 0 stands for the TLS listener's port, filled in at start.
+                port: r.port.unwrap_or(0),
+                matching,
+                path: p,
+                methods: Methods::of(&methods),
+            });
+        }
+        Ok((sites, rules))
+    }
+
+    /// Loads the certificate and key (checking they cover every join URL) and the
+    /// web bridges' CA.
+    fn load_tls(&self, r: &mut Resolved) -> Result<(), ConfigError> {
+        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+            let hosts: Vec<&str> = r.sites.iter().map(|(h, _)| h.as_str()).collect();
+            let tls =
+                crate::proxy::tls::server_config(cert, key, &hosts).map_err(ConfigError::Tls)?;
+            r.tls = Some(tls);
+        }
+        if !r.sites.is_empty() {
+            r.client_tls = Some(
+                crate::proxy::tls::client_config(self.upstream_ca.as_deref())
+                    .map_err(ConfigError::Tls)?,
+            );
+        }
+        Ok(())
     }
 
     /// The relay addresses: configured, or the first specific listen address of

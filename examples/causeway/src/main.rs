@@ -7,6 +7,8 @@
 
 mod cli;
 mod config;
+mod link;
+mod proxy;
 mod serve;
 mod tools;
 

@@ -29,6 +29,7 @@ use signal_hook::iterator::Signals;
 use turn_core::server::{self as turn, Slot};
 
 use crate::config::{Config, Resolved};
+use crate::proxy::Proxy;
 
 /// Why the server could not start or keep running.
 #[derive(Debug)]
@@ -175,6 +176,75 @@ pub(crate) fn run(cfg: Config, resolved: Resolved) -> Result<(), ServeError> {
         }
         bound.push(actual);
     }
+    let mut tls_bound = Vec::new();
+    for &addr in &cfg.tls_listen {
+        let mut actual = addr;
+        for l in listeners.iter_mut() {
+            let tcp = net::bind_tcp(actual).map_err(|source| ServeError::Bind {
+                transport: "tls",
+                addr: actual,
+                source,
+            })?;
+            actual = tcp
+                .local_addr()
+                .map_err(|e| ServeError::Setup("read a local address", e))?;
+            l.tls.push(tcp);
+        }
+        tls_bound.push(actual);
+    }
+    let redirect = match cfg.http_redirect {
+        Some(a) => Some(
+            std::net::TcpListener::bind(a).map_err(|source| ServeError::Bind {
+                transport: "http",
+                addr: a,
+                source,
+            })?,
+        ),
+        None => None,
+    };
+    let redirect_addr = redirect.as_ref().and_then(|l| l.local_addr().ok());
+    let proxy = resolved.tls.clone().map(|tls| {
+        let mut upstreams = Vec::new();
+        let mut sites = Vec::new();
+        let mut rules = resolved.rules.clone();
+        let port = tls_bound.first().map_or(443, |a| a.port());
+        for r in rules.iter_mut().filter(|r| r.port == 0) {
+            r.port = port;
+        }
+        for (host, up) in &resolved.sites {
+            sites.push((host.clone(), upstreams.len()));
+            upstreams.push(up.clone());
+        }
+        if !sites.is_empty() && cfg.web_bridge_rules {
+            // The rule each web bridge gets: prefix `/`, the five methods, https and wss.
+            rules.push(proxy_core::allow::Rule::web_bridge_default(port));
+        }
+        // Without web bridges that speak TLS, a client configuration that trusts
+        // nothing: it is never asked to connect.
+        let client_tls = match resolved.client_tls.clone() {
+            Some(c) => Ok(c),
+            None => crate::proxy::tls::client_config(None),
+        };
+        client_tls.map(|client_tls| {
+            (
+                tls,
+                Arc::new(Proxy {
+                    sites,
+                    upstreams,
+                    rules,
+                    port,
+                    client_tls,
+                    deadlines: Default::default(),
+                    upstream_timeout_ms: 60_000,
+                    active: Default::default(),
+                    max_active: 4096,
+                }),
+            )
+        })
+    });
+    let proxy = proxy
+        .transpose()
+        .map_err(|e| ServeError::Setup("set up TLS toward web bridges", io::Error::other(e)))?;
     let admin = std::net::TcpListener::bind(cfg.admin).map_err(|source| ServeError::Bind {
         transport: "admin",
         addr: cfg.admin,
@@ -185,6 +255,7 @@ pub(crate) fn run(cfg: Config, resolved: Resolved) -> Result<(), ServeError> {
         .map_err(|e| ServeError::Setup("read a local address", e))?;
 
     let quota_total = cfg.quota.total;
+    let cfg_http_redirect = redirect_addr;
     let realm = cfg.realm.clone();
     let shared = Arc::new(shared::Shared::new(cfg, &users, threads));
     // Each shard holds its share of the total with room for uneven hashing.
@@ -206,7 +277,7 @@ pub(crate) fn run(cfg: Config, resolved: Resolved) -> Result<(), ServeError> {
             secret,
         )
         .map_err(ServeError::Config)?;
-        let w = worker::Worker::new(i, l, shard, shared.clone(), shutdown.clone())
+        let w = worker::Worker::new(i, l, shard, shared.clone(), shutdown.clone(), proxy.clone())
             .map_err(|e| ServeError::Setup("create an event loop", e))?;
         wakers.push(w.waker());
         let handle = std::thread::Builder::new()
@@ -214,6 +285,12 @@ pub(crate) fn run(cfg: Config, resolved: Resolved) -> Result<(), ServeError> {
             .spawn(move || w.run())
             .map_err(|e| ServeError::Setup("spawn a worker thread", e))?;
         handles.push(handle);
+    }
+    if let Some(listener) = redirect {
+        std::thread::Builder::new()
+            .name("causeway-http".into())
+            .spawn(move || crate::proxy::serve_redirect(listener))
+            .map_err(|e| ServeError::Setup("spawn the redirect thread", e))?;
     }
     {
         let shared = shared.clone();
@@ -229,6 +306,12 @@ pub(crate) fn run(cfg: Config, resolved: Resolved) -> Result<(), ServeError> {
     for a in &bound {
         // On stdout, for scripts and tests that start the server on port 0.
         println!("causeway: listening on udp {a} and tcp {a}");
+    }
+    for a in &tls_bound {
+        println!("causeway: listening on tls {a} (TURN over TLS/TCP and the web proxy)");
+    }
+    if let Some(a) = cfg_http_redirect {
+        println!("causeway: redirecting http {a} to https");
     }
     println!("causeway: admin on http://{admin_addr}/status and /metrics");
     if let Some(pass) = &demo {

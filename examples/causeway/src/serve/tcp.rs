@@ -1,12 +1,18 @@
-//! One TCP client connection: reads frames (STUN messages, ChannelData) off the
-//! stream and queues replies, with bounded buffers.
+//! One TCP or TLS client connection: on a TLS listener it first demultiplexes the
+//! opening (TLS or plain; inside TLS, TURN or HTTPS) with `proxy-core`; as a TURN
+//! connection it reads frames (STUN messages, ChannelData) off the stream and
+//! queues replies, with bounded buffers.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
+use std::sync::Arc;
 use std::time::Instant;
 
 use mio::net::TcpStream;
+use proxy_core::demux::{self as opening, MAX_OPENING};
 use stun_core::demux::{self, Frame};
-use turn_core::FiveTuple;
+use turn_core::{FiveTuple, Transport};
+
+use crate::link::Link;
 
 /// Largest frame accepted: a maximal STUN message.
 pub(crate) const MAX_FRAME: usize = 20 + 65535;
@@ -22,11 +28,38 @@ pub(crate) enum ReadState {
     Closed(&'static str),
 }
 
+/// Where a connection on a TLS listener stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stage {
+    /// Its first bytes have not been classified yet.
+    Opening,
+    /// A TURN client (over TCP or TLS).
+    Turn,
+}
+
+/// What the opening of a connection on a TLS listener turned out to be.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Opening {
+    /// Not known yet: wait for more bytes.
+    Wait,
+    /// TURN: handle it here.
+    Turn,
+    /// HTTP (inside TLS when `tls`): hand it to the web proxy.
+    Http {
+        /// Whether it came over TLS.
+        tls: bool,
+    },
+    /// Neither: close it.
+    Close(&'static str),
+}
+
 /// A client connection and its buffers.
-#[derive(Debug)]
 pub(crate) struct Conn {
-    pub(crate) stream: TcpStream,
+    pub(crate) link: Link,
     pub(crate) tuple: FiveTuple,
+    pub(crate) stage: Stage,
+    /// The TLS SNI, when the client sent one.
+    pub(crate) sni: Option<String>,
     rbuf: Vec<u8>,
     rlen: usize,
     wbuf: Vec<u8>,
@@ -35,16 +68,107 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub(crate) fn new(stream: TcpStream, tuple: FiveTuple, now: Instant) -> Self {
+    pub(crate) fn new(stream: TcpStream, tuple: FiveTuple, stage: Stage, now: Instant) -> Self {
         Conn {
-            stream,
+            link: Link::plain(stream),
             tuple,
+            stage,
+            sni: None,
             rbuf: vec![0; 4096],
             rlen: 0,
             wbuf: Vec::new(),
             last_active: now,
             wants_write: false,
         }
+    }
+
+    /// Reads the opening of a connection on a TLS listener and decides what it is.
+    /// TLS is set up here; what it decrypts stays buffered for the next owner.
+    pub(crate) fn open(&mut self, now: Instant, tls: &Arc<rustls::ServerConfig>) -> Opening {
+        loop {
+            if self.link.tls.is_none() {
+                match opening::classify(self.rbuf.get(..self.rlen).unwrap_or(&[])) {
+                    opening::Opening::NeedMore => {}
+                    opening::Opening::Stun => {
+                        self.stage = Stage::Turn;
+                        return Opening::Turn;
+                    }
+                    opening::Opening::Http => return Opening::Http { tls: false },
+                    opening::Opening::Unknown => {
+                        return Opening::Close("neither TLS, TURN nor HTTP");
+                    }
+                    opening::Opening::Tls { sni } => {
+                        self.sni = sni.map(str::to_string);
+                        let mut conn = match rustls::ServerConnection::new(tls.clone()) {
+                            Ok(c) => c,
+                            Err(_) => return Opening::Close("TLS setup failed"),
+                        };
+                        let mut hello = self.rbuf.get(..self.rlen).unwrap_or(&[]);
+                        while !hello.is_empty() {
+                            if conn.read_tls(&mut hello).is_err() {
+                                return Opening::Close("TLS record rejected");
+                            }
+                        }
+                        if conn.process_new_packets().is_err() {
+                            return Opening::Close("TLS handshake failed");
+                        }
+                        self.rlen = 0;
+                        self.link.tls = Some(rustls::Connection::Server(conn));
+                        self.tuple.transport = Transport::Tls;
+                        let _ = self.link.flush();
+                        continue;
+                    }
+                }
+                if self.rlen >= MAX_OPENING {
+                    return Opening::Close("opening too long");
+                }
+                if self.rbuf.len() < MAX_OPENING {
+                    self.rbuf.resize(MAX_OPENING, 0);
+                }
+                match self.link.sock.read(&mut self.rbuf[self.rlen..]) {
+                    Ok(0) => return Opening::Close("closed by peer"),
+                    Ok(n) => {
+                        self.rlen += n;
+                        self.last_active = now;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Opening::Wait,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return Opening::Close("read error"),
+                }
+            } else {
+                match opening::classify_inner(self.rbuf.get(..self.rlen).unwrap_or(&[])) {
+                    opening::Opening::NeedMore => {}
+                    opening::Opening::Stun => {
+                        self.stage = Stage::Turn;
+                        return Opening::Turn;
+                    }
+                    opening::Opening::Http => return Opening::Http { tls: true },
+                    _ => return Opening::Close("inside TLS: neither TURN nor HTTP"),
+                }
+                if self.rlen >= 64 {
+                    return Opening::Close("inside TLS: neither TURN nor HTTP");
+                }
+                match self.link.read_plain(&mut self.rbuf[self.rlen..]) {
+                    Ok(0) => return Opening::Close("closed by peer"),
+                    Ok(n) => {
+                        self.rlen += n;
+                        self.last_active = now;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        let _ = self.link.flush();
+                        return Opening::Wait;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return Opening::Close("TLS handshake failed"),
+                }
+            }
+        }
+    }
+
+    /// Gives the link and the bytes read past the opening to another owner.
+    pub(crate) fn into_parts(mut self) -> (Link, Vec<u8>, Option<String>) {
+        self.rbuf.truncate(self.rlen);
+        (self.link, self.rbuf, self.sni)
     }
 
     /// Reads what is available and hands each complete frame to `on_frame`, which
@@ -54,6 +178,10 @@ impl Conn {
         now: Instant,
         mut on_frame: impl FnMut(&[u8], &mut Vec<u8>),
     ) -> ReadState {
+        // Bytes buffered while the opening was classified come first.
+        if let Some(reason) = self.drain_frames(&mut on_frame) {
+            return ReadState::Closed(reason);
+        }
         loop {
             if self.rlen == self.rbuf.len() {
                 // Grow only as far as the frame at the front needs.
@@ -66,7 +194,7 @@ impl Conn {
                 }
                 self.rbuf.resize(need.next_power_of_two().min(MAX_FRAME), 0);
             }
-            match self.stream.read(&mut self.rbuf[self.rlen..]) {
+            match self.link.read_plain(&mut self.rbuf[self.rlen..]) {
                 Ok(0) => return ReadState::Closed("closed by peer"),
                 Ok(n) => {
                     self.rlen += n;
@@ -121,7 +249,7 @@ impl Conn {
     /// Writes as much of the queue as the socket takes. Returns false on error.
     pub(crate) fn flush(&mut self) -> bool {
         while !self.wbuf.is_empty() {
-            match self.stream.write(&self.wbuf) {
+            match self.link.write_plain(&self.wbuf) {
                 Ok(0) => return false,
                 Ok(n) => {
                     self.wbuf.drain(..n);
@@ -131,7 +259,7 @@ impl Conn {
                 Err(_) => return false,
             }
         }
-        true
+        self.link.flush().is_ok()
     }
 
     /// Queues `bytes` for the client (a relayed packet); false when the client is
@@ -144,8 +272,8 @@ impl Conn {
         true
     }
 
-    /// Whether replies are waiting for the socket to become writable.
+    /// Whether bytes wait for the socket to become writable.
     pub(crate) fn has_pending_write(&self) -> bool {
-        !self.wbuf.is_empty()
+        !self.wbuf.is_empty() || self.link.wants_write()
     }
 }

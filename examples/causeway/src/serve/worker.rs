@@ -29,7 +29,8 @@ use super::limiter::LogLimiter;
 use super::relays::{FIRST_RELAY, Relays};
 use super::shared::Shared;
 use super::status::{AllocationStatus, WorkerStatus};
-use super::tcp::{Conn, ReadState};
+use super::tcp::{Conn, Opening, ReadState, Stage};
+use crate::proxy::Proxy;
 
 /// Permissions per allocation.
 pub(crate) const PERMISSIONS: usize = 16;
@@ -64,6 +65,8 @@ pub(crate) struct UdpListener {
 pub(crate) struct Listeners {
     pub(crate) udp: Vec<UdpListener>,
     pub(crate) tcp: Vec<TcpListener>,
+    /// TLS listeners (port 443: TURN over TLS or TCP, and the web proxy).
+    pub(crate) tls: Vec<TcpListener>,
 }
 
 /// An event loop and everything it owns.
@@ -72,7 +75,10 @@ pub(crate) struct Worker {
     poll: Poll,
     waker: Arc<Waker>,
     udp: Vec<UdpListener>,
-    tcp: Vec<(TcpListener, SocketAddr)>,
+    /// TCP listeners; `true` for TLS listeners, whose connections are demultiplexed.
+    tcp: Vec<(TcpListener, SocketAddr, bool)>,
+    tls_config: Option<Arc<rustls::ServerConfig>>,
+    proxy: Option<Arc<Proxy>>,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
     live_conns: usize,
@@ -95,6 +101,7 @@ impl Worker {
         turn: Turn,
         shared: Arc<Shared>,
         shutdown: Arc<AtomicBool>,
+        tls: Option<(Arc<rustls::ServerConfig>, Arc<Proxy>)>,
     ) -> io::Result<Worker> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -107,19 +114,30 @@ impl Worker {
             udp.push(l);
         }
         let mut tcp = Vec::new();
-        for mut l in listeners.tcp {
+        let tagged = listeners
+            .tcp
+            .into_iter()
+            .map(|l| (l, false))
+            .chain(listeners.tls.into_iter().map(|l| (l, true)));
+        for (mut l, is_tls) in tagged {
             poll.registry()
                 .register(&mut l, Token(token), Interest::READABLE)?;
             token += 1;
             let local = l.local_addr()?;
-            tcp.push((l, local));
+            tcp.push((l, local, is_tls));
         }
+        let (tls_config, proxy) = match tls {
+            Some((t, p)) => (Some(t), Some(p)),
+            None => (None, None),
+        };
         Ok(Worker {
             id,
             poll,
             waker,
             udp,
             tcp,
+            tls_config,
+            proxy,
             conns: Vec::new(),
             free: Vec::new(),
             live_conns: 0,
@@ -372,10 +390,10 @@ impl Worker {
 
     fn on_accept(&mut self, i: usize) {
         loop {
-            let Some((listener, local)) = self.tcp.get(i) else {
+            let Some((listener, local, is_tls)) = self.tcp.get(i) else {
                 return;
             };
-            let local = *local;
+            let (local, is_tls) = (*local, *is_tls);
             let (stream, peer) = match listener.accept() {
                 Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -407,12 +425,13 @@ impl Worker {
                 server: local,
                 transport: Transport::Tcp,
             };
-            let mut conn = Conn::new(stream, tuple, StdInstant::now());
+            let stage = if is_tls { Stage::Opening } else { Stage::Turn };
+            let mut conn = Conn::new(stream, tuple, stage, StdInstant::now());
             if self
                 .poll
                 .registry()
                 .register(
-                    &mut conn.stream,
+                    &mut conn.link.sock,
                     Token(FIRST_CONN + idx),
                     Interest::READABLE,
                 )
@@ -434,6 +453,33 @@ impl Worker {
         };
         let now_std = StdInstant::now();
         let now = self.shared.clock.now();
+        if conn.stage == Stage::Opening {
+            let Some(tls) = self.tls_config.clone() else {
+                self.close(idx, conn);
+                return;
+            };
+            match conn.open(now_std, &tls) {
+                Opening::Wait => {
+                    update_interest(self.poll.registry(), idx, &mut conn);
+                    self.conns[idx] = Some(conn);
+                    return;
+                }
+                Opening::Turn => {}
+                Opening::Http { .. } => {
+                    self.hand_off(idx, conn);
+                    return;
+                }
+                Opening::Close(why) => {
+                    debug!(
+                        "{} {}: {why}",
+                        conn.tuple.transport.name(),
+                        conn.tuple.client
+                    );
+                    self.close(idx, conn);
+                    return;
+                }
+            }
+        }
         let tuple = conn.tuple;
         // Each frame is copied into the receive buffer and handled there, as a UDP
         // datagram is; replies go to this connection's write queue.
@@ -455,8 +501,22 @@ impl Worker {
         self.conns[idx] = Some(conn);
     }
 
+    /// Gives an HTTP connection to the web proxy.
+    fn hand_off(&mut self, idx: usize, mut conn: Conn) {
+        let _ = self.poll.registry().deregister(&mut conn.link.sock);
+        self.conn_index
+            .remove(&(conn.tuple.client, conn.tuple.server));
+        self.free.push(idx);
+        self.live_conns -= 1;
+        let peer = conn.tuple.client;
+        let (link, buffered, sni) = conn.into_parts();
+        if let Some(p) = &self.proxy {
+            p.hand_off(link, buffered, sni, peer);
+        }
+    }
+
     fn close(&mut self, idx: usize, mut conn: Conn) {
-        let _ = self.poll.registry().deregister(&mut conn.stream);
+        let _ = self.poll.registry().deregister(&mut conn.link.sock);
         self.conn_index
             .remove(&(conn.tuple.client, conn.tuple.server));
         self.free.push(idx);
@@ -580,7 +640,7 @@ fn update_interest(registry: &Registry, idx: usize, conn: &mut Conn) {
         } else {
             Interest::READABLE
         };
-        let _ = registry.reregister(&mut conn.stream, Token(FIRST_CONN + idx), interest);
+        let _ = registry.reregister(&mut conn.link.sock, Token(FIRST_CONN + idx), interest);
         conn.wants_write = want;
     }
 }

@@ -1,0 +1,479 @@
+//! The web proxy end to end: a stand-in web bridge (HTTPS and WSS, throwaway CA
+//! made here) behind `causeway serve --tls-listen --proxy`, driven by a TLS client
+//! and a real WebSocket client; plus the 80 → 443 redirect, refusals, unreachable
+//! web bridges, and TURN sharing port 443.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use common::bridge::{TempDir, TestCa, start_bridge};
+use common::{Server, run_with_timeout};
+use rustls::pki_types::ServerName;
+
+const JOIN: &str = "join.example.test";
+
+struct Setup {
+    _dir: TempDir,
+    ca: TestCa,
+    server: Server,
+    tls_addr: SocketAddr,
+    http_addr: SocketAddr,
+}
+
+fn setup(extra_toml: &str) -> Setup {
+    let ca = TestCa::new();
+    let bridge = start_bridge(&ca.leaf(&["localhost"]));
+    let front = ca.leaf(&[JOIN, "meet.example.test"]);
+    let dir = TempDir::new("proxy");
+    let cert = dir.write("front.pem", &front.cert_pem);
+    let key = dir.write("front.key", &front.key_pem);
+    let ca_file = dir.write("ca.pem", &ca.cert_pem);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let toml = format!(
+        r#"listen = ["127.0.0.1:0"]
+tls_listen = ["127.0.0.1:0"]
+http_redirect = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+cert = "{cert}"
+key = "{key}"
+upstream_ca = "{ca}"
+user = ["alice:pw"]
+proxy = ["{JOIN}=https://localhost:{bport}", "meet.example.test=https://localhost:{closed}"]
+{extra_toml}
+"#,
+        cert = cert.display(),
+        key = key.display(),
+        ca = ca_file.display(),
+        bport = bridge.port(),
+        closed = closed.port(),
+    );
+    let cfg = dir.write("causeway.toml", &toml);
+    let server = Server::start(&["--config", cfg.to_str().unwrap()]);
+    let find = |prefix: &str| -> SocketAddr {
+        server
+            .startup
+            .iter()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no `{prefix}` in {:?}", server.startup))
+    };
+    let tls_addr = find("causeway: listening on tls ");
+    let http_addr = find("causeway: redirecting http ");
+    Setup {
+        _dir: dir,
+        ca,
+        server,
+        tls_addr,
+        http_addr,
+    }
+}
+
+type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+fn connect(s: &Setup, sni: &str) -> Tls {
+    let tcp = TcpStream::connect(s.tls_addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let conn = rustls::ClientConnection::new(
+        s.ca.client_config(),
+        ServerName::try_from(sni.to_string()).unwrap(),
+    )
+    .unwrap();
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+/// Sends raw request bytes and reads one response (head and Content-Length body).
+fn exchange(t: &mut Tls, request: &[u8]) -> (u16, String, String) {
+    t.write_all(request).unwrap();
+    t.flush().unwrap();
+    read_response(t)
+}
+
+fn read_response(t: &mut impl Read) -> (u16, String, String) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        let n = t.read(&mut chunk).unwrap_or(0);
+        assert!(
+            n > 0,
+            "connection closed before a response: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let len = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse::<usize>().unwrap())
+        })
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        let n = t.read(&mut chunk).unwrap();
+        assert!(n > 0);
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    (
+        status,
+        head,
+        String::from_utf8_lossy(&buf[head_end..head_end + len]).to_string(),
+    )
+}
+
+fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: {JOIN}\r\n\r\n").into_bytes()
+}
+
+#[test]
+fn allowed_requests_pass_with_the_normalised_path() {
+    let s = setup("");
+    let mut t = connect(&s, JOIN);
+    let (status, _, body) = exchange(&mut t, &get("/api/../api/./echo//x?q=1"));
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.starts_with("GET /api/echo/x?q=1 body=0"),
+        "the bridge sees the normalised path: {body}"
+    );
+    assert!(body.contains("xff=127.0.0.1"));
+    // Keep-alive: a POST with a body on the same connection.
+    let payload = vec![7u8; 300_000];
+    let mut req = format!(
+        "POST /api/upload HTTP/1.1\r\nHost: {JOIN}\r\nContent-Length: {}\r\n\r\n",
+        payload.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&payload);
+    let (status, _, body) = exchange(&mut t, &req);
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        format!(
+            "POST /api/upload body=300000 sum={} xff=127.0.0.1",
+            7 * 300_000
+        )
+    );
+    // Chunked request body.
+    let (status, _, body) = exchange(
+        &mut t,
+        format!("PUT /api/c HTTP/1.1\r\nHost: {JOIN}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(status, 200);
+    assert!(body.starts_with("PUT /api/c body=11"), "{body}");
+    // A large chunked response streams through.
+    t.write_all(&get("/big")).unwrap();
+    let mut all = Vec::new();
+    let mut chunk = [0u8; 65536];
+    while !all.ends_with(b"0\r\n\r\n") {
+        let n = t.read(&mut chunk).unwrap();
+        assert!(n > 0);
+        all.extend_from_slice(&chunk[..n]);
+    }
+    let zs = all.iter().filter(|b| **b == b'z').count();
+    assert_eq!(zs, 1 << 20);
+}
+
+#[test]
+fn refusals() {
+    let s = setup(
+        r#"web_bridge_rules = false
+[[rule]]
+scheme = ["https"]
+match = "prefix"
+path = "/api"
+methods = ["GET", "POST"]
+[[rule]]
+scheme = ["https"]
+match = "exact"
+path = "/"
+methods = ["GET"]
+[[rule]]
+scheme = ["wss"]
+match = "exact"
+path = "/ws"
+methods = ["GET"]
+"#,
+    );
+    let cases: &[(&str, u16)] = &[
+        (
+            "GET /secret HTTP/1.1\r\nHost: join.example.test\r\n\r\n",
+            403,
+        ),
+        (
+            "GET /api/../secret HTTP/1.1\r\nHost: join.example.test\r\n\r\n",
+            403,
+        ),
+        (
+            "GET /api/%2e%2e/secret HTTP/1.1\r\nHost: join.example.test\r\n\r\n",
+            403,
+        ),
+        (
+            "DELETE /api/x HTTP/1.1\r\nHost: join.example.test\r\n\r\n",
+            405,
+        ),
+        (
+            "OPTIONS /api/x HTTP/1.1\r\nHost: join.example.test\r\n\r\n",
+            405,
+        ),
+        (
+            "GET /api%2fx HTTP/1.1\r\nHost: join.example.test\r\n\r\n",
+            400,
+        ),
+        (
+            "GET /api\\x HTTP/1.1\r\nHost: join.example.test\r\n\r\n",
+            400,
+        ),
+        ("GET / HTTP/1.1\r\nHost: evil.example.test\r\n\r\n", 421),
+        (
+            "POST /api/x HTTP/1.1\r\nHost: join.example.test\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            400,
+        ),
+        (
+            "POST /api/x HTTP/1.1\r\nHost: join.example.test\r\nContent-Length: +3\r\n\r\nabc",
+            400,
+        ),
+        (
+            "GET /api/x HTTP/1.1\r\nHost: join.example.test\r\nHost: join.example.test\r\n\r\n",
+            400,
+        ),
+    ];
+    for (req, want) in cases {
+        let mut t = connect(&s, JOIN);
+        let (status, _, body) = exchange(&mut t, req.as_bytes());
+        assert_eq!(status, *want, "{req:?}: {body}");
+    }
+    let mut long = format!(
+        "GET /api/{} HTTP/1.1\r\nHost: {JOIN}\r\n\r\n",
+        "a".repeat(5000)
+    );
+    let mut t = connect(&s, JOIN);
+    assert_eq!(exchange(&mut t, long.as_bytes()).0, 414);
+    long = format!(
+        "GET /api/x HTTP/1.1\r\nHost: {JOIN}\r\nX: {}\r\n\r\n",
+        "b".repeat(20_000)
+    );
+    let mut t = connect(&s, JOIN);
+    assert_eq!(exchange(&mut t, long.as_bytes()).0, 431);
+    // SNI for one site, Host for another: 421.
+    let mut t = connect(&s, "meet.example.test");
+    assert_eq!(exchange(&mut t, &get("/api/x")).0, 421);
+    // Allowed ones still pass.
+    let mut t = connect(&s, JOIN);
+    assert_eq!(exchange(&mut t, &get("/api/x")).0, 200);
+    let log = s.server.log_lines().join("\n");
+    assert!(log.contains("403 path not in the allow list"), "{log}");
+}
+
+#[test]
+fn websocket_echo_both_ways_and_refused_upgrades() {
+    let s = setup("");
+    let t = connect(&s, JOIN);
+    let (mut ws, resp) = tungstenite::client::client(format!("wss://{JOIN}/ws"), t)
+        .expect("WebSocket handshake through the proxy");
+    assert_eq!(resp.status(), 101);
+    for i in 0..20 {
+        let msg = format!("message {i}");
+        ws.send(tungstenite::Message::text(msg.clone())).unwrap();
+        assert_eq!(ws.read().unwrap().into_text().unwrap().as_str(), msg);
+    }
+    ws.send(tungstenite::Message::binary(vec![1u8; 70_000]))
+        .unwrap();
+    assert_eq!(ws.read().unwrap().into_data().len(), 70_000);
+    ws.close(None).unwrap();
+
+    // An upgrade the bridge answers with 403: relayed as a response, no tunnel.
+    let mut t = connect(&s, JOIN);
+    let req = format!(
+        "GET /ws-refused HTTP/1.1\r\nHost: {JOIN}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    let (status, _, body) = exchange(&mut t, req.as_bytes());
+    assert_eq!((status, body.as_str()), (403, "refused"));
+    // The connection is plain HTTP again.
+    assert_eq!(exchange(&mut t, &get("/api/after")).0, 200);
+    // An upgrade with a body is refused by the proxy itself.
+    let mut t = connect(&s, JOIN);
+    let req = format!(
+        "GET /ws HTTP/1.1\r\nHost: {JOIN}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nContent-Length: 2\r\n\r\nhi"
+    );
+    assert_eq!(exchange(&mut t, req.as_bytes()).0, 400);
+}
+
+#[test]
+fn plain_http_is_redirected_to_https() {
+    let s = setup("");
+    let mut t = TcpStream::connect(s.http_addr).unwrap();
+    t.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    t.write_all(format!("GET /meeting/123?lang=it HTTP/1.1\r\nHost: {JOIN}\r\n\r\n").as_bytes())
+        .unwrap();
+    let (status, head, _) = read_response(&mut t);
+    assert_eq!(status, 301);
+    assert!(
+        head.contains(&format!("Location: https://{JOIN}/meeting/123?lang=it\r\n")),
+        "{head}"
+    );
+    // Plain HTTP on the TLS port gets the same redirect.
+    let mut t = TcpStream::connect(s.tls_addr).unwrap();
+    t.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    t.write_all(format!("GET /x HTTP/1.1\r\nHost: {JOIN}\r\n\r\n").as_bytes())
+        .unwrap();
+    assert_eq!(read_response(&mut t).0, 301);
+}
+
+#[test]
+fn unreachable_web_bridges_get_502_and_a_log_line_with_the_cause() {
+    let s = setup("");
+    let mut t = connect(&s, "meet.example.test");
+    let req = b"GET /x HTTP/1.1\r\nHost: meet.example.test\r\n\r\n";
+    assert_eq!(exchange(&mut t, req).0, 502);
+    std::thread::sleep(Duration::from_millis(200));
+    let log = s.server.log_lines().join("\n");
+    assert!(
+        log.contains("web bridge connection failed for join URL `meet.example.test`")
+            && log.contains("cannot connect"),
+        "{log}"
+    );
+}
+
+#[test]
+fn dns_failure_of_the_web_bridge_is_named() {
+    // A certificate covering the join URL whose bridge does not resolve.
+    let ca = TestCa::new();
+    let front = ca.leaf(&["nowhere.example.test"]);
+    let dir = TempDir::new("dns");
+    let cert = dir.write("c.pem", &front.cert_pem);
+    let key = dir.write("k.pem", &front.key_pem);
+    let ca_file = dir.write("ca.pem", &ca.cert_pem);
+    let server = Server::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-listen",
+        "127.0.0.1:0",
+        "--user",
+        "a:b",
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "--upstream-ca",
+        ca_file.to_str().unwrap(),
+        "--proxy",
+        "nowhere.example.test=https://no-such-host.invalid:443",
+    ]);
+    let tls_addr: SocketAddr = server
+        .startup
+        .iter()
+        .find_map(|l| l.strip_prefix("causeway: listening on tls "))
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let tcp = TcpStream::connect(tls_addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let conn = rustls::ClientConnection::new(
+        ca.client_config(),
+        ServerName::try_from("nowhere.example.test").unwrap(),
+    )
+    .unwrap();
+    let mut t = rustls::StreamOwned::new(conn, tcp);
+    let (status, _, _) = exchange(
+        &mut t,
+        b"GET / HTTP/1.1\r\nHost: nowhere.example.test\r\n\r\n",
+    );
+    assert_eq!(status, 502);
+    std::thread::sleep(Duration::from_millis(200));
+    let log = server.log_lines().join("\n");
+    assert!(
+        log.contains("join URL `nowhere.example.test`") && log.contains("DNS failure"),
+        "{log}"
+    );
+}
+
+#[test]
+fn turn_still_works_on_port_443_with_the_proxy() {
+    let s = setup("");
+    // TURN over plain TCP on the TLS port, demultiplexed by its first bytes.
+    let (ok, out) = run_with_timeout(
+        std::process::Command::new(env!("CARGO_BIN_EXE_causeway")).args([
+            "allocate",
+            "--server",
+            &s.tls_addr.to_string(),
+            "--user",
+            "alice:pw",
+            "--transport",
+            "tcp",
+        ]),
+        Duration::from_secs(30),
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("relayed"), "{out}");
+}
+
+#[test]
+fn bad_tls_configurations_are_refused_at_start() {
+    let ca = TestCa::new();
+    let leaf = ca.leaf(&["other.example.test"]);
+    let dir = TempDir::new("badtls");
+    let cert = dir.write("c.pem", &leaf.cert_pem);
+    let key = dir.write("k.pem", &leaf.key_pem);
+    let ca_file = dir.write("ca.pem", &ca.cert_pem);
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_causeway"))
+            .arg("serve")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, err) = run(&["--tls-listen", "127.0.0.1:0"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("`cert`"), "{err}");
+    let (code, err) = run(&[
+        "--tls-listen",
+        "127.0.0.1:0",
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "--upstream-ca",
+        ca_file.to_str().unwrap(),
+        "--proxy",
+        "join.example.test=https://localhost:1",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("does not cover the join URL `join.example.test`"),
+        "{err}"
+    );
+    let (code, err) = run(&[
+        "--listen",
+        "127.0.0.1:4443",
+        "--tls-listen",
+        "127.0.0.1:4443",
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("`tls_listen`") && err.contains("already claimed"),
+        "{err}"
+    );
+    let (code, err) = run(&["--proxy", "join.example.test=https://localhost:1"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("`proxy`"), "{err}");
+}
