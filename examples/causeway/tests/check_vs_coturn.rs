@@ -20,6 +20,80 @@ impl Drop for Coturn {
     }
 }
 
+#[test]
+fn allocate_and_check_over_tls_against_coturn() {
+    let ca = common::bridge::TestCa::new();
+    let leaf = ca.leaf(&["localhost"]);
+    let dir = common::bridge::TempDir::new("coturn-tls");
+    let cert = dir.write("cert.pem", &leaf.cert_pem);
+    let key = dir.write("key.pem", &leaf.key_pem);
+    let ca_file = dir.write("ca.pem", &ca.cert_pem);
+    let port = free_port();
+    let tls_port = free_port();
+    let _ct = coturn_with(
+        None,
+        port,
+        "wonderland",
+        &[
+            "--cert",
+            cert.to_str().unwrap(),
+            "--pkey",
+            key.to_str().unwrap(),
+            "--tls-listening-port",
+            &tls_port.to_string(),
+        ],
+    );
+    let server = format!("127.0.0.1:{tls_port}");
+    let tls = [
+        "--transport",
+        "tls",
+        "--ca",
+        ca_file.to_str().unwrap(),
+        "--server-name",
+        "localhost",
+    ];
+    let mut args = vec![
+        "allocate",
+        "--server",
+        &server,
+        "--user",
+        "alice:wonderland",
+    ];
+    args.extend(tls);
+    let (ok, out) = causeway(None, &args);
+    assert!(ok, "{out}");
+    assert!(out.contains("relayed  127.0.0.1:4"), "{out}");
+    let mut args = vec!["check", "--server", &server, "--user", "alice:wonderland"];
+    args.extend(tls);
+    let (ok, out) = causeway(None, &args);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("over tls") && out.contains("[PASS] relay"),
+        "{out}"
+    );
+    // A client that does not trust the server's CA fails before TURN starts.
+    let other = common::bridge::TestCa::new();
+    let other_file = dir.write("other.pem", &other.cert_pem);
+    let (ok, out) = causeway(
+        None,
+        &[
+            "allocate",
+            "--server",
+            &server,
+            "--user",
+            "alice:wonderland",
+            "--transport",
+            "tls",
+            "--ca",
+            other_file.to_str().unwrap(),
+            "--server-name",
+            "localhost",
+        ],
+    );
+    assert!(!ok);
+    assert!(out.contains("cannot reach"), "{out}");
+}
+
 fn free_port() -> u16 {
     let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     u.local_addr().unwrap().port()
@@ -27,6 +101,11 @@ fn free_port() -> u16 {
 
 /// Starts coturn on loopback (inside `netns` if given) with user alice:`password`.
 fn coturn(netns: Option<&str>, port: u16, password: &str) -> Coturn {
+    coturn_with(netns, port, password, &[])
+}
+
+/// As [`coturn`], with extra flags.
+fn coturn_with(netns: Option<&str>, port: u16, password: &str, extra: &[&str]) -> Coturn {
     let tool = coturn_tool("turnserver");
     let mut cmd = match netns {
         Some(ns) => {
@@ -39,7 +118,6 @@ fn coturn(netns: Option<&str>, port: u16, password: &str) -> Coturn {
     cmd.args([
         "-n",
         "--no-cli",
-        "--no-tls",
         "--no-dtls",
         "--listening-ip",
         "127.0.0.1",
@@ -62,6 +140,7 @@ fn coturn(netns: Option<&str>, port: u16, password: &str) -> Coturn {
         "--log-file",
         "/dev/null",
     ]);
+    cmd.args(extra);
     let child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -417,6 +417,26 @@ fn turn_still_works_on_port_443_with_the_proxy() {
     );
     assert!(ok, "{out}");
     assert!(out.contains("relayed"), "{out}");
+    // TURN over TLS on the same port: the TLS opening, then STUN inside.
+    let ca = s._dir.write("turn-ca.pem", &s.ca.cert_pem);
+    let (ok, out) = run_with_timeout(
+        std::process::Command::new(env!("CARGO_BIN_EXE_causeway")).args([
+            "check",
+            "--server",
+            &s.tls_addr.to_string(),
+            "--user",
+            "alice:pw",
+            "--transport",
+            "tls",
+            "--ca",
+            ca.to_str().unwrap(),
+            "--server-name",
+            JOIN,
+        ]),
+        Duration::from_secs(30),
+    );
+    assert!(out.contains("[PASS] allocate"), "{out}");
+    let _ = ok; // the relay step needs an allowed loopback peer, not configured here
 }
 
 #[test]

@@ -23,8 +23,13 @@ pub(crate) struct AllocateArgs {
 pub(crate) fn run(args: &AllocateArgs) -> Result<(), String> {
     let cfg = args.server.client_config()?;
     let transport = cfg.transport;
-    let mut conn = Conn::open(cfg.server, transport, Duration::from_secs(5))
-        .map_err(|e| format!("cannot reach {} over {}: {e}", cfg.server, transport.name()))?;
+    let mut conn = Conn::open(
+        cfg.server,
+        transport,
+        Duration::from_secs(5),
+        args.server.tls()?.as_ref(),
+    )
+    .map_err(|e| format!("cannot reach {} over {}: {e}", cfg.server, transport.name()))?;
     let mut client: Client = Client::new(cfg, random());
     client.allocate(now()).map_err(|e| e.to_string())?;
     let events = drive(

@@ -113,7 +113,7 @@ pub(crate) fn run(args: &CheckArgs) -> Result<(), String> {
     );
 
     // 1. Reachability and Binding.
-    let conn = Conn::open(server, transport, timeout);
+    let conn = Conn::open(server, transport, timeout, args.server.tls()?.as_ref());
     let mut conn = match conn {
         Ok(c) => c,
         Err(e) => {
@@ -333,7 +333,7 @@ fn hint_tcp_443(server: SocketAddr, timeout: Duration) {
         return;
     }
     let alt = SocketAddr::new(server.ip(), 443);
-    if let Ok(mut c) = Conn::open(alt, Transport::Tcp, timeout)
+    if let Ok(mut c) = Conn::open(alt, Transport::Tcp, timeout, None)
         && let Ok(Some(_)) = binding(&mut c, timeout)
     {
         println!(

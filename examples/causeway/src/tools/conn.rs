@@ -18,20 +18,72 @@ pub(crate) fn now() -> Instant {
     Instant::from_millis(ms)
 }
 
+/// A byte stream to a TURN server: TCP, or TLS over TCP.
+pub(crate) enum Stream {
+    /// Plain TCP.
+    Plain(TcpStream),
+    /// TLS.
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(t) => &t.sock,
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(t) => t.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(t) => t.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(t) => t.flush(),
+        }
+    }
+}
+
+/// How to verify a TURN server over TLS.
+#[derive(Debug, Clone)]
+pub(crate) struct TlsTarget {
+    /// TLS configuration trusting the server's CA.
+    pub(crate) config: std::sync::Arc<rustls::ClientConfig>,
+    /// The name its certificate must carry (also sent as SNI).
+    pub(crate) name: String,
+}
+
 /// A connection to a TURN server.
 pub(crate) enum Conn {
     /// UDP, connected to the server.
     Udp(UdpSocket),
-    /// TCP, with bytes read but not yet framed.
-    Tcp(TcpStream, Vec<u8>),
+    /// TCP or TLS, with bytes read but not yet framed.
+    Tcp(Stream, Vec<u8>),
 }
 
 impl Conn {
-    /// Opens a connection to `server` over `transport` (UDP or TCP).
+    /// Opens a connection to `server` over `transport` (`tls` is needed for TLS).
     pub(crate) fn open(
         server: SocketAddr,
         transport: Transport,
         timeout: Duration,
+        tls: Option<&TlsTarget>,
     ) -> io::Result<Conn> {
         match transport {
             Transport::Udp => {
@@ -49,12 +101,28 @@ impl Conn {
             Transport::Tcp => {
                 let s = TcpStream::connect_timeout(&server, timeout)?;
                 s.set_nodelay(true)?;
-                Ok(Conn::Tcp(s, Vec::new()))
+                Ok(Conn::Tcp(Stream::Plain(s), Vec::new()))
             }
-            Transport::Tls => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "TLS is not supported by this tool yet",
-            )),
+            Transport::Tls => {
+                let target = tls.ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "TLS needs --ca (and --server-name)",
+                    )
+                })?;
+                let mut sock = TcpStream::connect_timeout(&server, timeout)?;
+                sock.set_nodelay(true)?;
+                sock.set_read_timeout(Some(timeout))?;
+                let name = rustls::pki_types::ServerName::try_from(target.name.clone())
+                    .map_err(io::Error::other)?;
+                let mut conn = rustls::ClientConnection::new(target.config.clone(), name)
+                    .map_err(io::Error::other)?;
+                while conn.is_handshaking() {
+                    conn.complete_io(&mut sock)?;
+                }
+                let stream = rustls::StreamOwned::new(conn, sock);
+                Ok(Conn::Tcp(Stream::Tls(Box::new(stream)), Vec::new()))
+            }
         }
     }
 
@@ -62,7 +130,7 @@ impl Conn {
     pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
         match self {
             Conn::Udp(s) => s.local_addr(),
-            Conn::Tcp(s, _) => s.local_addr(),
+            Conn::Tcp(s, _) => s.tcp().local_addr(),
         }
     }
 
@@ -70,7 +138,10 @@ impl Conn {
     pub(crate) fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
         match self {
             Conn::Udp(s) => s.send(bytes).map(|_| ()),
-            Conn::Tcp(s, _) => s.write_all(bytes),
+            Conn::Tcp(s, _) => {
+                s.write_all(bytes)?;
+                s.flush()
+            }
         }
     }
 
@@ -109,7 +180,7 @@ impl Conn {
                         "stream out of sync",
                     ));
                 }
-                s.set_read_timeout(Some(timeout))?;
+                s.tcp().set_read_timeout(Some(timeout))?;
                 let mut chunk = [0u8; 4096];
                 match s.read(&mut chunk) {
                     Ok(0) => {

@@ -74,8 +74,13 @@ pub(crate) fn run(args: &LoadArgs) -> Result<(), String> {
 /// Allocates on a fresh socket; returns the client and its connection.
 fn allocated(args: &LoadArgs) -> Result<(Client, Conn), String> {
     let cfg = args.server.client_config()?;
-    let mut conn =
-        Conn::open(cfg.server, cfg.transport, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    let mut conn = Conn::open(
+        cfg.server,
+        cfg.transport,
+        Duration::from_secs(5),
+        args.server.tls()?.as_ref(),
+    )
+    .map_err(|e| e.to_string())?;
     let mut client: Client = Client::new(cfg, random());
     client.allocate(now()).map_err(|e| e.to_string())?;
     let events = drive(

@@ -20,6 +20,8 @@ pub(crate) enum TransportArg {
     Udp,
     /// TCP.
     Tcp,
+    /// TLS over TCP (give --ca).
+    Tls,
 }
 
 impl From<TransportArg> for Transport {
@@ -27,6 +29,7 @@ impl From<TransportArg> for Transport {
         match t {
             TransportArg::Udp => Transport::Udp,
             TransportArg::Tcp => Transport::Tcp,
+            TransportArg::Tls => Transport::Tls,
         }
     }
 }
@@ -46,9 +49,32 @@ pub(crate) struct ServerArgs {
     /// Transport to the server.
     #[arg(long, value_enum, default_value_t = TransportArg::Udp)]
     pub(crate) transport: TransportArg,
+    /// With TLS: CA bundle (PEM) the server's certificate is verified against.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) ca: Option<std::path::PathBuf>,
+    /// With TLS: the name the server's certificate must carry (default: the address).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) server_name: Option<String>,
 }
 
 impl ServerArgs {
+    /// How to verify the server over TLS, when TLS is asked for.
+    pub(crate) fn tls(&self) -> Result<Option<conn::TlsTarget>, String> {
+        if self.transport != TransportArg::Tls {
+            return Ok(None);
+        }
+        let ca = self
+            .ca
+            .as_deref()
+            .ok_or("--transport tls needs --ca FILE")?;
+        let config = crate::proxy::tls::client_config(Some(ca))?;
+        let name = self
+            .server_name
+            .clone()
+            .unwrap_or_else(|| self.server.ip().to_string());
+        Ok(Some(conn::TlsTarget { config, name }))
+    }
+
     /// The client configuration: username and password, derived from the shared
     /// secret when one is given (valid for a day).
     pub(crate) fn client_config(&self) -> Result<ClientConfig, String> {
