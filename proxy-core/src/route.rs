@@ -42,6 +42,8 @@ pub fn route(
         return Err(unknown);
     }
     let name = name.strip_suffix('.').unwrap_or(name);
+    // RFC 6066 forbids IP literals in SNI; some clients send them anyway: ignore.
+    let sni = sni.filter(|s| s.parse::<core::net::IpAddr>().is_err());
     if let Some(sni) = sni {
         let sni = sni.strip_suffix('.').unwrap_or(sni);
         if !sni.eq_ignore_ascii_case(name) {

@@ -140,6 +140,7 @@ pub fn start_bridge(leaf: &Leaf) -> SocketAddr {
     std::thread::spawn(move || {
         for s in listener.incoming() {
             let Ok(s) = s else { continue };
+            let _ = s.set_nodelay(true);
             let cfg = cfg.clone();
             std::thread::spawn(move || {
                 let conn = rustls::ServerConnection::new(cfg).unwrap();

@@ -1,0 +1,23 @@
+//! The stand-in web bridge of the tests, as a program for the proxy benchmark:
+//! writes a throwaway CA and certificates into a directory, serves HTTPS and WSS
+//! echo on loopback, and prints its port.
+//!
+//! `cargo run --release -p causeway --example bridge_standin -- DIR`
+
+#[path = "../tests/common/bridge.rs"]
+mod bridge;
+
+fn main() {
+    let dir = std::path::PathBuf::from(std::env::args().nth(1).expect("usage: bridge_standin DIR"));
+    std::fs::create_dir_all(&dir).expect("create DIR");
+    let ca = bridge::TestCa::new();
+    let front = ca.leaf(&["join.example.test"]);
+    std::fs::write(dir.join("ca.pem"), &ca.cert_pem).expect("write");
+    std::fs::write(dir.join("front.pem"), &front.cert_pem).expect("write");
+    std::fs::write(dir.join("front.key"), &front.key_pem).expect("write");
+    let addr = bridge::start_bridge(&ca.leaf(&["localhost"]));
+    println!("{}", addr.port());
+    loop {
+        std::thread::park();
+    }
+}
