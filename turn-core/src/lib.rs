@@ -27,6 +27,8 @@
     )
 )]
 
+#[cfg(any(feature = "smoltcp", feature = "embassy-net"))]
+pub mod adapters;
 pub mod client;
 pub mod server;
 mod time;

@@ -32,6 +32,7 @@
 mod allocation;
 mod auth;
 mod config;
+mod local;
 mod nonce;
 pub mod policy;
 mod ratelimit;
@@ -53,6 +54,7 @@ pub use config::{
     CHANNEL_COOLDOWN_SECS, CHANNEL_LIFETIME_SECS, Config, ConfigError, PERMISSION_LIFETIME_SECS,
     RESERVATION_LIFETIME_SECS, USERNAME_MAX,
 };
+pub use local::{LocalQuota, Reservations};
 pub use nonce::{NONCE_LEN, NonceCheck, NonceText, Nonces};
 pub use ratelimit::RateLimiter;
 pub use refusal::{BadRequest, Refusal};
