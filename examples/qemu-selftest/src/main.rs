@@ -14,7 +14,8 @@ use cortex_m_semihosting::{debug, hprintln};
 use stun_core::credentials::{LongTermKey, long_term_key};
 use turn_core::client::{Client, ClientConfig, ClientEvent, State};
 use turn_core::server::{
-    BindError, ClientOutput, Config, Host, PEER_HEADROOM, PeerOutput, QuotaError, RelayHandle, Server, Slot,
+    BindError, ClientOutput, Config, Host, PEER_HEADROOM, PeerOutput, QuotaError, RelayHandle,
+    Server, Slot,
 };
 use turn_core::{FiveTuple, Instant, Transport};
 
@@ -36,7 +37,9 @@ impl Host for BoardHost {
         if self.bound.iter().any(|b| b.1 == local) {
             return Err(BindError::InUse);
         }
-        self.bound.push((handle, local)).map_err(|_| BindError::Unavailable)
+        self.bound
+            .push((handle, local))
+            .map_err(|_| BindError::Unavailable)
     }
     fn close_relay(&mut self, handle: RelayHandle, _: SocketAddr) {
         self.bound.retain(|b| b.0 != handle);
@@ -84,7 +87,13 @@ impl Run<'_> {
         let mut out = [0u8; 512];
         let mut reply = [0u8; 512];
         while let Some(n) = self.client.poll_transmit(self.now, &mut out) {
-            match self.server.handle_client(self.now, &mut self.host, self.tuple, &out[..n], &mut reply) {
+            match self.server.handle_client(
+                self.now,
+                &mut self.host,
+                self.tuple,
+                &out[..n],
+                &mut reply,
+            ) {
                 ClientOutput::Reply { len, .. } => {
                     let _ = self.client.handle_input(self.now, &reply[..len]);
                 }
@@ -149,7 +158,11 @@ fn main() -> ! {
         server,
         host,
         client: Client::new(ccfg, [3; 12]),
-        tuple: FiveTuple { client: client_addr, server: server_addr, transport: Transport::Udp },
+        tuple: FiveTuple {
+            client: client_addr,
+            server: server_addr,
+            transport: Transport::Udp,
+        },
         now: Instant::from_secs(1_764_000_000),
         to_peer: heapless::Vec::new(),
     };
@@ -157,26 +170,57 @@ fn main() -> ! {
     // Allocate, through the 401 round.
     let _ = run.client.allocate(run.now);
     let e = run.wait_for(|e| matches!(e, ClientEvent::Allocated { .. }));
-    check("allocate with the 401 round", matches!(e, Some(ClientEvent::Allocated { .. })), &mut failures);
-    check("relayed address is the advertised one", run.client.relayed().map(|a| a.ip()) == Some(server_addr.ip()), &mut failures);
+    check(
+        "allocate with the 401 round",
+        matches!(e, Some(ClientEvent::Allocated { .. })),
+        &mut failures,
+    );
+    check(
+        "relayed address is the advertised one",
+        run.client.relayed().map(|a| a.ip()) == Some(server_addr.ip()),
+        &mut failures,
+    );
 
     // Permission and channel.
     let _ = run.client.create_permission(run.now, peer.ip());
     let e = run.wait_for(|e| matches!(e, ClientEvent::PermissionCreated(_)));
-    check("create permission", matches!(e, Some(ClientEvent::PermissionCreated(_))), &mut failures);
+    check(
+        "create permission",
+        matches!(e, Some(ClientEvent::PermissionCreated(_))),
+        &mut failures,
+    );
     let _ = run.client.bind_channel(run.now, peer);
     let e = run.wait_for(|e| matches!(e, ClientEvent::ChannelBound { .. }));
-    check("bind channel", matches!(e, Some(ClientEvent::ChannelBound { channel: 0x4000, .. })), &mut failures);
+    check(
+        "bind channel",
+        matches!(
+            e,
+            Some(ClientEvent::ChannelBound {
+                channel: 0x4000,
+                ..
+            })
+        ),
+        &mut failures,
+    );
 
     // Data to the peer, by ChannelData.
     let mut out = [0u8; 128];
     let mut reply = [0u8; 128];
     if let Ok(n) = run.client.send_to(peer, b"to the peer", &mut out) {
-        if let ClientOutput::Relay { data, .. } = run.server.handle_client(run.now, &mut run.host, run.tuple, &out[..n], &mut reply) {
-            let _ = run.to_peer.push(heapless::Vec::from_slice(&out[data]).unwrap_or_default());
+        if let ClientOutput::Relay { data, .. } =
+            run.server
+                .handle_client(run.now, &mut run.host, run.tuple, &out[..n], &mut reply)
+        {
+            let _ = run
+                .to_peer
+                .push(heapless::Vec::from_slice(&out[data]).unwrap_or_default());
         }
     }
-    check("data relayed to the peer", run.to_peer.iter().any(|d| d.as_slice() == b"to the peer"), &mut failures);
+    check(
+        "data relayed to the peer",
+        run.to_peer.iter().any(|d| d.as_slice() == b"to the peer"),
+        &mut failures,
+    );
 
     // Data from the peer, wrapped in place, back to the client.
     let relay = run.host.bound.first().map(|b| b.0);
@@ -184,7 +228,8 @@ fn main() -> ! {
     buf[PEER_HEADROOM..PEER_HEADROOM + 13].copy_from_slice(b"from the peer");
     let mut got = false;
     if let Some(relay) = relay
-        && let PeerOutput::Forward { data, .. } = run.server.handle_peer(run.now, relay, peer, &mut buf, 13)
+        && let PeerOutput::Forward { data, .. } =
+            run.server.handle_peer(run.now, relay, peer, &mut buf, 13)
         && let Some(rx) = run.client.handle_input(run.now, &buf[data.clone()])
     {
         got = rx.peer == peer && buf[data][rx.data] == *b"from the peer";
@@ -193,18 +238,30 @@ fn main() -> ! {
 
     // A client with a wrong password is refused and changes nothing.
     let before = run.server.allocation_count();
-    let Ok(bad_cfg) = ClientConfig::new(server_addr, "board", "not-firmware") else { loop {} };
+    let Ok(bad_cfg) = ClientConfig::new(server_addr, "board", "not-firmware") else {
+        loop {}
+    };
     let mut bad = Client::<4, 4>::new(bad_cfg, [9; 12]);
-    let bad_tuple = FiveTuple { client: SocketAddr::new(client_addr.ip(), 40001), ..run.tuple };
+    let bad_tuple = FiveTuple {
+        client: SocketAddr::new(client_addr.ip(), 40001),
+        ..run.tuple
+    };
     let _ = bad.allocate(run.now);
     for _ in 0..3 {
         while let Some(n) = bad.poll_transmit(run.now, &mut out) {
-            if let ClientOutput::Reply { len, .. } = run.server.handle_client(run.now, &mut run.host, bad_tuple, &out[..n], &mut reply) {
+            if let ClientOutput::Reply { len, .. } =
+                run.server
+                    .handle_client(run.now, &mut run.host, bad_tuple, &out[..n], &mut reply)
+            {
                 let _ = bad.handle_input(run.now, &reply[..len]);
             }
         }
     }
-    check("wrong password refused (401), no state", bad.state() == State::Failed && run.server.allocation_count() == before, &mut failures);
+    check(
+        "wrong password refused (401), no state",
+        bad.state() == State::Failed && run.server.allocation_count() == before,
+        &mut failures,
+    );
 
     // Ten minutes later, with the client refreshing on its own and nonces going
     // stale on the way, everything is still there.
@@ -214,14 +271,24 @@ fn main() -> ! {
         run.server.handle_timeout(run.now, &mut run.host);
         run.pump();
     }
-    check("refreshed across stale nonces for 10 minutes", run.server.allocation_count() == 1 && run.client.state() == State::Allocated, &mut failures);
+    check(
+        "refreshed across stale nonces for 10 minutes",
+        run.server.allocation_count() == 1 && run.client.state() == State::Allocated,
+        &mut failures,
+    );
 
     // Without refreshes, the allocation expires and its relay is released.
     for _ in 0..800 {
         run.now = run.now.plus_secs(1);
         run.server.handle_timeout(run.now, &mut run.host);
     }
-    check("expiry releases the allocation and its relay", run.server.allocation_count() == 0 && run.host.bound.is_empty() && run.host.allocations == 0, &mut failures);
+    check(
+        "expiry releases the allocation and its relay",
+        run.server.allocation_count() == 0
+            && run.host.bound.is_empty()
+            && run.host.allocations == 0,
+        &mut failures,
+    );
 
     if failures == 0 {
         hprintln!("selftest: all passed");
