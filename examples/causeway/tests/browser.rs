@@ -12,32 +12,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Server;
 use common::bridge::{TempDir, TestCa, start_bridge};
+use common::{Server, ensure_package};
 
 const JOIN: &str = "join.example.test";
-
-/// Installs a Debian package if `bin` is missing (as `.ci/run` does).
-fn ensure(bin: &str, package: &str) {
-    if std::path::Path::new(bin).exists() {
-        return;
-    }
-    let install = || {
-        Command::new("apt-get")
-            .args(["install", "-y", "-q", package])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !install() {
-        let _ = Command::new("apt-get").args(["update", "-q"]).status();
-        install();
-    }
-    assert!(
-        std::path::Path::new(bin).exists(),
-        "{bin} missing: install Debian's {package}"
-    );
-}
 
 struct Browser(Child);
 
@@ -85,8 +63,8 @@ fn devtools_http(addr: SocketAddr, method: &str, path: &str) -> String {
 
 #[test]
 fn chromium_loads_the_join_page_and_echoes_over_wss() {
-    ensure("/usr/bin/chromium", "chromium");
-    ensure("/usr/bin/certutil", "libnss3-tools");
+    ensure_package("/usr/bin/chromium", "chromium");
+    ensure_package("/usr/bin/certutil", "libnss3-tools");
 
     let ca = TestCa::new();
     let bridge = start_bridge(&ca.leaf(&["localhost"]));

@@ -187,7 +187,7 @@ impl Netns {
     }
 
     fn nft(&self, args: &[&str]) {
-        ensure_nft();
+        common::ensure_package("/usr/sbin/nft", "nftables");
         let status = Command::new("ip")
             .args(["netns", "exec", &self.0, "nft"])
             .args(args)
@@ -201,20 +201,6 @@ impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
     }
-}
-
-/// Installs Debian's nftables if `nft` is missing (as `.ci/run` does).
-fn ensure_nft() {
-    if !std::path::Path::new("/usr/sbin/nft").exists() {
-        let _ = Command::new("apt-get")
-            .args(["install", "-y", "-q", "nftables"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status();
-    }
-    assert!(
-        std::path::Path::new("/usr/sbin/nft").exists(),
-        "nft is missing: install Debian's nftables"
-    );
 }
 
 #[test]

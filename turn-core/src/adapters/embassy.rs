@@ -15,10 +15,8 @@ use embassy_futures::select::{Either, select};
 use embassy_net::udp::UdpSocket;
 use embassy_net::{IpEndpoint, IpListenEndpoint};
 
-use super::{Local, RelaySockets, Slot, SlotHost, Users};
-use crate::server::{
-    ClientOutput, LocalQuota, PEER_HEADROOM, PeerOutput, Reservations, Server, Slot as TableSlot,
-};
+use super::{Local, Parts, RelaySockets, Slot};
+use crate::server::{ClientOutput, PEER_HEADROOM, PeerOutput, Server, Slot as TableSlot};
 use crate::{FiveTuple, Instant, Transport};
 
 /// Largest datagram handled.
@@ -60,11 +58,7 @@ pub struct EmbassyTurn<'d, 'u, S, I, G, const P: usize, const C: usize, const R:
     listener: UdpSocket<'d>,
     local: SocketAddr,
     relays: [UdpSocket<'d>; R],
-    slots: [Slot; R],
-    users: Users<'u>,
-    quota: LocalQuota<8>,
-    reservations: Reservations<4>,
-    rng: G,
+    parts: Parts<'u, G, R>,
     epoch_ms: u64,
     rx: [u8; PEER_HEADROOM + MTU + 8],
     tx: [u8; MTU],
@@ -94,11 +88,7 @@ where
             listener,
             local,
             relays,
-            slots: [Slot::default(); R],
-            users: host.users,
-            quota: LocalQuota::new(host.per_user, host.total),
-            reservations: Reservations::new(),
-            rng: host.rng,
+            parts: Parts::new(host, local),
             epoch_ms,
             rx: [0; PEER_HEADROOM + MTU + 8],
             tx: [0; MTU],
@@ -127,7 +117,7 @@ where
         let event = {
             let listener = &self.listener;
             let relays = &self.relays;
-            let slots = &self.slots;
+            let slots = &self.parts.slots;
             let rx = &mut self.rx;
             let recv = poll_fn(|cx| {
                 if let Poll::Ready(Ok((n, meta))) = listener.poll_recv_from(rx, cx) {
@@ -167,17 +157,9 @@ where
                     server: self.local,
                     transport: Transport::Udp,
                 };
-                let mut host = SlotHost {
-                    sockets: EmbassySockets {
-                        socks: &mut self.relays,
-                    },
-                    slots: &mut self.slots,
-                    users: self.users,
-                    quota: &mut self.quota,
-                    reservations: &mut self.reservations,
-                    rng: &mut self.rng,
-                    listener: self.local,
-                };
+                let mut host = self.parts.host(EmbassySockets {
+                    socks: &mut self.relays,
+                });
                 let packet = self.rx.get(..n).unwrap_or(&[]);
                 match self
                     .server
@@ -197,10 +179,7 @@ where
                     ClientOutput::Relay {
                         relay, peer, data, ..
                     } => {
-                        if let Some(i) = self
-                            .slots
-                            .iter()
-                            .position(|s| s.bound.is_some_and(|b| b.0 == relay))
+                        if let Some(i) = self.parts.slot_of(relay)
                             && let (Some(sock), Some(bytes)) =
                                 (self.relays.get(i), packet.get(data))
                         {
@@ -214,7 +193,7 @@ where
                 let Some(Slot {
                     bound: Some((handle, _)),
                     ..
-                }) = self.slots.get(i).copied()
+                }) = self.parts.slots.get(i).copied()
                 else {
                     return;
                 };
@@ -230,17 +209,9 @@ where
                 }
             }
             Event::Timer => {
-                let mut host = SlotHost {
-                    sockets: EmbassySockets {
-                        socks: &mut self.relays,
-                    },
-                    slots: &mut self.slots,
-                    users: self.users,
-                    quota: &mut self.quota,
-                    reservations: &mut self.reservations,
-                    rng: &mut self.rng,
-                    listener: self.local,
-                };
+                let mut host = self.parts.host(EmbassySockets {
+                    socks: &mut self.relays,
+                });
                 self.server.handle_timeout(now, &mut host);
             }
         }

@@ -51,6 +51,50 @@ pub(crate) struct Slot {
     pub(crate) reserved: bool,
 }
 
+/// What both adapters keep besides the server and the sockets: slot bookkeeping,
+/// credentials, quotas, reservations, randomness.
+pub(crate) struct Parts<'u, G, const R: usize> {
+    pub(crate) slots: [Slot; R],
+    pub(crate) users: Users<'u>,
+    pub(crate) quota: crate::server::LocalQuota<8>,
+    pub(crate) reservations: crate::server::Reservations<4>,
+    pub(crate) rng: G,
+    pub(crate) listener: SocketAddr,
+}
+
+impl<'u, G: FnMut(&mut [u8]), const R: usize> Parts<'u, G, R> {
+    pub(crate) fn new(local: Local<'u, G>, listener: SocketAddr) -> Self {
+        Parts {
+            slots: [Slot::default(); R],
+            users: local.users,
+            quota: crate::server::LocalQuota::new(local.per_user, local.total),
+            reservations: crate::server::Reservations::new(),
+            rng: local.rng,
+            listener,
+        }
+    }
+
+    /// The server's host for one call, over `sockets`.
+    pub(crate) fn host<T: RelaySockets>(&mut self, sockets: T) -> SlotHost<'_, 'u, T, G, R> {
+        SlotHost {
+            sockets,
+            slots: &mut self.slots,
+            users: self.users,
+            quota: &mut self.quota,
+            reservations: &mut self.reservations,
+            rng: &mut self.rng,
+            listener: self.listener,
+        }
+    }
+
+    /// The slot holding the relay socket of `handle`.
+    pub(crate) fn slot_of(&self, handle: RelayHandle) -> Option<usize> {
+        self.slots
+            .iter()
+            .position(|s| s.bound.is_some_and(|b| b.0 == handle))
+    }
+}
+
 /// The [`Host`](crate::server::Host) logic both adapters share, over their socket
 /// slots.
 pub(crate) struct SlotHost<'a, 'u, T: RelaySockets, G: FnMut(&mut [u8]), const R: usize> {

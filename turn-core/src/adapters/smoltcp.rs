@@ -18,10 +18,8 @@ use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::udp;
 use smoltcp::wire::IpListenEndpoint;
 
-use super::{Local, RelaySockets, Slot, SlotHost, Users};
-use crate::server::{
-    ClientOutput, LocalQuota, PEER_HEADROOM, PeerOutput, Reservations, Server, Slot as TableSlot,
-};
+use super::{Local, Parts, RelaySockets, Slot};
+use crate::server::{ClientOutput, PEER_HEADROOM, PeerOutput, Server, Slot as TableSlot};
 use crate::{FiveTuple, Instant, Transport};
 
 /// Largest datagram handled.
@@ -59,11 +57,7 @@ pub struct SmoltcpTurn<'u, S, I, G, const P: usize, const C: usize, const R: usi
     listener: SocketHandle,
     local: SocketAddr,
     relay_sockets: [SocketHandle; R],
-    slots: [Slot; R],
-    users: Users<'u>,
-    quota: LocalQuota<8>,
-    reservations: Reservations<4>,
-    rng: G,
+    parts: Parts<'u, G, R>,
     rx: [u8; PEER_HEADROOM + MTU + 8],
     tx: [u8; MTU],
 }
@@ -89,11 +83,7 @@ where
             listener,
             local,
             relay_sockets: relays,
-            slots: [Slot::default(); R],
-            users: host.users,
-            quota: LocalQuota::new(host.per_user, host.total),
-            reservations: Reservations::new(),
-            rng: host.rng,
+            parts: Parts::new(host, local),
             rx: [0; PEER_HEADROOM + MTU + 8],
             tx: [0; MTU],
         }
@@ -132,18 +122,10 @@ where
                 server: self.local,
                 transport: Transport::Udp,
             };
-            let mut host = SlotHost {
-                sockets: SmolSockets {
-                    set: &mut *set,
-                    handles: &self.relay_sockets,
-                },
-                slots: &mut self.slots,
-                users: self.users,
-                quota: &mut self.quota,
-                reservations: &mut self.reservations,
-                rng: &mut self.rng,
-                listener: self.local,
-            };
+            let mut host = self.parts.host(SmolSockets {
+                set: &mut *set,
+                handles: &self.relay_sockets,
+            });
             let packet = self.rx.get(..n).unwrap_or(&[]);
             match self
                 .server
@@ -163,10 +145,7 @@ where
                 ClientOutput::Relay {
                     relay, peer, data, ..
                 } => {
-                    if let Some(i) = self
-                        .slots
-                        .iter()
-                        .position(|s| s.bound.is_some_and(|b| b.0 == relay))
+                    if let Some(i) = self.parts.slot_of(relay)
                         && let (Some(h), Some(bytes)) =
                             (self.relay_sockets.get(i), packet.get(data))
                     {
@@ -183,7 +162,7 @@ where
             let Some(Slot {
                 bound: Some((handle, _)),
                 reserved: false,
-            }) = self.slots.get(i).copied()
+            }) = self.parts.slots.get(i).copied()
             else {
                 continue;
             };
@@ -217,18 +196,10 @@ where
             }
         }
         if self.server.poll_timeout().is_some_and(|t| t <= now) {
-            let mut host = SlotHost {
-                sockets: SmolSockets {
-                    set,
-                    handles: &self.relay_sockets,
-                },
-                slots: &mut self.slots,
-                users: self.users,
-                quota: &mut self.quota,
-                reservations: &mut self.reservations,
-                rng: &mut self.rng,
-                listener: self.local,
-            };
+            let mut host = self.parts.host(SmolSockets {
+                set,
+                handles: &self.relay_sockets,
+            });
             self.server.handle_timeout(now, &mut host);
         }
         #[cfg(feature = "defmt")]

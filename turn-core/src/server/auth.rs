@@ -5,13 +5,22 @@
 
 use stun_core::attributes::{ErrorCode, Nonce, Realm, Username};
 use stun_core::credentials::{CredentialError, LongTermKey, SharedSecret};
-use stun_core::{AttributeType, Message};
+use stun_core::{Attribute, AttributeType, Message};
 
 use super::config::USERNAME_MAX;
 use super::nonce::NonceCheck;
 use super::refusal::{BadRequest, Refusal};
 use super::{ClientOutput, Host, Server, Slot, respond};
 use crate::{FiveTuple, Instant, Transport};
+
+/// An attribute a long-term authenticated request must carry.
+fn required<'m, A: Attribute<'m>>(msg: &'m Message<&'m [u8]>) -> Result<A, BadRequest> {
+    match msg.attribute::<A>() {
+        Ok(Some(a)) => Ok(a),
+        Ok(None) => Err(BadRequest::Missing(A::TYPE)),
+        Err(e) => Err(BadRequest::Malformed(e)),
+    }
+}
 
 /// A request that passed authentication.
 pub(crate) struct Authenticated<'m> {
@@ -44,38 +53,15 @@ where
             ));
         }
         let bad = |b: BadRequest| Refusal::BadRequest(b);
-        let username = match msg.attribute::<Username>() {
-            Ok(Some(u)) => u.0,
-            Ok(None) => {
-                return Err(self.plain_error(
-                    msg,
-                    out,
-                    bad(BadRequest::Missing(AttributeType::USERNAME)),
-                ));
+        let (username, realm, nonce) = match (
+            required::<Username>(msg),
+            required::<Realm>(msg),
+            required::<Nonce>(msg),
+        ) {
+            (Ok(u), Ok(r), Ok(n)) => (u.0, r.0, n.0),
+            (Err(b), _, _) | (_, Err(b), _) | (_, _, Err(b)) => {
+                return Err(self.plain_error(msg, out, bad(b)));
             }
-            Err(e) => return Err(self.plain_error(msg, out, bad(BadRequest::Malformed(e)))),
-        };
-        let realm = match msg.attribute::<Realm>() {
-            Ok(Some(r)) => r.0,
-            Ok(None) => {
-                return Err(self.plain_error(
-                    msg,
-                    out,
-                    bad(BadRequest::Missing(AttributeType::REALM)),
-                ));
-            }
-            Err(e) => return Err(self.plain_error(msg, out, bad(BadRequest::Malformed(e)))),
-        };
-        let nonce = match msg.attribute::<Nonce>() {
-            Ok(Some(n)) => n.0,
-            Ok(None) => {
-                return Err(self.plain_error(
-                    msg,
-                    out,
-                    bad(BadRequest::Missing(AttributeType::NONCE)),
-                ));
-            }
-            Err(e) => return Err(self.plain_error(msg, out, bad(BadRequest::Malformed(e)))),
         };
         if username.len() > USERNAME_MAX {
             return Err(self.plain_error(msg, out, bad(BadRequest::UsernameTooLong)));

@@ -115,31 +115,35 @@ impl Drop for Server {
     }
 }
 
-/// The path of a coturn tool. When Debian's `coturn` package is missing, installs
-/// it with apt-get (as `.ci/run` does), so `cargo test` works on a fresh machine;
-/// fails the test with the fix when that is not possible.
-pub fn coturn_tool(name: &str) -> String {
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    let path = format!("/usr/bin/{name}");
-    if !std::path::Path::new(&path).exists() {
-        INSTALL.call_once(|| {
-            let install = || {
-                Command::new("apt-get")
-                    .args(["install", "-y", "-q", "coturn"])
-                    .env("DEBIAN_FRONTEND", "noninteractive")
-                    .status()
-                    .is_ok_and(|s| s.success())
-            };
-            if !install() {
-                let _ = Command::new("apt-get").args(["update", "-q"]).status();
-                install();
-            }
-        });
+/// Installs Debian's `package` with apt-get when `bin` is missing (as `.ci/run`
+/// does), so `cargo test` works on a fresh machine; fails the test with the fix
+/// when that is not possible.
+pub fn ensure_package(bin: &str, package: &str) {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if !std::path::Path::new(bin).exists() {
+        let install = || {
+            Command::new("apt-get")
+                .args(["install", "-y", "-q", package])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !install() {
+            let _ = Command::new("apt-get").args(["update", "-q"]).status();
+            install();
+        }
     }
     assert!(
-        std::path::Path::new(&path).exists(),
-        "{path} is missing and could not be installed: install Debian's `coturn` package"
+        std::path::Path::new(bin).exists(),
+        "{bin} is missing and could not be installed: install Debian's `{package}` package"
     );
+}
+
+/// The path of a coturn tool (Debian's `coturn` package, installed if missing).
+pub fn coturn_tool(name: &str) -> String {
+    let path = format!("/usr/bin/{name}");
+    ensure_package(&path, "coturn");
     path
 }
 

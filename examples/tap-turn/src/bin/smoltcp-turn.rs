@@ -5,7 +5,7 @@
 //! `smoltcp-turn TAP IP/PREFIX USER:PASS [ALLOWED-PEER-CIDR]`, for example
 //! `smoltcp-turn tap0 192.168.69.1/24 alice:pw 192.168.69.0/24`.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::os::unix::io::AsRawFd;
 use std::time::SystemTime;
 
@@ -13,14 +13,9 @@ use smoltcp::iface::{Config, Interface, SocketSet, SocketStorage};
 use smoltcp::phy::{Medium, TunTapInterface, wait as phy_wait};
 use smoltcp::socket::udp;
 use smoltcp::wire::{EthernetAddress, IpCidr};
-use stun_core::credentials::long_term_key;
+use tap_turn::{Options, RELAYS, random};
 use turn_core::Instant;
-use turn_core::adapters::Local;
 use turn_core::adapters::smoltcp::SmoltcpTurn;
-use turn_core::server::{self, Server, Slot};
-
-/// Relay sockets (allocations at once).
-const RELAYS: usize = 16;
 
 fn now() -> Instant {
     let ms = SystemTime::now()
@@ -36,27 +31,10 @@ fn udp_socket() -> udp::Socket<'static> {
     )
 }
 
-fn random(buf: &mut [u8]) {
-    if let Err(e) = getrandom::fill(buf) {
-        panic!("the OS random source failed: {e}");
-    }
-}
-
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let (Some(tap), Some(cidr), Some(user)) = (args.get(1), args.get(2), args.get(3)) else {
-        eprintln!("usage: smoltcp-turn TAP IP/PREFIX USER:PASS [ALLOWED-PEER-CIDR]");
-        std::process::exit(2);
-    };
-    let (ip, prefix) = cidr.split_once('/').expect("IP/PREFIX");
-    let ip: IpAddr = ip.parse().expect("an IP address");
-    let IpAddr::V4(ip4) = ip else {
-        panic!("IPv4 only")
-    };
-    let prefix: u8 = prefix.parse().expect("a prefix length");
-    let (name, pass) = user.split_once(':').expect("USER:PASS");
-
-    let mut device = TunTapInterface::new(tap, Medium::Ethernet).expect("open the TAP interface");
+    let opts = Options::from_args("smoltcp-turn");
+    let mut device =
+        TunTapInterface::new(&opts.tap, Medium::Ethernet).expect("open the TAP interface");
     let fd = device.as_raw_fd();
     let mut mac = [0u8; 6];
     random(&mut mac);
@@ -67,7 +45,8 @@ fn main() {
     config.random_seed = u64::from_le_bytes(seed);
     let mut iface = Interface::new(config, &mut device, smoltcp::time::Instant::now());
     iface.update_ip_addrs(|a| {
-        a.push(IpCidr::new(ip.into(), prefix)).expect("one address");
+        a.push(IpCidr::new(IpAddr::V4(opts.ip).into(), opts.prefix))
+            .expect("one address");
     });
 
     let mut storage: Vec<SocketStorage> = (0..RELAYS + 1).map(|_| SocketStorage::EMPTY).collect();
@@ -76,38 +55,9 @@ fn main() {
     listener.bind(3478).expect("bind 3478");
     let listener = sockets.add(listener);
     let relays: [_; RELAYS] = std::array::from_fn(|_| sockets.add(udp_socket()));
-
-    let mut cfg = server::Config::new("causeway");
-    cfg.relay_v4 = Some(ip4);
-    cfg.legacy_channels = true;
-    if let Some(allowed) = args.get(4) {
-        let _ = cfg
-            .policy
-            .allow
-            .push(server::policy::Cidr::parse(allowed).expect("a CIDR"));
-    }
-    let mut secret = [0u8; 32];
-    random(&mut secret);
-    let server: Server<Vec<Slot<8, 8>>, Vec<u32>, 8, 8> =
-        Server::new(cfg, vec![Slot::EMPTY; RELAYS], vec![0; RELAYS * 2], secret)
-            .expect("valid configuration");
-    let users: &'static [(&'static str, _)] = Box::leak(Box::new([(
-        &*Box::leak(name.to_string().into_boxed_str()),
-        long_term_key(name, "causeway", pass),
-    )]));
-    let mut turn = SmoltcpTurn::new(
-        server,
-        listener,
-        SocketAddr::new(ip, 3478),
-        relays,
-        Local {
-            users,
-            per_user: 16,
-            total: RELAYS as u16,
-            rng: random,
-        },
-    );
-    println!("smoltcp-turn: serving TURN on {ip}:3478 over {tap}");
+    let local = opts.listener();
+    let mut turn = SmoltcpTurn::new(opts.server(), listener, local, relays, opts.local());
+    println!("smoltcp-turn: serving TURN on {local} over {}", opts.tap);
 
     loop {
         let t = smoltcp::time::Instant::now();
@@ -116,8 +66,7 @@ fn main() {
         iface.poll(t, &mut device, &mut sockets);
         let mut delay = iface.poll_delay(t, &sockets);
         if let Some(at) = turn.poll_at() {
-            let ms = at.millis_since(now());
-            let d = smoltcp::time::Duration::from_millis(ms);
+            let d = smoltcp::time::Duration::from_millis(at.millis_since(now()));
             delay = Some(delay.map_or(d, |x| x.min(d)));
         }
         if !busy {
