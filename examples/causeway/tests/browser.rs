@@ -12,8 +12,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::bridge::{TempDir, TestCa, start_bridge};
-use common::{Server, ensure_package};
+use common::bridge::{TestCa, start_bridge};
+use common::{ensure_package, start_front};
 
 const JOIN: &str = "join.example.test";
 
@@ -68,35 +68,11 @@ fn chromium_loads_the_join_page_and_echoes_over_wss() {
 
     let ca = TestCa::new();
     let bridge = start_bridge(&ca.leaf(&["localhost"]));
-    let front = ca.leaf(&[JOIN]);
-    let dir = TempDir::new("browser");
-    let cert = dir.write("front.pem", &front.cert_pem);
-    let key = dir.write("front.key", &front.key_pem);
-    let ca_file = dir.write("ca.pem", &ca.cert_pem);
-    let server = Server::start(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--tls-listen",
-        "127.0.0.1:0",
-        "--user",
-        "a:b",
-        "--cert",
-        cert.to_str().unwrap(),
-        "--key",
-        key.to_str().unwrap(),
-        "--upstream-ca",
-        ca_file.to_str().unwrap(),
-        "--proxy",
+    let (server, dir, tls) = start_front(
+        &ca,
+        JOIN,
         &format!("{JOIN}=https://localhost:{}", bridge.port()),
-    ]);
-    let tls: SocketAddr = server
-        .startup
-        .iter()
-        .find_map(|l| l.strip_prefix("causeway: listening on tls "))
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap()
-        .parse()
-        .unwrap();
+    );
 
     // The browser's own NSS database, trusting the test CA.
     let home = dir.path().join("home");
@@ -121,7 +97,7 @@ fn chromium_loads_the_join_page_and_echoes_over_wss() {
                 "-n",
                 "causeway-test-ca",
                 "-i",
-                ca_file.to_str().unwrap()
+                dir.path().join("ca.pem").to_str().unwrap()
             ])
             .status()
             .unwrap()

@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use common::bridge::{TempDir, TestCa, start_bridge};
-use common::{Server, run_with_timeout};
+use common::{Server, run_with_timeout, start_front};
 use rustls::pki_types::ServerName;
 
 const JOIN: &str = "join.example.test";
@@ -55,17 +55,8 @@ proxy = ["{JOIN}=https://localhost:{bport}", "meet.example.test=https://localhos
     );
     let cfg = dir.write("causeway.toml", &toml);
     let server = Server::start(&["--config", cfg.to_str().unwrap()]);
-    let find = |prefix: &str| -> SocketAddr {
-        server
-            .startup
-            .iter()
-            .find_map(|l| l.strip_prefix(prefix))
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no `{prefix}` in {:?}", server.startup))
-    };
-    let tls_addr = find("causeway: listening on tls ");
-    let http_addr = find("causeway: redirecting http ");
+    let tls_addr = server.startup_addr("causeway: listening on tls ");
+    let http_addr = server.startup_addr("causeway: redirecting http ");
     Setup {
         _dir: dir,
         ca,
@@ -349,35 +340,11 @@ fn unreachable_web_bridges_get_502_and_a_log_line_with_the_cause() {
 fn dns_failure_of_the_web_bridge_is_named() {
     // A certificate covering the join URL whose bridge does not resolve.
     let ca = TestCa::new();
-    let front = ca.leaf(&["nowhere.example.test"]);
-    let dir = TempDir::new("dns");
-    let cert = dir.write("c.pem", &front.cert_pem);
-    let key = dir.write("k.pem", &front.key_pem);
-    let ca_file = dir.write("ca.pem", &ca.cert_pem);
-    let server = Server::start(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--tls-listen",
-        "127.0.0.1:0",
-        "--user",
-        "a:b",
-        "--cert",
-        cert.to_str().unwrap(),
-        "--key",
-        key.to_str().unwrap(),
-        "--upstream-ca",
-        ca_file.to_str().unwrap(),
-        "--proxy",
+    let (server, _dir, tls_addr) = start_front(
+        &ca,
+        "nowhere.example.test",
         "nowhere.example.test=https://no-such-host.invalid:443",
-    ]);
-    let tls_addr: SocketAddr = server
-        .startup
-        .iter()
-        .find_map(|l| l.strip_prefix("causeway: listening on tls "))
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap()
-        .parse()
-        .unwrap();
+    );
     let tcp = TcpStream::connect(tls_addr).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let conn = rustls::ClientConnection::new(

@@ -86,6 +86,17 @@ impl Server {
         self.addrs[0]
     }
 
+    /// The address a startup line beginning with `prefix` names, e.g.
+    /// `"causeway: listening on tls "`.
+    pub fn startup_addr(&self, prefix: &str) -> SocketAddr {
+        self.startup
+            .iter()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no `{prefix}` in {:?}", self.startup))
+    }
+
     /// Log lines written so far.
     pub fn log_lines(&self) -> Vec<String> {
         self.log.try_iter().collect()
@@ -184,4 +195,38 @@ pub fn run_with_timeout(cmd: &mut Command, limit: Duration) -> (bool, String) {
     let mut text = out_reader.join().unwrap_or_default();
     text.push_str(&err_reader.join().unwrap_or_default());
     (status.is_some_and(|s| s.success()), text)
+}
+
+/// `causeway serve` terminating TLS for `join` with a leaf of `ca`, proxying per
+/// `proxy` (`HOST=UPSTREAM`) and trusting `ca` upstream; TURN on loopback beside it.
+/// Returns the server, the directory holding its files (`front.pem`, `front.key`,
+/// `ca.pem`), and the TLS listener.
+pub fn start_front(
+    ca: &bridge::TestCa,
+    join: &str,
+    proxy: &str,
+) -> (Server, bridge::TempDir, SocketAddr) {
+    let front = ca.leaf(&[join]);
+    let dir = bridge::TempDir::new("front");
+    let cert = dir.write("front.pem", &front.cert_pem);
+    let key = dir.write("front.key", &front.key_pem);
+    let ca_file = dir.write("ca.pem", &ca.cert_pem);
+    let server = Server::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-listen",
+        "127.0.0.1:0",
+        "--user",
+        "a:b",
+        "--cert",
+        &cert.display().to_string(),
+        "--key",
+        &key.display().to_string(),
+        "--upstream-ca",
+        &ca_file.display().to_string(),
+        "--proxy",
+        proxy,
+    ]);
+    let tls = server.startup_addr("causeway: listening on tls ");
+    (server, dir, tls)
 }
