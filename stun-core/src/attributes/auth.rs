@@ -10,29 +10,41 @@ use crate::error::{AttributeError, EncodeError};
 use crate::header::TransactionId;
 use crate::wire;
 
-/// MESSAGE-INTEGRITY: HMAC-SHA1 over the message (20 bytes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct MessageIntegrity<'a>(pub &'a [u8; 20]);
+/// A fixed-length digest attribute: a view of exactly `$len` bytes.
+macro_rules! digest_attribute {
+    ($(#[$doc:meta])* $name:ident, $ty:ident, $len:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+        pub struct $name<'a>(pub &'a [u8; $len]);
 
-impl<'a> Attribute<'a> for MessageIntegrity<'a> {
-    const TYPE: AttributeType = AttributeType::MESSAGE_INTEGRITY;
+        impl<'a> Attribute<'a> for $name<'a> {
+            const TYPE: AttributeType = AttributeType::$ty;
 
-    fn decode(value: &'a [u8], _: &TransactionId) -> Result<Self, AttributeError> {
-        value
-            .try_into()
-            .map(MessageIntegrity)
-            .map_err(|_| bad_length(Self::TYPE, value.len()))
-    }
+            fn decode(value: &'a [u8], _: &TransactionId) -> Result<Self, AttributeError> {
+                value
+                    .try_into()
+                    .map($name)
+                    .map_err(|_| bad_length(Self::TYPE, value.len()))
+            }
 
-    fn value_len(&self) -> usize {
-        20
-    }
+            fn value_len(&self) -> usize {
+                $len
+            }
 
-    fn encode_value(&self, out: &mut [u8], _: &TransactionId) -> Result<(), EncodeError> {
-        written(wire::put(out, 0, self.0), Self::TYPE)
-    }
+            fn encode_value(&self, out: &mut [u8], _: &TransactionId) -> Result<(), EncodeError> {
+                written(wire::put(out, 0, self.0), Self::TYPE)
+            }
+        }
+    };
 }
+
+digest_attribute!(
+    /// MESSAGE-INTEGRITY: HMAC-SHA1 over the message (20 bytes).
+    MessageIntegrity,
+    MESSAGE_INTEGRITY,
+    20
+);
 
 /// MESSAGE-INTEGRITY-SHA256: HMAC-SHA256 over the message, possibly truncated to
 /// 16..=32 bytes in steps of four.
@@ -96,30 +108,13 @@ impl<'a> Attribute<'a> for Fingerprint {
     }
 }
 
-/// USERHASH: SHA-256 of `username ":" realm`, sent instead of USERNAME for
-/// anonymity (RFC 8489 §14.4); see [`crate::credentials::userhash`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Userhash<'a>(pub &'a [u8; 32]);
-
-impl<'a> Attribute<'a> for Userhash<'a> {
-    const TYPE: AttributeType = AttributeType::USERHASH;
-
-    fn decode(value: &'a [u8], _: &TransactionId) -> Result<Self, AttributeError> {
-        value
-            .try_into()
-            .map(Userhash)
-            .map_err(|_| bad_length(Self::TYPE, value.len()))
-    }
-
-    fn value_len(&self) -> usize {
-        32
-    }
-
-    fn encode_value(&self, out: &mut [u8], _: &TransactionId) -> Result<(), EncodeError> {
-        written(wire::put(out, 0, self.0), Self::TYPE)
-    }
-}
+digest_attribute!(
+    /// USERHASH: SHA-256 of `username ":" realm`, sent instead of USERNAME for
+    /// anonymity (RFC 8489 §14.4); see [`crate::credentials::userhash`].
+    Userhash,
+    USERHASH,
+    32
+);
 
 /// DATA: the application payload of a Send or Data indication.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
