@@ -220,6 +220,34 @@ impl Length {
     }
 }
 
+/// A body's framing, whichever it is: one place to feed bytes and ask for the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// Content-Length.
+    Length(Length),
+    /// Transfer-Encoding: chunked.
+    Chunked(Chunked),
+}
+
+impl Framing {
+    /// Whether the whole body has been seen.
+    pub fn is_done(&self) -> bool {
+        match self {
+            Framing::Length(l) => l.is_done(),
+            Framing::Chunked(c) => c.is_done(),
+        }
+    }
+
+    /// Consumes bytes; returns how many belong to the body (fewer than given when
+    /// the body ends inside `bytes`). Only chunked framing can refuse.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<usize, Refusal> {
+        match self {
+            Framing::Length(l) => Ok(l.feed(bytes.len())),
+            Framing::Chunked(c) => c.feed(bytes),
+        }
+    }
+}
+
 #[cfg(test)]
 mod test {
     use super::*;
@@ -262,6 +290,19 @@ mod test {
         let long = [b'1'; 300];
         let mut c = Chunked::new();
         assert!(c.feed(&long).is_err());
+    }
+
+    #[test]
+    fn framing_ends_where_its_body_ends() {
+        let mut f = Framing::Length(Length::new(4));
+        assert_eq!(f.feed(b"ab"), Ok(2));
+        assert!(!f.is_done());
+        assert_eq!(f.feed(b"cdGET"), Ok(2));
+        assert!(f.is_done());
+        let mut f = Framing::Chunked(Chunked::new());
+        assert_eq!(f.feed(b"2\r\nab\r\n0\r\n\r\nGET"), Ok(12));
+        assert!(f.is_done());
+        assert!(Framing::Chunked(Chunked::new()).feed(b"zz\r\n").is_err());
     }
 
     #[test]

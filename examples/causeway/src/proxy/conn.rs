@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, info, warn};
-use proxy_core::body::{Chunked, Length};
+use proxy_core::body::{Chunked, Framing, Length};
 use proxy_core::decide::{self, Forward};
 use proxy_core::http::{Body, Limits, Parsed, RequestHead, parse_request};
 use proxy_core::response::{
@@ -300,7 +300,7 @@ fn exchange(
         return Ok(Next::Close);
     }
     // A refused upgrade is relayed as an ordinary response; no tunnel opens.
-    let mut rest = rbuf.split_off(rhead_len);
+    let rest = rbuf.split_off(rhead_len);
     io.write_all(client, &rbuf, to_client)?;
     let Some((_, up)) = upstream.as_mut() else {
         return Ok(Next::Close);
@@ -308,34 +308,27 @@ fn exchange(
     match rbody {
         ResponseBody::None => {}
         ResponseBody::Length(n) => {
-            let mut l = Length::new(n);
-            let take = l.feed(rest.len());
-            io.write_all(client, &rest[..take], to_client)?;
-            while !l.is_done() {
-                let n = io.read(up, &mut chunk, deadline_refresh(proxy))?;
-                if n == 0 {
-                    return Ok(Next::Close);
-                }
-                let take = l.feed(n);
-                io.write_all(client, &chunk[..take], to_client)?;
+            if !relay_response(
+                io,
+                up,
+                client,
+                Framing::Length(Length::new(n)),
+                &rest,
+                proxy,
+            )? {
+                return Ok(Next::Close);
             }
         }
         ResponseBody::Chunked => {
-            let mut c = Chunked::new();
-            let take = c
-                .feed(&rest)
-                .map_err(|_| io::Error::other("bad chunked response"))?;
-            io.write_all(client, &rest[..take], to_client)?;
-            rest.clear();
-            while !c.is_done() {
-                let n = io.read(up, &mut chunk, deadline_refresh(proxy))?;
-                if n == 0 {
-                    return Ok(Next::Close);
-                }
-                let take = c
-                    .feed(&chunk[..n])
-                    .map_err(|_| io::Error::other("bad chunked response"))?;
-                io.write_all(client, &chunk[..take], to_client)?;
+            if !relay_response(
+                io,
+                up,
+                client,
+                Framing::Chunked(Chunked::new()),
+                &rest,
+                proxy,
+            )? {
+                return Ok(Next::Close);
             }
         }
         ResponseBody::UntilClose => {
@@ -418,55 +411,105 @@ fn copy_body(
 ) -> io::Result<()> {
     let mut timer = RequestTimer::new(proxy.deadlines, millis());
     timer.head_done(millis());
-    let mut chunk = [0u8; COPY];
-    let to_up = Instant::now() + Duration::from_millis(proxy.upstream_timeout_ms);
-    match body {
-        Body::None => Ok(()),
-        Body::Length(n) => {
-            let mut l = Length::new(n);
-            let take = l.feed(buf.len());
-            io.write_all(up, &buf[..take], to_up)?;
-            buf.drain(..take);
-            while !l.is_done() {
-                let got = io.read(
-                    client,
-                    &mut chunk,
-                    deadline_of(timer.poll_timeout().unwrap_or(0)),
-                )?;
-                if got == 0 {
-                    return Err(io::ErrorKind::UnexpectedEof.into());
-                }
-                timer.body_progress(millis());
-                let take = l.feed(got);
-                io.write_all(up, &chunk[..take], to_up)?;
-                buf.extend_from_slice(&chunk[take..got]);
-            }
-            Ok(())
-        }
-        Body::Chunked => {
-            let mut c = Chunked::new();
-            let take = c.feed(buf).map_err(|r| io::Error::other(r.to_string()))?;
-            io.write_all(up, &buf[..take], to_up)?;
-            buf.drain(..take);
-            while !c.is_done() {
-                let got = io.read(
-                    client,
-                    &mut chunk,
-                    deadline_of(timer.poll_timeout().unwrap_or(0)),
-                )?;
-                if got == 0 {
-                    return Err(io::ErrorKind::UnexpectedEof.into());
-                }
-                timer.body_progress(millis());
-                let take = c
-                    .feed(&chunk[..got])
-                    .map_err(|r| io::Error::other(r.to_string()))?;
-                io.write_all(up, &chunk[..take], to_up)?;
-                buf.extend_from_slice(&chunk[take..got]);
-            }
-            Ok(())
+    let framing = match body {
+        Body::None => return Ok(()),
+        Body::Length(n) => Framing::Length(Length::new(n)),
+        Body::Chunked => Framing::Chunked(Chunked::new()),
+    };
+    let pending = std::mem::take(buf);
+    let timing = Timing::Request {
+        timer: &mut timer,
+        write: Instant::now() + Duration::from_millis(proxy.upstream_timeout_ms),
+    };
+    let done = stream_framed(io, client, up, framing, &pending, timing, buf)?;
+    if done {
+        Ok(())
+    } else {
+        Err(io::ErrorKind::UnexpectedEof.into())
+    }
+}
+
+/// Streams a framed response body from the web bridge to the client; false when
+/// the web bridge closed before its end.
+fn relay_response(
+    io: &mut Io,
+    up: &mut Link,
+    client: &mut Link,
+    framing: Framing,
+    pending: &[u8],
+    proxy: &Proxy,
+) -> io::Result<bool> {
+    // Whatever the web bridge sends after its response is not ours to relay.
+    let mut after = Vec::new();
+    let timing = Timing::Response {
+        read: Duration::from_millis(proxy.upstream_timeout_ms),
+        write: Instant::now() + IDLE,
+    };
+    stream_framed(io, up, client, framing, pending, timing, &mut after)
+}
+
+/// How the reads and writes of a body are timed.
+enum Timing<'t> {
+    /// A client's request body: reads under its header/body timer, writes within
+    /// the upstream timeout.
+    Request {
+        timer: &'t mut RequestTimer,
+        write: Instant,
+    },
+    /// A web bridge's response body: each read within the upstream timeout,
+    /// writes to the client within the idle time.
+    Response { read: Duration, write: Instant },
+}
+
+impl Timing<'_> {
+    fn read_deadline(&self) -> Instant {
+        match self {
+            Timing::Request { timer, .. } => deadline_of(timer.poll_timeout().unwrap_or(0)),
+            Timing::Response { read, .. } => Instant::now() + *read,
         }
     }
+
+    fn write_deadline(&self) -> Instant {
+        match self {
+            Timing::Request { write, .. } | Timing::Response { write, .. } => *write,
+        }
+    }
+
+    fn progressed(&mut self) {
+        if let Timing::Request { timer, .. } = self {
+            timer.body_progress(millis());
+        }
+    }
+}
+
+/// Streams one framed body from `from` to `to`: first what `pending` holds, then
+/// what is read, until the framing says the body ended. Bytes past the end go to
+/// `after`. Returns false when `from` closed first; a framing error is an error.
+fn stream_framed(
+    io: &mut Io,
+    from: &mut Link,
+    to: &mut Link,
+    mut framing: Framing,
+    pending: &[u8],
+    mut timing: Timing<'_>,
+    after: &mut Vec<u8>,
+) -> io::Result<bool> {
+    let bad = |r: Refusal| io::Error::other(r.to_string());
+    let take = framing.feed(pending).map_err(bad)?;
+    io.write_all(to, &pending[..take], timing.write_deadline())?;
+    after.extend_from_slice(&pending[take..]);
+    let mut chunk = [0u8; COPY];
+    while !framing.is_done() {
+        let got = io.read(from, &mut chunk, timing.read_deadline())?;
+        if got == 0 {
+            return Ok(false);
+        }
+        timing.progressed();
+        let take = framing.feed(&chunk[..got]).map_err(bad)?;
+        io.write_all(to, &chunk[..take], timing.write_deadline())?;
+        after.extend_from_slice(&chunk[take..got]);
+    }
+    Ok(true)
 }
 
 /// Relays a WebSocket both ways until either side closes or it idles out.
