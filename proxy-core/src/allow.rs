@@ -116,10 +116,29 @@ pub const HTTPS_ONLY: &[Scheme] = &[Scheme::Https];
 pub const WSS_ONLY: &[Scheme] = &[Scheme::Wss];
 
 impl Rule {
+    /// A rule; `None` when `path` is longer than a [`RulePath`] holds.
+    pub fn new(
+        schemes: &'static [Scheme],
+        port: u16,
+        matching: Match,
+        path: &str,
+        methods: &[Method],
+    ) -> Option<Rule> {
+        let mut p = RulePath::new();
+        p.push_str(path).ok()?;
+        Some(Rule {
+            schemes,
+            port,
+            matching,
+            path: p,
+            methods: Methods::of(methods),
+        })
+    }
+
     /// The rule added for each web bridge: prefix `/`, the five methods, https and
     /// wss on `port` (443).
     pub fn web_bridge_default(port: u16) -> Rule {
-        let mut path = heapless::String::new();
+        let mut path = RulePath::new();
         let _ = path.push('/');
         Rule {
             schemes: HTTPS_AND_WSS,
@@ -174,15 +193,7 @@ mod test {
     use super::*;
 
     fn rule(schemes: &'static [Scheme], m: Match, path: &str, methods: &[Method]) -> Rule {
-        let mut p = heapless::String::new();
-        p.push_str(path).unwrap();
-        Rule {
-            schemes,
-            port: 443,
-            matching: m,
-            path: p,
-            methods: Methods::of(methods),
-        }
+        Rule::new(schemes, 443, m, path, methods).unwrap()
     }
 
     #[test]

@@ -68,19 +68,11 @@ pub fn decide<'p>(
 #[cfg(test)]
 mod test {
     use super::*;
-    use crate::allow::{HTTPS_ONLY, Match, Methods, WSS_ONLY};
+    use crate::allow::{HTTPS_ONLY, Match, WSS_ONLY};
     use crate::http::{Limits, Parsed, parse_request};
 
     fn rule(schemes: &'static [Scheme], m: Match, p: &str, methods: &[Method]) -> Rule {
-        let mut path = heapless::String::new();
-        path.push_str(p).unwrap();
-        Rule {
-            schemes,
-            port: 443,
-            matching: m,
-            path,
-            methods: Methods::of(methods),
-        }
+        Rule::new(schemes, 443, m, p, methods).unwrap()
     }
 
     fn run(raw: &[u8], sni: Option<&str>) -> Result<(usize, heapless::String<64>, bool), Refusal> {

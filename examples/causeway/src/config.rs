@@ -491,9 +491,7 @@ impl Config {
         ),
         ConfigError,
     > {
-        use proxy_core::allow::{
-            HTTPS_AND_WSS, HTTPS_ONLY, Match, Method, Methods, Rule, WSS_ONLY,
-        };
+        use proxy_core::allow::{HTTPS_AND_WSS, HTTPS_ONLY, Match, Method, Rule, WSS_ONLY};
         if !self.tls_listen.is_empty() && (self.cert.is_none() || self.key.is_none()) {
             return Err(field("cert", "tls_listen needs both cert and key"));
         }
@@ -596,21 +594,15 @@ impl Config {
                     )
                 })?);
             }
-            let mut p = proxy_core::allow::RulePath::new();
-            p.push_str(path)
-                .map_err(|_| field("rule.path", "longer than 128 bytes"))?;
-            rules.push(Rule {
-                schemes: match (https, wss) {
-                    (true, true) => HTTPS_AND_WSS,
-                    (true, false) => HTTPS_ONLY,
-                    _ => WSS_ONLY,
-                },
-                // 0 stands for the TLS listener's port, filled in at start.
-                port: r.port.unwrap_or(0),
-                matching,
-                path: p,
-                methods: Methods::of(&methods),
-            });
+            let schemes = match (https, wss) {
+                (true, true) => HTTPS_AND_WSS,
+                (true, false) => HTTPS_ONLY,
+                _ => WSS_ONLY,
+            };
+            // Port 0 stands for the TLS listener's port, filled in at start.
+            let rule = Rule::new(schemes, r.port.unwrap_or(0), matching, path, &methods)
+                .ok_or_else(|| field("rule.path", "longer than 128 bytes"))?;
+            rules.push(rule);
         }
         Ok((sites, rules))
     }
