@@ -377,3 +377,101 @@ fn selector_picks_the_lowest_rtt_and_fails_over() {
     assert_eq!(sel.best(), Some(0));
     assert_eq!(sel.get(1).unwrap().last_error, Some(Failure::Code(508)));
 }
+
+/// Answers the client's next request with an error carrying REALM and NONCE.
+fn answer_with_error(c: &mut Client, now: Instant, code: u16) {
+    let mut out = [0u8; 1500];
+    let n = c.poll_transmit(now, &mut out).expect("a request to answer");
+    let req = stun_core::Message::new_checked(&out[..n]).unwrap();
+    let mut buf = [0u8; 256];
+    let mut b = stun_core::MessageBuilder::new(
+        &mut buf,
+        stun_core::MessageType::new(req.method(), stun_core::Class::Error),
+        req.transaction_id(),
+    )
+    .unwrap();
+    b.add(&stun_core::attributes::ErrorCode { code, reason: "x" })
+        .unwrap();
+    b.add(&stun_core::attributes::Realm("causeway")).unwrap();
+    b.add(&stun_core::attributes::Nonce("fresh-nonce")).unwrap();
+    let len = b.finish();
+    assert!(c.handle_input(now, &buf[..len]).is_none());
+}
+
+#[test]
+fn a_server_that_keeps_saying_stale_nonce_fails_the_request() {
+    let mut cfg = ClientConfig::new(addr(LISTENER), "alice", "wonderland").unwrap();
+    cfg.transport = Transport::Udp;
+    let mut c: Client = Client::new(cfg, [3; 12]);
+    c.allocate(T0).unwrap();
+    answer_with_error(&mut c, T0, 401);
+    // One 438 is retried with the new nonce; the second fails the request.
+    answer_with_error(&mut c, T0, 438);
+    assert_eq!(c.state(), State::Allocating);
+    answer_with_error(&mut c, T0, 438);
+    assert_eq!(c.state(), State::Failed);
+    let mut events = Vec::new();
+    while let Some(e) = c.poll_event() {
+        events.push(e);
+    }
+    assert!(
+        events.contains(&ClientEvent::Failed {
+            request: RequestKind::Allocate,
+            failure: Failure::Code(438)
+        }),
+        "{events:?}"
+    );
+    assert_eq!(c.poll_transmit(T0, &mut [0u8; 1500]), None);
+}
+
+#[test]
+fn after_a_failed_refresh_no_timer_is_left_in_the_past() {
+    let mut p = Pair::new("wonderland", Transport::Udp);
+    p.c.allocate(p.now).unwrap();
+    p.pump();
+    p.c.create_permission(p.now, addr("8.8.8.8:0").ip())
+        .unwrap();
+    p.c.bind_channel(p.now, addr("1.1.1.1:53")).unwrap();
+    p.pump();
+    // The server goes silent: the refresh at 540 s times out 39.5 s later.
+    p.drop_next = usize::MAX;
+    p.run_until(T0.plus_secs(600));
+    assert_eq!(p.c.state(), State::Failed);
+    // Later, when the permission and channel would have been refreshed, nothing
+    // is due: a failed client asks not to be woken.
+    p.now = T0.plus_secs(1200);
+    assert!(
+        p.c.poll_timeout().is_none_or(|t| t > p.now),
+        "a timer due at {:?} with nothing to do at {:?}",
+        p.c.poll_timeout(),
+        p.now
+    );
+}
+
+#[test]
+fn a_refresh_due_while_requests_fill_the_table_is_retried_not_lost() {
+    let mut p = Pair::new("wonderland", Transport::Udp);
+    p.c.allocate(p.now).unwrap();
+    p.pump();
+    // Just before the refresh (540 s), six permission requests that get no
+    // answer fill the client's transaction table.
+    p.run_until(T0.plus_secs(539));
+    p.drop_next = usize::MAX;
+    for i in 0..6u8 {
+        p.c.create_permission(p.now, addr(&format!("8.8.8.{i}:0")).ip())
+            .unwrap();
+    }
+    p.run_until(T0.plus_secs(541));
+    // The server answers again: the permissions' retransmissions get through.
+    p.drop_next = 0;
+    p.run_until(T0.plus_secs(599));
+    assert_eq!(p.c.state(), State::Allocated);
+    assert!(
+        p.events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Refreshed { .. })),
+        "the refresh ran once the table had room: {:?}",
+        p.events
+    );
+    assert_eq!(p.s.allocation_count(), 1);
+}

@@ -283,6 +283,8 @@ struct Transaction {
     /// Whether it carries credentials (a 401 to an unauthenticated request is the
     /// normal first round).
     authenticated: bool,
+    /// Whether a 438 already made it retry with a fresh nonce: a second one fails.
+    stale_retried: bool,
     pending_send: bool,
 }
 
@@ -404,6 +406,7 @@ impl<const P: usize, const C: usize> Client<P, C> {
             transmissions: 0,
             rto_ms: RTO_MS,
             authenticated: false,
+            stale_retried: false,
             pending_send: true,
         };
         self.encode(&mut t)?;
@@ -546,7 +549,10 @@ impl<const P: usize, const C: usize> Client<P, C> {
             .filter(|t| !t.pending_send)
             .map(|t| t.next_send)
             .min();
-        let refresh = self.refresh_at.filter(|_| self.state == State::Allocated);
+        // Refreshes happen only while allocated (see `handle_timeout`).
+        if self.state != State::Allocated {
+            return tx;
+        }
         let perms = self.permissions.iter().map(|p| p.refresh_at).min();
         let chans = self
             .channels
@@ -554,7 +560,10 @@ impl<const P: usize, const C: usize> Client<P, C> {
             .filter(|c| c.bound)
             .map(|c| c.refresh_at)
             .min();
-        [tx, refresh, perms, chans].into_iter().flatten().min()
+        [tx, self.refresh_at, perms, chans]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Retransmits, gives up on transactions, and refreshes what is due.
@@ -577,9 +586,14 @@ impl<const P: usize, const C: usize> Client<P, C> {
         if self.state != State::Allocated {
             return;
         }
+        // A refresh that cannot start now (too many requests in flight) is tried
+        // again one RTO later, never dropped.
+        let retry = now.plus_millis(RTO_MS);
         if self.refresh_at.is_some_and(|r| now >= r) {
-            self.refresh_at = None;
-            let _ = self.start(now, RequestKind::Refresh(self.cfg.lifetime_secs));
+            self.refresh_at = match self.start(now, RequestKind::Refresh(self.cfg.lifetime_secs)) {
+                Ok(()) => None,
+                Err(_) => Some(retry),
+            };
         }
         for k in 0..self.permissions.len() {
             if let Some(p) = self
@@ -588,10 +602,13 @@ impl<const P: usize, const C: usize> Client<P, C> {
                 .copied()
                 .filter(|p| now >= p.refresh_at)
             {
-                if self.start(now, RequestKind::Permission(p.ip)).is_ok()
-                    && let Some(p) = self.permissions.get_mut(k)
-                {
-                    p.refresh_at = now.plus_secs(PERMISSION_REFRESH_SECS);
+                let started = self.start(now, RequestKind::Permission(p.ip)).is_ok();
+                if let Some(p) = self.permissions.get_mut(k) {
+                    p.refresh_at = if started {
+                        now.plus_secs(PERMISSION_REFRESH_SECS)
+                    } else {
+                        retry
+                    };
                 }
             }
         }
@@ -602,12 +619,15 @@ impl<const P: usize, const C: usize> Client<P, C> {
                 .copied()
                 .filter(|c| c.bound && now >= c.refresh_at)
             {
-                if self
+                let started = self
                     .start(now, RequestKind::ChannelBind(c.number, c.peer))
-                    .is_ok()
-                    && let Some(c) = self.channels.get_mut(k)
-                {
-                    c.refresh_at = now.plus_secs(CHANNEL_REFRESH_SECS);
+                    .is_ok();
+                if let Some(c) = self.channels.get_mut(k) {
+                    c.refresh_at = if started {
+                        now.plus_secs(CHANNEL_REFRESH_SECS)
+                    } else {
+                        retry
+                    };
                 }
             }
         }
@@ -805,8 +825,9 @@ impl<const P: usize, const C: usize> Client<P, C> {
             true
         };
         let first_round = code == 401 && !t.authenticated;
-        let stale = code == 438;
+        let stale = code == 438 && !t.stale_retried;
         if (first_round || stale) && retry_with(self, realm, nonce) {
+            t.stale_retried |= stale;
             // The same request again, with credentials and a new transaction id.
             t.tid = self.next_tid();
             if self.encode(&mut t).is_ok() {
