@@ -123,7 +123,12 @@ fn stale_nonce_gets_438_and_a_new_nonce() {
     let mut s = server();
     let mut h = FakeHost::new();
     let mut c = Client::new("198.51.100.7:50000", "alice", "wonderland");
-    c.allocate(&mut s, &mut h, T0);
+    // An allocation that outlives the nonce (nonces go stale after 600 s).
+    let r = c.request(&mut s, &mut h, T0, Method::ALLOCATE, &|b| {
+        b.add(&RequestedTransport::UDP).unwrap();
+        b.add(&Lifetime(3600)).unwrap();
+    });
+    assert_success(&r, &c);
     let old = c.nonce.clone();
     let tid = c.tid();
     let req = c.build(Method::REFRESH, tid, &|_| {}, true);
@@ -405,6 +410,32 @@ fn even_port_reservations_expire() {
     let later = T0.plus_secs(31);
     s.handle_timeout(later, &mut h);
     assert_eq!(h.reserved.len(), 0);
+}
+
+#[test]
+fn a_reservation_outliving_its_allocation_is_still_released() {
+    let mut s = server();
+    let mut h = FakeHost::new();
+    let mut c = Client::new("198.51.100.7:1", "alice", "wonderland");
+    let r = c.request(&mut s, &mut h, T0, Method::ALLOCATE, &|b| {
+        b.add(&RequestedTransport::UDP).unwrap();
+        b.add(&EvenPort { reserve_next: true }).unwrap();
+    });
+    assert_success(&r, &c);
+    let r = c.request(&mut s, &mut h, T0, Method::REFRESH, &|b| {
+        b.add(&Lifetime(0)).unwrap();
+    });
+    assert_success(&r, &c);
+    assert_eq!(s.allocation_count(), 0);
+    assert_eq!(h.reserved.len(), 1);
+    // The caller runs the server's timers only when it asks; it must still ask.
+    let mut now = T0;
+    while let Some(t) = s.poll_timeout() {
+        now = t;
+        s.handle_timeout(now, &mut h);
+    }
+    assert!(now >= T0.plus_secs(30), "sweeps stopped at {now:?}");
+    assert!(h.reserved.is_empty(), "the reserved port was released");
 }
 
 #[test]

@@ -98,6 +98,25 @@ fn other_user_on_the_same_five_tuple_gets_441() {
 }
 
 #[test]
+fn an_expired_allocation_is_gone_before_the_sweep_reaches_it() {
+    let mut s = server();
+    let mut h = FakeHost::new();
+    let mut c = Client::new("198.51.100.7:1", "alice", "wonderland");
+    assert_success(&c.allocate(&mut s, &mut h, T0), &c);
+    // No timer has run: the allocation is still in the table at 600 s.
+    let end = T0.plus_secs(600);
+    assert_eq!(s.allocation_count(), 1);
+    let r = c.permit(&mut s, &mut h, end, "8.8.8.8:1000");
+    assert_eq!(r.code(), Some(437), "not revived by a CreatePermission");
+    let r = c.request(&mut s, &mut h, end, stun_core::Method::REFRESH, &|_| {});
+    assert_eq!(r.code(), Some(437), "not revived by a Refresh");
+    // A new Allocate on the same 5-tuple succeeds, on a fresh allocation.
+    assert_success(&c.allocate(&mut s, &mut h, end), &c);
+    assert_eq!(s.allocation_count(), 1);
+    assert_eq!(h.bound.len(), 1, "the old relay socket was closed");
+}
+
+#[test]
 fn permissions_expire_after_300_seconds() {
     let mut s = server();
     let mut h = FakeHost::new();

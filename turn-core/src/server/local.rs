@@ -98,11 +98,11 @@ impl<const N: usize> Reservations<N> {
         evicted
     }
 
-    /// Takes the reservation of `token`, if it is still valid at `now`.
+    /// Takes the reservation of `token`, if it is still valid at `now`. An expired
+    /// one stays for [`Reservations::expire`] to release.
     pub fn take(&mut self, token: &[u8; 8], now: Instant) -> Option<SocketAddr> {
-        let i = self.held.iter().position(|h| h.0 == *token)?;
-        let (_, local, expires) = self.held.swap_remove(i);
-        (now < expires).then_some(local)
+        let i = self.held.iter().position(|h| h.0 == *token && now < h.2)?;
+        Some(self.held.swap_remove(i).1)
     }
 
     /// Whether `local` is held.
@@ -153,8 +153,14 @@ mod test {
         assert!(r.holds(b));
         assert_eq!(r.take(&[1; 8], Instant::from_secs(1)), None);
         assert_eq!(r.take(&[2; 8], Instant::from_secs(11)), None, "expired");
-        r.hold([3; 8], a, t);
+        assert!(
+            r.holds(b),
+            "an expired reservation stays for expire to release"
+        );
         let mut released = None;
+        r.expire(Instant::from_secs(11), |x| released = Some(x));
+        assert_eq!(released, Some(b));
+        r.hold([3; 8], a, t);
         r.expire(t, |x| released = Some(x));
         assert_eq!(released, Some(a));
     }

@@ -254,6 +254,9 @@ pub struct Server<S, I, const P: usize, const C: usize> {
     tid_base: [u8; 12],
     tid_counter: u64,
     next_sweep: Option<Instant>,
+    /// When the last EVEN-PORT reservation handed out expires: sweeps go on
+    /// until then even with no allocation left, so the host's port is released.
+    reservations_until: Option<Instant>,
     events: heapless::Deque<Event, 16>,
     counters: Counters,
 }
@@ -302,6 +305,7 @@ where
             tid_base,
             tid_counter: 0,
             next_sweep: None,
+            reservations_until: None,
             events: heapless::Deque::new(),
             counters: Counters::default(),
         })
@@ -415,7 +419,8 @@ where
 
     /// Sets the next sweep a second from `now`, or none if nothing can expire.
     fn schedule(&mut self, now: Instant) {
-        self.next_sweep = if self.table.len() > 0 {
+        let reserved = self.reservations_until.is_some_and(|t| now <= t);
+        self.next_sweep = if self.table.len() > 0 || reserved {
             Some(now.plus_millis(1000))
         } else {
             None

@@ -221,8 +221,12 @@ where
             let mut token = [0u8; 8];
             host.random(&mut token);
             let next = SocketAddr::new(ip, port16.wrapping_add(1));
-            match host.reserve_port(token, next, now.plus_secs(RESERVATION_LIFETIME_SECS)) {
-                Ok(()) => return Ok((addr, Some(token))),
+            let expires = now.plus_secs(RESERVATION_LIFETIME_SECS);
+            match host.reserve_port(token, next, expires) {
+                Ok(()) => {
+                    self.reservations_until = Some(expires);
+                    return Ok((addr, Some(token)));
+                }
                 Err(e) => {
                     host.close_relay(handle, addr);
                     if e == BindError::Unavailable {
@@ -243,6 +247,13 @@ where
         auth: &Authenticated<'_>,
         out: &mut [u8],
     ) -> Result<ClientOutput, Refusal> {
+        // An allocation past its lifetime that the sweep has not reached yet is
+        // gone already: end it now so a new one can take the 5-tuple.
+        if let Some(slot) = self.table.find(tuple)
+            && self.table.get(slot).is_some_and(|a| now >= a.expires)
+        {
+            self.end_allocation(slot, host, EndReason::Expired);
+        }
         if let Some(slot) = self.table.find(tuple) {
             let same = self.table.get(slot).is_some_and(|a| {
                 a.allocate_tid == msg.transaction_id() && a.username == auth.username
@@ -382,9 +393,17 @@ where
     }
 
     /// The allocation of `tuple`, checked to belong to the authenticated user.
-    fn owned_slot(&self, tuple: &FiveTuple, auth: &Authenticated<'_>) -> Result<usize, Refusal> {
+    /// The live allocation of `tuple`, if `auth`'s user owns it. One past its
+    /// lifetime is gone (437) even before the sweep removes it.
+    fn owned_slot(
+        &self,
+        now: Instant,
+        tuple: &FiveTuple,
+        auth: &Authenticated<'_>,
+    ) -> Result<usize, Refusal> {
         let slot = self.table.find(tuple).ok_or(Refusal::AllocationMismatch)?;
         match self.table.get(slot) {
+            Some(a) if now >= a.expires => Err(Refusal::AllocationMismatch),
             Some(a) if a.username == auth.username => Ok(slot),
             Some(_) => Err(Refusal::WrongCredentials),
             None => Err(Refusal::AllocationMismatch),
@@ -400,7 +419,7 @@ where
         auth: &Authenticated<'_>,
         out: &mut [u8],
     ) -> Result<ClientOutput, Refusal> {
-        let slot = self.owned_slot(tuple, auth)?;
+        let slot = self.owned_slot(now, tuple, auth)?;
         if let Some(RequestedAddressFamily(f)) =
             msg.attribute::<RequestedAddressFamily>().ok().flatten()
         {
@@ -458,7 +477,7 @@ where
         auth: &Authenticated<'_>,
         out: &mut [u8],
     ) -> Result<ClientOutput, Refusal> {
-        let slot = self.owned_slot(tuple, auth)?;
+        let slot = self.owned_slot(now, tuple, auth)?;
         // Check every peer before installing any: all or nothing.
         let mut peers: heapless::Vec<IpAddr, P> = heapless::Vec::new();
         let mut any = false;
@@ -507,7 +526,7 @@ where
         auth: &Authenticated<'_>,
         out: &mut [u8],
     ) -> Result<ClientOutput, Refusal> {
-        let slot = self.owned_slot(tuple, auth)?;
+        let slot = self.owned_slot(now, tuple, auth)?;
         let number = msg
             .attribute::<ChannelNumber>()
             .ok()
