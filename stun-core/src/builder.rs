@@ -399,10 +399,9 @@ mod test {
         let len = b.finish();
         assert_eq!(len, 32);
         let m = Message::new_checked(&buf[..len]).unwrap();
-        assert_eq!(
-            m.raw_attribute(AttributeType::DATA).unwrap().value(),
-            b"hello"
-        );
+        let data = m.raw_attribute(AttributeType::DATA).unwrap();
+        assert_eq!(data.value(), b"hello");
+        assert_eq!(data.value_range(), 24..29);
         assert_eq!(&buf[29..32], &[0, 0, 0]);
         let mut small = [0u8; 30];
         let mut b = builder(&mut small);

@@ -278,6 +278,13 @@ impl<'a> RawAttribute<'a> {
         self.offset
     }
 
+    /// Where the value lies in the message (padding excluded): for relaying a
+    /// DATA payload in place.
+    pub fn value_range(&self) -> core::ops::Range<usize> {
+        let start = self.offset + 4;
+        start..start + self.value.len()
+    }
+
     /// Decodes the value as attribute `A` (which should have this attribute's type).
     pub fn decode<A: Attribute<'a>>(&self, tid: &TransactionId) -> Result<A, AttributeError> {
         A::decode(self.value, tid)

@@ -679,14 +679,12 @@ impl<const P: usize, const C: usize> Client<P, C> {
             Class::Indication if msg.method() == Method::DATA => {
                 let peer = msg.attribute::<XorPeerAddress>().ok()??.0;
                 let raw = msg.raw_attribute(stun_core::AttributeType::DATA)?;
-                let _ = Data(raw.value());
-                let start = raw.offset() + 4;
                 self.permissions
                     .iter()
                     .any(|p| p.ip == peer.ip())
                     .then_some(Received {
                         peer,
-                        data: start..start + raw.value().len(),
+                        data: raw.value_range(),
                     })
             }
             Class::Success | Class::Error => {

@@ -400,7 +400,7 @@ where
         if self.next_sweep.is_none_or(|t| now < t) {
             return;
         }
-        for slot in 0..self.table.slot_count() {
+        for slot in 0..self.table.capacity() {
             let expired = match self.table.get_mut(slot) {
                 Some(a) if now >= a.expires => true,
                 Some(a) => {

@@ -4,7 +4,7 @@
 
 use core::net::SocketAddr;
 
-use stun_core::attributes::{Data, DontFragment, XorPeerAddress};
+use stun_core::attributes::{DontFragment, XorPeerAddress};
 use stun_core::channel_data::{self, ChannelData};
 use stun_core::{AttributeType, Class, HEADER_LEN, Message, MessageBuilder, MessageType, Method};
 
@@ -42,10 +42,7 @@ where
         if !self.cfg.dont_fragment && matches!(msg.attribute::<DontFragment>(), Ok(Some(_))) {
             return ClientOutput::Drop(Some(Refusal::Unexpected));
         }
-        let start = data.offset() + 4;
-        let range = start..start + data.value().len();
-        debug_assert_eq!(Data(data.value()).0.len(), range.len());
-        self.relay_to_peer(now, slot, peer, range)
+        self.relay_to_peer(now, slot, peer, data.value_range())
     }
 
     /// ChannelData from a client: relays it to the channel's peer.

@@ -243,9 +243,4 @@ where
             .enumerate()
             .filter_map(|(i, s)| s.alloc.as_ref().map(|a| (i, a)))
     }
-
-    /// Number of slots, for sweeping by index.
-    pub(crate) fn slot_count(&self) -> usize {
-        self.slots.as_ref().len()
-    }
 }
