@@ -85,6 +85,9 @@ impl Chunked {
                     }
                     match b {
                         b'\r' if digits > 0 => State::SizeLf(value),
+                        // Control bytes (a bare LF above all) in an extension
+                        // could frame the body differently at the web bridge.
+                        c if ext && (c == 0x7f || (c < 0x20 && c != b'\t')) => return Err(bad),
                         _ if ext => State::Size {
                             digits,
                             value,
@@ -254,7 +257,8 @@ mod test {
 
     #[test]
     fn chunked_body_and_what_follows() {
-        let body = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\nGET /next";
+        let body =
+            b"5\r\nhello\r\n6;ext=1;q=\"a\tb\"\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\nGET /next";
         let mut c = Chunked::new();
         let n = c.feed(body).unwrap();
         assert!(c.is_done());
@@ -280,6 +284,9 @@ mod test {
             b"5\nhello",
             b"10000000000000000\r\n",
             b"0\r\nbad\nline\r\n",
+            // Control bytes in a chunk extension.
+            b"5;a\nb\r\nhello\r\n",
+            b"5;a\0\r\nhello\r\n",
         ] {
             assert!(
                 Chunked::new().feed(bad).is_err(),

@@ -103,7 +103,8 @@ pub fn client_hello_sni(bytes: &[u8]) -> Result<Option<&str>, SniError> {
         return Err(Malformed);
     }
     let record_len = usize::from(u16_at(bytes, 3).ok_or(NeedMore)?);
-    if record_len > 16_384 + 2048 {
+    // A plaintext record carries at most 2^14 bytes (RFC 8446 §5.1).
+    if record_len > 16_384 {
         return Err(Malformed);
     }
     let record = bytes.get(5..5 + record_len).ok_or(NeedMore)?;
@@ -113,7 +114,9 @@ pub fn client_hello_sni(bytes: &[u8]) -> Result<Option<&str>, SniError> {
     let hs_len = (usize::from(*record.get(1).ok_or(Malformed)?) << 16)
         | usize::from(u16_at(record, 2).ok_or(Malformed)?);
     // A ClientHello split over several records is not examined (SNI unknown).
-    let hello = record.get(4..4 + hs_len).ok_or(Malformed)?;
+    let Some(hello) = record.get(4..4 + hs_len) else {
+        return Ok(None);
+    };
     // client_version (2) + random (32)
     let mut at = 34;
     let sid_len = usize::from(*hello.get(at).ok_or(Malformed)?);
@@ -208,6 +211,11 @@ mod test {
         let mut bad = h.clone();
         bad[h.len() - 3] = b'/';
         assert_eq!(classify(&bad), Opening::Unknown);
+        // A ClientHello longer than its first record (split over records): TLS,
+        // SNI unknown.
+        let mut split = h.clone();
+        split[6..9].copy_from_slice(&[0, 0x40, 0]);
+        assert_eq!(classify(&split), Opening::Tls { sni: None });
     }
 
     #[test]

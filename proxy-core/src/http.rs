@@ -86,7 +86,16 @@ fn precheck(head: &[u8]) -> Result<(), Refusal> {
     for (i, &b) in head.iter().enumerate() {
         match b {
             0 => return refuse(Reason::BadBytes),
-            b'\r' if head.get(i + 1) != Some(&b'\n') => return refuse(Reason::BadBytes),
+            // A CR must be followed by LF (unless the head is cut right after it)...
+            b'\r' if head.get(i + 1).is_some_and(|&n| n != b'\n') => {
+                return refuse(Reason::BadBytes);
+            }
+            // ...and every LF preceded by CR: httparse accepts a bare LF as a line
+            // end, but the forwarded head is cut at CRLFs, so a bare LF would let
+            // the proxy and the web bridge see different requests.
+            b'\n' if i == 0 || head.get(i - 1) != Some(&b'\r') => {
+                return refuse(Reason::BadBytes);
+            }
             b'\n' => match head.get(i + 1) {
                 Some(b' ' | b'\t') => return refuse(Reason::ObsFold),
                 _ => {
@@ -275,6 +284,11 @@ mod test {
             parse(b"GET / HTTP/1.1\r\nHost: a\r\n").unwrap(),
             Parsed::Partial
         );
+        // A read that ends between CR and LF is only partial.
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\r\nHost: a\r").unwrap(),
+            Parsed::Partial
+        );
     }
 
     #[test]
@@ -294,6 +308,10 @@ mod test {
             (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length : 0\r\n\r\n", Reason::SpaceBeforeColon),
             (b"GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n", Reason::BadBytes),
             (b"GET / HTTP/1.1\r\nHost: a\r\nX: b\0c\r\n\r\n", Reason::BadBytes),
+            // A bare LF: httparse takes it as a line end, the forwarded head would not.
+            (b"POST /api HTTP/1.1\nContent-Length: 5\r\nHost: a\r\n\r\n", Reason::BadBytes),
+            (b"GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n", Reason::BadBytes),
+            (b"\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", Reason::BadBytes),
             (b"GET / HTTP/1.1\r\n\r\n", Reason::BadHost),
             (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", Reason::BadHost),
             (b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n", Reason::NotOriginForm),

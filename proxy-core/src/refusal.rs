@@ -18,7 +18,7 @@ pub enum Reason {
     BadTransferEncoding,
     /// Host missing, or given twice.
     BadHost,
-    /// A bare CR, or NUL, in the head.
+    /// A bare CR, a bare LF, or NUL, in the head.
     BadBytes,
     /// A header line folded onto the next (obs-fold).
     ObsFold,
@@ -95,7 +95,7 @@ impl fmt::Display for Reason {
             Reason::BadContentLength => "invalid or conflicting Content-Length",
             Reason::BadTransferEncoding => "Transfer-Encoding other than a final chunked",
             Reason::BadHost => "missing or duplicate Host",
-            Reason::BadBytes => "bare CR or NUL in the request head",
+            Reason::BadBytes => "bare CR, bare LF or NUL in the request head",
             Reason::ObsFold => "folded header line (obs-fold)",
             Reason::SpaceBeforeColon => "whitespace before a header colon",
             Reason::NotOriginForm => "request target is not a path",
