@@ -86,6 +86,15 @@ impl Link {
         Ok(true)
     }
 
+    /// Ends the stream from this side: a TLS close_notify first, so the peer
+    /// knows the end is not a truncation, then whatever the socket takes now.
+    pub(crate) fn close(&mut self) {
+        if let Some(tls) = self.tls.as_mut() {
+            tls.send_close_notify();
+        }
+        let _ = self.flush();
+    }
+
     /// Whether TLS records wait for the socket to become writable.
     pub(crate) fn wants_write(&self) -> bool {
         self.tls.as_ref().is_some_and(|t| t.wants_write())

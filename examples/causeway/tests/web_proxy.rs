@@ -292,12 +292,41 @@ fn websocket_echo_both_ways_and_refused_upgrades() {
     assert_eq!((status, body.as_str()), (403, "refused"));
     // The connection is plain HTTP again.
     assert_eq!(exchange(&mut t, &get("/api/after")).0, 200);
+    // A 101 whose accept key does not match: relayed, then the connection closes
+    // (no tunnel, and the switched web bridge connection is not reused).
+    let mut t = connect(&s, JOIN);
+    let req = format!(
+        "GET /ws-bad-accept HTTP/1.1\r\nHost: {JOIN}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    assert_eq!(exchange(&mut t, req.as_bytes()).0, 101);
+    assert_eq!(t.read(&mut [0u8; 64]).unwrap(), 0, "closed after the 101");
     // An upgrade with a body is refused by the proxy itself.
     let mut t = connect(&s, JOIN);
     let req = format!(
         "GET /ws HTTP/1.1\r\nHost: {JOIN}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nContent-Length: 2\r\n\r\nhi"
     );
     assert_eq!(exchange(&mut t, req.as_bytes()).0, 400);
+}
+
+#[test]
+fn interim_responses_are_relayed_before_the_final_one() {
+    let s = setup("");
+    let mut t = connect(&s, JOIN);
+    t.write_all(&get("/early-hints")).unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !got.ends_with(b"final") {
+        let n = t.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&chunk[..n]);
+    }
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("HTTP/1.1 103 Early Hints\r\n"), "{got}");
+    assert!(got.contains("\r\n\r\nHTTP/1.1 200 OK\r\n"), "{got}");
+    // The next response on the connection is the next request's, not a leftover.
+    let (status, _, body) = exchange(&mut t, &get("/api/after"));
+    assert_eq!(status, 200);
+    assert!(body.starts_with("GET /api/after"), "{body}");
 }
 
 #[test]

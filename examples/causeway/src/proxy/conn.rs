@@ -78,7 +78,7 @@ pub(super) fn serve(
             }
         }
     }
-    let _ = client.flush();
+    client.close();
 }
 
 /// Reads one request head into `buf` (which may already hold some of it).
@@ -265,6 +265,13 @@ fn exchange(
     let (status, rbody, up_keep, rhead_len, accepted) = loop {
         let mut rh = [httparse::EMPTY_HEADER; 64];
         match parse_response(&rbuf, &mut rh, &method) {
+            Ok(Some(h)) if (100..200).contains(&h.status) && h.status != 101 => {
+                // Interim (100 Continue, 103 Early Hints): relayed as is; the
+                // final head follows.
+                io.write_all(client, &rbuf[..h.head_len], Instant::now() + IDLE)?;
+                rbuf.drain(..h.head_len);
+                continue;
+            }
             Ok(Some(h)) => {
                 let accepted = ws_key
                     .as_deref()
@@ -297,6 +304,13 @@ fn exchange(
             return Ok(Next::Close);
         };
         tunnel(io, client, up, std::mem::take(buf), peer, &what);
+        return Ok(Next::Close);
+    }
+    if status == 101 {
+        // Switched protocols without a valid accept: relayed, and neither side
+        // is HTTP any more.
+        io.write_all(client, &rbuf[..rhead_len], to_client)?;
+        *upstream = None;
         return Ok(Next::Close);
     }
     // A refused upgrade is relayed as an ordinary response; no tunnel opens.
@@ -548,7 +562,7 @@ fn tunnel(
             break;
         }
     }
-    let _ = up.flush();
+    up.close();
     let _ = client.flush();
     debug!("https {peer} {what}: WebSocket closed");
 }

@@ -256,6 +256,24 @@ fn serve_bridge(
                 }
             }
         }
+        if path == "/ws-bad-accept" {
+            // Switches protocols with an accept key that does not match.
+            write!(
+                s,
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n"
+            )?;
+            s.flush()?;
+            continue;
+        }
+        if path == "/early-hints" {
+            // An interim response before the final one.
+            write!(
+                s,
+                "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal"
+            )?;
+            s.flush()?;
+            continue;
+        }
         if path == "/ws-refused" {
             write!(
                 s,
