@@ -50,6 +50,9 @@ const BATCH: usize = if quinn_udp::BATCH_SIZE < 32 {
 };
 /// Room per received datagram: a whole GRO train of up to 64 KiB.
 const SLOT: usize = 1 << 16;
+/// A peer receive slot: headroom for the TURN header, a GRO train, and slack
+/// for padding.
+const PSLOT: usize = PEER_HEADROOM + SLOT + 8;
 /// How often idle connections are swept and status is published.
 const TICK: Duration = Duration::from_secs(1);
 
@@ -148,7 +151,7 @@ impl Worker {
             shutdown,
             logs: LogLimiter::new(20, StdInstant::now()),
             rx: vec![0; BATCH * SLOT],
-            peer_rx: vec![0; BATCH * (PEER_HEADROOM + SLOT + 8)],
+            peer_rx: vec![0; BATCH * PSLOT],
             tx: vec![0; 2048],
         })
     }
@@ -221,7 +224,7 @@ impl Worker {
                 match l.state.recv((&l.sock).into(), &mut iov, &mut meta) {
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    // Interrupted, or an ICMP error from an earlier send: read on.
                     Err(_) => continue,
                 }
             };
@@ -306,7 +309,6 @@ impl Worker {
     /// Datagrams from peers on relay socket `i`: wrapped in place and sent to the
     /// allocation's client.
     fn on_relay(&mut self, i: usize) {
-        const PSLOT: usize = PEER_HEADROOM + SLOT + 8;
         loop {
             let Some(r) = self.relays.by_index(i) else {
                 return;
@@ -326,47 +328,36 @@ impl Worker {
                 match r.state.recv((&r.sock).into(), &mut iov, &mut meta) {
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    // ICMP errors from earlier sends surface here; keep reading.
+                    // Interrupted, or an ICMP error from an earlier send (they
+                    // surface here): read on.
                     Err(_) => continue,
                 }
             };
             let now = self.shared.clock.now();
-            for (k, m) in meta.iter().take(n).enumerate() {
-                let base = k * PSLOT;
-                let stride = m.stride.max(1);
-                let mut off = 0;
-                while off < m.len {
-                    let seg = (off + stride).min(m.len) - off;
-                    if off > 0 {
-                        // Later segments of a GRO train have no headroom: move
-                        // each to the front of the slot (after the headroom).
-                        let from = base + PEER_HEADROOM + off;
-                        self.peer_rx
-                            .copy_within(from..from + seg, base + PEER_HEADROOM);
-                    }
-                    self.peer_datagram(now, handle, m.addr, base, seg);
-                    off += seg;
-                }
+            // Taken out for the loop so the slots and the server can both be
+            // borrowed; a Vec moves without copying or allocating.
+            let mut rx = std::mem::take(&mut self.peer_rx);
+            for (m, slot) in meta.iter().take(n).zip(rx.chunks_mut(PSLOT)) {
+                for_each_datagram(slot, m.len, m.stride, |slot, len| {
+                    self.peer_datagram(now, handle, m.addr, slot, len);
+                });
             }
+            self.peer_rx = rx;
             if n < BATCH {
                 return;
             }
         }
     }
 
-    /// One peer datagram of `len` bytes at `base + PEER_HEADROOM` of `peer_rx`.
+    /// One peer datagram of `len` bytes at `buf[PEER_HEADROOM..]`.
     fn peer_datagram(
         &mut self,
         now: Instant,
         handle: turn_core::server::RelayHandle,
         peer: SocketAddr,
-        base: usize,
+        buf: &mut [u8],
         len: usize,
     ) {
-        let Some(buf) = self.peer_rx.get_mut(base..base + PEER_HEADROOM + SLOT + 8) else {
-            return;
-        };
         match self.turn.handle_peer(now, handle, peer, buf, len) {
             PeerOutput::Forward { tuple, data } => {
                 let Some(bytes) = buf.get(data) else { return };
@@ -684,5 +675,93 @@ fn note(suppressed: u64) -> String {
         String::new()
     } else {
         format!(" ({suppressed} similar lines suppressed)")
+    }
+}
+
+/// Hands each datagram of a GRO train received at `slot[PEER_HEADROOM..][..len]`
+/// (`stride` bytes each, the last maybe shorter; one datagram when `stride` is 0)
+/// to `f`, at `slot[PEER_HEADROOM..]`. `f` may write the headroom and the 3
+/// bytes after the datagram (TURN padding): the datagrams after it are kept.
+fn for_each_datagram(
+    slot: &mut [u8],
+    len: usize,
+    stride: usize,
+    mut f: impl FnMut(&mut [u8], usize),
+) {
+    let stride = if stride == 0 { len } else { stride };
+    let mut off = 0;
+    while off < len {
+        let seg = (off + stride).min(len) - off;
+        if off > 0 {
+            // Later datagrams have no headroom: move each to the front.
+            let from = PEER_HEADROOM + off;
+            if from + seg > slot.len() {
+                return;
+            }
+            slot.copy_within(from..from + seg, PEER_HEADROOM);
+        }
+        // The 3 bytes after it may hold the start of a datagram not seen yet.
+        let after = PEER_HEADROOM + seg..PEER_HEADROOM + seg + 3;
+        let kept: Option<[u8; 3]> = if off + seg < len {
+            slot.get(after.clone()).and_then(|b| b.try_into().ok())
+        } else {
+            None
+        };
+        f(slot, seg);
+        if let (Some(kept), Some(b)) = (kept, slot.get_mut(after)) {
+            b.copy_from_slice(&kept);
+        }
+        off += seg;
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    /// A GRO train of datagrams 0..n of `stride` bytes (the last `last` bytes),
+    /// each filled with its index.
+    fn train(stride: usize, sizes: &[usize]) -> (Vec<u8>, usize) {
+        let mut slot = vec![0xee; PEER_HEADROOM + 64 + 8];
+        let mut at = PEER_HEADROOM;
+        for (i, &n) in sizes.iter().enumerate() {
+            assert!(n <= stride);
+            slot[at..at + n].fill(i as u8);
+            at += n;
+        }
+        (slot, at - PEER_HEADROOM)
+    }
+
+    #[test]
+    fn every_datagram_of_a_gro_train_survives_padding_writes() {
+        for stride in 1..=9 {
+            for last in 1..=stride {
+                let sizes = [stride, stride, stride, last];
+                let (mut slot, len) = train(stride, &sizes);
+                let mut seen = Vec::new();
+                for_each_datagram(&mut slot, len, stride, |s, n| {
+                    seen.push(s[PEER_HEADROOM..PEER_HEADROOM + n].to_vec());
+                    // What the TURN server may write: its header and padding.
+                    s[..PEER_HEADROOM].fill(0xaa);
+                    s[PEER_HEADROOM + n..PEER_HEADROOM + n + 3].fill(0xbb);
+                });
+                let want: Vec<Vec<u8>> = sizes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &n)| vec![i as u8; n])
+                    .collect();
+                assert_eq!(seen, want, "stride {stride}, last {last}");
+            }
+        }
+    }
+
+    #[test]
+    fn no_stride_is_one_datagram() {
+        let (mut slot, len) = train(5, &[5]);
+        let mut seen = Vec::new();
+        for_each_datagram(&mut slot, len, 0, |s, n| {
+            seen.push(s[PEER_HEADROOM..PEER_HEADROOM + n].to_vec())
+        });
+        assert_eq!(seen, vec![vec![0u8; 5]]);
     }
 }
