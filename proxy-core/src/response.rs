@@ -2,6 +2,7 @@
 //! web bridge cannot be reached), and the upstream response head, parsed to know
 //! how its body is delimited.
 
+use crate::http::RequestHead;
 use crate::refusal::Refusal;
 
 /// The reason phrase of the statuses the proxy sends.
@@ -88,20 +89,34 @@ pub fn write_refusal(out: &mut [u8], r: &Refusal) -> Option<usize> {
     write_status(out, r.status, body, r.must_close())
 }
 
-/// Writes a 301 redirect to `https://host{path_and_query}`. The host and the
-/// target come from a head that [`crate::http::parse_request`] accepted.
-pub fn write_redirect(out: &mut [u8], host: &str, path_and_query: &str) -> Option<usize> {
+/// Writes a 301 redirect of `head` to https on the default port: the same host
+/// (its port dropped, an IPv6 literal kept in brackets), path and query.
+/// `None` when `out` is too small or the Host is not `name[:port]`.
+pub fn write_redirect(out: &mut [u8], head: &RequestHead<'_>) -> Option<usize> {
+    let (host, _) = crate::route::split_port(head.host)?;
+    let query = head.query.unwrap_or("");
     if host
         .bytes()
-        .chain(path_and_query.bytes())
+        .chain(head.path.bytes())
+        .chain(query.bytes())
         .any(|b| b < 0x21 || b == 0x7f)
     {
         return None;
     }
     let mut o = Out { buf: out, len: 0 };
     o.put(b"HTTP/1.1 301 Moved Permanently\r\nLocation: https://")?;
-    o.put(host.as_bytes())?;
-    o.put(path_and_query.as_bytes())?;
+    if host.contains(':') {
+        o.put(b"[")?;
+        o.put(host.as_bytes())?;
+        o.put(b"]")?;
+    } else {
+        o.put(host.as_bytes())?;
+    }
+    o.put(head.path.as_bytes())?;
+    if let Some(q) = head.query {
+        o.put(b"?")?;
+        o.put(q.as_bytes())?;
+    }
     o.put(b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
     Some(o.len)
 }
@@ -200,6 +215,7 @@ pub fn parse_response<'b>(
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::http::{Limits, Parsed, parse_request};
     use crate::refusal::Reason;
 
     #[test]
@@ -210,10 +226,36 @@ mod test {
         assert!(s.starts_with("HTTP/1.1 403 Forbidden\r\n"));
         assert!(s.ends_with("\r\n\r\npath not in the allow list\n"));
         assert!(!s.contains("Connection: close"));
-        let n = write_redirect(&mut out, "join.example.com", "/a?b=1").unwrap();
-        let s = core::str::from_utf8(&out[..n]).unwrap();
-        assert!(s.contains("Location: https://join.example.com/a?b=1\r\n"));
-        assert_eq!(write_redirect(&mut out, "a\r\nX: y", "/"), None);
+        let location = |raw: &[u8]| -> heapless::String<128> {
+            let mut h = [httparse::EMPTY_HEADER; 8];
+            let Ok(Parsed::Complete(head)) = parse_request(raw, &mut h, Limits::default()) else {
+                panic!("a valid request")
+            };
+            let mut out = [0u8; 256];
+            let n = write_redirect(&mut out, &head).unwrap();
+            let s = core::str::from_utf8(&out[..n]).unwrap();
+            let l = s
+                .lines()
+                .find_map(|l| l.strip_prefix("Location: "))
+                .unwrap();
+            heapless::String::try_from(l).unwrap()
+        };
+        assert_eq!(
+            location(b"GET /a?b=1 HTTP/1.1\r\nHost: join.example.com:80\r\n\r\n"),
+            "https://join.example.com/a?b=1"
+        );
+        assert_eq!(
+            location(b"GET / HTTP/1.1\r\nHost: join.example.com\r\n\r\n"),
+            "https://join.example.com/"
+        );
+        assert_eq!(
+            location(b"GET /x HTTP/1.1\r\nHost: [2001:db8::1]:8080\r\n\r\n"),
+            "https://[2001:db8::1]/x"
+        );
+        assert_eq!(
+            location(b"GET /x HTTP/1.1\r\nHost: [::1]\r\n\r\n"),
+            "https://[::1]/x"
+        );
         let mut tiny = [0u8; 10];
         assert_eq!(write_status(&mut tiny, 502, "bad gateway", true), None);
     }

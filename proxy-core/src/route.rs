@@ -13,7 +13,7 @@ pub struct Site<'a> {
 }
 
 /// Splits `host[:port]` (with IPv6 literals in brackets).
-fn split_port(h: &str) -> Option<(&str, Option<u16>)> {
+pub(crate) fn split_port(h: &str) -> Option<(&str, Option<u16>)> {
     if let Some(rest) = h.strip_prefix('[') {
         let (ip, after) = rest.split_once(']')?;
         return match after.strip_prefix(':') {

@@ -173,12 +173,7 @@ fn exchange(
     if !tls {
         // Plain HTTP reached the TLS port: send the browser to https.
         let mut out = [0u8; 8192];
-        let target = match head.query {
-            Some(q) => format!("{}?{q}", head.path),
-            None => head.path.to_string(),
-        };
-        let host = head.host.rsplit_once(':').map_or(head.host, |(h, _)| h);
-        if let Some(n) = write_redirect(&mut out, host, &target) {
+        if let Some(n) = write_redirect(&mut out, &head) {
             io.write_all(client, &out[..n], Instant::now() + Duration::from_secs(5))?;
         }
         return Ok(Next::Close);

@@ -3,52 +3,63 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::debug;
+
+use super::ThreadLimit;
 use proxy_core::http::{Limits, Parsed, parse_request};
 use proxy_core::response::{write_redirect, write_refusal};
 
-/// Serves redirects on `listener` until the process ends.
+/// Most redirect connections served at once.
+const MAX_AT_ONCE: usize = 256;
+/// How long a client has to send its request head, all of it.
+const HEAD_TIME: Duration = Duration::from_secs(10);
+
+/// Serves redirects on `listener` until the process ends, each connection on its
+/// own thread, at most [`MAX_AT_ONCE`] at a time.
 pub(crate) fn serve_redirect(listener: TcpListener) {
+    let threads = ThreadLimit::new(MAX_AT_ONCE);
     for stream in listener.incoming() {
         let Ok(mut s) = stream else { continue };
-        let _ = std::thread::Builder::new()
-            .name("causeway-redirect".into())
-            .spawn(move || {
-                let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-                let _ = s.set_write_timeout(Some(Duration::from_secs(10)));
-                let mut buf = vec![0u8; 16 * 1024];
-                let mut len = 0;
-                let mut out = [0u8; 8192];
-                loop {
-                    match s.read(&mut buf[len..]) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => len += n,
+        let what = match s.peer_addr() {
+            Ok(a) => format!("http {a}"),
+            Err(_) => "http".to_string(),
+        };
+        threads.spawn("causeway-redirect", &what, move || {
+            let deadline = Instant::now() + HEAD_TIME;
+            let _ = s.set_write_timeout(Some(HEAD_TIME));
+            let mut buf = vec![0u8; 16 * 1024];
+            let mut len = 0;
+            let mut out = [0u8; 8192];
+            loop {
+                // A slow client cannot hold its thread past the deadline.
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() || s.set_read_timeout(Some(left)).is_err() {
+                    return;
+                }
+                match s.read(&mut buf[len..]) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => len += n,
+                }
+                let mut headers = [httparse::EMPTY_HEADER; 64];
+                match parse_request(&buf[..len], &mut headers, Limits::default()) {
+                    Ok(Parsed::Partial) => continue,
+                    Ok(Parsed::Complete(head)) => {
+                        if let Some(n) = write_redirect(&mut out, &head) {
+                            let _ = s.write_all(&out[..n]);
+                        }
+                        return;
                     }
-                    let mut headers = [httparse::EMPTY_HEADER; 64];
-                    match parse_request(&buf[..len], &mut headers, Limits::default()) {
-                        Ok(Parsed::Partial) => continue,
-                        Ok(Parsed::Complete(head)) => {
-                            let host = head.host.rsplit_once(':').map_or(head.host, |(h, _)| h);
-                            let target = match head.query {
-                                Some(q) => format!("{}?{q}", head.path),
-                                None => head.path.to_string(),
-                            };
-                            if let Some(n) = write_redirect(&mut out, host, &target) {
-                                let _ = s.write_all(&out[..n]);
-                            }
-                            return;
+                    Err(r) => {
+                        debug!("http redirect: refused: {r}");
+                        if let Some(n) = write_refusal(&mut out, &r) {
+                            let _ = s.write_all(&out[..n]);
                         }
-                        Err(r) => {
-                            debug!("http redirect: refused: {r}");
-                            if let Some(n) = write_refusal(&mut out, &r) {
-                                let _ = s.write_all(&out[..n]);
-                            }
-                            return;
-                        }
+                        return;
                     }
                 }
-            });
+            }
+        });
     }
 }

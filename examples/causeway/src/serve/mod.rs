@@ -236,8 +236,7 @@ pub(crate) fn run(cfg: Config, resolved: Resolved) -> Result<(), ServeError> {
                     client_tls,
                     deadlines: Default::default(),
                     upstream_timeout_ms: 60_000,
-                    active: Default::default(),
-                    max_active: 4096,
+                    threads: crate::proxy::ThreadLimit::new(4096),
                 }),
             )
         })
