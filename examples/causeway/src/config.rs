@@ -527,7 +527,9 @@ impl Config {
                 return Err(field(
                     name,
                     format!(
-                        "{addr} claims TCP port {} already claimed by `{other_name}` {other};                          with tls_listen on 443, TURN over TCP and TLS are served there too,                          so drop 443 from listen",
+                        "{addr} claims TCP port {} already claimed by `{other_name}` {other}; \
+                         with tls_listen on 443, TURN over TCP and TLS are served there too, \
+                         so drop 443 from listen",
                         addr.port()
                     ),
                 ));

@@ -489,6 +489,12 @@ fn bad_tls_configurations_are_refused_at_start() {
         err.contains("`tls_listen`") && err.contains("already claimed"),
         "{err}"
     );
+    assert!(
+        err.contains(
+            "; with tls_listen on 443, TURN over TCP and TLS are served there too, so drop"
+        ),
+        "one readable sentence: {err}"
+    );
     let (code, err) = run(&["--proxy", "join.example.test=https://localhost:1"]);
     assert_eq!(code, Some(2));
     assert!(err.contains("`proxy`"), "{err}");
