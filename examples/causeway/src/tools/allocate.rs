@@ -4,10 +4,10 @@
 use std::time::{Duration, Instant as StdInstant};
 
 use clap::Args;
-use turn_core::client::{Client, ClientEvent};
+use turn_core::client::ClientEvent;
 
 use super::ServerArgs;
-use super::conn::{Conn, drive, now, random};
+use super::conn::{allocate_on, drive, now};
 
 /// Flags of `causeway allocate`.
 #[derive(Debug, Args)]
@@ -21,29 +21,8 @@ pub(crate) struct AllocateArgs {
 
 /// Runs `allocate`; returns the process exit code.
 pub(crate) fn run(args: &AllocateArgs) -> Result<(), String> {
-    let cfg = args.server.client_config()?;
-    let transport = cfg.transport;
-    let mut conn = Conn::open(
-        cfg.server,
-        transport,
-        Duration::from_secs(5),
-        args.server.tls()?.as_ref(),
-    )
-    .map_err(|e| format!("cannot reach {} over {}: {e}", cfg.server, transport.name()))?;
-    let mut client: Client = Client::new(cfg, random());
-    client.allocate(now()).map_err(|e| e.to_string())?;
-    let events = drive(
-        &mut client,
-        &mut conn,
-        StdInstant::now() + Duration::from_secs(45),
-        |e| {
-            matches!(
-                e,
-                ClientEvent::Allocated { .. } | ClientEvent::Failed { .. }
-            )
-        },
-    )
-    .map_err(|e| format!("connection to the server failed: {e}"))?;
+    let (mut client, mut conn, events) =
+        allocate_on(args.server.client_config()?, args.server.tls()?.as_ref())?;
     for e in &events {
         match e {
             ClientEvent::Allocated {
@@ -54,14 +33,8 @@ pub(crate) fn run(args: &AllocateArgs) -> Result<(), String> {
                 println!("relayed  {relayed}\nmapped   {mapped}\nlifetime {lifetime} s");
             }
             ClientEvent::Redirected { server } => println!("redirected to {server}"),
-            ClientEvent::Failed { failure, .. } => {
-                return Err(format!("allocation failed: {failure}"));
-            }
             _ => {}
         }
-    }
-    if client.relayed().is_none() {
-        return Err("allocation failed: no answer".into());
     }
     if args.hold > 0 {
         let until = StdInstant::now() + Duration::from_secs(args.hold);

@@ -4,8 +4,7 @@
 //! back. Each step prints pass or fail; a failure comes with its likely cause and
 //! the fix.
 
-use std::net::{SocketAddr, UdpSocket};
-use std::thread;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant as StdInstant};
 
 use clap::Args;
@@ -15,7 +14,7 @@ use turn_core::Transport;
 use turn_core::client::{Client, ClientEvent, Failure};
 
 use super::ServerArgs;
-use super::conn::{Conn, drive, now, random};
+use super::conn::{Conn, drive, echo_peer, now, random};
 
 /// Flags of `causeway check`.
 #[derive(Debug, Args)]
@@ -85,19 +84,6 @@ fn binding(conn: &mut Conn, timeout: Duration) -> std::io::Result<Option<(Socket
         }
     }
     Ok(None)
-}
-
-/// Starts a UDP echo peer on `ip` and returns its address.
-fn echo_peer(ip: std::net::IpAddr) -> std::io::Result<SocketAddr> {
-    let sock = UdpSocket::bind(SocketAddr::new(ip, 0))?;
-    let addr = sock.local_addr()?;
-    thread::spawn(move || {
-        let mut buf = [0u8; 2048];
-        while let Ok((n, from)) = sock.recv_from(&mut buf) {
-            let _ = sock.send_to(&buf[..n], from);
-        }
-    });
-    Ok(addr)
 }
 
 /// Runs `check`; `Err` when a step failed.

@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant as StdInstant, SystemTime};
 
 use stun_core::demux::{self, Frame};
-use turn_core::client::{Client, ClientEvent};
+use turn_core::client::{Client, ClientConfig, ClientEvent};
 use turn_core::{Instant, Transport};
 
 /// Wall-clock time as the cores want it.
@@ -250,4 +250,54 @@ pub(crate) fn random<const N: usize>() -> [u8; N] {
         panic!("the OS random source failed: {e}");
     }
     b
+}
+
+/// Connects to the server of `cfg` (over TLS with `tls`) and allocates. Returns
+/// the client, its connection, and the events seen on the way (a redirect, the
+/// allocation); an error names what failed.
+pub(crate) fn allocate_on(
+    cfg: ClientConfig,
+    tls: Option<&TlsTarget>,
+) -> Result<(Client, Conn, Vec<ClientEvent>), String> {
+    let (server, transport) = (cfg.server, cfg.transport);
+    let mut conn = Conn::open(server, transport, Duration::from_secs(5), tls)
+        .map_err(|e| format!("cannot reach {server} over {}: {e}", transport.name()))?;
+    let mut client: Client = Client::new(cfg, random());
+    client.allocate(now()).map_err(|e| e.to_string())?;
+    let events = drive(
+        &mut client,
+        &mut conn,
+        StdInstant::now() + Duration::from_secs(45),
+        |e| {
+            matches!(
+                e,
+                ClientEvent::Allocated { .. } | ClientEvent::Failed { .. }
+            )
+        },
+    )
+    .map_err(|e| format!("connection to the server failed: {e}"))?;
+    if let Some(ClientEvent::Failed { failure, .. }) = events
+        .iter()
+        .find(|e| matches!(e, ClientEvent::Failed { .. }))
+    {
+        return Err(format!("allocation failed: {failure}"));
+    }
+    if client.relayed().is_none() {
+        return Err("allocation failed: no answer".into());
+    }
+    Ok((client, conn, events))
+}
+
+/// Starts a UDP echo peer on `ip` (a thread sending every datagram back) and
+/// returns its address.
+pub(crate) fn echo_peer(ip: std::net::IpAddr) -> io::Result<SocketAddr> {
+    let sock = UdpSocket::bind(SocketAddr::new(ip, 0))?;
+    let addr = sock.local_addr()?;
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let _ = sock.send_to(&buf[..n], from);
+        }
+    });
+    Ok(addr)
 }

@@ -8,17 +8,17 @@
 //!   `--concurrency` threads, each on its own 5-tuple; it reports allocations/s, and
 //!   with `--hold` keeps them all open that long (to measure the server's memory).
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant as StdInstant};
 
 use clap::{Args, ValueEnum};
-use turn_core::client::{Client, ClientEvent};
+use turn_core::client::{Client, ClientConfig, ClientEvent};
 
 use super::ServerArgs;
-use super::conn::{Conn, drive, now, random};
+use super::conn::{Conn, TlsTarget, allocate_on, drive, echo_peer, now};
 
 /// What to load the server with.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -72,51 +72,8 @@ pub(crate) fn run(args: &LoadArgs) -> Result<(), String> {
 }
 
 /// Allocates on a fresh socket; returns the client and its connection.
-fn allocated(args: &LoadArgs) -> Result<(Client, Conn), String> {
-    let cfg = args.server.client_config()?;
-    let mut conn = Conn::open(
-        cfg.server,
-        cfg.transport,
-        Duration::from_secs(5),
-        args.server.tls()?.as_ref(),
-    )
-    .map_err(|e| e.to_string())?;
-    let mut client: Client = Client::new(cfg, random());
-    client.allocate(now()).map_err(|e| e.to_string())?;
-    let events = drive(
-        &mut client,
-        &mut conn,
-        StdInstant::now() + Duration::from_secs(40),
-        |e| {
-            matches!(
-                e,
-                ClientEvent::Allocated { .. } | ClientEvent::Failed { .. }
-            )
-        },
-    )
-    .map_err(|e| e.to_string())?;
-    if let Some(ClientEvent::Failed { failure, .. }) = events
-        .iter()
-        .find(|e| matches!(e, ClientEvent::Failed { .. }))
-    {
-        return Err(format!("allocation failed: {failure}"));
-    }
-    if client.relayed().is_none() {
-        return Err("allocation failed: no answer".into());
-    }
-    Ok((client, conn))
-}
-
-fn echo_peer(ip: std::net::IpAddr) -> Result<SocketAddr, String> {
-    let sock = UdpSocket::bind(SocketAddr::new(ip, 0)).map_err(|e| e.to_string())?;
-    let addr = sock.local_addr().map_err(|e| e.to_string())?;
-    thread::spawn(move || {
-        let mut buf = [0u8; 2048];
-        while let Ok((n, from)) = sock.recv_from(&mut buf) {
-            let _ = sock.send_to(&buf[..n], from);
-        }
-    });
-    Ok(addr)
+fn allocated(cfg: &ClientConfig, tls: Option<&TlsTarget>) -> Result<(Client, Conn), String> {
+    allocate_on(cfg.clone(), tls).map(|(client, conn, _)| (client, conn))
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -130,15 +87,16 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 fn echo(args: &LoadArgs) -> Result<(), String> {
     let peer = match args.peer {
         Some(p) => p,
-        None => echo_peer(args.server.server.ip())?,
+        None => echo_peer(args.server.server.ip()).map_err(|e| e.to_string())?,
     };
     let size = args.size.max(16);
     let interval = Duration::from_nanos(1_000_000_000 / args.rate.max(1));
     let duration = Duration::from_secs(args.duration);
     let mut handles = Vec::new();
     let start_gate = Arc::new(std::sync::Barrier::new(args.clients));
+    let (cfg, tls) = (args.server.client_config()?, args.server.tls()?);
     for _ in 0..args.clients {
-        let (mut client, mut conn) = allocated(args)?;
+        let (mut client, mut conn) = allocated(&cfg, tls.as_ref())?;
         client
             .bind_channel(now(), peer)
             .map_err(|e| e.to_string())?;
@@ -228,6 +186,8 @@ fn echo(args: &LoadArgs) -> Result<(), String> {
 }
 
 fn storm(args: &LoadArgs) -> Result<(), String> {
+    // Made once: the TLS configuration reads the CA file.
+    let (cfg, tls) = (args.server.client_config()?, args.server.tls()?);
     let next = AtomicUsize::new(0);
     let failed = AtomicUsize::new(0);
     let first_error = std::sync::Mutex::new(None::<String>);
@@ -238,7 +198,7 @@ fn storm(args: &LoadArgs) -> Result<(), String> {
                 scope.spawn(|| {
                     let mut mine = Vec::new();
                     while next.fetch_add(1, Ordering::Relaxed) < args.count {
-                        match allocated(args) {
+                        match allocated(&cfg, tls.as_ref()) {
                             Ok(pair) => mine.push(pair),
                             Err(e) => {
                                 failed.fetch_add(1, Ordering::Relaxed);
