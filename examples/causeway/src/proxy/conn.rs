@@ -207,7 +207,6 @@ fn exchange(
         };
         match u.connect(&proxy.client_tls, Duration::from_secs(10)) {
             Ok(mut link) => {
-                let _ = io.poll.registry().deregister(&mut link.sock);
                 io.register(&mut link, UPSTREAM)?;
                 *upstream = Some((forward.upstream, link));
             }

@@ -44,11 +44,8 @@ pub(crate) enum Opening {
     Wait,
     /// TURN: handle it here.
     Turn,
-    /// HTTP (inside TLS when `tls`): hand it to the web proxy.
-    Http {
-        /// Whether it came over TLS.
-        tls: bool,
-    },
+    /// HTTP (inside TLS or not): hand it to the web proxy.
+    Http,
     /// Neither: close it.
     Close(&'static str),
 }
@@ -93,7 +90,7 @@ impl Conn {
                         self.stage = Stage::Turn;
                         return Opening::Turn;
                     }
-                    opening::Opening::Http => return Opening::Http { tls: false },
+                    opening::Opening::Http => return Opening::Http,
                     opening::Opening::Unknown => {
                         return Opening::Close("neither TLS, TURN nor HTTP");
                     }
@@ -142,7 +139,7 @@ impl Conn {
                         self.stage = Stage::Turn;
                         return Opening::Turn;
                     }
-                    opening::Opening::Http => return Opening::Http { tls: true },
+                    opening::Opening::Http => return Opening::Http,
                     _ => return Opening::Close("inside TLS: neither TURN nor HTTP"),
                 }
                 if self.rlen >= 64 {

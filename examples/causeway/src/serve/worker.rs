@@ -84,7 +84,6 @@ pub(crate) struct Worker {
     proxy: Option<Arc<Proxy>>,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
-    live_conns: usize,
     /// TCP connections by (client, server) address, to reach a TCP client.
     conn_index: HashMap<(SocketAddr, SocketAddr), usize>,
     relays: Relays,
@@ -143,7 +142,6 @@ impl Worker {
             proxy,
             conns: Vec::new(),
             free: Vec::new(),
-            live_conns: 0,
             conn_index: HashMap::new(),
             relays: Relays::default(),
             turn,
@@ -394,12 +392,12 @@ impl Worker {
                     return;
                 }
             };
-            if self.live_conns >= self.shared.cfg.tcp.max_connections {
+            if self.conn_index.len() >= self.shared.cfg.tcp.max_connections {
                 if let Some(s) = self.logs.allow(StdInstant::now()) {
                     info!(
                         "tcp {peer}: refused: {} connections already open on worker {} \
                          (tcp.max_connections){}",
-                        self.live_conns,
+                        self.conn_index.len(),
                         self.id,
                         note(s)
                     );
@@ -433,7 +431,6 @@ impl Worker {
             }
             self.conns[idx] = Some(conn);
             self.conn_index.insert((peer, local), idx);
-            self.live_conns += 1;
             debug!("tcp {peer}: connected");
         }
     }
@@ -456,7 +453,7 @@ impl Worker {
                     return;
                 }
                 Opening::Turn => {}
-                Opening::Http { .. } => {
+                Opening::Http => {
                     self.hand_off(idx, conn);
                     return;
                 }
@@ -492,13 +489,17 @@ impl Worker {
         self.conns[idx] = Some(conn);
     }
 
-    /// Gives an HTTP connection to the web proxy.
-    fn hand_off(&mut self, idx: usize, mut conn: Conn) {
+    /// Takes connection `idx` out of this loop: no more events, index or slot.
+    fn release(&mut self, idx: usize, conn: &mut Conn) {
         let _ = self.poll.registry().deregister(&mut conn.link.sock);
         self.conn_index
             .remove(&(conn.tuple.client, conn.tuple.server));
         self.free.push(idx);
-        self.live_conns -= 1;
+    }
+
+    /// Gives an HTTP connection to the web proxy.
+    fn hand_off(&mut self, idx: usize, mut conn: Conn) {
+        self.release(idx, &mut conn);
         let peer = conn.tuple.client;
         let (link, buffered, sni) = conn.into_parts();
         if let Some(p) = &self.proxy {
@@ -507,11 +508,7 @@ impl Worker {
     }
 
     fn close(&mut self, idx: usize, mut conn: Conn) {
-        let _ = self.poll.registry().deregister(&mut conn.link.sock);
-        self.conn_index
-            .remove(&(conn.tuple.client, conn.tuple.server));
-        self.free.push(idx);
-        self.live_conns -= 1;
+        self.release(idx, &mut conn);
         let mut host = WorkerHost {
             shared: &self.shared,
             relays: &mut self.relays,
