@@ -120,16 +120,13 @@ fn precheck(head: &[u8]) -> Result<(), Refusal> {
     Ok(())
 }
 
-fn trim(v: &[u8]) -> &[u8] {
-    let start = v
-        .iter()
-        .position(|b| !matches!(b, b' ' | b'\t'))
-        .unwrap_or(v.len());
-    let end = v
-        .iter()
-        .rposition(|b| !matches!(b, b' ' | b'\t'))
-        .map_or(start, |e| e + 1);
-    v.get(start..end).unwrap_or(&[])
+/// A Content-Length value: digits only (no sign, no list), at most 19 of them so
+/// it cannot overflow; `None` otherwise.
+pub(crate) fn content_length_value(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(v.iter().fold(0u64, |a, d| a * 10 + u64::from(d - b'0')))
 }
 
 /// Parses and checks a request head from `buf` into `headers` slots.
@@ -180,33 +177,30 @@ pub fn parse_request<'b>(
     let mut host = None;
     let mut content_length: Option<u64> = None;
     let mut chunked = false;
-    let mut te_seen = false;
     let mut connection_close = version == 0;
     for h in req.headers.iter() {
-        let value = trim(h.value);
+        let value = h.value.trim_ascii();
         if h.name.eq_ignore_ascii_case("host") {
             if host.is_some() {
                 return refuse(Reason::BadHost);
             }
             host = Some(core::str::from_utf8(value).map_err(|_| Refusal::new(Reason::BadHost))?);
         } else if h.name.eq_ignore_ascii_case("content-length") {
-            if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+            let Some(n) = content_length_value(value) else {
                 return refuse(Reason::BadContentLength);
-            }
-            let n = value.iter().fold(0u64, |a, d| a * 10 + u64::from(d - b'0'));
+            };
             if content_length.is_some_and(|c| c != n) {
                 return refuse(Reason::BadContentLength);
             }
             content_length = Some(n);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            if te_seen || version == 0 || !value.eq_ignore_ascii_case(b"chunked") {
+            if chunked || version == 0 || !value.eq_ignore_ascii_case(b"chunked") {
                 return refuse(Reason::BadTransferEncoding);
             }
-            te_seen = true;
             chunked = true;
         } else if h.name.eq_ignore_ascii_case("connection") {
             for token in value.split(|&b| b == b',') {
-                let t = trim(token);
+                let t = token.trim_ascii();
                 if t.eq_ignore_ascii_case(b"close") {
                     connection_close = true;
                 } else if t.eq_ignore_ascii_case(b"keep-alive") && version == 0 {

@@ -170,10 +170,7 @@ pub fn parse_response<'b>(
     for h in res.headers.iter() {
         let v = h.value.trim_ascii();
         if h.name.eq_ignore_ascii_case("content-length") {
-            if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
-                return Err(());
-            }
-            let n = v.iter().fold(0u64, |a, d| a * 10 + u64::from(d - b'0'));
+            let n = crate::http::content_length_value(v).ok_or(())?;
             if length.is_some_and(|l| l != n) {
                 return Err(());
             }
@@ -184,8 +181,7 @@ pub fn parse_response<'b>(
             }
             chunked = true;
         } else if h.name.eq_ignore_ascii_case("connection")
-            && v.split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+            && crate::websocket::has_token(v, b"close")
         {
             close = true;
         }

@@ -16,25 +16,13 @@ fn header<'b>(headers: &[httparse::Header<'b>], name: &str) -> Option<&'b [u8]> 
     headers
         .iter()
         .find(|h| h.name.eq_ignore_ascii_case(name))
-        .map(|h| trim(h.value))
+        .map(|h| h.value.trim_ascii())
 }
 
-fn trim(v: &[u8]) -> &[u8] {
-    let s = v
-        .iter()
-        .position(|b| !matches!(b, b' ' | b'\t'))
-        .unwrap_or(v.len());
-    let e = v
-        .iter()
-        .rposition(|b| !matches!(b, b' ' | b'\t'))
-        .map_or(s, |e| e + 1);
-    v.get(s..e).unwrap_or(&[])
-}
-
-fn has_token(value: &[u8], token: &[u8]) -> bool {
+pub(crate) fn has_token(value: &[u8], token: &[u8]) -> bool {
     value
         .split(|&b| b == b',')
-        .any(|t| trim(t).eq_ignore_ascii_case(token))
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// The Sec-WebSocket-Accept for `key`: base64(SHA-1(key + GUID)), 28 characters.
