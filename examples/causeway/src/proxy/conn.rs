@@ -13,7 +13,6 @@ use proxy_core::http::{Body, Limits, Parsed, RequestHead, parse_request};
 use proxy_core::response::{
     ResponseBody, parse_response, write_redirect, write_refusal, write_status,
 };
-use proxy_core::route::Site;
 use proxy_core::timer::RequestTimer;
 use proxy_core::{Refusal, websocket};
 
@@ -178,16 +177,8 @@ fn exchange(
         }
         return Ok(Next::Close);
     }
-    let sites: Vec<Site<'_>> = proxy
-        .sites
-        .iter()
-        .map(|(h, u)| Site {
-            host: h.as_str(),
-            upstream: *u,
-        })
-        .collect();
     let cfg = decide::Config {
-        sites: &sites,
+        sites: &proxy.sites,
         rules: &proxy.rules,
         port: proxy.port,
     };
@@ -313,44 +304,27 @@ fn exchange(
     let Some((_, up)) = upstream.as_mut() else {
         return Ok(Next::Close);
     };
-    match rbody {
-        ResponseBody::None => {}
-        ResponseBody::Length(n) => {
-            if !relay_response(
-                io,
-                up,
-                client,
-                Framing::Length(Length::new(n)),
-                &rest,
-                proxy,
-            )? {
-                return Ok(Next::Close);
+    let framing = match rbody {
+        ResponseBody::Length(n) => Some(Framing::Length(Length::new(n))),
+        ResponseBody::Chunked => Some(Framing::Chunked(Chunked::new())),
+        ResponseBody::None | ResponseBody::UntilClose => None,
+    };
+    if let Some(framing) = framing
+        && !relay_response(io, up, client, framing, &rest, proxy)?
+    {
+        return Ok(Next::Close);
+    }
+    if rbody == ResponseBody::UntilClose {
+        io.write_all(client, &rest, to_client)?;
+        loop {
+            let n = io.read(up, &mut chunk, deadline_refresh(proxy))?;
+            if n == 0 {
+                break;
             }
+            io.write_all(client, &chunk[..n], to_client)?;
         }
-        ResponseBody::Chunked => {
-            if !relay_response(
-                io,
-                up,
-                client,
-                Framing::Chunked(Chunked::new()),
-                &rest,
-                proxy,
-            )? {
-                return Ok(Next::Close);
-            }
-        }
-        ResponseBody::UntilClose => {
-            io.write_all(client, &rest, to_client)?;
-            loop {
-                let n = io.read(up, &mut chunk, deadline_refresh(proxy))?;
-                if n == 0 {
-                    break;
-                }
-                io.write_all(client, &chunk[..n], to_client)?;
-            }
-            *upstream = None;
-            return Ok(Next::Close);
-        }
+        *upstream = None;
+        return Ok(Next::Close);
     }
     if !up_keep {
         *upstream = None;

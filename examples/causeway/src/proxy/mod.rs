@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use log::{debug, warn};
 use proxy_core::allow::Rule;
+use proxy_core::route::Site;
 use proxy_core::timer::Deadlines;
 
 pub(crate) use redirect::serve_redirect;
@@ -29,7 +30,7 @@ use crate::link::Link;
 /// What every proxy connection shares.
 pub(crate) struct Proxy {
     /// Join URL hosts, each with its web bridge's index in `upstreams`.
-    pub(crate) sites: Vec<(String, usize)>,
+    pub(crate) sites: Vec<Site<'static>>,
     /// The web bridges.
     pub(crate) upstreams: Vec<Upstream>,
     /// The allow list.

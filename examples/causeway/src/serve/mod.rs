@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use log::info;
+use proxy_core::route::Site;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use turn_core::server::{self as turn, Slot};
@@ -212,7 +213,13 @@ pub(crate) fn run(cfg: Config, resolved: Resolved) -> Result<(), ServeError> {
             r.port = port;
         }
         for (host, up) in &resolved.sites {
-            sites.push((host.clone(), upstreams.len()));
+            // Join URLs live as long as the process: leaked once, at start, so
+            // requests are routed without building a table each time.
+            let host: &'static str = Box::leak(host.clone().into_boxed_str());
+            sites.push(Site {
+                host,
+                upstream: upstreams.len(),
+            });
             upstreams.push(up.clone());
         }
         if !sites.is_empty() && cfg.web_bridge_rules {
