@@ -474,14 +474,16 @@ where
             traffic: a.traffic,
         });
     }
+}
 
-    /// A transaction id for a Data indication: unique, not guessable in advance.
-    fn next_tid(&mut self) -> TransactionId {
-        self.tid_counter = self.tid_counter.wrapping_add(1);
-        let mut id = self.tid_base;
-        for (b, c) in id.iter_mut().zip(self.tid_counter.to_le_bytes()) {
-            *b ^= c;
-        }
-        TransactionId::new(id)
+/// The next transaction id for a message the server originates (a Data
+/// indication): unique, not guessable in advance (a secret base XOR a counter). A free function so it can run
+/// while an allocation of the table is borrowed.
+fn next_tid(counter: &mut u64, base: &[u8; 12]) -> TransactionId {
+    *counter = counter.wrapping_add(1);
+    let mut id = *base;
+    for (b, c) in id.iter_mut().zip(counter.to_le_bytes()) {
+        *b ^= c;
     }
+    TransactionId::new(id)
 }

@@ -144,7 +144,6 @@ where
         if self.table.generation(slot) != Some(relay.generation) || relay.which > 1 {
             return PeerOutput::Drop;
         }
-        let tid = self.next_tid();
         let Some(a) = self.table.get_mut(slot) else {
             return PeerOutput::Drop;
         };
@@ -171,6 +170,7 @@ where
             let Some(out) = buf.get_mut(start..) else {
                 return PeerOutput::Drop;
             };
+            let tid = super::next_tid(&mut self.tid_counter, &self.tid_base);
             let written = (|| {
                 let mut b = MessageBuilder::new(
                     out,
