@@ -240,6 +240,8 @@ impl<const N: usize> Selector<N> {
         let (c, probe) = self.candidates.get_mut(i)?;
         let p = probe.take()?;
         // Karn's rule: only an answer to a single transmission measures the RTT.
+        // One to a retransmitted probe still shows the server reachable; its RTT
+        // is a rough estimate (elapsed time over transmissions), not a measure.
         let rtt_ms = match p.first_sent {
             Some(t) if p.transmissions == 1 => now.millis_since(t),
             Some(t) => now.millis_since(t) / u64::from(p.transmissions.max(1)),
