@@ -6,15 +6,18 @@
 use std::net::SocketAddr;
 
 use libfuzzer_sys::fuzz_target;
-use stun_core::credentials::LongTermKey;
+use stun_core::credentials::{Algorithm, Key};
 use turn_core::server::{BindError, ClientOutput, Config, Host, QuotaError, RelayHandle, Server, Slot, PEER_HEADROOM};
 use turn_core::{FiveTuple, Instant, Transport};
 
 struct FuzzHost;
 
 impl Host for FuzzHost {
-    fn long_term_key(&mut self, u: &str, r: &str) -> Option<LongTermKey> {
-        Some(stun_core::credentials::long_term_key(u, r, "secret-the-fuzzer-does-not-know"))
+    fn long_term_key(&mut self, u: &str, r: &str, a: Algorithm) -> Option<Key> {
+        Some(Key::derive(a, u, r, "secret-the-fuzzer-does-not-know"))
+    }
+    fn is_relay(&mut self, _: SocketAddr) -> bool {
+        true
     }
     fn bind_relay(&mut self, _: RelayHandle, _: SocketAddr) -> Result<(), BindError> {
         Ok(())
@@ -61,7 +64,7 @@ fuzz_target!(|data: &[u8]| {
         let mut buf = vec![0u8; PEER_HEADROOM + chunk.len() + 3];
         buf[PEER_HEADROOM..PEER_HEADROOM + chunk.len()].copy_from_slice(chunk);
         let handle = RelayHandle { slot: 0, generation: 0, which: 0 };
-        let _ = s.handle_peer(now, handle, "8.8.8.8:1".parse().unwrap(), &mut buf, chunk.len());
+        let _ = s.handle_peer(now, &mut h, handle, "8.8.8.8:1".parse().unwrap(), &mut buf, chunk.len());
     }
     assert_eq!(s.allocation_count(), 0);
 });

@@ -50,6 +50,90 @@ pub fn userhash(username: &str, realm: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// A password algorithm of RFC 8489 §18.5: how a long-term key is derived from
+/// the password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Algorithm {
+    /// MD5 (0x0001), the RFC 5389 key, with MESSAGE-INTEGRITY (HMAC-SHA1).
+    Md5,
+    /// SHA-256 (0x0002), with MESSAGE-INTEGRITY-SHA256.
+    Sha256,
+}
+
+impl Algorithm {
+    /// The number in PASSWORD-ALGORITHM and PASSWORD-ALGORITHMS.
+    pub const fn number(self) -> u16 {
+        match self {
+            Algorithm::Md5 => 0x0001,
+            Algorithm::Sha256 => 0x0002,
+        }
+    }
+
+    /// The algorithm numbered `n`, if it is a registered one.
+    pub const fn from_number(n: u16) -> Option<Algorithm> {
+        match n {
+            0x0001 => Some(Algorithm::Md5),
+            0x0002 => Some(Algorithm::Sha256),
+            _ => None,
+        }
+    }
+}
+
+/// A long-term key of either password algorithm.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    /// MD5(username ":" realm ":" password).
+    Md5(LongTermKey),
+    /// SHA-256(username ":" realm ":" password).
+    Sha256([u8; 32]),
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Key::{:?}(..)", self.algorithm())
+    }
+}
+
+impl Key {
+    /// Derives the key of `algorithm` from the credentials.
+    ///
+    /// ```
+    /// use stun_core::credentials::{Algorithm, Key, long_term_key};
+    /// let k = Key::derive(Algorithm::Md5, "alice", "example.org", "pw");
+    /// assert_eq!(k.as_bytes(), &long_term_key("alice", "example.org", "pw")[..]);
+    /// assert_eq!(Key::derive(Algorithm::Sha256, "alice", "example.org", "pw").as_bytes().len(), 32);
+    /// ```
+    pub fn derive(algorithm: Algorithm, username: &str, realm: &str, password: &str) -> Key {
+        match algorithm {
+            Algorithm::Md5 => Key::Md5(long_term_key(username, realm, password)),
+            Algorithm::Sha256 => Key::Sha256(long_term_key_sha256(username, realm, password)),
+        }
+    }
+
+    /// Which algorithm it is for.
+    pub const fn algorithm(&self) -> Algorithm {
+        match self {
+            Key::Md5(_) => Algorithm::Md5,
+            Key::Sha256(_) => Algorithm::Sha256,
+        }
+    }
+
+    /// The key's bytes: what MESSAGE-INTEGRITY or MESSAGE-INTEGRITY-SHA256 is keyed with.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Key::Md5(k) => k,
+            Key::Sha256(k) => k,
+        }
+    }
+}
+
+impl From<LongTermKey> for Key {
+    fn from(k: LongTermKey) -> Key {
+        Key::Md5(k)
+    }
+}
+
 /// Why a time-limited credential was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -223,6 +307,11 @@ impl<'a> SharedSecret<'a> {
     /// The long-term key for `username` in `realm`: MD5 over the derived password.
     pub fn long_term_key(&self, username: &str, realm: &str) -> LongTermKey {
         long_term_key(username, realm, self.password(username).as_str())
+    }
+
+    /// The key of `algorithm` for `username` in `realm`, over the derived password.
+    pub fn key(&self, algorithm: Algorithm, username: &str, realm: &str) -> Key {
+        Key::derive(algorithm, username, realm, self.password(username).as_str())
     }
 }
 

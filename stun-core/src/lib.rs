@@ -21,6 +21,8 @@
 //! - [`channel_data`]: the TURN ChannelData framing (RFC 8656 §12).
 //! - [`demux`]: first-byte demultiplexing (RFC 7983) and stream framing.
 //! - [`binding`]: a complete sans-IO Binding responder.
+//! - [`escape`]: client text (usernames, realms, host names) escaped and bounded
+//!   for log lines.
 //!
 //! # Robustness contract
 //! Every length and offset read from the wire is checked. Once
@@ -67,6 +69,7 @@ pub mod channel_data;
 pub mod credentials;
 pub mod demux;
 mod error;
+pub mod escape;
 mod header;
 pub mod integrity;
 mod message;

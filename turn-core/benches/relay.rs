@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use stun_core::attributes::*;
-use stun_core::credentials::{LongTermKey, long_term_key};
+use stun_core::credentials::{Algorithm, Key, long_term_key};
 use stun_core::{Class, Message, MessageBuilder, MessageType, Method, TransactionId};
 use turn_core::server::{
     BindError, ClientOutput, Config, Host, PEER_HEADROOM, PeerOutput, QuotaError, RelayHandle,
@@ -22,8 +22,11 @@ struct BenchHost {
 }
 
 impl Host for BenchHost {
-    fn long_term_key(&mut self, u: &str, r: &str) -> Option<LongTermKey> {
-        Some(long_term_key(u, r, "secret"))
+    fn long_term_key(&mut self, u: &str, r: &str, a: Algorithm) -> Option<Key> {
+        Some(Key::derive(a, u, r, "secret"))
+    }
+    fn is_relay(&mut self, _: SocketAddr) -> bool {
+        false
     }
     fn bind_relay(&mut self, h: RelayHandle, _: SocketAddr) -> Result<(), BindError> {
         self.relay = Some(h);
@@ -137,7 +140,7 @@ fn relay(c: &mut Criterion) {
     let mut buf = vec![0u8; PEER_HEADROOM + 160 + 3];
     c.bench_function("peer -> client ChannelData (160 B)", |b| {
         b.iter(
-            || match s.handle_peer(now, handle, peer, black_box(&mut buf), 160) {
+            || match s.handle_peer(now, &mut h, handle, peer, black_box(&mut buf), 160) {
                 PeerOutput::Forward { data, .. } => data.len(),
                 PeerOutput::Drop => panic!(),
             },
@@ -158,7 +161,7 @@ fn relay(c: &mut Criterion) {
     });
     c.bench_function("peer -> client Data indication (160 B)", |b| {
         b.iter(
-            || match s.handle_peer(now, handle, other, black_box(&mut buf), 160) {
+            || match s.handle_peer(now, &mut h, handle, other, black_box(&mut buf), 160) {
                 PeerOutput::Forward { data, .. } => data.len(),
                 PeerOutput::Drop => panic!(),
             },

@@ -30,6 +30,7 @@
 #[cfg(any(feature = "smoltcp", feature = "embassy-net"))]
 pub mod adapters;
 pub mod client;
+mod rng;
 pub mod server;
 mod time;
 

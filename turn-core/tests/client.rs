@@ -41,7 +41,7 @@ impl Pair {
         Pair {
             s,
             h: FakeHost::new(),
-            c: Client::new(cfg, [7; 12]),
+            c: Client::new(cfg, [7; 32]),
             now: T0,
             tuple: FiveTuple {
                 client: addr(CLIENT_ADDR),
@@ -125,10 +125,14 @@ impl Pair {
         let handle = self.h.bound[&local];
         let mut buf = vec![0u8; PEER_HEADROOM + data.len() + 3];
         buf[PEER_HEADROOM..PEER_HEADROOM + data.len()].copy_from_slice(data);
-        let PeerOutput::Forward { data: range, .. } =
-            self.s
-                .handle_peer(self.now, handle, addr(peer), &mut buf, data.len())
-        else {
+        let PeerOutput::Forward { data: range, .. } = self.s.handle_peer(
+            self.now,
+            &mut self.h,
+            handle,
+            addr(peer),
+            &mut buf,
+            data.len(),
+        ) else {
             return None;
         };
         let wire = &buf[range];
@@ -320,7 +324,7 @@ fn fill_slot(p: &mut Pair) {
 
 #[test]
 fn selector_picks_the_lowest_rtt_and_fails_over() {
-    let mut sel: Selector<4> = Selector::new([3; 12]);
+    let mut sel: Selector<4> = Selector::new([3; 32]);
     for (a, t) in [
         ("192.0.2.1:3478", Transport::Udp),
         ("192.0.2.2:3478", Transport::Udp),
@@ -402,7 +406,7 @@ fn answer_with_error(c: &mut Client, now: Instant, code: u16) {
 fn a_server_that_keeps_saying_stale_nonce_fails_the_request() {
     let mut cfg = ClientConfig::new(addr(LISTENER), "alice", "wonderland").unwrap();
     cfg.transport = Transport::Udp;
-    let mut c: Client = Client::new(cfg, [3; 12]);
+    let mut c: Client = Client::new(cfg, [3; 32]);
     c.allocate(T0).unwrap();
     answer_with_error(&mut c, T0, 401);
     // One 438 is retried with the new nonce; the second fails the request.

@@ -127,11 +127,11 @@ fn permissions_expire_after_300_seconds() {
     });
     assert_success(&c.permit(&mut s, &mut h, T0, "8.8.8.8:1000"), &c);
     let local = relay_local(&h);
-    assert!(from_peer(&mut s, &h, T0.plus_secs(299), local, "8.8.8.8:9", b"x").is_some());
-    assert!(from_peer(&mut s, &h, T0.plus_secs(300), local, "8.8.8.8:9", b"x").is_none());
+    assert!(from_peer(&mut s, &mut h, T0.plus_secs(299), local, "8.8.8.8:9", b"x").is_some());
+    assert!(from_peer(&mut s, &mut h, T0.plus_secs(300), local, "8.8.8.8:9", b"x").is_none());
     // Refreshing the permission before expiry extends it.
     c.permit(&mut s, &mut h, T0.plus_secs(299), "8.8.8.8:1");
-    assert!(from_peer(&mut s, &h, T0.plus_secs(500), local, "8.8.8.8:9", b"x").is_some());
+    assert!(from_peer(&mut s, &mut h, T0.plus_secs(500), local, "8.8.8.8:9", b"x").is_some());
     run_until(&mut s, &mut h, T0, T0.plus_secs(600));
     assert_eq!(
         s.allocations().next().unwrap().permission_count(),
@@ -154,9 +154,25 @@ fn channels_expire_after_600_seconds_then_cool_down() {
     // Keep the permission alive but not the channel.
     c.permit(&mut s, &mut h, T0.plus_secs(290), "8.8.8.8:1");
     c.permit(&mut s, &mut h, T0.plus_secs(580), "8.8.8.8:1");
-    let (_, d) = from_peer(&mut s, &h, T0.plus_secs(599), local, "8.8.8.8:1000", b"x").unwrap();
+    let (_, d) = from_peer(
+        &mut s,
+        &mut h,
+        T0.plus_secs(599),
+        local,
+        "8.8.8.8:1000",
+        b"x",
+    )
+    .unwrap();
     assert_eq!(d[0] & 0xc0, 0x40, "ChannelData while the channel lives");
-    let (_, d) = from_peer(&mut s, &h, T0.plus_secs(600), local, "8.8.8.8:1000", b"x").unwrap();
+    let (_, d) = from_peer(
+        &mut s,
+        &mut h,
+        T0.plus_secs(600),
+        local,
+        "8.8.8.8:1000",
+        b"x",
+    )
+    .unwrap();
     assert_eq!(d[0] & 0xc0, 0x00, "Data indication once it expired");
     // During the 5-minute cooldown the number cannot go to another peer, nor the
     // peer to another number; the same pair may be bound again.

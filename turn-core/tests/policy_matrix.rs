@@ -50,6 +50,9 @@ const DENIED_V6: &[&str] = &[
     "ff02::1",
     "2001:db8::1",
     "100::1",
+    // Local-use NAT64 (RFC 8215): the embedding is not known, so denied.
+    "64:ff9b:1::808:808",
+    "64:ff9b:1:ffff::1",
 ];
 
 /// The IPv4 address in every encoding the policy must see through.
@@ -63,9 +66,18 @@ fn encodings(v4: Ipv4Addr) -> Vec<IpAddr> {
         IpAddr::V6(Ipv6Addr::new(0, 0, 0, 0, 0, 0, w1, w2)),
         IpAddr::V6(Ipv6Addr::new(0x2002, w1, w2, 0, 0, 0, 0, 1)),
         IpAddr::V6(Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, w1, w2)),
+        // IPv4-translated (SIIT, ::ffff:0:0:0/96).
+        IpAddr::V6(Ipv6Addr::new(0, 0, 0, 0, 0xffff, 0, w1, w2)),
+        // Teredo with it as the client (obfuscated), and as the server.
         IpAddr::V6(Ipv6Addr::new(
             0x2001, 0, 0x4136, 0xe378, 0x8000, 0x63bf, !w1, !w2,
         )),
+        IpAddr::V6(Ipv6Addr::new(
+            0x2001, 0, w1, w2, 0x8000, 0x63bf, !0x0808, !0x0808,
+        )),
+        // ISATAP interface ids under a public prefix (local and global forms).
+        IpAddr::V6(Ipv6Addr::new(0x2001, 0x4860, 0, 0, 0, 0x5efe, w1, w2)),
+        IpAddr::V6(Ipv6Addr::new(0x2001, 0x4860, 0, 0, 0x0200, 0x5efe, w1, w2)),
     ]
 }
 

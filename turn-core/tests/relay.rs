@@ -53,7 +53,8 @@ fn send_indication_needs_a_permission() {
     ));
 
     // Peer to client without a channel: a Data indication with XOR-PEER-ADDRESS.
-    let (tuple, bytes) = from_peer(&mut s, &h, T0, local, "8.8.8.8:4000", b"hello client").unwrap();
+    let (tuple, bytes) =
+        from_peer(&mut s, &mut h, T0, local, "8.8.8.8:4000", b"hello client").unwrap();
     assert_eq!(tuple, c.tuple);
     let m = Message::new_checked(&bytes[..]).unwrap();
     assert_eq!(m.method(), Method::DATA);
@@ -64,7 +65,7 @@ fn send_indication_needs_a_permission() {
     );
     assert_eq!(m.attribute::<Data>().unwrap().unwrap().0, b"hello client");
     // Not from a permitted IP: dropped.
-    assert!(from_peer(&mut s, &h, T0, local, "9.9.9.9:4000", b"spoof").is_none());
+    assert!(from_peer(&mut s, &mut h, T0, local, "9.9.9.9:4000", b"spoof").is_none());
     let a = s.allocations().next().unwrap();
     assert_eq!(a.traffic().to_peer_packets, 2);
     assert_eq!(a.traffic().from_peer_bytes, 12);
@@ -89,14 +90,14 @@ fn channel_data_both_ways_udp_and_tcp_padding() {
         assert_eq!(peer, addr("8.8.8.8:5000"));
         assert_eq!(&frame[data], b"hello");
         // Peer to client: ChannelData, padded to 4 over TCP only.
-        let (_, bytes) = from_peer(&mut s, &h, T0, local, "8.8.8.8:5000", b"howdy").unwrap();
+        let (_, bytes) = from_peer(&mut s, &mut h, T0, local, "8.8.8.8:5000", b"howdy").unwrap();
         let cd = ChannelData::new_checked(&bytes[..]).unwrap();
         assert_eq!(cd.channel(), 0x4000);
         assert_eq!(cd.data(), b"howdy");
         let expected = if transport == Transport::Udp { 9 } else { 12 };
         assert_eq!(bytes.len(), expected, "{transport:?}");
         // A datagram from the same IP but another port is not on the channel.
-        let (_, bytes) = from_peer(&mut s, &h, T0, local, "8.8.8.8:5001", b"x").unwrap();
+        let (_, bytes) = from_peer(&mut s, &mut h, T0, local, "8.8.8.8:5001", b"x").unwrap();
         assert!(Message::new_checked(&bytes[..]).is_ok());
     }
 }
@@ -223,6 +224,7 @@ fn legacy_channel_range_when_enabled() {
     );
     let (o, _) = c.send_raw(&mut s, &mut h, T0, &[0x7f, 0xfe, 0x00, 0x01, 7]);
     assert!(matches!(o, ClientOutput::Relay { .. }), "{o:?}");
-    let (_, bytes) = from_peer(&mut s, &h, T0, relay_local(&h), "8.8.8.8:5000", b"x").unwrap();
+    let local = relay_local(&h);
+    let (_, bytes) = from_peer(&mut s, &mut h, T0, local, "8.8.8.8:5000", b"x").unwrap();
     assert_eq!(&bytes[..2], &[0x7f, 0xfe]);
 }

@@ -71,10 +71,10 @@ proptest! {
         let handle = turn_core::server::RelayHandle { slot, generation, which };
         let mut buf = vec![0u8; turn_core::server::PEER_HEADROOM + bytes.len() + 3];
         buf[turn_core::server::PEER_HEADROOM..][..bytes.len()].copy_from_slice(&bytes);
-        let _ = s.handle_peer(T0, handle, addr("8.8.8.8:9"), &mut buf, bytes.len());
+        let _ = s.handle_peer(T0, &mut h, handle, addr("8.8.8.8:9"), &mut buf, bytes.len());
         // A buffer without the promised room is dropped, not a panic.
         let mut small = vec![0u8; 10];
-        let _ = s.handle_peer(T0, handle, addr("8.8.8.8:9"), &mut small, bytes.len());
+        let _ = s.handle_peer(T0, &mut h, handle, addr("8.8.8.8:9"), &mut small, bytes.len());
     }
 }
 

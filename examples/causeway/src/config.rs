@@ -15,104 +15,114 @@ use crate::cli::ServeArgs;
 /// The embedded default configuration (loopback only).
 pub(crate) const DEFAULT_TOML: &str = include_str!("default.toml");
 
-/// The whole configuration of `causeway serve`. Every key has a flag of the same
-/// name (with `-` for `_`).
+/// The whole configuration of `causeway serve`. Every key is optional, section by
+/// section (a missing key takes its default, [`Config::default`]); flags of the
+/// same name (with `-` for `_`) override the file, and only the result is
+/// validated, so a file may hold some settings and the flags the rest.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub(crate) struct Config {
     /// UDP and TCP STUN/TURN listeners.
     pub(crate) listen: Vec<SocketAddr>,
     /// Authentication realm.
-    #[serde(default = "default_realm")]
     pub(crate) realm: String,
     /// SOFTWARE attribute; empty to omit.
-    #[serde(default = "default_software")]
     pub(crate) software: String,
     /// Long-term credentials, `name:password`.
-    #[serde(default)]
     pub(crate) user: Vec<String>,
     /// Create user `demo` with a random password at start and print it.
-    #[serde(default)]
     pub(crate) demo_user: bool,
     /// Secret of time-limited credentials (TURN REST scheme); empty disables them.
-    #[serde(default)]
     pub(crate) shared_secret: String,
     /// Relay port range, `LOW-HIGH`.
-    #[serde(default = "default_relay_range")]
     pub(crate) relay_range: String,
     /// Addresses relay sockets bind to (one IPv4, one IPv6); default: the first
     /// listen address of each family.
-    #[serde(default)]
     pub(crate) relay_ip: Vec<IpAddr>,
     /// Addresses advertised in XOR-RELAYED-ADDRESS (static NAT), one per family.
-    #[serde(default)]
     pub(crate) external_ip: Vec<IpAddr>,
     /// Peers that may be relayed to despite the built-in deny list.
-    #[serde(default)]
     pub(crate) allow_peer: Vec<String>,
     /// Extra peers never relayed to (wins over `allow_peer`).
-    #[serde(default)]
     pub(crate) deny_peer: Vec<String>,
     /// TURN over TLS and the web proxy, demultiplexed on one TCP port (443).
-    #[serde(default)]
     pub(crate) tls_listen: Vec<SocketAddr>,
     /// Certificate chain (PEM) for `tls_listen`; it must cover every join URL.
-    #[serde(default)]
     pub(crate) cert: Option<PathBuf>,
     /// Private key (PEM) for `cert`.
-    #[serde(default)]
     pub(crate) key: Option<PathBuf>,
     /// Web proxy: `JOIN_HOST=UPSTREAM` (UPSTREAM: `https://bridge:443`, `http://bridge:8080`).
-    #[serde(default)]
     pub(crate) proxy: Vec<String>,
     /// CA bundle (PEM) that web bridge certificates are verified against.
-    #[serde(default)]
     pub(crate) upstream_ca: Option<PathBuf>,
     /// Plain HTTP listener that redirects to https.
-    #[serde(default)]
     pub(crate) http_redirect: Option<SocketAddr>,
     /// Allow-list rules beyond the ones added for each web bridge.
-    #[serde(default)]
     pub(crate) rule: Vec<RuleConfig>,
     /// Add the rule of the reference for each web bridge (prefix `/`, the five
     /// methods, https and wss on the TLS port); `false` leaves only `rule`.
-    #[serde(default = "default_true")]
     pub(crate) web_bridge_rules: bool,
     /// Status JSON and Prometheus metrics (never port 443).
-    #[serde(default = "default_admin")]
     pub(crate) admin: SocketAddr,
     /// Sent with 300 Try Alternate when this node is full.
-    #[serde(default)]
     pub(crate) alternate_server: Option<SocketAddr>,
     /// Accept channels 0x5000-0x7FFF as RFC 5766 did (coturn's tools, pjnath).
-    #[serde(default = "default_true")]
     pub(crate) legacy_channels: bool,
     /// Longest allocation lifetime granted, seconds.
-    #[serde(default = "default_max_lifetime")]
     pub(crate) max_lifetime: u64,
     /// Seconds before a nonce is stale.
-    #[serde(default = "default_nonce_lifetime")]
     pub(crate) nonce_lifetime: u64,
     /// Worker threads; 0 for one per core.
-    #[serde(default)]
     pub(crate) threads: usize,
     /// Log level.
-    #[serde(default = "default_log_level")]
     pub(crate) log_level: String,
     /// Allocation quotas.
-    #[serde(default)]
     pub(crate) quota: QuotaConfig,
     /// TCP listener settings.
-    #[serde(default)]
     pub(crate) tcp: TcpConfig,
     /// Budgets of unauthenticated UDP answers (401, 438): the server is no reflector.
-    #[serde(default)]
     pub(crate) limits: LimitsConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 3478))],
+            realm: "causeway".into(),
+            software: "causeway".into(),
+            user: Vec::new(),
+            demo_user: false,
+            shared_secret: String::new(),
+            relay_range: "49152-65535".into(),
+            relay_ip: Vec::new(),
+            external_ip: Vec::new(),
+            allow_peer: Vec::new(),
+            deny_peer: Vec::new(),
+            tls_listen: Vec::new(),
+            cert: None,
+            key: None,
+            proxy: Vec::new(),
+            upstream_ca: None,
+            http_redirect: None,
+            rule: Vec::new(),
+            web_bridge_rules: true,
+            admin: SocketAddr::from(([127, 0, 0, 1], 4455)),
+            alternate_server: None,
+            legacy_channels: true,
+            max_lifetime: 3600,
+            nonce_lifetime: 600,
+            threads: 0,
+            log_level: "info".into(),
+            quota: QuotaConfig::default(),
+            tcp: TcpConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
 }
 
 /// `[limits]`: unauthenticated answers over UDP, past which the server is silent.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub(crate) struct LimitsConfig {
     /// Per source IP, at once.
     pub(crate) unauth_burst: u32,
@@ -139,7 +149,6 @@ pub(crate) struct RuleConfig {
     /// `https`, `wss`, or both.
     pub(crate) scheme: Vec<String>,
     /// Listener port; default: the TLS listener's port (443).
-    #[serde(default)]
     pub(crate) port: Option<u16>,
     /// `prefix` or `exact`.
     #[serde(rename = "match")]
@@ -151,30 +160,31 @@ pub(crate) struct RuleConfig {
 }
 
 /// `[quota]`: how many allocations.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub(crate) struct QuotaConfig {
-    /// Per user (486 past it).
-    pub(crate) per_user: usize,
-    /// In total (508, or 300 to `alternate_server`, past it).
-    pub(crate) total: usize,
+    /// Per user (486 past it); none by default, since a meeting server hands one
+    /// TURN user to every browser. The user part of a time-limited credential
+    /// (`expiry:user`) is what counts.
+    pub(crate) per_user: Option<usize>,
+    /// In total (508, or 300 to `alternate_server`, past it); by default what the
+    /// machine allows (relay ports, file descriptors, memory; logged at start).
+    pub(crate) total: Option<usize>,
 }
 
-impl Default for QuotaConfig {
-    fn default() -> Self {
-        QuotaConfig {
-            per_user: 100,
-            total: 5000,
-        }
-    }
-}
-
-/// `[tcp]`: limits for stream clients.
+/// `[tcp]`: limits for stream clients (TURN over TCP and TLS).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub(crate) struct TcpConfig {
-    /// Most simultaneous TCP clients per worker.
+    /// Most simultaneous TCP and TLS clients per worker.
     pub(crate) max_connections: usize,
+    /// Most simultaneous TCP and TLS clients from one source address, over all
+    /// workers (an office NAT puts many browsers behind one address).
+    pub(crate) max_per_source: usize,
+    /// A connection must finish its TLS handshake and send its first whole
+    /// message within this many seconds of being accepted (not refreshed by
+    /// bytes that trickle in).
+    pub(crate) handshake_timeout_secs: u64,
     /// A connection without an allocation, idle this long, is closed.
     pub(crate) idle_timeout_secs: u64,
 }
@@ -183,34 +193,11 @@ impl Default for TcpConfig {
     fn default() -> Self {
         TcpConfig {
             max_connections: 4096,
+            max_per_source: 1024,
+            handshake_timeout_secs: 10,
             idle_timeout_secs: 60,
         }
     }
-}
-
-fn default_realm() -> String {
-    "causeway".into()
-}
-fn default_software() -> String {
-    "causeway".into()
-}
-fn default_relay_range() -> String {
-    "49152-65535".into()
-}
-fn default_admin() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 4455))
-}
-fn default_true() -> bool {
-    true
-}
-fn default_max_lifetime() -> u64 {
-    3600
-}
-fn default_nonce_lifetime() -> u64 {
-    600
-}
-fn default_log_level() -> String {
-    "info".into()
 }
 
 /// A configuration the server refuses to start with.
@@ -349,6 +336,24 @@ impl Config {
             return Err(field("software", "longer than 64 bytes"));
         }
         let (port_min, port_max) = parse_range(&self.relay_range)?;
+        let (relay_v4, relay_v6) = self.relay_ips();
+        for a in &self.listen {
+            let relay = if a.is_ipv4() {
+                relay_v4.map(IpAddr::V4)
+            } else {
+                relay_v6.map(IpAddr::V6)
+            };
+            let shares_ip = a.ip().is_unspecified() || relay == Some(a.ip());
+            if a.port() != 0 && (port_min..=port_max).contains(&a.port()) && shares_ip {
+                return Err(field(
+                    "listen",
+                    format!(
+                        "{a} is inside relay_range {port_min}-{port_max} on the relay address: \
+                         relay sockets would compete with the listener for it; move one of them"
+                    ),
+                ));
+            }
+        }
         let mut users = Vec::new();
         let mut names = HashSet::new();
         for u in &self.user {
@@ -445,10 +450,16 @@ impl Config {
         if self.nonce_lifetime == 0 {
             return Err(field("nonce_lifetime", "must be at least 1 s"));
         }
-        if self.quota.per_user == 0 || self.quota.total == 0 {
-            return Err(field("quota", "per_user and total must be at least 1"));
+        if self.quota.per_user == Some(0) {
+            return Err(field(
+                "quota.per_user",
+                "must be at least 1 (leave it out for no limit)",
+            ));
         }
-        if self.quota.total > 1_000_000 {
+        if self.quota.total == Some(0) {
+            return Err(field("quota.total", "must be at least 1"));
+        }
+        if self.quota.total.is_some_and(|t| t > 1_000_000) {
             return Err(field("quota.total", "at most 1000000"));
         }
         if self.limits.unauth_burst == 0
@@ -462,6 +473,12 @@ impl Config {
         }
         if self.tcp.max_connections == 0 {
             return Err(field("tcp.max_connections", "must be at least 1"));
+        }
+        if self.tcp.max_per_source == 0 {
+            return Err(field("tcp.max_per_source", "must be at least 1"));
+        }
+        if self.tcp.handshake_timeout_secs == 0 {
+            return Err(field("tcp.handshake_timeout_secs", "must be at least 1"));
         }
         if self.tcp.idle_timeout_secs == 0 {
             return Err(field("tcp.idle_timeout_secs", "must be at least 1"));

@@ -11,6 +11,10 @@ use std::time::Duration;
 
 use common::{Server, coturn_tool, run_with_timeout};
 
+/// Where the echo peer runs: another loopback address than the server's own
+/// (127.0.0.1), which the peer policy never relays to.
+const PEER_IP: &str = "127.0.0.2";
+
 /// A `turnutils_peer` UDP echo server on loopback, stopped when dropped.
 struct Peer(Child, u16);
 
@@ -19,7 +23,7 @@ impl Peer {
         let tool = coturn_tool("turnutils_peer");
         let port = free_udp_port();
         let child = Command::new(tool)
-            .args(["-L", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-L", PEER_IP, "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -37,7 +41,7 @@ impl Drop for Peer {
 }
 
 fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
+    std::net::UdpSocket::bind((PEER_IP, 0))
         .unwrap()
         .local_addr()
         .unwrap()
@@ -77,7 +81,7 @@ fn turnutils_uclient_relays_without_loss() {
         "--shared-secret",
         "north-secret",
         "--allow-peer",
-        "127.0.0.1/32",
+        "127.0.0.0/8",
         "--realm",
         "TANDBERG",
     ]);
@@ -114,7 +118,7 @@ fn turnutils_uclient_relays_without_loss() {
                 "-w",
                 "wonderland",
                 "-e",
-                "127.0.0.1",
+                PEER_IP,
                 "-r",
                 &peer_port,
                 "-p",

@@ -164,7 +164,7 @@ fn check_walks_every_step_against_our_server() {
         "--user",
         "alice:pw",
         "--allow-peer",
-        "127.0.0.1/32",
+        "127.0.0.0/8",
     ]);
     let addr = server.addr().to_string();
     for transport in ["udp", "tcp"] {

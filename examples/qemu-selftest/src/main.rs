@@ -11,7 +11,7 @@ use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hprintln};
-use stun_core::credentials::{LongTermKey, long_term_key};
+use stun_core::credentials::{Algorithm, Key};
 use turn_core::client::{Client, ClientConfig, ClientEvent, State};
 use turn_core::server::{
     BindError, ClientOutput, Config, Host, PEER_HEADROOM, PeerOutput, QuotaError, RelayHandle,
@@ -23,15 +23,18 @@ const REALM: &str = "causeway";
 
 /// The board's side of the server: one user, up to four relay ports.
 struct BoardHost {
-    key: LongTermKey,
+    password: &'static str,
     bound: heapless::Vec<(RelayHandle, SocketAddr), 4>,
     rng: u32,
     allocations: u16,
 }
 
 impl Host for BoardHost {
-    fn long_term_key(&mut self, username: &str, _: &str) -> Option<LongTermKey> {
-        (username == "board").then_some(self.key)
+    fn long_term_key(&mut self, username: &str, realm: &str, a: Algorithm) -> Option<Key> {
+        (username == "board").then(|| Key::derive(a, username, realm, self.password))
+    }
+    fn is_relay(&mut self, local: SocketAddr) -> bool {
+        self.bound.iter().any(|b| b.1 == local)
     }
     fn bind_relay(&mut self, handle: RelayHandle, local: SocketAddr) -> Result<(), BindError> {
         if self.bound.iter().any(|b| b.1 == local) {
@@ -142,7 +145,7 @@ fn main() -> ! {
         }
     };
     let host = BoardHost {
-        key: long_term_key("board", REALM, "firmware"),
+        password: "firmware",
         bound: heapless::Vec::new(),
         rng: 0x1234_5678,
         allocations: 0,
@@ -157,7 +160,7 @@ fn main() -> ! {
     let mut run = Run {
         server,
         host,
-        client: Client::new(ccfg, [3; 12]),
+        client: Client::new(ccfg, [3; 32]),
         tuple: FiveTuple {
             client: client_addr,
             server: server_addr,
@@ -229,7 +232,7 @@ fn main() -> ! {
     let mut got = false;
     if let Some(relay) = relay
         && let PeerOutput::Forward { data, .. } =
-            run.server.handle_peer(run.now, relay, peer, &mut buf, 13)
+            run.server.handle_peer(run.now, &mut run.host, relay, peer, &mut buf, 13)
         && let Some(rx) = run.client.handle_input(run.now, &buf[data.clone()])
     {
         got = rx.peer == peer && buf[data][rx.data] == *b"from the peer";
@@ -241,7 +244,7 @@ fn main() -> ! {
     let Ok(bad_cfg) = ClientConfig::new(server_addr, "board", "not-firmware") else {
         loop {}
     };
-    let mut bad = Client::<4, 4>::new(bad_cfg, [9; 12]);
+    let mut bad = Client::<4, 4>::new(bad_cfg, [9; 32]);
     let bad_tuple = FiveTuple {
         client: SocketAddr::new(client_addr.ip(), 40001),
         ..run.tuple

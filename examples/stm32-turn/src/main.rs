@@ -21,7 +21,7 @@ use embassy_stm32::rng::Rng;
 use embassy_stm32::{bind_interrupts, eth, peripherals, rng};
 use panic_probe as _;
 use static_cell::StaticCell;
-use turn_core::adapters::Local;
+use turn_core::adapters::{Local, User};
 use turn_core::adapters::embassy::EmbassyTurn;
 use turn_core::server::{Config, Server, Slot};
 
@@ -127,11 +127,8 @@ async fn main(spawner: Spawner) -> ! {
     let server = unwrap!(Server::new(cfg, slots, index, secret).ok());
     // The long-term key of the board's one user, derived at build time would be
     // better; here it is derived at start from a demo password.
-    static USERS: StaticCell<[(&'static str, [u8; 16]); 1]> = StaticCell::new();
-    let users = USERS.init([(
-        "board",
-        stun_core::credentials::long_term_key("board", "causeway", "change-me"),
-    )]);
+    static USERS: StaticCell<[User<'static>; 1]> = StaticCell::new();
+    let users = USERS.init([User::new("board", "causeway", "change-me")]);
     let host = Local {
         users,
         per_user: RELAYS as u16,

@@ -4,8 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use stun_core::credentials::{LongTermKey, long_term_key};
-use turn_core::adapters::Local;
+use turn_core::adapters::{Local, User};
 use turn_core::server::{self, Server, Slot};
 
 /// Relay sockets (allocations at once).
@@ -24,8 +23,8 @@ pub struct Options {
     pub ip: Ipv4Addr,
     /// Its prefix length.
     pub prefix: u8,
-    /// The one user: name and long-term key.
-    pub users: &'static [(&'static str, LongTermKey)],
+    /// The one user: name and long-term keys.
+    pub users: &'static [User<'static>],
     /// Peers allowed despite the default deny list (the TAP's private subnet).
     pub allow: Option<String>,
 }
@@ -51,7 +50,7 @@ impl Options {
             usage()
         };
         let name: &'static str = Box::leak(name.to_string().into_boxed_str());
-        let users = Box::leak(Box::new([(name, long_term_key(name, REALM, pass))]));
+        let users = Box::leak(Box::new([User::new(name, REALM, pass)]));
         Options {
             tap: tap.clone(),
             ip,

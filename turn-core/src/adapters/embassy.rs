@@ -197,9 +197,14 @@ where
                 else {
                     return;
                 };
-                if let PeerOutput::Forward { tuple, data } =
+                let out = {
+                    let mut host = self.parts.host(EmbassySockets {
+                        socks: &mut self.relays,
+                    });
                     self.server
-                        .handle_peer(now, handle, peer.into(), &mut self.rx, n)
+                        .handle_peer(now, &mut host, handle, peer.into(), &mut self.rx, n)
+                };
+                if let PeerOutput::Forward { tuple, data } = out
                     && let Some(bytes) = self.rx.get(data)
                 {
                     let _ = self

@@ -15,13 +15,42 @@ pub mod smoltcp;
 
 use core::net::SocketAddr;
 
-use stun_core::credentials::LongTermKey;
+use stun_core::credentials::{Algorithm, Key, LongTermKey};
 
 use crate::server::{BindError, QuotaError, RelayHandle};
 
-/// A local credential database: usernames and their long-term keys (computed once,
-/// with [`stun_core::credentials::long_term_key`]).
-pub type Users<'u> = &'u [(&'u str, LongTermKey)];
+/// One user of a local credential database: the name and its long-term keys for
+/// both password algorithms, derived once (the password itself is not kept).
+#[derive(Debug, Clone, Copy)]
+pub struct User<'u> {
+    /// The username.
+    pub name: &'u str,
+    /// MD5(name ":" realm ":" password).
+    pub md5: LongTermKey,
+    /// SHA-256(name ":" realm ":" password).
+    pub sha256: [u8; 32],
+}
+
+impl<'u> User<'u> {
+    /// Derives the keys of `name` with `password` in `realm`.
+    pub fn new(name: &'u str, realm: &str, password: &str) -> User<'u> {
+        User {
+            name,
+            md5: stun_core::credentials::long_term_key(name, realm, password),
+            sha256: stun_core::credentials::long_term_key_sha256(name, realm, password),
+        }
+    }
+
+    fn key(&self, algorithm: Algorithm) -> Key {
+        match algorithm {
+            Algorithm::Md5 => Key::Md5(self.md5),
+            Algorithm::Sha256 => Key::Sha256(self.sha256),
+        }
+    }
+}
+
+/// A local credential database.
+pub type Users<'u> = &'u [User<'u>];
 
 /// What an adapter needs besides sockets: the credential database, quotas, and a
 /// secure random source.
@@ -137,11 +166,17 @@ impl<T: RelaySockets, G: FnMut(&mut [u8]), const R: usize> SlotHost<'_, '_, T, G
 impl<T: RelaySockets, G: FnMut(&mut [u8]), const R: usize> crate::server::Host
     for SlotHost<'_, '_, T, G, R>
 {
-    fn long_term_key(&mut self, username: &str, _realm: &str) -> Option<LongTermKey> {
+    fn long_term_key(&mut self, username: &str, _realm: &str, algorithm: Algorithm) -> Option<Key> {
         self.users
             .iter()
-            .find(|(u, _)| *u == username)
-            .map(|(_, k)| *k)
+            .find(|u| u.name == username)
+            .map(|u| u.key(algorithm))
+    }
+
+    fn is_relay(&mut self, local: SocketAddr) -> bool {
+        self.slots
+            .iter()
+            .any(|s| !s.reserved && s.bound.is_some_and(|b| b.1 == local))
     }
 
     fn bind_relay(&mut self, handle: RelayHandle, local: SocketAddr) -> Result<(), BindError> {

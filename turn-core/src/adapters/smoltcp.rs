@@ -184,9 +184,15 @@ where
                     }
                 };
                 handled += 1;
-                if let PeerOutput::Forward { tuple, data } =
+                let out = {
+                    let mut host = self.parts.host(SmolSockets {
+                        set: &mut *set,
+                        handles: &self.relay_sockets,
+                    });
                     self.server
-                        .handle_peer(now, handle, peer.into(), &mut self.rx, n)
+                        .handle_peer(now, &mut host, handle, peer.into(), &mut self.rx, n)
+                };
+                if let PeerOutput::Forward { tuple, data } = out
                     && let Some(bytes) = self.rx.get(data)
                 {
                     let _ = set

@@ -40,6 +40,7 @@ use stun_core::channel_data::{self, ChannelData};
 use stun_core::credentials::{LongTermKey, long_term_key};
 use stun_core::{Class, Message, MessageBuilder, MessageType, Method, TransactionId};
 
+use crate::rng::Random;
 use crate::{Instant, Transport};
 
 /// Longest credential strings the client stores.
@@ -318,13 +319,13 @@ pub struct Client<const P: usize = 8, const C: usize = 8> {
     channels: heapless::Vec<Chan, C>,
     next_channel: u16,
     events: heapless::Deque<ClientEvent, 16>,
-    tid_seed: [u8; 12],
-    tid_counter: u64,
+    random: Random,
 }
 
 impl<const P: usize, const C: usize> Client<P, C> {
-    /// A client; `seed` (from a secure random source) makes transaction ids.
-    pub fn new(cfg: ClientConfig, seed: [u8; 12]) -> Self {
+    /// A client; `seed` (from a secure random source) keys the stream its
+    /// transaction ids are drawn from, so they cannot be predicted (RFC 8489 §5).
+    pub fn new(cfg: ClientConfig, seed: [u8; 32]) -> Self {
         Client {
             cfg,
             state: State::Idle,
@@ -339,8 +340,7 @@ impl<const P: usize, const C: usize> Client<P, C> {
             channels: heapless::Vec::new(),
             next_channel: channel_data::MIN_CHANNEL,
             events: heapless::Deque::new(),
-            tid_seed: seed,
-            tid_counter: 0,
+            random: Random::new(seed),
         }
     }
 
@@ -370,18 +370,7 @@ impl<const P: usize, const C: usize> Client<P, C> {
     }
 
     fn next_tid(&mut self) -> TransactionId {
-        self.tid_counter = self.tid_counter.wrapping_add(1);
-        let mut id = self.tid_seed;
-        for (b, c) in id.iter_mut().zip(self.tid_counter.to_le_bytes()) {
-            *b ^= c;
-        }
-        // Mix so consecutive ids do not differ in one byte only.
-        let mut x = self.tid_counter.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        for b in id.iter_mut().rev().take(8) {
-            *b ^= x as u8;
-            x >>= 8;
-        }
-        TransactionId::new(id)
+        self.random.tid()
     }
 
     fn push_event(&mut self, e: ClientEvent) {

@@ -12,6 +12,7 @@ use core::net::SocketAddr;
 use stun_core::{Class, Message, MessageBuilder, MessageType, Method, TransactionId};
 
 use super::{CREDENTIAL_MAX, Failure, RC, RM, RTO_MS, TCP_TIMEOUT_MS};
+use crate::rng::Random;
 use crate::{Instant, Transport};
 
 /// What is known of a candidate server.
@@ -111,17 +112,16 @@ struct Probe {
 #[derive(Debug)]
 pub struct Selector<const N: usize> {
     candidates: heapless::Vec<(Candidate, Option<Probe>), N>,
-    seed: [u8; 12],
-    counter: u64,
+    random: Random,
 }
 
 impl<const N: usize> Selector<N> {
-    /// An empty list; `seed` (random) makes transaction ids.
-    pub fn new(seed: [u8; 12]) -> Self {
+    /// An empty list; `seed` (from a secure random source) keys the stream the
+    /// probes' transaction ids are drawn from.
+    pub fn new(seed: [u8; 32]) -> Self {
         Selector {
             candidates: heapless::Vec::new(),
-            seed,
-            counter: 0,
+            random: Random::new(seed),
         }
     }
 
@@ -144,15 +144,11 @@ impl<const N: usize> Selector<N> {
     /// Probes every entry (again).
     pub fn probe_all(&mut self, now: Instant) {
         for i in 0..self.candidates.len() {
-            self.counter = self.counter.wrapping_add(1);
-            let mut id = self.seed;
-            for (b, c) in id.iter_mut().zip(self.counter.to_le_bytes()) {
-                *b ^= c;
-            }
+            let tid = self.random.tid();
             if let Some((c, p)) = self.candidates.get_mut(i) {
                 c.state = CandidateState::Probing;
                 *p = Some(Probe {
-                    tid: TransactionId::new(id),
+                    tid,
                     first_sent: None,
                     next_send: now,
                     transmissions: 0,

@@ -35,13 +35,17 @@ impl Channel {
     }
 }
 
-/// A relay socket: where it is bound, and what is advertised for it.
+/// A relay socket: where it is bound, what is advertised for it, and until when
+/// it lives (a dual allocation's two relayed addresses are refreshed and deleted
+/// separately with REQUESTED-ADDRESS-FAMILY, RFC 8656 §7.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Relay {
     /// The address the socket is bound to (the private side).
     pub local: SocketAddr,
     /// The address sent in XOR-RELAYED-ADDRESS (static NAT's public side).
     pub advertised: SocketAddr,
+    /// When this relayed address expires unless refreshed.
+    pub expires: Instant,
 }
 
 /// Bytes and packets relayed, each way.
@@ -66,6 +70,7 @@ pub struct Allocation<const P: usize, const C: usize> {
     pub(crate) relays: [Option<Relay>; 2],
     pub(crate) username: heapless::String<USERNAME_MAX>,
     pub(crate) created: Instant,
+    /// The latest of the relays' expiries: the allocation ends then.
     pub(crate) expires: Instant,
     pub(crate) permissions: heapless::Vec<Permission, P>,
     pub(crate) channels: heapless::Vec<Channel, C>,
@@ -119,13 +124,22 @@ impl<const P: usize, const C: usize> Allocation<P, C> {
         self.channels.len()
     }
 
-    /// The relay for a peer of `ip`'s family, and its index (0 IPv4, 1 IPv6).
-    pub(crate) fn relay_for(&self, ip: &IpAddr) -> Option<(u8, &Relay)> {
+    /// The live relay for a peer of `ip`'s family at `now`, and its index (0 IPv4,
+    /// 1 IPv6).
+    pub(crate) fn relay_for(&self, ip: &IpAddr, now: Instant) -> Option<(u8, &Relay)> {
         let i = u8::from(ip.is_ipv6());
         self.relays
             .get(usize::from(i))
             .and_then(Option::as_ref)
+            .filter(|r| now < r.expires)
             .map(|r| (i, r))
+    }
+
+    /// Recomputes the allocation's expiry from its relays'.
+    pub(crate) fn update_expiry(&mut self) {
+        if let Some(latest) = self.relays().map(|r| r.expires).max() {
+            self.expires = latest;
+        }
     }
 
     /// Whether data to or from `ip` is permitted at `now`.

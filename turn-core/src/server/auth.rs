@@ -1,16 +1,27 @@
-//! Long-term authentication of requests (RFC 8489 §9.2): the 401 challenge, stale
-//! nonces, the local credential database and time-limited shared-secret
-//! credentials, and the MESSAGE-INTEGRITY check. A request that fails here changes
-//! no state.
+//! Long-term authentication of requests (RFC 8489 §9.2): the 401 challenge with
+//! the nonce cookie and PASSWORD-ALGORITHMS, stale nonces, USERNAME or USERHASH,
+//! the local credential database and time-limited shared-secret credentials, and
+//! the MESSAGE-INTEGRITY or MESSAGE-INTEGRITY-SHA256 check. A request that fails
+//! here changes no state.
+//!
+//! Password algorithms (§9.2.4): when the server offers them (the nonce cookie's
+//! first bit and PASSWORD-ALGORITHMS in the 401), a request either carries neither
+//! PASSWORD-ALGORITHMS nor PASSWORD-ALGORITHM (an RFC 5389 client: MD5), or both,
+//! with PASSWORD-ALGORITHMS exactly as offered and PASSWORD-ALGORITHM one of them;
+//! anything else is 400. The response is signed with MESSAGE-INTEGRITY-SHA256 when
+//! the request was, else with MESSAGE-INTEGRITY.
 
-use stun_core::attributes::{ErrorCode, Nonce, Realm, Username};
-use stun_core::credentials::{CredentialError, LongTermKey, SharedSecret};
+use stun_core::attributes::{
+    ErrorCode, Nonce, PasswordAlgorithm, PasswordAlgorithms, Realm, Userhash, Username,
+};
+use stun_core::credentials::{Algorithm, CredentialError, Key, SharedSecret, TimeLimitedUsername};
 use stun_core::{Attribute, AttributeType, Message};
 
-use super::config::USERNAME_MAX;
+use super::config::{Config, USERNAME_MAX};
 use super::nonce::NonceCheck;
 use super::refusal::{BadRequest, Refusal};
-use super::{ClientOutput, Host, Server, Slot, respond};
+use super::respond::{self, Signer};
+use super::{ClientOutput, Host, Server, Slot};
 use crate::{FiveTuple, Instant, Transport};
 
 /// An attribute a long-term authenticated request must carry.
@@ -22,10 +33,68 @@ fn required<'m, A: Attribute<'m>>(msg: &'m Message<&'m [u8]>) -> Result<A, BadRe
     }
 }
 
+/// An attribute that may be absent, but not malformed.
+fn optional<'m, A: Attribute<'m>>(msg: &'m Message<&'m [u8]>) -> Result<Option<A>, BadRequest> {
+    msg.attribute::<A>().map_err(BadRequest::Malformed)
+}
+
 /// A request that passed authentication.
-pub(crate) struct Authenticated<'m> {
-    pub(crate) username: &'m str,
-    pub(crate) key: LongTermKey,
+pub(crate) struct Authenticated {
+    /// The user (from USERNAME, or found by USERHASH).
+    pub(crate) username: heapless::String<USERNAME_MAX>,
+    /// The key the request was verified with.
+    pub(crate) key: Key,
+    /// Whether it carried MESSAGE-INTEGRITY-SHA256 (the response does too).
+    pub(crate) sha256: bool,
+}
+
+impl Authenticated {
+    /// How responses to this request are signed.
+    pub(crate) fn signer(&self) -> Signer<'_> {
+        Signer {
+            key: self.key.as_bytes(),
+            sha256: self.sha256,
+        }
+    }
+}
+
+/// The user part that quotas count: `expiry:user` counts as `user` when
+/// time-limited credentials are on (each hour's credential is a new username).
+pub(crate) fn quota_user<'u>(cfg: &Config, username: &'u str) -> &'u str {
+    if cfg.shared_secret().is_some()
+        && let Ok(t) = TimeLimitedUsername::parse(username)
+    {
+        return t.user;
+    }
+    username
+}
+
+/// The password algorithm a request chose, checked against the offer (see the
+/// module docs).
+fn negotiated(cfg: &Config, msg: &Message<&[u8]>) -> Result<Algorithm, BadRequest> {
+    let chosen = optional::<PasswordAlgorithm>(msg)?;
+    let echoed = optional::<PasswordAlgorithms>(msg)?;
+    if cfg.password_algorithms.is_empty() {
+        // Nothing was offered: PASSWORD-ALGORITHM(S) mean nothing here.
+        return Ok(Algorithm::Md5);
+    }
+    match (chosen, echoed) {
+        (None, None) => Ok(Algorithm::Md5),
+        (Some(chosen), Some(echoed)) => {
+            let offered = cfg.password_algorithms.iter().map(|a| a.number());
+            let same = echoed
+                .iter()
+                .map(|a| (a.algorithm, a.params.is_empty()))
+                .eq(offered.map(|n| (n, true)));
+            let algorithm = Algorithm::from_number(chosen.algorithm)
+                .filter(|a| chosen.params.is_empty() && cfg.password_algorithms.contains(a));
+            match (same, algorithm) {
+                (true, Some(a)) => Ok(a),
+                _ => Err(BadRequest::PasswordAlgorithmMismatch),
+            }
+        }
+        _ => Err(BadRequest::PasswordAlgorithmMismatch),
+    }
 }
 
 impl<S, I, const P: usize, const C: usize> Server<S, I, P, C>
@@ -34,73 +103,95 @@ where
     I: AsRef<[u32]> + AsMut<[u32]>,
 {
     /// Authenticates `msg`, or returns the response (or silence) to send instead.
-    pub(crate) fn authenticate<'m>(
+    pub(crate) fn authenticate(
         &mut self,
         now: Instant,
         host: &mut impl Host,
         tuple: &FiveTuple,
-        msg: &'m Message<&'m [u8]>,
+        msg: &Message<&[u8]>,
         out: &mut [u8],
-    ) -> Result<Authenticated<'m>, ClientOutput> {
-        if !msg.has_integrity() {
-            return Err(self.challenge(
-                now,
-                tuple,
-                msg,
-                out,
-                ErrorCode::UNAUTHORIZED,
-                Refusal::Challenge,
-            ));
-        }
-        let bad = |b: BadRequest| Refusal::BadRequest(b);
-        let (username, realm, nonce) = match (
-            required::<Username>(msg),
-            required::<Realm>(msg),
-            required::<Nonce>(msg),
-        ) {
-            (Ok(u), Ok(r), Ok(n)) => (u.0, r.0, n.0),
-            (Err(b), _, _) | (_, Err(b), _) | (_, _, Err(b)) => {
-                return Err(self.plain_error(msg, out, bad(b)));
-            }
+    ) -> Result<Authenticated, ClientOutput> {
+        let challenge = |s: &mut Self, out: &mut [u8], code, why| {
+            Err(s.challenge(now, tuple, msg, out, code, why))
         };
-        if username.len() > USERNAME_MAX {
-            return Err(self.plain_error(msg, out, bad(BadRequest::UsernameTooLong)));
+        if !msg.has_integrity() {
+            return challenge(self, out, ErrorCode::UNAUTHORIZED, Refusal::Challenge);
+        }
+        let bad = |s: &Self, out: &mut [u8], b: BadRequest| {
+            Err(s.plain_error(msg, out, Refusal::BadRequest(b)))
+        };
+        let named = match (optional::<Username>(msg), optional::<Userhash>(msg)) {
+            (Ok(Some(u)), _) => Ok(u.0),
+            (Ok(None), Ok(Some(_))) => Err(()),
+            (Ok(None), Ok(None)) => {
+                return bad(self, out, BadRequest::Missing(AttributeType::USERNAME));
+            }
+            (Err(b), _) | (_, Err(b)) => return bad(self, out, b),
+        };
+        let (realm, nonce) = match (required::<Realm>(msg), required::<Nonce>(msg)) {
+            (Ok(r), Ok(n)) => (r.0, n.0),
+            (Err(b), _) | (_, Err(b)) => return bad(self, out, b),
+        };
+        if named.is_ok_and(|u| u.len() > USERNAME_MAX) {
+            return bad(self, out, BadRequest::UsernameTooLong);
         }
         if self.nonces.check(nonce, now, &tuple.client.ip()) != NonceCheck::Valid {
-            return Err(self.challenge(
-                now,
-                tuple,
-                msg,
-                out,
-                ErrorCode::STALE_NONCE,
-                Refusal::StaleNonce,
-            ));
+            return challenge(self, out, ErrorCode::STALE_NONCE, Refusal::StaleNonce);
         }
         if realm != self.cfg.realm.as_str() {
-            return Err(self.challenge(
-                now,
-                tuple,
-                msg,
-                out,
-                ErrorCode::UNAUTHORIZED,
-                Refusal::WrongRealm,
-            ));
+            return challenge(self, out, ErrorCode::UNAUTHORIZED, Refusal::WrongRealm);
         }
-        let key = match self.key_for(now, host, username, realm) {
-            Ok(k) => k,
-            Err(r) => return Err(self.challenge(now, tuple, msg, out, ErrorCode::UNAUTHORIZED, r)),
+        let algorithm = match negotiated(&self.cfg, msg) {
+            Ok(a) => a,
+            Err(b) => return bad(self, out, b),
         };
-        if msg.verify_integrity(&key).is_err() {
-            return Err(self.challenge(
-                now,
-                tuple,
-                msg,
+        let mut username = heapless::String::<USERNAME_MAX>::new();
+        match named {
+            Ok(u) => {
+                // Checked above: it fits.
+                let _ = username.push_str(u);
+            }
+            Err(()) => {
+                let found = match msg.attribute::<Userhash>() {
+                    Ok(Some(h)) if self.cfg.userhash => host.username_by_hash(h.0, realm),
+                    _ => None,
+                };
+                match found {
+                    Some(u) => username = u,
+                    None => {
+                        return challenge(self, out, ErrorCode::UNAUTHORIZED, Refusal::UnknownUser);
+                    }
+                }
+            }
+        }
+        let key = match self.key_for(now, host, &username, realm, algorithm) {
+            Ok(k) => k,
+            Err(r) => return challenge(self, out, ErrorCode::UNAUTHORIZED, r),
+        };
+        let sha256 = msg.has(AttributeType::MESSAGE_INTEGRITY_SHA256);
+        let verified = if sha256 {
+            msg.verify_integrity_sha256(key.as_bytes())
+        } else {
+            msg.verify_integrity(key.as_bytes())
+        };
+        if verified.is_err() {
+            return challenge(
+                self,
                 out,
                 ErrorCode::UNAUTHORIZED,
                 Refusal::IntegrityFailure,
-            ));
+            );
         }
-        Ok(Authenticated { username, key })
+        if tuple.transport == Transport::Udp {
+            // It received the nonce sent to its address: no reflection victim.
+            let until = now.plus_secs(self.cfg.nonce_lifetime_secs);
+            self.limiter.verify(tuple.client.ip(), until);
+        }
+        Ok(Authenticated {
+            username,
+            key,
+            sha256,
+        })
     }
 
     /// The key for `username`: from the shared secret when the username carries an
@@ -111,11 +202,12 @@ where
         host: &mut impl Host,
         username: &str,
         realm: &str,
-    ) -> Result<LongTermKey, Refusal> {
+        algorithm: Algorithm,
+    ) -> Result<Key, Refusal> {
         if let Some(secret) = self.cfg.shared_secret() {
             let secret = SharedSecret::new(secret);
             match secret.check(username, now.as_secs()) {
-                Ok(_) => return Ok(secret.long_term_key(username, realm)),
+                Ok(_) => return Ok(secret.key(algorithm, username, realm)),
                 Err(CredentialError::Expired { expiry, now }) => {
                     return Err(Refusal::CredentialExpired { expiry, now });
                 }
@@ -123,14 +215,15 @@ where
                 Err(_) => {}
             }
         }
-        host.long_term_key(username, realm)
+        host.long_term_key(username, realm, algorithm)
             .ok_or(Refusal::UnknownUser)
     }
 
-    /// 401 or 438 with REALM and a fresh NONCE, unless a UDP source is over its
-    /// budget of unauthenticated answers. (Over TCP and TLS the handshake proved
-    /// the source address, so there is no one to reflect answers onto, and those
-    /// clients do not retransmit: they are always answered.)
+    /// 401 or 438 with REALM, a fresh NONCE and the PASSWORD-ALGORITHMS offered,
+    /// unless a UDP source is over its budget of unauthenticated answers. (Over
+    /// TCP and TLS the handshake proved the source address, so there is no one to
+    /// reflect answers onto, and those clients do not retransmit: they are always
+    /// answered.)
     fn challenge(
         &mut self,
         now: Instant,
@@ -144,9 +237,9 @@ where
             return ClientOutput::Drop(Some(Refusal::RateLimited));
         }
         let nonce = self.nonces.issue(now, &tuple.client.ip());
-        let realm = &self.cfg.realm;
+        let cfg = &self.cfg;
         match respond::error(out, msg, code, None, |b| {
-            respond::challenge(b, realm, &nonce)
+            respond::challenge(b, &cfg.realm, &nonce, &cfg.password_algorithms)
         }) {
             Ok(len) => ClientOutput::Reply {
                 len,
@@ -167,20 +260,20 @@ where
         self.error_reply(msg, out, why, None, None)
     }
 
-    /// The error response for `why`, with MESSAGE-INTEGRITY when `key` is given
-    /// and UNKNOWN-ATTRIBUTES when `unknown` is.
+    /// The error response for `why`, signed when `signer` is given, with
+    /// UNKNOWN-ATTRIBUTES when `unknown` is.
     pub(crate) fn error_reply(
         &self,
         msg: &Message<&[u8]>,
         out: &mut [u8],
         why: Refusal,
-        key: Option<&[u8]>,
+        signer: Option<Signer<'_>>,
         unknown: Option<&[AttributeType]>,
     ) -> ClientOutput {
         let Some(code) = why.code().and_then(ErrorCode::from_code) else {
             return ClientOutput::Drop(Some(why));
         };
-        match respond::error(out, msg, code, key, |b| respond::unknown(b, unknown)) {
+        match respond::error(out, msg, code, signer, |b| respond::unknown(b, unknown)) {
             Ok(len) => ClientOutput::Reply {
                 len,
                 refusal: Some(why),

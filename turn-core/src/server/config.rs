@@ -4,6 +4,8 @@
 use core::fmt;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use stun_core::credentials::Algorithm;
+
 use super::policy::PeerPolicy;
 
 /// Permission lifetime (RFC 8656 §9: 300 s, not negotiable).
@@ -63,6 +65,13 @@ pub struct Config {
     /// Whether the host can send with the DF bit set; without it, DONT-FRAGMENT is
     /// refused with 420 as RFC 8656 §7.2 requires.
     pub dont_fragment: bool,
+    /// Password algorithms offered in PASSWORD-ALGORITHMS with the nonce cookie of
+    /// RFC 8489 §9.2, in order of preference (default SHA-256, then MD5). Clients
+    /// that predate RFC 8489 ignore the offer and use MD5. Empty: no offer.
+    pub password_algorithms: heapless::Vec<Algorithm, 2>,
+    /// Offer username anonymity (USERHASH, RFC 8489 §9.2): the host must answer
+    /// [`Host::username_by_hash`](super::Host::username_by_hash).
+    pub userhash: bool,
 }
 
 /// A configuration the server refuses, naming the field.
@@ -113,6 +122,9 @@ impl Config {
             unauth_global_per_sec: 2000,
             dont_fragment: false,
             legacy_channels: false,
+            password_algorithms: heapless::Vec::from_slice(&[Algorithm::Sha256, Algorithm::Md5])
+                .unwrap_or_default(),
+            userhash: false,
         }
     }
 
@@ -167,18 +179,40 @@ impl Config {
         SocketAddr::new(ip, local.port())
     }
 
-    /// Whether `addr` is one of this server's relayed transport addresses (a relay
-    /// or advertised IP, with a port in the relay range).
-    pub(crate) fn is_relayed_address(&self, addr: SocketAddr) -> bool {
-        let ip = addr.ip();
-        let ours = [
+    /// The relay socket address that `addr` names, when `addr` is on one of this
+    /// server's relay or advertised IPs with a port in the relay range: the
+    /// advertised IP stands for the relay IP of its family behind static NAT.
+    pub(crate) fn relay_local(&self, addr: SocketAddr) -> Option<SocketAddr> {
+        if !(self.port_min..=self.port_max).contains(&addr.port()) {
+            return None;
+        }
+        let local = match addr.ip() {
+            IpAddr::V4(a) if Some(a) == self.relay_v4 => IpAddr::V4(a),
+            IpAddr::V4(a) if Some(a) == self.external_v4 => IpAddr::V4(self.relay_v4?),
+            IpAddr::V6(a) if Some(a) == self.relay_v6 => IpAddr::V6(a),
+            IpAddr::V6(a) if Some(a) == self.external_v6 => IpAddr::V6(self.relay_v6?),
+            _ => return None,
+        };
+        Some(SocketAddr::new(local, addr.port()))
+    }
+
+    /// Whether `ip` is one of this server's relay or advertised IPs (exactly, not
+    /// in an embedding form).
+    pub(crate) fn is_relay_ip(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(a) => Some(a) == self.relay_v4 || Some(a) == self.external_v4,
+            IpAddr::V6(a) => Some(a) == self.relay_v6 || Some(a) == self.external_v6,
+        }
+    }
+
+    /// The relay and advertised IPs, for the peer policy's own addresses.
+    pub(crate) fn relay_ips(&self) -> [Option<IpAddr>; 4] {
+        [
             self.relay_v4.map(IpAddr::V4),
             self.relay_v6.map(IpAddr::V6),
             self.external_v4.map(IpAddr::V4),
             self.external_v6.map(IpAddr::V6),
-        ];
-        ours.iter().flatten().any(|o| *o == ip)
-            && (self.port_min..=self.port_max).contains(&addr.port())
+        ]
     }
 
     /// Secret for time-limited credentials, if configured.

@@ -29,11 +29,14 @@
 //! request that fails authentication changes no state; neither does any malformed
 //! packet.
 
+mod allocate;
 mod allocation;
 mod auth;
 mod config;
+mod host;
 mod local;
 mod nonce;
+mod permissions;
 pub mod policy;
 mod ratelimit;
 mod refusal;
@@ -45,103 +48,24 @@ mod table;
 use core::net::SocketAddr;
 use core::ops::Range;
 
-use stun_core::credentials::LongTermKey;
 use stun_core::demux::{self, PacketKind};
-use stun_core::{Class, Message, Method, TransactionId};
+use stun_core::{Class, Message, Method};
 
 pub use allocation::{Allocation, Relay, Traffic};
 pub use config::{
     CHANNEL_COOLDOWN_SECS, CHANNEL_LIFETIME_SECS, Config, ConfigError, PERMISSION_LIFETIME_SECS,
     RESERVATION_LIFETIME_SECS, USERNAME_MAX,
 };
+pub use host::{BindError, Host, QuotaError, RelayHandle};
 pub use local::{LocalQuota, Reservations};
-pub use nonce::{NONCE_LEN, NonceCheck, NonceText, Nonces};
-pub use ratelimit::RateLimiter;
+pub use nonce::{COOKIE_LEN, NONCE_LEN, NonceCheck, NonceText, Nonces, SecurityFeatures};
+pub use ratelimit::{RateLimiter, SOURCE_BUCKETS, VERIFIED_MAX};
 pub use refusal::{BadRequest, Refusal};
 pub use relay::PEER_HEADROOM;
 pub use table::Slot;
 
+use crate::rng::{self, Random};
 use crate::{FiveTuple, Instant};
-
-/// Identifies one relay socket: an allocation's slot, its generation (so a handle
-/// outliving its allocation misses), and which socket (IPv4 or IPv6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct RelayHandle {
-    /// Slot index.
-    pub slot: u32,
-    /// Generation of the slot when the socket was bound.
-    pub generation: u32,
-    /// 0: IPv4 relay, 1: IPv6 relay.
-    pub which: u8,
-}
-
-/// Why the host could not bind a relay socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum BindError {
-    /// The port is taken; the server tries another.
-    InUse,
-    /// The address cannot be bound at all (not local, no permission, out of
-    /// sockets); the server stops trying.
-    Unavailable,
-}
-
-/// Why the host refused to count another allocation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum QuotaError {
-    /// The user has reached its quota (486).
-    User,
-    /// The server has reached its total (508, or 300 to the alternate server).
-    Total,
-}
-
-/// What the server needs from its environment.
-pub trait Host {
-    /// The long-term key of `username` in `realm` from the local credential
-    /// database, or `None` if there is no such user.
-    fn long_term_key(&mut self, username: &str, realm: &str) -> Option<LongTermKey>;
-
-    /// Opens a relay socket bound to `local`. Its datagrams go to
-    /// [`Server::handle_peer`] with `handle`.
-    fn bind_relay(&mut self, handle: RelayHandle, local: SocketAddr) -> Result<(), BindError>;
-
-    /// Closes the relay socket bound for `handle`.
-    fn close_relay(&mut self, handle: RelayHandle, local: SocketAddr);
-
-    /// Counts a new allocation of `username` against the quotas.
-    fn acquire_quota(&mut self, username: &str) -> Result<(), QuotaError>;
-
-    /// Releases what [`Host::acquire_quota`] counted.
-    fn release_quota(&mut self, username: &str);
-
-    /// Holds port `local` for an EVEN-PORT reservation named `token` until
-    /// `expires`: bound, so nothing else takes it, and not read. The host keeps
-    /// reservations (not the server) so that every worker of a sharded host can
-    /// claim them.
-    fn reserve_port(
-        &mut self,
-        token: [u8; 8],
-        local: SocketAddr,
-        expires: Instant,
-    ) -> Result<(), BindError>;
-
-    /// Makes the port held for `token` the relay socket of `handle` and returns its
-    /// address; `None` if there is no such reservation, or it expired.
-    fn claim_port(
-        &mut self,
-        token: &[u8; 8],
-        handle: RelayHandle,
-        now: Instant,
-    ) -> Option<SocketAddr>;
-
-    /// Releases the reservations whose time has passed.
-    fn expire_reservations(&mut self, now: Instant);
-
-    /// Fills `buf` from a cryptographically secure random source.
-    fn random(&mut self, buf: &mut [u8]);
-}
 
 /// What to do with a client's packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,9 +174,8 @@ pub struct Server<S, I, const P: usize, const C: usize> {
     cfg: Config,
     nonces: Nonces,
     table: table::Table<S, I, P, C>,
-    limiter: RateLimiter<64>,
-    tid_base: [u8; 12],
-    tid_counter: u64,
+    limiter: RateLimiter,
+    random: Random,
     next_sweep: Option<Instant>,
     /// When the last EVEN-PORT reservation handed out expires: sweeps go on
     /// until then even with no allocation left, so the host's port is released.
@@ -276,9 +199,13 @@ where
     I: AsRef<[u32]> + AsMut<[u32]>,
 {
     /// A server over the caller's storage. `secret` must come from a secure random
-    /// source: it keys nonces and the table's hash. Fails on a bad configuration or
-    /// an index smaller than twice the slots.
-    pub fn new(cfg: Config, slots: S, index: I, secret: [u8; 32]) -> Result<Self, ConfigError> {
+    /// source: it keys nonces, transaction ids and the table's hash. Fails on a
+    /// bad configuration or an index smaller than twice the slots.
+    ///
+    /// The server's relay and advertised addresses join the peer policy's own
+    /// addresses here, so relaying to them is refused (but to live relayed
+    /// addresses) whatever the allow list says.
+    pub fn new(mut cfg: Config, slots: S, index: I, secret: [u8; 32]) -> Result<Self, ConfigError> {
         cfg.validate()?;
         if index.as_ref().len() < 2 * slots.as_ref().len() || slots.as_ref().is_empty() {
             return Err(ConfigError {
@@ -286,24 +213,37 @@ where
                 problem: "need at least one slot and an index of twice as many entries",
             });
         }
-        let seed = u64::from_le_bytes([
-            secret[0], secret[1], secret[2], secret[3], secret[4], secret[5], secret[6], secret[7],
-        ]);
-        let mut tid_base = [0u8; 12];
-        for (t, s) in tid_base.iter_mut().zip(secret.iter().rev()) {
-            *t = *s;
+        for ip in cfg.relay_ips().into_iter().flatten() {
+            if !cfg.policy.add_own(ip) {
+                return Err(ConfigError {
+                    field: "policy.own",
+                    problem: "more own addresses than the policy holds",
+                });
+            }
         }
+        let table_key = rng::derive(&secret, b"table");
+        let limiter_key = rng::derive(&secret, b"limiter");
+        let word =
+            |k: [u8; 32]| u64::from_le_bytes([k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7]]);
+        let features = SecurityFeatures {
+            password_algorithms: !cfg.password_algorithms.is_empty(),
+            username_anonymity: cfg.userhash,
+        };
         Ok(Server {
-            nonces: Nonces::new(secret, cfg.nonce_lifetime_secs),
+            nonces: Nonces::new(
+                rng::derive(&secret, b"nonce"),
+                cfg.nonce_lifetime_secs,
+                features,
+            ),
             limiter: RateLimiter::new(
                 cfg.unauth_burst,
                 cfg.unauth_per_sec,
                 cfg.unauth_global_per_sec,
+                word(limiter_key),
             ),
             cfg,
-            table: table::Table::new(slots, index, seed),
-            tid_base,
-            tid_counter: 0,
+            table: table::Table::new(slots, index, word(table_key)),
+            random: Random::new(rng::derive(&secret, b"tid")),
             next_sweep: None,
             reservations_until: None,
             events: heapless::Deque::new(),
@@ -348,8 +288,8 @@ where
     ) -> ClientOutput {
         let legacy = self.cfg.legacy_channels;
         let output = match (demux::classify(packet), packet.first()) {
-            (PacketKind::ChannelData, _) => self.client_channel_data(now, &tuple, packet),
-            (_, Some(0x50..=0x7F)) if legacy => self.client_channel_data(now, &tuple, packet),
+            (PacketKind::ChannelData, _) => self.client_channel_data(now, host, &tuple, packet),
+            (_, Some(0x50..=0x7F)) if legacy => self.client_channel_data(now, host, &tuple, packet),
             (PacketKind::Stun, _) => self.client_stun(now, host, &tuple, packet, out),
             _ => ClientOutput::Drop(Some(Refusal::Unexpected)),
         };
@@ -382,7 +322,7 @@ where
             return ClientOutput::Drop(Some(Refusal::BadFingerprint));
         }
         match (msg.class(), msg.method()) {
-            (Class::Indication, Method::SEND) => self.send_indication(now, tuple, &msg),
+            (Class::Indication, Method::SEND) => self.send_indication(now, host, tuple, &msg),
             (Class::Request, _) => self.request(now, host, tuple, &msg, out),
             _ => ClientOutput::Drop(Some(Refusal::Unexpected)),
         }
@@ -401,16 +341,23 @@ where
             return;
         }
         for slot in 0..self.table.capacity() {
-            let expired = match self.table.get_mut(slot) {
-                Some(a) if now >= a.expires => true,
+            let (expired, relay_gone) = match self.table.get_mut(slot) {
+                Some(a) if now >= a.expires => (true, None),
                 Some(a) => {
                     a.prune(now);
-                    false
+                    // One relayed address of a dual allocation may end first.
+                    let gone = a
+                        .relays
+                        .iter()
+                        .position(|r| r.is_some_and(|r| now >= r.expires));
+                    (false, gone)
                 }
-                None => false,
+                None => (false, None),
             };
             if expired {
                 self.end_allocation(slot, host, EndReason::Expired);
+            } else if let Some(which) = relay_gone {
+                self.end_relay(slot, which, host);
             }
         }
         host.expire_reservations(now);
@@ -447,6 +394,41 @@ where
         let _ = self.events.push_back(e);
     }
 
+    /// The relay socket address `addr` names, if it is a live relayed address of
+    /// this server (on a relay or advertised IP, bound right now on any shard).
+    pub(crate) fn live_relay(&self, host: &mut impl Host, addr: SocketAddr) -> Option<SocketAddr> {
+        let local = self.cfg.relay_local(addr)?;
+        host.is_relay(local).then_some(local)
+    }
+
+    /// Ends one relayed address (`which`: 0 IPv4, 1 IPv6) of the allocation in
+    /// `slot`; the allocation ends with its last one.
+    pub(crate) fn end_relay(&mut self, slot: usize, which: usize, host: &mut impl Host) {
+        let Some(generation) = self.table.generation(slot) else {
+            return;
+        };
+        let last = self
+            .table
+            .get(slot)
+            .is_some_and(|a| a.relays().count() <= 1);
+        if last {
+            self.end_allocation(slot, host, EndReason::Released);
+            return;
+        }
+        let Some(a) = self.table.get_mut(slot) else {
+            return;
+        };
+        if let Some(r) = a.relays.get_mut(which).and_then(Option::take) {
+            let handle = RelayHandle {
+                slot: slot as u32,
+                generation,
+                which: which as u8,
+            };
+            host.close_relay(handle, r.local);
+        }
+        a.update_expiry();
+    }
+
     /// Removes the allocation in `slot`, closes its relays and releases its quota.
     fn end_allocation(&mut self, slot: usize, host: &mut impl Host, reason: EndReason) {
         let Some(generation) = self.table.generation(slot) else {
@@ -465,7 +447,7 @@ where
                 host.close_relay(handle, r.local);
             }
         }
-        host.release_quota(&a.username);
+        host.release_quota(auth::quota_user(&self.cfg, &a.username));
         self.counters.allocations_ended += 1;
         self.push_event(Event::Ended {
             tuple: a.tuple,
@@ -474,16 +456,4 @@ where
             traffic: a.traffic,
         });
     }
-}
-
-/// The next transaction id for a message the server originates (a Data
-/// indication): unique, not guessable in advance (a secret base XOR a counter). A free function so it can run
-/// while an allocation of the table is borrowed.
-fn next_tid(counter: &mut u64, base: &[u8; 12]) -> TransactionId {
-    *counter = counter.wrapping_add(1);
-    let mut id = *base;
-    for (b, c) in id.iter_mut().zip(counter.to_le_bytes()) {
-        *b ^= c;
-    }
-    TransactionId::new(id)
 }

@@ -1,9 +1,13 @@
 //! Stateless nonces: the server keeps no table, yet a nonce is bound to the client's
 //! IP address and goes stale after a configured time.
 //!
-//! A nonce is 24 hex characters: the issue time in seconds (8) and the first 8
-//! bytes of HMAC-SHA1(secret, time || client IP) (16). Any node holding the secret
-//! can check it, so a cluster needs no shared state.
+//! A nonce is the nonce cookie of RFC 8489 §9.2 (`obMatJos2` and the base64 of the
+//! security features the server offers: password algorithms, username
+//! anonymity), then 16 base64 characters of 12 bytes: the issue time in seconds
+//! (4) and the first 8 bytes of HMAC-SHA1(secret, time || client IP). Any node
+//! holding the secret can check it, so a cluster needs no shared state. A 401
+//! carrying it stays under four times the size of the smallest request that earns
+//! one.
 
 use core::net::IpAddr;
 
@@ -12,11 +16,41 @@ use sha1::Sha1;
 
 use crate::Instant;
 
-/// Length of a nonce in characters.
-pub const NONCE_LEN: usize = 24;
+/// Length of a nonce's part after the cookie, in characters.
+pub const NONCE_LEN: usize = 16;
+/// Length of the nonce cookie: `obMatJos2` and 4 base64 characters.
+pub const COOKIE_LEN: usize = 13;
 
 /// A nonce's text.
-pub type NonceText = heapless::String<NONCE_LEN>;
+pub type NonceText = heapless::String<{ COOKIE_LEN + NONCE_LEN }>;
+
+/// The STUN security features of RFC 8489 §18.1 that a nonce cookie announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct SecurityFeatures {
+    /// Bit 0: PASSWORD-ALGORITHMS negotiation.
+    pub password_algorithms: bool,
+    /// Bit 1: username anonymity (USERHASH).
+    pub username_anonymity: bool,
+}
+
+impl SecurityFeatures {
+    /// The cookie: `obMatJos2` then the base64 of the 24-bit feature set, bit 0
+    /// being the most significant bit of its first byte.
+    pub fn cookie(&self) -> [u8; COOKIE_LEN] {
+        let mut c = *b"obMatJos2AAAA";
+        // The first base64 character carries the top six bits of the first byte:
+        // bit 0 (0x80) is 32 in base64's alphabet, bit 1 (0x40) is 16.
+        let index =
+            usize::from(self.password_algorithms) * 32 + usize::from(self.username_anonymity) * 16;
+        if let (Some(slot), Some(ch)) = (c.get_mut(9), BASE64.get(index)) {
+            *slot = *ch;
+        }
+        c
+    }
+}
+
+const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// What a client's nonce turned out to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +69,7 @@ pub enum NonceCheck {
 pub struct Nonces {
     secret: [u8; 32],
     lifetime_secs: u64,
+    cookie: [u8; COOKIE_LEN],
 }
 
 impl core::fmt::Debug for Nonces {
@@ -45,22 +80,19 @@ impl core::fmt::Debug for Nonces {
     }
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-fn hex_val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    }
+/// The base64 value of a character, if it is one.
+fn base64_val(c: u8) -> Option<u32> {
+    BASE64.iter().position(|&b| b == c).map(|i| i as u32)
 }
 
 impl Nonces {
-    /// Nonces keyed with `secret`, stale after `lifetime_secs`.
-    pub const fn new(secret: [u8; 32], lifetime_secs: u64) -> Nonces {
+    /// Nonces keyed with `secret`, stale after `lifetime_secs`, announcing
+    /// `features` in their cookie.
+    pub fn new(secret: [u8; 32], lifetime_secs: u64, features: SecurityFeatures) -> Nonces {
         Nonces {
             secret,
             lifetime_secs,
+            cookie: features.cookie(),
         }
     }
 
@@ -84,13 +116,24 @@ impl Nonces {
     pub fn issue(&self, now: Instant, ip: &IpAddr) -> NonceText {
         let issued = now.as_secs() as u32;
         let mut s = NonceText::new();
-        for b in issued
-            .to_be_bytes()
-            .iter()
-            .chain(self.tag(issued, ip).iter())
+        for c in self.cookie {
+            let _ = s.push(char::from(c));
+        }
+        let mut raw = [0u8; 12];
+        let tag = self.tag(issued, ip);
+        for (r, b) in raw
+            .iter_mut()
+            .zip(issued.to_be_bytes().iter().chain(tag.iter()))
         {
-            for nibble in [b >> 4, b & 0xf] {
-                let c = HEX.get(usize::from(nibble)).copied().unwrap_or(b'0');
+            *r = *b;
+        }
+        for group in raw.chunks(3) {
+            let n = group.iter().fold(0u32, |n, b| (n << 8) | u32::from(*b));
+            for shift in [18, 12, 6, 0] {
+                let c = BASE64
+                    .get(((n >> shift) & 63) as usize)
+                    .copied()
+                    .unwrap_or(b'A');
                 let _ = s.push(char::from(c));
             }
         }
@@ -99,18 +142,23 @@ impl Nonces {
 
     /// Checks a nonce a client at `ip` sent back.
     pub fn check(&self, nonce: &str, now: Instant, ip: &IpAddr) -> NonceCheck {
-        let b = nonce.as_bytes();
+        let Some(b) = nonce.as_bytes().strip_prefix(&self.cookie[..]) else {
+            return NonceCheck::Invalid;
+        };
         if b.len() != NONCE_LEN {
             return NonceCheck::Invalid;
         }
-        let mut raw = [0u8; NONCE_LEN / 2];
-        for (i, r) in raw.iter_mut().enumerate() {
-            match (
-                b.get(2 * i).copied().and_then(hex_val),
-                b.get(2 * i + 1).copied().and_then(hex_val),
-            ) {
-                (Some(h), Some(l)) => *r = (h << 4) | l,
-                _ => return NonceCheck::Invalid,
+        let mut raw = [0u8; 12];
+        for (group, out) in b.chunks(4).zip(raw.chunks_mut(3)) {
+            let mut n = 0u32;
+            for &c in group {
+                match base64_val(c) {
+                    Some(v) => n = (n << 6) | v,
+                    None => return NonceCheck::Invalid,
+                }
+            }
+            for (o, shift) in out.iter_mut().zip([16, 8, 0]) {
+                *o = (n >> shift) as u8;
             }
         }
         let [t0, t1, t2, t3, tag @ ..] = raw;
@@ -144,17 +192,18 @@ mod test {
 
     #[test]
     fn issue_check_stale() {
-        let n = Nonces::new([7; 32], 600);
+        let n = Nonces::new([7; 32], 600, SecurityFeatures::default());
         let ip: IpAddr = "198.51.100.4".parse().unwrap();
         let t = Instant::from_secs(1_764_000_000);
         let nonce = n.issue(t, &ip);
-        assert_eq!(nonce.len(), NONCE_LEN);
+        assert_eq!(nonce.len(), COOKIE_LEN + NONCE_LEN);
+        assert!(nonce.starts_with("obMatJos2AAAA"));
         assert_eq!(n.check(&nonce, t, &ip), NonceCheck::Valid);
         assert_eq!(n.check(&nonce, t.plus_secs(600), &ip), NonceCheck::Valid);
         assert_eq!(n.check(&nonce, t.plus_secs(601), &ip), NonceCheck::Stale);
         let other: IpAddr = "198.51.100.5".parse().unwrap();
         assert_eq!(n.check(&nonce, t, &other), NonceCheck::Invalid);
-        let other_secret = Nonces::new([8; 32], 600);
+        let other_secret = Nonces::new([8; 32], 600, SecurityFeatures::default());
         assert_eq!(other_secret.check(&nonce, t, &ip), NonceCheck::Invalid);
         assert_eq!(n.check("zz", t, &ip), NonceCheck::Invalid);
         assert_eq!(
@@ -164,6 +213,33 @@ mod test {
         // Issued in the future (forged time field): invalid.
         let future = n.issue(t.plus_secs(3600), &ip);
         assert_eq!(n.check(&future, t, &ip), NonceCheck::Invalid);
+        // Without its cookie, or with another one: not ours.
+        assert_eq!(n.check(&nonce[COOKIE_LEN..], t, &ip), NonceCheck::Invalid);
+        let other_features = Nonces::new(
+            [7; 32],
+            600,
+            SecurityFeatures {
+                password_algorithms: true,
+                username_anonymity: false,
+            },
+        );
+        assert_eq!(other_features.check(&nonce, t, &ip), NonceCheck::Invalid);
+    }
+
+    #[test]
+    fn cookies_of_rfc8489() {
+        let cookie = |password_algorithms, username_anonymity| {
+            SecurityFeatures {
+                password_algorithms,
+                username_anonymity,
+            }
+            .cookie()
+        };
+        // base64 of 0x000000, 0x800000, 0x400000 and 0xc00000.
+        assert_eq!(&cookie(false, false), b"obMatJos2AAAA");
+        assert_eq!(&cookie(true, false), b"obMatJos2gAAA");
+        assert_eq!(&cookie(false, true), b"obMatJos2QAAA");
+        assert_eq!(&cookie(true, true), b"obMatJos2wAAA");
     }
 
     trait Upper {

@@ -1,24 +1,37 @@
 //! Which peers a client may relay to: deny by default.
 //!
 //! A peer address is judged in this order; the first rule that matches decides:
-//! 1. addresses that embed an IPv4 address (`::ffff:0:0/96` mapped, `::/96`
-//!    compatible, `2002::/16` 6to4, `64:ff9b::/96` NAT64, `2001::/32` Teredo client)
-//!    are converted to that IPv4 address, and the rest applies to it;
-//! 2. one of this server's relayed addresses (a relay IP with a port in the relay
-//!    range) is **allowed**, so relay-to-relay works;
+//! 1. a **live relayed address** of this server (a relay or advertised IP, a port
+//!    in the relay range, and a relay socket bound there right now) is **allowed**,
+//!    so relay-to-relay works (a browser and the meeting server's call bridge often
+//!    allocate on the same relay). Every packet is checked again, in both
+//!    directions, so a permission for the server's IP never opens its other ports;
+//! 2. the server's **own addresses** (relay and advertised IPs, which the server
+//!    adds itself, and whatever the host adds: listeners, the admin interface) are
+//!    **denied**, even when an allow entry covers them;
 //! 3. an entry of the configured **deny** list denies (`--deny-peer`);
-//! 4. an entry of the configured **allow** list allows (`--allow-peer`): this is how
-//!    the meeting server's media addresses on the private side are permitted;
-//! 5. the built-in deny list denies: unspecified and "this network", loopback,
-//!    private (10/8, 172.16/12, 192.168/16, fc00::/7), shared address space
-//!    (100.64/10), link-local (169.254/16 with the 169.254.169.254 metadata service,
-//!    fe80::/10), multicast, broadcast and reserved (224/3), documentation and
-//!    benchmarking ranges, IETF protocol assignments, discard-only `100::/64`;
-//! 6. the server's own addresses (listeners, relay and advertised addresses) deny;
-//! 7. anything else is allowed.
+//! 4. every form of the address must then pass: an entry of the configured
+//!    **allow** list (`--allow-peer`) passes it (this is how the meeting server's
+//!    media addresses on the private side are permitted), else the built-in deny
+//!    list denies it: unspecified and "this network", loopback, private (10/8,
+//!    172.16/12, 192.168/16, fc00::/7), shared address space (100.64/10),
+//!    link-local (169.254/16 with the 169.254.169.254 metadata service, fe80::/10),
+//!    multicast, broadcast and reserved (224/3), documentation and benchmarking
+//!    ranges, IETF protocol assignments, discard-only `100::/64`, and the local-use
+//!    NAT64 prefix `64:ff9b:1::/48` (RFC 8215), whose embedding is not known;
+//! 5. anything else is allowed.
 //!
-//! So an explicit deny entry beats an explicit allow entry, and an allow entry beats
-//! the built-in list. Ranges are compared numerically on whole addresses.
+//! The **forms** of an address are the address itself and every IPv4 address it
+//! embeds ([`forms`]): IPv4-mapped `::ffff:0:0/96`, IPv4-translated
+//! `::ffff:0:0:0/96`, IPv4-compatible `::/96`, NAT64 `64:ff9b::/96`, 6to4
+//! `2002::/16` are judged by their IPv4 alone; Teredo `2001::/32` by the IPv6
+//! address, its server's IPv4 and its client's (obfuscated) IPv4; an ISATAP
+//! interface id (`::0:5efe:a.b.c.d`, `::200:5efe:a.b.c.d`) by the IPv6 address and
+//! the IPv4 it names.
+//!
+//! So an explicit deny entry beats an explicit allow entry, an allow entry beats
+//! the built-in list, and nothing beats the server's own addresses. Ranges are
+//! compared numerically on whole addresses.
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -148,7 +161,7 @@ const fn c6(hi: u16, second: u16, p: u8) -> Cidr {
     Cidr::v6(Ipv6Addr::new(hi, second, 0, 0, 0, 0, 0, 0), p)
 }
 
-/// The built-in deny list (step 5 of the module docs).
+/// The built-in deny list (step 4 of the module docs).
 pub const DEFAULT_DENY: &[Cidr] = &[
     c4(0, 0, 0, 0, 8),       // "this network", including 0.0.0.0
     c4(10, 0, 0, 0, 8),      // private
@@ -166,44 +179,75 @@ pub const DEFAULT_DENY: &[Cidr] = &[
     c4(224, 0, 0, 0, 3),     // multicast, reserved, broadcast
     Cidr::v6(Ipv6Addr::UNSPECIFIED, 128),
     Cidr::v6(Ipv6Addr::LOCALHOST, 128),
-    c6(0x0100, 0, 64),      // discard-only
-    c6(0x2001, 0x0db8, 32), // documentation
-    c6(0x2001, 0x0002, 48), // benchmarking
-    c6(0xfc00, 0, 7),       // unique local
-    c6(0xfe80, 0, 10),      // link-local
-    c6(0xfec0, 0, 10),      // site-local (deprecated)
-    c6(0xff00, 0, 8),       // multicast
+    Cidr::v6(Ipv6Addr::new(0x64, 0xff9b, 1, 0, 0, 0, 0, 0), 48), // local-use NAT64 (RFC 8215)
+    c6(0x0100, 0, 64),                                           // discard-only
+    c6(0x2001, 0x0db8, 32),                                      // documentation
+    c6(0x2001, 0x0002, 48),                                      // benchmarking
+    c6(0xfc00, 0, 7),                                            // unique local
+    c6(0xfe80, 0, 10),                                           // link-local
+    c6(0xfec0, 0, 10),                                           // site-local (deprecated)
+    c6(0xff00, 0, 8),                                            // multicast
 ];
 
-/// The IPv4 address that an IPv6 address embeds, if it is of a form that does.
-pub fn embedded_ipv4(ip: &Ipv6Addr) -> Option<Ipv4Addr> {
-    let bits = ip.to_bits();
-    let low32 = Ipv4Addr::from_bits(bits as u32);
-    let seg = ip.segments();
-    if bits >> 32 == 0x0000_ffff {
-        return Some(low32); // ::ffff:a.b.c.d (mapped)
+/// The forms an address is judged in (see the module docs): up to three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forms([Option<IpAddr>; 3]);
+
+impl Forms {
+    fn of(items: [Option<IpAddr>; 3]) -> Forms {
+        Forms(items)
     }
-    if bits >> 32 == 0 && bits > 1 {
-        return Some(low32); // ::a.b.c.d (compatible); :: and ::1 are judged as IPv6
+
+    /// Every form.
+    pub fn iter(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.0.iter().flatten().copied()
     }
-    if bits >> 32 == 0x0064_ff9b_0000_0000_0000_0000 {
-        return Some(low32); // 64:ff9b::a.b.c.d (NAT64)
-    }
-    if seg[0] == 0x2002 {
-        return Some(Ipv4Addr::from_bits((bits >> 80) as u32)); // 2002:AABB:CCDD::/48 (6to4)
-    }
-    if seg[0] == 0x2001 && seg[1] == 0 {
-        return Some(Ipv4Addr::from_bits(!(bits as u32))); // Teredo client, obfuscated
-    }
-    None
 }
 
-/// The address policies judge: IPv6 forms that embed IPv4 become that IPv4.
-pub fn normalize(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => embedded_ipv4(&v6).map_or(ip, IpAddr::V4),
-        v4 => v4,
+/// The forms of `ip`: the address itself unless it only wraps an IPv4 address,
+/// and every IPv4 address it embeds.
+pub fn forms(ip: IpAddr) -> Forms {
+    let v6 = match ip {
+        IpAddr::V4(_) => return Forms::of([Some(ip), None, None]),
+        IpAddr::V6(a) => a,
+    };
+    let bits = v6.to_bits();
+    let low32 = IpAddr::V4(Ipv4Addr::from_bits(bits as u32));
+    let only = |v4: IpAddr| Forms::of([Some(v4), None, None]);
+    let prefix96 = bits >> 32;
+    if prefix96 == 0x0000_ffff || prefix96 == 0xffff_0000 {
+        return only(low32); // ::ffff:a.b.c.d (mapped), ::ffff:0:a.b.c.d (translated)
     }
+    if prefix96 == 0 && bits > 1 {
+        return only(low32); // ::a.b.c.d (compatible); :: and ::1 are judged as IPv6
+    }
+    if prefix96 == 0x0064_ff9b_0000_0000_0000_0000 {
+        return only(low32); // 64:ff9b::a.b.c.d (NAT64, well-known prefix)
+    }
+    if bits >> 112 == 0x2002 {
+        // 2002:AABB:CCDD::/48 (6to4)
+        return only(IpAddr::V4(Ipv4Addr::from_bits((bits >> 80) as u32)));
+    }
+    if bits >> 96 == 0x2001_0000 {
+        // Teredo: server IPv4 in bits 32..64, client IPv4 obfuscated in the last 32.
+        let server = IpAddr::V4(Ipv4Addr::from_bits((bits >> 64) as u32));
+        let client = IpAddr::V4(Ipv4Addr::from_bits(!(bits as u32)));
+        return Forms::of([Some(ip), Some(server), Some(client)]);
+    }
+    if (bits >> 32) as u32 & 0xfcff_ffff == 0x0000_5efe {
+        return Forms::of([Some(ip), Some(low32), None]); // ISATAP interface id
+    }
+    Forms::of([Some(ip), None, None])
+}
+
+/// The address policies judge when one is needed: IPv6 forms that only wrap
+/// IPv4 become that IPv4 (the first form).
+pub fn normalize(ip: IpAddr) -> IpAddr {
+    forms(ip)
+        .iter()
+        .last()
+        .filter(|f| f.is_ipv4())
+        .unwrap_or(ip)
 }
 
 /// The verdict on a peer address.
@@ -216,9 +260,13 @@ pub enum Verdict {
     DeniedByConfig,
     /// Denied by the built-in list (loopback, private, ...).
     DeniedByDefault,
-    /// Denied because it is one of this server's own addresses.
+    /// Denied because it is one of this server's own addresses (and not a live
+    /// relayed address).
     DeniedOwnAddress,
 }
+
+/// Most own addresses a policy holds.
+pub const OWN_MAX: usize = 32;
 
 /// The peer policy: configured allow and deny lists over the built-in rules.
 #[derive(Debug, Clone, Default)]
@@ -227,29 +275,51 @@ pub struct PeerPolicy {
     pub allow: heapless::Vec<Cidr, 32>,
     /// Extra ranges that are never relayed to (beats `allow`).
     pub deny: heapless::Vec<Cidr, 32>,
-    /// This server's own addresses (listeners, relay and advertised addresses).
-    pub own: heapless::Vec<IpAddr, 8>,
+    /// This server's own addresses besides its relay and advertised addresses
+    /// (which the server adds itself): listeners, the admin interface, the host's
+    /// interface addresses when listening on a wildcard.
+    pub own: heapless::Vec<IpAddr, OWN_MAX>,
 }
 
 impl PeerPolicy {
-    /// Judges `peer`; `is_relayed` says whether an address is one of this server's
-    /// relayed transport addresses (relay IP and a port in the relay range).
-    pub fn check(&self, peer: SocketAddr, is_relayed: impl Fn(SocketAddr) -> bool) -> Verdict {
-        let ip = normalize(peer.ip());
-        if is_relayed(SocketAddr::new(ip, peer.port())) || is_relayed(peer) {
+    /// Adds `ip` to the own addresses (once); false when the list is full.
+    pub fn add_own(&mut self, ip: IpAddr) -> bool {
+        ip.is_unspecified() || self.own.contains(&ip) || self.own.push(ip).is_ok()
+    }
+
+    /// Whether `ip`, in any of its forms, is one of the own addresses.
+    pub fn is_own(&self, ip: IpAddr) -> bool {
+        forms(ip)
+            .iter()
+            .any(|f| self.own.iter().any(|o| *o == f || normalize(*o) == f))
+    }
+
+    /// Judges `peer`; `live_relayed` says whether an address is a relayed
+    /// transport address of this server that is bound right now.
+    pub fn check(
+        &self,
+        peer: SocketAddr,
+        live_relayed: impl FnOnce(SocketAddr) -> bool,
+    ) -> Verdict {
+        if live_relayed(peer) {
             return Verdict::Allow;
         }
-        if self.deny.iter().any(|c| c.contains(&ip)) {
+        let forms = forms(peer.ip());
+        if self.is_own(peer.ip()) {
+            return Verdict::DeniedOwnAddress;
+        }
+        if forms
+            .iter()
+            .any(|f| self.deny.iter().any(|c| c.contains(&f)))
+        {
             return Verdict::DeniedByConfig;
         }
-        if self.allow.iter().any(|c| c.contains(&ip)) {
-            return Verdict::Allow;
-        }
-        if DEFAULT_DENY.iter().any(|c| c.contains(&ip)) {
+        let denied = |f: IpAddr| {
+            !self.allow.iter().any(|c| c.contains(&f))
+                && DEFAULT_DENY.iter().any(|c| c.contains(&f))
+        };
+        if forms.iter().any(denied) {
             return Verdict::DeniedByDefault;
-        }
-        if self.own.iter().any(|o| normalize(*o) == ip) {
-            return Verdict::DeniedOwnAddress;
         }
         Verdict::Allow
     }
@@ -313,37 +383,82 @@ mod test {
             "[::ffff:127.0.0.1]:1",
             "[::127.0.0.1]:1",
             "[::ffff:10.0.0.1]:1",
+            "[::ffff:0:10.0.0.1]:1", // IPv4-translated (SIIT)
+            "[::ffff:0:169.254.169.254]:1",
             "[64:ff9b::a9fe:a9fe]:1",
+            "[64:ff9b:1::8.8.8.8]:1", // local-use NAT64: not known, denied
+            "[64:ff9b:1:ffff::1]:1",
             "[2002:c0a8:0101::1]:1",
             "[2001:0:4136:e378:8000:63bf:f5ff:fffe]:1", // Teredo client 10.0.0.1
+            "[2001:0:0a00:0001:8000:63bf:f7f7:f7f7]:1", // Teredo server 10.0.0.1, client 8.8.8.8
+            "[2001:4860::5efe:10.0.0.1]:1",             // ISATAP interface id
+            "[2001:4860::200:5efe:127.0.0.1]:1",        // ISATAP, global bit
+            "[fe80::5efe:8.8.8.8]:1",                   // ISATAP on link-local
             "[::1]:1",
             "[::]:1",
         ] {
             assert_ne!(pol.check(p(a), none), Verdict::Allow, "{a}");
         }
-        assert_eq!(pol.check(p("[2001:4860::8888]:1"), none), Verdict::Allow);
-        assert_eq!(pol.check(p("[::ffff:8.8.8.8]:1"), none), Verdict::Allow);
+        for a in [
+            "[2001:4860::8888]:1",
+            "[::ffff:8.8.8.8]:1",
+            "[::ffff:0:8.8.8.8]:1",
+            "[2001:4860::5efe:8.8.8.8]:1",
+            "[2001:0:0808:0808:8000:63bf:f7f7:f7f7]:1", // Teredo 8.8.8.8 / 8.8.8.8
+        ] {
+            assert_eq!(pol.check(p(a), none), Verdict::Allow, "{a}");
+        }
+        assert_eq!(
+            normalize("::ffff:0:1.2.3.4".parse().unwrap()),
+            "1.2.3.4".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]
     fn precedence() {
         let mut pol = PeerPolicy::default();
         pol.allow.push(Cidr::parse("10.0.0.0/8").unwrap()).unwrap();
+        pol.allow
+            .push(Cidr::parse("93.184.0.0/16").unwrap())
+            .unwrap();
         pol.deny.push(Cidr::parse("10.9.0.0/16").unwrap()).unwrap();
-        pol.own.push("198.18.0.1".parse().unwrap()).unwrap();
-        pol.own.push("93.184.216.34".parse().unwrap()).unwrap();
+        assert!(pol.add_own("10.0.0.5".parse().unwrap()));
+        assert!(pol.add_own("93.184.216.34".parse().unwrap()));
         let none = |_| false;
         assert_eq!(pol.check(p("10.1.1.1:5000"), none), Verdict::Allow);
         assert_eq!(pol.check(p("10.9.1.1:5000"), none), Verdict::DeniedByConfig);
+        // Own addresses lose nothing to an allow entry that covers them.
+        assert_eq!(
+            pol.check(p("10.0.0.5:3478"), none),
+            Verdict::DeniedOwnAddress
+        );
         assert_eq!(
             pol.check(p("93.184.216.34:1"), none),
             Verdict::DeniedOwnAddress
         );
-        let relayed = |a: SocketAddr| a.ip() == p("93.184.216.34:1").ip() && a.port() >= 24000;
-        assert_eq!(pol.check(p("93.184.216.34:24001"), relayed), Verdict::Allow);
         assert_eq!(
-            pol.check(p("[::ffff:93.184.216.34]:24001"), relayed),
-            Verdict::Allow
+            pol.check(p("[::ffff:93.184.216.34]:1"), none),
+            Verdict::DeniedOwnAddress
         );
+        // A live relayed address is allowed; the same IP's other ports are not.
+        let live = |a: SocketAddr| a == p("93.184.216.34:24001");
+        assert_eq!(pol.check(p("93.184.216.34:24001"), live), Verdict::Allow);
+        assert_eq!(
+            pol.check(p("93.184.216.34:24002"), live),
+            Verdict::DeniedOwnAddress
+        );
+        assert_eq!(
+            pol.check(p("[::ffff:93.184.216.34]:24001"), live),
+            Verdict::DeniedOwnAddress,
+            "relayed addresses are judged as given, not in a wrapped form"
+        );
+        // Allowing a Teredo client's IPv4 is not enough when its server is denied.
+        let mut pol = PeerPolicy::default();
+        pol.allow.push(Cidr::parse("8.8.8.0/24").unwrap()).unwrap();
+        assert_eq!(
+            pol.check(p("[2001:0:0a00:0001:8000:63bf:f7f7:f7f7]:1"), none),
+            Verdict::DeniedByDefault
+        );
+        assert!(!pol.add_own("0.0.0.0".parse().unwrap()) || pol.own.is_empty());
     }
 }

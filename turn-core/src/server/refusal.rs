@@ -2,9 +2,11 @@
 //! acts on, with the STUN error code it earned and a log line's worth of text.
 
 use core::fmt;
-use core::net::IpAddr;
+use core::net::{IpAddr, SocketAddr};
 
 use stun_core::{AttributeError, AttributeType, ParseError};
+
+use super::policy::Verdict;
 
 /// What was wrong with a request that earned 400 Bad Request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +32,11 @@ pub enum BadRequest {
     UnsupportedMethod(u16),
     /// The username is longer than the server stores.
     UsernameTooLong,
+    /// PASSWORD-ALGORITHMS differs from the server's offer, PASSWORD-ALGORITHM is
+    /// not one of it, or only one of the two was sent (RFC 8489 §9.2.4).
+    PasswordAlgorithmMismatch,
+    /// RESERVATION-TOKEN together with ADDITIONAL-ADDRESS-FAMILY (RFC 8656 §7.2).
+    TokenWithAdditionalFamily,
 }
 
 /// Why a packet from a client was refused (with an error response) or dropped.
@@ -66,14 +73,17 @@ pub enum Refusal {
     FamilyNotSupported,
     /// 443: the peer's family differs from every relayed address's.
     PeerFamilyMismatch,
-    /// 403: the peer policy forbids this peer.
-    ForbiddenPeer(IpAddr),
+    /// 403: the peer policy forbids this peer, for the reason given.
+    ForbiddenPeer(IpAddr, Verdict),
     /// 486: the user has as many allocations as the quota allows.
     UserQuota,
     /// 508 (or 300 to the alternate server): the server is full.
     Capacity,
     /// 508: no relay port could be bound in the configured range.
     NoRelayPort,
+    /// 508: the RESERVATION-TOKEN names no live reservation (unknown, expired or
+    /// claimed already).
+    NoReservation,
     /// 508: the allocation holds as many permissions or channels as it can.
     AllocationFull,
     /// 400 Bad Request.
@@ -88,6 +98,9 @@ pub enum Refusal {
     Unexpected,
     /// Data for a peer without a permission: dropped.
     NoPermission(IpAddr),
+    /// Data for an address of this server that is not a live relayed address
+    /// (relay-to-relay reaches live allocations only): dropped.
+    NotLiveRelay(SocketAddr),
     /// ChannelData on a channel that is not bound: dropped.
     NoChannel(u16),
     /// A Send indication or ChannelData from a 5-tuple with no allocation: dropped.
@@ -111,9 +124,12 @@ impl Refusal {
             Refusal::UnsupportedTransport(_) => 442,
             Refusal::FamilyNotSupported => 440,
             Refusal::PeerFamilyMismatch => 443,
-            Refusal::ForbiddenPeer(_) => 403,
+            Refusal::ForbiddenPeer(..) => 403,
             Refusal::UserQuota => 486,
-            Refusal::Capacity | Refusal::NoRelayPort | Refusal::AllocationFull => 508,
+            Refusal::Capacity
+            | Refusal::NoRelayPort
+            | Refusal::NoReservation
+            | Refusal::AllocationFull => 508,
             Refusal::BadRequest(_) => 400,
             Refusal::UnknownAttribute(_) => 420,
             Refusal::RateLimited
@@ -121,6 +137,7 @@ impl Refusal {
             | Refusal::BadFingerprint
             | Refusal::Unexpected
             | Refusal::NoPermission(_)
+            | Refusal::NotLiveRelay(_)
             | Refusal::NoChannel(_)
             | Refusal::NoAllocation
             | Refusal::OutputTooSmall => return None,
@@ -165,6 +182,12 @@ impl fmt::Display for BadRequest {
             ),
             BadRequest::UnsupportedMethod(m) => write!(f, "method 0x{m:03x} is not served"),
             BadRequest::UsernameTooLong => f.write_str("username longer than the server stores"),
+            BadRequest::PasswordAlgorithmMismatch => f.write_str(
+                "PASSWORD-ALGORITHMS differs from the offer or PASSWORD-ALGORITHM is not in it",
+            ),
+            BadRequest::TokenWithAdditionalFamily => {
+                f.write_str("RESERVATION-TOKEN cannot come with ADDITIONAL-ADDRESS-FAMILY")
+            }
         }
     }
 }
@@ -200,12 +223,26 @@ impl fmt::Display for Refusal {
                 f.write_str("440 address family not supported (no relay address of that family)")
             }
             Refusal::PeerFamilyMismatch => f.write_str("443 peer address family mismatch"),
-            Refusal::ForbiddenPeer(ip) => write!(f, "403 forbidden peer {ip} (peer policy)"),
+            Refusal::ForbiddenPeer(ip, why) => {
+                let rule = match why {
+                    Verdict::DeniedByConfig => "denied by deny_peer",
+                    Verdict::DeniedOwnAddress => {
+                        "an address of this server that is no live relayed address"
+                    }
+                    Verdict::DeniedByDefault | Verdict::Allow => {
+                        "in the built-in deny list; open it with allow_peer"
+                    }
+                };
+                write!(f, "403 forbidden peer {ip} ({rule})")
+            }
             Refusal::UserQuota => f.write_str("486 allocation quota reached for this user"),
             Refusal::Capacity => f.write_str("508 server at capacity"),
             Refusal::NoRelayPort => {
                 f.write_str("508 no relay port free in the configured range")
             }
+            Refusal::NoReservation => f.write_str(
+                "508 RESERVATION-TOKEN names no live reservation (expired or already claimed)",
+            ),
             Refusal::AllocationFull => {
                 f.write_str("508 allocation holds as many permissions or channels as it can")
             }
@@ -215,6 +252,10 @@ impl fmt::Display for Refusal {
             Refusal::BadFingerprint => f.write_str("dropped: bad FINGERPRINT"),
             Refusal::Unexpected => f.write_str("dropped: not a request the server answers"),
             Refusal::NoPermission(ip) => write!(f, "dropped: no permission for peer {ip}"),
+            Refusal::NotLiveRelay(a) => write!(
+                f,
+                "dropped: {a} is an address of this server but no live relayed address"
+            ),
             Refusal::NoChannel(c) => write!(f, "dropped: channel 0x{c:04x} is not bound"),
             Refusal::NoAllocation => f.write_str("dropped: no allocation for this 5-tuple"),
             Refusal::OutputTooSmall => f.write_str("dropped: response did not fit the buffer"),

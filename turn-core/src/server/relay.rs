@@ -1,6 +1,13 @@
 //! The data path: Send indications and ChannelData from clients to peers, and peer
 //! datagrams back to clients as ChannelData (when a channel is bound) or Data
 //! indications, written in place in front of the payload.
+//!
+//! Relay-to-relay: a peer on one of the server's own relay or advertised IPs is
+//! relayed to only while it is a live relayed address, checked on every packet in
+//! both directions (a permission is per IP, and must never open the server's
+//! listeners or other ports). Such traffic goes to the relay socket's own address,
+//! not through a NAT that may not hairpin, and arrives from it: the server shows it
+//! to the client under the advertised address the client permitted.
 
 use core::net::SocketAddr;
 
@@ -9,7 +16,7 @@ use stun_core::channel_data::{self, ChannelData};
 use stun_core::{AttributeType, Class, HEADER_LEN, Message, MessageBuilder, MessageType, Method};
 
 use super::refusal::Refusal;
-use super::{ClientOutput, PeerOutput, RelayHandle, Server, Slot};
+use super::{ClientOutput, Host, PeerOutput, RelayHandle, Server, Slot};
 use crate::{FiveTuple, Instant};
 
 /// Bytes a peer's datagram must be preceded by in the buffer given to
@@ -27,6 +34,7 @@ where
     pub(crate) fn send_indication(
         &mut self,
         now: Instant,
+        host: &mut impl Host,
         tuple: &FiveTuple,
         msg: &Message<&[u8]>,
     ) -> ClientOutput {
@@ -42,13 +50,14 @@ where
         if !self.cfg.dont_fragment && matches!(msg.attribute::<DontFragment>(), Ok(Some(_))) {
             return ClientOutput::Drop(Some(Refusal::Unexpected));
         }
-        self.relay_to_peer(now, slot, peer, data.value_range())
+        self.relay_to_peer(now, host, slot, peer, data.value_range())
     }
 
     /// ChannelData from a client: relays it to the channel's peer.
     pub(crate) fn client_channel_data(
         &mut self,
         now: Instant,
+        host: &mut impl Host,
         tuple: &FiveTuple,
         packet: &[u8],
     ) -> ClientOutput {
@@ -69,6 +78,7 @@ where
         let len = cd.data().len();
         self.relay_to_peer(
             now,
+            host,
             slot,
             peer,
             channel_data::HEADER_LEN..channel_data::HEADER_LEN + len,
@@ -79,10 +89,21 @@ where
     fn relay_to_peer(
         &mut self,
         now: Instant,
+        host: &mut impl Host,
         slot: usize,
         peer: SocketAddr,
         data: core::ops::Range<usize>,
     ) -> ClientOutput {
+        // To one of this server's own relay addresses: a live relayed address only,
+        // reached at its socket's own address.
+        let destination = if self.cfg.is_relay_ip(peer.ip()) {
+            match self.live_relay(host, peer) {
+                Some(local) => local,
+                None => return ClientOutput::Drop(Some(Refusal::NotLiveRelay(peer))),
+            }
+        } else {
+            peer
+        };
         let generation = self.table.generation(slot).unwrap_or(0);
         let Some(a) = self.table.get_mut(slot) else {
             return ClientOutput::Drop(Some(Refusal::NoAllocation));
@@ -93,7 +114,7 @@ where
         if !a.permits(&peer.ip(), now) {
             return ClientOutput::Drop(Some(Refusal::NoPermission(peer.ip())));
         }
-        let Some((which, relay)) = a.relay_for(&peer.ip()) else {
+        let Some((which, relay)) = a.relay_for(&destination.ip(), now) else {
             return ClientOutput::Drop(Some(Refusal::PeerFamilyMismatch));
         };
         let from = relay.local;
@@ -109,7 +130,7 @@ where
                 which,
             },
             from,
-            peer,
+            peer: destination,
             data,
         }
     }
@@ -120,16 +141,46 @@ where
     pub fn handle_peer(
         &mut self,
         now: Instant,
+        host: &mut impl Host,
         relay: RelayHandle,
         peer: SocketAddr,
         buf: &mut [u8],
         len: usize,
     ) -> PeerOutput {
-        let out = self.wrap_for_client(now, relay, peer, buf, len);
+        // From one of this server's own relay IPs: only from a live relayed address,
+        // shown under the address the client permitted (the advertised one, or the
+        // socket's own).
+        let peer = if self.cfg.is_relay_ip(peer.ip()) {
+            match self.live_relay(host, peer) {
+                Some(_) => self.permitted_form(relay, peer, now),
+                None => None,
+            }
+        } else {
+            Some(peer)
+        };
+        let out = match peer {
+            Some(peer) => self.wrap_for_client(now, relay, peer, buf, len),
+            None => PeerOutput::Drop,
+        };
         if out == PeerOutput::Drop {
             self.counters.peer_dropped += 1;
         }
         out
+    }
+
+    /// The form of a relayed address `local` that the allocation of `relay`
+    /// permitted: its advertised address first, else the socket's own.
+    fn permitted_form(
+        &self,
+        relay: RelayHandle,
+        local: SocketAddr,
+        now: Instant,
+    ) -> Option<SocketAddr> {
+        let a = self.table.get(relay.slot as usize)?;
+        let advertised = self.cfg.advertised(local);
+        [advertised, local]
+            .into_iter()
+            .find(|f| a.permits(&f.ip(), now))
     }
 
     fn wrap_for_client(
@@ -170,7 +221,7 @@ where
             let Some(out) = buf.get_mut(start..) else {
                 return PeerOutput::Drop;
             };
-            let tid = super::next_tid(&mut self.tid_counter, &self.tid_base);
+            let tid = self.random.tid();
             let written = (|| {
                 let mut b = MessageBuilder::new(
                     out,

@@ -36,7 +36,7 @@ const NONE: u32 = u32::MAX;
 
 /// A keyed hasher (multiply-xorshift), seeded from the caller's randomness so that
 /// clients cannot choose addresses that collide.
-struct KeyedHasher(u64);
+pub(crate) struct KeyedHasher(pub(crate) u64);
 
 impl Hasher for KeyedHasher {
     fn finish(&self) -> u64 {

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
 use stun_core::attributes::*;
-use stun_core::credentials::{LongTermKey, long_term_key};
+use stun_core::credentials::{Algorithm, Key, LongTermKey, long_term_key};
 use stun_core::{
     AttributeType, Class, Message, MessageBuilder, MessageType, Method, TransactionId,
 };
@@ -66,10 +66,25 @@ impl FakeHost {
 }
 
 impl Host for FakeHost {
-    fn long_term_key(&mut self, username: &str, realm: &str) -> Option<LongTermKey> {
+    fn long_term_key(&mut self, username: &str, realm: &str, algorithm: Algorithm) -> Option<Key> {
         self.users
             .get(username)
-            .map(|p| long_term_key(username, realm, p))
+            .map(|p| Key::derive(algorithm, username, realm, p))
+    }
+
+    fn username_by_hash(
+        &mut self,
+        userhash: &[u8; 32],
+        realm: &str,
+    ) -> Option<heapless::String<128>> {
+        self.users
+            .keys()
+            .find(|u| stun_core::credentials::userhash(u, realm) == *userhash)
+            .map(|u| heapless::String::try_from(u.as_str()).unwrap())
+    }
+
+    fn is_relay(&mut self, local: SocketAddr) -> bool {
+        self.bound.contains_key(&local)
     }
 
     fn bind_relay(&mut self, handle: RelayHandle, local: SocketAddr) -> Result<(), BindError> {
@@ -436,7 +451,7 @@ pub fn relayed(r: &Reply) -> SocketAddr {
 /// client receives.
 pub fn from_peer(
     s: &mut TestServer,
-    h: &FakeHost,
+    h: &mut FakeHost,
     now: Instant,
     local: SocketAddr,
     peer: &str,
@@ -445,7 +460,7 @@ pub fn from_peer(
     let handle = *h.bound.get(&local).expect("relay bound");
     let mut buf = vec![0u8; PEER_HEADROOM + data.len() + 3];
     buf[PEER_HEADROOM..PEER_HEADROOM + data.len()].copy_from_slice(data);
-    match s.handle_peer(now, handle, addr(peer), &mut buf, data.len()) {
+    match s.handle_peer(now, h, handle, addr(peer), &mut buf, data.len()) {
         PeerOutput::Forward { tuple, data } => Some((tuple, buf[data].to_vec())),
         PeerOutput::Drop => None,
     }

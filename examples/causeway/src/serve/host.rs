@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 
 use mio::Registry;
-use stun_core::credentials::LongTermKey;
+use stun_core::credentials::{Algorithm, Key};
 use turn_core::Instant;
-use turn_core::server::{BindError, Host, QuotaError, RelayHandle};
+use turn_core::server::{BindError, Host, QuotaError, RelayHandle, USERNAME_MAX};
 
 use super::relays::Relays;
 use super::shared::Shared;
@@ -19,18 +19,35 @@ pub(crate) struct WorkerHost<'a> {
 }
 
 impl Host for WorkerHost<'_> {
-    fn long_term_key(&mut self, username: &str, _realm: &str) -> Option<LongTermKey> {
+    fn long_term_key(&mut self, username: &str, _realm: &str, algorithm: Algorithm) -> Option<Key> {
         // Keys are derived for the configured realm; the core checked the realm.
-        self.shared.key(username)
+        self.shared.key(username, algorithm)
+    }
+
+    fn username_by_hash(
+        &mut self,
+        userhash: &[u8; 32],
+        _realm: &str,
+    ) -> Option<heapless::String<USERNAME_MAX>> {
+        self.shared
+            .user_by_hash(userhash)
+            .and_then(|u| heapless::String::try_from(u).ok())
     }
 
     fn bind_relay(&mut self, handle: RelayHandle, local: SocketAddr) -> Result<(), BindError> {
-        self.relays.bind(self.registry, handle, local)
+        self.relays.bind(self.registry, handle, local)?;
+        self.shared.live.set(local, true);
+        Ok(())
     }
 
     fn close_relay(&mut self, handle: RelayHandle, local: SocketAddr) {
-        let _ = local;
-        self.relays.close(self.registry, handle);
+        if self.relays.close(self.registry, handle) {
+            self.shared.live.set(local, false);
+        }
+    }
+
+    fn is_relay(&mut self, local: SocketAddr) -> bool {
+        self.shared.live.contains(local)
     }
 
     fn reserve_port(
@@ -52,6 +69,7 @@ impl Host for WorkerHost<'_> {
     ) -> Option<SocketAddr> {
         let (sock, local) = self.shared.reservations.take(token, now)?;
         self.relays.adopt(self.registry, handle, sock, local).ok()?;
+        self.shared.live.set(local, true);
         Some(local)
     }
 

@@ -8,6 +8,7 @@
 //! worker, and the workers share nothing on the packet path. Quotas and the status
 //! page are shared, touched only when allocations come and go and once a second.
 
+mod capacity;
 mod host;
 mod limiter;
 mod net;
@@ -98,26 +99,48 @@ fn turn_config(cfg: &Config, r: &Resolved) -> turn::Config {
     t.unauth_global_per_sec = cfg.limits.unauth_total_per_sec;
     // Relay sockets set DF (IP_PMTUDISC_PROBE, by quinn-udp), so DONT-FRAGMENT holds.
     t.dont_fragment = true;
+    // The credential database answers USERHASH lookups.
+    t.userhash = true;
     for c in &r.allow {
         let _ = t.policy.allow.push(*c);
     }
     for c in &r.deny {
         let _ = t.policy.deny.push(*c);
     }
-    let own = cfg
-        .listen
-        .iter()
-        .map(SocketAddr::ip)
-        .chain(cfg.relay_ip.iter().copied())
-        .chain(cfg.external_ip.iter().copied())
-        .chain(v4.map(IpAddr::V4))
-        .chain(v6.map(IpAddr::V6));
-    for ip in own {
-        if !ip.is_unspecified() && !t.policy.own.contains(&ip) {
-            let _ = t.policy.own.push(ip);
+    for ip in own_addresses(cfg) {
+        if !t.policy.add_own(ip) {
+            log::warn!("more own addresses than the peer policy holds; {ip} is not among them");
         }
     }
     t
+}
+
+/// The addresses of this server that peers may never be: every listener, the
+/// admin interface and the redirect listener, and, when one of them listens on a
+/// wildcard, every address of the host's interfaces. (The core adds the relay and
+/// advertised addresses itself.)
+fn own_addresses(cfg: &Config) -> Vec<IpAddr> {
+    let listeners: Vec<SocketAddr> = cfg
+        .listen
+        .iter()
+        .chain(&cfg.tls_listen)
+        .chain(std::iter::once(&cfg.admin))
+        .chain(cfg.http_redirect.iter())
+        .copied()
+        .collect();
+    let mut own: Vec<IpAddr> = listeners.iter().map(SocketAddr::ip).collect();
+    if listeners.iter().any(|a| a.ip().is_unspecified()) {
+        match if_addrs::get_if_addrs() {
+            Ok(ifs) => own.extend(ifs.iter().map(|i| i.ip())),
+            Err(e) => log::warn!(
+                "cannot list the host's addresses ({e}): deny them as peers with deny_peer"
+            ),
+        }
+    }
+    own.retain(|ip| !ip.is_unspecified());
+    own.sort();
+    own.dedup();
+    own
 }
 
 /// Draws a password for the demo user.
@@ -260,10 +283,17 @@ pub(crate) fn run(cfg: Config, resolved: Resolved) -> Result<(), ServeError> {
         .local_addr()
         .map_err(|e| ServeError::Setup("read a local address", e))?;
 
-    let quota_total = cfg.quota.total;
+    let quota_total = match cfg.quota.total {
+        Some(t) => t,
+        None => {
+            let c = capacity::measure(&cfg, &resolved, threads);
+            info!("quota.total not set: {c}");
+            c.total
+        }
+    };
     let cfg_http_redirect = redirect_addr;
     let realm = cfg.realm.clone();
-    let shared = Arc::new(shared::Shared::new(cfg, &users, threads));
+    let shared = Arc::new(shared::Shared::new(cfg, &users, threads, quota_total));
     // Each shard holds its share of the total with room for uneven hashing.
     let slots = (quota_total.div_ceil(threads) * 5 / 4 + 64).min(quota_total.max(64));
     let shutdown = Arc::new(AtomicBool::new(false));

@@ -87,13 +87,16 @@ impl Relays {
         Ok(())
     }
 
-    pub(crate) fn close(&mut self, registry: &Registry, handle: RelayHandle) {
+    /// Closes the socket of `handle`; false if it had none.
+    pub(crate) fn close(&mut self, registry: &Registry, handle: RelayHandle) -> bool {
         if let Some(entry) = self.socks.get_mut(index(handle))
             && entry.as_ref().is_some_and(|r| r.handle == handle)
             && let Some(mut r) = entry.take()
         {
             let _ = registry.deregister(&mut r.sock);
+            return true;
         }
+        false
     }
 
     /// The socket for `handle`, if it is still the one bound for it.

@@ -147,7 +147,7 @@ pub(crate) fn status_json(shared: &Shared) -> String {
     let doc = StatusDoc {
         realm: &shared.cfg.realm,
         allocations_in_use: ws.iter().map(|w| w.allocations.len()).sum(),
-        quota_total: shared.cfg.quota.total,
+        quota_total: shared.quota.total(),
         workers: ws
             .iter()
             .map(|w| WorkerSummary {
@@ -185,7 +185,7 @@ pub(crate) fn metrics_text(shared: &Shared) -> String {
         "causeway_allocations_capacity",
         "gauge",
         "Allocation quota in total.",
-        &[(String::new(), shared.cfg.quota.total as u64)],
+        &[(String::new(), shared.quota.total() as u64)],
     );
     metric(
         "causeway_allocations_created_total",

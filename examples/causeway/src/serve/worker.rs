@@ -356,7 +356,15 @@ impl Worker {
         buf: &mut [u8],
         len: usize,
     ) {
-        match self.turn.handle_peer(now, handle, peer, buf, len) {
+        let mut host = WorkerHost {
+            shared: &self.shared,
+            relays: &mut self.relays,
+            registry: self.poll.registry(),
+        };
+        match self
+            .turn
+            .handle_peer(now, &mut host, handle, peer, buf, len)
+        {
             PeerOutput::Forward { tuple, data } => {
                 let Some(bytes) = buf.get(data) else { return };
                 if tuple.transport == Transport::Udp {

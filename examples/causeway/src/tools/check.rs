@@ -206,7 +206,8 @@ pub(crate) fn run(args: &CheckArgs) -> Result<(), String> {
     // 3. Permission and channel to the peer.
     let peer = match args.peer {
         Some(p) => p,
-        None => echo_peer(local_ip).map_err(|e| format!("cannot start a local echo peer: {e}"))?,
+        None => echo_peer(local_ip, server)
+            .map_err(|e| format!("cannot start a local echo peer: {e}"))?,
     };
     client
         .create_permission(now(), peer.ip())

@@ -289,8 +289,17 @@ pub(crate) fn allocate_on(
 }
 
 /// Starts a UDP echo peer on `ip` (a thread sending every datagram back) and
-/// returns its address.
-pub(crate) fn echo_peer(ip: std::net::IpAddr) -> io::Result<SocketAddr> {
+/// returns its address. On the server's own host (`ip` is the server's loopback
+/// address), it takes another loopback address: a TURN server never relays to
+/// its own addresses.
+pub(crate) fn echo_peer(ip: std::net::IpAddr, server: SocketAddr) -> io::Result<SocketAddr> {
+    let ip = match (ip, server.ip()) {
+        (std::net::IpAddr::V4(a), std::net::IpAddr::V4(s)) if a.is_loopback() && a == s => {
+            let [x, y, z, w] = a.octets();
+            std::net::IpAddr::V4(std::net::Ipv4Addr::new(x, y, z, if w == 2 { 3 } else { 2 }))
+        }
+        _ => ip,
+    };
     let sock = UdpSocket::bind(SocketAddr::new(ip, 0))?;
     let addr = sock.local_addr()?;
     std::thread::spawn(move || {

@@ -87,7 +87,9 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 fn echo(args: &LoadArgs) -> Result<(), String> {
     let peer = match args.peer {
         Some(p) => p,
-        None => echo_peer(args.server.server.ip()).map_err(|e| e.to_string())?,
+        None => {
+            echo_peer(args.server.server.ip(), args.server.server).map_err(|e| e.to_string())?
+        }
     };
     let size = args.size.max(16);
     let interval = Duration::from_nanos(1_000_000_000 / args.rate.max(1));

@@ -1,0 +1,110 @@
+//! What the server asks of its environment: the [`Host`] trait, and the handles and
+//! errors it speaks in.
+
+use core::net::SocketAddr;
+
+use stun_core::credentials::{Algorithm, Key};
+
+use super::config::USERNAME_MAX;
+use crate::Instant;
+
+/// Identifies one relay socket: an allocation's slot, its generation (so a handle
+/// outliving its allocation misses), and which socket (IPv4 or IPv6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct RelayHandle {
+    /// Slot index.
+    pub slot: u32,
+    /// Generation of the slot when the socket was bound.
+    pub generation: u32,
+    /// 0: IPv4 relay, 1: IPv6 relay.
+    pub which: u8,
+}
+
+/// Why the host could not bind a relay socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum BindError {
+    /// The port is taken; the server tries another.
+    InUse,
+    /// The address cannot be bound at all (not local, no permission, out of
+    /// sockets); the server stops trying.
+    Unavailable,
+}
+
+/// Why the host refused to count another allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum QuotaError {
+    /// The user has reached its quota (486).
+    User,
+    /// The server has reached its total (508, or 300 to the alternate server).
+    Total,
+}
+
+/// What the server needs from its environment.
+pub trait Host {
+    /// The long-term key of `username` in `realm` for the password `algorithm`,
+    /// from the local credential database; `None` if there is no such user (or the
+    /// database cannot derive that algorithm's key: it may keep MD5 keys only).
+    fn long_term_key(&mut self, username: &str, realm: &str, algorithm: Algorithm) -> Option<Key>;
+
+    /// The username whose USERHASH (SHA-256 of `username ":" realm`, RFC 8489
+    /// §14.4) is `userhash`. Only asked when the configuration offers username
+    /// anonymity; by default there is none.
+    fn username_by_hash(
+        &mut self,
+        userhash: &[u8; 32],
+        realm: &str,
+    ) -> Option<heapless::String<USERNAME_MAX>> {
+        let _ = (userhash, realm);
+        None
+    }
+
+    /// Opens a relay socket bound to `local`. Its datagrams go to
+    /// [`Server::handle_peer`](super::Server::handle_peer) with `handle`.
+    fn bind_relay(&mut self, handle: RelayHandle, local: SocketAddr) -> Result<(), BindError>;
+
+    /// Closes the relay socket bound for `handle`.
+    fn close_relay(&mut self, handle: RelayHandle, local: SocketAddr);
+
+    /// Whether a relay socket of this server (of any shard, for a sharded host) is
+    /// bound at `local` right now. Asked for peers on the server's own relay
+    /// addresses, on every packet to or from them, so that relay-to-relay traffic
+    /// reaches live allocations and never the server's other ports.
+    fn is_relay(&mut self, local: SocketAddr) -> bool;
+
+    /// Counts a new allocation of `user` against the quotas. `user` is the
+    /// username, or the user part of a time-limited one (`expiry:user` counts as
+    /// `user`).
+    fn acquire_quota(&mut self, user: &str) -> Result<(), QuotaError>;
+
+    /// Releases what [`Host::acquire_quota`] counted.
+    fn release_quota(&mut self, user: &str);
+
+    /// Holds port `local` for an EVEN-PORT reservation named `token` until
+    /// `expires`: bound, so nothing else takes it, and not read. The host keeps
+    /// reservations (not the server) so that every worker of a sharded host can
+    /// claim them.
+    fn reserve_port(
+        &mut self,
+        token: [u8; 8],
+        local: SocketAddr,
+        expires: Instant,
+    ) -> Result<(), BindError>;
+
+    /// Makes the port held for `token` the relay socket of `handle` and returns its
+    /// address; `None` if there is no such reservation, or it expired.
+    fn claim_port(
+        &mut self,
+        token: &[u8; 8],
+        handle: RelayHandle,
+        now: Instant,
+    ) -> Option<SocketAddr>;
+
+    /// Releases the reservations whose time has passed.
+    fn expire_reservations(&mut self, now: Instant);
+
+    /// Fills `buf` from a cryptographically secure random source.
+    fn random(&mut self, buf: &mut [u8]);
+}

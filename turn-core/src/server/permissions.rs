@@ -1,0 +1,201 @@
+//! CreatePermission and ChannelBind (RFC 8656 §9, §11): peers checked against the
+//! policy (relay-to-relay only to live relayed addresses), all-or-nothing
+//! permission installs, and the channel re-bind rules.
+
+use core::net::{IpAddr, SocketAddr};
+
+use stun_core::attributes::{ChannelNumber, XorPeerAddress};
+use stun_core::channel_data::{is_legacy_channel, is_valid_channel};
+use stun_core::{AttributeType, Message};
+
+use super::allocation::{Channel, Permission};
+use super::auth::Authenticated;
+use super::config::{CHANNEL_LIFETIME_SECS, PERMISSION_LIFETIME_SECS};
+use super::policy::Verdict;
+use super::refusal::{BadRequest, Refusal};
+use super::respond::{self, Signer};
+use super::{ClientOutput, Host, Server, Slot};
+use crate::{FiveTuple, Instant};
+
+impl<S, I, const P: usize, const C: usize> Server<S, I, P, C>
+where
+    S: AsRef<[Slot<P, C>]> + AsMut<[Slot<P, C>]>,
+    I: AsRef<[u32]> + AsMut<[u32]>,
+{
+    /// Checks that `peer` may be relayed to from the allocation in `slot`: a live
+    /// relay of its family exists (443) and the policy allows it (403).
+    fn check_peer(
+        &self,
+        now: Instant,
+        host: &mut impl Host,
+        slot: usize,
+        peer: SocketAddr,
+    ) -> Result<(), Refusal> {
+        let a = self.table.get(slot).ok_or(Refusal::AllocationMismatch)?;
+        if a.relay_for(&peer.ip(), now).is_none() {
+            return Err(Refusal::PeerFamilyMismatch);
+        }
+        let verdict = self
+            .cfg
+            .policy
+            .check(peer, |addr| self.live_relay(host, addr).is_some());
+        match verdict {
+            Verdict::Allow => Ok(()),
+            why => Err(Refusal::ForbiddenPeer(peer.ip(), why)),
+        }
+    }
+
+    pub(crate) fn create_permission(
+        &mut self,
+        now: Instant,
+        host: &mut impl Host,
+        tuple: &FiveTuple,
+        msg: &Message<&[u8]>,
+        auth: &Authenticated,
+        out: &mut [u8],
+    ) -> Result<ClientOutput, Refusal> {
+        let slot = self.owned_slot(now, tuple, auth)?;
+        // Check every peer before installing any: all or nothing.
+        let mut peers: heapless::Vec<IpAddr, P> = heapless::Vec::new();
+        let mut any = false;
+        for p in msg.attributes_of::<XorPeerAddress>() {
+            let peer = p
+                .map_err(|e| Refusal::BadRequest(BadRequest::Malformed(e)))?
+                .0;
+            any = true;
+            self.check_peer(now, host, slot, peer)?;
+            if !peers.contains(&peer.ip()) && peers.push(peer.ip()).is_err() {
+                return Err(Refusal::AllocationFull);
+            }
+        }
+        if !any {
+            return Err(Refusal::BadRequest(BadRequest::Missing(
+                AttributeType::XOR_PEER_ADDRESS,
+            )));
+        }
+        let a = self
+            .table
+            .get_mut(slot)
+            .ok_or(Refusal::AllocationMismatch)?;
+        let new = peers
+            .iter()
+            .filter(|ip| !a.permissions.iter().any(|p| p.ip == **ip))
+            .count();
+        if a.permissions.len() + new > P {
+            // Expired ones may make room.
+            a.permissions.retain(|p| now < p.expires);
+            if a.permissions.len() + new > P {
+                return Err(Refusal::AllocationFull);
+            }
+        }
+        let expires = now.plus_secs(PERMISSION_LIFETIME_SECS);
+        for ip in peers {
+            install_permission(&mut a.permissions, ip, expires);
+        }
+        Ok(self.empty_success(msg, auth.signer(), out))
+    }
+
+    pub(crate) fn channel_bind(
+        &mut self,
+        now: Instant,
+        host: &mut impl Host,
+        tuple: &FiveTuple,
+        msg: &Message<&[u8]>,
+        auth: &Authenticated,
+        out: &mut [u8],
+    ) -> Result<ClientOutput, Refusal> {
+        let slot = self.owned_slot(now, tuple, auth)?;
+        let number = msg
+            .attribute::<ChannelNumber>()
+            .ok()
+            .flatten()
+            .ok_or(Refusal::BadRequest(BadRequest::Missing(
+                AttributeType::CHANNEL_NUMBER,
+            )))?
+            .0;
+        let in_range = if self.cfg.legacy_channels {
+            is_legacy_channel(number)
+        } else {
+            is_valid_channel(number)
+        };
+        if !in_range {
+            return Err(Refusal::BadRequest(BadRequest::ChannelOutOfRange(number)));
+        }
+        let peer = msg
+            .attribute::<XorPeerAddress>()
+            .ok()
+            .flatten()
+            .ok_or(Refusal::BadRequest(BadRequest::Missing(
+                AttributeType::XOR_PEER_ADDRESS,
+            )))?
+            .0;
+        self.check_peer(now, host, slot, peer)?;
+        let a = self
+            .table
+            .get_mut(slot)
+            .ok_or(Refusal::AllocationMismatch)?;
+        a.prune(now);
+        // The re-bind rules of RFC 8656 §11.2, counting bindings in their cooldown.
+        if let Some(c) = a.channels.iter().find(|c| c.number == number) {
+            if c.peer != peer {
+                return Err(Refusal::BadRequest(BadRequest::ChannelBoundElsewhere(
+                    number,
+                )));
+            }
+        } else if let Some(c) = a.channels.iter().find(|c| c.peer == peer) {
+            return Err(Refusal::BadRequest(BadRequest::PeerBoundElsewhere(
+                c.number,
+            )));
+        }
+        let needs_channel = !a.channels.iter().any(|c| c.number == number);
+        let needs_permission = !a.permissions.iter().any(|p| p.ip == peer.ip());
+        if (needs_channel && a.channels.is_full()) || (needs_permission && a.permissions.is_full())
+        {
+            return Err(Refusal::AllocationFull);
+        }
+        let expires = now.plus_secs(CHANNEL_LIFETIME_SECS);
+        match a.channels.iter_mut().find(|c| c.number == number) {
+            Some(c) => c.expires = expires,
+            None => {
+                let _ = a.channels.push(Channel {
+                    number,
+                    peer,
+                    expires,
+                });
+            }
+        }
+        install_permission(
+            &mut a.permissions,
+            peer.ip(),
+            now.plus_secs(PERMISSION_LIFETIME_SECS),
+        );
+        Ok(self.empty_success(msg, auth.signer(), out))
+    }
+
+    /// A success response with no attributes of its own.
+    fn empty_success(
+        &self,
+        msg: &Message<&[u8]>,
+        signer: Signer<'_>,
+        out: &mut [u8],
+    ) -> ClientOutput {
+        match respond::success(out, &self.cfg, msg, signer, |_| Ok(())) {
+            Ok(len) => ClientOutput::Reply { len, refusal: None },
+            Err(_) => ClientOutput::Drop(Some(Refusal::OutputTooSmall)),
+        }
+    }
+}
+
+/// Installs or refreshes the permission for `ip` (the caller made room).
+fn install_permission<const P: usize>(
+    perms: &mut heapless::Vec<Permission, P>,
+    ip: IpAddr,
+    expires: Instant,
+) {
+    match perms.iter_mut().find(|p| p.ip == ip) {
+        Some(p) => p.expires = p.expires.max(expires),
+        None => {
+            let _ = perms.push(Permission { ip, expires });
+        }
+    }
+}

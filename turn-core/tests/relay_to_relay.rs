@@ -1,0 +1,184 @@
+//! Relay to relay: two allocations on this server exchange data, but a permission
+//! for the server's own IP never opens its other ports (the TURN listener, SSH, a
+//! freed relay port) in either direction, and the server's own addresses are
+//! denied even when an allow entry covers them.
+
+mod common;
+
+use common::*;
+use stun_core::Message;
+use stun_core::attributes::XorPeerAddress;
+use turn_core::Instant;
+use turn_core::server::{ClientOutput, Refusal, policy::Cidr};
+
+const T0: Instant = Instant::from_secs(1_764_000_000);
+
+/// alice and bob allocated on one server; each permitted the other's advertised
+/// relayed address.
+fn pair() -> (
+    TestServer,
+    FakeHost,
+    Client,
+    Client,
+    std::net::SocketAddr,
+    std::net::SocketAddr,
+) {
+    let mut s = server();
+    let mut h = FakeHost::new();
+    let mut a = Client::new("198.51.100.7:1", "alice", "wonderland");
+    let mut b = Client::new("198.51.100.8:1", "bob", "builder");
+    let ra = relayed(&a.allocate(&mut s, &mut h, T0));
+    let rb = relayed(&b.allocate(&mut s, &mut h, T0));
+    assert_success(&a.permit(&mut s, &mut h, T0, &rb.to_string()), &a);
+    assert_success(&b.permit(&mut s, &mut h, T0, &ra.to_string()), &b);
+    (s, h, a, b, ra, rb)
+}
+
+/// The relay socket behind an advertised relayed address (static NAT: 203.0.113.5
+/// stands for 10.0.0.5).
+fn local_of(advertised: std::net::SocketAddr) -> std::net::SocketAddr {
+    addr(&format!("10.0.0.5:{}", advertised.port()))
+}
+
+#[test]
+fn data_flows_between_two_live_allocations_through_the_relay_sockets() {
+    let (mut s, mut h, a, b, ra, rb) = pair();
+    // alice sends to bob's advertised address: it leaves from alice's relay socket
+    // to bob's relay socket itself, not through a NAT that may not hairpin.
+    let ind = a.send_indication(&rb.to_string(), b"to bob");
+    let (o, _) = a.send_raw(&mut s, &mut h, T0, &ind);
+    let ClientOutput::Relay { peer, from, .. } = o else {
+        panic!("relayed: {o:?}")
+    };
+    assert_eq!(peer, local_of(rb));
+    assert_eq!(from, local_of(ra));
+    // It arrives on bob's relay socket from alice's: bob's client sees alice's
+    // advertised address, the one it permitted.
+    let (tuple, bytes) = from_peer(
+        &mut s,
+        &mut h,
+        T0,
+        local_of(rb),
+        &local_of(ra).to_string(),
+        b"to bob",
+    )
+    .expect("delivered to bob");
+    assert_eq!(tuple, b.tuple);
+    let m = Message::new_checked(&bytes[..]).unwrap();
+    assert_eq!(m.attribute::<XorPeerAddress>().unwrap().unwrap().0, ra);
+}
+
+#[test]
+fn the_servers_other_ports_stay_closed_in_both_directions() {
+    let (mut s, mut h, a, _b, ra, rb) = pair();
+    // alice holds a permission for the server's IP (bob's relayed address). The
+    // TURN listener and SSH on that IP are still unreachable...
+    for target in [
+        "203.0.113.5:3478",
+        "10.0.0.5:3478",
+        "10.0.0.5:22",
+        "203.0.113.5:22",
+    ] {
+        let ind = a.send_indication(target, b"TURN inside TURN");
+        let (o, _) = a.send_raw(&mut s, &mut h, T0, &ind);
+        assert!(
+            matches!(
+                o,
+                ClientOutput::Drop(Some(Refusal::NotLiveRelay(_)))
+                    | ClientOutput::Drop(Some(Refusal::NoPermission(_)))
+            ),
+            "send to {target}: {o:?}"
+        );
+    }
+    // ...and nothing from them reaches alice's client.
+    for source in ["10.0.0.5:3478", "10.0.0.5:22", "203.0.113.5:3478"] {
+        assert!(
+            from_peer(&mut s, &mut h, T0, local_of(ra), source, b"answer").is_none(),
+            "from {source}"
+        );
+    }
+    // A relay port in the range that no allocation holds is closed too.
+    let free = (24000..=29999)
+        .map(|p| addr(&format!("10.0.0.5:{p}")))
+        .find(|a| !h.bound.contains_key(a))
+        .unwrap();
+    let ind = a.send_indication(&format!("203.0.113.5:{}", free.port()), b"x");
+    assert!(matches!(
+        a.send_raw(&mut s, &mut h, T0, &ind).0,
+        ClientOutput::Drop(Some(Refusal::NotLiveRelay(_)))
+    ));
+    assert!(from_peer(&mut s, &mut h, T0, local_of(ra), &free.to_string(), b"x").is_none());
+    // The live one still works.
+    let ind = a.send_indication(&rb.to_string(), b"x");
+    assert!(matches!(
+        a.send_raw(&mut s, &mut h, T0, &ind).0,
+        ClientOutput::Relay { .. }
+    ));
+}
+
+#[test]
+fn a_relayed_address_stops_counting_once_its_allocation_ends() {
+    let (mut s, mut h, a, mut b, _ra, rb) = pair();
+    let r = b.refresh(&mut s, &mut h, T0, 0);
+    assert_success(&r, &b);
+    let ind = a.send_indication(&rb.to_string(), b"x");
+    assert!(matches!(
+        a.send_raw(&mut s, &mut h, T0, &ind).0,
+        ClientOutput::Drop(Some(Refusal::NotLiveRelay(_)))
+    ));
+    // Neither a channel nor a permission can be made for it any more.
+    let mut a = a;
+    assert_eq!(
+        a.bind(&mut s, &mut h, T0, 0x4001, &rb.to_string()).code(),
+        Some(403)
+    );
+    assert_eq!(
+        a.permit(&mut s, &mut h, T0, &rb.to_string()).code(),
+        Some(403)
+    );
+}
+
+#[test]
+fn own_addresses_are_denied_even_when_the_allow_list_covers_them() {
+    let mut cfg = config();
+    // The meeting server's private range holds the relay's own address.
+    cfg.policy
+        .allow
+        .push(Cidr::parse("10.0.0.0/8").unwrap())
+        .unwrap();
+    // The host adds its listener and admin addresses.
+    assert!(cfg.policy.add_own("10.0.0.6".parse().unwrap()));
+    let mut s = server_with(cfg, 4);
+    let mut h = FakeHost::new();
+    let mut c = Client::new("198.51.100.7:1", "alice", "wonderland");
+    let mut d = Client::new("198.51.100.9:1", "bob", "builder");
+    c.allocate(&mut s, &mut h, T0);
+    let rd = relayed(&d.allocate(&mut s, &mut h, T0));
+    // Media of the meeting server: allowed.
+    assert_success(&c.permit(&mut s, &mut h, T0, "10.1.2.3:40000"), &c);
+    // The relay IP's listener, the external IP, the admin address: refused.
+    for own in [
+        "10.0.0.5:3478",
+        "203.0.113.5:3478",
+        "10.0.0.6:4455",
+        "10.0.0.5:24000",
+    ] {
+        let r = c.permit(&mut s, &mut h, T0, own);
+        assert_eq!(r.code(), Some(403), "{own}");
+        assert!(
+            matches!(
+                r.refusal,
+                Some(Refusal::ForbiddenPeer(
+                    _,
+                    turn_core::server::policy::Verdict::DeniedOwnAddress
+                ))
+            ),
+            "{own}: {:?}",
+            r.refusal
+        );
+    }
+    // Another allocation's relayed address: allowed (relay to relay).
+    assert_success(&c.permit(&mut s, &mut h, T0, &rd.to_string()), &c);
+    let local = format!("10.0.0.5:{}", rd.port());
+    assert_success(&c.bind(&mut s, &mut h, T0, 0x4000, &local), &c);
+}
