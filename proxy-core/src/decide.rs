@@ -164,6 +164,26 @@ mod test {
             .status,
             400
         );
+        // Path parameters hiding a dot segment (read as `..` by Tomcat and kin).
+        assert_eq!(
+            run(
+                b"GET /api/..;/secret HTTP/1.1\r\nHost: join.example.com\r\n\r\n",
+                None
+            )
+            .unwrap_err()
+            .reason,
+            Reason::AmbiguousPath
+        );
+        // Other parameters are part of the segment's name: no rule covers it.
+        assert_eq!(
+            run(
+                b"GET /api;x/y HTTP/1.1\r\nHost: join.example.com\r\n\r\n",
+                None
+            )
+            .unwrap_err()
+            .status,
+            403
+        );
         // Methods and schemes.
         assert_eq!(
             run(

@@ -61,10 +61,13 @@ pub struct RequestHead<'b> {
     pub body: Body,
     /// The WebSocket key, if this is a valid upgrade request.
     pub websocket_key: Option<&'b str>,
-    /// Whether the connection stays open after this exchange.
+    /// Whether the connection stays open after this exchange (HTTP/1.1 without
+    /// `Connection: close`, or HTTP/1.0 with `Connection: keep-alive`).
     pub keep_alive: bool,
     /// Bytes of the head, CRLFCRLF included.
     pub head_len: usize,
+    /// How many of the caller's header slots the head filled.
+    pub header_count: usize,
 }
 
 /// The outcome of parsing what has arrived so far.
@@ -78,6 +81,30 @@ pub enum Parsed<'b> {
 
 fn refuse<T>(reason: Reason) -> Result<T, Refusal> {
     Err(Refusal::new(reason))
+}
+
+/// What becomes of a connection after its request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterRefusal {
+    /// Answer with `Connection: close`, then close.
+    Close,
+    /// Answer, drop the refused head (`consumed` bytes), and read the next request.
+    Next {
+        /// The head's length.
+        consumed: usize,
+    },
+}
+
+/// Decides what follows a refusal: every request gets exactly one answer, then
+/// the connection closes (the framing is in doubt, the client asked for it, or a
+/// body the proxy did not read is in the way) or reads the *next* request.
+pub fn after_refusal(r: &Refusal, head: Option<&RequestHead<'_>>) -> AfterRefusal {
+    match head {
+        Some(h) if !r.must_close() && h.keep_alive && h.body == Body::None => AfterRefusal::Next {
+            consumed: h.head_len,
+        },
+        _ => AfterRefusal::Close,
+    }
 }
 
 /// Scans the head's bytes for what `httparse` would reject without saying why, so
@@ -198,15 +225,24 @@ pub fn parse_request<'b>(
                 return refuse(Reason::BadTransferEncoding);
             }
             chunked = true;
-        } else if h.name.eq_ignore_ascii_case("connection") {
-            for token in value.split(|&b| b == b',') {
-                let t = token.trim_ascii();
-                if t.eq_ignore_ascii_case(b"close") {
-                    connection_close = true;
-                } else if t.eq_ignore_ascii_case(b"keep-alive") && version == 0 {
-                    connection_close = false;
-                }
-            }
+        }
+    }
+    // `Connection` names fields the proxy removes before forwarding: never one
+    // that frames the message or routes it, or the web bridge would read
+    // something else than the proxy judged.
+    let tokens = crate::forward::connection_tokens(req.headers)
+        .ok_or(Refusal::new(Reason::BadConnection))?;
+    for t in &tokens {
+        if crate::forward::NEVER_HOP_BY_HOP
+            .iter()
+            .any(|n| t.eq_ignore_ascii_case(n.as_bytes()))
+        {
+            return refuse(Reason::BadConnection);
+        }
+        if t.eq_ignore_ascii_case(b"close") {
+            connection_close = true;
+        } else if t.eq_ignore_ascii_case(b"keep-alive") && version == 0 {
+            connection_close = false;
         }
     }
     let Some(host) = host.filter(|h| !h.is_empty()) else {
@@ -231,6 +267,7 @@ pub fn parse_request<'b>(
         websocket_key,
         keep_alive: !connection_close,
         head_len,
+        header_count: req.headers.len(),
     }))
 }
 
@@ -323,6 +360,38 @@ mod test {
         let refusal = parse(cases[0].0).unwrap_err();
         assert_eq!(refusal.status, 400);
         assert!(refusal.must_close());
+    }
+
+    #[test]
+    fn after_a_refusal_the_connection_reads_the_next_request_or_closes() {
+        let forbidden = Refusal::new(Reason::NotAllowed);
+        let raw = b"GET /secret HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let Ok(Parsed::Complete(h)) = parse(raw) else {
+            panic!()
+        };
+        assert_eq!(
+            after_refusal(&forbidden, Some(&h)),
+            AfterRefusal::Next { consumed: 33 }
+        );
+        assert!(raw[33..].starts_with(b"GET / "));
+        for raw in [
+            &b"GET /secret HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"[..],
+            b"POST /secret HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nbody",
+            b"GET /secret HTTP/1.0\r\nHost: a\r\n\r\n",
+        ] {
+            let Ok(Parsed::Complete(h)) = parse(raw) else {
+                panic!()
+            };
+            assert_eq!(after_refusal(&forbidden, Some(&h)), AfterRefusal::Close);
+        }
+        let Ok(Parsed::Complete(h)) = parse(raw) else {
+            panic!()
+        };
+        assert_eq!(
+            after_refusal(&Refusal::new(Reason::AmbiguousPath), Some(&h)),
+            AfterRefusal::Close
+        );
+        assert_eq!(after_refusal(&forbidden, None), AfterRefusal::Close);
     }
 
     #[test]

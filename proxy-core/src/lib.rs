@@ -34,6 +34,7 @@ pub mod allow;
 pub mod body;
 pub mod decide;
 pub mod demux;
+pub mod forward;
 pub mod http;
 pub mod path;
 pub mod refusal;

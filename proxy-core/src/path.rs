@@ -7,6 +7,12 @@
 //! - Empty segments (`//`) collapse.
 //! - Ambiguous paths are refused: an encoded slash (`%2f`) or backslash (`%5c`), a
 //!   raw backslash, an encoded NUL, or a malformed percent-encoding.
+//! - Path parameters: a segment whose name before its first `;` is a dot segment
+//!   (`..;`, `..;jsessionid=x`, `.;x`) is refused, since servers that strip
+//!   parameters (Tomcat, Jetty, Spring) read it as `..` after the allow list has
+//!   judged it as a name; so is an encoded `;` (`%3b`), which servers decode at
+//!   different times. Other `;` segments are names like any other: a rule for
+//!   `/api` does not cover `/api;x`.
 //!
 //! The query string is not part of the path; it is passed through unchanged.
 
@@ -54,6 +60,11 @@ pub fn normalize<'o>(path: &str, out: &'o mut [u8]) -> Result<&'o str, PathError
                 // End of a segment.
                 let s = seg.as_slice();
                 let last = byte.is_none();
+                if let Some(semi) = s.iter().position(|&c| c == b';')
+                    && matches!(s.get(..semi), Some(b".") | Some(b".."))
+                {
+                    return Err(PathError::Ambiguous);
+                }
                 if s == b"." {
                     trailing_slash = last || trailing_slash;
                 } else if s == b".." {
@@ -90,7 +101,7 @@ pub fn normalize<'o>(path: &str, out: &'o mut [u8]) -> Result<&'o str, PathError
                 };
                 let v = (h << 4) | l;
                 match v {
-                    b'/' | b'\\' | 0 => return Err(PathError::Ambiguous),
+                    b'/' | b'\\' | b';' | 0 => return Err(PathError::Ambiguous),
                     b'.' => seg.push(b'.').map_err(|_| PathError::TooLong)?,
                     _ => {
                         for c in [
@@ -150,6 +161,10 @@ mod test {
             ("/a%20b", "/a%20b"),
             ("/..a/b", "/..a/b"),
             ("/a/...", "/a/..."),
+            ("/a;b/c", "/a;b/c"),
+            ("/a/x;jsessionid=1", "/a/x;jsessionid=1"),
+            ("/;/x", "/;/x"),
+            ("/..x;y/z", "/..x;y/z"),
         ] {
             assert_eq!(n(input).as_deref(), Ok(expected), "{input}");
         }
@@ -170,6 +185,13 @@ mod test {
             "/a%zz",
             "/a%2",
             "/%",
+            // Dot segments hidden behind path parameters.
+            "/api/..;/secret",
+            "/api/..;jsessionid=1/secret",
+            "/api/.;x/y",
+            "/api/%2e%2e;/secret",
+            "/api/..%3b/secret",
+            "/a%3Bb",
         ] {
             assert_eq!(n(input), Err(PathError::Ambiguous), "{input}");
         }

@@ -47,8 +47,12 @@ pub enum Reason {
     Version,
     /// The client sent the head too slowly.
     HeaderTimeout,
-    /// The client sent the body too slowly.
+    /// The client paused the body too long.
     BodyTimeout,
+    /// The client sent the body slower than the minimum rate.
+    BodyTooSlow,
+    /// `Connection` names a field that frames or routes the message, or too many.
+    BadConnection,
 }
 
 /// A refusal: status and reason.
@@ -70,7 +74,7 @@ impl Refusal {
             Reason::UriTooLong => 414,
             Reason::UnknownHost => 421,
             Reason::HeadersTooLarge => 431,
-            Reason::HeaderTimeout | Reason::BodyTimeout => 408,
+            Reason::HeaderTimeout | Reason::BodyTimeout | Reason::BodyTooSlow => 408,
             Reason::Version => 505,
             _ => 400,
         };
@@ -112,6 +116,10 @@ impl fmt::Display for Reason {
             Reason::Version => "HTTP version not supported",
             Reason::HeaderTimeout => "request head not received in time",
             Reason::BodyTimeout => "request body not received in time",
+            Reason::BodyTooSlow => "request body sent below the minimum rate",
+            Reason::BadConnection => {
+                "Connection names Host, Content-Length or Transfer-Encoding, or too many fields"
+            }
         })
     }
 }

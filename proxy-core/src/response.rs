@@ -4,6 +4,7 @@
 
 use crate::http::RequestHead;
 use crate::refusal::Refusal;
+use crate::route::Site;
 
 /// The reason phrase of the statuses the proxy sends.
 pub const fn reason_phrase(status: u16) -> &'static str {
@@ -72,8 +73,9 @@ pub fn write_status(out: &mut [u8], status: u16, body: &str, close: bool) -> Opt
     Some(o.len)
 }
 
-/// Writes the response for a refusal (its status, its reason as the body).
-pub fn write_refusal(out: &mut [u8], r: &Refusal) -> Option<usize> {
+/// Writes the response for a refusal (its status, its reason as the body), with
+/// `Connection: close` when `close` (see [`crate::http::after_refusal`]).
+pub fn write_refusal(out: &mut [u8], r: &Refusal, close: bool) -> Option<usize> {
     let mut text = [0u8; 128];
     let reason = {
         let mut w = Out {
@@ -86,14 +88,29 @@ pub fn write_refusal(out: &mut [u8], r: &Refusal) -> Option<usize> {
         w.len
     };
     let body = core::str::from_utf8(text.get(..reason)?).ok()?;
-    write_status(out, r.status, body, r.must_close())
+    write_status(out, r.status, body, close)
 }
 
-/// Writes a 301 redirect of `head` to https on the default port: the same host
-/// (its port dropped, an IPv6 literal kept in brackets), path and query.
-/// `None` when `out` is too small or the Host is not `name[:port]`.
-pub fn write_redirect(out: &mut [u8], head: &RequestHead<'_>) -> Option<usize> {
-    let (host, _) = crate::route::split_port(head.host)?;
+/// The host a plain-HTTP request is redirected to: the configured join URL its
+/// Host names (in the configuration's spelling), else the first configured join
+/// URL; `None` when there is none. The request's Host is never copied into the
+/// redirect, so the proxy cannot be made to send browsers elsewhere.
+pub fn redirect_host<'s>(sites: &[Site<'s>], host: &str) -> Option<&'s str> {
+    let name = crate::route::split_port(host).map_or(host, |(n, _)| n);
+    let name = name.strip_suffix('.').unwrap_or(name);
+    sites
+        .iter()
+        .find(|s| s.host.eq_ignore_ascii_case(name))
+        .or(sites.first())
+        .map(|s| s.host)
+}
+
+/// Writes a 301 redirect of `head` to https on the default port, at the join URL
+/// [`redirect_host`] picks, with the request's path and query. `None` when `out`
+/// is too small, no join URL is configured, or the path holds bytes a Location
+/// cannot carry.
+pub fn write_redirect(out: &mut [u8], head: &RequestHead<'_>, sites: &[Site<'_>]) -> Option<usize> {
+    let host = redirect_host(sites, head.host)?;
     let query = head.query.unwrap_or("");
     if host
         .bytes()
@@ -105,13 +122,8 @@ pub fn write_redirect(out: &mut [u8], head: &RequestHead<'_>) -> Option<usize> {
     }
     let mut o = Out { buf: out, len: 0 };
     o.put(b"HTTP/1.1 301 Moved Permanently\r\nLocation: https://")?;
-    if host.contains(':') {
-        o.put(b"[")?;
-        o.put(host.as_bytes())?;
-        o.put(b"]")?;
-    } else {
-        o.put(host.as_bytes())?;
-    }
+    o.put(host.as_bytes())?;
+    // `//evil.example` as a path stays a path on the join URL's host.
     o.put(head.path.as_bytes())?;
     if let Some(q) = head.query {
         o.put(b"?")?;
@@ -208,6 +220,15 @@ pub fn parse_response<'b>(
     }))
 }
 
+/// Whether the web bridge's connection may carry the next request after a
+/// response with `head`: it said keep-alive, and sent nothing past the response's
+/// end (`extra` bytes: more than its Content-Length, or a body after HEAD, 204 or
+/// 304). A bridge that says more than it framed is out of step; its next bytes
+/// would be taken as the next response.
+pub fn reusable(head: &ResponseHead, extra: usize) -> bool {
+    head.keep_alive && extra == 0 && head.body != ResponseBody::UntilClose
+}
+
 #[cfg(test)]
 mod test {
     use super::*;
@@ -217,43 +238,103 @@ mod test {
     #[test]
     fn writes() {
         let mut out = [0u8; 256];
-        let n = write_refusal(&mut out, &Refusal::new(Reason::NotAllowed)).unwrap();
+        let n = write_refusal(&mut out, &Refusal::new(Reason::NotAllowed), false).unwrap();
         let s = core::str::from_utf8(&out[..n]).unwrap();
         assert!(s.starts_with("HTTP/1.1 403 Forbidden\r\n"));
         assert!(s.ends_with("\r\n\r\npath not in the allow list\n"));
         assert!(!s.contains("Connection: close"));
-        let location = |raw: &[u8]| -> heapless::String<128> {
-            let mut h = [httparse::EMPTY_HEADER; 8];
-            let Ok(Parsed::Complete(head)) = parse_request(raw, &mut h, Limits::default()) else {
-                panic!("a valid request")
-            };
-            let mut out = [0u8; 256];
-            let n = write_redirect(&mut out, &head).unwrap();
-            let s = core::str::from_utf8(&out[..n]).unwrap();
-            let l = s
-                .lines()
-                .find_map(|l| l.strip_prefix("Location: "))
-                .unwrap();
-            heapless::String::try_from(l).unwrap()
-        };
-        assert_eq!(
-            location(b"GET /a?b=1 HTTP/1.1\r\nHost: join.example.com:80\r\n\r\n"),
-            "https://join.example.com/a?b=1"
-        );
-        assert_eq!(
-            location(b"GET / HTTP/1.1\r\nHost: join.example.com\r\n\r\n"),
-            "https://join.example.com/"
-        );
-        assert_eq!(
-            location(b"GET /x HTTP/1.1\r\nHost: [2001:db8::1]:8080\r\n\r\n"),
-            "https://[2001:db8::1]/x"
-        );
-        assert_eq!(
-            location(b"GET /x HTTP/1.1\r\nHost: [::1]\r\n\r\n"),
-            "https://[::1]/x"
+        let n = write_refusal(&mut out, &Refusal::new(Reason::NotAllowed), true).unwrap();
+        assert!(
+            core::str::from_utf8(&out[..n])
+                .unwrap()
+                .contains("Connection: close")
         );
         let mut tiny = [0u8; 10];
         assert_eq!(write_status(&mut tiny, 502, "bad gateway", true), None);
+    }
+
+    fn location(raw: &[u8], sites: &[Site<'_>]) -> Option<heapless::String<128>> {
+        let mut h = [httparse::EMPTY_HEADER; 8];
+        let Ok(Parsed::Complete(head)) = parse_request(raw, &mut h, Limits::default()) else {
+            panic!("a valid request")
+        };
+        let mut out = [0u8; 256];
+        let n = write_redirect(&mut out, &head, sites)?;
+        let s = core::str::from_utf8(&out[..n]).unwrap();
+        let l = s
+            .lines()
+            .find_map(|l| l.strip_prefix("Location: "))
+            .unwrap();
+        Some(heapless::String::try_from(l).unwrap())
+    }
+
+    #[test]
+    fn redirects_name_a_configured_join_url_never_the_request_host() {
+        let sites = [
+            Site {
+                host: "join.example.com",
+                upstream: 0,
+            },
+            Site {
+                host: "meet.example.org",
+                upstream: 1,
+            },
+        ];
+        let loc = |raw: &[u8]| location(raw, &sites).unwrap();
+        assert_eq!(
+            loc(b"GET /a?b=1 HTTP/1.1\r\nHost: JOIN.example.com:80\r\n\r\n"),
+            "https://join.example.com/a?b=1"
+        );
+        assert_eq!(
+            loc(b"GET / HTTP/1.1\r\nHost: meet.example.org.\r\n\r\n"),
+            "https://meet.example.org/"
+        );
+        // Any other Host (an attacker's, an IP literal) goes to the first join URL.
+        assert_eq!(
+            loc(b"GET /x HTTP/1.1\r\nHost: evil.example.net\r\n\r\n"),
+            "https://join.example.com/x"
+        );
+        assert_eq!(
+            loc(b"GET /x HTTP/1.1\r\nHost: [2001:db8::1]:8080\r\n\r\n"),
+            "https://join.example.com/x"
+        );
+        assert_eq!(
+            loc(b"GET //evil.example.net/ HTTP/1.1\r\nHost: evil.example.net\r\n\r\n"),
+            "https://join.example.com//evil.example.net/"
+        );
+        // No join URL at all: no redirect.
+        assert_eq!(
+            location(b"GET / HTTP/1.1\r\nHost: join.example.com\r\n\r\n", &[]),
+            None
+        );
+    }
+
+    #[test]
+    fn a_bridge_that_says_more_than_it_framed_is_not_reused() {
+        let mut h = [httparse::EMPTY_HEADER; 16];
+        let r = parse_response(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n",
+            &mut h,
+            "GET",
+        )
+        .unwrap()
+        .unwrap();
+        assert!(reusable(&r, 0));
+        assert!(!reusable(&r, 1));
+        let mut h = [httparse::EMPTY_HEADER; 16];
+        let r = parse_response(b"HTTP/1.1 204 No Content\r\n\r\n", &mut h, "GET")
+            .unwrap()
+            .unwrap();
+        assert!(!reusable(&r, 5), "a body after 204");
+        let mut h = [httparse::EMPTY_HEADER; 16];
+        let r = parse_response(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nConnection: close\r\n\r\n",
+            &mut h,
+            "HEAD",
+        )
+        .unwrap()
+        .unwrap();
+        assert!(!reusable(&r, 0), "it said close");
     }
 
     #[test]

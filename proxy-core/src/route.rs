@@ -1,5 +1,17 @@
 //! Join URLs to web bridges: the Host header (and the TLS SNI, which must agree with
 //! it) must name a configured join URL; each maps to a web bridge.
+//!
+//! The rule for SNI and Host:
+//! - the SNI is the one the TLS handshake negotiated (the std adapter takes it
+//!   from rustls, which reads the whole ClientHello however many records it
+//!   spans), not a guess from the first record;
+//! - when there is one, the Host must name the same join URL, case-insensitively,
+//!   a trailing dot ignored (421 otherwise: no domain fronting);
+//! - when the client sent none (an IP-literal URL, or a client that omits it), or
+//!   sent an IP literal (which RFC 6066 forbids, and is ignored), the Host alone
+//!   must name a configured join URL: the certificate covers every join URL, so
+//!   no other host is reachable this way;
+//! - a port in the Host must be the one the request arrived on.
 
 use crate::refusal::{Reason, Refusal};
 

@@ -82,6 +82,53 @@ pub(crate) struct Config {
     pub(crate) tcp: TcpConfig,
     /// Budgets of unauthenticated UDP answers (401, 438): the server is no reflector.
     pub(crate) limits: LimitsConfig,
+    /// The web proxy's timers against slow clients.
+    pub(crate) http: HttpConfig,
+}
+
+/// `[http]`: the web proxy's timers against slow (or stalled) clients.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct HttpConfig {
+    /// From a request's first byte to the end of its head.
+    pub(crate) head_timeout_secs: u64,
+    /// Longest pause inside a request body.
+    pub(crate) body_timeout_secs: u64,
+    /// How long a request body may take before `body_min_rate` applies.
+    pub(crate) body_grace_secs: u64,
+    /// Least average request body rate after the grace time, bytes/s (0: none).
+    pub(crate) body_min_rate: u64,
+    /// Longest wait for the next request on a kept-alive connection.
+    pub(crate) keepalive_timeout_secs: u64,
+    /// Longest stall of a write to a browser (a slow download that moves is fine).
+    pub(crate) send_timeout_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        let d = proxy_core::timer::Deadlines::default();
+        HttpConfig {
+            head_timeout_secs: d.head_ms / 1000,
+            body_timeout_secs: d.body_idle_ms / 1000,
+            body_grace_secs: d.body_grace_ms / 1000,
+            body_min_rate: d.body_min_rate,
+            keepalive_timeout_secs: d.idle_ms / 1000,
+            send_timeout_secs: 60,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The proxy-core timers.
+    pub(crate) fn deadlines(&self) -> proxy_core::timer::Deadlines {
+        proxy_core::timer::Deadlines {
+            head_ms: self.head_timeout_secs * 1000,
+            body_idle_ms: self.body_timeout_secs * 1000,
+            body_grace_ms: self.body_grace_secs * 1000,
+            body_min_rate: self.body_min_rate,
+            idle_ms: self.keepalive_timeout_secs * 1000,
+        }
+    }
 }
 
 impl Default for Config {
@@ -116,6 +163,7 @@ impl Default for Config {
             quota: QuotaConfig::default(),
             tcp: TcpConfig::default(),
             limits: LimitsConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -480,6 +528,19 @@ impl Config {
         if self.tcp.handshake_timeout_secs == 0 {
             return Err(field("tcp.handshake_timeout_secs", "must be at least 1"));
         }
+        for (name, v) in [
+            ("http.head_timeout_secs", self.http.head_timeout_secs),
+            ("http.body_timeout_secs", self.http.body_timeout_secs),
+            (
+                "http.keepalive_timeout_secs",
+                self.http.keepalive_timeout_secs,
+            ),
+            ("http.send_timeout_secs", self.http.send_timeout_secs),
+        ] {
+            if v == 0 || v > 86_400 {
+                return Err(field(name, "must be 1 to 86400 seconds"));
+            }
+        }
         if self.tcp.idle_timeout_secs == 0 {
             return Err(field("tcp.idle_timeout_secs", "must be at least 1"));
         }
@@ -755,6 +816,84 @@ mod tests {
             "user",
         );
         check(&|c| c.max_lifetime = 10, "max_lifetime");
+    }
+
+    #[test]
+    fn every_key_is_optional_section_by_section() {
+        let cfg =
+            Config::parse("[quota]\nper_user = 3\n[tcp]\nmax_per_source = 10\n", "t").unwrap();
+        assert_eq!(cfg.quota.per_user, Some(3));
+        assert_eq!(cfg.quota.total, None, "machine-derived");
+        assert_eq!(cfg.tcp.max_per_source, 10);
+        assert_eq!(
+            cfg.tcp.max_connections,
+            TcpConfig::default().max_connections
+        );
+        assert_eq!(
+            cfg.limits.unauth_burst,
+            LimitsConfig::default().unauth_burst
+        );
+        assert_eq!(cfg.listen, Config::default().listen);
+        // Valid once credentials come from anywhere.
+        let mut with_user = cfg.clone();
+        with_user.user = vec!["a:b".into()];
+        with_user.validate().unwrap();
+        let e = Config::parse("user = [\"a:b\"]\n[quota]\nper_user = 0\n", "t")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().starts_with("`quota.per_user`"), "{e}");
+    }
+
+    #[test]
+    fn a_file_holds_some_settings_and_flags_give_the_rest() {
+        let dir = std::env::temp_dir().join(format!("causeway-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("partial.toml");
+        // Neither `listen` nor `user`: the flags give them.
+        std::fs::write(
+            &file,
+            "realm = \"TANDBERG\"\nrelay_range = \"24000-29999\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(file.clone()),
+            listen: vec!["127.0.0.1:5000".parse().unwrap()],
+            user: vec!["callbridge:s3cret".into()],
+            ..ServeArgs::default()
+        };
+        let (cfg, r) = Config::load(&args).unwrap();
+        assert_eq!(cfg.realm, "TANDBERG");
+        assert_eq!(cfg.listen, args.listen);
+        assert_eq!((r.port_min, r.port_max), (24000, 29999));
+        // Without any credentials the result is refused, naming the field.
+        let args = ServeArgs {
+            config: Some(file),
+            ..ServeArgs::default()
+        };
+        let e = Config::load(&args).unwrap_err().to_string();
+        assert!(e.starts_with("`user`"), "{e}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn listen_ports_inside_the_relay_range_are_refused() {
+        let mut cfg = default();
+        cfg.listen = vec!["127.0.0.1:50000".parse().unwrap()];
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(
+            e.starts_with("`listen`") && e.contains("relay_range"),
+            "{e}"
+        );
+        // On another address than the relay's, or outside the range: fine.
+        cfg.relay_ip = vec!["127.0.0.2".parse().unwrap()];
+        cfg.validate().unwrap();
+        cfg.relay_ip.clear();
+        cfg.listen = vec!["127.0.0.1:3478".parse().unwrap()];
+        cfg.validate().unwrap();
+        // Port 0 takes what the system gives; a relay socket skips a taken port.
+        cfg.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        cfg.validate().unwrap();
     }
 
     #[test]

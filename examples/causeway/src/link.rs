@@ -73,17 +73,23 @@ impl Link {
 
     /// Writes queued TLS records; `Ok(true)` when nothing is left to write.
     pub(crate) fn flush(&mut self) -> io::Result<bool> {
+        self.flush_counting().map(|(done, _)| done)
+    }
+
+    /// As [`Link::flush`], also saying how many bytes the socket took.
+    pub(crate) fn flush_counting(&mut self) -> io::Result<(bool, usize)> {
         let Some(tls) = self.tls.as_mut() else {
-            return Ok(true);
+            return Ok((true, 0));
         };
+        let mut written = 0;
         while tls.wants_write() {
             match tls.write_tls(&mut self.sock) {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok((false, written)),
                 Err(e) => return Err(e),
             }
         }
-        Ok(true)
+        Ok((true, written))
     }
 
     /// Ends the stream from this side: a TLS close_notify first, so the peer

@@ -77,25 +77,37 @@ impl Io {
         }
     }
 
-    /// Writes all of `data` to `link`, waiting until `deadline`.
+    /// Writes all of `data` to `link`. The deadline follows progress: the peer
+    /// may take as long as it likes, as long as it never stalls for `stall`.
     pub(crate) fn write_all(
         &mut self,
         link: &mut Link,
         mut data: &[u8],
-        deadline: Instant,
+        stall: Duration,
     ) -> io::Result<()> {
+        let mut deadline = Instant::now() + stall;
         while !data.is_empty() {
             match link.write_plain(data) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => data = data.get(n..).unwrap_or(&[]),
+                Ok(n) => {
+                    data = data.get(n..).unwrap_or(&[]);
+                    deadline = Instant::now() + stall;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(deadline)?,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
-        while !link.flush()? {
+        // TLS records still queued: whatever the socket takes is progress.
+        loop {
+            let (done, written) = link.flush_counting()?;
+            if done {
+                return Ok(());
+            }
+            if written > 0 {
+                deadline = Instant::now() + stall;
+            }
             self.wait(deadline)?;
         }
-        Ok(())
     }
 }

@@ -7,9 +7,10 @@
 //! both ways without buffering them whole), and, after a valid 101, relays the
 //! WebSocket until either side closes.
 
-mod conn;
 mod io;
 mod redirect;
+mod session;
+mod stream;
 pub(crate) mod tls;
 mod upstream;
 
@@ -41,6 +42,8 @@ pub(crate) struct Proxy {
     pub(crate) client_tls: Arc<rustls::ClientConfig>,
     /// Read deadlines for clients.
     pub(crate) deadlines: Deadlines,
+    /// Longest stall of a write to a client.
+    pub(crate) send_stall: std::time::Duration,
     /// How long to wait for a web bridge's response head.
     pub(crate) upstream_timeout_ms: u64,
     /// Connections being served, each on its own thread.
@@ -104,7 +107,7 @@ impl Proxy {
         let proxy = self.clone();
         let what = format!("https {peer}");
         self.threads.spawn("causeway-proxy", &what, move || {
-            conn::serve(&proxy, link, buffered, sni, peer);
+            session::serve(&proxy, link, buffered, sni, peer);
         });
     }
 }

@@ -1,5 +1,7 @@
-//! Plain HTTP on port 80: every request is answered with a 301 to the same host and
-//! target on https (the reference redirects 80 to 443). Malformed requests get 400.
+//! Plain HTTP on port 80: every request is answered with a 301 to https (the
+//! reference redirects 80 to 443) at the configured join URL its Host names (or
+//! the first one), never at the Host it sent. Malformed requests get 400, and
+//! without any join URL configured, 421.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -10,6 +12,8 @@ use log::debug;
 use super::ThreadLimit;
 use proxy_core::http::{Limits, Parsed, parse_request};
 use proxy_core::response::{write_redirect, write_refusal};
+use proxy_core::route::Site;
+use proxy_core::{Reason, Refusal};
 
 /// Most redirect connections served at once.
 const MAX_AT_ONCE: usize = 256;
@@ -18,7 +22,7 @@ const HEAD_TIME: Duration = Duration::from_secs(10);
 
 /// Serves redirects on `listener` until the process ends, each connection on its
 /// own thread, at most [`MAX_AT_ONCE`] at a time.
-pub(crate) fn serve_redirect(listener: TcpListener) {
+pub(crate) fn serve_redirect(listener: TcpListener, sites: Vec<Site<'static>>) {
     let threads = ThreadLimit::new(MAX_AT_ONCE);
     for stream in listener.incoming() {
         let Ok(mut s) = stream else { continue };
@@ -26,6 +30,7 @@ pub(crate) fn serve_redirect(listener: TcpListener) {
             Ok(a) => format!("http {a}"),
             Err(_) => "http".to_string(),
         };
+        let sites = sites.clone();
         threads.spawn("causeway-redirect", &what, move || {
             let deadline = Instant::now() + HEAD_TIME;
             let _ = s.set_write_timeout(Some(HEAD_TIME));
@@ -46,14 +51,22 @@ pub(crate) fn serve_redirect(listener: TcpListener) {
                 match parse_request(&buf[..len], &mut headers, Limits::default()) {
                     Ok(Parsed::Partial) => continue,
                     Ok(Parsed::Complete(head)) => {
-                        if let Some(n) = write_redirect(&mut out, &head) {
+                        let n = write_redirect(&mut out, &head, &sites).or_else(|| {
+                            let reason = if sites.is_empty() {
+                                Reason::UnknownHost
+                            } else {
+                                Reason::Malformed
+                            };
+                            write_refusal(&mut out, &Refusal::new(reason), true)
+                        });
+                        if let Some(n) = n {
                             let _ = s.write_all(&out[..n]);
                         }
                         return;
                     }
                     Err(r) => {
                         debug!("http redirect: refused: {r}");
-                        if let Some(n) = write_refusal(&mut out, &r) {
+                        if let Some(n) = write_refusal(&mut out, &r, true) {
                             let _ = s.write_all(&out[..n]);
                         }
                         return;

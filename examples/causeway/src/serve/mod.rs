@@ -264,7 +264,8 @@ pub(crate) fn run(cfg: Config, resolved: Resolved) -> Result<(), ServeError> {
                     rules,
                     port,
                     client_tls,
-                    deadlines: Default::default(),
+                    deadlines: cfg.http.deadlines(),
+                    send_stall: std::time::Duration::from_secs(cfg.http.send_timeout_secs),
                     upstream_timeout_ms: 60_000,
                     threads: crate::proxy::ThreadLimit::new(4096),
                 }),
@@ -323,9 +324,13 @@ pub(crate) fn run(cfg: Config, resolved: Resolved) -> Result<(), ServeError> {
         handles.push(handle);
     }
     if let Some(listener) = redirect {
+        let sites = proxy
+            .as_ref()
+            .map(|(_, p)| p.sites.clone())
+            .unwrap_or_default();
         std::thread::Builder::new()
             .name("causeway-http".into())
-            .spawn(move || crate::proxy::serve_redirect(listener))
+            .spawn(move || crate::proxy::serve_redirect(listener, sites))
             .map_err(|e| ServeError::Setup("spawn the redirect thread", e))?;
     }
     {

@@ -55,8 +55,6 @@ pub(crate) struct Conn {
     pub(crate) link: Link,
     pub(crate) tuple: FiveTuple,
     pub(crate) stage: Stage,
-    /// The TLS SNI, when the client sent one.
-    pub(crate) sni: Option<String>,
     rbuf: Vec<u8>,
     rlen: usize,
     wbuf: Vec<u8>,
@@ -70,7 +68,6 @@ impl Conn {
             link: Link::plain(stream),
             tuple,
             stage,
-            sni: None,
             rbuf: vec![0; 4096],
             rlen: 0,
             wbuf: Vec::new(),
@@ -94,8 +91,7 @@ impl Conn {
                     opening::Opening::Unknown => {
                         return Opening::Close("neither TLS, TURN nor HTTP");
                     }
-                    opening::Opening::Tls { sni } => {
-                        self.sni = sni.map(str::to_string);
+                    opening::Opening::Tls { .. } => {
                         let mut conn = match rustls::ServerConnection::new(tls.clone()) {
                             Ok(c) => c,
                             Err(_) => return Opening::Close("TLS setup failed"),
@@ -162,10 +158,16 @@ impl Conn {
         }
     }
 
-    /// Gives the link and the bytes read past the opening to another owner.
+    /// Gives the link, the bytes read past the opening and the SNI to another
+    /// owner. The SNI is the one the TLS handshake negotiated (rustls read the
+    /// whole ClientHello, however many records it spans), not the first record's.
     pub(crate) fn into_parts(mut self) -> (Link, Vec<u8>, Option<String>) {
         self.rbuf.truncate(self.rlen);
-        (self.link, self.rbuf, self.sni)
+        let sni = match &self.link.tls {
+            Some(rustls::Connection::Server(c)) => c.server_name().map(str::to_string),
+            _ => None,
+        };
+        (self.link, self.rbuf, sni)
     }
 
     /// Reads what is available and hands each complete frame to `on_frame`, which

@@ -19,6 +19,7 @@ use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use quinn_udp::{RecvMeta, UdpSocketState};
 use stun_core::Message;
 use stun_core::attributes::Username;
+use stun_core::escape::Escaped;
 use turn_core::server::{
     ClientOutput, EndReason, Event, PEER_HEADROOM, PeerOutput, Refusal, Server, Slot,
 };
@@ -557,9 +558,10 @@ impl Worker {
                     relayed,
                     lifetime,
                 } => info!(
-                    "{} {}: allocation for `{username}` relayed at {relayed} ({lifetime} s)",
+                    "{} {}: allocation for `{}` relayed at {relayed} ({lifetime} s)",
                     tuple.transport.name(),
-                    tuple.client
+                    tuple.client,
+                    Escaped::new(&username)
                 ),
                 Event::Ended {
                     tuple,
@@ -567,10 +569,11 @@ impl Worker {
                     reason,
                     traffic,
                 } => info!(
-                    "{} {}: allocation of `{username}` ended ({}): relayed {} packets / {} bytes \
+                    "{} {}: allocation of `{}` ended ({}): relayed {} packets / {} bytes \
                      to peers, {} / {} from peers",
                     tuple.transport.name(),
                     tuple.client,
+                    Escaped::new(&username),
                     match reason {
                         EndReason::Expired => "expired",
                         EndReason::Released => "released by the client",
@@ -660,7 +663,9 @@ fn log_refusal(logs: &mut LogLimiter, tuple: &FiveTuple, packet: &[u8], why: Ref
         ),
         Err(_) => ("packet".to_string(), None),
     };
-    let user = user.map(|u| format!(" user `{u}`")).unwrap_or_default();
+    let user = user
+        .map(|u| format!(" user `{}`", Escaped::new(&u)))
+        .unwrap_or_default();
     let line = format!(
         "{} {}{user} {method}: {why}{}",
         tuple.transport.name(),

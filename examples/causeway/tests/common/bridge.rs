@@ -138,22 +138,27 @@ pub fn start_bridge(leaf: &Leaf) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
-        for s in listener.incoming() {
+        for (id, s) in listener.incoming().enumerate() {
             let Ok(s) = s else { continue };
             let _ = s.set_nodelay(true);
             let cfg = cfg.clone();
             std::thread::spawn(move || {
                 let conn = rustls::ServerConnection::new(cfg).unwrap();
                 let mut tls = rustls::StreamOwned::new(conn, s);
-                let _ = serve_bridge(&mut tls);
+                let _ = serve_bridge(&mut tls, id);
             });
         }
     });
     addr
 }
 
+/// Serves one connection (the `id`-th the bridge accepted). Besides the page and
+/// the echo, paths that misbehave on purpose: `/headers` answers with the head it
+/// received, `/conn` with `id`, `/overlong` sends more than its Content-Length,
+/// `/hop-response` sends hop-by-hop fields, `/slow` answers with a body in pieces.
 fn serve_bridge(
     s: &mut rustls::StreamOwned<rustls::ServerConnection, TcpStream>,
+    id: usize,
 ) -> std::io::Result<()> {
     let mut buf = Vec::new();
     loop {
@@ -274,6 +279,58 @@ fn serve_bridge(
             s.flush()?;
             continue;
         }
+        if path == "/headers" || path == "/conn" {
+            let body = if path == "/conn" {
+                id.to_string()
+            } else {
+                head.clone()
+            };
+            write!(
+                s,
+                "HTTP/1.1 200 OK\r\nX-Conn: {id}\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )?;
+            s.flush()?;
+            continue;
+        }
+        if path == "/overlong" {
+            // Content-Length 2, then more: the connection is out of step.
+            let extra = if method == "HEAD" { "" } else { "okEXTRA" };
+            write!(
+                s,
+                "HTTP/1.1 200 OK\r\nX-Conn: {id}\r\nContent-Length: 2\r\n\r\n{extra}"
+            )?;
+            s.flush()?;
+            if method == "HEAD" {
+                // A body after HEAD.
+                s.write_all(b"ok")?;
+                s.flush()?;
+            }
+            continue;
+        }
+        if path == "/hop-response" {
+            write!(
+                s,
+                "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Internal\r\nKeep-Alive: timeout=5\r\n\
+                 X-Internal: secret\r\nProxy-Authenticate: Basic\r\nX-Kept: yes\r\nContent-Length: 2\r\n\r\nok"
+            )?;
+            s.flush()?;
+            continue;
+        }
+        if path == "/slow" {
+            // 64 KiB in 16 pieces over about 1.6 s.
+            write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                16 * 4096
+            )?;
+            for _ in 0..16 {
+                s.write_all(&[b's'; 4096])?;
+                s.flush()?;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            continue;
+        }
         if path == "/ws-refused" {
             write!(
                 s,
@@ -318,5 +375,52 @@ fn serve_bridge(
             }
         }
         s.flush()?;
+    }
+}
+
+/// A certificate verifier that accepts any certificate (it still checks the
+/// handshake signatures): for a test client that connects to an IP literal,
+/// sending no SNI.
+#[derive(Debug)]
+pub struct AcceptAny(rustls::crypto::WebPkiSupportedAlgorithms);
+
+impl Default for AcceptAny {
+    fn default() -> Self {
+        AcceptAny(rustls::crypto::ring::default_provider().signature_verification_algorithms)
+    }
+}
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_schemes()
     }
 }
