@@ -271,6 +271,12 @@ where
         self.table.capacity()
     }
 
+    /// Whether the 5-tuple holds an allocation (a stream connection's limits widen
+    /// once it does).
+    pub fn has_allocation(&self, tuple: &FiveTuple) -> bool {
+        self.table.find(tuple).is_some()
+    }
+
     /// Every live allocation, for status pages.
     pub fn allocations(&self) -> impl Iterator<Item = &Allocation<P, C>> {
         self.table.iter().map(|(_, a)| a)

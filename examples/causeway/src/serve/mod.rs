@@ -9,11 +9,13 @@
 //! page are shared, touched only when allocations come and go and once a second.
 
 mod capacity;
+mod handshake;
 mod host;
 mod limiter;
 mod net;
 mod relays;
 mod shared;
+mod sources;
 mod status;
 mod tcp;
 mod worker;
@@ -306,6 +308,7 @@ pub(crate) fn run(cfg: Config, resolved: Resolved) -> Result<(), ServeError> {
     getrandom::fill(&mut secret).map_err(|e| {
         ServeError::Setup("read the OS random source", io::Error::other(e.to_string()))
     })?;
+    let mut workers = Vec::new();
     for (i, l) in listeners.into_iter().enumerate() {
         let shard = worker::Turn::new(
             tcfg.clone(),
@@ -314,9 +317,23 @@ pub(crate) fn run(cfg: Config, resolved: Resolved) -> Result<(), ServeError> {
             secret,
         )
         .map_err(ServeError::Config)?;
-        let w = worker::Worker::new(i, l, shard, shared.clone(), shutdown.clone(), proxy.clone())
+        let w = worker::Worker::new(i, l, shard, shared.clone(), shutdown.clone())
             .map_err(|e| ServeError::Setup("create an event loop", e))?;
         wakers.push(w.waker());
+        workers.push(w);
+    }
+    // TLS listeners' connections are opened on their own thread.
+    let mut tls_thread = None;
+    if let Some((tls, p)) = &proxy {
+        let inboxes = workers.iter().map(worker::Worker::inbox).collect();
+        let (h, handle) = handshake::spawn(tls.clone(), Some(p.clone()), inboxes, shutdown.clone())
+            .map_err(|e| ServeError::Setup("start the TLS thread", e))?;
+        for w in &mut workers {
+            w.set_handshakes(h.clone());
+        }
+        tls_thread = Some((h, handle));
+    }
+    for (i, w) in workers.into_iter().enumerate() {
         let handle = std::thread::Builder::new()
             .name(format!("causeway-{i}"))
             .spawn(move || w.run())
@@ -371,6 +388,10 @@ pub(crate) fn run(cfg: Config, resolved: Resolved) -> Result<(), ServeError> {
     shutdown.store(true, Ordering::SeqCst);
     for w in &wakers {
         let _ = w.wake();
+    }
+    if let Some((h, handle)) = tls_thread {
+        h.wake();
+        let _ = handle.join();
     }
     for h in handles {
         let _ = h.join();

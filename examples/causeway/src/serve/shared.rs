@@ -3,14 +3,15 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use stun_core::credentials::{Algorithm, Key, long_term_key, long_term_key_sha256, userhash};
 use turn_core::Instant;
 use turn_core::server::QuotaError;
 
+use super::sources::Sources;
 use super::status::WorkerStatus;
 use crate::config::Config;
 
@@ -30,6 +31,8 @@ pub(crate) struct Shared {
     by_hash: HashMap<[u8; 32], String>,
     /// Relay sockets bound right now, on any worker.
     pub(crate) live: LiveRelays,
+    /// Stream connections per source address.
+    pub(crate) sources: Arc<Sources>,
     pub(crate) quota: Quota,
     pub(crate) reservations: Reservations,
     pub(crate) clock: Clock,
@@ -59,11 +62,13 @@ impl Shared {
             .map(|(u, _)| (userhash(u, &cfg.realm), u.clone()))
             .collect();
         let quota = Quota::new(cfg.quota.per_user, quota_total);
+        let sources = Sources::new(cfg.tcp.max_per_source);
         Shared {
             cfg,
             keys,
             by_hash,
             live: LiveRelays::default(),
+            sources,
             quota,
             reservations: Reservations::default(),
             clock: Clock::new(),

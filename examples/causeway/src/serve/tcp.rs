@@ -1,7 +1,13 @@
 //! One TCP or TLS client connection: on a TLS listener it first demultiplexes the
-//! opening (TLS or plain; inside TLS, TURN or HTTPS) with `proxy-core`; as a TURN
-//! connection it reads frames (STUN messages, ChannelData) off the stream and
-//! queues replies, with bounded buffers.
+//! opening (TLS or plain; inside TLS, TURN or HTTPS) with `proxy-core`, on the TLS
+//! thread; as a TURN connection it reads frames (STUN messages, ChannelData) off
+//! the stream and queues replies, on its worker, with bounded buffers.
+//!
+//! Until it holds an allocation, a connection is held to little: frames of at
+//! most [`MAX_UNAUTH_FRAME`] bytes and [`MAX_UNAUTH_WRITE`] bytes of replies
+//! queued (about 4 KiB + 16 KiB of buffers, plus rustls's records for TLS), and it
+//! must finish its TLS handshake and send its first whole message by a deadline
+//! fixed when it was accepted, which trickling bytes do not move.
 
 use std::io::{self, Read};
 use std::sync::Arc;
@@ -12,12 +18,20 @@ use proxy_core::demux::{self as opening, MAX_OPENING};
 use stun_core::demux::{self, Frame};
 use turn_core::{FiveTuple, Transport};
 
+use super::sources::SourceSlot;
 use crate::link::Link;
 
 /// Largest frame accepted: a maximal STUN message.
 pub(crate) const MAX_FRAME: usize = 20 + 65535;
+/// Largest frame accepted before the connection holds an allocation: an Allocate
+/// or a Binding request is far smaller.
+pub(crate) const MAX_UNAUTH_FRAME: usize = 4096;
 /// Replies queued for a client that does not read them; past this it is dropped.
 const MAX_PENDING_WRITE: usize = 256 * 1024;
+/// Replies queued before the connection holds an allocation.
+const MAX_UNAUTH_WRITE: usize = 16 * 1024;
+/// TLS records rustls may queue for a connection that does not read.
+const TLS_BUFFER: usize = 16 * 1024;
 
 /// What a read turned up.
 #[derive(Debug, PartialEq, Eq)]
@@ -60,10 +74,25 @@ pub(crate) struct Conn {
     wbuf: Vec<u8>,
     pub(crate) last_active: Instant,
     pub(crate) wants_write: bool,
+    /// By when the handshake and the first whole message must be done; `None`
+    /// once the first message was handled.
+    pub(crate) deadline: Option<Instant>,
+    /// Whether the connection holds an allocation (its limits are then wider).
+    pub(crate) allocated: bool,
+    /// Its place in the per-source count.
+    _slot: Option<SourceSlot>,
 }
 
 impl Conn {
-    pub(crate) fn new(stream: TcpStream, tuple: FiveTuple, stage: Stage, now: Instant) -> Self {
+    /// A connection accepted at `now` that must finish its opening by `deadline`.
+    pub(crate) fn new(
+        stream: TcpStream,
+        tuple: FiveTuple,
+        stage: Stage,
+        now: Instant,
+        deadline: Instant,
+        slot: Option<SourceSlot>,
+    ) -> Self {
         Conn {
             link: Link::plain(stream),
             tuple,
@@ -73,6 +102,25 @@ impl Conn {
             wbuf: Vec::new(),
             last_active: now,
             wants_write: false,
+            deadline: Some(deadline),
+            allocated: false,
+            _slot: slot,
+        }
+    }
+
+    fn max_frame(&self) -> usize {
+        if self.allocated {
+            MAX_FRAME
+        } else {
+            MAX_UNAUTH_FRAME
+        }
+    }
+
+    fn max_write(&self) -> usize {
+        if self.allocated {
+            MAX_PENDING_WRITE
+        } else {
+            MAX_UNAUTH_WRITE
         }
     }
 
@@ -96,6 +144,7 @@ impl Conn {
                             Ok(c) => c,
                             Err(_) => return Opening::Close("TLS setup failed"),
                         };
+                        conn.set_buffer_limit(Some(TLS_BUFFER));
                         let mut hello = self.rbuf.get(..self.rlen).unwrap_or(&[]);
                         while !hello.is_empty() {
                             if conn.read_tls(&mut hello).is_err() {
@@ -188,10 +237,11 @@ impl Conn {
                     .frame_len()
                     .unwrap_or(0)
                     .max(self.rlen + 1);
-                if need > MAX_FRAME {
-                    return ReadState::Closed("frame larger than a STUN message");
+                if need > self.max_frame() {
+                    return ReadState::Closed(self.too_large());
                 }
-                self.rbuf.resize(need.next_power_of_two().min(MAX_FRAME), 0);
+                self.rbuf
+                    .resize(need.next_power_of_two().min(self.max_frame()), 0);
             }
             match self.link.read_plain(&mut self.rbuf[self.rlen..]) {
                 Ok(0) => return ReadState::Closed("closed by peer"),
@@ -207,7 +257,7 @@ impl Conn {
             if let Some(reason) = self.drain_frames(&mut on_frame) {
                 return ReadState::Closed(reason);
             }
-            if self.wbuf.len() > MAX_PENDING_WRITE {
+            if self.wbuf.len() > self.max_write() {
                 return ReadState::Closed("client does not read its responses");
             }
         }
@@ -223,19 +273,21 @@ impl Conn {
         on_frame: &mut impl FnMut(&[u8], &mut Vec<u8>),
     ) -> Option<&'static str> {
         let mut start = 0;
+        let max = self.max_frame();
         loop {
             let pending = &self.rbuf[start..self.rlen];
             match demux::stream_frame(pending) {
                 Frame::NeedMore => break,
                 Frame::Invalid => return Some("stream is neither STUN nor ChannelData"),
                 Frame::Stun(n) | Frame::ChannelData(n) => {
-                    if n > MAX_FRAME {
-                        return Some("frame larger than a STUN message");
+                    if n > max {
+                        return Some(self.too_large());
                     }
                     if pending.len() < n {
                         break;
                     }
                     on_frame(&pending[..n], &mut self.wbuf);
+                    self.deadline = None;
                     start += n;
                 }
             }
@@ -243,6 +295,14 @@ impl Conn {
         self.rbuf.copy_within(start..self.rlen, 0);
         self.rlen -= start;
         None
+    }
+
+    fn too_large(&self) -> &'static str {
+        if self.allocated {
+            "frame larger than a STUN message"
+        } else {
+            "frame larger than 4 KiB before an allocation"
+        }
     }
 
     /// Writes as much of the queue as the socket takes. Returns false on error.
@@ -264,7 +324,7 @@ impl Conn {
     /// Queues `bytes` for the client (a relayed packet); false when the client is
     /// too far behind, in which case the packet is dropped as UDP would drop it.
     pub(crate) fn queue(&mut self, bytes: &[u8]) -> bool {
-        if self.wbuf.len() + bytes.len() > MAX_PENDING_WRITE {
+        if self.wbuf.len() + bytes.len() > self.max_write() {
             return false;
         }
         self.wbuf.extend_from_slice(bytes);

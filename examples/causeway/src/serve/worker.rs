@@ -25,13 +25,13 @@ use turn_core::server::{
 };
 use turn_core::{FiveTuple, Instant, Transport};
 
+use super::handshake::{Handshakes, Inbox, Incoming};
 use super::host::WorkerHost;
 use super::limiter::LogLimiter;
 use super::relays::{FIRST_RELAY, Relays};
 use super::shared::Shared;
 use super::status::{AllocationStatus, WorkerStatus};
-use super::tcp::{Conn, Opening, ReadState, Stage};
-use crate::proxy::Proxy;
+use super::tcp::{Conn, ReadState, Stage};
 
 /// Permissions per allocation.
 pub(crate) const PERMISSIONS: usize = 16;
@@ -79,10 +79,14 @@ pub(crate) struct Worker {
     poll: Poll,
     waker: Arc<Waker>,
     udp: Vec<UdpListener>,
-    /// TCP listeners; `true` for TLS listeners, whose connections are demultiplexed.
+    /// TCP listeners; `true` for TLS listeners, whose connections the TLS thread
+    /// opens.
     tcp: Vec<(TcpListener, SocketAddr, bool)>,
-    tls_config: Option<Arc<rustls::ServerConfig>>,
-    proxy: Option<Arc<Proxy>>,
+    /// The TLS thread, when there are TLS listeners.
+    handshakes: Option<Handshakes>,
+    /// TURN connections the TLS thread opened, back to this worker.
+    inbox: std::sync::mpsc::Receiver<Conn>,
+    inbox_tx: std::sync::mpsc::Sender<Conn>,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
     /// TCP connections by (client, server) address, to reach a TCP client.
@@ -104,7 +108,6 @@ impl Worker {
         turn: Turn,
         shared: Arc<Shared>,
         shutdown: Arc<AtomicBool>,
-        tls: Option<(Arc<rustls::ServerConfig>, Arc<Proxy>)>,
     ) -> io::Result<Worker> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -129,18 +132,16 @@ impl Worker {
             let local = l.local_addr()?;
             tcp.push((l, local, is_tls));
         }
-        let (tls_config, proxy) = match tls {
-            Some((t, p)) => (Some(t), Some(p)),
-            None => (None, None),
-        };
+        let (inbox_tx, inbox) = std::sync::mpsc::channel();
         Ok(Worker {
             id,
             poll,
             waker,
             udp,
             tcp,
-            tls_config,
-            proxy,
+            handshakes: None,
+            inbox,
+            inbox_tx,
             conns: Vec::new(),
             free: Vec::new(),
             conn_index: HashMap::new(),
@@ -158,6 +159,19 @@ impl Worker {
     /// Wakes the worker from another thread (to stop it).
     pub(crate) fn waker(&self) -> Arc<Waker> {
         self.waker.clone()
+    }
+
+    /// Where the TLS thread sends this worker's TURN connections back.
+    pub(crate) fn inbox(&self) -> Inbox {
+        Inbox {
+            tx: self.inbox_tx.clone(),
+            waker: self.waker.clone(),
+        }
+    }
+
+    /// Sends the connections of TLS listeners to `h`.
+    pub(crate) fn set_handshakes(&mut self, h: Handshakes) {
+        self.handshakes = Some(h);
     }
 
     /// Runs until the shutdown flag is set.
@@ -179,6 +193,7 @@ impl Worker {
             for ev in events.iter() {
                 let t = ev.token().0;
                 if t == WAKER.0 {
+                    self.take_inbox();
                     continue;
                 }
                 if t >= FIRST_RELAY {
@@ -413,35 +428,74 @@ impl Worker {
                 }
                 continue;
             }
+            let Some(slot) = self.shared.sources.acquire(peer.ip()) else {
+                if let Some(s) = self.logs.allow(StdInstant::now()) {
+                    info!(
+                        "tcp {peer}: refused: {} connections already open from {} \
+                         (tcp.max_per_source){}",
+                        self.shared.cfg.tcp.max_per_source,
+                        peer.ip(),
+                        note(s)
+                    );
+                }
+                continue;
+            };
             let _ = stream.set_nodelay(true);
-            let idx = self.free.pop().unwrap_or_else(|| {
-                self.conns.push(None);
-                self.conns.len() - 1
-            });
             let tuple = FiveTuple {
                 client: peer,
                 server: local,
                 transport: Transport::Tcp,
             };
-            let stage = if is_tls { Stage::Opening } else { Stage::Turn };
-            let mut conn = Conn::new(stream, tuple, stage, StdInstant::now());
-            if self
-                .poll
-                .registry()
-                .register(
-                    &mut conn.link.sock,
-                    Token(FIRST_CONN + idx),
-                    Interest::READABLE,
-                )
-                .is_err()
-            {
-                self.free.push(idx);
+            let now = StdInstant::now();
+            let deadline = now + Duration::from_secs(self.shared.cfg.tcp.handshake_timeout_secs);
+            if is_tls {
+                let conn = Conn::new(stream, tuple, Stage::Opening, now, deadline, Some(slot));
+                if let Some(h) = &self.handshakes {
+                    h.send(Incoming {
+                        conn,
+                        worker: self.id,
+                    });
+                }
                 continue;
             }
-            self.conns[idx] = Some(conn);
-            self.conn_index.insert((peer, local), idx);
+            let conn = Conn::new(stream, tuple, Stage::Turn, now, deadline, Some(slot));
+            self.adopt(conn);
             debug!("tcp {peer}: connected");
         }
+    }
+
+    /// Takes the TURN connections the TLS thread opened.
+    fn take_inbox(&mut self) {
+        while let Ok(conn) = self.inbox.try_recv() {
+            let idx = self.adopt(conn);
+            // What came with its opening may hold whole frames already.
+            if let Some(idx) = idx {
+                self.on_conn(idx);
+            }
+        }
+    }
+
+    /// Registers a TURN connection with this loop; its index.
+    fn adopt(&mut self, mut conn: Conn) -> Option<usize> {
+        let idx = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        let interest = Interest::READABLE;
+        if self
+            .poll
+            .registry()
+            .register(&mut conn.link.sock, Token(FIRST_CONN + idx), interest)
+            .is_err()
+        {
+            self.free.push(idx);
+            return None;
+        }
+        conn.wants_write = false;
+        self.conn_index
+            .insert((conn.tuple.client, conn.tuple.server), idx);
+        self.conns[idx] = Some(conn);
+        Some(idx)
     }
 
     fn on_conn(&mut self, idx: usize) {
@@ -451,31 +505,9 @@ impl Worker {
         let now_std = StdInstant::now();
         let now = self.shared.clock.now();
         if conn.stage == Stage::Opening {
-            let Some(tls) = self.tls_config.clone() else {
-                self.close(idx, conn);
-                return;
-            };
-            match conn.open(now_std, &tls) {
-                Opening::Wait => {
-                    update_interest(self.poll.registry(), idx, &mut conn);
-                    self.conns[idx] = Some(conn);
-                    return;
-                }
-                Opening::Turn => {}
-                Opening::Http => {
-                    self.hand_off(idx, conn);
-                    return;
-                }
-                Opening::Close(why) => {
-                    debug!(
-                        "{} {}: {why}",
-                        conn.tuple.transport.name(),
-                        conn.tuple.client
-                    );
-                    self.close(idx, conn);
-                    return;
-                }
-            }
+            // Openings are the TLS thread's; one never reaches a worker.
+            self.close(idx, conn);
+            return;
         }
         let tuple = conn.tuple;
         // Each frame is copied into the receive buffer and handled there, as a UDP
@@ -494,6 +526,7 @@ impl Worker {
             self.close(idx, conn);
             return;
         }
+        conn.allocated = self.turn.has_allocation(&tuple);
         update_interest(self.poll.registry(), idx, &mut conn);
         self.conns[idx] = Some(conn);
     }
@@ -504,16 +537,6 @@ impl Worker {
         self.conn_index
             .remove(&(conn.tuple.client, conn.tuple.server));
         self.free.push(idx);
-    }
-
-    /// Gives an HTTP connection to the web proxy.
-    fn hand_off(&mut self, idx: usize, mut conn: Conn) {
-        self.release(idx, &mut conn);
-        let peer = conn.tuple.client;
-        let (link, buffered, sni) = conn.into_parts();
-        if let Some(p) = &self.proxy {
-            p.hand_off(link, buffered, sni, peer);
-        }
     }
 
     fn close(&mut self, idx: usize, mut conn: Conn) {
@@ -527,22 +550,26 @@ impl Worker {
     }
 
     /// Closes connections idle past `tcp.idle_timeout_secs` that hold no allocation
-    /// (an allocation keeps its connection as long as it lives).
+    /// (an allocation keeps its connection as long as it lives), and those whose
+    /// first message has not come by their deadline.
     fn sweep_idle(&mut self, now: StdInstant) {
         let limit = Duration::from_secs(self.shared.cfg.tcp.idle_timeout_secs);
-        let allocated: std::collections::HashSet<FiveTuple> =
-            self.turn.allocations().map(|a| *a.five_tuple()).collect();
         for idx in 0..self.conns.len() {
-            let idle = self.conns[idx].as_ref().is_some_and(|c| {
-                now.saturating_duration_since(c.last_active) > limit
-                    && !allocated.contains(&c.tuple)
+            let why = self.conns[idx].as_ref().and_then(|c| {
+                if c.deadline.is_some_and(|d| now >= d) {
+                    Some("no first message in time (tcp.handshake_timeout_secs)")
+                } else if now.saturating_duration_since(c.last_active) > limit
+                    && !self.turn.has_allocation(&c.tuple)
+                {
+                    Some("idle without an allocation (tcp.idle_timeout_secs)")
+                } else {
+                    None
+                }
             });
-            if idle && let Some(conn) = self.conns[idx].take() {
-                debug!(
-                    "tcp {}: closed after {} s idle",
-                    conn.tuple.client,
-                    limit.as_secs()
-                );
+            if let Some(why) = why
+                && let Some(conn) = self.conns[idx].take()
+            {
+                debug!("tcp {}: closed: {why}", conn.tuple.client);
                 self.close(idx, conn);
             }
         }

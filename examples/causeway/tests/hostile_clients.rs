@@ -1,0 +1,310 @@
+//! `causeway serve` against hostile stream clients and log injection: connections
+//! per source capped, a deadline for the opening that trickling bytes do not move
+//! (TURN over TCP and over TLS), little memory for a connection without an
+//! allocation, TLS handshakes kept off the packet threads, and client text
+//! escaped in log lines.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+use common::Server;
+use common::bridge::{TempDir, TestCa};
+use stun_core::attributes::{Nonce, Realm, RequestedTransport, Username};
+use stun_core::{Class, MessageBuilder, MessageType, Method, TransactionId};
+
+/// Whether the server closed `c` within `within` (EOF or reset).
+fn closed_within(c: &mut TcpStream, within: Duration) -> bool {
+    c.set_read_timeout(Some(within)).unwrap();
+    let mut b = [0u8; 256];
+    loop {
+        match c.read(&mut b) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+fn binding() -> Vec<u8> {
+    let mut buf = vec![0u8; 64];
+    let b = MessageBuilder::new(
+        &mut buf,
+        MessageType::new(Method::BINDING, Class::Request),
+        TransactionId::new([3; 12]),
+    )
+    .unwrap();
+    let n = b.finish();
+    buf.truncate(n);
+    buf
+}
+
+#[test]
+fn connections_per_source_are_capped() {
+    // The cap comes from the config file; flags give the rest.
+    let dir = TempDir::new("per-source");
+    let file = dir.write("c.toml", "[tcp]\nmax_per_source = 5\n");
+    let server = Server::start(&[
+        "--config",
+        file.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--user",
+        "a:b",
+    ]);
+    let addr = server.addr();
+    let mut open: Vec<TcpStream> = (0..5)
+        .map(|_| {
+            let mut c = TcpStream::connect(addr).unwrap();
+            c.write_all(&binding()).unwrap();
+            let mut b = [0u8; 128];
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            assert!(c.read(&mut b).unwrap() > 0, "answered");
+            c
+        })
+        .collect();
+    let mut sixth = TcpStream::connect(addr).unwrap();
+    assert!(
+        closed_within(&mut sixth, Duration::from_secs(3)),
+        "the sixth is refused"
+    );
+    // One closes: its place comes back.
+    drop(open.pop());
+    std::thread::sleep(Duration::from_millis(300));
+    let mut again = TcpStream::connect(addr).unwrap();
+    again.write_all(&binding()).unwrap();
+    again
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut b = [0u8; 128];
+    assert!(again.read(&mut b).unwrap() > 0);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        server
+            .log_lines()
+            .iter()
+            .any(|l| l.contains("tcp.max_per_source")),
+        "the refusal is logged"
+    );
+}
+
+/// A TLS listener with a throwaway certificate; returns the server, its files and
+/// the TLS address.
+fn tls_server(extra: &str) -> (Server, TempDir, std::net::SocketAddr) {
+    let ca = TestCa::new();
+    let leaf = ca.leaf(&["turn.example.test"]);
+    let dir = TempDir::new("hostile");
+    let cert = dir.write("c.pem", &leaf.cert_pem);
+    let key = dir.write("c.key", &leaf.key_pem);
+    let toml = format!(
+        "listen = [\"127.0.0.1:0\"]\ntls_listen = [\"127.0.0.1:0\"]\ncert = \"{}\"\nkey = \"{}\"\nuser = [\"a:b\"]\n{extra}\n",
+        cert.display(),
+        key.display()
+    );
+    let file = dir.write("c.toml", &toml);
+    let server = Server::start(&["--config", file.to_str().unwrap()]);
+    let tls = server.startup_addr("causeway: listening on tls ");
+    (server, dir, tls)
+}
+
+#[test]
+fn an_opening_that_trickles_in_is_cut_at_a_fixed_deadline() {
+    let (server, _dir, tls) = tls_server("[tcp]\nhandshake_timeout_secs = 1\n");
+    // TURN over TCP: a STUN header, then one byte every 200 ms, never a whole
+    // message. A deadline refreshed by every byte would never fall.
+    let mut header = binding();
+    header[3] = 100; // a 100-byte body that never comes whole
+    let mut tcp = TcpStream::connect(server.addr()).unwrap();
+    tcp.write_all(&header).unwrap();
+    // A TLS ClientHello, byte by byte.
+    let mut hello = TcpStream::connect(tls).unwrap();
+    let record = [22u8, 3, 1, 0x01, 0x00, 1, 0, 0, 0xfc, 3, 3];
+    let start = Instant::now();
+    let (mut tcp_closed, mut tls_closed) = (None, None);
+    let mut i = 0;
+    while start.elapsed() < Duration::from_secs(4) && (tcp_closed.is_none() || tls_closed.is_none())
+    {
+        if tcp_closed.is_none() {
+            if tcp.write_all(&[0]).is_err() || closed_within(&mut tcp, Duration::from_millis(100)) {
+                tcp_closed = Some(start.elapsed());
+            }
+        }
+        if tls_closed.is_none() {
+            let b = record.get(i).copied().unwrap_or(0);
+            if hello.write_all(&[b]).is_err()
+                || closed_within(&mut hello, Duration::from_millis(100))
+            {
+                tls_closed = Some(start.elapsed());
+            }
+        }
+        i += 1;
+    }
+    let tcp_closed = tcp_closed.expect("the TCP opening is cut");
+    let tls_closed = tls_closed.expect("the TLS opening is cut");
+    assert!(tcp_closed < Duration::from_millis(2500), "{tcp_closed:?}");
+    assert!(tls_closed < Duration::from_millis(2500), "{tls_closed:?}");
+}
+
+#[test]
+fn a_connection_without_an_allocation_may_not_send_large_frames() {
+    let server = Server::start(&["--listen", "127.0.0.1:0", "--user", "a:b"]);
+    let mut c = TcpStream::connect(server.addr()).unwrap();
+    // A STUN header announcing 60000 bytes: the server would have to buffer them.
+    let mut header = binding();
+    header[2..4].copy_from_slice(&60000u16.to_be_bytes());
+    c.write_all(&header).unwrap();
+    c.write_all(&[0u8; 1000]).unwrap();
+    assert!(closed_within(&mut c, Duration::from_secs(2)));
+}
+
+/// CPU ticks (user + system) of each thread of `pid`, by thread name.
+fn thread_ticks(pid: u32) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        // Fields after the ")" that closes the name: state is 3rd, utime 14th.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = f[11].parse::<u64>().unwrap_or(0) + f[12].parse::<u64>().unwrap_or(0);
+        out.push((comm.trim().to_string(), ticks));
+    }
+    out
+}
+
+#[test]
+fn tls_handshakes_run_off_the_packet_threads() {
+    let (server, dir, tls) = tls_server("");
+    let _ = dir;
+    let ca_cfg = {
+        // Trust any certificate: only the handshake's cost matters here.
+        let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(common::bridge::AcceptAny::default()))
+        .with_no_client_auth();
+        std::sync::Arc::new(cfg)
+    };
+    let pid = server.child.id();
+    let before = thread_ticks(pid);
+    let name = rustls::pki_types::ServerName::try_from("turn.example.test").unwrap();
+    // Handshakes that end there (as a flood of them would): all their cost is
+    // the handshake's.
+    for _ in 0..600 {
+        let mut tcp = TcpStream::connect(tls).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut conn = rustls::ClientConnection::new(ca_cfg.clone(), name.clone()).unwrap();
+        while conn.is_handshaking() {
+            conn.complete_io(&mut tcp).unwrap();
+        }
+    }
+    // TURN over TLS still works beside them.
+    let tcp = TcpStream::connect(tls).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let conn = rustls::ClientConnection::new(ca_cfg.clone(), name.clone()).unwrap();
+    let mut t = rustls::StreamOwned::new(conn, tcp);
+    t.write_all(&binding()).unwrap();
+    let mut b = [0u8; 128];
+    assert!(t.read(&mut b).unwrap() > 0, "TURN over TLS answers");
+    let after = thread_ticks(pid);
+    let spent = |prefix: &str| -> u64 {
+        let total = |v: &[(String, u64)]| -> u64 {
+            v.iter()
+                .filter(|(n, _)| n.starts_with(prefix))
+                .map(|(_, t)| t)
+                .sum()
+        };
+        total(&after) - total(&before)
+    };
+    let tls_thread = spent("causeway-tls");
+    let workers: u64 = after
+        .iter()
+        .filter(|(n, _)| n.starts_with("causeway-") && n[9..].chars().all(|c| c.is_ascii_digit()))
+        .map(|(n, t)| t - before.iter().find(|(m, _)| m == n).map_or(0, |(_, b)| *b))
+        .sum();
+    eprintln!("TLS thread {tls_thread} ticks, packet threads {workers}");
+    assert!(
+        tls_thread >= 5,
+        "the TLS thread did the handshakes: {tls_thread} ticks"
+    );
+    assert!(
+        workers * 5 < tls_thread,
+        "packet threads spent {workers} ticks, the TLS thread {tls_thread}"
+    );
+}
+
+#[test]
+fn client_text_is_escaped_in_log_lines() {
+    let server = Server::start(&["--listen", "127.0.0.1:0", "--user", "alice:pw"]);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    // A first Allocate for the nonce, then one with a username that tries to
+    // forge a log line and recolour the terminal.
+    let mut buf = vec![0u8; 512];
+    let build = |buf: &mut Vec<u8>, nonce: Option<&str>| {
+        buf.resize(512, 0);
+        let mut b = MessageBuilder::new(
+            buf,
+            MessageType::new(Method::ALLOCATE, Class::Request),
+            TransactionId::new([7; 12]),
+        )
+        .unwrap();
+        b.add(&RequestedTransport::UDP).unwrap();
+        if let Some(n) = nonce {
+            b.add(&Username(
+                "mallory\n2026-12-01T00:00:00Z INFO forged line\u{1b}[31m",
+            ))
+            .unwrap();
+            b.add(&Realm("causeway")).unwrap();
+            b.add(&Nonce(n)).unwrap();
+            b.add_message_integrity(&[0; 16]).unwrap();
+        }
+        let n = b.finish();
+        buf.truncate(n);
+    };
+    build(&mut buf, None);
+    sock.send_to(&buf, server.addr()).unwrap();
+    let mut reply = [0u8; 1500];
+    let n = sock.recv(&mut reply).unwrap();
+    let m = stun_core::Message::new_checked(&reply[..n]).unwrap();
+    let nonce = m.attribute::<Nonce>().unwrap().unwrap().0.to_string();
+    build(&mut buf, Some(&nonce));
+    sock.send_to(&buf, server.addr()).unwrap();
+    let _ = sock.recv(&mut reply);
+    std::thread::sleep(Duration::from_millis(300));
+    let log = server.log_lines();
+    assert!(
+        log.iter()
+            .all(|l| !l.starts_with("2026-12-01T00:00:00Z INFO forged")),
+        "a forged line: {log:?}"
+    );
+    assert!(
+        log.iter().all(|l| !l.contains('\u{1b}')),
+        "a raw escape: {log:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.contains("user `mallory\\n2026-12-01T00:00:00Z INFO forged line\\x1b[31m`")),
+        "{log:?}"
+    );
+}
