@@ -134,18 +134,15 @@ fn an_opening_that_trickles_in_is_cut_at_a_fixed_deadline() {
     let mut i = 0;
     while start.elapsed() < Duration::from_secs(4) && (tcp_closed.is_none() || tls_closed.is_none())
     {
-        if tcp_closed.is_none() {
-            if tcp.write_all(&[0]).is_err() || closed_within(&mut tcp, Duration::from_millis(100)) {
-                tcp_closed = Some(start.elapsed());
-            }
+        let tick = Duration::from_millis(100);
+        if tcp_closed.is_none() && (tcp.write_all(&[0]).is_err() || closed_within(&mut tcp, tick)) {
+            tcp_closed = Some(start.elapsed());
         }
-        if tls_closed.is_none() {
-            let b = record.get(i).copied().unwrap_or(0);
-            if hello.write_all(&[b]).is_err()
-                || closed_within(&mut hello, Duration::from_millis(100))
-            {
-                tls_closed = Some(start.elapsed());
-            }
+        let b = record.get(i).copied().unwrap_or(0);
+        if tls_closed.is_none()
+            && (hello.write_all(&[b]).is_err() || closed_within(&mut hello, tick))
+        {
+            tls_closed = Some(start.elapsed());
         }
         i += 1;
     }
