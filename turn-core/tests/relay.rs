@@ -198,13 +198,15 @@ fn relay_to_relay_is_allowed() {
     // Each permits the other's advertised relayed address (the server's own IP).
     assert_success(&a.permit(&mut s, &mut h, T0, &rb.to_string()), &a);
     assert_success(&b.permit(&mut s, &mut h, T0, &ra.to_string()), &b);
-    // But the server's own address on a non-relay port is forbidden.
+    // But a channel to the server's own address on a non-relay port is forbidden
+    // (and so is every packet to one: see relay_to_relay.rs).
     assert_eq!(
-        a.permit(&mut s, &mut h, T0, "203.0.113.5:3478").code(),
+        a.bind(&mut s, &mut h, T0, 0x4000, "203.0.113.5:3478")
+            .code(),
         Some(403)
     );
     assert_eq!(
-        a.permit(&mut s, &mut h, T0, "10.0.0.5:22").code(),
+        a.bind(&mut s, &mut h, T0, 0x4001, "10.0.0.5:22").code(),
         Some(403)
     );
 }

@@ -126,16 +126,19 @@ fn a_relayed_address_stops_counting_once_its_allocation_ends() {
         a.send_raw(&mut s, &mut h, T0, &ind).0,
         ClientOutput::Drop(Some(Refusal::NotLiveRelay(_)))
     ));
-    // Neither a channel nor a permission can be made for it any more.
+    // No channel can be bound to it any more; a permission (per IP, the port
+    // ignored) still can, but reaches nothing.
     let mut a = a;
     assert_eq!(
         a.bind(&mut s, &mut h, T0, 0x4001, &rb.to_string()).code(),
         Some(403)
     );
-    assert_eq!(
-        a.permit(&mut s, &mut h, T0, &rb.to_string()).code(),
-        Some(403)
-    );
+    assert_success(&a.permit(&mut s, &mut h, T0, &rb.to_string()), &a);
+    let ind = a.send_indication(&rb.to_string(), b"x");
+    assert!(matches!(
+        a.send_raw(&mut s, &mut h, T0, &ind).0,
+        ClientOutput::Drop(Some(Refusal::NotLiveRelay(_)))
+    ));
 }
 
 #[test]
@@ -156,13 +159,8 @@ fn own_addresses_are_denied_even_when_the_allow_list_covers_them() {
     let rd = relayed(&d.allocate(&mut s, &mut h, T0));
     // Media of the meeting server: allowed.
     assert_success(&c.permit(&mut s, &mut h, T0, "10.1.2.3:40000"), &c);
-    // The relay IP's listener, the external IP, the admin address: refused.
-    for own in [
-        "10.0.0.5:3478",
-        "203.0.113.5:3478",
-        "10.0.0.6:4455",
-        "10.0.0.5:24000",
-    ] {
+    // The listener and admin addresses the host added: refused.
+    for own in ["10.0.0.6:3478", "10.0.0.6:4455"] {
         let r = c.permit(&mut s, &mut h, T0, own);
         assert_eq!(r.code(), Some(403), "{own}");
         assert!(
@@ -177,7 +175,13 @@ fn own_addresses_are_denied_even_when_the_allow_list_covers_them() {
             r.refusal
         );
     }
-    // Another allocation's relayed address: allowed (relay to relay).
+    // The relay's own IP: a channel only to a live relayed address; a permission
+    // (per IP, port 0 as clients send it) is granted, its packets checked.
+    for dead in ["10.0.0.5:3478", "203.0.113.5:3478", "10.0.0.5:24000"] {
+        let r = c.bind(&mut s, &mut h, T0, 0x4100, dead);
+        assert_eq!(r.code(), Some(403), "{dead}");
+    }
+    assert_success(&c.permit(&mut s, &mut h, T0, "203.0.113.5:0"), &c);
     assert_success(&c.permit(&mut s, &mut h, T0, &rd.to_string()), &c);
     let local = format!("10.0.0.5:{}", rd.port());
     assert_success(&c.bind(&mut s, &mut h, T0, 0x4000, &local), &c);

@@ -24,21 +24,30 @@ where
 {
     /// Checks that `peer` may be relayed to from the allocation in `slot`: a live
     /// relay of its family exists (443) and the policy allows it (403).
+    ///
+    /// A permission is for an IP (RFC 8656 §9.1: the port is ignored, and clients
+    /// send 0), so one for the server's own relay IP is granted, and each packet
+    /// later must reach a live relayed address. A channel is for an address: it
+    /// must be a live relayed address now (and each packet is checked again).
     fn check_peer(
         &self,
         now: Instant,
         host: &mut impl Host,
         slot: usize,
         peer: SocketAddr,
+        channel: bool,
     ) -> Result<(), Refusal> {
         let a = self.table.get(slot).ok_or(Refusal::AllocationMismatch)?;
         if a.relay_for(&peer.ip(), now).is_none() {
             return Err(Refusal::PeerFamilyMismatch);
         }
-        let verdict = self
-            .cfg
-            .policy
-            .check(peer, |addr| self.live_relay(host, addr).is_some());
+        let verdict = self.cfg.policy.check(peer, |addr| {
+            if channel {
+                self.live_relay(host, addr).is_some()
+            } else {
+                self.cfg.is_relay_ip(addr.ip())
+            }
+        });
         match verdict {
             Verdict::Allow => Ok(()),
             why => Err(Refusal::ForbiddenPeer(peer.ip(), why)),
@@ -63,7 +72,7 @@ where
                 .map_err(|e| Refusal::BadRequest(BadRequest::Malformed(e)))?
                 .0;
             any = true;
-            self.check_peer(now, host, slot, peer)?;
+            self.check_peer(now, host, slot, peer, false)?;
             if !peers.contains(&peer.ip()) && peers.push(peer.ip()).is_err() {
                 return Err(Refusal::AllocationFull);
             }
@@ -129,7 +138,7 @@ where
                 AttributeType::XOR_PEER_ADDRESS,
             )))?
             .0;
-        self.check_peer(now, host, slot, peer)?;
+        self.check_peer(now, host, slot, peer, true)?;
         let a = self
             .table
             .get_mut(slot)

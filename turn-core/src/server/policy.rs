@@ -4,8 +4,10 @@
 //! 1. a **live relayed address** of this server (a relay or advertised IP, a port
 //!    in the relay range, and a relay socket bound there right now) is **allowed**,
 //!    so relay-to-relay works (a browser and the meeting server's call bridge often
-//!    allocate on the same relay). Every packet is checked again, in both
-//!    directions, so a permission for the server's IP never opens its other ports;
+//!    allocate on the same relay). The caller says what counts: for a permission,
+//!    which is per IP, the relay IP itself; for a channel, the live address. Every
+//!    packet is checked again, in both directions, so a permission for the
+//!    server's IP never opens its other ports;
 //! 2. the server's **own addresses** (relay and advertised IPs, which the server
 //!    adds itself, and whatever the host adds: listeners, the admin interface) are
 //!    **denied**, even when an allow entry covers them;

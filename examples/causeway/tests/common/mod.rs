@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod bridge;
+pub mod turn;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -1,0 +1,110 @@
+//! A TURN client over a UDP socket for end-to-end tests: turn-core's client,
+//! driven step by step without blocking, so a test can run many at once.
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant as StdInstant, SystemTime};
+
+use turn_core::Instant;
+use turn_core::client::{Client, ClientConfig, ClientEvent, State};
+
+/// The wall clock as turn-core's time.
+pub fn now() -> Instant {
+    let ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    Instant::from_millis(ms)
+}
+
+/// A TURN client on its own UDP socket.
+pub struct UdpTurn {
+    pub sock: UdpSocket,
+    pub client: Client,
+    pub started: StdInstant,
+    /// When it allocated, after the start.
+    pub allocated: Option<Duration>,
+    /// Why it failed, if it did.
+    pub failed: Option<String>,
+    /// Requests sent (retransmissions included).
+    pub sent: u32,
+    /// Data from peers: (peer, payload).
+    pub received: Vec<(SocketAddr, Vec<u8>)>,
+}
+
+impl UdpTurn {
+    /// A client on `ip` for `server` with `user`:`pass`, asked to allocate.
+    pub fn allocating(
+        ip: IpAddr,
+        server: SocketAddr,
+        user: &str,
+        pass: &str,
+        seed: u32,
+    ) -> UdpTurn {
+        let sock = UdpSocket::bind(SocketAddr::new(ip, 0)).unwrap();
+        sock.set_nonblocking(true).unwrap();
+        let cfg = ClientConfig::new(server, user, pass).unwrap();
+        let mut s = [0u8; 32];
+        s[..4].copy_from_slice(&seed.to_le_bytes());
+        let mut client: Client = Client::new(cfg, s);
+        client.allocate(now()).unwrap();
+        UdpTurn {
+            sock,
+            client,
+            started: StdInstant::now(),
+            allocated: None,
+            failed: None,
+            sent: 0,
+            received: Vec::new(),
+        }
+    }
+
+    /// Sends what is due, reads what came, runs timers; whether the allocation
+    /// is decided (made or failed).
+    pub fn step(&mut self, buf: &mut [u8]) -> bool {
+        let t = now();
+        if self.client.poll_timeout().is_some_and(|d| d <= t) {
+            self.client.handle_timeout(t);
+        }
+        while let Some(n) = self.client.poll_transmit(t, buf) {
+            let _ = self.sock.send_to(&buf[..n], self.client.server());
+            self.sent += 1;
+        }
+        while let Ok(n) = self.sock.recv(buf) {
+            if let Some(r) = self.client.handle_input(now(), &buf[..n]) {
+                self.received.push((r.peer, buf[r.data].to_vec()));
+            }
+        }
+        while let Some(e) = self.client.poll_event() {
+            match e {
+                ClientEvent::Allocated { .. } if self.allocated.is_none() => {
+                    self.allocated = Some(self.started.elapsed())
+                }
+                ClientEvent::Failed { failure, .. } => self.failed = Some(failure.to_string()),
+                _ => {}
+            }
+        }
+        self.allocated.is_some() || self.failed.is_some() || self.client.state() == State::Failed
+    }
+
+    /// Steps until `done` holds or `within` passes; whether it held.
+    pub fn until(&mut self, within: Duration, mut done: impl FnMut(&UdpTurn) -> bool) -> bool {
+        let mut buf = vec![0u8; 1500];
+        let end = StdInstant::now() + within;
+        while StdInstant::now() < end {
+            self.step(&mut buf);
+            if done(self) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        false
+    }
+
+    /// Sends `data` to `peer` through the relay (a Send indication, or
+    /// ChannelData once a channel is bound).
+    pub fn send(&mut self, peer: SocketAddr, data: &[u8]) {
+        let mut out = vec![0u8; 1500];
+        let n = self.client.send_to(peer, data, &mut out).unwrap();
+        self.sock.send_to(&out[..n], self.client.server()).unwrap();
+    }
+}
