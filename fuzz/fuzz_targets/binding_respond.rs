@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use stun_core::binding::{self, Outcome};
 use stun_core::Message;
+use stun_core::binding::{self, Outcome};
 
 fuzz_target!(|data: &[u8]| {
     let mut out = [0u8; 512];
@@ -12,7 +12,9 @@ fuzz_target!(|data: &[u8]| {
     match binding::respond(data, src, Some("causeway"), &mut out) {
         Outcome::Success(n) | Outcome::Error { len: n, .. } => {
             let reply = Message::new_checked(&out[..n]).expect("our response parses");
-            reply.verify_fingerprint().expect("our FINGERPRINT is valid");
+            reply
+                .verify_fingerprint()
+                .expect("our FINGERPRINT is valid");
             let req = Message::new_checked(data).expect("answered requests parse");
             assert_eq!(reply.transaction_id(), req.transaction_id());
         }

@@ -7,7 +7,9 @@ use stun_core::channel_data::{self, ChannelData};
 
 fuzz_target!(|data: &[u8]| {
     let _ = channel_data::stream_frame_len(data);
-    let Ok(c) = ChannelData::new_checked(data) else { return };
+    let Ok(c) = ChannelData::new_checked(data) else {
+        return;
+    };
     assert!(4 + c.data().len() <= data.len());
     let mut out = [0u8; 70_000];
     let n = channel_data::encode(&mut out, c.channel(), c.data(), true).expect("fits");

@@ -6,7 +6,9 @@ use libfuzzer_sys::fuzz_target;
 use proxy_core::body::Chunked;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&split, body)) = data.split_first() else { return };
+    let Some((&split, body)) = data.split_first() else {
+        return;
+    };
     let mut whole = Chunked::new();
     let whole_result = whole.feed(body);
     if let Ok(n) = whole_result {

@@ -7,7 +7,9 @@ use stun_core::attributes::AnyAttribute;
 use stun_core::{AttributeType, Message};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(m) = Message::new_checked(data) else { return };
+    let Ok(m) = Message::new_checked(data) else {
+        return;
+    };
     let tid = m.transaction_id();
     for a in m.attributes() {
         assert!(a.offset() + 4 + a.value().len() <= data.len());

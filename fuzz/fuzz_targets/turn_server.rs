@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 
 use libfuzzer_sys::fuzz_target;
 use stun_core::credentials::{Algorithm, Key};
-use turn_core::server::{BindError, ClientOutput, Config, Host, QuotaError, RelayHandle, Server, Slot, PEER_HEADROOM};
+use turn_core::server::{
+    BindError, ClientOutput, Config, Host, PEER_HEADROOM, QuotaError, RelayHandle, Server, Slot,
+};
 use turn_core::{FiveTuple, Instant, Transport};
 
 struct FuzzHost;
@@ -47,7 +49,11 @@ fuzz_target!(|data: &[u8]| {
     let tuple = FiveTuple {
         client: "192.0.2.1:1000".parse().unwrap(),
         server: "192.0.2.2:3478".parse().unwrap(),
-        transport: if data.first().is_some_and(|b| b & 1 == 1) { Transport::Tcp } else { Transport::Udp },
+        transport: if data.first().is_some_and(|b| b & 1 == 1) {
+            Transport::Tcp
+        } else {
+            Transport::Udp
+        },
     };
     let mut out = [0u8; 1500];
     let mut h = FuzzHost;
@@ -63,8 +69,19 @@ fuzz_target!(|data: &[u8]| {
         }
         let mut buf = vec![0u8; PEER_HEADROOM + chunk.len() + 3];
         buf[PEER_HEADROOM..PEER_HEADROOM + chunk.len()].copy_from_slice(chunk);
-        let handle = RelayHandle { slot: 0, generation: 0, which: 0 };
-        let _ = s.handle_peer(now, &mut h, handle, "8.8.8.8:1".parse().unwrap(), &mut buf, chunk.len());
+        let handle = RelayHandle {
+            slot: 0,
+            generation: 0,
+            which: 0,
+        };
+        let _ = s.handle_peer(
+            now,
+            &mut h,
+            handle,
+            "8.8.8.8:1".parse().unwrap(),
+            &mut buf,
+            chunk.len(),
+        );
     }
     assert_eq!(s.allocation_count(), 0);
 });
