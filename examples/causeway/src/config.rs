@@ -178,6 +178,9 @@ pub(crate) struct LimitsConfig {
     pub(crate) unauth_per_sec: u32,
     /// Over all sources, per second (per worker).
     pub(crate) unauth_total_per_sec: u32,
+    /// Per source that has authenticated within a nonce's lifetime, per second
+    /// and at once (per worker); not counted in the total.
+    pub(crate) unauth_verified_per_sec: u32,
 }
 
 impl Default for LimitsConfig {
@@ -186,6 +189,7 @@ impl Default for LimitsConfig {
             unauth_burst: 100,
             unauth_per_sec: 50,
             unauth_total_per_sec: 2000,
+            unauth_verified_per_sec: 10_000,
         }
     }
 }
@@ -513,6 +517,7 @@ impl Config {
         if self.limits.unauth_burst == 0
             || self.limits.unauth_per_sec == 0
             || self.limits.unauth_total_per_sec == 0
+            || self.limits.unauth_verified_per_sec == 0
         {
             return Err(field(
                 "limits",

@@ -239,6 +239,7 @@ where
                 cfg.unauth_burst,
                 cfg.unauth_per_sec,
                 cfg.unauth_global_per_sec,
+                cfg.unauth_verified_per_sec,
                 word(limiter_key),
             ),
             cfg,

@@ -9,10 +9,13 @@
 //!   addresses than there are buckets.
 //! - **Verified sources**: an address that completed an authenticated request
 //!   (its nonce was bound to it, so it receives what is sent there, and it holds
-//!   credentials) is not a reflection victim: it is answered without a per-source
-//!   budget until its nonce's lifetime runs out. A thousand participants behind
-//!   one office NAT are then served as fast as they ask, once the first of them
-//!   has authenticated. The global budget still holds for them.
+//!   credentials) is not a reflection victim: until its nonce's lifetime runs
+//!   out it has a budget of its own, far larger (`verified_per_sec`, as a rate
+//!   and a burst), and the global budget does not count it. A thousand
+//!   participants behind one office NAT are then served as fast as they ask, once
+//!   the first of them has authenticated; a spoofer can aim at most that budget's
+//!   answers at an address that is an active client, and nothing more at any
+//!   other.
 //!
 //! Past a budget, the source gets silence.
 
@@ -62,11 +65,12 @@ impl Bucket {
     }
 }
 
-/// A verified source and until when it stays verified.
+/// A verified source, until when it stays verified, and its budget.
 #[derive(Debug, Clone, Copy)]
 struct Verified {
     ip: IpAddr,
     until: Instant,
+    bucket: Bucket,
 }
 
 /// The budgets of unauthenticated answers (see the module docs).
@@ -78,14 +82,22 @@ pub struct RateLimiter {
     per_sec: u32,
     global: Bucket,
     global_per_sec: u32,
+    verified_per_sec: u32,
     seed: u64,
 }
 
 impl RateLimiter {
     /// Allows `burst` at once and `per_sec` a second after that, per address, and
-    /// `global_per_sec` a second (with a burst of as many) over all addresses.
+    /// `global_per_sec` a second (with a burst of as many) over all addresses;
+    /// a verified address gets `verified_per_sec` (and as large a burst) instead.
     /// `seed` keys the hash of addresses to buckets (draw it at random).
-    pub const fn new(burst: u32, per_sec: u32, global_per_sec: u32, seed: u64) -> Self {
+    pub const fn new(
+        burst: u32,
+        per_sec: u32,
+        global_per_sec: u32,
+        verified_per_sec: u32,
+        seed: u64,
+    ) -> Self {
         RateLimiter {
             buckets: [Bucket::UNUSED; SOURCE_BUCKETS],
             verified: heapless::Vec::new(),
@@ -93,6 +105,7 @@ impl RateLimiter {
             per_sec,
             global: Bucket::UNUSED,
             global_per_sec,
+            verified_per_sec,
             seed,
         }
     }
@@ -105,17 +118,20 @@ impl RateLimiter {
     }
 
     /// Takes a token for `ip` (and one from the global budget); false when either
-    /// budget is spent. A verified source needs only the global token.
+    /// budget is spent. A verified source takes from its own budget only.
     pub fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
+        let rate = self.verified_per_sec;
+        if let Some(v) = self.verified.iter_mut().find(|v| v.ip == ip && now < v.until) {
+            return v.bucket.take(now, rate, rate.saturating_mul(1000));
+        }
         let global_cap = self.global_per_sec.saturating_mul(1000);
         let mut global = self.global;
         if !global.take(now, self.global_per_sec, global_cap) {
             self.global = global;
             return false;
         }
-        let verified = self.is_verified(ip, now);
         let (per_sec, cap) = (self.per_sec, self.burst.saturating_mul(1000));
-        if !verified && !self.bucket(&ip).is_some_and(|b| b.take(now, per_sec, cap)) {
+        if !self.bucket(&ip).is_some_and(|b| b.take(now, per_sec, cap)) {
             // The global token is not spent on a refused answer.
             return false;
         }
@@ -136,7 +152,11 @@ impl RateLimiter {
             v.until = v.until.max(until);
             return;
         }
-        let entry = Verified { ip, until };
+        let entry = Verified {
+            ip,
+            until,
+            bucket: Bucket::UNUSED,
+        };
         if let Err(entry) = self.verified.push(entry) {
             let first = self
                 .verified
@@ -156,7 +176,7 @@ mod test {
 
     #[test]
     fn burst_then_refill_per_address() {
-        let mut r = RateLimiter::new(3, 2, 1000, 7);
+        let mut r = RateLimiter::new(3, 2, 1000, 10_000, 7);
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let t = Instant::from_secs(100);
         assert!(r.allow(a, t));
@@ -178,7 +198,7 @@ mod test {
 
     #[test]
     fn global_budget_holds_against_many_sources() {
-        let mut r = RateLimiter::new(5, 5, 10, 1);
+        let mut r = RateLimiter::new(5, 5, 10, 10_000, 1);
         let t = Instant::from_secs(1);
         let answered = (0..1000u32)
             .filter(|i| r.allow(IpAddr::from(i.to_be_bytes()), t))
@@ -193,7 +213,7 @@ mod test {
 
     #[test]
     fn cycling_other_addresses_never_refills_a_victim() {
-        let mut r = RateLimiter::new(5, 1, 1_000_000, 99);
+        let mut r = RateLimiter::new(5, 1, 1_000_000, 10_000, 99);
         let victim: IpAddr = "198.51.100.9".parse().unwrap();
         let t = Instant::from_secs(10);
         let first = (0..20).filter(|_| r.allow(victim, t)).count();
@@ -209,24 +229,24 @@ mod test {
 
     #[test]
     fn a_verified_source_is_not_budgeted_until_its_time_ends() {
-        let mut r = RateLimiter::new(2, 1, 1_000_000, 3);
+        let mut r = RateLimiter::new(2, 1, 10, 1000, 3);
         let nat: IpAddr = "203.0.113.77".parse().unwrap();
         let t = Instant::from_secs(50);
         assert_eq!((0..10).filter(|_| r.allow(nat, t)).count(), 2);
         r.verify(nat, t.plus_secs(600));
-        assert_eq!((0..1000).filter(|_| r.allow(nat, t)).count(), 1000);
+        // Its own budget: 1000 at once, past the global budget of 10.
+        assert_eq!((0..5000).filter(|_| r.allow(nat, t)).count(), 1000);
+        assert_eq!((0..5000).filter(|_| r.allow(nat, t.plus_millis(500))).count(), 500);
+        // Others still have the global budget.
+        assert!(r.allow("198.51.100.1".parse().unwrap(), t));
         let after = t.plus_secs(600);
         assert!(!r.is_verified(nat, after));
         assert!(r.allow(nat, after), "budgeted again, with what refilled");
-        // The global budget still holds for verified sources.
-        let mut r = RateLimiter::new(2, 1, 10, 3);
-        r.verify(nat, t.plus_secs(600));
-        assert_eq!((0..100).filter(|_| r.allow(nat, t)).count(), 10);
     }
 
     #[test]
     fn a_full_verified_table_replaces_the_entry_that_ends_first() {
-        let mut r = RateLimiter::new(1, 1, 1_000_000, 3);
+        let mut r = RateLimiter::new(1, 1, 1_000_000, 10_000, 3);
         let t = Instant::from_secs(1);
         for i in 0..VERIFIED_MAX as u32 {
             r.verify(

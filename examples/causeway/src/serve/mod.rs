@@ -99,6 +99,7 @@ fn turn_config(cfg: &Config, r: &Resolved) -> turn::Config {
     t.unauth_burst = cfg.limits.unauth_burst;
     t.unauth_per_sec = cfg.limits.unauth_per_sec;
     t.unauth_global_per_sec = cfg.limits.unauth_total_per_sec;
+    t.unauth_verified_per_sec = cfg.limits.unauth_verified_per_sec;
     // Relay sockets set DF (IP_PMTUDISC_PROBE, by quinn-udp), so DONT-FRAGMENT holds.
     t.dont_fragment = true;
     // The credential database answers USERHASH lookups.
