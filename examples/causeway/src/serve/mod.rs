@@ -400,3 +400,26 @@ pub(crate) fn run(cfg: Config, resolved: Resolved) -> Result<(), ServeError> {
     info!("stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_addresses_come_from_the_configuration() {
+        let mut cfg = Config::default();
+        cfg.listen = vec!["10.0.0.5:3478".parse().unwrap()];
+        cfg.tls_listen = vec!["10.0.0.7:443".parse().unwrap()];
+        cfg.admin = "10.0.0.8:4455".parse().unwrap();
+        cfg.http_redirect = Some("10.0.0.9:80".parse().unwrap());
+        let own = own_addresses(&cfg);
+        for ip in ["10.0.0.5", "10.0.0.7", "10.0.0.8", "10.0.0.9"] {
+            assert!(own.contains(&ip.parse().unwrap()), "{ip}: {own:?}");
+        }
+        // A wildcard listener: every address of the host's interfaces.
+        cfg.listen = vec!["0.0.0.0:3478".parse().unwrap()];
+        let own = own_addresses(&cfg);
+        assert!(own.contains(&"127.0.0.1".parse().unwrap()), "{own:?}");
+        assert!(own.iter().all(|ip| !ip.is_unspecified()));
+    }
+}
