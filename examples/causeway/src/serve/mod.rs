@@ -407,11 +407,13 @@ mod tests {
 
     #[test]
     fn own_addresses_come_from_the_configuration() {
-        let mut cfg = Config::default();
-        cfg.listen = vec!["10.0.0.5:3478".parse().unwrap()];
-        cfg.tls_listen = vec!["10.0.0.7:443".parse().unwrap()];
-        cfg.admin = "10.0.0.8:4455".parse().unwrap();
-        cfg.http_redirect = Some("10.0.0.9:80".parse().unwrap());
+        let mut cfg = Config {
+            listen: vec!["10.0.0.5:3478".parse().unwrap()],
+            tls_listen: vec!["10.0.0.7:443".parse().unwrap()],
+            admin: "10.0.0.8:4455".parse().unwrap(),
+            http_redirect: Some("10.0.0.9:80".parse().unwrap()),
+            ..Config::default()
+        };
         let own = own_addresses(&cfg);
         for ip in ["10.0.0.5", "10.0.0.7", "10.0.0.8", "10.0.0.9"] {
             assert!(own.contains(&ip.parse().unwrap()), "{ip}: {own:?}");
