@@ -8,9 +8,9 @@ use std::net::SocketAddr;
 use libfuzzer_sys::fuzz_target;
 use stun_core::credentials::{Algorithm, Key};
 use turn_core::server::{
-    BindError, ClientOutput, Config, Host, PEER_HEADROOM, QuotaError, RelayHandle, Server, Slot,
+    BindError, ClientOutput, Config, Host, PEER_HEADROOM, PeerBuffer, QuotaError, RelayHandle, Server, Slot,
 };
-use turn_core::{FiveTuple, Instant, Transport};
+use turn_core::{FiveTuple, Instant, Transport, UnixTime};
 
 struct FuzzHost;
 
@@ -44,8 +44,8 @@ impl Host for FuzzHost {
 fuzz_target!(|data: &[u8]| {
     let mut cfg = Config::new("fuzz");
     cfg.relay_v4 = Some("10.0.0.1".parse().unwrap());
-    let mut s: Server<Vec<Slot<4, 4>>, Vec<u32>, 4, 4> =
-        Server::new(cfg, vec![Slot::EMPTY; 4], vec![0; 8], [1; 32]).unwrap();
+    let mut s: Server<Vec<Slot<4, 4>>, 4, 4> =
+        Server::new(cfg, vec![Slot::EMPTY; 4], [1; 32]).unwrap();
     let tuple = FiveTuple {
         client: "192.0.2.1:1000".parse().unwrap(),
         server: "192.0.2.2:3478".parse().unwrap(),
@@ -59,7 +59,7 @@ fuzz_target!(|data: &[u8]| {
     let mut h = FuzzHost;
     let now = Instant::from_secs(1_764_000_000);
     for chunk in data.split(|&b| b == 0xff) {
-        match s.handle_client(now, &mut h, tuple, chunk, &mut out) {
+        match s.handle_client(now, UnixTime(now.as_secs()), &mut h, tuple, chunk, &mut out) {
             ClientOutput::Reply { len, .. } => {
                 let m = stun_core::Message::new_checked(&out[..len]).expect("replies parse");
                 assert!(m.verify_fingerprint().is_ok());
@@ -74,14 +74,9 @@ fuzz_target!(|data: &[u8]| {
             generation: 0,
             which: 0,
         };
-        let _ = s.handle_peer(
-            now,
-            &mut h,
-            handle,
-            "8.8.8.8:1".parse().unwrap(),
-            &mut buf,
-            chunk.len(),
-        );
+        if let Ok(mut datagram) = PeerBuffer::new(&mut buf, chunk.len()) {
+            let _ = s.handle_peer(now, &mut h, handle, "8.8.8.8:1".parse().unwrap(), &mut datagram);
+        }
     }
     assert_eq!(s.allocation_count(), 0);
 });

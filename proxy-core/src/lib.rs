@@ -19,7 +19,9 @@
 //! - [`decide`]: all of it together: forward (where, which path), or refuse (which
 //!   status, why).
 #![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 #![cfg_attr(
     not(test),
     deny(
@@ -40,7 +42,12 @@ pub mod path;
 pub mod refusal;
 pub mod response;
 pub mod route;
+#[cfg(feature = "tls")]
+pub mod runtime;
 pub mod timer;
 pub mod websocket;
 
 pub use refusal::{Reason, Refusal};
+
+#[cfg(feature = "std")]
+extern crate std;

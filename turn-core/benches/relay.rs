@@ -11,10 +11,10 @@ use stun_core::attributes::*;
 use stun_core::credentials::{Algorithm, Key, long_term_key};
 use stun_core::{Class, Message, MessageBuilder, MessageType, Method, TransactionId};
 use turn_core::server::{
-    BindError, ClientOutput, Config, Host, PEER_HEADROOM, PeerOutput, QuotaError, RelayHandle,
-    Server, Slot,
+    BindError, ClientOutput, Config, Host, PEER_HEADROOM, PeerBuffer, PeerOutput, QuotaError,
+    RelayHandle, Server, Slot,
 };
-use turn_core::{FiveTuple, Instant, Transport};
+use turn_core::{FiveTuple, Instant, Transport, UnixTime};
 
 struct BenchHost {
     relay: Option<RelayHandle>,
@@ -52,7 +52,7 @@ impl Host for BenchHost {
     }
 }
 
-type BenchServer = Server<Vec<Slot<16, 16>>, Vec<u32>, 16, 16>;
+type BenchServer = Server<Vec<Slot<16, 16>>, 16, 16>;
 
 fn request(
     method: Method,
@@ -83,8 +83,7 @@ fn request(
 fn relay(c: &mut Criterion) {
     let mut cfg = Config::new("TANDBERG");
     cfg.relay_v4 = Some("10.0.0.5".parse().unwrap());
-    let mut s: BenchServer =
-        Server::new(cfg, vec![Slot::EMPTY; 1024], vec![0; 2048], [9; 32]).unwrap();
+    let mut s: BenchServer = Server::new(cfg, vec![Slot::EMPTY; 1024], [9; 32]).unwrap();
     let mut h = BenchHost {
         relay: None,
         rng: 1,
@@ -94,6 +93,7 @@ fn relay(c: &mut Criterion) {
         client: "198.51.100.7:50000".parse().unwrap(),
         server: "203.0.113.5:3478".parse().unwrap(),
         transport: Transport::Udp,
+        socket: 0,
     };
     let key = long_term_key("alice", "TANDBERG", "secret");
     let mut out = vec![0u8; 1500];
@@ -102,9 +102,14 @@ fn relay(c: &mut Criterion) {
             b.add(&RequestedTransport::UDP).unwrap()
         })
     };
-    let ClientOutput::Reply { len, .. } =
-        s.handle_client(now, &mut h, tuple, &alloc(None), &mut out)
-    else {
+    let ClientOutput::Reply { len, .. } = s.handle_client(
+        now,
+        UnixTime(now.as_secs()),
+        &mut h,
+        tuple,
+        &alloc(None),
+        &mut out,
+    ) else {
         panic!()
     };
     let nonce = Message::new_checked(&out[..len])
@@ -114,14 +119,21 @@ fn relay(c: &mut Criterion) {
         .unwrap()
         .0
         .to_string();
-    let _ = s.handle_client(now, &mut h, tuple, &alloc(Some(&nonce)), &mut out);
+    let _ = s.handle_client(
+        now,
+        UnixTime(now.as_secs()),
+        &mut h,
+        tuple,
+        &alloc(Some(&nonce)),
+        &mut out,
+    );
     let peer: SocketAddr = "8.8.8.8:5000".parse().unwrap();
     let bind = request(Method::CHANNEL_BIND, Some(&nonce), &key, |b| {
         b.add(&ChannelNumber(0x4000)).unwrap();
         b.add(&XorPeerAddress(peer)).unwrap();
     });
     assert!(matches!(
-        s.handle_client(now, &mut h, tuple, &bind, &mut out),
+        s.handle_client(now, UnixTime(now.as_secs()), &mut h, tuple, &bind, &mut out),
         ClientOutput::Reply { refusal: None, .. }
     ));
     let handle = h.relay.unwrap();
@@ -129,22 +141,35 @@ fn relay(c: &mut Criterion) {
     let mut cd = vec![0x40, 0x00, 0x00, 160];
     cd.extend_from_slice(&[0xab; 160]);
     c.bench_function("client ChannelData -> peer (160 B)", |b| {
-        b.iter(
-            || match s.handle_client(now, &mut h, tuple, black_box(&cd), &mut out) {
+        b.iter(|| {
+            match s.handle_client(
+                now,
+                UnixTime(now.as_secs()),
+                &mut h,
+                tuple,
+                black_box(&cd),
+                &mut out,
+            ) {
                 ClientOutput::Relay { data, .. } => data.len(),
                 o => panic!("{o:?}"),
-            },
-        )
+            }
+        })
     });
 
     let mut buf = vec![0u8; PEER_HEADROOM + 160 + 3];
     c.bench_function("peer -> client ChannelData (160 B)", |b| {
-        b.iter(
-            || match s.handle_peer(now, &mut h, handle, peer, black_box(&mut buf), 160) {
+        b.iter(|| {
+            match s.handle_peer(
+                now,
+                &mut h,
+                handle,
+                peer,
+                &mut PeerBuffer::new(black_box(&mut buf), 160).unwrap(),
+            ) {
                 PeerOutput::Forward { data, .. } => data.len(),
                 PeerOutput::Drop => panic!(),
-            },
-        )
+            }
+        })
     });
 
     let other: SocketAddr = "8.8.4.4:5000".parse().unwrap();
@@ -152,20 +177,33 @@ fn relay(c: &mut Criterion) {
         b.add(&XorPeerAddress(other)).unwrap()
     });
     c.bench_function("authenticated CreatePermission", |b| {
-        b.iter(
-            || match s.handle_client(now, &mut h, tuple, black_box(&perm), &mut out) {
+        b.iter(|| {
+            match s.handle_client(
+                now,
+                UnixTime(now.as_secs()),
+                &mut h,
+                tuple,
+                black_box(&perm),
+                &mut out,
+            ) {
                 ClientOutput::Reply { len, refusal: None } => len,
                 o => panic!("{o:?}"),
-            },
-        )
+            }
+        })
     });
     c.bench_function("peer -> client Data indication (160 B)", |b| {
-        b.iter(
-            || match s.handle_peer(now, &mut h, handle, other, black_box(&mut buf), 160) {
+        b.iter(|| {
+            match s.handle_peer(
+                now,
+                &mut h,
+                handle,
+                other,
+                &mut PeerBuffer::new(black_box(&mut buf), 160).unwrap(),
+            ) {
                 PeerOutput::Forward { data, .. } => data.len(),
                 PeerOutput::Drop => panic!(),
-            },
-        )
+            }
+        })
     });
     eprintln!(
         "state per allocation: Slot<16,16> = {} bytes, Slot<8,8> = {} bytes",

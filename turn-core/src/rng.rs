@@ -24,6 +24,12 @@ impl Random {
         Random(ChaCha12Rng::from_seed(seed))
     }
 
+    /// Fills `buf` from the stream.
+    #[cfg(feature = "std")]
+    pub(crate) fn fill(&mut self, buf: &mut [u8]) {
+        self.0.fill_bytes(buf);
+    }
+
     /// The next transaction id.
     pub(crate) fn tid(&mut self) -> TransactionId {
         let mut id = [0u8; 12];

@@ -1,34 +1,54 @@
-//! Time as a value the caller passes in.
+//! Time as values the caller passes in: two clocks, for two jobs.
+//!
+//! - [`Instant`] is **monotonic**: milliseconds since an origin the caller picks
+//!   (its process start, its board's boot). Every timer runs on it: allocation,
+//!   permission, channel and reservation lifetimes, retransmissions, rate budgets.
+//!   It must never go backwards.
+//! - [`UnixTime`] is the **wall clock**, in seconds since the UNIX epoch. It is
+//!   used where other machines' clocks matter: the expiry a time-limited
+//!   credential's username carries (set by the issuer), and the issue time in a
+//!   stateless nonce (checked by any node of a cluster). It may jump.
+//!
+//! So a wall-clock step (NTP, an operator) can neither expire nor revive an
+//! allocation, permission or channel; it only moves which credentials and nonces
+//! are current, as it does for every other node.
 
 use core::fmt;
 
-/// A point in time, in milliseconds since the UNIX epoch.
-///
-/// The caller supplies it and must never let it go backwards: the std adapter
-/// adds a monotonic clock's elapsed time to the wall-clock time at start. Being
-/// anchored to the UNIX epoch lets time-limited credentials, whose usernames carry
-/// a UNIX expiry, be checked against the same value.
+/// A point on the caller's monotonic clock, in milliseconds since its origin.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Instant(u64);
 
+/// Wall-clock time: seconds since the UNIX epoch.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct UnixTime(pub u64);
+
+impl UnixTime {
+    /// Seconds since the UNIX epoch.
+    pub const fn as_secs(self) -> u64 {
+        self.0
+    }
+}
+
 impl Instant {
-    /// From milliseconds since the UNIX epoch.
+    /// From milliseconds since the clock's origin.
     pub const fn from_millis(ms: u64) -> Instant {
         Instant(ms)
     }
 
-    /// From seconds since the UNIX epoch.
+    /// From seconds since the clock's origin.
     pub const fn from_secs(s: u64) -> Instant {
         Instant(s.saturating_mul(1000))
     }
 
-    /// Milliseconds since the UNIX epoch.
+    /// Milliseconds since the clock's origin.
     pub const fn as_millis(self) -> u64 {
         self.0
     }
 
-    /// Whole seconds since the UNIX epoch.
+    /// Whole seconds since the clock's origin.
     pub const fn as_secs(self) -> u64 {
         self.0 / 1000
     }

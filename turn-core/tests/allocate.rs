@@ -498,8 +498,8 @@ fn ipv6_and_dual_allocations() {
 #[test]
 fn time_limited_shared_secret_credentials() {
     let mut cfg = config();
-    cfg.shared_secret
-        .extend_from_slice(b"cluster-secret")
+    cfg.shared_secrets
+        .push(turn_core::server::Secret::from_slice(b"cluster-secret").unwrap())
         .unwrap();
     // Two nodes of a cluster: the second has never seen the user.
     let mut node_a = server_with(cfg.clone(), 4);
@@ -531,6 +531,42 @@ fn time_limited_shared_secret_credentials() {
     // Local users still work beside the shared secret.
     let mut local = Client::new("198.51.100.7:5", "alice", "wonderland");
     assert_success(&local.allocate(&mut node_a, &mut h, T0), &local);
+}
+
+#[test]
+fn a_shared_secret_rotates_while_old_and_new_verify() {
+    let secret = |s: &[u8]| turn_core::server::Secret::from_slice(s).unwrap();
+    let old = stun_core::credentials::SharedSecret::new(b"secret-2026-11");
+    let new = stun_core::credentials::SharedSecret::new(b"secret-2026-12");
+    let user = format!("{}:guest", T0.as_secs() + 3600);
+    let mut h = FakeHost::new();
+
+    // During the rotation both secrets are configured: either issuer works.
+    let mut cfg = config();
+    cfg.shared_secrets.push(secret(b"secret-2026-11")).unwrap();
+    cfg.shared_secrets.push(secret(b"secret-2026-12")).unwrap();
+    let mut s = server_with(cfg, 4);
+    let mut a = Client::new("198.51.100.7:1", &user, old.password(&user).as_str());
+    assert_success(&a.allocate(&mut s, &mut h, T0), &a);
+    let mut b = Client::new("198.51.100.7:2", &user, new.password(&user).as_str());
+    assert_success(&b.allocate(&mut s, &mut h, T0), &b);
+    // Responses are signed with the key that verified the request.
+    let mut r = a.refresh(&mut s, &mut h, T0, 600);
+    assert_success(&r, &a);
+    r = b.refresh(&mut s, &mut h, T0, 600);
+    assert_success(&r, &b);
+
+    // After it, only the new secret verifies.
+    let mut cfg = config();
+    cfg.shared_secrets.push(secret(b"secret-2026-12")).unwrap();
+    let mut s = server_with(cfg, 4);
+    let mut a = Client::new("198.51.100.7:3", &user, old.password(&user).as_str());
+    assert_eq!(
+        a.allocate(&mut s, &mut h, T0).refusal,
+        Some(Refusal::IntegrityFailure)
+    );
+    let mut b = Client::new("198.51.100.7:4", &user, new.password(&user).as_str());
+    assert_success(&b.allocate(&mut s, &mut h, T0), &b);
 }
 
 #[test]

@@ -10,8 +10,8 @@ use turn_core::client::{
     Candidate, CandidateState, Client, ClientConfig, ClientEvent, Failure, RequestKind, Selector,
     State,
 };
-use turn_core::server::{ClientOutput, PEER_HEADROOM, PeerOutput};
-use turn_core::{FiveTuple, Instant, Transport};
+use turn_core::server::{ClientOutput, PEER_HEADROOM, PeerBuffer, PeerOutput};
+use turn_core::{FiveTuple, Instant, Transport, UnixTime};
 
 const T0: Instant = Instant::from_secs(1_764_000_000);
 const CLIENT_ADDR: &str = "198.51.100.7:40000";
@@ -47,6 +47,7 @@ impl Pair {
                 client: addr(CLIENT_ADDR),
                 server: addr(LISTENER),
                 transport,
+                socket: 0,
             },
             drop_next: 0,
             to_peers: Vec::new(),
@@ -58,17 +59,24 @@ impl Pair {
     fn pump(&mut self) {
         let mut out = [0u8; 1500];
         let mut reply = [0u8; 1500];
-        while let Some(n) = self.c.poll_transmit(self.now, &mut out) {
+        while let Some(t) = self.c.poll_transmit(self.now, &mut out) {
+            let n = t.len;
+            assert_eq!(t.destination, self.c.server());
             if self.drop_next > 0 {
                 self.drop_next -= 1;
                 continue;
             }
-            match self
-                .s
-                .handle_client(self.now, &mut self.h, self.tuple, &out[..n], &mut reply)
-            {
+            match self.s.handle_client(
+                self.now,
+                UnixTime(self.now.as_secs()),
+                &mut self.h,
+                self.tuple,
+                &out[..n],
+                &mut reply,
+            ) {
                 ClientOutput::Reply { len, .. } => {
-                    assert!(self.c.handle_input(self.now, &reply[..len]).is_none());
+                    let from = self.c.server();
+                    assert!(self.c.handle_input(self.now, from, &reply[..len]).is_none());
                 }
                 ClientOutput::Relay {
                     from, peer, data, ..
@@ -107,14 +115,18 @@ impl Pair {
     /// Sends data from the client to `peer` through the relay.
     fn send(&mut self, peer: &str, data: &[u8]) {
         let mut out = [0u8; 1500];
-        let n = self.c.send_to(addr(peer), data, &mut out).unwrap();
+        let n = self.c.send_to(addr(peer), data, &mut out).unwrap().len;
         let mut reply = [0u8; 1500];
         if let ClientOutput::Relay {
             from, peer, data, ..
-        } = self
-            .s
-            .handle_client(self.now, &mut self.h, self.tuple, &out[..n], &mut reply)
-        {
+        } = self.s.handle_client(
+            self.now,
+            UnixTime(self.now.as_secs()),
+            &mut self.h,
+            self.tuple,
+            &out[..n],
+            &mut reply,
+        ) {
             self.to_peers.push((from, peer, out[data].to_vec()));
         }
     }
@@ -125,18 +137,16 @@ impl Pair {
         let handle = self.h.bound[&local];
         let mut buf = vec![0u8; PEER_HEADROOM + data.len() + 3];
         buf[PEER_HEADROOM..PEER_HEADROOM + data.len()].copy_from_slice(data);
-        let PeerOutput::Forward { data: range, .. } = self.s.handle_peer(
-            self.now,
-            &mut self.h,
-            handle,
-            addr(peer),
-            &mut buf,
-            data.len(),
-        ) else {
+        let mut datagram = PeerBuffer::new(&mut buf, data.len()).unwrap();
+        let PeerOutput::Forward { data: range, .. } =
+            self.s
+                .handle_peer(self.now, &mut self.h, handle, addr(peer), &mut datagram)
+        else {
             return None;
         };
         let wire = &buf[range];
-        let r = self.c.handle_input(self.now, wire)?;
+        let server = self.c.server();
+        let r = self.c.handle_input(self.now, server, wire)?;
         Some((r.peer, wire[r.data].to_vec()))
     }
 
@@ -385,7 +395,10 @@ fn selector_picks_the_lowest_rtt_and_fails_over() {
 /// Answers the client's next request with an error carrying REALM and NONCE.
 fn answer_with_error(c: &mut Client, now: Instant, code: u16) {
     let mut out = [0u8; 1500];
-    let n = c.poll_transmit(now, &mut out).expect("a request to answer");
+    let n = c
+        .poll_transmit(now, &mut out)
+        .expect("a request to answer")
+        .len;
     let req = stun_core::Message::new_checked(&out[..n]).unwrap();
     let mut buf = [0u8; 256];
     let mut b = stun_core::MessageBuilder::new(
@@ -399,7 +412,8 @@ fn answer_with_error(c: &mut Client, now: Instant, code: u16) {
     b.add(&stun_core::attributes::Realm("causeway")).unwrap();
     b.add(&stun_core::attributes::Nonce("fresh-nonce")).unwrap();
     let len = b.finish();
-    assert!(c.handle_input(now, &buf[..len]).is_none());
+    let server = c.server();
+    assert!(c.handle_input(now, server, &buf[..len]).is_none());
 }
 
 #[test]

@@ -180,8 +180,8 @@ fn refresh_with_requested_family_extends_only_that_family() {
 #[test]
 fn per_user_quota_counts_the_user_of_time_limited_credentials() {
     let mut cfg = config();
-    cfg.shared_secret
-        .extend_from_slice(b"cms-shared-secret")
+    cfg.shared_secrets
+        .push(turn_core::server::Secret::from_slice(b"cms-shared-secret").unwrap())
         .unwrap();
     let mut s = server_with(cfg, 8);
     let mut h = FakeHost::new();

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use stun_core::attributes::*;
 use stun_core::{Class, MessageBuilder, MessageType, Method, TransactionId};
 use turn_core::server::ClientOutput;
-use turn_core::{Instant, Transport};
+use turn_core::{Instant, Transport, UnixTime};
 
 // Over TCP there is no reflection to guard against (see `allocate.rs`); the flood
 // here is UDP, where the budget of unauthenticated answers applies.
@@ -51,7 +51,7 @@ proptest! {
             pkt = b;
         }
         let mut out = vec![0u8; 1500];
-        let o = s.handle_client(T0, &mut h, c.tuple, &pkt, &mut out);
+        let o = s.handle_client(T0, UnixTime(T0.as_secs()), &mut h, c.tuple, &pkt, &mut out);
         if let ClientOutput::Reply { len, .. } = o {
             let m = stun_core::Message::new_checked(&out[..len]).expect("replies parse");
             prop_assert!(m.verify_fingerprint().is_ok());
@@ -71,10 +71,11 @@ proptest! {
         let handle = turn_core::server::RelayHandle { slot, generation, which };
         let mut buf = vec![0u8; turn_core::server::PEER_HEADROOM + bytes.len() + 3];
         buf[turn_core::server::PEER_HEADROOM..][..bytes.len()].copy_from_slice(&bytes);
-        let _ = s.handle_peer(T0, &mut h, handle, addr("8.8.8.8:9"), &mut buf, bytes.len());
-        // A buffer without the promised room is dropped, not a panic.
+        let mut datagram = turn_core::server::PeerBuffer::new(&mut buf, bytes.len()).unwrap();
+        let _ = s.handle_peer(T0, &mut h, handle, addr("8.8.8.8:9"), &mut datagram);
+        // A buffer without the promised room cannot even be handed over.
         let mut small = vec![0u8; 10];
-        let _ = s.handle_peer(T0, &mut h, handle, addr("8.8.8.8:9"), &mut small, bytes.len());
+        prop_assert!(turn_core::server::PeerBuffer::new(&mut small, bytes.len()).is_err());
     }
 }
 
@@ -127,13 +128,10 @@ fn flood_of_garbage_and_unauthenticated_requests() {
             }
         };
         sent_bytes += pkt.len();
-        if let ClientOutput::Reply { len, .. } = s.handle_client(
-            T0.plus_millis(u64::from(i / 100)),
-            &mut h,
-            t,
-            &pkt,
-            &mut out,
-        ) {
+        let now = T0.plus_millis(u64::from(i / 100));
+        if let ClientOutput::Reply { len, .. } =
+            s.handle_client(now, UnixTime(now.as_secs()), &mut h, t, &pkt, &mut out)
+        {
             answered += 1;
             answered_bytes += len;
         }

@@ -9,7 +9,7 @@ mod common;
 use common::*;
 use stun_core::{Message, TransactionId};
 use turn_core::client::{Candidate, Client, ClientConfig, Selector};
-use turn_core::{Instant, Transport};
+use turn_core::{Instant, Transport, UnixTime};
 
 const T0: Instant = Instant::from_secs(1_764_000_000);
 
@@ -81,12 +81,19 @@ fn client_ids(seed: [u8; 32]) -> Vec<TransactionId> {
     let mut reply = [0u8; 1500];
     c.allocate(T0).unwrap();
     let mut pump = |c: &mut Client, ids: &mut Vec<TransactionId>| {
-        while let Some(n) = c.poll_transmit(T0, &mut out) {
+        while let Some(t) = c.poll_transmit(T0, &mut out) {
+            let n = t.len;
             ids.push(Message::new_checked(&out[..n]).unwrap().transaction_id());
-            if let turn_core::server::ClientOutput::Reply { len, .. } =
-                s.handle_client(T0, &mut h, tuple, &out[..n], &mut reply)
-            {
-                let _ = c.handle_input(T0, &reply[..len]);
+            if let turn_core::server::ClientOutput::Reply { len, .. } = s.handle_client(
+                T0,
+                UnixTime(T0.as_secs()),
+                &mut h,
+                tuple,
+                &out[..n],
+                &mut reply,
+            ) {
+                let from = c.server();
+                let _ = c.handle_input(T0, from, &reply[..len]);
             }
         }
     };
@@ -108,13 +115,9 @@ fn the_clients_requests() {
 
 /// The ids of the Data indications a server sends for peer datagrams.
 fn data_indication_ids(secret: [u8; 32]) -> Vec<TransactionId> {
-    let mut s: TestServer = turn_core::server::Server::new(
-        config(),
-        vec![turn_core::server::Slot::EMPTY; 4],
-        vec![0u32; 8],
-        secret,
-    )
-    .unwrap();
+    let mut s: TestServer =
+        turn_core::server::Server::new(config(), vec![turn_core::server::Slot::EMPTY; 4], secret)
+            .unwrap();
     let mut h = FakeHost::new();
     let mut c = common::Client::new("198.51.100.7:1", "alice", "wonderland");
     c.allocate(&mut s, &mut h, T0);

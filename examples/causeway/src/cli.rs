@@ -41,9 +41,10 @@ pub(crate) struct ServeArgs {
     /// Long-term credential NAME:PASS (repeatable).
     #[arg(long, value_name = "NAME:PASS")]
     pub(crate) user: Vec<String>,
-    /// Secret of time-limited credentials (TURN REST scheme: username `expiry:user`).
+    /// Secret of time-limited credentials (TURN REST scheme: username
+    /// `expiry:user`; repeatable during a rotation: any verifies).
     #[arg(long, value_name = "SECRET")]
-    pub(crate) shared_secret: Option<String>,
+    pub(crate) shared_secret: Vec<String>,
     /// Relay ports LOW-HIGH (default 49152-65535; reference: 24000-29999).
     #[arg(long, value_name = "LO-HI")]
     pub(crate) relay_range: Option<String>,

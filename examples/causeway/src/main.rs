@@ -1,14 +1,14 @@
-//! `causeway`: the edge server (STUN/TURN relay, and later the WebRTC web proxy) and
-//! its client tools, built on the sans-IO cores of this workspace.
+//! `causeway`: the edge server (STUN/TURN relay and WebRTC web proxy) and its
+//! client tools: a thin program over the libraries' std adapters (the relay and
+//! the blocking client of `turn-core`, the web proxy of `proxy-core`).
 //!
 //! `causeway serve` with no flags starts on loopback with an embedded default
 //! configuration. Flags override the TOML file given with `--config`; every flag has
 //! a config key of the same name.
 
+mod admin;
 mod cli;
 mod config;
-mod link;
-mod proxy;
 mod serve;
 mod tools;
 
@@ -20,15 +20,15 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match cli.command {
         cli::Command::Serve(args) => {
-            let (cfg, resolved) = match config::Config::load(&args) {
-                Ok(c) => c,
+            let plan = match config::Config::load(&args).and_then(|c| config::Plan::try_from(&c)) {
+                Ok(p) => p,
                 Err(e) => {
                     eprintln!("causeway: configuration refused: {e}");
                     return ExitCode::from(2);
                 }
             };
-            init_logging(&cfg.log_level);
-            match serve::run(cfg, resolved) {
+            init_logging(&plan.log_level);
+            match serve::run(plan) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     log::error!("{e}");

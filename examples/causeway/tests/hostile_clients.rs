@@ -233,10 +233,11 @@ fn tls_handshakes_run_off_the_packet_threads() {
         };
         total(&after) - total(&before)
     };
-    let tls_thread = spent("causeway-tls");
+    // The relay library names its threads `turn-tls` and `turn-worker-N`.
+    let tls_thread = spent("turn-tls");
     let workers: u64 = after
         .iter()
-        .filter(|(n, _)| n.starts_with("causeway-") && n[9..].chars().all(|c| c.is_ascii_digit()))
+        .filter(|(n, _)| n.starts_with("turn-worker-"))
         .map(|(n, t)| t - before.iter().find(|(m, _)| m == n).map_or(0, |(_, b)| *b))
         .sum();
     eprintln!("TLS thread {tls_thread} ticks, packet threads {workers}");

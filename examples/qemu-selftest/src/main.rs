@@ -14,10 +14,10 @@ use cortex_m_semihosting::{debug, hprintln};
 use stun_core::credentials::{Algorithm, Key};
 use turn_core::client::{Client, ClientConfig, ClientEvent, State};
 use turn_core::server::{
-    BindError, ClientOutput, Config, Host, PEER_HEADROOM, PeerOutput, QuotaError, RelayHandle,
+    BindError, ClientOutput, Config, Host, PEER_HEADROOM, PeerBuffer, PeerOutput, QuotaError, RelayHandle,
     Server, Slot,
 };
-use turn_core::{FiveTuple, Instant, Transport};
+use turn_core::{FiveTuple, Instant, Transport, UnixTime};
 
 const REALM: &str = "causeway";
 
@@ -72,7 +72,7 @@ impl Host for BoardHost {
     }
 }
 
-type BoardServer<'s> = Server<&'s mut [Slot<4, 4>], &'s mut [u32], 4, 4>;
+type BoardServer<'s> = Server<&'s mut [Slot<4, 4>], 4, 4>;
 
 struct Run<'s> {
     server: BoardServer<'s>,
@@ -85,20 +85,30 @@ struct Run<'s> {
 }
 
 impl Run<'_> {
+    /// The wall clock: a board with a real-time clock would read it; here it is
+    /// a fixed distance from the monotonic clock.
+    fn wall(&self) -> UnixTime {
+        UnixTime(1_764_000_000 + self.now.as_secs())
+    }
+
     /// Delivers everything queued until quiet.
     fn pump(&mut self) {
         let mut out = [0u8; 512];
         let mut reply = [0u8; 512];
-        while let Some(n) = self.client.poll_transmit(self.now, &mut out) {
+        while let Some(t) = self.client.poll_transmit(self.now, &mut out) {
+            let n = t.len;
             match self.server.handle_client(
                 self.now,
+                self.wall(),
                 &mut self.host,
                 self.tuple,
                 &out[..n],
                 &mut reply,
             ) {
                 ClientOutput::Reply { len, .. } => {
-                    let _ = self.client.handle_input(self.now, &reply[..len]);
+                    let _ = self
+                        .client
+                        .handle_input(self.now, t.destination, &reply[..len]);
                 }
                 ClientOutput::Relay { data, .. } => {
                     let mut v = heapless::Vec::new();
@@ -132,11 +142,10 @@ fn check(name: &str, ok: bool, failures: &mut u32) {
 fn main() -> ! {
     let mut failures = 0;
     let mut slots = [Slot::<4, 4>::EMPTY, Slot::EMPTY, Slot::EMPTY, Slot::EMPTY];
-    let mut index = [0u32; 8];
     let mut cfg = Config::new(REALM);
     cfg.relay_v4 = Some(Ipv4Addr::new(10, 0, 0, 1));
     cfg.external_v4 = Some(Ipv4Addr::new(203, 0, 113, 1));
-    let server = match Server::new(cfg, &mut slots[..], &mut index[..], [7; 32]) {
+    let server = match Server::new(cfg, &mut slots[..], [7; 32]) {
         Ok(s) => s,
         Err(_) => {
             hprintln!("[FAIL] server configuration");
@@ -160,13 +169,14 @@ fn main() -> ! {
     let mut run = Run {
         server,
         host,
-        client: Client::new(ccfg, [3; 32]),
+        client: Client::with_tables(ccfg, [3; 32]),
         tuple: FiveTuple {
             client: client_addr,
             server: server_addr,
             transport: Transport::Udp,
+            socket: 0,
         },
-        now: Instant::from_secs(1_764_000_000),
+        now: Instant::from_secs(1),
         to_peer: heapless::Vec::new(),
     };
 
@@ -209,10 +219,16 @@ fn main() -> ! {
     // Data to the peer, by ChannelData.
     let mut out = [0u8; 128];
     let mut reply = [0u8; 128];
-    if let Ok(n) = run.client.send_to(peer, b"to the peer", &mut out) {
-        if let ClientOutput::Relay { data, .. } =
-            run.server
-                .handle_client(run.now, &mut run.host, run.tuple, &out[..n], &mut reply)
+    if let Ok(t) = run.client.send_to(peer, b"to the peer", &mut out) {
+        let wall = run.wall();
+        if let ClientOutput::Relay { data, .. } = run.server.handle_client(
+            run.now,
+            wall,
+            &mut run.host,
+            run.tuple,
+            &out[..t.len],
+            &mut reply,
+        )
         {
             let _ = run
                 .to_peer
@@ -231,11 +247,14 @@ fn main() -> ! {
     buf[PEER_HEADROOM..PEER_HEADROOM + 13].copy_from_slice(b"from the peer");
     let mut got = false;
     if let Some(relay) = relay
+        && let Ok(mut datagram) = PeerBuffer::new(&mut buf, 13)
         && let PeerOutput::Forward { data, .. } =
-            run.server.handle_peer(run.now, &mut run.host, relay, peer, &mut buf, 13)
-        && let Some(rx) = run.client.handle_input(run.now, &buf[data.clone()])
+            run.server.handle_peer(run.now, &mut run.host, relay, peer, &mut datagram)
+        && let Some(rx) =
+            run.client
+                .handle_input(run.now, server_addr, &datagram.as_slice()[data.clone()])
     {
-        got = rx.peer == peer && buf[data][rx.data] == *b"from the peer";
+        got = rx.peer == peer && datagram.as_slice()[data][rx.data] == *b"from the peer";
     }
     check("data relayed from the peer", got, &mut failures);
 
@@ -244,19 +263,24 @@ fn main() -> ! {
     let Ok(bad_cfg) = ClientConfig::new(server_addr, "board", "not-firmware") else {
         loop {}
     };
-    let mut bad = Client::<4, 4>::new(bad_cfg, [9; 32]);
+    let mut bad = Client::<4, 4>::with_tables(bad_cfg, [9; 32]);
     let bad_tuple = FiveTuple {
         client: SocketAddr::new(client_addr.ip(), 40001),
         ..run.tuple
     };
     let _ = bad.allocate(run.now);
     for _ in 0..3 {
-        while let Some(n) = bad.poll_transmit(run.now, &mut out) {
-            if let ClientOutput::Reply { len, .. } =
-                run.server
-                    .handle_client(run.now, &mut run.host, bad_tuple, &out[..n], &mut reply)
-            {
-                let _ = bad.handle_input(run.now, &reply[..len]);
+        while let Some(t) = bad.poll_transmit(run.now, &mut out) {
+            let wall = run.wall();
+            if let ClientOutput::Reply { len, .. } = run.server.handle_client(
+                run.now,
+                wall,
+                &mut run.host,
+                bad_tuple,
+                &out[..t.len],
+                &mut reply,
+            ) {
+                let _ = bad.handle_input(run.now, t.destination, &reply[..len]);
             }
         }
     }

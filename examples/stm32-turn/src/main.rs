@@ -121,10 +121,8 @@ async fn main(spawner: Spawner) -> ! {
     let mut secret = [0u8; 32];
     rng.fill_bytes(&mut secret);
     static SLOTS: StaticCell<[Slot<8, 8>; RELAYS]> = StaticCell::new();
-    static INDEX: StaticCell<[u32; 2 * RELAYS]> = StaticCell::new();
     let slots: &'static mut [Slot<8, 8>] = SLOTS.init([const { Slot::EMPTY }; RELAYS]);
-    let index: &'static mut [u32] = INDEX.init([0; 2 * RELAYS]);
-    let server = unwrap!(Server::new(cfg, slots, index, secret).ok());
+    let server = unwrap!(Server::new(cfg, slots, secret).ok());
     // The long-term key of the board's one user, derived at build time would be
     // better; here it is derived at start from a demo password.
     static USERS: StaticCell<[User<'static>; 1]> = StaticCell::new();

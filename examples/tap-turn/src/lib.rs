@@ -13,7 +13,7 @@ pub const RELAYS: usize = 16;
 pub const REALM: &str = "causeway";
 
 /// The TURN server both programs run.
-pub type TapServer = Server<Vec<Slot<8, 8>>, Vec<u32>, 8, 8>;
+pub type TapServer = Server<Vec<Slot<8, 8>>, 8, 8>;
 
 /// `PROGRAM TAP IP/PREFIX USER:PASS [ALLOWED-PEER-CIDR]`.
 pub struct Options {
@@ -90,8 +90,7 @@ impl Options {
         }
         let mut secret = [0u8; 32];
         random(&mut secret);
-        Server::new(cfg, vec![Slot::EMPTY; RELAYS], vec![0; RELAYS * 2], secret)
-            .expect("a valid configuration")
+        Server::new(cfg, vec![Slot::EMPTY; RELAYS], secret).expect("a valid configuration")
     }
 }
 

@@ -30,10 +30,10 @@ use stun_core::{
 };
 use turn_core::server::policy::{Cidr, Verdict};
 use turn_core::server::{
-    BindError, ClientOutput, Config, Host, PEER_HEADROOM, PeerOutput, QuotaError, RelayHandle,
-    Server, Slot,
+    BindError, ClientOutput, Config, Host, PEER_HEADROOM, PeerBuffer, PeerOutput, QuotaError,
+    RelayHandle, Server, Slot,
 };
-use turn_core::{FiveTuple, Instant, Transport};
+use turn_core::{FiveTuple, Instant, Transport, UnixTime};
 
 const REALM: &str = "fuzz";
 const SECRET: &[u8] = b"fuzz-shared-secret";
@@ -41,7 +41,7 @@ const PER_USER: usize = 3;
 const TOTAL: usize = 5;
 const T0: u64 = 1_764_000_000;
 
-type FuzzServer = Server<Vec<Slot<4, 4>>, Vec<u32>, 4, 4>;
+type FuzzServer = Server<Vec<Slot<4, 4>>, 4, 4>;
 
 /// The server's environment, checking that the server uses it consistently.
 #[derive(Default)]
@@ -235,7 +235,9 @@ impl World {
         cfg.unauth_global_per_sec = 50;
         cfg.legacy_channels = true;
         cfg.dont_fragment = true;
-        cfg.shared_secret.extend_from_slice(SECRET).unwrap();
+        cfg.shared_secrets
+            .push(turn_core::server::Secret::from_slice(SECRET).unwrap())
+            .unwrap();
         cfg.policy
             .allow
             .push(Cidr::parse("10.0.0.0/8").unwrap())
@@ -245,7 +247,7 @@ impl World {
             .push(Cidr::parse("10.66.0.0/16").unwrap())
             .unwrap();
         cfg.policy.add_own(listener().ip());
-        let server = Server::new(cfg.clone(), vec![Slot::EMPTY; 4], vec![0; 8], [5; 32]).unwrap();
+        let server = Server::new(cfg.clone(), vec![Slot::EMPTY; 4], [5; 32]).unwrap();
         // The server adds its relay and advertised addresses to the policy.
         cfg.policy.add_own("10.0.0.5".parse().unwrap());
         cfg.policy.add_own("fd00::5".parse().unwrap());
@@ -260,6 +262,7 @@ impl World {
                 client: addr.parse().unwrap(),
                 server: listener(),
                 transport: t,
+                socket: 0,
             },
             username: user.into(),
             password: pw.into(),
@@ -404,9 +407,14 @@ impl World {
     fn unauthenticated(&mut self, c: usize, packet: &[u8]) {
         let before = self.snapshot();
         let tuple = self.clients[c].tuple;
-        let o = self
-            .server
-            .handle_client(self.now, &mut self.host, tuple, packet, &mut self.out);
+        let o = self.server.handle_client(
+            self.now,
+            UnixTime(self.now.as_secs()),
+            &mut self.host,
+            tuple,
+            packet,
+            &mut self.out,
+        );
         // A fresh nonce is what an unauthenticated request may earn.
         if let ClientOutput::Reply { len, .. } = &o
             && let Ok(m) = Message::new_checked(&self.out[..*len])
@@ -572,9 +580,14 @@ impl World {
             return;
         }
         let tuple = self.clients[c].tuple;
-        let o = self
-            .server
-            .handle_client(self.now, &mut self.host, tuple, &packet, &mut self.out);
+        let o = self.server.handle_client(
+            self.now,
+            UnixTime(self.now.as_secs()),
+            &mut self.host,
+            tuple,
+            &packet,
+            &mut self.out,
+        );
         if let ClientOutput::Reply { len, .. } = &o
             && let Ok(m) = Message::new_checked(&self.out[..*len])
         {
@@ -616,9 +629,14 @@ impl World {
             p
         };
         let tuple = self.clients[c].tuple;
-        let o = self
-            .server
-            .handle_client(self.now, &mut self.host, tuple, &packet, &mut self.out);
+        let o = self.server.handle_client(
+            self.now,
+            UnixTime(self.now.as_secs()),
+            &mut self.host,
+            tuple,
+            &packet,
+            &mut self.out,
+        );
         self.check_output(o, &packet, None);
     }
 
@@ -640,16 +658,13 @@ impl World {
         let mut buf = vec![0u8; PEER_HEADROOM + payload.len() + 3];
         buf[PEER_HEADROOM..PEER_HEADROOM + payload.len()].copy_from_slice(&payload);
         let before = self.snapshot();
-        match self.server.handle_peer(
-            self.now,
-            &mut self.host,
-            handle,
-            peer,
-            &mut buf,
-            payload.len(),
-        ) {
+        let mut datagram = PeerBuffer::new(&mut buf, payload.len()).expect("room around it");
+        match self
+            .server
+            .handle_peer(self.now, &mut self.host, handle, peer, &mut datagram)
+        {
             PeerOutput::Forward { tuple, data } => {
-                assert!(data.end <= buf.len());
+                assert!(data.end <= datagram.as_slice().len());
                 assert!(
                     self.server.has_allocation(&tuple),
                     "forwarded to a client without an allocation"

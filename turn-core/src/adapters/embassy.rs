@@ -16,8 +16,8 @@ use embassy_net::udp::UdpSocket;
 use embassy_net::{IpEndpoint, IpListenEndpoint};
 
 use super::{Local, Parts, RelaySockets, Slot};
-use crate::server::{ClientOutput, PEER_HEADROOM, PeerOutput, Server, Slot as TableSlot};
-use crate::{FiveTuple, Instant, Transport};
+use crate::server::{Outgoing, PeerBuffer, Server, Slot as TableSlot};
+use crate::{FiveTuple, Instant, Transport, UnixTime};
 
 /// Largest datagram handled.
 pub const MTU: usize = 1500;
@@ -53,30 +53,30 @@ enum Event {
 }
 
 /// The TURN server over embassy-net UDP sockets.
-pub struct EmbassyTurn<'d, 'u, S, I, G, const P: usize, const C: usize, const R: usize> {
-    server: Server<S, I, P, C>,
+pub struct EmbassyTurn<'d, 'u, S, G, const P: usize, const C: usize, const R: usize> {
+    server: Server<S, P, C>,
     listener: UdpSocket<'d>,
     local: SocketAddr,
     relays: [UdpSocket<'d>; R],
     parts: Parts<'u, G, R>,
     epoch_ms: u64,
-    rx: [u8; PEER_HEADROOM + MTU + 8],
+    rx: [u8; super::RX],
     tx: [u8; MTU],
 }
 
-impl<'d, 'u, S, I, G, const P: usize, const C: usize, const R: usize>
-    EmbassyTurn<'d, 'u, S, I, G, P, C, R>
+impl<'d, 'u, S, G, const P: usize, const C: usize, const R: usize>
+    EmbassyTurn<'d, 'u, S, G, P, C, R>
 where
     S: AsRef<[TableSlot<P, C>]> + AsMut<[TableSlot<P, C>]>,
-    I: AsRef<[u32]> + AsMut<[u32]>,
     G: FnMut(&mut [u8]),
 {
     /// Runs `server` on `listener` (bound by the caller to `local`, for example
-    /// port 3478) with `relays` (unbound sockets) for relayed addresses. `epoch_ms`
-    /// is the UNIX time in milliseconds when `embassy_time::Instant` was zero
-    /// (0 if the board has no wall clock and uses only long-term credentials).
+    /// port 3478) with `relays` (unbound sockets) for relayed addresses. Timers run
+    /// on `embassy_time::Instant`; `epoch_ms` is the UNIX time in milliseconds when
+    /// it was zero, for the wall clock that time-limited credentials and nonces
+    /// need (0 if the board has no wall clock and uses only long-term credentials).
     pub fn new(
-        server: Server<S, I, P, C>,
+        server: Server<S, P, C>,
         listener: UdpSocket<'d>,
         local: SocketAddr,
         relays: [UdpSocket<'d>; R],
@@ -90,18 +90,23 @@ where
             relays,
             parts: Parts::new(host, local),
             epoch_ms,
-            rx: [0; PEER_HEADROOM + MTU + 8],
+            rx: [0; super::RX],
             tx: [0; MTU],
         }
     }
 
     /// The TURN server, for status.
-    pub fn server(&self) -> &Server<S, I, P, C> {
+    pub fn server(&self) -> &Server<S, P, C> {
         &self.server
     }
 
-    fn now(&self) -> Instant {
-        Instant::from_millis(self.epoch_ms + embassy_time::Instant::now().as_millis())
+    /// The monotonic clock and the wall clock.
+    fn now(&self) -> (Instant, UnixTime) {
+        let ms = embassy_time::Instant::now().as_millis();
+        (
+            Instant::from_millis(ms),
+            UnixTime((self.epoch_ms + ms) / 1000),
+        )
     }
 
     /// Serves forever.
@@ -127,9 +132,7 @@ where
                     if slot.bound.is_none() || slot.reserved {
                         continue;
                     }
-                    let Some(dst) = rx.get_mut(PEER_HEADROOM..PEER_HEADROOM + MTU) else {
-                        continue;
-                    };
+                    let dst = PeerBuffer::receive_area(rx);
                     if let Poll::Ready(Ok((n, meta))) = sock.poll_recv_from(dst, cx) {
                         return Poll::Ready(Event::Peer(i, n, meta.endpoint));
                     }
@@ -138,9 +141,7 @@ where
             });
             match deadline {
                 Some(t) => {
-                    let at = embassy_time::Instant::from_millis(
-                        t.as_millis().saturating_sub(self.epoch_ms),
-                    );
+                    let at = embassy_time::Instant::from_millis(t.as_millis());
                     match select(recv, embassy_time::Timer::at(at)).await {
                         Either::First(e) => e,
                         Either::Second(()) => Event::Timer,
@@ -149,44 +150,39 @@ where
                 None => recv.await,
             }
         };
-        let now = self.now();
+        let (now, unix) = self.now();
         match event {
             Event::Client(n, endpoint) => {
                 let tuple = FiveTuple {
                     client: endpoint.into(),
                     server: self.local,
                     transport: Transport::Udp,
+                    socket: 0,
                 };
                 let mut host = self.parts.host(EmbassySockets {
                     socks: &mut self.relays,
                 });
                 let packet = self.rx.get(..n).unwrap_or(&[]);
-                match self
-                    .server
-                    .handle_client(now, &mut host, tuple, packet, &mut self.tx)
-                {
-                    ClientOutput::Reply { len, refusal } => {
+                let output =
+                    self.server
+                        .handle_client(now, unix, &mut host, tuple, packet, &mut self.tx);
+                match output.outgoing(tuple, packet, &self.tx) {
+                    Outgoing::Client { bytes, refusal, .. } => {
                         #[cfg(feature = "defmt")]
                         if let Some(r) = refusal {
                             defmt::info!("turn: refused: {}", defmt::Debug2Format(&r));
                         }
                         let _ = refusal;
-                        let _ = self
-                            .listener
-                            .send_to(self.tx.get(..len).unwrap_or(&[]), endpoint)
-                            .await;
+                        let _ = self.listener.send_to(bytes, endpoint).await;
                     }
-                    ClientOutput::Relay {
-                        relay, peer, data, ..
-                    } => {
-                        if let Some(i) = self.parts.slot_of(relay)
-                            && let (Some(sock), Some(bytes)) =
-                                (self.relays.get(i), packet.get(data))
+                    Outgoing::Peer { relay, peer, bytes } => {
+                        if let Some(sock) =
+                            self.parts.slot_of(relay).and_then(|i| self.relays.get(i))
                         {
                             let _ = sock.send_to(bytes, IpEndpoint::from(peer)).await;
                         }
                     }
-                    ClientOutput::Drop(_) => {}
+                    Outgoing::Nothing(_) => {}
                 }
             }
             Event::Peer(i, n, peer) => {
@@ -197,16 +193,17 @@ where
                 else {
                     return;
                 };
+                let Ok(mut datagram) = PeerBuffer::new(&mut self.rx, n) else {
+                    return;
+                };
                 let out = {
                     let mut host = self.parts.host(EmbassySockets {
                         socks: &mut self.relays,
                     });
                     self.server
-                        .handle_peer(now, &mut host, handle, peer.into(), &mut self.rx, n)
+                        .handle_peer(now, &mut host, handle, peer.into(), &mut datagram)
                 };
-                if let PeerOutput::Forward { tuple, data } = out
-                    && let Some(bytes) = self.rx.get(data)
-                {
+                if let Outgoing::Client { tuple, bytes, .. } = out.outgoing(datagram.as_slice()) {
                     let _ = self
                         .listener
                         .send_to(bytes, IpEndpoint::from(tuple.client))

@@ -4,9 +4,9 @@
 //!
 //! ```text
 //! loop {
-//!     let now = ...;                                   // the caller's clock
+//!     let (now, unix) = ...;                           // the caller's clocks
 //!     iface.poll(smol_now, &mut device, &mut sockets);
-//!     turn.process(now, &mut sockets);
+//!     turn.process(now, unix, &mut sockets);
 //!     iface.poll(smol_now, &mut device, &mut sockets); // send what TURN queued
 //!     wait until min(iface.poll_delay(..), turn.poll_at())
 //! }
@@ -19,8 +19,8 @@ use smoltcp::socket::udp;
 use smoltcp::wire::IpListenEndpoint;
 
 use super::{Local, Parts, RelaySockets, Slot};
-use crate::server::{ClientOutput, PEER_HEADROOM, PeerOutput, Server, Slot as TableSlot};
-use crate::{FiveTuple, Instant, Transport};
+use crate::server::{Outgoing, PeerBuffer, Server, Slot as TableSlot};
+use crate::{FiveTuple, Instant, Transport, UnixTime};
 
 /// Largest datagram handled.
 pub const MTU: usize = 1500;
@@ -52,27 +52,26 @@ impl<const R: usize> RelaySockets for SmolSockets<'_, '_, R> {
 }
 
 /// The TURN server over smoltcp UDP sockets.
-pub struct SmoltcpTurn<'u, S, I, G, const P: usize, const C: usize, const R: usize> {
-    server: Server<S, I, P, C>,
+pub struct SmoltcpTurn<'u, S, G, const P: usize, const C: usize, const R: usize> {
+    server: Server<S, P, C>,
     listener: SocketHandle,
     local: SocketAddr,
     relay_sockets: [SocketHandle; R],
     parts: Parts<'u, G, R>,
-    rx: [u8; PEER_HEADROOM + MTU + 8],
+    rx: [u8; super::RX],
     tx: [u8; MTU],
 }
 
-impl<'u, S, I, G, const P: usize, const C: usize, const R: usize> SmoltcpTurn<'u, S, I, G, P, C, R>
+impl<'u, S, G, const P: usize, const C: usize, const R: usize> SmoltcpTurn<'u, S, G, P, C, R>
 where
     S: AsRef<[TableSlot<P, C>]> + AsMut<[TableSlot<P, C>]>,
-    I: AsRef<[u32]> + AsMut<[u32]>,
     G: FnMut(&mut [u8]),
 {
     /// Runs `server` on `listener` (a UDP socket the caller bound to `local`, for
     /// example port 3478), with `relays` (unbound UDP sockets) for relayed
     /// addresses, and `host` for credentials, quotas and randomness.
     pub fn new(
-        server: Server<S, I, P, C>,
+        server: Server<S, P, C>,
         listener: SocketHandle,
         local: SocketAddr,
         relays: [SocketHandle; R],
@@ -84,13 +83,13 @@ where
             local,
             relay_sockets: relays,
             parts: Parts::new(host, local),
-            rx: [0; PEER_HEADROOM + MTU + 8],
+            rx: [0; super::RX],
             tx: [0; MTU],
         }
     }
 
     /// The TURN server, for status.
-    pub fn server(&self) -> &Server<S, I, P, C> {
+    pub fn server(&self) -> &Server<S, P, C> {
         &self.server
     }
 
@@ -100,9 +99,11 @@ where
     }
 
     /// Moves every datagram waiting on the listener and the relay sockets through
-    /// the server, queues what it answers, and runs its timers. Returns the number
-    /// of datagrams handled.
-    pub fn process(&mut self, now: Instant, set: &mut SocketSet<'_>) -> usize {
+    /// the server, queues what it answers, and runs its timers. `now` is the
+    /// monotonic clock, `unix` the wall clock (for time-limited credentials and
+    /// nonces; a board without one passes what it has). Returns the number of
+    /// datagrams handled.
+    pub fn process(&mut self, now: Instant, unix: UnixTime, set: &mut SocketSet<'_>) -> usize {
         let mut handled = 0;
         // Clients.
         loop {
@@ -121,40 +122,39 @@ where
                 client: endpoint.into(),
                 server: self.local,
                 transport: Transport::Udp,
+                socket: 0,
             };
             let mut host = self.parts.host(SmolSockets {
                 set: &mut *set,
                 handles: &self.relay_sockets,
             });
             let packet = self.rx.get(..n).unwrap_or(&[]);
-            match self
-                .server
-                .handle_client(now, &mut host, tuple, packet, &mut self.tx)
-            {
-                ClientOutput::Reply { len, refusal } => {
+            let output =
+                self.server
+                    .handle_client(now, unix, &mut host, tuple, packet, &mut self.tx);
+            match output.outgoing(tuple, packet, &self.tx) {
+                Outgoing::Client { bytes, refusal, .. } => {
                     #[cfg(feature = "defmt")]
                     if let Some(r) = refusal {
                         defmt::info!("turn: refused {}: {}", r.code(), defmt::Debug2Format(&r));
                     }
                     let _ = refusal;
-                    let reply = self.tx.get(..len).unwrap_or(&[]);
                     let _ = set
                         .get_mut::<udp::Socket>(self.listener)
-                        .send_slice(reply, endpoint);
+                        .send_slice(bytes, endpoint);
                 }
-                ClientOutput::Relay {
-                    relay, peer, data, ..
-                } => {
-                    if let Some(i) = self.parts.slot_of(relay)
-                        && let (Some(h), Some(bytes)) =
-                            (self.relay_sockets.get(i), packet.get(data))
+                Outgoing::Peer { relay, peer, bytes } => {
+                    if let Some(h) = self
+                        .parts
+                        .slot_of(relay)
+                        .and_then(|i| self.relay_sockets.get(i))
                     {
                         let _ = set
                             .get_mut::<udp::Socket>(*h)
                             .send_slice(bytes, smoltcp::wire::IpEndpoint::from(peer));
                     }
                 }
-                ClientOutput::Drop(_) => {}
+                Outgoing::Nothing(_) => {}
             }
         }
         // Peers.
@@ -175,26 +175,25 @@ where
                     if !s.can_recv() {
                         break;
                     }
-                    let Some(dst) = self.rx.get_mut(PEER_HEADROOM..PEER_HEADROOM + MTU) else {
-                        break;
-                    };
+                    let dst = PeerBuffer::receive_area(&mut self.rx);
                     match s.recv_slice(dst) {
                         Ok((n, meta)) => (n, meta.endpoint),
                         Err(_) => break,
                     }
                 };
                 handled += 1;
+                let Ok(mut datagram) = PeerBuffer::new(&mut self.rx, n) else {
+                    continue;
+                };
                 let out = {
                     let mut host = self.parts.host(SmolSockets {
                         set: &mut *set,
                         handles: &self.relay_sockets,
                     });
                     self.server
-                        .handle_peer(now, &mut host, handle, peer.into(), &mut self.rx, n)
+                        .handle_peer(now, &mut host, handle, peer.into(), &mut datagram)
                 };
-                if let PeerOutput::Forward { tuple, data } = out
-                    && let Some(bytes) = self.rx.get(data)
-                {
+                if let Outgoing::Client { tuple, bytes, .. } = out.outgoing(datagram.as_slice()) {
                     let _ = set
                         .get_mut::<udp::Socket>(self.listener)
                         .send_slice(bytes, smoltcp::wire::IpEndpoint::from(tuple.client));

@@ -120,6 +120,9 @@ pub enum ClientError {
     NoChannel,
     /// The caller's buffer is too small.
     BufferTooSmall,
+    /// No permission for the peer: the server would drop the data (ask for one
+    /// with [`Client::create_permission`] first).
+    NoPermission,
 }
 
 impl fmt::Display for ClientError {
@@ -131,6 +134,7 @@ impl fmt::Display for ClientError {
             ClientError::Busy => "too many requests in flight",
             ClientError::NoChannel => "no channel number left",
             ClientError::BufferTooSmall => "buffer too small",
+            ClientError::NoPermission => "no permission for this peer",
         })
     }
 }
@@ -247,6 +251,16 @@ pub enum ClientEvent {
     },
 }
 
+/// A message to send, written into the caller's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "the message must be sent"]
+pub struct Transmit {
+    /// Where to send it: the server (which a 300 redirect changes).
+    pub destination: SocketAddr,
+    /// Bytes written at the start of the buffer.
+    pub len: usize,
+}
+
 /// Application data from a peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Received {
@@ -322,10 +336,30 @@ pub struct Client<const P: usize = 8, const C: usize = 8> {
     random: Random,
 }
 
+impl Client {
+    /// A client with room for 8 permissions and 8 channels; `seed` (from a secure
+    /// random source) keys the stream its transaction ids are drawn from, so they
+    /// cannot be predicted (RFC 8489 §5).
+    ///
+    /// ```
+    /// use turn_core::client::{Client, ClientConfig};
+    /// use turn_core::Instant;
+    /// let cfg = ClientConfig::new("192.0.2.1:3478".parse().unwrap(), "alice", "pw").unwrap();
+    /// let mut client = Client::new(cfg, [7; 32]);
+    /// client.allocate(Instant::from_millis(0)).unwrap();
+    /// let mut buf = [0u8; 1500];
+    /// let t = client.poll_transmit(Instant::from_millis(0), &mut buf).unwrap();
+    /// assert_eq!(t.destination, "192.0.2.1:3478".parse().unwrap());
+    /// // Send buf[..t.len] to t.destination; feed what comes back to handle_input.
+    /// ```
+    pub fn new(cfg: ClientConfig, seed: [u8; 32]) -> Client {
+        Client::with_tables(cfg, seed)
+    }
+}
+
 impl<const P: usize, const C: usize> Client<P, C> {
-    /// A client; `seed` (from a secure random source) keys the stream its
-    /// transaction ids are drawn from, so they cannot be predicted (RFC 8489 §5).
-    pub fn new(cfg: ClientConfig, seed: [u8; 32]) -> Self {
+    /// A client with room for `P` permissions and `C` channels (see [`Client::new`]).
+    pub fn with_tables(cfg: ClientConfig, seed: [u8; 32]) -> Self {
         Client {
             cfg,
             state: State::Idle,
@@ -410,10 +444,10 @@ impl<const P: usize, const C: usize> Client<P, C> {
             RequestKind::Permission(_) => Method::CREATE_PERMISSION,
             RequestKind::ChannelBind(..) => Method::CHANNEL_BIND,
         };
-        let mut buf = [0u8; MAX_REQUEST];
+        let (tid, kind) = (t.tid, t.kind);
         let write = |buf: &mut [u8]| -> Result<usize, stun_core::EncodeError> {
-            let mut b = MessageBuilder::new(buf, MessageType::new(method, Class::Request), t.tid)?;
-            match t.kind {
+            let mut b = MessageBuilder::new(buf, MessageType::new(method, Class::Request), tid)?;
+            match kind {
                 RequestKind::Allocate => {
                     b.add(&RequestedTransport::UDP)?;
                     b.add(&Lifetime(self.cfg.lifetime_secs))?;
@@ -440,11 +474,11 @@ impl<const P: usize, const C: usize> Client<P, C> {
             b.add_fingerprint()?;
             Ok(b.finish())
         };
-        let n = write(&mut buf).map_err(|_| ClientError::BufferTooSmall)?;
+        // Written where it is kept for retransmissions, not copied there.
         t.bytes.clear();
-        t.bytes
-            .extend_from_slice(buf.get(..n).unwrap_or(&[]))
-            .map_err(|_| ClientError::BufferTooSmall)?;
+        let _ = t.bytes.resize(MAX_REQUEST, 0);
+        let n = write(&mut t.bytes).map_err(|_| ClientError::BufferTooSmall)?;
+        t.bytes.truncate(n);
         t.authenticated = self.key.is_some();
         Ok(())
     }
@@ -506,8 +540,10 @@ impl<const P: usize, const C: usize> Client<P, C> {
     }
 
     /// The next message for the server, written into `out`; `None` when there is
-    /// nothing to send now. Call again until it returns `None`.
-    pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<usize> {
+    /// nothing to send now. Call again until it returns `None`, after every input,
+    /// timeout or request.
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<Transmit> {
+        let destination = self.cfg.server;
         let t = self.transactions.iter_mut().find(|t| t.pending_send)?;
         let n = t.bytes.len();
         out.get_mut(..n)?.copy_from_slice(&t.bytes);
@@ -527,7 +563,10 @@ impl<const P: usize, const C: usize> Client<P, C> {
         } else {
             now.plus_millis(t.rto_ms)
         };
-        Some(n)
+        Some(Transmit {
+            destination,
+            len: n,
+        })
     }
 
     /// When [`Client::handle_timeout`] must next be called.
@@ -644,9 +683,19 @@ impl<const P: usize, const C: usize> Client<P, C> {
         self.events.pop_front()
     }
 
-    /// Handles a datagram or stream frame from the server. Returns application data
-    /// from a peer, if it was that.
-    pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) -> Option<Received> {
+    /// Handles a datagram or stream frame that came from `from`. Anything not
+    /// from the server is ignored (over UDP, anyone can send to the client's
+    /// socket). Returns application data from a peer, if it was that: its range in
+    /// `bytes`, not a copy.
+    pub fn handle_input(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        bytes: &[u8],
+    ) -> Option<Received> {
+        if from != self.cfg.server {
+            return None;
+        }
         if let Ok(cd) = ChannelData::new_checked(bytes) {
             let number = cd.channel();
             let peer = self
@@ -842,20 +891,26 @@ impl<const P: usize, const C: usize> Client<P, C> {
     }
 
     /// Wraps `data` for `peer` into `out`: ChannelData if a channel is bound (padded
-    /// over TCP/TLS), else a Send indication. Returns the bytes to send to the
-    /// server.
+    /// over TCP/TLS), else a Send indication. Refuses a peer without a permission
+    /// (one asked for counts), since the server would drop the data.
     pub fn send_to(
         &mut self,
         peer: SocketAddr,
         data: &[u8],
         out: &mut [u8],
-    ) -> Result<usize, ClientError> {
+    ) -> Result<Transmit, ClientError> {
         if self.state != State::Allocated {
             return Err(ClientError::NotAllocated);
         }
+        let destination = self.cfg.server;
+        let sent = |len| Transmit { destination, len };
         if let Some(c) = self.channels.iter().find(|c| c.peer == peer && c.bound) {
             return channel_data::encode(out, c.number, data, self.cfg.transport.is_stream())
+                .map(sent)
                 .map_err(|_| ClientError::BufferTooSmall);
+        }
+        if !self.permissions.iter().any(|p| p.ip == peer.ip()) {
+            return Err(ClientError::NoPermission);
         }
         let tid = self.next_tid();
         let mut b =
@@ -865,7 +920,7 @@ impl<const P: usize, const C: usize> Client<P, C> {
             .map_err(|_| ClientError::BufferTooSmall)?;
         b.add(&Data(data))
             .map_err(|_| ClientError::BufferTooSmall)?;
-        Ok(b.finish())
+        Ok(sent(b.finish()))
     }
 }
 

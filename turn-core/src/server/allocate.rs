@@ -29,10 +29,9 @@ const PORT_ATTEMPTS: usize = 64;
 /// names no reservation.
 const TOKEN_V6: u8 = 0x01;
 
-impl<S, I, const P: usize, const C: usize> Server<S, I, P, C>
+impl<S, const P: usize, const C: usize> Server<S, P, C>
 where
     S: AsRef<[Slot<P, C>]> + AsMut<[Slot<P, C>]>,
-    I: AsRef<[u32]> + AsMut<[u32]>,
 {
     /// Writes the success response of the allocation in `slot`.
     fn allocate_success(
@@ -116,7 +115,9 @@ where
             match host.bind_relay(handle, addr) {
                 Ok(()) => {}
                 Err(BindError::InUse) => continue,
-                Err(BindError::Unavailable) => return Err(Refusal::NoRelayPort),
+                Err(BindError::Unavailable | BindError::NotOffered) => {
+                    return Err(Refusal::NoRelayPort);
+                }
             }
             if !reserve_next {
                 return Ok((addr, None));
@@ -133,8 +134,10 @@ where
                 }
                 Err(e) => {
                     host.close_relay(handle, addr);
-                    if e == BindError::Unavailable {
-                        return Err(Refusal::NoRelayPort);
+                    match e {
+                        BindError::InUse => {}
+                        BindError::Unavailable => return Err(Refusal::NoRelayPort),
+                        BindError::NotOffered => return Err(Refusal::ReservationNotOffered),
                     }
                 }
             }

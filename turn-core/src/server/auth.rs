@@ -14,15 +14,15 @@
 use stun_core::attributes::{
     ErrorCode, Nonce, PasswordAlgorithm, PasswordAlgorithms, Realm, Userhash, Username,
 };
-use stun_core::credentials::{Algorithm, CredentialError, Key, SharedSecret, TimeLimitedUsername};
+use stun_core::credentials::{Algorithm, Key, SharedSecret, TimeLimitedUsername};
 use stun_core::{Attribute, AttributeType, Message};
 
-use super::config::{Config, USERNAME_MAX};
+use super::config::{Config, SECRETS_MAX, USERNAME_MAX};
 use super::nonce::NonceCheck;
 use super::refusal::{BadRequest, Refusal};
 use super::respond::{self, Signer};
 use super::{ClientOutput, Host, Server, Slot};
-use crate::{FiveTuple, Instant, Transport};
+use crate::{FiveTuple, Instant, Transport, UnixTime};
 
 /// An attribute a long-term authenticated request must carry.
 fn required<'m, A: Attribute<'m>>(msg: &'m Message<&'m [u8]>) -> Result<A, BadRequest> {
@@ -61,7 +61,7 @@ impl Authenticated {
 /// The user part that quotas count: `expiry:user` counts as `user` when
 /// time-limited credentials are on (each hour's credential is a new username).
 pub(crate) fn quota_user<'u>(cfg: &Config, username: &'u str) -> &'u str {
-    if cfg.shared_secret().is_some()
+    if cfg.time_limited()
         && let Ok(t) = TimeLimitedUsername::parse(username)
     {
         return t.user;
@@ -97,22 +97,22 @@ fn negotiated(cfg: &Config, msg: &Message<&[u8]>) -> Result<Algorithm, BadReques
     }
 }
 
-impl<S, I, const P: usize, const C: usize> Server<S, I, P, C>
+impl<S, const P: usize, const C: usize> Server<S, P, C>
 where
     S: AsRef<[Slot<P, C>]> + AsMut<[Slot<P, C>]>,
-    I: AsRef<[u32]> + AsMut<[u32]>,
 {
     /// Authenticates `msg`, or returns the response (or silence) to send instead.
     pub(crate) fn authenticate(
         &mut self,
         now: Instant,
+        unix: UnixTime,
         host: &mut impl Host,
         tuple: &FiveTuple,
         msg: &Message<&[u8]>,
         out: &mut [u8],
     ) -> Result<Authenticated, ClientOutput> {
         let challenge = |s: &mut Self, out: &mut [u8], code, why| {
-            Err(s.challenge(now, tuple, msg, out, code, why))
+            Err(s.challenge(now, unix, tuple, msg, out, code, why))
         };
         if !msg.has_integrity() {
             return challenge(self, out, ErrorCode::UNAUTHORIZED, Refusal::Challenge);
@@ -135,7 +135,7 @@ where
         if named.is_ok_and(|u| u.len() > USERNAME_MAX) {
             return bad(self, out, BadRequest::UsernameTooLong);
         }
-        if self.nonces.check(nonce, now, &tuple.client.ip()) != NonceCheck::Valid {
+        if self.nonces.check(nonce, unix, &tuple.client.ip()) != NonceCheck::Valid {
             return challenge(self, out, ErrorCode::STALE_NONCE, Refusal::StaleNonce);
         }
         if realm != self.cfg.realm.as_str() {
@@ -164,24 +164,27 @@ where
                 }
             }
         }
-        let key = match self.key_for(now, host, &username, realm, algorithm) {
+        let keys = match self.keys_for(unix, host, &username, realm, algorithm) {
             Ok(k) => k,
             Err(r) => return challenge(self, out, ErrorCode::UNAUTHORIZED, r),
         };
         let sha256 = msg.has(AttributeType::MESSAGE_INTEGRITY_SHA256);
-        let verified = if sha256 {
-            msg.verify_integrity_sha256(key.as_bytes())
-        } else {
-            msg.verify_integrity(key.as_bytes())
+        let verifies = |key: &Key| {
+            if sha256 {
+                msg.verify_integrity_sha256(key.as_bytes()).is_ok()
+            } else {
+                msg.verify_integrity(key.as_bytes()).is_ok()
+            }
         };
-        if verified.is_err() {
+        // During a secret rotation the old and the new secret are both tried.
+        let Some(key) = keys.into_iter().find(verifies) else {
             return challenge(
                 self,
                 out,
                 ErrorCode::UNAUTHORIZED,
                 Refusal::IntegrityFailure,
             );
-        }
+        };
         if tuple.transport == Transport::Udp {
             // It received the nonce sent to its address: no reflection victim.
             let until = now.plus_secs(self.cfg.nonce_lifetime_secs);
@@ -194,29 +197,42 @@ where
         })
     }
 
-    /// The key for `username`: from the shared secret when the username carries an
-    /// expiry and a secret is configured, else from the local database.
-    fn key_for(
+    /// The keys `username` may have signed with: one per shared secret when the
+    /// username carries an expiry (judged by the wall clock) and secrets are
+    /// configured, else the local database's.
+    fn keys_for(
         &self,
-        now: Instant,
+        now: UnixTime,
         host: &mut impl Host,
         username: &str,
         realm: &str,
         algorithm: Algorithm,
-    ) -> Result<Key, Refusal> {
-        if let Some(secret) = self.cfg.shared_secret() {
-            let secret = SharedSecret::new(secret);
-            match secret.check(username, now.as_secs()) {
-                Ok(_) => return Ok(secret.key(algorithm, username, realm)),
-                Err(CredentialError::Expired { expiry, now }) => {
-                    return Err(Refusal::CredentialExpired { expiry, now });
+    ) -> Result<heapless::Vec<Key, SECRETS_MAX>, Refusal> {
+        let mut keys = heapless::Vec::new();
+        if self.cfg.time_limited() {
+            match TimeLimitedUsername::parse(username) {
+                Ok(t) if t.expiry < now.as_secs() => {
+                    return Err(Refusal::CredentialExpired {
+                        expiry: t.expiry,
+                        now: now.as_secs(),
+                    });
+                }
+                Ok(_) => {
+                    for secret in self.cfg.shared_secrets.iter().filter(|s| !s.is_empty()) {
+                        let key = SharedSecret::new(secret).key(algorithm, username, realm);
+                        let _ = keys.push(key);
+                    }
+                    return Ok(keys);
                 }
                 // Not a time-limited username: try the local database.
                 Err(_) => {}
             }
         }
-        host.long_term_key(username, realm, algorithm)
-            .ok_or(Refusal::UnknownUser)
+        let key = host
+            .long_term_key(username, realm, algorithm)
+            .ok_or(Refusal::UnknownUser)?;
+        let _ = keys.push(key);
+        Ok(keys)
     }
 
     /// 401 or 438 with REALM, a fresh NONCE and the PASSWORD-ALGORITHMS offered,
@@ -224,9 +240,11 @@ where
     /// TCP and TLS the handshake proved the source address, so there is no one to
     /// reflect answers onto, and those clients do not retransmit: they are always
     /// answered.)
+    #[allow(clippy::too_many_arguments)]
     fn challenge(
         &mut self,
         now: Instant,
+        unix: UnixTime,
         tuple: &FiveTuple,
         msg: &Message<&[u8]>,
         out: &mut [u8],
@@ -236,7 +254,7 @@ where
         if tuple.transport == Transport::Udp && !self.limiter.allow(tuple.client.ip(), now) {
             return ClientOutput::Drop(Some(Refusal::RateLimited));
         }
-        let nonce = self.nonces.issue(now, &tuple.client.ip());
+        let nonce = self.nonces.issue(unix, &tuple.client.ip());
         let cfg = &self.cfg;
         match respond::error(out, msg, code, None, |b| {
             respond::challenge(b, &cfg.realm, &nonce, &cfg.password_algorithms)

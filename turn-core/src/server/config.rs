@@ -19,19 +19,33 @@ pub const CHANNEL_COOLDOWN_SECS: u64 = 300;
 pub const RESERVATION_LIFETIME_SECS: u64 = 30;
 /// Longest username the server stores with an allocation.
 pub const USERNAME_MAX: usize = 128;
+/// Longest realm, in bytes.
+pub const REALM_MAX: usize = 64;
+/// Longest SOFTWARE text, in bytes.
+pub const SOFTWARE_MAX: usize = 64;
+/// Most shared secrets at once.
+pub const SECRETS_MAX: usize = 4;
+/// Longest shared secret.
+pub const SECRET_MAX: usize = 128;
+
+/// A shared secret's bytes.
+pub type Secret = heapless::Vec<u8, SECRET_MAX>;
 
 /// The TURN server's configuration. [`Config::new`] gives the defaults of RFC 8656
 /// and of the reference deployment's relay port range.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The realm (the reference deployment uses `TANDBERG`).
-    pub realm: heapless::String<64>,
+    pub realm: heapless::String<REALM_MAX>,
     /// SOFTWARE attribute in success responses; empty to omit.
-    pub software: heapless::String<64>,
+    pub software: heapless::String<SOFTWARE_MAX>,
     /// Seconds after which a nonce is stale (438).
     pub nonce_lifetime_secs: u64,
-    /// Secret of time-limited credentials (TURN REST scheme); empty: disabled.
-    pub shared_secret: heapless::Vec<u8, 128>,
+    /// Secrets of time-limited credentials (TURN REST scheme), up to
+    /// [`SECRETS_MAX`]: any verifies, so a secret rotates without a flag day
+    /// (the issuer switches to the new one while both are accepted). Empty:
+    /// disabled.
+    pub shared_secrets: heapless::Vec<Secret, SECRETS_MAX>,
     /// Allocation lifetime when the client asks for less (RFC 8656: 600 s).
     pub default_lifetime_secs: u64,
     /// The most an allocation may ask for.
@@ -111,7 +125,7 @@ impl Config {
             realm: r,
             software,
             nonce_lifetime_secs: 600,
-            shared_secret: heapless::Vec::new(),
+            shared_secrets: heapless::Vec::new(),
             default_lifetime_secs: 600,
             max_lifetime_secs: 3600,
             relay_v4: None,
@@ -221,9 +235,9 @@ impl Config {
         ]
     }
 
-    /// Secret for time-limited credentials, if configured.
-    pub(crate) fn shared_secret(&self) -> Option<&[u8]> {
-        (!self.shared_secret.is_empty()).then_some(self.shared_secret.as_slice())
+    /// Whether time-limited credentials are on.
+    pub(crate) fn time_limited(&self) -> bool {
+        self.shared_secrets.iter().any(|s| !s.is_empty())
     }
 
     /// SOFTWARE to send, if any.

@@ -30,6 +30,9 @@ pub enum BindError {
     /// The address cannot be bound at all (not local, no permission, out of
     /// sockets); the server stops trying.
     Unavailable,
+    /// The host keeps no EVEN-PORT reservations (the default of
+    /// [`Host::reserve_port`]).
+    NotOffered,
 }
 
 /// Why the host refused to count another allocation.
@@ -85,13 +88,17 @@ pub trait Host {
     /// Holds port `local` for an EVEN-PORT reservation named `token` until
     /// `expires`: bound, so nothing else takes it, and not read. The host keeps
     /// reservations (not the server) so that every worker of a sharded host can
-    /// claim them.
+    /// claim them. By default there are none: an Allocate asking for one is
+    /// refused with 508, saying so.
     fn reserve_port(
         &mut self,
         token: [u8; 8],
         local: SocketAddr,
         expires: Instant,
-    ) -> Result<(), BindError>;
+    ) -> Result<(), BindError> {
+        let _ = (token, local, expires);
+        Err(BindError::NotOffered)
+    }
 
     /// Makes the port held for `token` the relay socket of `handle` and returns its
     /// address; `None` if there is no such reservation, or it expired.
@@ -100,10 +107,15 @@ pub trait Host {
         token: &[u8; 8],
         handle: RelayHandle,
         now: Instant,
-    ) -> Option<SocketAddr>;
+    ) -> Option<SocketAddr> {
+        let _ = (token, handle, now);
+        None
+    }
 
     /// Releases the reservations whose time has passed.
-    fn expire_reservations(&mut self, now: Instant);
+    fn expire_reservations(&mut self, now: Instant) {
+        let _ = now;
+    }
 
     /// Fills `buf` from a cryptographically secure random source.
     fn random(&mut self, buf: &mut [u8]);

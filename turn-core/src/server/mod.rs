@@ -7,10 +7,10 @@
 //!   [`stun_core::demux::stream_frame`]). It returns a [`ClientOutput`]: a reply to
 //!   send back on the same 5-tuple, data to send from a relay socket to a peer, or
 //!   nothing (with the [`Refusal`] to log).
-//! - [`Server::handle_peer`] with every datagram a relay socket receives, placed at
-//!   [`PEER_HEADROOM`] in a buffer with 3 spare bytes after it, so the server can
-//!   wrap it in a ChannelData or Data indication header in place. It returns what to
-//!   send to the client.
+//! - [`Server::handle_peer`] with every datagram a relay socket receives, in a
+//!   [`PeerBuffer`] (room before and after it), so the server can wrap it in a
+//!   ChannelData or Data indication header in place. It returns what to send to
+//!   the client.
 //! - [`Server::poll_timeout`] says when [`Server::handle_timeout`] must next be
 //!   called; it expires allocations, permissions, channels and reservations.
 //! - [`Server::poll_event`] yields allocations created and deleted, for logs.
@@ -20,9 +20,9 @@
 //!
 //! # Memory
 //! Storage is the caller's: `S` holds [`Slot`]s (one allocation each, with up to
-//! `P` permissions and `C` channel bindings inline) and `I` holds `u32` index
-//! entries, at least twice as many as slots. `size_of::<Slot<P, C>>()` is the state
-//! per allocation; the README gives it for the sizes the std server uses.
+//! `P` permissions and `C` channel bindings inline, and two entries of the table's
+//! index). `size_of::<Slot<P, C>>()` is the state per allocation; the README gives
+//! it for the sizes the std server uses.
 //!
 //! # Errors
 //! Every refusal maps to the error code RFC 8656 lists (see [`Refusal::code`]). A
@@ -36,6 +36,7 @@ mod config;
 mod host;
 mod local;
 mod nonce;
+mod output;
 mod permissions;
 pub mod policy;
 mod ratelimit;
@@ -46,7 +47,6 @@ mod respond;
 mod table;
 
 use core::net::SocketAddr;
-use core::ops::Range;
 
 use stun_core::demux::{self, PacketKind};
 use stun_core::{Class, Message, Method};
@@ -54,126 +54,26 @@ use stun_core::{Class, Message, Method};
 pub use allocation::{Allocation, Relay, Traffic};
 pub use config::{
     CHANNEL_COOLDOWN_SECS, CHANNEL_LIFETIME_SECS, Config, ConfigError, PERMISSION_LIFETIME_SECS,
-    RESERVATION_LIFETIME_SECS, USERNAME_MAX,
+    REALM_MAX, RESERVATION_LIFETIME_SECS, SECRET_MAX, SECRETS_MAX, SOFTWARE_MAX, Secret,
+    USERNAME_MAX,
 };
 pub use host::{BindError, Host, QuotaError, RelayHandle};
 pub use local::{LocalQuota, Reservations};
 pub use nonce::{COOKIE_LEN, NONCE_LEN, NonceCheck, NonceText, Nonces, SecurityFeatures};
+pub use output::{ClientOutput, Counters, EndReason, Event, Outgoing, PeerOutput};
 pub use ratelimit::{RateLimiter, SOURCE_BUCKETS, VERIFIED_MAX};
 pub use refusal::{BadRequest, Refusal};
-pub use relay::PEER_HEADROOM;
+pub use relay::{BufferTooSmall, PEER_HEADROOM, PEER_TAILROOM, PeerBuffer};
 pub use table::Slot;
 
 use crate::rng::{self, Random};
-use crate::{FiveTuple, Instant};
-
-/// What to do with a client's packet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[must_use = "a reply or relayed data must be sent"]
-pub enum ClientOutput {
-    /// Nothing to send; the refusal says why, if there is one to log.
-    Drop(Option<Refusal>),
-    /// Send `out[..len]` back to the client on the same 5-tuple. `refusal` is set
-    /// when it is an error response.
-    Reply {
-        /// Bytes written into `out`.
-        len: usize,
-        /// Why the request was refused, for an error response.
-        refusal: Option<Refusal>,
-    },
-    /// Send `packet[data]` from the relay socket `relay` (bound to `from`) to `peer`.
-    Relay {
-        /// The relay socket.
-        relay: RelayHandle,
-        /// Its local address.
-        from: SocketAddr,
-        /// The peer.
-        peer: SocketAddr,
-        /// The payload's range in the packet.
-        data: Range<usize>,
-    },
-}
-
-/// What to do with a peer's datagram.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[must_use = "relayed data must be sent"]
-pub enum PeerOutput {
-    /// Drop it (no permission, no allocation).
-    Drop,
-    /// Send `buf[data]` to the client of `tuple` (from its listener).
-    Forward {
-        /// The client's 5-tuple.
-        tuple: FiveTuple,
-        /// The range of the buffer to send (a ChannelData or Data indication).
-        data: Range<usize>,
-    },
-}
-
-/// Why an allocation ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum EndReason {
-    /// Its lifetime ran out.
-    Expired,
-    /// The client deleted it (Refresh with LIFETIME 0).
-    Released,
-    /// Its TCP or TLS connection closed (RFC 8656 §3.1).
-    ConnectionClosed,
-}
-
-/// Something worth a log line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// An allocation was created.
-    Allocated {
-        /// The client's 5-tuple.
-        tuple: FiveTuple,
-        /// The user.
-        username: heapless::String<USERNAME_MAX>,
-        /// Advertised relayed address (the first one).
-        relayed: SocketAddr,
-        /// Lifetime granted, seconds.
-        lifetime: u64,
-    },
-    /// An allocation ended.
-    Ended {
-        /// The client's 5-tuple.
-        tuple: FiveTuple,
-        /// The user.
-        username: heapless::String<USERNAME_MAX>,
-        /// Why.
-        reason: EndReason,
-        /// What it relayed.
-        traffic: Traffic,
-    },
-}
-
-/// Counters over the server's life.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// Allocations created.
-    pub allocations_created: u64,
-    /// Allocations ended.
-    pub allocations_ended: u64,
-    /// Requests refused with an error response, or dropped for a reason.
-    pub refused: u64,
-    /// Packets relayed client to peer.
-    pub to_peer_packets: u64,
-    /// Bytes relayed client to peer.
-    pub to_peer_bytes: u64,
-    /// Packets relayed peer to client.
-    pub from_peer_packets: u64,
-    /// Bytes relayed peer to client.
-    pub from_peer_bytes: u64,
-    /// Peer datagrams dropped (no permission or allocation).
-    pub peer_dropped: u64,
-}
+use crate::{FiveTuple, Instant, UnixTime};
 
 /// The TURN server. See the module docs for how to drive it.
-pub struct Server<S, I, const P: usize, const C: usize> {
+pub struct Server<S, const P: usize, const C: usize> {
     cfg: Config,
     nonces: Nonces,
-    table: table::Table<S, I, P, C>,
+    table: table::Table<S, P, C>,
     limiter: RateLimiter,
     random: Random,
     next_sweep: Option<Instant>,
@@ -184,7 +84,7 @@ pub struct Server<S, I, const P: usize, const C: usize> {
     counters: Counters,
 }
 
-impl<S, I, const P: usize, const C: usize> core::fmt::Debug for Server<S, I, P, C> {
+impl<S, const P: usize, const C: usize> core::fmt::Debug for Server<S, P, C> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Server")
             .field("realm", &self.cfg.realm)
@@ -193,24 +93,24 @@ impl<S, I, const P: usize, const C: usize> core::fmt::Debug for Server<S, I, P, 
     }
 }
 
-impl<S, I, const P: usize, const C: usize> Server<S, I, P, C>
+impl<S, const P: usize, const C: usize> Server<S, P, C>
 where
     S: AsRef<[Slot<P, C>]> + AsMut<[Slot<P, C>]>,
-    I: AsRef<[u32]> + AsMut<[u32]>,
 {
-    /// A server over the caller's storage. `secret` must come from a secure random
-    /// source: it keys nonces, transaction ids and the table's hash. Fails on a
-    /// bad configuration or an index smaller than twice the slots.
+    /// A server over the caller's storage: one [`Slot`] per allocation it can
+    /// hold (the table's index lives in the slots too). `secret` must come from a
+    /// secure random source: it keys nonces, transaction ids and the table's
+    /// hash. Fails on a bad configuration or empty storage.
     ///
     /// The server's relay and advertised addresses join the peer policy's own
     /// addresses here, so relaying to them is refused (but to live relayed
     /// addresses) whatever the allow list says.
-    pub fn new(mut cfg: Config, slots: S, index: I, secret: [u8; 32]) -> Result<Self, ConfigError> {
+    pub fn new(mut cfg: Config, slots: S, secret: [u8; 32]) -> Result<Self, ConfigError> {
         cfg.validate()?;
-        if index.as_ref().len() < 2 * slots.as_ref().len() || slots.as_ref().is_empty() {
+        if slots.as_ref().is_empty() || slots.as_ref().len() >= (u32::MAX / 2) as usize {
             return Err(ConfigError {
                 field: "storage",
-                problem: "need at least one slot and an index of twice as many entries",
+                problem: "need at least one slot (and fewer than 2^31)",
             });
         }
         for ip in cfg.relay_ips().into_iter().flatten() {
@@ -243,7 +143,7 @@ where
                 word(limiter_key),
             ),
             cfg,
-            table: table::Table::new(slots, index, word(table_key)),
+            table: table::Table::new(slots, word(table_key)),
             random: Random::new(rng::derive(&secret, b"tid")),
             next_sweep: None,
             reservations_until: None,
@@ -288,6 +188,7 @@ where
     pub fn handle_client(
         &mut self,
         now: Instant,
+        unix: UnixTime,
         host: &mut impl Host,
         tuple: FiveTuple,
         packet: &[u8],
@@ -297,7 +198,7 @@ where
         let output = match (demux::classify(packet), packet.first()) {
             (PacketKind::ChannelData, _) => self.client_channel_data(now, host, &tuple, packet),
             (_, Some(0x50..=0x7F)) if legacy => self.client_channel_data(now, host, &tuple, packet),
-            (PacketKind::Stun, _) => self.client_stun(now, host, &tuple, packet, out),
+            (PacketKind::Stun, _) => self.client_stun(now, unix, host, &tuple, packet, out),
             _ => ClientOutput::Drop(Some(Refusal::Unexpected)),
         };
         if matches!(
@@ -316,6 +217,7 @@ where
     fn client_stun(
         &mut self,
         now: Instant,
+        unix: UnixTime,
         host: &mut impl Host,
         tuple: &FiveTuple,
         packet: &[u8],
@@ -330,7 +232,7 @@ where
         }
         match (msg.class(), msg.method()) {
             (Class::Indication, Method::SEND) => self.send_indication(now, host, tuple, &msg),
-            (Class::Request, _) => self.request(now, host, tuple, &msg, out),
+            (Class::Request, _) => self.request(now, unix, host, tuple, &msg, out),
             _ => ClientOutput::Drop(Some(Refusal::Unexpected)),
         }
     }

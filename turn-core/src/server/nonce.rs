@@ -14,7 +14,7 @@ use core::net::IpAddr;
 use hmac::{Hmac, KeyInit, Mac};
 use sha1::Sha1;
 
-use crate::Instant;
+use crate::UnixTime;
 
 /// Length of a nonce's part after the cookie, in characters.
 pub const NONCE_LEN: usize = 16;
@@ -112,8 +112,9 @@ impl Nonces {
         out
     }
 
-    /// A fresh nonce for a client at `ip`.
-    pub fn issue(&self, now: Instant, ip: &IpAddr) -> NonceText {
+    /// A fresh nonce for a client at `ip`, issued at wall-clock time `now` (any
+    /// node of a cluster can check it against its own clock).
+    pub fn issue(&self, now: UnixTime, ip: &IpAddr) -> NonceText {
         let issued = now.as_secs() as u32;
         let mut s = NonceText::new();
         for c in self.cookie {
@@ -141,7 +142,7 @@ impl Nonces {
     }
 
     /// Checks a nonce a client at `ip` sent back.
-    pub fn check(&self, nonce: &str, now: Instant, ip: &IpAddr) -> NonceCheck {
+    pub fn check(&self, nonce: &str, now: UnixTime, ip: &IpAddr) -> NonceCheck {
         let Some(b) = nonce.as_bytes().strip_prefix(&self.cookie[..]) else {
             return NonceCheck::Invalid;
         };
@@ -194,13 +195,13 @@ mod test {
     fn issue_check_stale() {
         let n = Nonces::new([7; 32], 600, SecurityFeatures::default());
         let ip: IpAddr = "198.51.100.4".parse().unwrap();
-        let t = Instant::from_secs(1_764_000_000);
+        let t = UnixTime(1_764_000_000);
         let nonce = n.issue(t, &ip);
         assert_eq!(nonce.len(), COOKIE_LEN + NONCE_LEN);
         assert!(nonce.starts_with("obMatJos2AAAA"));
         assert_eq!(n.check(&nonce, t, &ip), NonceCheck::Valid);
-        assert_eq!(n.check(&nonce, t.plus_secs(600), &ip), NonceCheck::Valid);
-        assert_eq!(n.check(&nonce, t.plus_secs(601), &ip), NonceCheck::Stale);
+        assert_eq!(n.check(&nonce, UnixTime(t.0 + 600), &ip), NonceCheck::Valid);
+        assert_eq!(n.check(&nonce, UnixTime(t.0 + 601), &ip), NonceCheck::Stale);
         let other: IpAddr = "198.51.100.5".parse().unwrap();
         assert_eq!(n.check(&nonce, t, &other), NonceCheck::Invalid);
         let other_secret = Nonces::new([8; 32], 600, SecurityFeatures::default());
@@ -211,7 +212,7 @@ mod test {
             NonceCheck::Invalid
         );
         // Issued in the future (forged time field): invalid.
-        let future = n.issue(t.plus_secs(3600), &ip);
+        let future = n.issue(UnixTime(t.0 + 3600), &ip);
         assert_eq!(n.check(&future, t, &ip), NonceCheck::Invalid);
         // Without its cookie, or with another one: not ours.
         assert_eq!(n.check(&nonce[COOKIE_LEN..], t, &ip), NonceCheck::Invalid);

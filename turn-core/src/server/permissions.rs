@@ -17,10 +17,9 @@ use super::respond::{self, Signer};
 use super::{ClientOutput, Host, Server, Slot};
 use crate::{FiveTuple, Instant};
 
-impl<S, I, const P: usize, const C: usize> Server<S, I, P, C>
+impl<S, const P: usize, const C: usize> Server<S, P, C>
 where
     S: AsRef<[Slot<P, C>]> + AsMut<[Slot<P, C>]>,
-    I: AsRef<[u32]> + AsMut<[u32]>,
 {
     /// Checks that `peer` may be relayed to from the allocation in `slot`: a live
     /// relay of its family exists (443) and the policy allows it (403).

@@ -269,14 +269,16 @@ pub enum Verdict {
 
 /// Most own addresses a policy holds.
 pub const OWN_MAX: usize = 32;
+/// Most ranges in each of a policy's allow and deny lists.
+pub const RANGES_MAX: usize = 32;
 
 /// The peer policy: configured allow and deny lists over the built-in rules.
 #[derive(Debug, Clone, Default)]
 pub struct PeerPolicy {
     /// Ranges that may be relayed to despite the built-in deny list.
-    pub allow: heapless::Vec<Cidr, 32>,
+    pub allow: heapless::Vec<Cidr, RANGES_MAX>,
     /// Extra ranges that are never relayed to (beats `allow`).
-    pub deny: heapless::Vec<Cidr, 32>,
+    pub deny: heapless::Vec<Cidr, RANGES_MAX>,
     /// This server's own addresses besides its relay and advertised addresses
     /// (which the server adds itself): listeners, the admin interface, the host's
     /// interface addresses when listening on a wildcard.

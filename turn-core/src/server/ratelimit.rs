@@ -121,7 +121,11 @@ impl RateLimiter {
     /// budget is spent. A verified source takes from its own budget only.
     pub fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
         let rate = self.verified_per_sec;
-        if let Some(v) = self.verified.iter_mut().find(|v| v.ip == ip && now < v.until) {
+        if let Some(v) = self
+            .verified
+            .iter_mut()
+            .find(|v| v.ip == ip && now < v.until)
+        {
             return v.bucket.take(now, rate, rate.saturating_mul(1000));
         }
         let global_cap = self.global_per_sec.saturating_mul(1000);
@@ -236,7 +240,12 @@ mod test {
         r.verify(nat, t.plus_secs(600));
         // Its own budget: 1000 at once, past the global budget of 10.
         assert_eq!((0..5000).filter(|_| r.allow(nat, t)).count(), 1000);
-        assert_eq!((0..5000).filter(|_| r.allow(nat, t.plus_millis(500))).count(), 500);
+        assert_eq!(
+            (0..5000)
+                .filter(|_| r.allow(nat, t.plus_millis(500)))
+                .count(),
+            500
+        );
         // Others still have the global budget.
         assert!(r.allow("198.51.100.1".parse().unwrap(), t));
         let after = t.plus_secs(600);

@@ -84,6 +84,9 @@ pub enum Refusal {
     /// 508: the RESERVATION-TOKEN names no live reservation (unknown, expired or
     /// claimed already).
     NoReservation,
+    /// 508: EVEN-PORT asked to reserve the next port, and the host keeps no
+    /// reservations.
+    ReservationNotOffered,
     /// 508: the allocation holds as many permissions or channels as it can.
     AllocationFull,
     /// 400 Bad Request.
@@ -129,6 +132,7 @@ impl Refusal {
             Refusal::Capacity
             | Refusal::NoRelayPort
             | Refusal::NoReservation
+            | Refusal::ReservationNotOffered
             | Refusal::AllocationFull => 508,
             Refusal::BadRequest(_) => 400,
             Refusal::UnknownAttribute(_) => 420,
@@ -243,6 +247,9 @@ impl fmt::Display for Refusal {
             Refusal::NoReservation => f.write_str(
                 "508 RESERVATION-TOKEN names no live reservation (expired or already claimed)",
             ),
+            Refusal::ReservationNotOffered => {
+                f.write_str("508 EVEN-PORT reservations are not offered by this server")
+            }
             Refusal::AllocationFull => {
                 f.write_str("508 allocation holds as many permissions or channels as it can")
             }

@@ -19,15 +19,83 @@ use super::refusal::Refusal;
 use super::{ClientOutput, Host, PeerOutput, RelayHandle, Server, Slot};
 use crate::{FiveTuple, Instant};
 
-/// Bytes a peer's datagram must be preceded by in the buffer given to
-/// [`Server::handle_peer`]: room for a Data indication's header, XOR-PEER-ADDRESS
-/// (IPv6) and DATA header. Three bytes must also follow it, for padding.
+/// Bytes a peer's datagram must be preceded by in its [`PeerBuffer`]: room for a
+/// Data indication's header, XOR-PEER-ADDRESS (IPv6) and DATA header.
 pub const PEER_HEADROOM: usize = HEADER_LEN + 4 + 20 + 4;
+/// Bytes that must follow a peer's datagram in its [`PeerBuffer`]: padding to
+/// four bytes.
+pub const PEER_TAILROOM: usize = 3;
 
-impl<S, I, const P: usize, const C: usize> Server<S, I, P, C>
+/// A peer's datagram in a buffer with room around it, so the server writes the
+/// ChannelData or Data indication header (and padding) for the client in place:
+/// [`PEER_HEADROOM`] bytes before it and [`PEER_TAILROOM`] after. A buffer without
+/// that room cannot be made into one.
+///
+/// ```
+/// use turn_core::server::{PeerBuffer, PEER_HEADROOM};
+/// let mut buf = [0u8; 1600];
+/// // Receive a datagram into the part of the buffer meant for it...
+/// let area = PeerBuffer::receive_area(&mut buf);
+/// area[..5].copy_from_slice(b"hello");
+/// // ...and hand it over with its length.
+/// let datagram = PeerBuffer::new(&mut buf, 5).unwrap();
+/// assert_eq!(datagram.payload(), b"hello");
+/// assert!(PeerBuffer::new(&mut [0u8; 40], 5).is_err(), "no headroom");
+/// ```
+#[derive(Debug)]
+pub struct PeerBuffer<'b> {
+    buf: &'b mut [u8],
+    len: usize,
+}
+
+/// A buffer too small for the datagram it holds and the room around it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct BufferTooSmall {
+    /// Bytes it must have at least.
+    pub required: usize,
+}
+
+impl core::fmt::Display for BufferTooSmall {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "a peer buffer needs {} bytes", self.required)
+    }
+}
+
+impl<'b> PeerBuffer<'b> {
+    /// The part of `buf` a datagram is received into: after the headroom, before
+    /// the tailroom (empty if `buf` is too small for any).
+    pub fn receive_area(buf: &mut [u8]) -> &mut [u8] {
+        let end = buf.len().saturating_sub(PEER_TAILROOM);
+        buf.get_mut(PEER_HEADROOM.min(end)..end).unwrap_or_default()
+    }
+
+    /// `buf` holding a datagram of `len` bytes at `PEER_HEADROOM`, with the room
+    /// after it.
+    pub fn new(buf: &'b mut [u8], len: usize) -> Result<Self, BufferTooSmall> {
+        let required = PEER_HEADROOM + len + PEER_TAILROOM;
+        if buf.len() < required {
+            return Err(BufferTooSmall { required });
+        }
+        Ok(PeerBuffer { buf, len })
+    }
+
+    /// The datagram.
+    pub fn payload(&self) -> &[u8] {
+        self.buf
+            .get(PEER_HEADROOM..PEER_HEADROOM + self.len)
+            .unwrap_or_default()
+    }
+
+    /// The whole buffer, where [`PeerOutput::Forward`]'s range points.
+    pub fn as_slice(&self) -> &[u8] {
+        self.buf
+    }
+}
+
+impl<S, const P: usize, const C: usize> Server<S, P, C>
 where
     S: AsRef<[Slot<P, C>]> + AsMut<[Slot<P, C>]>,
-    I: AsRef<[u32]> + AsMut<[u32]>,
 {
     /// A Send indication: relays its DATA to its XOR-PEER-ADDRESS if permitted.
     /// Anything wrong is dropped silently, as RFC 8656 §10.2 requires.
@@ -135,18 +203,18 @@ where
         }
     }
 
-    /// Handles a datagram of `len` bytes from `peer` received on relay socket
-    /// `relay`, found at `buf[PEER_HEADROOM..PEER_HEADROOM + len]`. Wraps it for
-    /// the client in place and says what to send.
+    /// Handles a datagram from `peer` received on relay socket `relay`. Wraps it
+    /// for the client in place and says what to send: a range of the buffer.
     pub fn handle_peer(
         &mut self,
         now: Instant,
         host: &mut impl Host,
         relay: RelayHandle,
         peer: SocketAddr,
-        buf: &mut [u8],
-        len: usize,
+        datagram: &mut PeerBuffer<'_>,
     ) -> PeerOutput {
+        let len = datagram.len;
+        let buf = &mut *datagram.buf;
         // From one of this server's own relay IPs: only from a live relayed address,
         // shown under the address the client permitted (the advertised one, or the
         // socket's own).
@@ -202,10 +270,6 @@ where
             return PeerOutput::Drop;
         }
         let pad = a.tuple.transport.is_stream();
-        let payload_end = PEER_HEADROOM + len;
-        if payload_end + 3 > buf.len() {
-            return PeerOutput::Drop;
-        }
         let range = if let Some(number) = a.channel_for_peer(&peer, now) {
             let start = PEER_HEADROOM - channel_data::HEADER_LEN;
             match buf

@@ -13,17 +13,17 @@ use stun_core::{AttributeErrorKind, AttributeType, Message, Method};
 use super::auth::Authenticated;
 use super::refusal::{BadRequest, Refusal};
 use super::{ClientOutput, Host, Server, Slot, respond};
-use crate::{FiveTuple, Instant};
+use crate::{FiveTuple, Instant, UnixTime};
 
-impl<S, I, const P: usize, const C: usize> Server<S, I, P, C>
+impl<S, const P: usize, const C: usize> Server<S, P, C>
 where
     S: AsRef<[Slot<P, C>]> + AsMut<[Slot<P, C>]>,
-    I: AsRef<[u32]> + AsMut<[u32]>,
 {
     /// Any request: Binding answered at once, the rest authenticated first.
     pub(crate) fn request(
         &mut self,
         now: Instant,
+        unix: UnixTime,
         host: &mut impl Host,
         tuple: &FiveTuple,
         msg: &Message<&[u8]>,
@@ -54,7 +54,7 @@ where
                 Refusal::BadRequest(BadRequest::UnsupportedMethod(method.value())),
             );
         }
-        let auth = match self.authenticate(now, host, tuple, msg, out) {
+        let auth = match self.authenticate(now, unix, host, tuple, msg, out) {
             Ok(a) => a,
             Err(output) => return output,
         };

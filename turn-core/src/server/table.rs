@@ -1,18 +1,21 @@
 //! The allocation table: slots in caller-provided storage, an open-addressing index
-//! from 5-tuple to slot (also in caller storage), and an intrusive free list, so
-//! lookups and inserts are O(1) and nothing is allocated.
+//! from 5-tuple to slot kept inside the same slots (two index entries per slot, so
+//! the index is always twice the table and at most half full), and an intrusive
+//! free list, so lookups and inserts are O(1) and nothing is allocated.
 
 use core::hash::{Hash, Hasher};
 
 use super::allocation::Allocation;
 use crate::FiveTuple;
 
-/// One slot of allocation storage. Create storage with [`Slot::EMPTY`], for example
+/// One slot of allocation storage: room for one allocation, and two entries of
+/// the table's index. Create storage with [`Slot::EMPTY`], for example
 /// `[Slot::EMPTY; 16]` on a board or `vec![Slot::EMPTY; 10_000]` on a host.
 #[derive(Debug, Clone)]
 pub struct Slot<const P: usize, const C: usize> {
     generation: u32,
     next_free: u32,
+    index: [u32; 2],
     pub(crate) alloc: Option<Allocation<P, C>>,
 }
 
@@ -21,6 +24,7 @@ impl<const P: usize, const C: usize> Slot<P, C> {
     pub const EMPTY: Slot<P, C> = Slot {
         generation: 0,
         next_free: u32::MAX,
+        index: [EMPTY; 2],
         alloc: None,
     };
 
@@ -62,36 +66,57 @@ impl Hasher for KeyedHasher {
 
 /// Allocations by slot, and an index by 5-tuple.
 #[derive(Debug)]
-pub(crate) struct Table<S, I, const P: usize, const C: usize> {
+pub(crate) struct Table<S, const P: usize, const C: usize> {
     slots: S,
-    index: I,
     free_head: u32,
     live: usize,
     tombstones: usize,
     seed: u64,
 }
 
-impl<S, I, const P: usize, const C: usize> Table<S, I, P, C>
+impl<S, const P: usize, const C: usize> Table<S, P, C>
 where
     S: AsRef<[Slot<P, C>]> + AsMut<[Slot<P, C>]>,
-    I: AsRef<[u32]> + AsMut<[u32]>,
 {
-    /// Wraps the storage; `index` should have at least twice as many entries as
-    /// `slots` has slots.
-    pub(crate) fn new(mut slots: S, mut index: I, seed: u64) -> Self {
+    /// Wraps the storage.
+    pub(crate) fn new(mut slots: S, seed: u64) -> Self {
         let n = slots.as_ref().len();
         for (i, s) in slots.as_mut().iter_mut().enumerate() {
             s.alloc = None;
+            s.index = [EMPTY; 2];
             s.next_free = if i + 1 < n { (i + 1) as u32 } else { NONE };
         }
-        index.as_mut().fill(EMPTY);
         Table {
             slots,
-            index,
             free_head: if n > 0 { 0 } else { NONE },
             live: 0,
             tombstones: 0,
             seed,
+        }
+    }
+
+    /// Entries of the index: two per slot.
+    fn index_len(&self) -> usize {
+        self.slots.as_ref().len() * 2
+    }
+
+    /// Index entry `pos`.
+    fn entry(&self, pos: usize) -> Option<u32> {
+        self.slots
+            .as_ref()
+            .get(pos / 2)
+            .and_then(|s| s.index.get(pos % 2))
+            .copied()
+    }
+
+    fn set_entry(&mut self, pos: usize, value: u32) {
+        if let Some(e) = self
+            .slots
+            .as_mut()
+            .get_mut(pos / 2)
+            .and_then(|s| s.index.get_mut(pos % 2))
+        {
+            *e = value;
         }
     }
 
@@ -111,14 +136,13 @@ where
 
     /// The slot holding the allocation of `t`.
     pub(crate) fn find(&self, t: &FiveTuple) -> Option<usize> {
-        let index = self.index.as_ref();
-        let len = index.len();
+        let len = self.index_len();
         if len == 0 {
             return None;
         }
         let mut pos = self.hash(t) % len;
         for _ in 0..len {
-            match index.get(pos).copied() {
+            match self.entry(pos) {
                 Some(EMPTY) | None => return None,
                 Some(TOMBSTONE) => {}
                 Some(e) => {
@@ -156,21 +180,22 @@ where
 
     fn index_has_room(&self) -> bool {
         // Keep the index at most half full so probes stay short.
-        (self.live + self.tombstones + 1) * 2 <= self.index.as_ref().len()
+        (self.live + self.tombstones + 1) * 2 <= self.index_len()
     }
 
     /// Stores `a` in the slot [`Self::next_free`] returned. Returns the slot.
     pub(crate) fn insert(&mut self, a: Allocation<P, C>) -> Option<usize> {
         let slot = self.next_free()?;
-        let mut pos = self.hash(&a.tuple) % self.index.as_ref().len();
+        let len = self.index_len();
+        let mut pos = self.hash(&a.tuple) % len;
         let entry = loop {
-            match self.index.as_ref().get(pos).copied() {
+            match self.entry(pos) {
                 Some(EMPTY) => break pos,
                 Some(TOMBSTONE) => {
                     self.tombstones -= 1;
                     break pos;
                 }
-                Some(_) => pos = (pos + 1) % self.index.as_ref().len(),
+                Some(_) => pos = (pos + 1) % len,
                 None => return None,
             }
         };
@@ -178,9 +203,7 @@ where
         self.free_head = s.next_free;
         s.next_free = NONE;
         s.alloc = Some(a);
-        if let Some(e) = self.index.as_mut().get_mut(entry) {
-            *e = slot as u32 + 2;
-        }
+        self.set_entry(entry, slot as u32 + 2);
         self.live += 1;
         Some(slot)
     }
@@ -188,15 +211,13 @@ where
     /// Removes and returns the allocation in `slot`.
     pub(crate) fn remove(&mut self, slot: usize) -> Option<Allocation<P, C>> {
         let tuple = self.get(slot)?.tuple;
-        let len = self.index.as_ref().len();
+        let len = self.index_len();
         let mut pos = self.hash(&tuple) % len;
         for _ in 0..len {
-            match self.index.as_ref().get(pos).copied() {
+            match self.entry(pos) {
                 Some(EMPTY) | None => break,
                 Some(e) if e == slot as u32 + 2 => {
-                    if let Some(e) = self.index.as_mut().get_mut(pos) {
-                        *e = TOMBSTONE;
-                    }
+                    self.set_entry(pos, TOMBSTONE);
                     self.tombstones += 1;
                     break;
                 }
@@ -210,7 +231,9 @@ where
         s.next_free = head;
         self.free_head = slot as u32;
         self.live -= 1;
-        if self.tombstones * 4 > len {
+        // Tombstones lengthen probes, and must never make a table with free slots
+        // look full.
+        if self.tombstones * 4 > len || !self.index_has_room() {
             self.rebuild_index();
         }
         a
@@ -218,20 +241,20 @@ where
 
     /// Re-inserts every live allocation, clearing tombstones.
     fn rebuild_index(&mut self) {
-        self.index.as_mut().fill(EMPTY);
+        for s in self.slots.as_mut() {
+            s.index = [EMPTY; 2];
+        }
         self.tombstones = 0;
-        let len = self.index.as_ref().len();
+        let len = self.index_len();
         for slot in 0..self.slots.as_ref().len() {
             let Some(t) = self.get(slot).map(|a| a.tuple) else {
                 continue;
             };
             let mut pos = self.hash(&t) % len;
-            while self.index.as_ref().get(pos).is_some_and(|e| *e != EMPTY) {
+            while self.entry(pos).is_some_and(|e| e != EMPTY) {
                 pos = (pos + 1) % len;
             }
-            if let Some(e) = self.index.as_mut().get_mut(pos) {
-                *e = slot as u32 + 2;
-            }
+            self.set_entry(pos, slot as u32 + 2);
         }
     }
 
@@ -242,5 +265,62 @@ where
             .iter()
             .enumerate()
             .filter_map(|(i, s)| s.alloc.as_ref().map(|a| (i, a)))
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::Transport;
+
+    fn alloc(port: u16) -> Allocation<1, 1> {
+        Allocation {
+            tuple: FiveTuple {
+                client: core::net::SocketAddr::from(([198, 51, 100, 1], port)),
+                server: core::net::SocketAddr::from(([192, 0, 2, 1], 3478)),
+                transport: Transport::Udp,
+                socket: 0,
+            },
+            relays: [None, None],
+            username: heapless::String::new(),
+            created: crate::Instant::from_secs(0),
+            expires: crate::Instant::from_secs(600),
+            permissions: heapless::Vec::new(),
+            channels: heapless::Vec::new(),
+            traffic: Default::default(),
+            allocate_tid: stun_core::TransactionId::new([0; 12]),
+            token: None,
+            v6_refused: false,
+        }
+    }
+
+    #[test]
+    fn every_slot_is_usable_through_churn() {
+        let mut t: Table<[Slot<1, 1>; 4], 1, 1> = Table::new([const { Slot::EMPTY }; 4], 7);
+        let mut port = 1;
+        let mut slots = heapless::Vec::<usize, 4>::new();
+        for _ in 0..4 {
+            slots.push(t.insert(alloc(port)).unwrap()).unwrap();
+            port += 1;
+        }
+        assert!(t.next_free().is_none(), "full");
+        // Remove and re-add, many times: the table never looks full with a free slot.
+        for round in 0..100 {
+            let victim = slots[round % 4];
+            let tuple = t.get(victim).unwrap().tuple;
+            assert!(t.remove(victim).is_some());
+            assert!(t.find(&tuple).is_none());
+            let s = t.insert(alloc(port)).expect("a free slot is usable");
+            slots[round % 4] = s;
+            assert_eq!(t.find(&alloc(port).tuple), Some(s));
+            port += 1;
+        }
+        assert_eq!(t.len(), 4);
+        for (_, a) in t.iter() {
+            assert_eq!(
+                t.find(&a.tuple).and_then(|s| t.get(s)).map(|b| b.tuple),
+                Some(a.tuple)
+            );
+        }
     }
 }

@@ -13,15 +13,15 @@ use stun_core::{
     AttributeType, Class, Message, MessageBuilder, MessageType, Method, TransactionId,
 };
 use turn_core::server::{
-    BindError, ClientOutput, Config, Host, PEER_HEADROOM, PeerOutput, QuotaError, RelayHandle,
-    Server, Slot,
+    BindError, ClientOutput, Config, Host, PEER_HEADROOM, PEER_TAILROOM, PeerBuffer, PeerOutput,
+    QuotaError, RelayHandle, Server, Slot,
 };
-use turn_core::{FiveTuple, Instant, Transport};
+use turn_core::{FiveTuple, Instant, Transport, UnixTime};
 
 pub const REALM: &str = "TANDBERG";
 pub const P: usize = 8;
 pub const C: usize = 8;
-pub type TestServer = Server<Vec<Slot<P, C>>, Vec<u32>, P, C>;
+pub type TestServer = Server<Vec<Slot<P, C>>, P, C>;
 
 pub fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -182,13 +182,7 @@ pub fn config() -> Config {
 }
 
 pub fn server_with(cfg: Config, slots: usize) -> TestServer {
-    Server::new(
-        cfg,
-        vec![Slot::EMPTY; slots],
-        vec![0u32; slots * 2],
-        [42; 32],
-    )
-    .unwrap()
+    Server::new(cfg, vec![Slot::EMPTY; slots], [42; 32]).unwrap()
 }
 
 pub fn server() -> TestServer {
@@ -203,6 +197,7 @@ pub fn tuple(client: &str, transport: Transport) -> FiveTuple {
         client: addr(client),
         server: addr(LISTENER),
         transport,
+        socket: 0,
     }
 }
 
@@ -240,6 +235,9 @@ pub struct Client {
     pub password: String,
     pub nonce: Option<String>,
     pub realm: String,
+    /// The wall clock the server is given; by default the same seconds as the
+    /// monotonic clock (tests of clock steps set it apart).
+    pub wall: Option<UnixTime>,
     next_tid: u8,
 }
 
@@ -258,6 +256,7 @@ impl Client {
             password: password.into(),
             nonce: None,
             realm: REALM.into(),
+            wall: None,
             next_tid: 1,
         }
     }
@@ -301,7 +300,8 @@ impl Client {
         bytes: &[u8],
     ) -> (ClientOutput, Vec<u8>) {
         let mut out = vec![0u8; 1500];
-        let o = s.handle_client(now, h, self.tuple, bytes, &mut out);
+        let wall = self.wall.unwrap_or(UnixTime(now.as_secs()));
+        let o = s.handle_client(now, wall, h, self.tuple, bytes, &mut out);
         if let ClientOutput::Reply { len, .. } = o {
             out.truncate(len);
         } else {
@@ -458,10 +458,11 @@ pub fn from_peer(
     data: &[u8],
 ) -> Option<(FiveTuple, Vec<u8>)> {
     let handle = *h.bound.get(&local).expect("relay bound");
-    let mut buf = vec![0u8; PEER_HEADROOM + data.len() + 3];
+    let mut buf = vec![0u8; PEER_HEADROOM + data.len() + PEER_TAILROOM];
     buf[PEER_HEADROOM..PEER_HEADROOM + data.len()].copy_from_slice(data);
-    match s.handle_peer(now, h, handle, addr(peer), &mut buf, data.len()) {
-        PeerOutput::Forward { tuple, data } => Some((tuple, buf[data].to_vec())),
+    let mut datagram = PeerBuffer::new(&mut buf, data.len()).unwrap();
+    match s.handle_peer(now, h, handle, addr(peer), &mut datagram) {
+        PeerOutput::Forward { tuple, data } => Some((tuple, datagram.as_slice()[data].to_vec())),
         PeerOutput::Drop => None,
     }
 }

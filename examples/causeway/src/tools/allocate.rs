@@ -1,13 +1,11 @@
 //! `causeway allocate`: allocate on a server and print the relayed and mapped
 //! addresses.
 
-use std::time::{Duration, Instant as StdInstant};
+use std::time::Duration;
 
 use clap::Args;
-use turn_core::client::ClientEvent;
 
-use super::ServerArgs;
-use super::conn::{allocate_on, drive, now};
+use super::{ServerArgs, connect};
 
 /// Flags of `causeway allocate`.
 #[derive(Debug, Args)]
@@ -19,41 +17,26 @@ pub(crate) struct AllocateArgs {
     pub(crate) hold: u64,
 }
 
-/// Runs `allocate`; returns the process exit code.
+/// Runs `allocate`.
 pub(crate) fn run(args: &AllocateArgs) -> Result<(), String> {
-    let (mut client, mut conn, events) =
-        allocate_on(args.server.client_config()?, args.server.tls()?.as_ref())?;
-    for e in &events {
-        match e {
-            ClientEvent::Allocated {
-                relayed,
-                mapped,
-                lifetime,
-            } => {
-                println!("relayed  {relayed}\nmapped   {mapped}\nlifetime {lifetime} s");
-            }
-            ClientEvent::Redirected { server } => println!("redirected to {server}"),
-            _ => {}
-        }
+    let mut turn = connect(args.server.client_config()?, args.server.tls()?.as_ref())?;
+    let a = turn
+        .allocate(Duration::from_secs(45))
+        .map_err(|e| e.to_string())?;
+    if let Some(server) = a.redirected {
+        println!("redirected to {server}");
     }
-    if args.hold > 0 {
-        let until = StdInstant::now() + Duration::from_secs(args.hold);
-        drive(&mut client, &mut conn, until, |e| {
-            matches!(e, ClientEvent::Failed { .. })
-        })
-        .map_err(|e| format!("connection to the server failed: {e}"))?;
-    }
-    client.deallocate(now()).map_err(|e| e.to_string())?;
-    let _ = drive(
-        &mut client,
-        &mut conn,
-        StdInstant::now() + Duration::from_secs(5),
-        |e| {
-            matches!(
-                e,
-                ClientEvent::Refreshed { lifetime: 0 } | ClientEvent::Failed { .. }
-            )
-        },
+    println!(
+        "relayed  {}\nmapped   {}\nlifetime {} s",
+        a.relayed, a.mapped, a.lifetime
     );
+    if args.hold > 0 {
+        turn.hold(Duration::from_secs(args.hold))
+            .map_err(|e| e.to_string())?;
+    }
+    if let Err(e) = turn.deallocate(Duration::from_secs(5)) {
+        // The allocation was made; it expires by itself.
+        eprintln!("causeway: {e} (the allocation expires in its lifetime)");
+    }
     Ok(())
 }

@@ -8,13 +8,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant as StdInstant};
 
 use clap::Args;
-use stun_core::attributes::XorMappedAddress;
-use stun_core::{Class, Message, MessageBuilder, MessageType, Method, TransactionId};
 use turn_core::Transport;
-use turn_core::client::{Client, ClientEvent, Failure};
+use turn_core::adapters::std::client::{ClientIoError, TurnClient};
+use turn_core::client::{ClientConfig, Failure};
 
-use super::ServerArgs;
-use super::conn::{Conn, drive, echo_peer, now, random};
+use super::{ServerArgs, connect, echo_peer, random};
 
 /// Flags of `causeway check`.
 #[derive(Debug, Args)]
@@ -46,46 +44,6 @@ impl Report {
     }
 }
 
-/// One Binding request over `conn`; the mapped address, or `None` on timeout.
-fn binding(conn: &mut Conn, timeout: Duration) -> std::io::Result<Option<(SocketAddr, Duration)>> {
-    let tid = TransactionId::new(random());
-    let mut buf = [0u8; 512];
-    let mut b = MessageBuilder::new(
-        &mut buf,
-        MessageType::new(Method::BINDING, Class::Request),
-        tid,
-    )
-    .map_err(std::io::Error::other)?;
-    b.add_fingerprint().map_err(std::io::Error::other)?;
-    let n = b.finish();
-    let req = buf[..n].to_vec();
-    let start = StdInstant::now();
-    let mut next_send = start;
-    let mut rto = Duration::from_millis(250);
-    while start.elapsed() < timeout {
-        if StdInstant::now() >= next_send {
-            conn.send(&req)?;
-            next_send = StdInstant::now() + rto;
-            rto *= 2;
-        }
-        let wait = next_send
-            .saturating_duration_since(StdInstant::now())
-            .min(timeout.saturating_sub(start.elapsed()));
-        if let Some(n) = conn.recv(&mut buf, wait)?
-            && let Ok(m) = Message::new_checked(&buf[..n])
-            && m.transaction_id() == tid
-        {
-            let mapped = m
-                .attribute::<XorMappedAddress>()
-                .ok()
-                .flatten()
-                .map(|a| a.0);
-            return Ok(mapped.map(|a| (a, start.elapsed())));
-        }
-    }
-    Ok(None)
-}
-
 /// Runs `check`; `Err` when a step failed.
 pub(crate) fn run(args: &CheckArgs) -> Result<(), String> {
     let cfg = args.server.client_config()?;
@@ -99,10 +57,18 @@ pub(crate) fn run(args: &CheckArgs) -> Result<(), String> {
     );
 
     // 1. Reachability and Binding.
-    let conn = Conn::open(server, transport, timeout, args.server.tls()?.as_ref());
-    let mut conn = match conn {
+    let tls = args.server.tls()?;
+    let opened = match &tls {
+        Some(t) => TurnClient::connect_tls(cfg, t.clone()),
+        None => TurnClient::connect(cfg),
+    };
+    let mut turn = match opened {
         Ok(c) => c,
         Err(e) => {
+            let e = match e {
+                ClientIoError::Connect { source, .. } => source.to_string(),
+                other => other.to_string(),
+            };
             r.fail(
                 "reach",
                 &format!("cannot connect to {server} over {}: {e}", transport.name()),
@@ -113,7 +79,7 @@ pub(crate) fn run(args: &CheckArgs) -> Result<(), String> {
             return Err("check failed".into());
         }
     };
-    match binding(&mut conn, timeout) {
+    match turn.binding(timeout) {
         Ok(Some((mapped, rtt))) => {
             r.pass(
                 "reach",
@@ -142,33 +108,18 @@ pub(crate) fn run(args: &CheckArgs) -> Result<(), String> {
     }
 
     // 2. Allocate.
-    let local_ip = conn
+    let local_ip = turn
         .local_addr()
         .map(|a| a.ip())
         .map_err(|e| e.to_string())?;
-    let mut client: Client = Client::new(cfg, random());
-    client.allocate(now()).map_err(|e| e.to_string())?;
-    let step = |client: &mut Client, conn: &mut Conn, want: fn(&ClientEvent) -> bool| {
-        let deadline = StdInstant::now() + timeout.max(Duration::from_secs(40));
-        drive(client, conn, deadline, |e| {
-            want(e) || matches!(e, ClientEvent::Failed { .. })
-        })
-        .unwrap_or_default()
-        .into_iter()
-        .find(|e| want(e) || matches!(e, ClientEvent::Failed { .. }))
-    };
-    match step(&mut client, &mut conn, |e| {
-        matches!(e, ClientEvent::Allocated { .. })
-    }) {
-        Some(ClientEvent::Allocated {
-            relayed, lifetime, ..
-        }) => {
-            r.pass(
-                "allocate",
-                &format!("relayed address {relayed}, lifetime {lifetime} s"),
-            );
-        }
-        Some(ClientEvent::Failed { failure, .. }) => {
+    // Long enough for the client's own retransmissions (39.5 s over UDP).
+    let step_timeout = timeout.max(Duration::from_secs(40));
+    match turn.allocate(step_timeout) {
+        Ok(a) => r.pass(
+            "allocate",
+            &format!("relayed address {}, lifetime {} s", a.relayed, a.lifetime),
+        ),
+        Err(ClientIoError::Failed { failure, .. }) => {
             let (cause, fix) = match failure {
                 Failure::Code(401 | 431) | Failure::BadResponseIntegrity => (
                     "credentials differ between this client and the server (401/431)",
@@ -191,17 +142,17 @@ pub(crate) fn run(args: &CheckArgs) -> Result<(), String> {
             r.fail("allocate", &failure.to_string(), cause, fix);
             return Err("check failed".into());
         }
-        _ => {
+        Err(e) => {
             r.fail(
                 "allocate",
-                "no answer",
+                &e.to_string(),
                 "the server dropped the request",
                 "see the server's log",
             );
             return Err("check failed".into());
         }
     }
-    let relayed = client.relayed().unwrap_or(server);
+    let relayed = turn.relayed().unwrap_or(server);
 
     // 3. Permission and channel to the peer.
     let peer = match args.peer {
@@ -209,16 +160,9 @@ pub(crate) fn run(args: &CheckArgs) -> Result<(), String> {
         None => echo_peer(local_ip, server)
             .map_err(|e| format!("cannot start a local echo peer: {e}"))?,
     };
-    client
-        .create_permission(now(), peer.ip())
-        .map_err(|e| e.to_string())?;
-    match step(&mut client, &mut conn, |e| {
-        matches!(e, ClientEvent::PermissionCreated(_))
-    }) {
-        Some(ClientEvent::PermissionCreated(_)) => {
-            r.pass("permission", &format!("peer {} permitted", peer.ip()))
-        }
-        Some(ClientEvent::Failed {
+    match turn.create_permission(peer.ip(), step_timeout) {
+        Ok(()) => r.pass("permission", &format!("peer {} permitted", peer.ip())),
+        Err(ClientIoError::Failed {
             failure: Failure::Code(403),
             ..
         }) => {
@@ -231,30 +175,25 @@ pub(crate) fn run(args: &CheckArgs) -> Result<(), String> {
             );
             return Err("check failed".into());
         }
-        other => {
+        Err(e) => {
             r.fail(
                 "permission",
-                &format!("{other:?}"),
+                &e.to_string(),
                 "the server refused the permission",
                 "see the server's log",
             );
             return Err("check failed".into());
         }
     }
-    let channel = client
-        .bind_channel(now(), peer)
-        .map_err(|e| e.to_string())?;
-    match step(&mut client, &mut conn, |e| {
-        matches!(e, ClientEvent::ChannelBound { .. })
-    }) {
-        Some(ClientEvent::ChannelBound { .. }) => r.pass(
+    match turn.bind_channel(peer, step_timeout) {
+        Ok(channel) => r.pass(
             "channel",
             &format!("channel 0x{channel:04x} bound to {peer}"),
         ),
-        other => {
+        Err(e) => {
             r.fail(
                 "channel",
-                &format!("{other:?}"),
+                &e.to_string(),
                 "the server refused the channel binding",
                 "see the server's log",
             );
@@ -263,23 +202,18 @@ pub(crate) fn run(args: &CheckArgs) -> Result<(), String> {
     }
 
     // 4. A packet to the peer and back through the relay.
-    let probe = random::<16>();
+    let probe = random::<16>()?;
     let mut buf = [0u8; 2048];
     let mut echoed = false;
     let start = StdInstant::now();
     let mut next_send = start;
     while start.elapsed() < timeout && !echoed {
         if StdInstant::now() >= next_send {
-            let n = client
-                .send_to(peer, &probe, &mut buf)
-                .map_err(|e| e.to_string())?;
-            conn.send(&buf[..n]).map_err(|e| e.to_string())?;
+            turn.send_to(peer, &probe).map_err(|e| e.to_string())?;
             next_send = StdInstant::now() + Duration::from_millis(500);
         }
-        if let Ok(Some(n)) = conn.recv(&mut buf, Duration::from_millis(100))
-            && let Some(rx) = client.handle_input(now(), &buf[..n])
-        {
-            echoed = rx.peer == peer && buf.get(rx.data) == Some(&probe[..]);
+        if let Ok(Some((n, from))) = turn.recv_from(&mut buf, Duration::from_millis(100)) {
+            echoed = from == peer && buf.get(..n) == Some(&probe[..]);
         }
     }
     if echoed {
@@ -300,13 +234,7 @@ pub(crate) fn run(args: &CheckArgs) -> Result<(), String> {
              peers, and check the static NAT of the advertised address",
         );
     }
-    let _ = client.deallocate(now());
-    let _ = drive(
-        &mut client,
-        &mut conn,
-        StdInstant::now() + Duration::from_secs(2),
-        |e| matches!(e, ClientEvent::Refreshed { lifetime: 0 }),
-    );
+    let _ = turn.deallocate(Duration::from_secs(2));
     if r.failed {
         Err("check failed".into())
     } else {
@@ -320,8 +248,12 @@ fn hint_tcp_443(server: SocketAddr, timeout: Duration) {
         return;
     }
     let alt = SocketAddr::new(server.ip(), 443);
-    if let Ok(mut c) = Conn::open(alt, Transport::Tcp, timeout, None)
-        && let Ok(Some(_)) = binding(&mut c, timeout)
+    let Ok(mut cfg) = ClientConfig::new(alt, "probe", "probe") else {
+        return;
+    };
+    cfg.transport = Transport::Tcp;
+    if let Ok(mut c) = connect(cfg, None)
+        && let Ok(Some(_)) = c.binding(timeout)
     {
         println!(
             "       note: {alt} answers STUN over TCP: TURN seems to run on TCP 443, and in the \

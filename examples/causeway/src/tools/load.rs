@@ -15,10 +15,10 @@ use std::thread;
 use std::time::{Duration, Instant as StdInstant};
 
 use clap::{Args, ValueEnum};
-use turn_core::client::{Client, ClientConfig, ClientEvent};
+use turn_core::adapters::std::client::{TlsTarget, TurnClient};
+use turn_core::client::ClientConfig;
 
-use super::ServerArgs;
-use super::conn::{Conn, TlsTarget, allocate_on, drive, echo_peer, now};
+use super::{ServerArgs, connect, echo_peer};
 
 /// What to load the server with.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -71,9 +71,12 @@ pub(crate) fn run(args: &LoadArgs) -> Result<(), String> {
     }
 }
 
-/// Allocates on a fresh socket; returns the client and its connection.
-fn allocated(cfg: &ClientConfig, tls: Option<&TlsTarget>) -> Result<(Client, Conn), String> {
-    allocate_on(cfg.clone(), tls).map(|(client, conn, _)| (client, conn))
+/// Allocates on a fresh socket.
+fn allocated(cfg: &ClientConfig, tls: Option<&TlsTarget>) -> Result<TurnClient, String> {
+    let mut turn = connect(cfg.clone(), tls)?;
+    turn.allocate(Duration::from_secs(45))
+        .map_err(|e| e.to_string())?;
+    Ok(turn)
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -98,26 +101,12 @@ fn echo(args: &LoadArgs) -> Result<(), String> {
     let start_gate = Arc::new(std::sync::Barrier::new(args.clients));
     let (cfg, tls) = (args.server.client_config()?, args.server.tls()?);
     for _ in 0..args.clients {
-        let (mut client, mut conn) = allocated(&cfg, tls.as_ref())?;
-        client
-            .bind_channel(now(), peer)
+        let mut turn = allocated(&cfg, tls.as_ref())?;
+        turn.bind_channel(peer, Duration::from_secs(10))
             .map_err(|e| e.to_string())?;
-        drive(
-            &mut client,
-            &mut conn,
-            StdInstant::now() + Duration::from_secs(10),
-            |e| {
-                matches!(
-                    e,
-                    ClientEvent::ChannelBound { .. } | ClientEvent::Failed { .. }
-                )
-            },
-        )
-        .map_err(|e| e.to_string())?;
         let gate = start_gate.clone();
         handles.push(thread::spawn(move || -> (u64, u64, Vec<u64>) {
             gate.wait();
-            let mut out = vec![0u8; size + 64];
             let mut payload = vec![0u8; size];
             let mut buf = [0u8; 2048];
             let mut rtts = Vec::with_capacity((duration.as_millis() as usize) * 2);
@@ -132,8 +121,7 @@ fn echo(args: &LoadArgs) -> Result<(), String> {
                     payload[..8].copy_from_slice(&sent.to_be_bytes());
                     let ns = origin.elapsed().as_nanos() as u64;
                     payload[8..16].copy_from_slice(&ns.to_be_bytes());
-                    if let Ok(n) = client.send_to(peer, &payload, &mut out) {
-                        let _ = conn.send(&out[..n]);
+                    if turn.send_to(peer, &payload).is_ok() {
                         sent += 1;
                     }
                     next += interval;
@@ -143,9 +131,9 @@ fn echo(args: &LoadArgs) -> Result<(), String> {
                 } else {
                     Duration::from_millis(5)
                 };
-                if let Ok(Some(n)) = conn.recv(&mut buf, wait.min(Duration::from_millis(5)))
-                    && let Some(rx) = client.handle_input(now(), &buf[..n])
-                    && let Some(d) = buf.get(rx.data)
+                if let Ok(Some((n, _))) =
+                    turn.recv_from(&mut buf, wait.min(Duration::from_millis(5)))
+                    && let Some(d) = buf.get(..n)
                     && d.len() >= 16
                 {
                     let ns = u64::from_be_bytes(d[8..16].try_into().unwrap_or_default());
@@ -153,11 +141,7 @@ fn echo(args: &LoadArgs) -> Result<(), String> {
                     received += 1;
                 }
             }
-            let _ = client.deallocate(now());
-            let mut b = [0u8; 512];
-            if let Some(n) = client.poll_transmit(now(), &mut b) {
-                let _ = conn.send(&b[..n]);
-            }
+            let _ = turn.deallocate(Duration::ZERO);
             (sent, received, rtts)
         }));
     }
@@ -194,14 +178,14 @@ fn storm(args: &LoadArgs) -> Result<(), String> {
     let failed = AtomicUsize::new(0);
     let first_error = std::sync::Mutex::new(None::<String>);
     let start = StdInstant::now();
-    let held: Vec<Vec<(Client, Conn)>> = thread::scope(|scope| {
+    let held: Vec<Vec<TurnClient>> = thread::scope(|scope| {
         let workers: Vec<_> = (0..args.concurrency.clamp(1, 1024))
             .map(|_| {
                 scope.spawn(|| {
                     let mut mine = Vec::new();
                     while next.fetch_add(1, Ordering::Relaxed) < args.count {
                         match allocated(&cfg, tls.as_ref()) {
-                            Ok(pair) => mine.push(pair),
+                            Ok(turn) => mine.push(turn),
                             Err(e) => {
                                 failed.fetch_add(1, Ordering::Relaxed);
                                 first_error
@@ -232,13 +216,8 @@ fn storm(args: &LoadArgs) -> Result<(), String> {
         println!("holding {ok} allocations for {} s", args.hold);
         thread::sleep(Duration::from_secs(args.hold));
     }
-    let mut b = [0u8; 512];
-    for (mut client, mut conn) in held.into_iter().flatten() {
-        if client.deallocate(now()).is_ok()
-            && let Some(n) = client.poll_transmit(now(), &mut b)
-        {
-            let _ = conn.send(&b[..n]);
-        }
+    for mut turn in held.into_iter().flatten() {
+        let _ = turn.deallocate(Duration::ZERO);
     }
     if ok == 0 {
         Err("no allocation succeeded".into())

@@ -1,16 +1,18 @@
 //! The client side of `causeway`: `allocate`, `check` and `load`, all on the
-//! sans-IO TURN client of `turn-core`.
+//! blocking TURN client of `turn-core`'s std adapter.
 
 pub(crate) mod allocate;
 pub(crate) mod check;
-pub(crate) mod conn;
 pub(crate) mod load;
 
-use std::net::SocketAddr;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::time::SystemTime;
 
 use clap::{Args, ValueEnum};
 use stun_core::credentials::{SharedSecret, TimeLimitedUsername};
 use turn_core::Transport;
+use turn_core::adapters::std::client::{TlsTarget, TurnClient};
 use turn_core::client::ClientConfig;
 
 /// Transport to the TURN server.
@@ -59,7 +61,7 @@ pub(crate) struct ServerArgs {
 
 impl ServerArgs {
     /// How to verify the server over TLS, when TLS is asked for.
-    pub(crate) fn tls(&self) -> Result<Option<conn::TlsTarget>, String> {
+    pub(crate) fn tls(&self) -> Result<Option<TlsTarget>, String> {
         if self.transport != TransportArg::Tls {
             return Ok(None);
         }
@@ -67,12 +69,12 @@ impl ServerArgs {
             .ca
             .as_deref()
             .ok_or("--transport tls needs --ca FILE")?;
-        let config = crate::proxy::tls::client_config(Some(ca))?;
+        let config = proxy_core::runtime::tls::client_config(Some(ca))?;
         let name = self
             .server_name
             .clone()
             .unwrap_or_else(|| self.server.ip().to_string());
-        Ok(Some(conn::TlsTarget { config, name }))
+        Ok(Some(TlsTarget { config, name }))
     }
 
     /// The client configuration: username and password, derived from the shared
@@ -81,7 +83,10 @@ impl ServerArgs {
         let (user, pass) = match &self.shared_secret {
             Some(secret) => {
                 let name = self.user.split(':').next().unwrap_or_default();
-                let expiry = conn::now().as_secs() + 86_400;
+                let now = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let expiry = now + 86_400;
                 let mut buf = [0u8; 160];
                 let username = TimeLimitedUsername::write(expiry, name, &mut buf)
                     .map_err(|e| format!("--user: {e}"))?
@@ -106,4 +111,43 @@ impl ServerArgs {
         let _ = cfg.software.push_str("causeway");
         Ok(cfg)
     }
+}
+
+/// Connects a client with `cfg` (over TLS with `tls`), allocating nothing yet.
+pub(crate) fn connect(cfg: ClientConfig, tls: Option<&TlsTarget>) -> Result<TurnClient, String> {
+    let client = match tls {
+        Some(t) => TurnClient::connect_tls(cfg, t.clone()),
+        None => TurnClient::connect(cfg),
+    };
+    client.map_err(|e| e.to_string())
+}
+
+/// Starts a UDP echo peer on `ip` (a thread sending every datagram back) and
+/// returns its address. On the server's own host (`ip` is the server's loopback
+/// address), it takes another loopback address: a TURN server never relays to
+/// its own addresses.
+pub(crate) fn echo_peer(ip: IpAddr, server: SocketAddr) -> io::Result<SocketAddr> {
+    let ip = match (ip, server.ip()) {
+        (IpAddr::V4(a), IpAddr::V4(s)) if a.is_loopback() && a == s => {
+            let [x, y, z, w] = a.octets();
+            IpAddr::V4(Ipv4Addr::new(x, y, z, if w == 2 { 3 } else { 2 }))
+        }
+        _ => ip,
+    };
+    let sock = UdpSocket::bind(SocketAddr::new(ip, 0))?;
+    let addr = sock.local_addr()?;
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let _ = sock.send_to(&buf[..n], from);
+        }
+    });
+    Ok(addr)
+}
+
+/// Random bytes from the OS.
+pub(crate) fn random<const N: usize>() -> Result<[u8; N], String> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).map_err(|e| format!("the OS random source failed: {e}"))?;
+    Ok(b)
 }

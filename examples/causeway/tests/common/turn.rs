@@ -2,18 +2,17 @@
 //! driven step by step without blocking, so a test can run many at once.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::time::{Duration, Instant as StdInstant, SystemTime};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant as StdInstant};
 
 use turn_core::Instant;
 use turn_core::client::{Client, ClientConfig, ClientEvent, State};
 
-/// The wall clock as turn-core's time.
+/// A monotonic clock as turn-core's time: milliseconds since the first call.
 pub fn now() -> Instant {
-    let ms = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    Instant::from_millis(ms)
+    static ORIGIN: OnceLock<StdInstant> = OnceLock::new();
+    let origin = ORIGIN.get_or_init(StdInstant::now);
+    Instant::from_millis(origin.elapsed().as_millis() as u64)
 }
 
 /// A TURN client on its own UDP socket.
@@ -45,7 +44,7 @@ impl UdpTurn {
         let cfg = ClientConfig::new(server, user, pass).unwrap();
         let mut s = [0u8; 32];
         s[..4].copy_from_slice(&seed.to_le_bytes());
-        let mut client: Client = Client::new(cfg, s);
+        let mut client = Client::new(cfg, s);
         client.allocate(now()).unwrap();
         UdpTurn {
             sock,
@@ -65,12 +64,12 @@ impl UdpTurn {
         if self.client.poll_timeout().is_some_and(|d| d <= t) {
             self.client.handle_timeout(t);
         }
-        while let Some(n) = self.client.poll_transmit(t, buf) {
-            let _ = self.sock.send_to(&buf[..n], self.client.server());
+        while let Some(tx) = self.client.poll_transmit(t, buf) {
+            let _ = self.sock.send_to(&buf[..tx.len], tx.destination);
             self.sent += 1;
         }
-        while let Ok(n) = self.sock.recv(buf) {
-            if let Some(r) = self.client.handle_input(now(), &buf[..n]) {
+        while let Ok((n, from)) = self.sock.recv_from(buf) {
+            if let Some(r) = self.client.handle_input(now(), from, &buf[..n]) {
                 self.received.push((r.peer, buf[r.data].to_vec()));
             }
         }
@@ -104,7 +103,7 @@ impl UdpTurn {
     /// ChannelData once a channel is bound).
     pub fn send(&mut self, peer: SocketAddr, data: &[u8]) {
         let mut out = vec![0u8; 1500];
-        let n = self.client.send_to(peer, data, &mut out).unwrap();
-        self.sock.send_to(&out[..n], self.client.server()).unwrap();
+        let tx = self.client.send_to(peer, data, &mut out).unwrap();
+        self.sock.send_to(&out[..tx.len], tx.destination).unwrap();
     }
 }

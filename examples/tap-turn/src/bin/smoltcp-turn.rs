@@ -14,14 +14,16 @@ use smoltcp::phy::{Medium, TunTapInterface, wait as phy_wait};
 use smoltcp::socket::udp;
 use smoltcp::wire::{EthernetAddress, IpCidr};
 use tap_turn::{Options, RELAYS, random};
-use turn_core::Instant;
 use turn_core::adapters::smoltcp::SmoltcpTurn;
+use turn_core::{Instant, UnixTime};
 
-fn now() -> Instant {
-    let ms = SystemTime::now()
+/// The monotonic clock (since the program started) and the wall clock.
+fn now(start: std::time::Instant) -> (Instant, UnixTime) {
+    let mono = Instant::from_millis(start.elapsed().as_millis() as u64);
+    let unix = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    Instant::from_millis(ms)
+        .map_or(0, |d| d.as_secs());
+    (mono, UnixTime(unix))
 }
 
 fn udp_socket() -> udp::Socket<'static> {
@@ -32,6 +34,7 @@ fn udp_socket() -> udp::Socket<'static> {
 }
 
 fn main() {
+    let start = std::time::Instant::now();
     let opts = Options::from_args("smoltcp-turn");
     let mut device =
         TunTapInterface::new(&opts.tap, Medium::Ethernet).expect("open the TAP interface");
@@ -62,11 +65,12 @@ fn main() {
     loop {
         let t = smoltcp::time::Instant::now();
         iface.poll(t, &mut device, &mut sockets);
-        let busy = turn.process(now(), &mut sockets) > 0;
+        let (mono, unix) = now(start);
+        let busy = turn.process(mono, unix, &mut sockets) > 0;
         iface.poll(t, &mut device, &mut sockets);
         let mut delay = iface.poll_delay(t, &sockets);
         if let Some(at) = turn.poll_at() {
-            let d = smoltcp::time::Duration::from_millis(at.millis_since(now()));
+            let d = smoltcp::time::Duration::from_millis(at.millis_since(now(start).0));
             delay = Some(delay.map_or(d, |x| x.min(d)));
         }
         if !busy {

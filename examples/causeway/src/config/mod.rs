@@ -1,0 +1,375 @@
+//! The configuration of `causeway serve` as the operator writes it: the TOML
+//! file (or the embedded default) with the command line's flags applied.
+//! [`Plan`] is what it converts to (`TryFrom`, naming the faulty field): the
+//! library's settings and what the program adds around them.
+
+mod plan;
+#[cfg(test)]
+mod tests;
+mod web;
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::cli::ServeArgs;
+
+pub(crate) use plan::Plan;
+
+/// The embedded default configuration (loopback only).
+pub(crate) const DEFAULT_TOML: &str = include_str!("default.toml");
+
+/// The whole configuration of `causeway serve`. Every key is optional, section by
+/// section (a missing key takes its default, [`Config::default`]); flags of the
+/// same name (with `-` for `_`) override the file, and only the result is
+/// validated, so a file may hold some settings and the flags the rest.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct Config {
+    /// UDP and TCP STUN/TURN listeners.
+    pub(crate) listen: Vec<SocketAddr>,
+    /// Authentication realm.
+    pub(crate) realm: String,
+    /// SOFTWARE attribute; empty to omit.
+    pub(crate) software: String,
+    /// Long-term credentials, `name:password`.
+    pub(crate) user: Vec<String>,
+    /// Create user `demo` with a random password at start and print it.
+    pub(crate) demo_user: bool,
+    /// Secrets of time-limited credentials (TURN REST scheme): one, or a list
+    /// during a rotation (any verifies); empty disables them.
+    #[serde(deserialize_with = "one_or_many")]
+    pub(crate) shared_secret: Vec<String>,
+    /// Relay port range, `LOW-HIGH`.
+    pub(crate) relay_range: String,
+    /// Addresses relay sockets bind to (one IPv4, one IPv6); default: the first
+    /// listen address of each family.
+    pub(crate) relay_ip: Vec<IpAddr>,
+    /// Addresses advertised in XOR-RELAYED-ADDRESS (static NAT), one per family.
+    pub(crate) external_ip: Vec<IpAddr>,
+    /// Peers that may be relayed to despite the built-in deny list.
+    pub(crate) allow_peer: Vec<String>,
+    /// Extra peers never relayed to (wins over `allow_peer`).
+    pub(crate) deny_peer: Vec<String>,
+    /// TURN over TLS and the web proxy, demultiplexed on one TCP port (443).
+    pub(crate) tls_listen: Vec<SocketAddr>,
+    /// Certificate chain (PEM) for `tls_listen`; it must cover every join URL.
+    pub(crate) cert: Option<PathBuf>,
+    /// Private key (PEM) for `cert`.
+    pub(crate) key: Option<PathBuf>,
+    /// Web proxy: `JOIN_HOST=UPSTREAM` (UPSTREAM: `https://bridge:443`, `http://bridge:8080`).
+    pub(crate) proxy: Vec<String>,
+    /// CA bundle (PEM) that web bridge certificates are verified against.
+    pub(crate) upstream_ca: Option<PathBuf>,
+    /// Plain HTTP listener that redirects to https.
+    pub(crate) http_redirect: Option<SocketAddr>,
+    /// Allow-list rules beyond the ones added for each web bridge.
+    pub(crate) rule: Vec<RuleConfig>,
+    /// Add the rule of the reference for each web bridge (prefix `/`, the five
+    /// methods, https and wss on the TLS port); `false` leaves only `rule`.
+    pub(crate) web_bridge_rules: bool,
+    /// Status JSON and Prometheus metrics (never port 443).
+    pub(crate) admin: SocketAddr,
+    /// Sent with 300 Try Alternate when this node is full.
+    pub(crate) alternate_server: Option<SocketAddr>,
+    /// Accept channels 0x5000-0x7FFF as RFC 5766 did (coturn's tools, pjnath).
+    pub(crate) legacy_channels: bool,
+    /// Longest allocation lifetime granted, seconds.
+    pub(crate) max_lifetime: u64,
+    /// Seconds before a nonce is stale.
+    pub(crate) nonce_lifetime: u64,
+    /// Worker threads; 0 for one per core.
+    pub(crate) threads: usize,
+    /// Log level.
+    pub(crate) log_level: String,
+    /// Allocation quotas.
+    pub(crate) quota: QuotaConfig,
+    /// TCP listener settings.
+    pub(crate) tcp: TcpConfig,
+    /// Budgets of unauthenticated UDP answers (401, 438): the server is no reflector.
+    pub(crate) limits: LimitsConfig,
+    /// The web proxy's timers against slow clients.
+    pub(crate) http: HttpConfig,
+}
+
+/// `[http]`: the web proxy's timers against slow (or stalled) clients.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct HttpConfig {
+    /// From a request's first byte to the end of its head.
+    pub(crate) head_timeout_secs: u64,
+    /// Longest pause inside a request body.
+    pub(crate) body_timeout_secs: u64,
+    /// How long a request body may take before `body_min_rate` applies.
+    pub(crate) body_grace_secs: u64,
+    /// Least average request body rate after the grace time, bytes/s (0: none).
+    pub(crate) body_min_rate: u64,
+    /// Longest wait for the next request on a kept-alive connection.
+    pub(crate) keepalive_timeout_secs: u64,
+    /// Longest stall of a write to a browser (a slow download that moves is fine).
+    pub(crate) send_timeout_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        let d = proxy_core::timer::Deadlines::default();
+        HttpConfig {
+            head_timeout_secs: d.head_ms / 1000,
+            body_timeout_secs: d.body_idle_ms / 1000,
+            body_grace_secs: d.body_grace_ms / 1000,
+            body_min_rate: d.body_min_rate,
+            keepalive_timeout_secs: d.idle_ms / 1000,
+            send_timeout_secs: 60,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The proxy-core timers.
+    pub(crate) fn deadlines(&self) -> proxy_core::timer::Deadlines {
+        proxy_core::timer::Deadlines {
+            head_ms: self.head_timeout_secs * 1000,
+            body_idle_ms: self.body_timeout_secs * 1000,
+            body_grace_ms: self.body_grace_secs * 1000,
+            body_min_rate: self.body_min_rate,
+            idle_ms: self.keepalive_timeout_secs * 1000,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 3478))],
+            realm: "causeway".into(),
+            software: "causeway".into(),
+            user: Vec::new(),
+            demo_user: false,
+            shared_secret: Vec::new(),
+            relay_range: "49152-65535".into(),
+            relay_ip: Vec::new(),
+            external_ip: Vec::new(),
+            allow_peer: Vec::new(),
+            deny_peer: Vec::new(),
+            tls_listen: Vec::new(),
+            cert: None,
+            key: None,
+            proxy: Vec::new(),
+            upstream_ca: None,
+            http_redirect: None,
+            rule: Vec::new(),
+            web_bridge_rules: true,
+            admin: SocketAddr::from(([127, 0, 0, 1], 4455)),
+            alternate_server: None,
+            legacy_channels: true,
+            max_lifetime: 3600,
+            nonce_lifetime: 600,
+            threads: 0,
+            log_level: "info".into(),
+            quota: QuotaConfig::default(),
+            tcp: TcpConfig::default(),
+            limits: LimitsConfig::default(),
+            http: HttpConfig::default(),
+        }
+    }
+}
+
+/// `[limits]`: unauthenticated answers over UDP, past which the server is silent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct LimitsConfig {
+    /// Per source IP, at once.
+    pub(crate) unauth_burst: u32,
+    /// Per source IP, per second after the burst.
+    pub(crate) unauth_per_sec: u32,
+    /// Over all sources, per second (per worker).
+    pub(crate) unauth_total_per_sec: u32,
+    /// Per source that has authenticated within a nonce's lifetime, per second
+    /// and at once (per worker); not counted in the total.
+    pub(crate) unauth_verified_per_sec: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            unauth_burst: 100,
+            unauth_per_sec: 50,
+            unauth_total_per_sec: 2000,
+            unauth_verified_per_sec: 10_000,
+        }
+    }
+}
+
+/// `[[rule]]`: one allow-list rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RuleConfig {
+    /// `https`, `wss`, or both.
+    pub(crate) scheme: Vec<String>,
+    /// Listener port; default: the TLS listener's port (443).
+    pub(crate) port: Option<u16>,
+    /// `prefix` or `exact`.
+    #[serde(rename = "match")]
+    pub(crate) matching: String,
+    /// Path, starting with `/`.
+    pub(crate) path: String,
+    /// Among GET, POST, PUT, HEAD, DELETE.
+    pub(crate) methods: Vec<String>,
+}
+
+/// `[quota]`: how many allocations.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct QuotaConfig {
+    /// Per user (486 past it); none by default, since a meeting server hands one
+    /// TURN user to every browser. The user part of a time-limited credential
+    /// (`expiry:user`) is what counts.
+    pub(crate) per_user: Option<usize>,
+    /// In total (508, or 300 to `alternate_server`, past it); by default what the
+    /// machine allows (relay ports, file descriptors, memory; logged at start).
+    pub(crate) total: Option<usize>,
+}
+
+/// `[tcp]`: limits for stream clients (TURN over TCP and TLS).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct TcpConfig {
+    /// Most simultaneous TCP and TLS clients per worker.
+    pub(crate) max_connections: usize,
+    /// Most simultaneous TCP and TLS clients from one source address, over all
+    /// workers (an office NAT puts many browsers behind one address).
+    pub(crate) max_per_source: usize,
+    /// A connection must finish its TLS handshake and send its first whole
+    /// message within this many seconds of being accepted (not refreshed by
+    /// bytes that trickle in).
+    pub(crate) handshake_timeout_secs: u64,
+    /// A connection without an allocation, idle this long, is closed.
+    pub(crate) idle_timeout_secs: u64,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig {
+            max_connections: 4096,
+            max_per_source: 1024,
+            handshake_timeout_secs: 10,
+            idle_timeout_secs: 60,
+        }
+    }
+}
+
+/// A configuration the server refuses to start with.
+#[derive(Debug)]
+pub(crate) enum ConfigError {
+    /// The file could not be read.
+    Read(std::path::PathBuf, std::io::Error),
+    /// The TOML is malformed or has unknown or mistyped keys.
+    Parse(String, toml::de::Error),
+    /// A field's value is not acceptable.
+    Field(&'static str, String),
+    /// The certificate, key or CA cannot be used (the message names the field).
+    Tls(String),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read(p, e) => write!(f, "cannot read {}: {e}", p.display()),
+            ConfigError::Parse(src, e) => write!(f, "{src}: {e}"),
+            ConfigError::Field(field, why) => write!(f, "`{field}`: {why}"),
+            ConfigError::Tls(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn field(name: &'static str, why: impl Into<String>) -> ConfigError {
+    ConfigError::Field(name, why.into())
+}
+
+/// A string or a list of strings.
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) if s.is_empty() => Vec::new(),
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+impl Config {
+    /// The embedded default, or `--config FILE`, with the flags applied.
+    pub(crate) fn load(args: &ServeArgs) -> Result<Config, ConfigError> {
+        let mut cfg = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError::Read(path.clone(), e))?;
+                Config::parse(&text, &path.display().to_string())?
+            }
+            None => Config::parse(DEFAULT_TOML, "embedded default config")?,
+        };
+        cfg.apply(args);
+        Ok(cfg)
+    }
+
+    /// Parses TOML text; `source` names it in errors.
+    pub(crate) fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse(source.to_string(), e))
+    }
+
+    /// Applies the flags given on the command line.
+    fn apply(&mut self, a: &ServeArgs) {
+        fn set<T: Clone>(dst: &mut T, src: &Option<T>) {
+            if let Some(v) = src {
+                *dst = v.clone();
+            }
+        }
+        fn extend<T: Clone>(dst: &mut Vec<T>, src: &[T]) {
+            if !src.is_empty() {
+                *dst = src.to_vec();
+            }
+        }
+        extend(&mut self.listen, &a.listen);
+        extend(&mut self.user, &a.user);
+        extend(&mut self.relay_ip, &a.relay_ip);
+        extend(&mut self.external_ip, &a.external_ip);
+        extend(&mut self.allow_peer, &a.allow_peer);
+        extend(&mut self.deny_peer, &a.deny_peer);
+        set(&mut self.realm, &a.realm);
+        set(&mut self.software, &a.software);
+        extend(&mut self.shared_secret, &a.shared_secret);
+        set(&mut self.relay_range, &a.relay_range);
+        set(&mut self.admin, &a.admin);
+        set(&mut self.threads, &a.threads);
+        extend(&mut self.tls_listen, &a.tls_listen);
+        extend(&mut self.proxy, &a.proxy);
+        if a.cert.is_some() {
+            self.cert = a.cert.clone();
+        }
+        if a.key.is_some() {
+            self.key = a.key.clone();
+        }
+        if a.upstream_ca.is_some() {
+            self.upstream_ca = a.upstream_ca.clone();
+        }
+        if a.http_redirect.is_some() {
+            self.http_redirect = a.http_redirect;
+        }
+        set(&mut self.log_level, &a.log_level);
+        if a.alternate_server.is_some() {
+            self.alternate_server = a.alternate_server;
+        }
+        if !a.user.is_empty() || !a.shared_secret.is_empty() {
+            // Real credentials given on the command line replace the demo user.
+            self.demo_user = false;
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! A non-blocking TCP stream with or without TLS, seen as plaintext: what the
+//! TURN workers use for TURN over TCP and TLS, and what the web proxy's WebSocket
+//! tunnel uses on both sides.
+
+use crate::runtime::prelude::*;
+use std::io::{self, Read, Write};
+
+use mio::net::TcpStream;
+
+/// A TCP stream, optionally wrapped in a rustls connection.
+pub struct Link {
+    /// The TCP stream (non-blocking, for a mio event loop).
+    pub sock: TcpStream,
+    /// The TLS session over it, if any.
+    pub tls: Option<rustls::Connection>,
+}
+
+fn tls_error(e: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+impl Link {
+    /// A plain link.
+    pub fn plain(sock: TcpStream) -> Link {
+        Link { sock, tls: None }
+    }
+
+    /// Reads plaintext into `dst`: `Ok(0)` at the end of the stream,
+    /// `Err(WouldBlock)` when nothing is available now.
+    pub fn read_plain(&mut self, dst: &mut [u8]) -> io::Result<usize> {
+        let Some(tls) = self.tls.as_mut() else {
+            return self.sock.read(dst);
+        };
+        loop {
+            match tls.reader().read(dst) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            match tls.read_tls(&mut self.sock) {
+                Ok(0) => return Ok(0),
+                Ok(_) => {
+                    let state = tls.process_new_packets().map_err(|e| {
+                        // Tell the peer why before giving up.
+                        let _ = tls.write_tls(&mut self.sock);
+                        tls_error(e)
+                    })?;
+                    if state.peer_has_closed() && state.plaintext_bytes_to_read() == 0 {
+                        return Ok(0);
+                    }
+                    while tls.wants_write() {
+                        match tls.write_tls(&mut self.sock) {
+                            Ok(_) => {}
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Queues plaintext for the peer (TLS buffers it; plain TCP may take part of
+    /// it) and writes what the socket takes. Returns how much of `src` was taken.
+    pub fn write_plain(&mut self, src: &[u8]) -> io::Result<usize> {
+        match self.tls.as_mut() {
+            None => self.sock.write(src),
+            Some(tls) => {
+                let n = tls.writer().write(src)?;
+                self.flush()?;
+                Ok(n)
+            }
+        }
+    }
+
+    /// Writes queued TLS records; `Ok(true)` when nothing is left to write.
+    pub fn flush(&mut self) -> io::Result<bool> {
+        self.flush_counting().map(|(done, _)| done)
+    }
+
+    /// As [`Link::flush`], also saying how many bytes the socket took.
+    pub fn flush_counting(&mut self) -> io::Result<(bool, usize)> {
+        let Some(tls) = self.tls.as_mut() else {
+            return Ok((true, 0));
+        };
+        let mut written = 0;
+        while tls.wants_write() {
+            match tls.write_tls(&mut self.sock) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok((false, written)),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((true, written))
+    }
+
+    /// Ends the stream from this side: a TLS close_notify first, so the peer
+    /// knows the end is not a truncation, then whatever the socket takes now.
+    pub fn close(&mut self) {
+        if let Some(tls) = self.tls.as_mut() {
+            tls.send_close_notify();
+        }
+        let _ = self.flush();
+    }
+
+    /// Whether TLS records wait for the socket to become writable.
+    pub fn wants_write(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+}

@@ -1,0 +1,375 @@
+//! The relay's settings, in one place ([`Settings`]: the TURN core's own
+//! [`Config`](crate::server::Config) and what the std relay adds), and the builder
+//! that fills them in and starts the relay.
+
+use crate::adapters::std::prelude::*;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::server::policy::{Cidr, RANGES_MAX};
+use crate::server::{Config, REALM_MAX, SECRET_MAX, SECRETS_MAX, Secret};
+
+use super::credentials::{Credentials, Users};
+use super::relay::{Relay, StartError};
+
+/// Limits for stream clients (TURN over TCP and TLS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpLimits {
+    /// Most TCP and TLS clients per worker at once.
+    pub max_connections: usize,
+    /// Most TCP and TLS clients from one source address at once, over all
+    /// workers (an office NAT puts many browsers behind one address).
+    pub max_per_source: usize,
+    /// A connection must finish its TLS handshake and send its first whole
+    /// message within this long of being accepted; trickling bytes do not move it.
+    pub handshake_timeout: Duration,
+    /// A connection without an allocation, idle this long, is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for TcpLimits {
+    fn default() -> Self {
+        TcpLimits {
+            max_connections: 4096,
+            max_per_source: 1024,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Everything the relay is started with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// UDP and TCP STUN/TURN listeners.
+    pub listen: Vec<SocketAddr>,
+    /// TURN over TLS listeners (and, with a web proxy, HTTPS on the same port).
+    pub tls_listen: Vec<SocketAddr>,
+    /// The TURN server's settings: realm, shared secrets, relay and advertised
+    /// addresses, relay ports, peer policy, lifetimes, budgets. A relay address
+    /// left unset is the first specific listen address of its family.
+    pub turn: Config,
+    /// Allocations per user (486 past it); none by default, since a meeting
+    /// server hands one TURN user to every browser. The user part of a
+    /// time-limited credential is what counts.
+    pub per_user: Option<usize>,
+    /// Allocations in all (508, or 300 to the alternate server, past it); by
+    /// default what the machine allows (see [`Capacity`](super::Capacity)).
+    pub total: Option<usize>,
+    /// Stream client limits.
+    pub tcp: TcpLimits,
+    /// Worker threads; 0 for one per core.
+    pub threads: usize,
+    /// Addresses of this host that peers may never be, besides the listeners and
+    /// relay addresses (which the relay adds): an admin interface, a redirect
+    /// listener.
+    pub own_addresses: Vec<IpAddr>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let mut turn = Config::new("causeway");
+        // Relay sockets set DF (IP_PMTUDISC_PROBE, by quinn-udp), so DONT-FRAGMENT holds.
+        turn.dont_fragment = true;
+        // Users answers USERHASH lookups.
+        turn.userhash = true;
+        Settings {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 3478))],
+            tls_listen: Vec::new(),
+            turn,
+            per_user: None,
+            total: None,
+            tcp: TcpLimits::default(),
+            threads: 0,
+            own_addresses: Vec::new(),
+        }
+    }
+}
+
+impl Settings {
+    /// The relay addresses the relay will bind to: the ones set, or when neither
+    /// family is set, the first specific listener address of each family.
+    pub fn relay_addresses(&self) -> (Option<Ipv4Addr>, Option<Ipv6Addr>) {
+        let t = &self.turn;
+        if t.relay_v4.is_some() || t.relay_v6.is_some() {
+            return (t.relay_v4, t.relay_v6);
+        }
+        let (mut v4, mut v6) = (None, None);
+        let listeners = self.listen.iter().chain(&self.tls_listen);
+        for ip in listeners
+            .map(SocketAddr::ip)
+            .filter(|ip| !ip.is_unspecified())
+        {
+            match ip {
+                IpAddr::V4(a) if v4.is_none() => v4 = Some(a),
+                IpAddr::V6(a) if v6.is_none() => v6 = Some(a),
+                _ => {}
+            }
+        }
+        (v4, v6)
+    }
+
+    /// Worker threads to run.
+    pub fn worker_threads(&self) -> usize {
+        if self.threads > 0 {
+            self.threads
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+}
+
+/// Builds and starts a [`Relay`] (see the [module docs](super)).
+pub struct RelayBuilder {
+    pub(crate) settings: Settings,
+    listen_given: bool,
+    users: Vec<(String, String)>,
+    pub(crate) credentials: Option<Arc<dyn Credentials>>,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    #[cfg(feature = "tls")]
+    pub(crate) web_proxy: Option<Arc<proxy_core::runtime::Proxy>>,
+    pub(crate) events: usize,
+    /// The first setting that did not fit, reported by `start`.
+    problem: Option<(&'static str, String)>,
+}
+
+impl std::fmt::Debug for RelayBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayBuilder")
+            .field("settings", &self.settings)
+            .field("users", &self.users.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Relay {
+    /// A builder with the [`Settings`] defaults: listening on 127.0.0.1:3478,
+    /// realm `causeway`, no users yet.
+    pub fn builder() -> RelayBuilder {
+        RelayBuilder {
+            settings: Settings::default(),
+            listen_given: false,
+            users: Vec::new(),
+            credentials: None,
+            #[cfg(feature = "tls")]
+            tls: None,
+            #[cfg(feature = "tls")]
+            web_proxy: None,
+            events: 1024,
+            problem: None,
+        }
+    }
+}
+
+impl RelayBuilder {
+    /// Notes the first setting that does not fit; `start` refuses with it.
+    fn refuse(mut self, field: &'static str, problem: String) -> Self {
+        self.problem.get_or_insert((field, problem));
+        self
+    }
+
+    /// All the settings at once (replacing what was set so far).
+    pub fn settings(mut self, settings: Settings) -> Self {
+        self.listen_given = true;
+        self.settings = settings;
+        self
+    }
+
+    /// A UDP and TCP listener (repeatable; the first replaces the default).
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        if !self.listen_given {
+            self.settings.listen.clear();
+            self.listen_given = true;
+        }
+        self.settings.listen.push(addr);
+        self
+    }
+
+    /// A TURN over TLS listener (repeatable), with the server's TLS configuration
+    /// given by [`RelayBuilder::tls`].
+    #[cfg(feature = "tls")]
+    pub fn tls_listen(mut self, addr: SocketAddr) -> Self {
+        self.settings.tls_listen.push(addr);
+        self
+    }
+
+    /// The TLS configuration of the TLS listeners.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, cfg: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(cfg);
+        self
+    }
+
+    /// The web proxy the TLS listeners hand HTTP connections to (TURN and HTTPS
+    /// share the port); without one, they are closed.
+    #[cfg(feature = "tls")]
+    pub fn web_proxy(mut self, proxy: Arc<proxy_core::runtime::Proxy>) -> Self {
+        self.web_proxy = Some(proxy);
+        self
+    }
+
+    /// The realm (the reference deployment uses `TANDBERG`).
+    pub fn realm(mut self, realm: &str) -> Self {
+        match heapless::String::try_from(realm) {
+            Ok(r) if !realm.is_empty() => self.settings.turn.realm = r,
+            _ => return self.refuse("turn.realm", format!("must be 1 to {REALM_MAX} bytes")),
+        }
+        self
+    }
+
+    /// A long-term credential, kept in the relay's [`Users`] (keys are derived at
+    /// start, for the realm then set).
+    pub fn user(mut self, name: &str, password: &str) -> Self {
+        self.users.push((name.to_string(), password.to_string()));
+        self
+    }
+
+    /// A store of credentials of your own, instead of [`RelayBuilder::user`].
+    pub fn credentials(mut self, store: impl Credentials) -> Self {
+        self.credentials = Some(Arc::new(store));
+        self
+    }
+
+    /// A shared secret of time-limited credentials (TURN REST: username
+    /// `expiry:user`, password base64(HMAC-SHA1(secret, username))). Repeatable,
+    /// up to the core's limit: any verifies.
+    pub fn shared_secret(mut self, secret: &str) -> Self {
+        let field = "turn.shared_secrets";
+        let Ok(s) = Secret::from_slice(secret.as_bytes()) else {
+            return self.refuse(field, format!("a secret is longer than {SECRET_MAX} bytes"));
+        };
+        if s.is_empty() {
+            return self.refuse(field, "a secret is empty".into());
+        }
+        if self.settings.turn.shared_secrets.push(s).is_err() {
+            return self.refuse(field, format!("more than {SECRETS_MAX} secrets"));
+        }
+        self
+    }
+
+    /// Several shared secrets at once (during a rotation: any verifies).
+    pub fn shared_secrets<'s>(mut self, secrets: impl IntoIterator<Item = &'s str>) -> Self {
+        for s in secrets {
+            self = self.shared_secret(s);
+        }
+        self
+    }
+
+    /// Relay ports from `low` to `high`.
+    pub fn relay_range(mut self, low: u16, high: u16) -> Self {
+        self.settings.turn.port_min = low;
+        self.settings.turn.port_max = high;
+        self
+    }
+
+    /// The address relay sockets of its family bind to.
+    pub fn relay_ip(mut self, ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(a) => self.settings.turn.relay_v4 = Some(a),
+            IpAddr::V6(a) => self.settings.turn.relay_v6 = Some(a),
+        }
+        self
+    }
+
+    /// The address advertised for relay sockets of its family (static NAT).
+    pub fn external_ip(mut self, ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(a) => self.settings.turn.external_v4 = Some(a),
+            IpAddr::V6(a) => self.settings.turn.external_v6 = Some(a),
+        }
+        self
+    }
+
+    /// Peers that may be relayed to despite the built-in deny list.
+    pub fn allow_peer(mut self, range: Cidr) -> Self {
+        if self.settings.turn.policy.allow.push(range).is_err() {
+            return self.refuse(
+                "turn.policy.allow",
+                format!("more than {RANGES_MAX} ranges"),
+            );
+        }
+        self
+    }
+
+    /// Peers never relayed to (wins over [`RelayBuilder::allow_peer`]).
+    pub fn deny_peer(mut self, range: Cidr) -> Self {
+        if self.settings.turn.policy.deny.push(range).is_err() {
+            return self.refuse("turn.policy.deny", format!("more than {RANGES_MAX} ranges"));
+        }
+        self
+    }
+
+    /// Worker threads (0: one per core).
+    pub fn threads(mut self, n: usize) -> Self {
+        self.settings.threads = n;
+        self
+    }
+
+    /// At most `n` allocations per user.
+    pub fn per_user(mut self, n: usize) -> Self {
+        self.settings.per_user = Some(n);
+        self
+    }
+
+    /// At most `n` allocations in all.
+    pub fn total(mut self, n: usize) -> Self {
+        self.settings.total = Some(n);
+        self
+    }
+
+    /// Where a full relay sends clients (300 Try Alternate).
+    pub fn alternate_server(mut self, addr: SocketAddr) -> Self {
+        self.settings.turn.alternate_server = Some(addr);
+        self
+    }
+
+    /// Accept RFC 5766 channel numbers 0x5000-0x7FFF (coturn's tools, pjnath).
+    pub fn legacy_channels(mut self, on: bool) -> Self {
+        self.settings.turn.legacy_channels = on;
+        self
+    }
+
+    /// Events queued for [`Relay::take_events`] before new ones are dropped
+    /// (default 1024).
+    pub fn event_queue(mut self, n: usize) -> Self {
+        self.events = n;
+        self
+    }
+
+    /// Starts the relay: binds every listener first (so a bad address stops the
+    /// start), then runs the workers. Refuses a setting the builder could not
+    /// take (naming it), and users given beside a credential store.
+    pub fn start(self) -> Result<Relay, StartError> {
+        if let Some((field, problem)) = self.problem {
+            return Err(StartError::Settings { field, problem });
+        }
+        let credentials: Arc<dyn Credentials> = match self.credentials {
+            Some(_) if !self.users.is_empty() => {
+                return Err(StartError::Settings {
+                    field: "user",
+                    problem: "users given beside a credential store: add them to the store".into(),
+                });
+            }
+            Some(c) => c,
+            None => {
+                let mut users = Users::new(&self.settings.turn.realm);
+                for (name, password) in &self.users {
+                    users.insert(name, password);
+                }
+                Arc::new(users)
+            }
+        };
+        super::relay::start(
+            self.settings,
+            credentials,
+            self.events,
+            #[cfg(feature = "tls")]
+            self.tls,
+            #[cfg(feature = "tls")]
+            self.web_proxy,
+        )
+    }
+}

@@ -1,0 +1,718 @@
+//! A blocking TURN client on std sockets: [`TurnClient`] drives the sans-IO
+//! [`Client`](crate::client::Client) over a UDP socket or a TCP (or, with the
+//! `tls` feature, TLS) stream to the server, waiting with timeouts taken from
+//! the client's own timers, so retransmissions, the 401 round, a 438 retry, a
+//! 300 redirect and refreshes all happen while you wait.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use turn_core::adapters::std::client::TurnClient;
+//! use turn_core::client::ClientConfig;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let cfg = ClientConfig::new("192.0.2.10:3478".parse()?, "alice", "s3cret")?;
+//! let mut turn = TurnClient::connect(cfg)?;
+//! let t = Duration::from_secs(5);
+//! let allocation = turn.allocate(t)?;
+//! println!("peers send to {}", allocation.relayed);
+//! let peer = "198.51.100.20:5000".parse()?;
+//! turn.bind_channel(peer, t)?;
+//! turn.send_to(peer, b"hello")?;
+//! let mut buf = [0u8; 1500];
+//! if let Some((n, from)) = turn.recv_from(&mut buf, t)? {
+//!     println!("{from} answered {:?}", &buf[..n]);
+//! }
+//! turn.deallocate(t)?;
+//! # Ok(())
+//! # }
+//! ```
+
+use crate::adapters::std::prelude::*;
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant as StdInstant};
+
+use stun_core::attributes::XorMappedAddress;
+use stun_core::demux::{self, Frame};
+use stun_core::{Class, Message, MessageBuilder, MessageType, Method, TransactionId};
+
+use crate::client::{Client, ClientConfig, ClientError, ClientEvent, Failure, RequestKind};
+use crate::{Instant, Transport};
+
+/// The clients' monotonic clock: milliseconds since the first client started.
+fn now() -> Instant {
+    static ORIGIN: OnceLock<StdInstant> = OnceLock::new();
+    let origin = *ORIGIN.get_or_init(StdInstant::now);
+    Instant::from_millis(u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX))
+}
+
+/// How to verify a TURN server over TLS.
+#[cfg(feature = "tls")]
+#[derive(Debug, Clone)]
+pub struct TlsTarget {
+    /// The TLS configuration, trusting the server's CA (see
+    /// `proxy_core::runtime::tls::client_config`).
+    pub config: std::sync::Arc<rustls::ClientConfig>,
+    /// The name the server's certificate must carry (also sent as SNI).
+    pub name: String,
+}
+
+/// Why a client call failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ClientIoError {
+    /// The server could not be reached.
+    Connect {
+        /// The server.
+        server: SocketAddr,
+        /// Over what.
+        transport: Transport,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The connection failed after it was made.
+    Io(io::Error),
+    /// The client refused the call (not allocated, too many permissions, ...).
+    Client(ClientError),
+    /// The server refused a request, or its answer did not verify.
+    Failed {
+        /// What was asked.
+        request: RequestKind,
+        /// Why it failed.
+        failure: Failure,
+    },
+    /// No answer in time.
+    TimedOut(&'static str),
+}
+
+impl fmt::Display for ClientIoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientIoError::Connect {
+                server,
+                transport,
+                source,
+            } => write!(
+                f,
+                "cannot reach {server} over {}: {source}",
+                transport.name()
+            ),
+            ClientIoError::Io(e) => write!(f, "connection to the server failed: {e}"),
+            ClientIoError::Client(e) => write!(f, "{e}"),
+            ClientIoError::Failed { request, failure } => {
+                write!(f, "{} failed: {failure}", request_name(request))
+            }
+            ClientIoError::TimedOut(what) => write!(f, "{what}: no answer in time"),
+        }
+    }
+}
+
+impl std::error::Error for ClientIoError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ClientIoError::Connect { source, .. } | ClientIoError::Io(source) => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for ClientIoError {
+    fn from(e: io::Error) -> Self {
+        ClientIoError::Io(e)
+    }
+}
+
+impl From<ClientError> for ClientIoError {
+    fn from(e: ClientError) -> Self {
+        ClientIoError::Client(e)
+    }
+}
+
+fn request_name(r: &RequestKind) -> &'static str {
+    match r {
+        RequestKind::Allocate => "allocation",
+        RequestKind::Refresh(0) => "deallocation",
+        RequestKind::Refresh(_) => "refresh",
+        RequestKind::Permission(_) => "permission",
+        RequestKind::ChannelBind(..) => "channel binding",
+    }
+}
+
+/// What an allocation gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allocated {
+    /// The relayed address peers send to.
+    pub relayed: SocketAddr,
+    /// This client's address as the server sees it.
+    pub mapped: SocketAddr,
+    /// Lifetime granted, seconds (refreshed while the client is driven).
+    pub lifetime: u32,
+    /// The server it is on, if a 300 redirect moved it.
+    pub redirected: Option<SocketAddr>,
+}
+
+/// A byte stream to a TURN server: TCP, or TLS over TCP.
+enum Stream {
+    Plain(TcpStream),
+    #[cfg(feature = "tls")]
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            #[cfg(feature = "tls")]
+            Stream::Tls(t) => &t.sock,
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls(t) => t.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls(t) => t.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            #[cfg(feature = "tls")]
+            Stream::Tls(t) => t.flush(),
+        }
+    }
+}
+
+/// A connection to a TURN server.
+enum Connection {
+    /// UDP, connected to the server.
+    Udp(UdpSocket),
+    /// TCP or TLS, with bytes read but not yet framed.
+    Stream(Stream, Vec<u8>),
+}
+
+/// Whether an error only says nothing came in time.
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+impl Connection {
+    fn open(
+        server: SocketAddr,
+        transport: Transport,
+        timeout: Duration,
+        #[cfg(feature = "tls")] tls: Option<&TlsTarget>,
+    ) -> io::Result<Connection> {
+        match transport {
+            Transport::Udp => {
+                let any: SocketAddr = if server.is_ipv4() {
+                    (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+                } else {
+                    (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+                };
+                let s = UdpSocket::bind(any)?;
+                s.connect(server)?;
+                Ok(Connection::Udp(s))
+            }
+            Transport::Tcp => {
+                let s = TcpStream::connect_timeout(&server, timeout)?;
+                s.set_nodelay(true)?;
+                Ok(Connection::Stream(Stream::Plain(s), Vec::new()))
+            }
+            #[cfg(feature = "tls")]
+            Transport::Tls => {
+                let target = tls.ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "TLS needs a TlsTarget (TurnClient::connect_tls)",
+                    )
+                })?;
+                let mut sock = TcpStream::connect_timeout(&server, timeout)?;
+                sock.set_nodelay(true)?;
+                sock.set_read_timeout(Some(timeout))?;
+                let name = rustls::pki_types::ServerName::try_from(target.name.clone())
+                    .map_err(io::Error::other)?;
+                let mut conn = rustls::ClientConnection::new(target.config.clone(), name)
+                    .map_err(io::Error::other)?;
+                while conn.is_handshaking() {
+                    conn.complete_io(&mut sock)?;
+                }
+                let stream = rustls::StreamOwned::new(conn, sock);
+                Ok(Connection::Stream(
+                    Stream::Tls(Box::new(stream)),
+                    Vec::new(),
+                ))
+            }
+            #[cfg(not(feature = "tls"))]
+            Transport::Tls => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "TURN over TLS needs turn-core's `tls` feature",
+            )),
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Connection::Udp(s) => s.local_addr(),
+            Connection::Stream(s, _) => s.tcp().local_addr(),
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Connection::Udp(s) => match s.send(bytes) {
+                Ok(_) => Ok(()),
+                // ICMP port unreachable from an earlier send: the next may pass.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(()),
+                Err(e) => Err(e),
+            },
+            Connection::Stream(s, _) => {
+                s.write_all(bytes)?;
+                s.flush()
+            }
+        }
+    }
+
+    /// One message into `buf` within `timeout`; `Ok(None)` on timeout.
+    fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<usize>> {
+        let timeout = timeout.max(Duration::from_millis(1));
+        match self {
+            Connection::Udp(s) => {
+                s.set_read_timeout(Some(timeout))?;
+                match s.recv(buf) {
+                    Ok(n) => Ok(Some(n)),
+                    Err(e) if is_timeout(&e) => Ok(None),
+                    // ICMP port unreachable from an earlier send.
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }
+            Connection::Stream(s, pending) => loop {
+                match demux::stream_frame(pending) {
+                    Frame::Stun(n) | Frame::ChannelData(n) if pending.len() >= n => {
+                        let len = n.min(buf.len());
+                        if let (Some(dst), Some(src)) = (buf.get_mut(..len), pending.get(..len)) {
+                            dst.copy_from_slice(src);
+                        }
+                        pending.drain(..n);
+                        return Ok(Some(len));
+                    }
+                    Frame::Invalid => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "stream out of sync",
+                        ));
+                    }
+                    _ => {}
+                }
+                s.tcp().set_read_timeout(Some(timeout))?;
+                let mut chunk = [0u8; 4096];
+                match s.read(&mut chunk) {
+                    Ok(0) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "server closed the connection",
+                        ));
+                    }
+                    Ok(n) => pending.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+                    Err(e) if is_timeout(&e) => return Ok(None),
+                    Err(e) => return Err(e),
+                }
+            },
+        }
+    }
+}
+
+/// A TURN client over std sockets: one allocation on one server. See the
+/// [module docs](self).
+pub struct TurnClient {
+    client: Client,
+    conn: Connection,
+    /// The server `conn` goes to.
+    server: SocketAddr,
+    #[cfg(feature = "tls")]
+    tls: Option<TlsTarget>,
+    buf: Vec<u8>,
+    events: Vec<ClientEvent>,
+}
+
+impl fmt::Debug for TurnClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TurnClient")
+            .field("server", &self.server)
+            .field("state", &self.client.state())
+            .field("relayed", &self.client.relayed())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl TurnClient {
+    /// Connects to `cfg.server` over UDP or TCP (`cfg.transport`). Allocates
+    /// nothing yet.
+    pub fn connect(cfg: ClientConfig) -> Result<TurnClient, ClientIoError> {
+        Self::open(
+            cfg,
+            #[cfg(feature = "tls")]
+            None,
+        )
+    }
+
+    /// Connects to `cfg.server` over TLS, verifying it as `target` says.
+    #[cfg(feature = "tls")]
+    pub fn connect_tls(
+        mut cfg: ClientConfig,
+        target: TlsTarget,
+    ) -> Result<TurnClient, ClientIoError> {
+        cfg.transport = Transport::Tls;
+        Self::open(cfg, Some(target))
+    }
+
+    fn open(
+        cfg: ClientConfig,
+        #[cfg(feature = "tls")] tls: Option<TlsTarget>,
+    ) -> Result<TurnClient, ClientIoError> {
+        let (server, transport) = (cfg.server, cfg.transport);
+        let conn = Connection::open(
+            server,
+            transport,
+            CONNECT_TIMEOUT,
+            #[cfg(feature = "tls")]
+            tls.as_ref(),
+        )
+        .map_err(|source| ClientIoError::Connect {
+            server,
+            transport,
+            source,
+        })?;
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed)
+            .map_err(|e| ClientIoError::Io(io::Error::other(e.to_string())))?;
+        Ok(TurnClient {
+            client: Client::new(cfg, seed),
+            conn,
+            server,
+            #[cfg(feature = "tls")]
+            tls,
+            buf: vec![0; 1 << 16],
+            events: Vec::new(),
+        })
+    }
+
+    /// The server this client talks to (a redirect changes it).
+    pub fn server(&self) -> SocketAddr {
+        self.server
+    }
+
+    /// This end's address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.conn.local_addr()
+    }
+
+    /// The relayed address, once allocated.
+    pub fn relayed(&self) -> Option<SocketAddr> {
+        self.client.relayed()
+    }
+
+    /// This client's address as the server sees it, once allocated.
+    pub fn mapped(&self) -> Option<SocketAddr> {
+        self.client.mapped()
+    }
+
+    /// The sans-IO client underneath.
+    pub fn core(&self) -> &Client {
+        &self.client
+    }
+
+    /// The events seen so far (redirects, round-trip times, refreshes), taken.
+    pub fn take_events(&mut self) -> Vec<ClientEvent> {
+        core::mem::take(&mut self.events)
+    }
+
+    /// A STUN Binding request (retransmitted over UDP): this host's address as
+    /// the server sees it and the round-trip time, or `None` with no answer.
+    pub fn binding(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<(SocketAddr, Duration)>, ClientIoError> {
+        let mut tid = [0u8; 12];
+        getrandom::fill(&mut tid)
+            .map_err(|e| ClientIoError::Io(io::Error::other(e.to_string())))?;
+        let tid = TransactionId::new(tid);
+        let mut req = [0u8; 64];
+        let len = {
+            let mut b = MessageBuilder::new(
+                &mut req,
+                MessageType::new(Method::BINDING, Class::Request),
+                tid,
+            )
+            .map_err(|e| ClientIoError::Io(io::Error::other(e.to_string())))?;
+            b.add_fingerprint()
+                .map_err(|e| ClientIoError::Io(io::Error::other(e.to_string())))?;
+            b.finish()
+        };
+        let req = req.get(..len).unwrap_or_default();
+        let start = StdInstant::now();
+        let mut next_send = start;
+        let mut rto = Duration::from_millis(250);
+        while start.elapsed() < timeout {
+            if StdInstant::now() >= next_send {
+                self.conn.send(req)?;
+                next_send = StdInstant::now() + rto;
+                rto *= 2;
+            }
+            let wait = next_send
+                .saturating_duration_since(StdInstant::now())
+                .min(timeout.saturating_sub(start.elapsed()));
+            if let Some(n) = self.conn.recv(&mut self.buf, wait)?
+                && let Ok(m) = Message::new_checked(self.buf.get(..n).unwrap_or_default())
+                && m.transaction_id() == tid
+            {
+                let mapped = m.attribute::<XorMappedAddress>().ok().flatten();
+                return Ok(mapped.map(|a| (a.0, start.elapsed())));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Runs the client until `done` says so (given each event) or `timeout`
+    /// passes, sending what it asks and feeding it what arrives; returns the
+    /// events seen. Data from peers arriving meanwhile is dropped (use
+    /// [`TurnClient::recv_from`] to read it).
+    pub fn drive(
+        &mut self,
+        timeout: Duration,
+        mut done: impl FnMut(&ClientEvent) -> bool,
+    ) -> Result<Vec<ClientEvent>, ClientIoError> {
+        let deadline = StdInstant::now() + timeout;
+        let mut seen = Vec::new();
+        loop {
+            self.flush()?;
+            while let Some(e) = self.client.poll_event() {
+                let stop = done(&e);
+                seen.push(e);
+                if stop {
+                    self.events.extend_from_slice(&seen);
+                    return Ok(seen);
+                }
+            }
+            let left = deadline.saturating_duration_since(StdInstant::now());
+            if left.is_zero() {
+                self.events.extend_from_slice(&seen);
+                return Ok(seen);
+            }
+            let wait = self.wait(left);
+            match self.conn.recv(&mut self.buf, wait)? {
+                Some(n) => {
+                    let bytes = self.buf.get(..n).unwrap_or_default();
+                    let _ = self.client.handle_input(now(), self.server, bytes);
+                }
+                None => self.client.handle_timeout(now()),
+            }
+        }
+    }
+
+    /// How long to wait for input: until the client's next timer, at most `left`.
+    fn wait(&self, left: Duration) -> Duration {
+        self.client.poll_timeout().map_or(left, |at| {
+            Duration::from_millis(at.millis_since(now())).min(left)
+        })
+    }
+
+    /// Sends everything the client has to send, following a redirect to its new
+    /// server.
+    fn flush(&mut self) -> Result<(), ClientIoError> {
+        while let Some(t) = self.client.poll_transmit(now(), &mut self.buf) {
+            if t.destination != self.server {
+                self.reconnect(t.destination)?;
+            }
+            self.conn.send(self.buf.get(..t.len).unwrap_or_default())?;
+        }
+        Ok(())
+    }
+
+    fn reconnect(&mut self, server: SocketAddr) -> Result<(), ClientIoError> {
+        let transport = self.client.transport();
+        self.conn = Connection::open(
+            server,
+            transport,
+            CONNECT_TIMEOUT,
+            #[cfg(feature = "tls")]
+            self.tls.as_ref(),
+        )
+        .map_err(|source| ClientIoError::Connect {
+            server,
+            transport,
+            source,
+        })?;
+        self.server = server;
+        Ok(())
+    }
+
+    /// Drives until an event `want` picks, or a failure of the same request.
+    fn until(
+        &mut self,
+        timeout: Duration,
+        what: &'static str,
+        want: impl Fn(&ClientEvent) -> bool,
+    ) -> Result<ClientEvent, ClientIoError> {
+        let seen = self.drive(timeout, |e| {
+            want(e) || matches!(e, ClientEvent::Failed { .. })
+        })?;
+        match seen
+            .into_iter()
+            .rev()
+            .find(|e| want(e) || matches!(e, ClientEvent::Failed { .. }))
+        {
+            Some(ClientEvent::Failed { request, failure }) => {
+                Err(ClientIoError::Failed { request, failure })
+            }
+            Some(e) => Ok(e),
+            None => Err(ClientIoError::TimedOut(what)),
+        }
+    }
+
+    /// Allocates (with the 401 round, a 438 retry, and a redirect if the server
+    /// sends one).
+    pub fn allocate(&mut self, timeout: Duration) -> Result<Allocated, ClientIoError> {
+        self.client.allocate(now())?;
+        let first = self.server;
+        match self.until(timeout, "allocation", |e| {
+            matches!(e, ClientEvent::Allocated { .. })
+        })? {
+            ClientEvent::Allocated {
+                relayed,
+                mapped,
+                lifetime,
+            } => Ok(Allocated {
+                relayed,
+                mapped,
+                lifetime,
+                redirected: (self.server != first).then_some(self.server),
+            }),
+            _ => Err(ClientIoError::TimedOut("allocation")),
+        }
+    }
+
+    /// Installs (or refreshes) a permission for `peer`; the client refreshes it
+    /// while driven.
+    pub fn create_permission(
+        &mut self,
+        peer: IpAddr,
+        timeout: Duration,
+    ) -> Result<(), ClientIoError> {
+        self.client.create_permission(now(), peer)?;
+        self.until(timeout, "permission", |e| {
+            *e == ClientEvent::PermissionCreated(peer)
+        })
+        .map(|_| ())
+    }
+
+    /// Binds a channel to `peer` (which installs its permission too); its number.
+    pub fn bind_channel(
+        &mut self,
+        peer: SocketAddr,
+        timeout: Duration,
+    ) -> Result<u16, ClientIoError> {
+        let channel = self.client.bind_channel(now(), peer)?;
+        self.until(
+            timeout,
+            "channel binding",
+            |e| matches!(e, ClientEvent::ChannelBound { peer: p, .. } if *p == peer),
+        )
+        .map(|_| channel)
+    }
+
+    /// Sends `data` to `peer` through the relay: on its channel if one is bound,
+    /// else in a Send indication (which needs a permission).
+    pub fn send_to(&mut self, peer: SocketAddr, data: &[u8]) -> Result<(), ClientIoError> {
+        let t = self.client.send_to(peer, data, &mut self.buf)?;
+        self.conn.send(self.buf.get(..t.len).unwrap_or_default())?;
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for data from a peer, copied into `buf` (cut to its
+    /// size); its length and the peer. Meanwhile the client keeps its allocation,
+    /// permissions and channels refreshed.
+    pub fn recv_from(
+        &mut self,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> Result<Option<(usize, SocketAddr)>, ClientIoError> {
+        let deadline = StdInstant::now() + timeout;
+        loop {
+            self.flush()?;
+            while let Some(e) = self.client.poll_event() {
+                self.events.push(e);
+            }
+            let left = deadline.saturating_duration_since(StdInstant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            let wait = self.wait(left);
+            match self.conn.recv(&mut self.buf, wait)? {
+                Some(n) => {
+                    let bytes = self.buf.get(..n).unwrap_or_default();
+                    if let Some(rx) = self.client.handle_input(now(), self.server, bytes)
+                        && let Some(data) = bytes.get(rx.data)
+                    {
+                        let len = data.len().min(buf.len());
+                        if let (Some(dst), Some(src)) = (buf.get_mut(..len), data.get(..len)) {
+                            dst.copy_from_slice(src);
+                        }
+                        return Ok(Some((len, rx.peer)));
+                    }
+                }
+                None => self.client.handle_timeout(now()),
+            }
+        }
+    }
+
+    /// Keeps the allocation (refreshing it, its permissions and channels) for
+    /// `duration`; fails if a refresh fails.
+    pub fn hold(&mut self, duration: Duration) -> Result<(), ClientIoError> {
+        let seen = self.drive(duration, |e| matches!(e, ClientEvent::Failed { .. }))?;
+        match seen
+            .into_iter()
+            .find(|e| matches!(e, ClientEvent::Failed { .. }))
+        {
+            Some(ClientEvent::Failed { request, failure }) => {
+                Err(ClientIoError::Failed { request, failure })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Deletes the allocation and waits up to `timeout` for the server to
+    /// confirm (with a zero timeout, sends the request once and returns).
+    pub fn deallocate(&mut self, timeout: Duration) -> Result<(), ClientIoError> {
+        self.client.deallocate(now())?;
+        if timeout.is_zero() {
+            return self.flush();
+        }
+        self.until(timeout, "deallocation", |e| {
+            matches!(e, ClientEvent::Refreshed { lifetime: 0 })
+        })
+        .map(|_| ())
+    }
+}

@@ -1,0 +1,392 @@
+//! One TCP or TLS client connection: on a TLS listener it first demultiplexes the
+//! opening (TLS or plain; inside TLS, TURN or HTTPS) with `proxy-core`, on the TLS
+//! thread; as a TURN connection it reads frames (STUN messages, ChannelData) off
+//! the stream and queues replies, on its worker, with bounded buffers.
+//!
+//! Until it holds an allocation, a connection is held to little: frames of at
+//! most [`MAX_UNAUTH_FRAME`] bytes and [`MAX_UNAUTH_WRITE`] bytes of replies
+//! queued (about 4 KiB + 16 KiB of buffers, plus rustls's records for TLS), and it
+//! must finish its TLS handshake and send its first whole message by a deadline
+//! fixed when it was accepted, which trickling bytes do not move.
+
+use crate::adapters::std::prelude::*;
+
+use std::io;
+#[cfg(feature = "tls")]
+use std::io::Read;
+#[cfg(feature = "tls")]
+use std::sync::Arc;
+use std::time::Instant;
+
+use mio::net::TcpStream;
+#[cfg(feature = "tls")]
+use proxy_core::demux::{self as opening, MAX_OPENING};
+#[cfg(feature = "tls")]
+pub(crate) use proxy_core::runtime::Link;
+use stun_core::demux::{self, Frame};
+
+use crate::FiveTuple;
+#[cfg(feature = "tls")]
+use crate::Transport;
+
+use super::sources::SourceSlot;
+
+/// A plain TCP stream, with the calls the TLS link of `proxy-core` has.
+#[cfg(not(feature = "tls"))]
+pub(crate) struct Link {
+    pub(crate) sock: TcpStream,
+}
+
+#[cfg(not(feature = "tls"))]
+impl Link {
+    pub(crate) fn plain(sock: TcpStream) -> Link {
+        Link { sock }
+    }
+
+    pub(crate) fn read_plain(&mut self, dst: &mut [u8]) -> io::Result<usize> {
+        io::Read::read(&mut self.sock, dst)
+    }
+
+    pub(crate) fn write_plain(&mut self, src: &[u8]) -> io::Result<usize> {
+        io::Write::write(&mut self.sock, src)
+    }
+
+    pub(crate) fn flush(&mut self) -> io::Result<bool> {
+        Ok(true)
+    }
+
+    pub(crate) fn wants_write(&self) -> bool {
+        false
+    }
+}
+
+/// Largest frame accepted: a maximal STUN message.
+pub(crate) const MAX_FRAME: usize = 20 + 65535;
+/// Largest frame accepted before the connection holds an allocation: an Allocate
+/// or a Binding request is far smaller.
+pub(crate) const MAX_UNAUTH_FRAME: usize = 4096;
+/// Replies queued for a client that does not read them; past this it is dropped.
+const MAX_PENDING_WRITE: usize = 256 * 1024;
+/// Replies queued before the connection holds an allocation.
+const MAX_UNAUTH_WRITE: usize = 16 * 1024;
+/// TLS records rustls may queue for a connection that does not read.
+#[cfg(feature = "tls")]
+const TLS_BUFFER: usize = 16 * 1024;
+
+/// What a read turned up.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ReadState {
+    /// Still open.
+    Open,
+    /// The peer closed, the stream is out of sync, or an I/O error happened.
+    Closed(&'static str),
+}
+
+/// Where a connection on a TLS listener stands.
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stage {
+    /// Its first bytes have not been classified yet.
+    Opening,
+    /// A TURN client (over TCP or TLS).
+    Turn,
+}
+
+/// What the opening of a connection on a TLS listener turned out to be.
+#[cfg(feature = "tls")]
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Opening {
+    /// Not known yet: wait for more bytes.
+    Wait,
+    /// TURN: handle it here.
+    Turn,
+    /// HTTP (inside TLS or not): hand it to the web proxy.
+    Http,
+    /// Neither: close it.
+    Close(&'static str),
+}
+
+/// A client connection and its buffers.
+pub(crate) struct Conn {
+    pub(crate) link: Link,
+    pub(crate) tuple: FiveTuple,
+    pub(crate) stage: Stage,
+    rbuf: Vec<u8>,
+    rlen: usize,
+    wbuf: Vec<u8>,
+    pub(crate) last_active: Instant,
+    pub(crate) wants_write: bool,
+    /// By when the handshake and the first whole message must be done; `None`
+    /// once the first message was handled.
+    pub(crate) deadline: Option<Instant>,
+    /// Whether the connection holds an allocation (its limits are then wider).
+    pub(crate) allocated: bool,
+    /// Its place in the per-source count.
+    _slot: Option<SourceSlot>,
+}
+
+impl Conn {
+    /// A connection accepted at `now` that must finish its opening by `deadline`.
+    pub(crate) fn new(
+        stream: TcpStream,
+        tuple: FiveTuple,
+        stage: Stage,
+        now: Instant,
+        deadline: Instant,
+        slot: Option<SourceSlot>,
+    ) -> Self {
+        Conn {
+            link: Link::plain(stream),
+            tuple,
+            stage,
+            rbuf: vec![0; 4096],
+            rlen: 0,
+            wbuf: Vec::new(),
+            last_active: now,
+            wants_write: false,
+            deadline: Some(deadline),
+            allocated: false,
+            _slot: slot,
+        }
+    }
+
+    fn max_frame(&self) -> usize {
+        if self.allocated {
+            MAX_FRAME
+        } else {
+            MAX_UNAUTH_FRAME
+        }
+    }
+
+    fn max_write(&self) -> usize {
+        if self.allocated {
+            MAX_PENDING_WRITE
+        } else {
+            MAX_UNAUTH_WRITE
+        }
+    }
+
+    /// Reads the opening of a connection on a TLS listener and decides what it is.
+    #[cfg(feature = "tls")]
+    /// TLS is set up here; what it decrypts stays buffered for the next owner.
+    pub(crate) fn open(&mut self, now: Instant, tls: &Arc<rustls::ServerConfig>) -> Opening {
+        loop {
+            if self.link.tls.is_none() {
+                match opening::classify(self.rbuf.get(..self.rlen).unwrap_or(&[])) {
+                    opening::Opening::NeedMore => {}
+                    opening::Opening::Stun => {
+                        self.stage = Stage::Turn;
+                        return Opening::Turn;
+                    }
+                    opening::Opening::Http => return Opening::Http,
+                    opening::Opening::Unknown => {
+                        return Opening::Close("neither TLS, TURN nor HTTP");
+                    }
+                    opening::Opening::Tls { .. } => {
+                        let mut conn = match rustls::ServerConnection::new(tls.clone()) {
+                            Ok(c) => c,
+                            Err(_) => return Opening::Close("TLS setup failed"),
+                        };
+                        conn.set_buffer_limit(Some(TLS_BUFFER));
+                        let mut hello = self.rbuf.get(..self.rlen).unwrap_or(&[]);
+                        while !hello.is_empty() {
+                            if conn.read_tls(&mut hello).is_err() {
+                                return Opening::Close("TLS record rejected");
+                            }
+                        }
+                        if conn.process_new_packets().is_err() {
+                            return Opening::Close("TLS handshake failed");
+                        }
+                        self.rlen = 0;
+                        self.link.tls = Some(rustls::Connection::Server(conn));
+                        self.tuple.transport = Transport::Tls;
+                        let _ = self.link.flush();
+                        continue;
+                    }
+                }
+                if self.rlen >= MAX_OPENING {
+                    return Opening::Close("opening too long");
+                }
+                if self.rbuf.len() < MAX_OPENING {
+                    self.rbuf.resize(MAX_OPENING, 0);
+                }
+                match self
+                    .link
+                    .sock
+                    .read(self.rbuf.get_mut(self.rlen..).unwrap_or_default())
+                {
+                    Ok(0) => return Opening::Close("closed by peer"),
+                    Ok(n) => {
+                        self.rlen += n;
+                        self.last_active = now;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Opening::Wait,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return Opening::Close("read error"),
+                }
+            } else {
+                match opening::classify_inner(self.rbuf.get(..self.rlen).unwrap_or(&[])) {
+                    opening::Opening::NeedMore => {}
+                    opening::Opening::Stun => {
+                        self.stage = Stage::Turn;
+                        return Opening::Turn;
+                    }
+                    opening::Opening::Http => return Opening::Http,
+                    _ => return Opening::Close("inside TLS: neither TURN nor HTTP"),
+                }
+                if self.rlen >= 64 {
+                    return Opening::Close("inside TLS: neither TURN nor HTTP");
+                }
+                match self
+                    .link
+                    .read_plain(self.rbuf.get_mut(self.rlen..).unwrap_or_default())
+                {
+                    Ok(0) => return Opening::Close("closed by peer"),
+                    Ok(n) => {
+                        self.rlen += n;
+                        self.last_active = now;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        let _ = self.link.flush();
+                        return Opening::Wait;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return Opening::Close("TLS handshake failed"),
+                }
+            }
+        }
+    }
+
+    /// Gives the link, the bytes read past the opening and the SNI to another
+    /// owner. The SNI is the one the TLS handshake negotiated (rustls read the
+    /// whole ClientHello, however many records it spans), not the first record's.
+    #[cfg(feature = "tls")]
+    pub(crate) fn into_parts(mut self) -> (Link, Vec<u8>, Option<String>) {
+        self.rbuf.truncate(self.rlen);
+        let sni = match &self.link.tls {
+            Some(rustls::Connection::Server(c)) => c.server_name().map(str::to_string),
+            _ => None,
+        };
+        (self.link, self.rbuf, sni)
+    }
+
+    /// Reads what is available and hands each complete frame to `on_frame`, which
+    /// may append a reply to the write buffer it is given.
+    pub(crate) fn read_frames(
+        &mut self,
+        now: Instant,
+        mut on_frame: impl FnMut(&[u8], &mut Vec<u8>),
+    ) -> ReadState {
+        // Bytes buffered while the opening was classified come first.
+        if let Some(reason) = self.drain_frames(&mut on_frame) {
+            return ReadState::Closed(reason);
+        }
+        loop {
+            if self.rlen == self.rbuf.len() {
+                // Grow only as far as the frame at the front needs.
+                let need = demux::stream_frame(self.rbuf.get(..self.rlen).unwrap_or_default())
+                    .frame_len()
+                    .unwrap_or(0)
+                    .max(self.rlen + 1);
+                if need > self.max_frame() {
+                    return ReadState::Closed(self.too_large());
+                }
+                self.rbuf
+                    .resize(need.next_power_of_two().min(self.max_frame()), 0);
+            }
+            match self
+                .link
+                .read_plain(self.rbuf.get_mut(self.rlen..).unwrap_or_default())
+            {
+                Ok(0) => return ReadState::Closed("closed by peer"),
+                Ok(n) => {
+                    self.rlen += n;
+                    self.last_active = now;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return ReadState::Closed("read error"),
+            }
+            // Process as we go so one read burst cannot grow the buffer unbounded.
+            if let Some(reason) = self.drain_frames(&mut on_frame) {
+                return ReadState::Closed(reason);
+            }
+            if self.wbuf.len() > self.max_write() {
+                return ReadState::Closed("client does not read its responses");
+            }
+        }
+        match self.drain_frames(&mut on_frame) {
+            Some(reason) => ReadState::Closed(reason),
+            None => ReadState::Open,
+        }
+    }
+
+    /// Hands every complete frame at the front of the read buffer to `on_frame`.
+    fn drain_frames(
+        &mut self,
+        on_frame: &mut impl FnMut(&[u8], &mut Vec<u8>),
+    ) -> Option<&'static str> {
+        let mut start = 0;
+        let max = self.max_frame();
+        loop {
+            let pending = self.rbuf.get(start..self.rlen).unwrap_or_default();
+            match demux::stream_frame(pending) {
+                Frame::NeedMore => break,
+                Frame::Invalid => return Some("stream is neither STUN nor ChannelData"),
+                Frame::Stun(n) | Frame::ChannelData(n) => {
+                    if n > max {
+                        return Some(self.too_large());
+                    }
+                    if pending.len() < n {
+                        break;
+                    }
+                    on_frame(pending.get(..n).unwrap_or_default(), &mut self.wbuf);
+                    self.deadline = None;
+                    start += n;
+                }
+            }
+        }
+        self.rbuf.copy_within(start..self.rlen, 0);
+        self.rlen -= start;
+        None
+    }
+
+    fn too_large(&self) -> &'static str {
+        if self.allocated {
+            "frame larger than a STUN message"
+        } else {
+            "frame larger than 4 KiB before an allocation"
+        }
+    }
+
+    /// Writes as much of the queue as the socket takes. Returns false on error.
+    pub(crate) fn flush(&mut self) -> bool {
+        while !self.wbuf.is_empty() {
+            match self.link.write_plain(&self.wbuf) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    self.wbuf.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return false,
+            }
+        }
+        self.link.flush().is_ok()
+    }
+
+    /// Queues `bytes` for the client (a relayed packet); false when the client is
+    /// too far behind, in which case the packet is dropped as UDP would drop it.
+    pub(crate) fn queue(&mut self, bytes: &[u8]) -> bool {
+        if self.wbuf.len() + bytes.len() > self.max_write() {
+            return false;
+        }
+        self.wbuf.extend_from_slice(bytes);
+        true
+    }
+
+    /// Whether bytes wait for the socket to become writable.
+    pub(crate) fn has_pending_write(&self) -> bool {
+        !self.wbuf.is_empty() || self.link.wants_write()
+    }
+}

@@ -1,0 +1,97 @@
+//! The TURN core's [`Host`] on a worker: relay sockets on its event loop, the
+//! shared credential store and quotas, and the worker's random stream.
+
+use crate::adapters::std::prelude::*;
+
+use std::net::SocketAddr;
+
+use mio::Registry;
+
+use crate::Instant;
+use crate::credentials::{Algorithm, Key};
+use crate::rng::Random;
+use crate::server::{BindError, Host, QuotaError, RelayHandle, USERNAME_MAX};
+
+use super::relays::Relays;
+use super::shared::Shared;
+
+/// Borrows what a worker lends the TURN core for one call.
+pub(crate) struct WorkerHost<'a> {
+    pub(crate) shared: &'a Shared,
+    pub(crate) relays: &'a mut Relays,
+    pub(crate) registry: &'a Registry,
+    pub(crate) random: &'a mut Random,
+}
+
+impl Host for WorkerHost<'_> {
+    fn long_term_key(&mut self, username: &str, realm: &str, algorithm: Algorithm) -> Option<Key> {
+        self.shared.credentials.key(username, realm, algorithm)
+    }
+
+    fn username_by_hash(
+        &mut self,
+        userhash: &[u8; 32],
+        realm: &str,
+    ) -> Option<heapless::String<USERNAME_MAX>> {
+        self.shared
+            .credentials
+            .username_by_hash(userhash, realm)
+            .and_then(|u| heapless::String::try_from(u.as_str()).ok())
+    }
+
+    fn bind_relay(&mut self, handle: RelayHandle, local: SocketAddr) -> Result<(), BindError> {
+        self.relays.bind(self.registry, handle, local)?;
+        self.shared.live.set(local, true);
+        Ok(())
+    }
+
+    fn close_relay(&mut self, handle: RelayHandle, local: SocketAddr) {
+        if self.relays.close(self.registry, handle) {
+            self.shared.live.set(local, false);
+        }
+    }
+
+    fn is_relay(&mut self, local: SocketAddr) -> bool {
+        self.shared.live.contains(local)
+    }
+
+    fn reserve_port(
+        &mut self,
+        token: [u8; 8],
+        local: SocketAddr,
+        expires: Instant,
+    ) -> Result<(), BindError> {
+        let sock = self.relays.open(local)?;
+        self.shared.reservations.hold(token, sock, local, expires);
+        Ok(())
+    }
+
+    fn claim_port(
+        &mut self,
+        token: &[u8; 8],
+        handle: RelayHandle,
+        now: Instant,
+    ) -> Option<SocketAddr> {
+        let (sock, local) = self.shared.reservations.take(token, now)?;
+        self.relays.adopt(self.registry, handle, sock, local).ok()?;
+        self.shared.live.set(local, true);
+        Some(local)
+    }
+
+    fn expire_reservations(&mut self, now: Instant) {
+        self.shared.reservations.expire(now);
+    }
+
+    fn acquire_quota(&mut self, username: &str) -> Result<(), QuotaError> {
+        self.shared.quota.acquire(username)
+    }
+
+    fn release_quota(&mut self, username: &str) {
+        self.shared.quota.release(username);
+    }
+
+    fn random(&mut self, buf: &mut [u8]) {
+        // A ChaCha12 stream keyed from the OS at start: nothing to fail here.
+        self.random.fill(buf);
+    }
+}

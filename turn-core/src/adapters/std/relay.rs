@@ -1,0 +1,568 @@
+//! Starting and running the relay: [`Relay`], the handle a started relay gives
+//! back, its [`RelayEvent`]s, and why a start fails ([`StartError`]).
+//!
+//! Starting binds every listener before it spawns anything, so a bad address
+//! stops the start with the address in the error; then each worker gets its
+//! shard of the TURN server (one secret keys every shard's nonces, so a nonce
+//! verifies on whichever worker the kernel steers the next packet to).
+
+use crate::adapters::std::prelude::*;
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use log::{info, warn};
+use mio::Waker;
+
+use crate::FiveTuple;
+use crate::server::{ConfigError, Event, Refusal, Slot};
+
+use super::builder::Settings;
+use super::capacity::Capacity;
+use super::credentials::Credentials;
+use super::net;
+use super::shared::{Quota, Shared};
+use super::stats::{self, Stats, Username};
+use super::worker::{self, Turn, UdpListener, Worker};
+
+/// Something that happened on the relay, for the embedder (the same things are
+/// logged with `log`). Events queue up to the builder's
+/// [`event_queue`](super::RelayBuilder::event_queue) size; past it they are
+/// dropped and counted in [`Stats::events_dropped`], never blocking a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RelayEvent {
+    /// An allocation was created or ended.
+    Allocation {
+        /// The worker that holds it.
+        worker: usize,
+        /// What happened.
+        event: Event,
+    },
+    /// A request was refused for a reason an operator acts on: bad credentials,
+    /// an unknown user, a stale nonce past its retry, a forbidden peer, a quota.
+    /// (Routine refusals, such as the first 401 of every allocation, are not
+    /// reported.)
+    Refused {
+        /// The worker that refused it.
+        worker: usize,
+        /// The client's 5-tuple.
+        tuple: FiveTuple,
+        /// The USERNAME it carried, if any.
+        username: Option<Username>,
+        /// Why.
+        refusal: Refusal,
+    },
+    /// A relay socket could not be bound for a reason other than a taken port
+    /// (the address is not this host's, permissions, file descriptors).
+    RelaySocketFailed {
+        /// The worker.
+        worker: usize,
+        /// The address it tried.
+        local: SocketAddr,
+        /// The system's reason.
+        error: io::ErrorKind,
+    },
+}
+
+/// Why the relay did not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A setting cannot work; `field` names it (as in [`Settings`]).
+    Settings {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The TURN core refused its configuration.
+    Config(ConfigError),
+    /// A listener could not be bound.
+    Bind {
+        /// "udp", "tcp" or "tls".
+        transport: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: io::Error,
+    },
+    /// Something else the start needs failed: an event loop, a thread, the OS
+    /// random source.
+    Setup {
+        /// What was being done.
+        what: &'static str,
+        /// The cause.
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Settings { field, problem } => write!(f, "`{field}`: {problem}"),
+            StartError::Config(e) => write!(f, "TURN configuration refused: {e}"),
+            StartError::Bind {
+                transport,
+                addr,
+                source,
+            } => write!(
+                f,
+                "cannot listen on {transport} {addr}: {source} (is another server, such as \
+                 coturn, already on this port?)"
+            ),
+            StartError::Setup { what, source } => write!(f, "cannot {what}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::Bind { source, .. } | StartError::Setup { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+fn setup(what: &'static str) -> impl FnOnce(io::Error) -> StartError {
+    move |source| StartError::Setup { what, source }
+}
+
+fn random<const N: usize>() -> Result<[u8; N], StartError> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).map_err(|e| StartError::Setup {
+        what: "read the OS random source",
+        source: io::Error::other(e.to_string()),
+    })?;
+    Ok(b)
+}
+
+/// A running relay. Dropping it stops it (and waits for its threads).
+pub struct Relay {
+    local: Vec<SocketAddr>,
+    tls_local: Vec<SocketAddr>,
+    shared: Arc<Shared>,
+    stop: Stopper,
+    workers: Vec<JoinHandle<()>>,
+    events: Mutex<Option<Receiver<RelayEvent>>>,
+    threads: usize,
+    capacity: Option<Capacity>,
+}
+
+impl fmt::Debug for Relay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Relay")
+            .field("local", &self.local)
+            .field("tls_local", &self.tls_local)
+            .field("threads", &self.threads)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads a relay's stats from another thread; see [`Relay::stats_handle`].
+#[derive(Clone)]
+pub struct StatsHandle {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for StatsHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StatsHandle").finish_non_exhaustive()
+    }
+}
+
+impl StatsHandle {
+    /// The latest stats of every worker (at most a second old; after the relay
+    /// stopped, the last ones).
+    pub fn stats(&self) -> Stats {
+        let snapshots = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
+        stats::collect(
+            &snapshots,
+            self.shared.quota.total(),
+            self.shared.events.dropped(),
+        )
+    }
+}
+
+/// Stops a relay from another thread (a signal handler's, a control task's).
+#[derive(Clone)]
+pub struct Stopper {
+    flag: Arc<AtomicBool>,
+    wakers: Vec<Arc<Waker>>,
+    #[cfg(feature = "tls")]
+    tls: Option<super::handshake::Handshakes>,
+}
+
+impl fmt::Debug for Stopper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stopper")
+            .field("stopped", &self.flag.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stopper {
+    /// Tells every thread of the relay to stop (they finish the batch in hand).
+    pub fn stop(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        for w in &self.wakers {
+            let _ = w.wake();
+        }
+        #[cfg(feature = "tls")]
+        if let Some(h) = &self.tls {
+            h.wake();
+        }
+    }
+}
+
+impl Relay {
+    /// The UDP and TCP listeners' addresses, as bound (a port 0 asked for is the
+    /// port the system gave).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local
+    }
+
+    /// The TLS listeners' addresses, as bound.
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        &self.tls_local
+    }
+
+    /// Worker threads running.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Allocations allowed in all.
+    pub fn quota_total(&self) -> usize {
+        self.shared.quota.total()
+    }
+
+    /// What bounded the total of allocations, when it was measured (it was not
+    /// set).
+    pub fn capacity(&self) -> Option<&Capacity> {
+        self.capacity.as_ref()
+    }
+
+    /// The latest stats of every worker (at most a second old).
+    pub fn stats(&self) -> Stats {
+        self.stats_handle().stats()
+    }
+
+    /// A handle that reads the stats from another thread (an admin or metrics
+    /// endpoint), without holding the relay.
+    pub fn stats_handle(&self) -> StatsHandle {
+        StatsHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The receiving end of the event queue, the first time it is asked for
+    /// (`None` after, or when the queue was turned off with a size of 0).
+    pub fn take_events(&self) -> Option<Receiver<RelayEvent>> {
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// A handle that stops the relay from another thread.
+    pub fn stopper(&self) -> Stopper {
+        self.stop.clone()
+    }
+
+    /// Tells the relay to stop; [`Relay::join`] then returns.
+    pub fn shutdown(&self) {
+        self.stop.stop();
+    }
+
+    /// Waits until the relay stops (after [`Relay::shutdown`] or a
+    /// [`Stopper`]).
+    pub fn join(mut self) {
+        self.wait();
+    }
+
+    fn wait(&mut self) {
+        for h in self.workers.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.stop();
+        self.wait();
+    }
+}
+
+/// Fills in what the settings leave to the listeners: the relay addresses, and
+/// the own addresses peers may never be.
+fn resolve(settings: &mut Settings) -> Result<(), StartError> {
+    if settings.listen.is_empty() && settings.tls_listen.is_empty() {
+        return Err(StartError::Settings {
+            field: "listen",
+            problem: "at least one listener is needed".into(),
+        });
+    }
+    let (v4, v6) = settings.relay_addresses();
+    settings.turn.relay_v4 = v4;
+    settings.turn.relay_v6 = v6;
+    if v4.is_none() && v6.is_none() {
+        return Err(StartError::Settings {
+            field: "turn.relay_v4",
+            problem: "no relay address: listen on a specific address or set one".into(),
+        });
+    }
+    let listeners: Vec<SocketAddr> = settings
+        .listen
+        .iter()
+        .chain(&settings.tls_listen)
+        .copied()
+        .collect();
+    for ip in own_addresses(&listeners, &settings.own_addresses) {
+        if !settings.turn.policy.add_own(ip) {
+            warn!("more own addresses than the peer policy holds; {ip} is not among them");
+        }
+    }
+    Ok(())
+}
+
+/// The addresses of this host that peers may never be: every listener and the
+/// given ones, and, when a listener is on a wildcard, every address of the
+/// host's interfaces. (The core adds the relay and advertised addresses.)
+pub(crate) fn own_addresses(listeners: &[SocketAddr], extra: &[IpAddr]) -> Vec<IpAddr> {
+    let mut own: Vec<IpAddr> = listeners.iter().map(SocketAddr::ip).collect();
+    own.extend_from_slice(extra);
+    if own.iter().any(IpAddr::is_unspecified) {
+        match if_addrs::get_if_addrs() {
+            Ok(ifs) => own.extend(ifs.iter().map(|i| i.ip())),
+            Err(e) => {
+                warn!("cannot list the host's addresses ({e}): deny them as peers with deny_peer")
+            }
+        }
+    }
+    own.retain(|ip| !ip.is_unspecified());
+    own.sort();
+    own.dedup();
+    own
+}
+
+/// Every worker's listeners, and the addresses bound (UDP and TCP, TLS).
+struct Bound {
+    listeners: Vec<worker::Listeners>,
+    local: Vec<SocketAddr>,
+    tls_local: Vec<SocketAddr>,
+}
+
+/// Binds every listener once per worker: the first socket of each address fixes
+/// its port (which matters for port 0), the others join it with SO_REUSEPORT.
+fn bind_all(settings: &Settings, threads: usize) -> Result<Bound, StartError> {
+    let mut listeners: Vec<worker::Listeners> = (0..threads).map(|_| Default::default()).collect();
+    let mut bound = Vec::new();
+    let bind = |transport, addr| {
+        move |source| StartError::Bind {
+            transport,
+            addr,
+            source,
+        }
+    };
+    for &addr in &settings.listen {
+        let mut actual = addr;
+        for l in listeners.iter_mut() {
+            let udp = net::bind_udp(actual).map_err(bind("udp", actual))?;
+            actual = udp.local_addr().map_err(setup("read a local address"))?;
+            let state = quinn_udp::UdpSocketState::new((&udp).into())
+                .map_err(setup("set up batched UDP receive"))?;
+            l.udp.push(UdpListener {
+                sock: udp,
+                state,
+                local: actual,
+            });
+        }
+        for l in listeners.iter_mut() {
+            l.tcp
+                .push(net::bind_tcp(actual).map_err(bind("tcp", actual))?);
+        }
+        bound.push(actual);
+    }
+    #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+    let mut tls_bound = Vec::new();
+    #[cfg(feature = "tls")]
+    for &addr in &settings.tls_listen {
+        let mut actual = addr;
+        for l in listeners.iter_mut() {
+            let tcp = net::bind_tcp(actual).map_err(bind("tls", actual))?;
+            actual = tcp.local_addr().map_err(setup("read a local address"))?;
+            l.tls.push(tcp);
+        }
+        tls_bound.push(actual);
+    }
+    Ok(Bound {
+        listeners,
+        local: bound,
+        tls_local: tls_bound,
+    })
+}
+
+/// Starts the relay (see [`RelayBuilder::start`](super::RelayBuilder::start)).
+pub(crate) fn start(
+    mut settings: Settings,
+    credentials: Arc<dyn Credentials>,
+    event_queue: usize,
+    #[cfg(feature = "tls")] tls: Option<Arc<rustls::ServerConfig>>,
+    #[cfg(feature = "tls")] web_proxy: Option<Arc<proxy_core::runtime::Proxy>>,
+) -> Result<Relay, StartError> {
+    #[cfg(feature = "tls")]
+    if !settings.tls_listen.is_empty() && tls.is_none() {
+        return Err(StartError::Settings {
+            field: "tls_listen",
+            problem: "TLS listeners need the server's TLS configuration (RelayBuilder::tls)".into(),
+        });
+    }
+    #[cfg(not(feature = "tls"))]
+    if !settings.tls_listen.is_empty() {
+        return Err(StartError::Settings {
+            field: "tls_listen",
+            problem: "TLS listeners need turn-core's `tls` feature".into(),
+        });
+    }
+    resolve(&mut settings)?;
+    settings.turn.validate().map_err(StartError::Config)?;
+    let threads = settings.worker_threads();
+    let Bound {
+        listeners,
+        local,
+        tls_local,
+    } = bind_all(&settings, threads)?;
+
+    let capacity = match settings.total {
+        Some(_) => None,
+        None => Some(Capacity::measure(&settings, threads)),
+    };
+    let total = settings
+        .total
+        .or(capacity.as_ref().map(|c| c.total))
+        .unwrap_or(1)
+        .max(1);
+    if let Some(c) = &capacity {
+        info!("allocation total not set: {c}");
+    }
+    let (events_tx, events_rx) = if event_queue > 0 {
+        let (tx, rx) = sync_channel(event_queue);
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
+    let shared = Arc::new(Shared::new(
+        settings.tcp,
+        credentials,
+        Quota::new(settings.per_user, total),
+        threads,
+        events_tx,
+    ));
+    // Each shard holds its share of the total with room for uneven hashing.
+    let slots = (total.div_ceil(threads) * 5 / 4 + 64).min(total.max(64));
+    let flag = Arc::new(AtomicBool::new(false));
+    let secret: [u8; 32] = random()?;
+    let mut workers = Vec::new();
+    for (i, l) in listeners.into_iter().enumerate() {
+        let shard = Turn::new(settings.turn.clone(), vec![Slot::EMPTY; slots], secret)
+            .map_err(StartError::Config)?;
+        let w = Worker::new(i, l, shard, random()?, shared.clone(), flag.clone())
+            .map_err(setup("create an event loop"))?;
+        workers.push(w);
+    }
+    let wakers = workers.iter().map(Worker::waker).collect();
+    #[cfg(feature = "tls")]
+    let tls_thread = match (&tls, tls_local.is_empty()) {
+        (Some(tls), false) => {
+            let inboxes = workers.iter().map(Worker::inbox).collect();
+            let (h, handle) =
+                super::handshake::spawn(tls.clone(), web_proxy, inboxes, flag.clone())
+                    .map_err(setup("start the TLS thread"))?;
+            for w in &mut workers {
+                w.set_handshakes(h.clone());
+            }
+            Some((h, handle))
+        }
+        _ => None,
+    };
+    let mut handles = Vec::new();
+    for (i, w) in workers.into_iter().enumerate() {
+        let handle = std::thread::Builder::new()
+            .name(format!("turn-worker-{i}"))
+            .spawn(move || w.run())
+            .map_err(setup("spawn a worker thread"))?;
+        handles.push(handle);
+    }
+    #[cfg(feature = "tls")]
+    let tls_handshakes = tls_thread.map(|(h, handle)| {
+        handles.push(handle);
+        h
+    });
+    info!(
+        "TURN on {} address(es) with {threads} worker(s) of {slots} allocations each",
+        local.len() + tls_local.len()
+    );
+    Ok(Relay {
+        local,
+        tls_local,
+        shared,
+        stop: Stopper {
+            flag,
+            wakers,
+            #[cfg(feature = "tls")]
+            tls: tls_handshakes,
+        },
+        workers: handles,
+        events: Mutex::new(events_rx),
+        threads,
+        capacity,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_addresses_are_the_listeners_the_extras_and_a_wildcards_interfaces() {
+        let listeners: Vec<SocketAddr> = vec![
+            "10.0.0.5:3478".parse().unwrap(),
+            "10.0.0.7:443".parse().unwrap(),
+        ];
+        let extra: Vec<IpAddr> = vec!["10.0.0.8".parse().unwrap()];
+        let own = own_addresses(&listeners, &extra);
+        for ip in ["10.0.0.5", "10.0.0.7", "10.0.0.8"] {
+            assert!(own.contains(&ip.parse().unwrap()), "{ip}: {own:?}");
+        }
+        let own = own_addresses(&["0.0.0.0:3478".parse().unwrap()], &[]);
+        assert!(own.contains(&"127.0.0.1".parse().unwrap()), "{own:?}");
+        assert!(own.iter().all(|ip| !ip.is_unspecified()));
+    }
+
+    #[test]
+    fn relay_addresses_default_to_the_first_specific_listener_of_each_family() {
+        let mut s = Settings {
+            listen: vec![
+                "0.0.0.0:3478".parse().unwrap(),
+                "192.0.2.10:3478".parse().unwrap(),
+                "[2001:db8::10]:3478".parse().unwrap(),
+            ],
+            ..Settings::default()
+        };
+        resolve(&mut s).unwrap();
+        assert_eq!(s.turn.relay_v4, Some("192.0.2.10".parse().unwrap()));
+        assert_eq!(s.turn.relay_v6, Some("2001:db8::10".parse().unwrap()));
+
+        let mut s = Settings {
+            listen: vec!["0.0.0.0:3478".parse().unwrap()],
+            ..Settings::default()
+        };
+        let e = resolve(&mut s).unwrap_err();
+        assert!(e.to_string().starts_with("`turn.relay_v4`"), "{e}");
+    }
+}

@@ -1,0 +1,280 @@
+//! What the workers share: the credential store, quotas, the relay sockets
+//! bound anywhere, EVEN-PORT reservations, connections per source, the clock,
+//! the stats each worker publishes, and the event queue.
+
+use crate::adapters::std::prelude::*;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+
+use crate::Instant;
+use crate::server::QuotaError;
+
+use super::builder::TcpLimits;
+use super::clock::Clock;
+use super::credentials::Credentials;
+use super::relay::RelayEvent;
+use super::sources::Sources;
+use super::stats::WorkerSnapshot;
+
+/// Read-mostly state shared by all workers.
+pub(crate) struct Shared {
+    pub(crate) tcp: TcpLimits,
+    pub(crate) credentials: Arc<dyn Credentials>,
+    /// Relay sockets bound right now, on any worker.
+    pub(crate) live: LiveRelays,
+    /// Stream connections per source address.
+    pub(crate) sources: Arc<Sources>,
+    pub(crate) quota: Quota,
+    pub(crate) reservations: Reservations,
+    pub(crate) clock: Clock,
+    /// The latest snapshot of each worker.
+    pub(crate) stats: Mutex<Vec<WorkerSnapshot>>,
+    pub(crate) events: EventQueue,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        tcp: TcpLimits,
+        credentials: Arc<dyn Credentials>,
+        quota: Quota,
+        threads: usize,
+        events: Option<SyncSender<RelayEvent>>,
+    ) -> Shared {
+        Shared {
+            tcp,
+            credentials,
+            live: LiveRelays::default(),
+            sources: Sources::new(tcp.max_per_source),
+            quota,
+            reservations: Reservations::default(),
+            clock: Clock::new(),
+            stats: Mutex::new((0..threads).map(WorkerSnapshot::empty).collect()),
+            events: EventQueue {
+                tx: events,
+                dropped: AtomicU64::new(0),
+            },
+        }
+    }
+}
+
+/// The bounded queue of [`RelayEvent`]s: a full queue drops the event (and
+/// counts it) rather than ever blocking a worker.
+pub(crate) struct EventQueue {
+    tx: Option<SyncSender<RelayEvent>>,
+    dropped: AtomicU64,
+}
+
+impl EventQueue {
+    /// Whether anyone may read events (else they are not built at all).
+    pub(crate) fn wanted(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    pub(crate) fn push(&self, e: RelayEvent) {
+        if let Some(tx) = &self.tx {
+            match tx.try_send(e) {
+                Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+                Err(TrySendError::Full(_)) => {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Events dropped because the queue was full.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// Which relay ports are bound right now, per family, as bits: one atomic load
+/// answers the core's relay-to-relay check on the packet path, whichever worker
+/// owns the relay. Relay sockets bind to one address per family, so the family
+/// and the port name them.
+pub(crate) struct LiveRelays {
+    bits: [Box<[AtomicU64]>; 2],
+}
+
+impl Default for LiveRelays {
+    fn default() -> Self {
+        let words = || (0..1024).map(|_| AtomicU64::new(0)).collect();
+        LiveRelays {
+            bits: [words(), words()],
+        }
+    }
+}
+
+impl LiveRelays {
+    fn word(&self, a: SocketAddr) -> Option<(&AtomicU64, u64)> {
+        let port = usize::from(a.port());
+        let family = self.bits.get(usize::from(a.is_ipv6()))?;
+        Some((family.get(port / 64)?, 1u64 << (port % 64)))
+    }
+
+    /// Marks `a` bound or not.
+    pub(crate) fn set(&self, a: SocketAddr, live: bool) {
+        if let Some((w, bit)) = self.word(a) {
+            if live {
+                w.fetch_or(bit, Ordering::Release);
+            } else {
+                w.fetch_and(!bit, Ordering::Release);
+            }
+        }
+    }
+
+    /// Whether `a` is bound.
+    pub(crate) fn contains(&self, a: SocketAddr) -> bool {
+        self.word(a)
+            .is_some_and(|(w, bit)| w.load(Ordering::Acquire) & bit != 0)
+    }
+}
+
+/// Allocations counted per user and in total, across workers. Touched only when
+/// allocations are created or end, never per packet. With no per-user limit (the
+/// default: a meeting's browsers share one TURN user), users are not counted.
+pub(crate) struct Quota {
+    per_user: Option<usize>,
+    total: usize,
+    counts: Mutex<(usize, HashMap<String, usize>)>,
+}
+
+impl Quota {
+    /// The total allocations allowed.
+    pub(crate) fn total(&self) -> usize {
+        self.total
+    }
+
+    pub(crate) fn new(per_user: Option<usize>, total: usize) -> Quota {
+        Quota {
+            per_user,
+            total,
+            counts: Mutex::new((0, HashMap::new())),
+        }
+    }
+
+    pub(crate) fn acquire(&self, user: &str) -> Result<(), QuotaError> {
+        let mut g = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let (total, users) = &mut *g;
+        if *total >= self.total {
+            return Err(QuotaError::Total);
+        }
+        if let Some(limit) = self.per_user {
+            let n = users.entry(user.to_string()).or_default();
+            if *n >= limit {
+                return Err(QuotaError::User);
+            }
+            *n += 1;
+        }
+        *total += 1;
+        Ok(())
+    }
+
+    pub(crate) fn release(&self, user: &str) {
+        let mut g = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let (total, users) = &mut *g;
+        if self.per_user.is_some() {
+            match users.get_mut(user) {
+                Some(n) => {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        users.remove(user);
+                    }
+                }
+                None => return,
+            }
+        }
+        *total = total.saturating_sub(1);
+    }
+}
+
+/// Most ports held for EVEN-PORT reservations at once, server-wide: EVEN-PORT
+/// cannot drain the relay port pool. Past it, the reservation closest to expiry
+/// makes room.
+const MAX_RESERVATIONS: usize = 256;
+
+/// Ports held for EVEN-PORT reservations, claimable from any worker (the RTCP
+/// allocation that claims one may arrive on another core than the RTP one).
+#[derive(Default)]
+pub(crate) struct Reservations {
+    held: Mutex<HashMap<[u8; 8], (std::net::UdpSocket, std::net::SocketAddr, Instant)>>,
+}
+
+impl Reservations {
+    pub(crate) fn hold(
+        &self,
+        token: [u8; 8],
+        sock: std::net::UdpSocket,
+        local: std::net::SocketAddr,
+        expires: Instant,
+    ) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if held.len() >= MAX_RESERVATIONS
+            && let Some(oldest) = held.iter().min_by_key(|(_, (_, _, e))| *e).map(|(t, _)| *t)
+        {
+            held.remove(&oldest);
+        }
+        held.insert(token, (sock, local, expires));
+    }
+
+    pub(crate) fn take(
+        &self,
+        token: &[u8; 8],
+        now: Instant,
+    ) -> Option<(std::net::UdpSocket, std::net::SocketAddr)> {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let (sock, local, expires) = held.remove(token)?;
+        (now < expires).then_some((sock, local))
+    }
+
+    pub(crate) fn expire(&self, now: Instant) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.retain(|_, (_, _, e)| now < *e);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotas_per_user_and_total() {
+        let q = Quota::new(Some(2), 3);
+        assert!(q.acquire("a").is_ok());
+        assert!(q.acquire("a").is_ok());
+        assert_eq!(q.acquire("a"), Err(QuotaError::User));
+        assert!(q.acquire("b").is_ok());
+        assert_eq!(q.acquire("c"), Err(QuotaError::Total));
+        q.release("a");
+        assert!(q.acquire("c").is_ok());
+    }
+
+    #[test]
+    fn without_a_per_user_limit_one_user_takes_the_whole_total() {
+        let q = Quota::new(None, 1000);
+        for _ in 0..1000 {
+            q.acquire("meeting").unwrap();
+        }
+        assert_eq!(q.acquire("meeting"), Err(QuotaError::Total));
+        q.release("meeting");
+        assert!(q.acquire("other").is_ok());
+    }
+
+    #[test]
+    fn live_relays_by_family_and_port() {
+        let l = LiveRelays::default();
+        let v4: SocketAddr = "10.0.0.5:24001".parse().unwrap();
+        let v6: SocketAddr = "[fd00::5]:24001".parse().unwrap();
+        l.set(v4, true);
+        assert!(l.contains(v4));
+        assert!(!l.contains(v6));
+        assert!(!l.contains("10.0.0.5:24002".parse().unwrap()));
+        l.set("10.0.0.5:65535".parse().unwrap(), true);
+        l.set(v4, false);
+        assert!(!l.contains(v4));
+        assert!(l.contains("10.0.0.5:65535".parse().unwrap()));
+    }
+}

@@ -1,0 +1,217 @@
+//! What the relay reports: [`Stats`], a snapshot of every worker's counters and
+//! allocations, and the per-user sums an operator asks for.
+//!
+//! Snapshots are plain data. Once a second each worker fills the snapshot it
+//! keeps (reusing its buffer: nothing is formatted and, once warm, nothing is
+//! allocated on the packet threads) and swaps it with the published one under a
+//! lock held for the swap. [`Relay::stats`](super::Relay::stats) copies the
+//! published ones out; formatting (JSON, Prometheus) is for the caller's thread.
+
+use crate::adapters::std::prelude::*;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::FiveTuple;
+use crate::server::{Allocation, Counters, Traffic, USERNAME_MAX};
+
+/// A username as the core holds it.
+pub type Username = heapless::String<USERNAME_MAX>;
+
+/// One allocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllocationStats {
+    /// The worker that holds it.
+    pub worker: usize,
+    /// Its user (for time-limited credentials, the whole `expiry:user`).
+    pub username: Username,
+    /// The client's 5-tuple.
+    pub tuple: FiveTuple,
+    /// Its relayed addresses as advertised (one per family).
+    pub relayed: heapless::Vec<SocketAddr, 2>,
+    /// Lifetime left.
+    pub expires_in: Duration,
+    /// Permissions installed.
+    pub permissions: usize,
+    /// Channels bound.
+    pub channels: usize,
+    /// What it relayed.
+    pub traffic: Traffic,
+}
+
+impl AllocationStats {
+    pub(crate) fn of<const P: usize, const C: usize>(
+        worker: usize,
+        a: &Allocation<P, C>,
+        now: crate::Instant,
+    ) -> Self {
+        let mut username = Username::new();
+        // Same capacity as the core's: it fits.
+        let _ = username.push_str(a.username());
+        AllocationStats {
+            worker,
+            username,
+            tuple: *a.five_tuple(),
+            relayed: a.relays().map(|r| r.advertised).collect(),
+            expires_in: Duration::from_millis(a.expires().millis_since(now)),
+            permissions: a.permission_count(),
+            channels: a.channel_count(),
+            traffic: *a.traffic(),
+        }
+    }
+}
+
+/// One worker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerStats {
+    /// Its index.
+    pub worker: usize,
+    /// Its TURN shard's counters since start.
+    pub counters: Counters,
+    /// Allocations its shard holds now.
+    pub allocations: usize,
+    /// Allocations its shard can hold.
+    pub capacity: usize,
+    /// TCP and TLS clients connected to it.
+    pub connections: usize,
+}
+
+/// One user's allocations and traffic, summed over its allocations in use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UserStats {
+    /// Allocations in use.
+    pub allocations: usize,
+    /// Traffic of those allocations.
+    pub traffic: Traffic,
+}
+
+/// A snapshot of the relay, at most a second old.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Each worker.
+    pub workers: Vec<WorkerStats>,
+    /// Every allocation in use.
+    pub allocations: Vec<AllocationStats>,
+    /// Allocations allowed in all.
+    pub quota_total: usize,
+    /// Events dropped because the event queue was full.
+    pub events_dropped: u64,
+}
+
+impl Stats {
+    /// Allocations in use.
+    pub fn in_use(&self) -> usize {
+        self.workers.iter().map(|w| w.allocations).sum()
+    }
+
+    /// The counters summed over the workers.
+    pub fn totals(&self) -> Counters {
+        let mut t = Counters::default();
+        for c in self.workers.iter().map(|w| &w.counters) {
+            t.allocations_created += c.allocations_created;
+            t.allocations_ended += c.allocations_ended;
+            t.refused += c.refused;
+            t.to_peer_packets += c.to_peer_packets;
+            t.to_peer_bytes += c.to_peer_bytes;
+            t.from_peer_packets += c.from_peer_packets;
+            t.from_peer_bytes += c.from_peer_bytes;
+            t.peer_dropped += c.peer_dropped;
+        }
+        t
+    }
+
+    /// Allocations and traffic per user, by username.
+    pub fn users(&self) -> BTreeMap<&str, UserStats> {
+        let mut users: BTreeMap<&str, UserStats> = BTreeMap::new();
+        for a in &self.allocations {
+            let u = users.entry(a.username.as_str()).or_default();
+            u.allocations += 1;
+            u.traffic.to_peer_packets += a.traffic.to_peer_packets;
+            u.traffic.to_peer_bytes += a.traffic.to_peer_bytes;
+            u.traffic.from_peer_packets += a.traffic.from_peer_packets;
+            u.traffic.from_peer_bytes += a.traffic.from_peer_bytes;
+        }
+        users
+    }
+}
+
+/// What a worker publishes: its summary and its allocations.
+#[derive(Debug, Default)]
+pub(crate) struct WorkerSnapshot {
+    pub(crate) worker: WorkerStats,
+    pub(crate) allocations: Vec<AllocationStats>,
+}
+
+impl WorkerSnapshot {
+    pub(crate) fn empty(worker: usize) -> Self {
+        WorkerSnapshot {
+            worker: WorkerStats {
+                worker,
+                ..WorkerStats::default()
+            },
+            allocations: Vec::new(),
+        }
+    }
+}
+
+/// The published snapshots as one [`Stats`].
+pub(crate) fn collect(snapshots: &[WorkerSnapshot], quota_total: usize, dropped: u64) -> Stats {
+    Stats {
+        workers: snapshots.iter().map(|s| s.worker).collect(),
+        allocations: snapshots
+            .iter()
+            .flat_map(|s| s.allocations.iter().cloned())
+            .collect(),
+        quota_total,
+        events_dropped: dropped,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Transport;
+
+    fn alloc(user: &str, to_peer: u64) -> AllocationStats {
+        AllocationStats {
+            worker: 0,
+            username: Username::try_from(user).unwrap(),
+            tuple: FiveTuple {
+                client: "198.51.100.1:5000".parse().unwrap(),
+                server: "192.0.2.1:3478".parse().unwrap(),
+                transport: Transport::Udp,
+                socket: 0,
+            },
+            relayed: heapless::Vec::new(),
+            expires_in: Duration::from_secs(600),
+            permissions: 1,
+            channels: 1,
+            traffic: Traffic {
+                to_peer_bytes: to_peer,
+                to_peer_packets: 1,
+                ..Traffic::default()
+            },
+        }
+    }
+
+    #[test]
+    fn users_and_totals_sum_over_workers_and_allocations() {
+        let mut a = WorkerSnapshot::empty(0);
+        a.worker.allocations = 2;
+        a.worker.counters.to_peer_bytes = 300;
+        a.allocations = vec![alloc("meeting", 100), alloc("meeting", 200)];
+        let mut b = WorkerSnapshot::empty(1);
+        b.worker.allocations = 1;
+        b.worker.counters.to_peer_bytes = 5;
+        b.allocations = vec![alloc("callbridge", 5)];
+        let s = collect(&[a, b], 1000, 3);
+        assert_eq!(s.in_use(), 3);
+        assert_eq!(s.totals().to_peer_bytes, 305);
+        let users = s.users();
+        assert_eq!(users["meeting"].allocations, 2);
+        assert_eq!(users["meeting"].traffic.to_peer_bytes, 300);
+        assert_eq!(users["callbridge"].traffic.to_peer_packets, 1);
+        assert_eq!(s.events_dropped, 3);
+    }
+}

@@ -1,0 +1,330 @@
+//! One worker: an event loop over its own listening sockets, TCP clients and relay
+//! sockets, driving its own shard of the TURN server.
+//!
+//! The packet path allocates nothing: datagrams are received in batches
+//! (recvmmsg, with GRO where the kernel has it) into buffers made at start
+//! ([`udp`]), peer datagrams land after the core's headroom so it wraps them in
+//! place, and replies are written into a buffer made at start. Stream clients
+//! are in [`tcp`]; log lines and events in [`report`].
+
+/// The core's host over a worker's fields (borrowed one by one, so the shard
+/// itself stays free to call).
+macro_rules! host_of {
+    ($w:expr) => {
+        $crate::adapters::std::host::WorkerHost {
+            shared: &$w.shared,
+            relays: &mut $w.relays,
+            registry: $w.poll.registry(),
+            random: &mut $w.random,
+        }
+    };
+}
+
+mod report;
+mod tcp;
+mod udp;
+
+use crate::adapters::std::prelude::*;
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant as StdInstant};
+
+use log::debug;
+use mio::net::TcpListener;
+use mio::{Events, Poll, Token, Waker};
+
+use crate::rng::Random;
+use crate::server::{Outgoing, Server, Slot};
+use crate::{FiveTuple, Instant, Transport, UnixTime};
+
+use super::conn::Conn;
+#[cfg(feature = "tls")]
+use super::handshake::{Handshakes, Inbox};
+use super::host::WorkerHost;
+use super::limiter::LogLimiter;
+use super::relays::{FIRST_RELAY, Relays};
+use super::shared::Shared;
+use super::stats::{AllocationStats, WorkerStats};
+
+pub(crate) use udp::UdpListener;
+
+/// Permissions per allocation.
+pub(crate) const PERMISSIONS: usize = 16;
+/// Channel bindings per allocation.
+pub(crate) const CHANNELS: usize = 16;
+/// The TURN shard a worker runs.
+pub(crate) type Turn = Server<Vec<Slot<PERMISSIONS, CHANNELS>>, PERMISSIONS, CHANNELS>;
+
+const WAKER: Token = Token(0);
+const FIRST_LISTENER: usize = 1;
+const FIRST_CONN: usize = 1 << 20;
+/// How often idle connections are swept and stats are published.
+const TICK: Duration = Duration::from_secs(1);
+
+/// The sockets one worker listens on.
+#[derive(Default)]
+pub(crate) struct Listeners {
+    pub(crate) udp: Vec<UdpListener>,
+    pub(crate) tcp: Vec<TcpListener>,
+    /// TLS listeners (TURN over TLS or TCP, and the web proxy).
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Vec<TcpListener>,
+}
+
+/// A TCP listener, its address, and whether the TLS thread opens its connections.
+struct TcpPort {
+    listener: TcpListener,
+    local: std::net::SocketAddr,
+    tls: bool,
+}
+
+/// An event loop and everything it owns.
+pub(crate) struct Worker {
+    id: usize,
+    poll: Poll,
+    waker: Arc<Waker>,
+    udp: Vec<UdpListener>,
+    tcp: Vec<TcpPort>,
+    /// The TLS thread, when there are TLS listeners.
+    #[cfg(feature = "tls")]
+    handshakes: Option<Handshakes>,
+    /// TURN connections the TLS thread opened, back to this worker.
+    #[cfg(feature = "tls")]
+    inbox: std::sync::mpsc::Receiver<Conn>,
+    #[cfg(feature = "tls")]
+    inbox_tx: std::sync::mpsc::Sender<Conn>,
+    /// Stream clients by index: the index is their 5-tuple's `socket` tag.
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    open_conns: usize,
+    relays: Relays,
+    turn: Turn,
+    random: Random,
+    shared: Arc<Shared>,
+    shutdown: Arc<AtomicBool>,
+    logs: LogLimiter,
+    rx: Vec<u8>,
+    peer_rx: Vec<u8>,
+    tx: Vec<u8>,
+    /// This worker's allocations as last published, reused each tick.
+    snapshot: Vec<AllocationStats>,
+}
+
+impl Worker {
+    pub(crate) fn new(
+        id: usize,
+        listeners: Listeners,
+        turn: Turn,
+        seed: [u8; 32],
+        shared: Arc<Shared>,
+        shutdown: Arc<AtomicBool>,
+    ) -> io::Result<Worker> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let mut token = FIRST_LISTENER;
+        let mut udp = Vec::new();
+        for mut l in listeners.udp {
+            poll.registry()
+                .register(&mut l.sock, Token(token), mio::Interest::READABLE)?;
+            token += 1;
+            udp.push(l);
+        }
+        let mut tcp = Vec::new();
+        let plain = listeners.tcp.into_iter().map(|l| (l, false));
+        #[cfg(feature = "tls")]
+        let plain = plain.chain(listeners.tls.into_iter().map(|l| (l, true)));
+        for (mut listener, tls) in plain {
+            poll.registry()
+                .register(&mut listener, Token(token), mio::Interest::READABLE)?;
+            token += 1;
+            let local = listener.local_addr()?;
+            tcp.push(TcpPort {
+                listener,
+                local,
+                tls,
+            });
+        }
+        #[cfg(feature = "tls")]
+        let (inbox_tx, inbox) = std::sync::mpsc::channel();
+        Ok(Worker {
+            id,
+            poll,
+            waker,
+            udp,
+            tcp,
+            #[cfg(feature = "tls")]
+            handshakes: None,
+            #[cfg(feature = "tls")]
+            inbox,
+            #[cfg(feature = "tls")]
+            inbox_tx,
+            conns: Vec::new(),
+            free: Vec::new(),
+            open_conns: 0,
+            relays: Relays::default(),
+            turn,
+            random: Random::new(seed),
+            shared,
+            shutdown,
+            logs: LogLimiter::new(20, StdInstant::now()),
+            rx: vec![0; udp::BATCH * udp::SLOT],
+            peer_rx: vec![0; udp::BATCH * udp::PSLOT],
+            tx: vec![0; 2048],
+            snapshot: Vec::new(),
+        })
+    }
+
+    /// Wakes the worker from another thread (to stop it).
+    pub(crate) fn waker(&self) -> Arc<Waker> {
+        self.waker.clone()
+    }
+
+    /// Where the TLS thread sends this worker's TURN connections back.
+    #[cfg(feature = "tls")]
+    pub(crate) fn inbox(&self) -> Inbox {
+        Inbox {
+            tx: self.inbox_tx.clone(),
+            waker: self.waker.clone(),
+        }
+    }
+
+    /// Sends the connections of TLS listeners to `h`.
+    #[cfg(feature = "tls")]
+    pub(crate) fn set_handshakes(&mut self, h: Handshakes) {
+        self.handshakes = Some(h);
+    }
+
+    /// Runs until the shutdown flag is set.
+    pub(crate) fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut next_tick = StdInstant::now() + TICK;
+        while !self.shutdown.load(Ordering::Relaxed) {
+            let mut deadline = next_tick;
+            if let Some(t) = self.turn.poll_timeout() {
+                deadline = deadline.min(self.shared.clock.to_std(t));
+            }
+            let timeout = deadline.saturating_duration_since(StdInstant::now());
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                log::error!("worker {}: event loop failed: {e}", self.id);
+                return;
+            }
+            for ev in events.iter() {
+                let t = ev.token().0;
+                if t == WAKER.0 {
+                    #[cfg(feature = "tls")]
+                    self.take_inbox();
+                } else if t >= FIRST_RELAY {
+                    self.on_relay(t - FIRST_RELAY);
+                } else if t >= FIRST_CONN {
+                    self.on_conn(t - FIRST_CONN);
+                } else if t - FIRST_LISTENER < self.udp.len() {
+                    self.on_udp(t - FIRST_LISTENER);
+                } else {
+                    self.on_accept(t - FIRST_LISTENER - self.udp.len());
+                }
+            }
+            let now = self.shared.clock.now();
+            if self.turn.poll_timeout().is_some_and(|t| t <= now) {
+                let mut host = host_of!(self);
+                self.turn.handle_timeout(now, &mut host);
+            }
+            self.report_events();
+            let std_now = StdInstant::now();
+            if std_now >= next_tick {
+                self.sweep_idle(std_now);
+                self.publish(now);
+                next_tick = std_now + TICK;
+            }
+        }
+        debug!("worker {} stopped", self.id);
+    }
+
+    /// One packet from a client, found at `range` of `self.rx` (TCP frames are
+    /// copied there first). A TCP connection passes its write queue as
+    /// `tcp_out`; a UDP reply goes out of the listener `tuple.socket` names.
+    fn client_packet(
+        &mut self,
+        now: Instant,
+        unix: UnixTime,
+        tuple: FiveTuple,
+        range: core::ops::Range<usize>,
+        tcp_out: Option<&mut Vec<u8>>,
+    ) {
+        let Worker {
+            turn,
+            relays,
+            shared,
+            poll,
+            rx,
+            tx,
+            logs,
+            udp: listeners,
+            random,
+            id,
+            ..
+        } = self;
+        let Some(packet) = rx.get(range) else { return };
+        let mut host = WorkerHost {
+            shared,
+            relays,
+            registry: poll.registry(),
+            random,
+        };
+        let out = turn.handle_client(now, unix, &mut host, tuple, packet, tx);
+        match out.outgoing(tuple, packet, tx) {
+            Outgoing::Client { bytes, refusal, .. } => {
+                if let Some(why) = refusal {
+                    report::refused(logs, shared, *id, &tuple, packet, why);
+                }
+                if let Some(wbuf) = tcp_out {
+                    wbuf.extend_from_slice(bytes);
+                } else if let Some(l) = udp::listener(listeners, &tuple) {
+                    let _ = l.sock.send_to(bytes, tuple.client);
+                }
+            }
+            Outgoing::Peer {
+                relay, peer, bytes, ..
+            } => {
+                if let Some(r) = relays.get(relay) {
+                    // A full socket buffer drops the datagram, as the network would.
+                    let _ = r.sock.send_to(bytes, peer);
+                }
+            }
+            Outgoing::Nothing(Some(why)) => report::refused(logs, shared, *id, &tuple, packet, why),
+            Outgoing::Nothing(None) => {}
+        }
+    }
+
+    /// Publishes this worker's stats: fills the snapshot it keeps and swaps it
+    /// with the published one.
+    fn publish(&mut self, now: Instant) {
+        self.snapshot.clear();
+        let id = self.id;
+        self.snapshot.extend(
+            self.turn
+                .allocations()
+                .map(|a| AllocationStats::of(id, a, now)),
+        );
+        let summary = WorkerStats {
+            worker: id,
+            counters: *self.turn.counters(),
+            allocations: self.snapshot.len(),
+            capacity: self.turn.capacity(),
+            connections: self.open_conns,
+        };
+        let mut all = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = all.get_mut(id) {
+            slot.worker = summary;
+            core::mem::swap(&mut slot.allocations, &mut self.snapshot);
+        }
+    }
+}
+
+/// Whether a 5-tuple's transport is a stream (its socket tag is a connection).
+fn is_stream(tuple: &FiveTuple) -> bool {
+    tuple.transport != Transport::Udp
+}

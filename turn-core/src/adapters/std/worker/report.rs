@@ -1,0 +1,146 @@
+//! What a worker tells the operator: one log line per refused client (naming
+//! the user and what to check, escaped, rate-limited) and per allocation made
+//! and ended, and the same as [`RelayEvent`]s for the embedder.
+
+use crate::adapters::std::prelude::*;
+
+use std::time::Instant as StdInstant;
+
+use log::{debug, info, warn};
+use stun_core::Message;
+use stun_core::attributes::Username;
+use stun_core::escape::Escaped;
+
+use crate::FiveTuple;
+use crate::server::{EndReason, Event, Refusal};
+
+use super::super::limiter::LogLimiter;
+use super::super::relay::RelayEvent;
+use super::super::shared::Shared;
+use super::super::stats::Username as Name;
+use super::Worker;
+
+/// Logs (and reports as an event) a refused client, naming the user and what
+/// to check. Refusals that are routine (a first 401, a packet for no
+/// allocation) are logged at debug level only and not reported.
+pub(super) fn refused(
+    logs: &mut LogLimiter,
+    shared: &Shared,
+    worker: usize,
+    tuple: &FiveTuple,
+    packet: &[u8],
+    why: Refusal,
+) {
+    let notable = why.is_notable();
+    let event = notable && shared.events.wanted();
+    let line = if notable {
+        log::log_enabled!(log::Level::Info)
+    } else {
+        log::log_enabled!(log::Level::Debug)
+    };
+    if !event && !line {
+        return;
+    }
+    let msg = Message::new_checked(packet).ok();
+    let user = msg
+        .as_ref()
+        .and_then(|m| m.attribute::<Username>().ok().flatten())
+        .map(|u| u.0);
+    if event {
+        shared.events.push(RelayEvent::Refused {
+            worker,
+            tuple: *tuple,
+            username: user.and_then(|u| Name::try_from(u).ok()),
+            refusal: why,
+        });
+    }
+    if !line {
+        return;
+    }
+    let Some(suppressed) = logs.allow(StdInstant::now()) else {
+        return;
+    };
+    let method = msg.as_ref().map(|m| m.method());
+    let user = user
+        .map(|u| format!(" user `{}`", Escaped::new(u)))
+        .unwrap_or_default();
+    let what = method.map_or_else(|| "packet".to_string(), |m| m.to_string());
+    let text = format!(
+        "{} {}{user} {what}: {why}{}",
+        tuple.transport.name(),
+        tuple.client,
+        note(suppressed)
+    );
+    if notable {
+        info!("{text}");
+    } else {
+        debug!("{text}");
+    }
+}
+
+/// " (N similar lines suppressed)" when N > 0.
+pub(super) fn note(suppressed: u64) -> String {
+    if suppressed == 0 {
+        String::new()
+    } else {
+        format!(" ({suppressed} similar lines suppressed)")
+    }
+}
+
+impl Worker {
+    /// Logs allocations created and ended, and reports them as events.
+    pub(super) fn report_events(&mut self) {
+        while let Some(e) = self.turn.poll_event() {
+            match &e {
+                Event::Allocated {
+                    tuple,
+                    username,
+                    relayed,
+                    lifetime,
+                } => info!(
+                    "{} {}: allocation for `{}` relayed at {relayed} ({lifetime} s)",
+                    tuple.transport.name(),
+                    tuple.client,
+                    Escaped::new(username)
+                ),
+                Event::Ended {
+                    tuple,
+                    username,
+                    reason,
+                    traffic,
+                } => info!(
+                    "{} {}: allocation of `{}` ended ({}): relayed {} packets / {} bytes \
+                     to peers, {} / {} from peers",
+                    tuple.transport.name(),
+                    tuple.client,
+                    Escaped::new(username),
+                    match reason {
+                        EndReason::Expired => "expired",
+                        EndReason::Released => "released by the client",
+                        EndReason::ConnectionClosed => "connection closed",
+                    },
+                    traffic.to_peer_packets,
+                    traffic.to_peer_bytes,
+                    traffic.from_peer_packets,
+                    traffic.from_peer_bytes
+                ),
+            }
+            if self.shared.events.wanted() {
+                self.shared.events.push(RelayEvent::Allocation {
+                    worker: self.id,
+                    event: e,
+                });
+            }
+        }
+        if let Some((addr, e)) = self.relays.last_error.take() {
+            warn!("cannot bind a relay socket on {addr}: {e} (check relay_ip and relay_range)");
+            if self.shared.events.wanted() {
+                self.shared.events.push(RelayEvent::RelaySocketFailed {
+                    worker: self.id,
+                    local: addr,
+                    error: e.kind(),
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! Stream clients on a worker: accepting (plain TCP here; TLS listeners' streams
+//! go to the TLS thread and come back opened), reading frames, queueing what is
+//! relayed to them, and closing the idle and the late.
+
+use crate::adapters::std::prelude::*;
+
+use std::io;
+use std::time::Instant as StdInstant;
+
+use log::{debug, info};
+use mio::{Interest, Registry, Token};
+
+use crate::{FiveTuple, Transport};
+
+use super::super::clock::unix_now;
+use super::super::conn::{Conn, ReadState, Stage};
+#[cfg(feature = "tls")]
+use super::super::handshake::Incoming;
+use super::report::note;
+use super::{FIRST_CONN, Worker};
+
+impl Worker {
+    /// Connections waiting on TCP listener `i`.
+    pub(super) fn on_accept(&mut self, i: usize) {
+        loop {
+            let Some(port) = self.tcp.get(i) else {
+                return;
+            };
+            let (local, tls) = (port.local, port.tls);
+            let (stream, peer) = match port.listener.accept() {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    debug!("tcp accept failed: {e}");
+                    return;
+                }
+            };
+            let limits = self.shared.tcp;
+            if self.open_conns >= limits.max_connections {
+                if let Some(s) = self.logs.allow(StdInstant::now()) {
+                    info!(
+                        "tcp {peer}: refused: {} connections already open on worker {} \
+                         (tcp.max_connections){}",
+                        self.open_conns,
+                        self.id,
+                        note(s)
+                    );
+                }
+                continue;
+            }
+            let Some(slot) = self.shared.sources.acquire(peer.ip()) else {
+                if let Some(s) = self.logs.allow(StdInstant::now()) {
+                    info!(
+                        "tcp {peer}: refused: {} connections already open from {} \
+                         (tcp.max_per_source){}",
+                        limits.max_per_source,
+                        peer.ip(),
+                        note(s)
+                    );
+                }
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let tuple = FiveTuple {
+                client: peer,
+                server: local,
+                transport: Transport::Tcp,
+                // Set when the connection joins this loop.
+                socket: u32::MAX,
+            };
+            let now = StdInstant::now();
+            let deadline = now + limits.handshake_timeout;
+            if tls {
+                #[cfg(feature = "tls")]
+                {
+                    let conn = Conn::new(stream, tuple, Stage::Opening, now, deadline, Some(slot));
+                    if let Some(h) = &self.handshakes {
+                        h.send(Incoming {
+                            conn,
+                            worker: self.id,
+                        });
+                    }
+                }
+                continue;
+            }
+            let conn = Conn::new(stream, tuple, Stage::Turn, now, deadline, Some(slot));
+            self.adopt(conn);
+            debug!("tcp {peer}: connected");
+        }
+    }
+
+    /// Takes the TURN connections the TLS thread opened.
+    #[cfg(feature = "tls")]
+    pub(super) fn take_inbox(&mut self) {
+        while let Ok(conn) = self.inbox.try_recv() {
+            // What came with its opening may hold whole frames already.
+            if let Some(idx) = self.adopt(conn) {
+                self.on_conn(idx);
+            }
+        }
+    }
+
+    /// Registers a TURN connection with this loop; its index, which becomes its
+    /// 5-tuple's socket tag.
+    fn adopt(&mut self, mut conn: Conn) -> Option<usize> {
+        let idx = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        let tag = u32::try_from(idx).ok();
+        if tag.is_none()
+            || self
+                .poll
+                .registry()
+                .register(
+                    &mut conn.link.sock,
+                    Token(FIRST_CONN + idx),
+                    Interest::READABLE,
+                )
+                .is_err()
+        {
+            self.free.push(idx);
+            return None;
+        }
+        conn.tuple.socket = tag.unwrap_or(u32::MAX);
+        conn.wants_write = false;
+        let slot = self.conns.get_mut(idx)?;
+        *slot = Some(conn);
+        self.open_conns += 1;
+        Some(idx)
+    }
+
+    /// Reads what connection `idx` sent and writes what waits for it.
+    pub(super) fn on_conn(&mut self, idx: usize) {
+        let Some(mut conn) = self.conns.get_mut(idx).and_then(Option::take) else {
+            return;
+        };
+        let now_std = StdInstant::now();
+        let now = self.shared.clock.now();
+        let unix = unix_now();
+        if conn.stage == Stage::Opening {
+            // Openings are the TLS thread's; one never reaches a worker.
+            self.close(idx, conn);
+            return;
+        }
+        let tuple = conn.tuple;
+        // Each frame is copied into the receive buffer and handled there, as a UDP
+        // datagram is; replies go to this connection's write queue.
+        let mut state = conn.read_frames(now_std, |frame, wbuf| {
+            if let Some(dst) = self.rx.get_mut(..frame.len()) {
+                dst.copy_from_slice(frame);
+                self.client_packet(now, unix, tuple, 0..frame.len(), Some(wbuf));
+            }
+        });
+        if state == ReadState::Open && !conn.flush() {
+            state = ReadState::Closed("write error");
+        }
+        if let ReadState::Closed(why) = state {
+            debug!("{} {}: {why}", tuple.transport.name(), tuple.client);
+            self.close(idx, conn);
+            return;
+        }
+        conn.allocated = self.turn.has_allocation(&tuple);
+        update_interest(self.poll.registry(), idx, &mut conn);
+        if let Some(slot) = self.conns.get_mut(idx) {
+            *slot = Some(conn);
+        }
+    }
+
+    /// Takes connection `idx` out of this loop, ends its allocation, and frees
+    /// its index and its place in its source's count.
+    fn close(&mut self, idx: usize, mut conn: Conn) {
+        let _ = self.poll.registry().deregister(&mut conn.link.sock);
+        self.free.push(idx);
+        self.open_conns = self.open_conns.saturating_sub(1);
+        let mut host = host_of!(self);
+        self.turn.connection_closed(&conn.tuple, &mut host);
+    }
+
+    /// Closes connections idle past `tcp.idle_timeout` that hold no allocation (an
+    /// allocation keeps its connection as long as it lives), and those whose
+    /// first message has not come by their deadline.
+    pub(super) fn sweep_idle(&mut self, now: StdInstant) {
+        let limit = self.shared.tcp.idle_timeout;
+        for idx in 0..self.conns.len() {
+            let why = self.conns.get(idx).and_then(Option::as_ref).and_then(|c| {
+                if c.deadline.is_some_and(|d| now >= d) {
+                    Some("no first message in time (tcp.handshake_timeout)")
+                } else if now.saturating_duration_since(c.last_active) > limit
+                    && !self.turn.has_allocation(&c.tuple)
+                {
+                    Some("idle without an allocation (tcp.idle_timeout)")
+                } else {
+                    None
+                }
+            });
+            if let Some(why) = why
+                && let Some(conn) = self.conns.get_mut(idx).and_then(Option::take)
+            {
+                debug!(
+                    "{} {}: closed: {why}",
+                    conn.tuple.transport.name(),
+                    conn.tuple.client
+                );
+                self.close(idx, conn);
+            }
+        }
+    }
+
+    /// Queues `bytes` for the stream client of `tuple` (found by its socket tag)
+    /// and writes what the socket takes.
+    pub(super) fn queue_tcp(&mut self, tuple: &FiveTuple, bytes: &[u8]) {
+        let Ok(idx) = usize::try_from(tuple.socket) else {
+            return;
+        };
+        let Some(Some(conn)) = self.conns.get_mut(idx) else {
+            return;
+        };
+        if conn.tuple.client != tuple.client || conn.tuple.server != tuple.server {
+            return;
+        }
+        if conn.queue(bytes) {
+            let _ = conn.flush();
+            update_interest(self.poll.registry(), idx, conn);
+        }
+    }
+}
+
+/// Asks for writability while replies are queued, and stops asking after.
+fn update_interest(registry: &Registry, idx: usize, conn: &mut Conn) {
+    let want = conn.has_pending_write();
+    if want != conn.wants_write {
+        let interest = if want {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        let _ = registry.reregister(&mut conn.link.sock, Token(FIRST_CONN + idx), interest);
+        conn.wants_write = want;
+    }
+}

@@ -1,0 +1,185 @@
+//! What the server's calls return: what to send where ([`ClientOutput`],
+//! [`PeerOutput`], and the [`Outgoing`] bytes both come down to, which every
+//! adapter sends the same way), events for logs, and counters.
+
+use core::net::SocketAddr;
+use core::ops::Range;
+
+use super::config::USERNAME_MAX;
+use super::refusal::Refusal;
+use super::{RelayHandle, Traffic};
+use crate::FiveTuple;
+
+/// What to do with a client's packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "a reply or relayed data must be sent"]
+pub enum ClientOutput {
+    /// Nothing to send; the refusal says why, if there is one to log.
+    Drop(Option<Refusal>),
+    /// Send `out[..len]` back to the client on the same 5-tuple. `refusal` is set
+    /// when it is an error response.
+    Reply {
+        /// Bytes written into `out`.
+        len: usize,
+        /// Why the request was refused, for an error response.
+        refusal: Option<Refusal>,
+    },
+    /// Send `packet[data]` from the relay socket `relay` (bound to `from`) to `peer`.
+    Relay {
+        /// The relay socket.
+        relay: RelayHandle,
+        /// Its local address.
+        from: SocketAddr,
+        /// The peer.
+        peer: SocketAddr,
+        /// The payload's range in the packet.
+        data: Range<usize>,
+    },
+}
+
+/// What to do with a peer's datagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "relayed data must be sent"]
+pub enum PeerOutput {
+    /// Drop it (no permission, no allocation).
+    Drop,
+    /// Send `buf[data]` to the client of `tuple` (from its listener).
+    Forward {
+        /// The client's 5-tuple.
+        tuple: FiveTuple,
+        /// The range of the buffer to send (a ChannelData or Data indication).
+        data: Range<usize>,
+    },
+}
+
+/// Why an allocation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum EndReason {
+    /// Its lifetime ran out.
+    Expired,
+    /// The client deleted it (Refresh with LIFETIME 0).
+    Released,
+    /// Its TCP or TLS connection closed (RFC 8656 §3.1).
+    ConnectionClosed,
+}
+
+/// Something worth a log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// An allocation was created.
+    Allocated {
+        /// The client's 5-tuple.
+        tuple: FiveTuple,
+        /// The user.
+        username: heapless::String<USERNAME_MAX>,
+        /// Advertised relayed address (the first one).
+        relayed: SocketAddr,
+        /// Lifetime granted, seconds.
+        lifetime: u64,
+    },
+    /// An allocation ended.
+    Ended {
+        /// The client's 5-tuple.
+        tuple: FiveTuple,
+        /// The user.
+        username: heapless::String<USERNAME_MAX>,
+        /// Why.
+        reason: EndReason,
+        /// What it relayed.
+        traffic: Traffic,
+    },
+}
+
+/// Counters over the server's life.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Allocations created.
+    pub allocations_created: u64,
+    /// Allocations ended.
+    pub allocations_ended: u64,
+    /// Requests refused with an error response, or dropped for a reason.
+    pub refused: u64,
+    /// Packets relayed client to peer.
+    pub to_peer_packets: u64,
+    /// Bytes relayed client to peer.
+    pub to_peer_bytes: u64,
+    /// Packets relayed peer to client.
+    pub from_peer_packets: u64,
+    /// Bytes relayed peer to client.
+    pub from_peer_bytes: u64,
+    /// Peer datagrams dropped (no permission or allocation).
+    pub peer_dropped: u64,
+}
+
+/// The bytes an output says to send, and where: what every adapter does after
+/// calling the server, whatever its sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outgoing<'a> {
+    /// To the client of `tuple`, from the socket it talks to (`tuple.socket`).
+    Client {
+        /// The client's 5-tuple.
+        tuple: FiveTuple,
+        /// What to send.
+        bytes: &'a [u8],
+        /// Why a request was refused, when this is an error response.
+        refusal: Option<Refusal>,
+    },
+    /// From relay socket `relay` to `peer`.
+    Peer {
+        /// The relay socket.
+        relay: RelayHandle,
+        /// The peer.
+        peer: SocketAddr,
+        /// What to send.
+        bytes: &'a [u8],
+    },
+    /// Nothing; why, when there is a reason worth logging.
+    Nothing(Option<Refusal>),
+}
+
+impl ClientOutput {
+    /// The bytes to send: a reply from `out`, or relayed data from `packet` (the
+    /// client's packet, for the client of `tuple`).
+    pub fn outgoing<'a>(&self, tuple: FiveTuple, packet: &'a [u8], out: &'a [u8]) -> Outgoing<'a> {
+        match self {
+            ClientOutput::Reply { len, refusal } => match out.get(..*len) {
+                Some(bytes) => Outgoing::Client {
+                    tuple,
+                    bytes,
+                    refusal: *refusal,
+                },
+                None => Outgoing::Nothing(Some(Refusal::OutputTooSmall)),
+            },
+            ClientOutput::Relay {
+                relay, peer, data, ..
+            } => match packet.get(data.clone()) {
+                Some(bytes) => Outgoing::Peer {
+                    relay: *relay,
+                    peer: *peer,
+                    bytes,
+                },
+                None => Outgoing::Nothing(None),
+            },
+            ClientOutput::Drop(why) => Outgoing::Nothing(*why),
+        }
+    }
+}
+
+impl PeerOutput {
+    /// The bytes to send to the client, from `buf` (the peer buffer the server
+    /// wrapped the datagram in).
+    pub fn outgoing<'a>(&self, buf: &'a [u8]) -> Outgoing<'a> {
+        match self {
+            PeerOutput::Forward { tuple, data } => match buf.get(data.clone()) {
+                Some(bytes) => Outgoing::Client {
+                    tuple: *tuple,
+                    bytes,
+                    refusal: None,
+                },
+                None => Outgoing::Nothing(None),
+            },
+            PeerOutput::Drop => Outgoing::Nothing(None),
+        }
+    }
+}

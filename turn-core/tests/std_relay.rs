@@ -1,0 +1,291 @@
+//! The std adapter as a library: a relay started with the builder on loopback,
+//! driven by the blocking client over UDP and TCP, with its events, stats,
+//! credential stores, settings refused by name, a redirect when full, and a
+//! clean stop.
+#![cfg(feature = "std")]
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant as StdInstant};
+
+use turn_core::Transport;
+use turn_core::adapters::std::client::{ClientIoError, TurnClient};
+use turn_core::adapters::std::{Credentials, Relay, RelayEvent, StartError, Users};
+use turn_core::client::{ClientConfig, Failure};
+use turn_core::credentials::{Algorithm, Key};
+use turn_core::server::policy::Cidr;
+use turn_core::server::{Event, Refusal};
+
+const T: Duration = Duration::from_secs(5);
+
+/// A UDP echo peer on 127.0.0.2 (another address than the relay's own).
+fn echo_peer() -> SocketAddr {
+    let sock = UdpSocket::bind("127.0.0.2:0").unwrap();
+    let addr = sock.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let _ = sock.send_to(&buf[..n], from);
+        }
+    });
+    addr
+}
+
+fn loopback_relay() -> turn_core::adapters::std::RelayBuilder {
+    Relay::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .realm("example")
+        .threads(2)
+        .total(64)
+        .allow_peer(Cidr::parse("127.0.0.2/32").unwrap())
+}
+
+fn next_event(events: &Receiver<RelayEvent>, want: impl Fn(&RelayEvent) -> bool) -> RelayEvent {
+    let end = StdInstant::now() + T;
+    while let Some(left) = end.checked_duration_since(StdInstant::now()) {
+        match events.recv_timeout(left) {
+            Ok(e) if want(&e) => return e,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    panic!("no such event in time");
+}
+
+fn echo_through(turn: &mut TurnClient, peer: SocketAddr, payload: &[u8]) {
+    let mut buf = [0u8; 2048];
+    for _ in 0..10 {
+        turn.send_to(peer, payload).unwrap();
+        if let Some((n, from)) = turn
+            .recv_from(&mut buf, Duration::from_millis(500))
+            .unwrap()
+        {
+            assert_eq!((from, &buf[..n]), (peer, payload));
+            return;
+        }
+    }
+    panic!("nothing came back through the relay");
+}
+
+#[test]
+fn relays_over_udp_and_tcp_with_events_and_stats() {
+    let relay = loopback_relay().user("alice", "s3cret").start().unwrap();
+    let events = relay.take_events().unwrap();
+    assert!(relay.take_events().is_none(), "taken once");
+    let server = relay.local_addrs()[0];
+    let peer = echo_peer();
+
+    let mut udp =
+        TurnClient::connect(ClientConfig::new(server, "alice", "s3cret").unwrap()).unwrap();
+    let a = udp.allocate(T).unwrap();
+    assert_eq!(a.relayed.ip(), server.ip());
+    assert_eq!(a.redirected, None);
+    udp.bind_channel(peer, T).unwrap();
+    echo_through(&mut udp, peer, b"over a channel");
+
+    let mut cfg = ClientConfig::new(server, "alice", "s3cret").unwrap();
+    cfg.transport = Transport::Tcp;
+    let mut tcp = TurnClient::connect(cfg).unwrap();
+    tcp.allocate(T).unwrap();
+    tcp.create_permission(peer.ip(), T).unwrap();
+    echo_through(&mut tcp, peer, b"in a Send indication over TCP");
+
+    match next_event(&events, |e| matches!(e, RelayEvent::Allocation { .. })) {
+        RelayEvent::Allocation {
+            event: Event::Allocated { username, .. },
+            ..
+        } => assert_eq!(username.as_str(), "alice"),
+        other => panic!("{other:?}"),
+    }
+
+    // Stats are published once a second.
+    let end = StdInstant::now() + T;
+    let stats = loop {
+        let s = relay.stats();
+        if s.in_use() == 2 || StdInstant::now() > end {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(stats.in_use(), 2, "{stats:?}");
+    assert_eq!(stats.workers.len(), 2);
+    assert_eq!(stats.users()["alice"].allocations, 2);
+    assert!(stats.totals().to_peer_packets >= 2);
+    assert!(
+        stats
+            .allocations
+            .iter()
+            .any(|a| a.tuple.transport == Transport::Tcp)
+    );
+    assert_eq!(
+        stats.workers.iter().map(|w| w.connections).sum::<usize>(),
+        1,
+        "one TCP client"
+    );
+
+    udp.deallocate(T).unwrap();
+    drop(tcp);
+    let ended = next_event(&events, |e| {
+        matches!(
+            e,
+            RelayEvent::Allocation {
+                event: Event::Ended { .. },
+                ..
+            }
+        )
+    });
+    assert!(matches!(ended, RelayEvent::Allocation { .. }));
+    relay.shutdown();
+    relay.join();
+}
+
+#[test]
+fn a_bad_password_is_refused_and_reported_with_the_user() {
+    let relay = loopback_relay().user("alice", "s3cret").start().unwrap();
+    let events = relay.take_events().unwrap();
+    let server = relay.local_addrs()[0];
+    let mut turn =
+        TurnClient::connect(ClientConfig::new(server, "alice", "wrong").unwrap()).unwrap();
+    match turn.allocate(T) {
+        Err(ClientIoError::Failed { failure, .. }) => {
+            assert_eq!(failure, Failure::Code(401))
+        }
+        other => panic!("{other:?}"),
+    }
+    match next_event(&events, |e| matches!(e, RelayEvent::Refused { .. })) {
+        RelayEvent::Refused {
+            username, refusal, ..
+        } => {
+            assert_eq!(username.as_deref(), Some("alice"));
+            assert_eq!(refusal, Refusal::IntegrityFailure);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A store of the embedder's own: every name is accepted with its reverse as
+/// the password.
+struct Mirror;
+
+impl Credentials for Mirror {
+    fn key(&self, username: &str, realm: &str, algorithm: Algorithm) -> Option<Key> {
+        let password: String = username.chars().rev().collect();
+        Some(Key::derive(algorithm, username, realm, &password))
+    }
+}
+
+#[test]
+fn a_credential_store_of_ones_own_and_shared_secrets_beside_it() {
+    let relay = loopback_relay()
+        .credentials(Mirror)
+        .shared_secret("meeting-secret")
+        .start()
+        .unwrap();
+    let server = relay.local_addrs()[0];
+    let mut mirror = TurnClient::connect(ClientConfig::new(server, "bob", "bob").unwrap()).unwrap();
+    mirror.allocate(T).unwrap();
+    let mut abc = TurnClient::connect(ClientConfig::new(server, "abc", "cba").unwrap()).unwrap();
+    abc.allocate(T).unwrap();
+
+    let expiry = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let user = format!("{expiry}:guest");
+    let pass = turn_core::credentials::SharedSecret::new(b"meeting-secret").password(&user);
+    let mut guest =
+        TurnClient::connect(ClientConfig::new(server, &user, pass.as_str()).unwrap()).unwrap();
+    guest.allocate(T).unwrap();
+}
+
+#[test]
+fn settings_that_cannot_work_are_refused_by_name() {
+    let field = |r: Result<Relay, StartError>| match r {
+        Err(StartError::Settings { field, .. }) => field,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(field(Relay::builder().realm("").start()), "turn.realm");
+    assert_eq!(
+        field(Relay::builder().shared_secret(&"x".repeat(200)).start()),
+        "turn.shared_secrets"
+    );
+    assert_eq!(
+        field(
+            Relay::builder()
+                .shared_secrets(["a", "b", "c", "d", "e"])
+                .start()
+        ),
+        "turn.shared_secrets"
+    );
+    assert_eq!(
+        field(Relay::builder().credentials(Mirror).user("a", "b").start()),
+        "user"
+    );
+    assert_eq!(
+        field(
+            Relay::builder()
+                .listen("0.0.0.0:0".parse().unwrap())
+                .user("a", "b")
+                .start()
+        ),
+        "turn.relay_v4"
+    );
+    // A taken port names the address.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr = busy.local_addr().unwrap();
+    match Relay::builder().listen(busy_addr).user("a", "b").start() {
+        Err(StartError::Bind { addr, .. }) => assert_eq!(addr, busy_addr),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_full_relay_redirects_and_the_client_follows() {
+    let spare = loopback_relay().user("alice", "s3cret").start().unwrap();
+    let full = loopback_relay()
+        .user("alice", "s3cret")
+        .threads(1)
+        .total(1)
+        .alternate_server(spare.local_addrs()[0])
+        .start()
+        .unwrap();
+    let server = full.local_addrs()[0];
+    let mut first =
+        TurnClient::connect(ClientConfig::new(server, "alice", "s3cret").unwrap()).unwrap();
+    assert_eq!(first.allocate(T).unwrap().redirected, None);
+    let mut second =
+        TurnClient::connect(ClientConfig::new(server, "alice", "s3cret").unwrap()).unwrap();
+    let a = second.allocate(T).unwrap();
+    assert_eq!(a.redirected, Some(spare.local_addrs()[0]));
+    assert_eq!(second.server(), spare.local_addrs()[0]);
+    let peer = echo_peer();
+    second.bind_channel(peer, T).unwrap();
+    echo_through(&mut second, peer, b"through the alternate");
+}
+
+#[test]
+fn dropping_the_relay_stops_it_and_frees_its_ports() {
+    let relay = loopback_relay().user("alice", "s3cret").start().unwrap();
+    let addr = relay.local_addrs()[0];
+    let stopper = relay.stopper();
+    stopper.stop();
+    drop(relay);
+    // Its listeners are closed: the address can be bound again.
+    let again = Relay::builder()
+        .listen(addr)
+        .user("alice", "s3cret")
+        .threads(1)
+        .total(4)
+        .start()
+        .unwrap();
+    assert_eq!(again.local_addrs(), &[addr]);
+}
+
+#[test]
+fn users_answer_for_their_realm_only() {
+    let mut users = Users::new("example");
+    users.insert("alice", "s3cret");
+    assert!(users.key("alice", "example", Algorithm::Sha256).is_some());
+    assert!(users.key("alice", "other", Algorithm::Sha256).is_none());
+}
