@@ -6,66 +6,11 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use common::tools::{PEER_IP, Peer, totals};
 use common::{Server, coturn_tool, run_with_timeout};
-
-/// Where the echo peer runs: another loopback address than the server's own
-/// (127.0.0.1), which the peer policy never relays to.
-const PEER_IP: &str = "127.0.0.2";
-
-/// A `turnutils_peer` UDP echo server on loopback, stopped when dropped.
-struct Peer(Child, u16);
-
-impl Peer {
-    fn start() -> Peer {
-        let tool = coturn_tool("turnutils_peer");
-        let port = free_udp_port();
-        let child = Command::new(tool)
-            .args(["-L", PEER_IP, "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start turnutils_peer");
-        std::thread::sleep(Duration::from_millis(300));
-        Peer(child, port)
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind((PEER_IP, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Parses "tot_send_msgs=N, tot_recv_msgs=M" and "Total lost packets L" from
-/// uclient's output.
-fn totals(out: &str) -> Option<(u64, u64, u64)> {
-    let num_after = |key: &str| -> Option<u64> {
-        let i = out.rfind(key)? + key.len();
-        out[i..]
-            .trim_start()
-            .split(|c: char| !c.is_ascii_digit())
-            .next()?
-            .parse()
-            .ok()
-    };
-    Some((
-        num_after("tot_send_msgs=")?,
-        num_after("tot_recv_msgs=")?,
-        num_after("Total lost packets")?,
-    ))
-}
 
 #[test]
 fn turnutils_uclient_relays_without_loss() {

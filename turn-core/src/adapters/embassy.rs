@@ -2,9 +2,47 @@
 //! `embassy_net::Stack`, driven by one async task. The sockets and their buffers
 //! are the caller's; the adapter only moves datagrams through the [`Server`].
 //!
-//! ```text
-//! let mut turn = EmbassyTurn::new(server, listener, local, relays, users, 16, 16, rng, epoch_ms);
-//! turn.run().await // never returns
+//! A firmware's TURN task (the stack, the random source and the wall clock at
+//! boot come from the board; `examples/stm32-turn` is a whole one):
+//!
+//! ```no_run
+//! use embassy_net::Stack;
+//! use embassy_net::udp::{PacketMetadata, UdpSocket};
+//! use turn_core::adapters::{Local, User, embassy::EmbassyTurn};
+//! use turn_core::server::{Config, Server, Slot};
+//!
+//! /// One socket's buffers.
+//! pub struct Buffers {
+//!     rx_meta: [PacketMetadata; 8],
+//!     rx: [u8; 4096],
+//!     tx_meta: [PacketMetadata; 8],
+//!     tx: [u8; 4096],
+//! }
+//!
+//! fn socket<'d>(stack: Stack<'d>, b: &'d mut Buffers) -> UdpSocket<'d> {
+//!     UdpSocket::new(stack, &mut b.rx_meta, &mut b.rx, &mut b.tx_meta, &mut b.tx)
+//! }
+//!
+//! pub async fn turn_task(
+//!     stack: Stack<'_>,
+//!     [l, a, b]: &mut [Buffers; 3],
+//!     rng: impl FnMut(&mut [u8]),
+//!     epoch_ms: u64,
+//! ) -> ! {
+//!     let mut listener = socket(stack, l);
+//!     listener.bind(3478).unwrap();
+//!     let mut cfg = Config::new("example");
+//!     cfg.relay_v4 = Some("192.168.1.10".parse().unwrap());
+//!     let server = Server::new(cfg, [Slot::<4, 4>::EMPTY; 2], [0; 32]).unwrap(); // seed it
+//!     let users = [User::new("alice", "example", "s3cret")];
+//!     let host = Local { users: &users, per_user: 2, total: 2, rng };
+//!     let local = "192.168.1.10:3478".parse().unwrap();
+//!     let relays = [socket(stack, a), socket(stack, b)];
+//!     EmbassyTurn::new(server, listener, local, relays, host, epoch_ms)
+//!         .run()
+//!         .await
+//! }
+//! # fn main() {}
 //! ```
 
 use core::future::poll_fn;

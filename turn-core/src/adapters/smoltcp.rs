@@ -11,6 +11,64 @@
 //!     wait until min(iface.poll_delay(..), turn.poll_at())
 //! }
 //! ```
+//!
+//! Over smoltcp's loopback device (a board passes its Ethernet driver), with a
+//! client socket on the same interface asking the server for its address:
+//!
+//! ```
+//! use smoltcp::iface::{Config, Interface, SocketSet};
+//! use smoltcp::phy::{Loopback, Medium};
+//! use smoltcp::socket::udp;
+//! use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
+//! use stun_core::{Class, Message, MessageBuilder, MessageType, Method, TransactionId};
+//! use turn_core::adapters::{Local, User, smoltcp::SmoltcpTurn};
+//! use turn_core::server::{Server, Slot};
+//! use turn_core::{Instant, UnixTime};
+//!
+//! let mut device = Loopback::new(Medium::Ip);
+//! let t0 = smoltcp::time::Instant::from_millis(0);
+//! let mut iface = Interface::new(Config::new(HardwareAddress::Ip), &mut device, t0);
+//! iface.update_ip_addrs(|a| a.push(IpCidr::new(IpAddress::v4(127, 0, 0, 1), 8)).unwrap());
+//! let socket = || {
+//!     let buf = || udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 4], vec![0; 4096]);
+//!     udp::Socket::new(buf(), buf())
+//! };
+//! let mut sockets = SocketSet::new(vec![]);
+//! let mut listener = socket();
+//! listener.bind(3478).unwrap();
+//! let listener = sockets.add(listener);
+//! let relays = [sockets.add(socket()), sockets.add(socket())];
+//!
+//! let mut cfg = turn_core::server::Config::new("example");
+//! cfg.relay_v4 = Some("127.0.0.1".parse().unwrap());
+//! let server = Server::new(cfg, [Slot::<4, 4>::EMPTY; 2], [1; 32]).unwrap();
+//! let users = [User::new("alice", "example", "s3cret")];
+//! let host = Local { users: &users, per_user: 2, total: 2, rng: |b: &mut [u8]| b.fill(7) };
+//! let local = "127.0.0.1:3478".parse().unwrap();
+//! let mut turn = SmoltcpTurn::new(server, listener, local, relays, host);
+//!
+//! // A STUN client beside it sends a Binding request.
+//! let mut client = socket();
+//! client.bind(50000).unwrap();
+//! let client = sockets.add(client);
+//! let mut req = [0u8; 20];
+//! let tid = TransactionId::new([9; 12]);
+//! let n = MessageBuilder::new(&mut req, MessageType::new(Method::BINDING, Class::Request), tid)
+//!     .unwrap()
+//!     .finish();
+//! let to = (IpAddress::v4(127, 0, 0, 1), 3478);
+//! sockets.get_mut::<udp::Socket>(client).send_slice(&req[..n], to).unwrap();
+//! // Each poll moves packets one hop through the loopback: out, in, back.
+//! for _ in 0..4 {
+//!     iface.poll(t0, &mut device, &mut sockets);
+//!     turn.process(Instant::from_millis(0), UnixTime(1_800_000_000), &mut sockets);
+//! }
+//! let mut answer = [0u8; 128];
+//! let (len, _) = sockets.get_mut::<udp::Socket>(client).recv_slice(&mut answer).unwrap();
+//! let response = Message::new_checked(&answer[..len]).unwrap();
+//! assert_eq!(response.class(), Class::Success);
+//! assert_eq!(response.transaction_id(), tid);
+//! ```
 
 use core::net::SocketAddr;
 

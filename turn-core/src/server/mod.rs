@@ -18,6 +18,66 @@
 //! The [`Host`] passed to these calls binds and closes relay sockets, looks up
 //! users' keys, counts quotas, and supplies random bytes.
 //!
+//! # Example
+//! A server with one user, and turn-core's [`Client`](crate::client::Client)
+//! allocating on it, in memory: every packet one side writes, the other handles.
+//! (The `std`, `smoltcp` and `embassy-net` adapters do this over real sockets.)
+//!
+//! ```
+//! use core::net::SocketAddr;
+//! use turn_core::client::{Client, ClientConfig, ClientEvent};
+//! use turn_core::credentials::{Algorithm, Key};
+//! use turn_core::server::{
+//!     BindError, Config, Host, Outgoing, QuotaError, RelayHandle, Server, Slot,
+//! };
+//! use turn_core::{FiveTuple, Instant, Transport, UnixTime};
+//!
+//! /// One user, relay sockets that always bind, no quota, a poor random source.
+//! struct Memory;
+//! impl Host for Memory {
+//!     fn long_term_key(&mut self, user: &str, realm: &str, a: Algorithm) -> Option<Key> {
+//!         (user == "alice").then(|| Key::derive(a, user, realm, "s3cret"))
+//!     }
+//!     fn bind_relay(&mut self, _: RelayHandle, _: SocketAddr) -> Result<(), BindError> {
+//!         Ok(())
+//!     }
+//!     fn close_relay(&mut self, _: RelayHandle, _: SocketAddr) {}
+//!     fn is_relay(&mut self, _: SocketAddr) -> bool { false }
+//!     fn acquire_quota(&mut self, _: &str) -> Result<(), QuotaError> { Ok(()) }
+//!     fn release_quota(&mut self, _: &str) {}
+//!     fn random(&mut self, buf: &mut [u8]) { buf.fill(7) } // use a real one
+//! }
+//!
+//! let listener: SocketAddr = "192.0.2.1:3478".parse().unwrap();
+//! let mut cfg = Config::new("example");
+//! cfg.relay_v4 = Some("192.0.2.1".parse().unwrap());
+//! let mut server = Server::new(cfg, [Slot::<8, 8>::EMPTY; 16], [1; 32]).unwrap();
+//!
+//! let mut client = Client::new(ClientConfig::new(listener, "alice", "s3cret").unwrap(), [2; 32]);
+//! let tuple = FiveTuple {
+//!     client: "198.51.100.7:50000".parse().unwrap(),
+//!     server: listener,
+//!     transport: Transport::Udp,
+//!     socket: 0,
+//! };
+//! let (now, unix) = (Instant::from_secs(0), UnixTime(1_800_000_000));
+//! client.allocate(now).unwrap();
+//! let (mut request, mut reply) = ([0u8; 1500], [0u8; 1500]);
+//! // Two rounds: the first Allocate draws a 401 with the realm and a nonce.
+//! for _ in 0..2 {
+//!     let t = client.poll_transmit(now, &mut request).unwrap();
+//!     let packet = &request[..t.len];
+//!     let out = server.handle_client(now, unix, &mut Memory, tuple, packet, &mut reply);
+//!     if let Outgoing::Client { bytes, .. } = out.outgoing(tuple, packet, &reply) {
+//!         let _ = client.handle_input(now, t.destination, bytes);
+//!     }
+//! }
+//! let allocated = core::iter::from_fn(|| client.poll_event())
+//!     .find(|e| matches!(e, ClientEvent::Allocated { .. }));
+//! assert!(allocated.is_some());
+//! assert!(server.has_allocation(&tuple));
+//! ```
+//!
 //! # Memory
 //! Storage is the caller's: `S` holds [`Slot`]s (one allocation each, with up to
 //! `P` permissions and `C` channel bindings inline, and two entries of the table's

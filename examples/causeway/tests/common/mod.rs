@@ -4,7 +4,11 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod bridge;
+pub mod tools;
 pub mod turn;
+
+#[allow(unused_imports)]
+pub use tools::{coturn_tool, ensure_package, run_with_timeout};
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -125,77 +129,6 @@ impl Drop for Server {
             let _ = self.child.wait();
         }
     }
-}
-
-/// Installs Debian's `package` with apt-get when `bin` is missing (as `.ci/run`
-/// does), so `cargo test` works on a fresh machine; fails the test with the fix
-/// when that is not possible.
-pub fn ensure_package(bin: &str, package: &str) {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    if !std::path::Path::new(bin).exists() {
-        let install = || {
-            Command::new("apt-get")
-                .args(["install", "-y", "-q", package])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        if !install() {
-            let _ = Command::new("apt-get").args(["update", "-q"]).status();
-            install();
-        }
-    }
-    assert!(
-        std::path::Path::new(bin).exists(),
-        "{bin} is missing and could not be installed: install Debian's `{package}` package"
-    );
-}
-
-/// The path of a coturn tool (Debian's `coturn` package, installed if missing).
-pub fn coturn_tool(name: &str) -> String {
-    let path = format!("/usr/bin/{name}");
-    ensure_package(&path, "coturn");
-    path
-}
-
-/// Runs a command with a time limit; returns (success, stdout + stderr). The
-/// output is read while the command runs, so a chatty tool never blocks on a full
-/// pipe.
-pub fn run_with_timeout(cmd: &mut Command, limit: Duration) -> (bool, String) {
-    use std::io::Read;
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tool");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let start = std::time::Instant::now();
-    let status = loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            break Some(status);
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut text = out_reader.join().unwrap_or_default();
-    text.push_str(&err_reader.join().unwrap_or_default());
-    (status.is_some_and(|s| s.success()), text)
 }
 
 /// `causeway serve` terminating TLS for `join` with a leaf of `ca`, proxying per

@@ -75,6 +75,8 @@ impl Default for Settings {
         turn.dont_fragment = true;
         // Users answers USERHASH lookups.
         turn.userhash = true;
+        // coturn's clients and pjnath still pick RFC 5766 channel numbers.
+        turn.legacy_channels = true;
         Settings {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 3478))],
             tls_listen: Vec::new(),
@@ -326,7 +328,8 @@ impl RelayBuilder {
         self
     }
 
-    /// Accept RFC 5766 channel numbers 0x5000-0x7FFF (coturn's tools, pjnath).
+    /// Accept RFC 5766 channel numbers 0x5000-0x7FFF (coturn's tools, pjnath);
+    /// on by default.
     pub fn legacy_channels(mut self, on: bool) -> Self {
         self.settings.turn.legacy_channels = on;
         self
