@@ -51,3 +51,8 @@ pub use refusal::{Reason, Refusal};
 
 #[cfg(feature = "std")]
 extern crate std;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(all(doctest, feature = "tls"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -195,15 +195,15 @@ impl<'a> TimeLimitedUsername<'a> {
         if let Some(expiry) = parse_expiry(username) {
             return Ok(TimeLimitedUsername { expiry, user: "" });
         }
-        if let Some((head, tail)) = username.split_once(':') {
-            if let Some(expiry) = parse_expiry(head) {
-                return Ok(TimeLimitedUsername { expiry, user: tail });
-            }
+        if let Some((head, tail)) = username.split_once(':')
+            && let Some(expiry) = parse_expiry(head)
+        {
+            return Ok(TimeLimitedUsername { expiry, user: tail });
         }
-        if let Some((head, tail)) = username.rsplit_once(':') {
-            if let Some(expiry) = parse_expiry(tail) {
-                return Ok(TimeLimitedUsername { expiry, user: head });
-            }
+        if let Some((head, tail)) = username.rsplit_once(':')
+            && let Some(expiry) = parse_expiry(tail)
+        {
+            return Ok(TimeLimitedUsername { expiry, user: head });
         }
         Err(CredentialError::NoExpiry)
     }

@@ -52,6 +52,7 @@
 //! ```
 #![no_std]
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 #![cfg_attr(
     not(test),
     deny(
@@ -82,3 +83,8 @@ pub use header::{
     Class, HEADER_LEN, MAGIC_COOKIE, MessageType, Method, TransactionId, message_type_of,
 };
 pub use message::{Attributes, Message, RawAttribute, UnknownAttributeList};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -185,7 +185,7 @@ proptest! {
     fn channel_data_round_trips(ch in 0x4000u16..=0x4fff, data in proptest::collection::vec(any::<u8>(), 0..600), pad in any::<bool>()) {
         let mut buf = vec![0u8; 700];
         let n = channel_data::encode(&mut buf, ch, &data, pad).unwrap();
-        prop_assert_eq!(n % 4 == 0, pad || data.len() % 4 == 0);
+        prop_assert_eq!(n.is_multiple_of(4), pad || data.len() % 4 == 0);
         let c = ChannelData::new_checked(&buf[..n]).unwrap();
         prop_assert_eq!(c.channel(), ch);
         prop_assert_eq!(c.data(), &data[..]);

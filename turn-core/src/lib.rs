@@ -95,3 +95,8 @@ pub struct FiveTuple {
     /// has one socket).
     pub socket: u32,
 }
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(all(doctest, feature = "std"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -55,7 +55,7 @@ impl<'a> Attribute<'a> for UnknownAttributes<'a> {
     const TYPE: AttributeType = AttributeType::UNKNOWN_ATTRIBUTES;
 
     fn decode(value: &'a [u8], _: &TransactionId) -> Result<Self, AttributeError> {
-        if value.len() % 2 != 0 {
+        if !value.len().is_multiple_of(2) {
             return Err(bad_length(Self::TYPE, value.len()));
         }
         Ok(UnknownAttributes(Repr::Wire(value)))

@@ -4,9 +4,9 @@
 //! adapter only moves datagrams between the stack's sockets and the server, and
 //! implements the server's [`Host`](crate::server::Host) over the stack.
 //!
-//! - `std`: [`std::Relay`](self::std::Relay), the relay on Linux threads (a worker per core with
+//! - `std`: [`std::Relay`], the relay on Linux threads (a worker per core with
 //!   SO_REUSEPORT listeners, batched UDP, TURN over TCP, and with `tls` TURN over
-//!   TLS and HTTPS hand-off to the web proxy), and [`std::client::TurnClient`](self::std::client::TurnClient), a
+//!   TLS and HTTPS hand-off to the web proxy), and [`std::client::TurnClient`], a
 //!   blocking client.
 //! - `smoltcp`: [`smoltcp::SmoltcpTurn`], poll-based over an `Interface` and a
 //!   `SocketSet` the caller owns.

@@ -1,5 +1,5 @@
 //! A blocking TURN client on std sockets: [`TurnClient`] drives the sans-IO
-//! [`Client`](crate::client::Client) over a UDP socket or a TCP (or, with the
+//! [`Client`] over a UDP socket or a TCP (or, with the
 //! `tls` feature, TLS) stream to the server, waiting with timeouts taken from
 //! the client's own timers, so retransmissions, the 401 round, a 438 retry, a
 //! 300 redirect and refreshes all happen while you wait.
