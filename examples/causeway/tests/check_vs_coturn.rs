@@ -146,8 +146,32 @@ fn coturn_with(netns: Option<&str>, port: u16, password: &str, extra: &[&str]) -
         .stderr(Stdio::null())
         .spawn()
         .expect("start turnserver");
-    std::thread::sleep(Duration::from_millis(1200));
+    wait_listening(netns, port);
     Coturn(child)
+}
+
+/// Waits until UDP `port` is bound (in `netns`): a loaded machine starts coturn
+/// slower than any fixed sleep.
+fn wait_listening(netns: Option<&str>, port: u16) {
+    let filter = format!("sport = :{port}");
+    for _ in 0..100 {
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "ss"]);
+                c
+            }
+            None => Command::new("ss"),
+        };
+        let out = cmd.args(["-Hlun", &filter]).output();
+        if out.is_ok_and(|o| !o.stdout.is_empty()) {
+            // Bound; give it a moment to enter its event loop.
+            std::thread::sleep(Duration::from_millis(200));
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("turnserver did not listen on UDP {port} within 10 s");
 }
 
 fn causeway(netns: Option<&str>, args: &[&str]) -> (bool, String) {

@@ -12,7 +12,8 @@ use crate::server::policy::{Cidr, RANGES_MAX};
 use crate::server::{Config, REALM_MAX, SECRET_MAX, SECRETS_MAX, Secret};
 
 use super::credentials::{Credentials, Users};
-use super::relay::{Relay, StartError};
+use super::error::StartError;
+use super::handle::Relay;
 
 /// Limits for stream clients (TURN over TCP and TLS).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

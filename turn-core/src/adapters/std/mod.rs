@@ -95,6 +95,9 @@ pub mod client;
 mod clock;
 mod conn;
 mod credentials;
+mod error;
+mod events;
+mod handle;
 #[cfg(feature = "tls")]
 mod handshake;
 mod host;
@@ -111,5 +114,7 @@ mod worker;
 pub use builder::{RelayBuilder, Settings, TcpLimits};
 pub use capacity::Capacity;
 pub use credentials::{Credentials, Users};
-pub use relay::{Relay, RelayEvent, StartError, StatsHandle, Stopper};
+pub use error::StartError;
+pub use events::RelayEvent;
+pub use handle::{Relay, StatsHandle, Stopper};
 pub use stats::{AllocationStats, Stats, UserStats, Username, WorkerStats};

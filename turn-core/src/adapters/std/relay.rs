@@ -1,5 +1,6 @@
-//! Starting and running the relay: [`Relay`], the handle a started relay gives
-//! back, its [`RelayEvent`]s, and why a start fails ([`StartError`]).
+//! Starting the relay: the settings the listeners complete (relay addresses,
+//! own addresses), every listener bound once per worker, the shards, the
+//! workers and the TLS thread started, and the [`Relay`] handle made.
 //!
 //! Starting binds every listener before it spawns anything, so a bad address
 //! stops the start with the address in the error; then each worker gets its
@@ -8,127 +9,25 @@
 
 use crate::adapters::std::prelude::*;
 
-use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, sync_channel};
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use log::{info, warn};
-use mio::Waker;
 
-use crate::FiveTuple;
-use crate::server::{ConfigError, Event, Refusal, Slot};
+use crate::server::Slot;
+
+use super::error::StartError;
 
 use super::builder::Settings;
 use super::capacity::Capacity;
 use super::credentials::Credentials;
+use super::handle::{Relay, Stopper};
 use super::net;
 use super::shared::{Quota, Shared};
-use super::stats::{self, Stats, Username};
 use super::worker::{self, Turn, UdpListener, Worker};
-
-/// Something that happened on the relay, for the embedder (the same things are
-/// logged with `log`). Events queue up to the builder's
-/// [`event_queue`](super::RelayBuilder::event_queue) size; past it they are
-/// dropped and counted in [`Stats::events_dropped`], never blocking a worker.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum RelayEvent {
-    /// An allocation was created or ended.
-    Allocation {
-        /// The worker that holds it.
-        worker: usize,
-        /// What happened.
-        event: Event,
-    },
-    /// A request was refused for a reason an operator acts on: bad credentials,
-    /// an unknown user, a stale nonce past its retry, a forbidden peer, a quota.
-    /// (Routine refusals, such as the first 401 of every allocation, are not
-    /// reported.)
-    Refused {
-        /// The worker that refused it.
-        worker: usize,
-        /// The client's 5-tuple.
-        tuple: FiveTuple,
-        /// The USERNAME it carried, if any.
-        username: Option<Username>,
-        /// Why.
-        refusal: Refusal,
-    },
-    /// A relay socket could not be bound for a reason other than a taken port
-    /// (the address is not this host's, permissions, file descriptors).
-    RelaySocketFailed {
-        /// The worker.
-        worker: usize,
-        /// The address it tried.
-        local: SocketAddr,
-        /// The system's reason.
-        error: io::ErrorKind,
-    },
-}
-
-/// Why the relay did not start.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum StartError {
-    /// A setting cannot work; `field` names it (as in [`Settings`]).
-    Settings {
-        /// The field.
-        field: &'static str,
-        /// What is wrong with it.
-        problem: String,
-    },
-    /// The TURN core refused its configuration.
-    Config(ConfigError),
-    /// A listener could not be bound.
-    Bind {
-        /// "udp", "tcp" or "tls".
-        transport: &'static str,
-        /// The address.
-        addr: SocketAddr,
-        /// The cause.
-        source: io::Error,
-    },
-    /// Something else the start needs failed: an event loop, a thread, the OS
-    /// random source.
-    Setup {
-        /// What was being done.
-        what: &'static str,
-        /// The cause.
-        source: io::Error,
-    },
-}
-
-impl fmt::Display for StartError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StartError::Settings { field, problem } => write!(f, "`{field}`: {problem}"),
-            StartError::Config(e) => write!(f, "TURN configuration refused: {e}"),
-            StartError::Bind {
-                transport,
-                addr,
-                source,
-            } => write!(
-                f,
-                "cannot listen on {transport} {addr}: {source} (is another server, such as \
-                 coturn, already on this port?)"
-            ),
-            StartError::Setup { what, source } => write!(f, "cannot {what}: {source}"),
-        }
-    }
-}
-
-impl std::error::Error for StartError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            StartError::Bind { source, .. } | StartError::Setup { source, .. } => Some(source),
-            _ => None,
-        }
-    }
-}
 
 fn setup(what: &'static str) -> impl FnOnce(io::Error) -> StartError {
     move |source| StartError::Setup { what, source }
@@ -141,161 +40,6 @@ fn random<const N: usize>() -> Result<[u8; N], StartError> {
         source: io::Error::other(e.to_string()),
     })?;
     Ok(b)
-}
-
-/// A running relay. Dropping it stops it (and waits for its threads).
-pub struct Relay {
-    local: Vec<SocketAddr>,
-    tls_local: Vec<SocketAddr>,
-    shared: Arc<Shared>,
-    stop: Stopper,
-    workers: Vec<JoinHandle<()>>,
-    events: Mutex<Option<Receiver<RelayEvent>>>,
-    threads: usize,
-    capacity: Option<Capacity>,
-}
-
-impl fmt::Debug for Relay {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Relay")
-            .field("local", &self.local)
-            .field("tls_local", &self.tls_local)
-            .field("threads", &self.threads)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Reads a relay's stats from another thread; see [`Relay::stats_handle`].
-#[derive(Clone)]
-pub struct StatsHandle {
-    shared: Arc<Shared>,
-}
-
-impl fmt::Debug for StatsHandle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StatsHandle").finish_non_exhaustive()
-    }
-}
-
-impl StatsHandle {
-    /// The latest stats of every worker (at most a second old; after the relay
-    /// stopped, the last ones).
-    pub fn stats(&self) -> Stats {
-        let snapshots = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
-        stats::collect(
-            &snapshots,
-            self.shared.quota.total(),
-            self.shared.events.dropped(),
-        )
-    }
-}
-
-/// Stops a relay from another thread (a signal handler's, a control task's).
-#[derive(Clone)]
-pub struct Stopper {
-    flag: Arc<AtomicBool>,
-    wakers: Vec<Arc<Waker>>,
-    #[cfg(feature = "tls")]
-    tls: Option<super::handshake::Handshakes>,
-}
-
-impl fmt::Debug for Stopper {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Stopper")
-            .field("stopped", &self.flag.load(Ordering::Relaxed))
-            .finish_non_exhaustive()
-    }
-}
-
-impl Stopper {
-    /// Tells every thread of the relay to stop (they finish the batch in hand).
-    pub fn stop(&self) {
-        self.flag.store(true, Ordering::SeqCst);
-        for w in &self.wakers {
-            let _ = w.wake();
-        }
-        #[cfg(feature = "tls")]
-        if let Some(h) = &self.tls {
-            h.wake();
-        }
-    }
-}
-
-impl Relay {
-    /// The UDP and TCP listeners' addresses, as bound (a port 0 asked for is the
-    /// port the system gave).
-    pub fn local_addrs(&self) -> &[SocketAddr] {
-        &self.local
-    }
-
-    /// The TLS listeners' addresses, as bound.
-    pub fn tls_addrs(&self) -> &[SocketAddr] {
-        &self.tls_local
-    }
-
-    /// Worker threads running.
-    pub fn threads(&self) -> usize {
-        self.threads
-    }
-
-    /// Allocations allowed in all.
-    pub fn quota_total(&self) -> usize {
-        self.shared.quota.total()
-    }
-
-    /// What bounded the total of allocations, when it was measured (it was not
-    /// set).
-    pub fn capacity(&self) -> Option<&Capacity> {
-        self.capacity.as_ref()
-    }
-
-    /// The latest stats of every worker (at most a second old).
-    pub fn stats(&self) -> Stats {
-        self.stats_handle().stats()
-    }
-
-    /// A handle that reads the stats from another thread (an admin or metrics
-    /// endpoint), without holding the relay.
-    pub fn stats_handle(&self) -> StatsHandle {
-        StatsHandle {
-            shared: self.shared.clone(),
-        }
-    }
-
-    /// The receiving end of the event queue, the first time it is asked for
-    /// (`None` after, or when the queue was turned off with a size of 0).
-    pub fn take_events(&self) -> Option<Receiver<RelayEvent>> {
-        self.events.lock().unwrap_or_else(|e| e.into_inner()).take()
-    }
-
-    /// A handle that stops the relay from another thread.
-    pub fn stopper(&self) -> Stopper {
-        self.stop.clone()
-    }
-
-    /// Tells the relay to stop; [`Relay::join`] then returns.
-    pub fn shutdown(&self) {
-        self.stop.stop();
-    }
-
-    /// Waits until the relay stops (after [`Relay::shutdown`] or a
-    /// [`Stopper`]).
-    pub fn join(mut self) {
-        self.wait();
-    }
-
-    fn wait(&mut self) {
-        for h in self.workers.drain(..) {
-            let _ = h.join();
-        }
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.stop.stop();
-        self.wait();
-    }
 }
 
 /// Fills in what the settings leave to the listeners: the relay addresses, and

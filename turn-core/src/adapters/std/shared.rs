@@ -16,7 +16,7 @@ use crate::server::QuotaError;
 use super::builder::TcpLimits;
 use super::clock::Clock;
 use super::credentials::Credentials;
-use super::relay::RelayEvent;
+use super::events::RelayEvent;
 use super::sources::Sources;
 use super::stats::WorkerSnapshot;
 

@@ -14,8 +14,8 @@ use stun_core::escape::Escaped;
 use crate::FiveTuple;
 use crate::server::{EndReason, Event, Refusal};
 
+use super::super::events::RelayEvent;
 use super::super::limiter::LogLimiter;
-use super::super::relay::RelayEvent;
 use super::super::shared::Shared;
 use super::super::stats::Username as Name;
 use super::Worker;

@@ -28,116 +28,33 @@
 
 use crate::adapters::std::prelude::*;
 
+mod connection;
+mod error;
+
 use std::fmt;
-use std::io::{self, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant as StdInstant};
 
 use stun_core::attributes::XorMappedAddress;
-use stun_core::demux::{self, Frame};
 use stun_core::{Class, Message, MessageBuilder, MessageType, Method, TransactionId};
 
-use crate::client::{Client, ClientConfig, ClientError, ClientEvent, Failure, RequestKind};
-use crate::{Instant, Transport};
+use crate::Instant;
+#[cfg(feature = "tls")]
+use crate::Transport;
+use crate::client::{Client, ClientConfig, ClientEvent};
+
+use connection::Connection;
+#[cfg(feature = "tls")]
+pub use connection::TlsTarget;
+pub use error::ClientIoError;
 
 /// The clients' monotonic clock: milliseconds since the first client started.
 fn now() -> Instant {
     static ORIGIN: OnceLock<StdInstant> = OnceLock::new();
     let origin = *ORIGIN.get_or_init(StdInstant::now);
     Instant::from_millis(u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX))
-}
-
-/// How to verify a TURN server over TLS.
-#[cfg(feature = "tls")]
-#[derive(Debug, Clone)]
-pub struct TlsTarget {
-    /// The TLS configuration, trusting the server's CA (see
-    /// `proxy_core::runtime::tls::client_config`).
-    pub config: std::sync::Arc<rustls::ClientConfig>,
-    /// The name the server's certificate must carry (also sent as SNI).
-    pub name: String,
-}
-
-/// Why a client call failed.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum ClientIoError {
-    /// The server could not be reached.
-    Connect {
-        /// The server.
-        server: SocketAddr,
-        /// Over what.
-        transport: Transport,
-        /// The cause.
-        source: io::Error,
-    },
-    /// The connection failed after it was made.
-    Io(io::Error),
-    /// The client refused the call (not allocated, too many permissions, ...).
-    Client(ClientError),
-    /// The server refused a request, or its answer did not verify.
-    Failed {
-        /// What was asked.
-        request: RequestKind,
-        /// Why it failed.
-        failure: Failure,
-    },
-    /// No answer in time.
-    TimedOut(&'static str),
-}
-
-impl fmt::Display for ClientIoError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ClientIoError::Connect {
-                server,
-                transport,
-                source,
-            } => write!(
-                f,
-                "cannot reach {server} over {}: {source}",
-                transport.name()
-            ),
-            ClientIoError::Io(e) => write!(f, "connection to the server failed: {e}"),
-            ClientIoError::Client(e) => write!(f, "{e}"),
-            ClientIoError::Failed { request, failure } => {
-                write!(f, "{} failed: {failure}", request_name(request))
-            }
-            ClientIoError::TimedOut(what) => write!(f, "{what}: no answer in time"),
-        }
-    }
-}
-
-impl std::error::Error for ClientIoError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ClientIoError::Connect { source, .. } | ClientIoError::Io(source) => Some(source),
-            _ => None,
-        }
-    }
-}
-
-impl From<io::Error> for ClientIoError {
-    fn from(e: io::Error) -> Self {
-        ClientIoError::Io(e)
-    }
-}
-
-impl From<ClientError> for ClientIoError {
-    fn from(e: ClientError) -> Self {
-        ClientIoError::Client(e)
-    }
-}
-
-fn request_name(r: &RequestKind) -> &'static str {
-    match r {
-        RequestKind::Allocate => "allocation",
-        RequestKind::Refresh(0) => "deallocation",
-        RequestKind::Refresh(_) => "refresh",
-        RequestKind::Permission(_) => "permission",
-        RequestKind::ChannelBind(..) => "channel binding",
-    }
 }
 
 /// What an allocation gave.
@@ -151,194 +68,6 @@ pub struct Allocated {
     pub lifetime: u32,
     /// The server it is on, if a 300 redirect moved it.
     pub redirected: Option<SocketAddr>,
-}
-
-/// A byte stream to a TURN server: TCP, or TLS over TCP.
-enum Stream {
-    Plain(TcpStream),
-    #[cfg(feature = "tls")]
-    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
-}
-
-impl Stream {
-    fn tcp(&self) -> &TcpStream {
-        match self {
-            Stream::Plain(s) => s,
-            #[cfg(feature = "tls")]
-            Stream::Tls(t) => &t.sock,
-        }
-    }
-}
-
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.read(buf),
-            #[cfg(feature = "tls")]
-            Stream::Tls(t) => t.read(buf),
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.write(buf),
-            #[cfg(feature = "tls")]
-            Stream::Tls(t) => t.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Stream::Plain(s) => s.flush(),
-            #[cfg(feature = "tls")]
-            Stream::Tls(t) => t.flush(),
-        }
-    }
-}
-
-/// A connection to a TURN server.
-enum Connection {
-    /// UDP, connected to the server.
-    Udp(UdpSocket),
-    /// TCP or TLS, with bytes read but not yet framed.
-    Stream(Stream, Vec<u8>),
-}
-
-/// Whether an error only says nothing came in time.
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
-}
-
-impl Connection {
-    fn open(
-        server: SocketAddr,
-        transport: Transport,
-        timeout: Duration,
-        #[cfg(feature = "tls")] tls: Option<&TlsTarget>,
-    ) -> io::Result<Connection> {
-        match transport {
-            Transport::Udp => {
-                let any: SocketAddr = if server.is_ipv4() {
-                    (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-                } else {
-                    (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-                };
-                let s = UdpSocket::bind(any)?;
-                s.connect(server)?;
-                Ok(Connection::Udp(s))
-            }
-            Transport::Tcp => {
-                let s = TcpStream::connect_timeout(&server, timeout)?;
-                s.set_nodelay(true)?;
-                Ok(Connection::Stream(Stream::Plain(s), Vec::new()))
-            }
-            #[cfg(feature = "tls")]
-            Transport::Tls => {
-                let target = tls.ok_or_else(|| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        "TLS needs a TlsTarget (TurnClient::connect_tls)",
-                    )
-                })?;
-                let mut sock = TcpStream::connect_timeout(&server, timeout)?;
-                sock.set_nodelay(true)?;
-                sock.set_read_timeout(Some(timeout))?;
-                let name = rustls::pki_types::ServerName::try_from(target.name.clone())
-                    .map_err(io::Error::other)?;
-                let mut conn = rustls::ClientConnection::new(target.config.clone(), name)
-                    .map_err(io::Error::other)?;
-                while conn.is_handshaking() {
-                    conn.complete_io(&mut sock)?;
-                }
-                let stream = rustls::StreamOwned::new(conn, sock);
-                Ok(Connection::Stream(
-                    Stream::Tls(Box::new(stream)),
-                    Vec::new(),
-                ))
-            }
-            #[cfg(not(feature = "tls"))]
-            Transport::Tls => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "TURN over TLS needs turn-core's `tls` feature",
-            )),
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        match self {
-            Connection::Udp(s) => s.local_addr(),
-            Connection::Stream(s, _) => s.tcp().local_addr(),
-        }
-    }
-
-    fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
-        match self {
-            Connection::Udp(s) => match s.send(bytes) {
-                Ok(_) => Ok(()),
-                // ICMP port unreachable from an earlier send: the next may pass.
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(()),
-                Err(e) => Err(e),
-            },
-            Connection::Stream(s, _) => {
-                s.write_all(bytes)?;
-                s.flush()
-            }
-        }
-    }
-
-    /// One message into `buf` within `timeout`; `Ok(None)` on timeout.
-    fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<usize>> {
-        let timeout = timeout.max(Duration::from_millis(1));
-        match self {
-            Connection::Udp(s) => {
-                s.set_read_timeout(Some(timeout))?;
-                match s.recv(buf) {
-                    Ok(n) => Ok(Some(n)),
-                    Err(e) if is_timeout(&e) => Ok(None),
-                    // ICMP port unreachable from an earlier send.
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(None),
-                    Err(e) => Err(e),
-                }
-            }
-            Connection::Stream(s, pending) => loop {
-                match demux::stream_frame(pending) {
-                    Frame::Stun(n) | Frame::ChannelData(n) if pending.len() >= n => {
-                        let len = n.min(buf.len());
-                        if let (Some(dst), Some(src)) = (buf.get_mut(..len), pending.get(..len)) {
-                            dst.copy_from_slice(src);
-                        }
-                        pending.drain(..n);
-                        return Ok(Some(len));
-                    }
-                    Frame::Invalid => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            "stream out of sync",
-                        ));
-                    }
-                    _ => {}
-                }
-                s.tcp().set_read_timeout(Some(timeout))?;
-                let mut chunk = [0u8; 4096];
-                match s.read(&mut chunk) {
-                    Ok(0) => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "server closed the connection",
-                        ));
-                    }
-                    Ok(n) => pending.extend_from_slice(chunk.get(..n).unwrap_or_default()),
-                    Err(e) if is_timeout(&e) => return Ok(None),
-                    Err(e) => return Err(e),
-                }
-            },
-        }
-    }
 }
 
 /// A TURN client over std sockets: one allocation on one server. See the
