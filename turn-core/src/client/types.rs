@@ -70,7 +70,7 @@ pub enum ClientError {
     /// The caller's buffer is too small.
     BufferTooSmall,
     /// No permission for the peer: the server would drop the data (ask for one
-    /// with [`Client::create_permission`] first).
+    /// with [`Client::create_permission`](super::Client::create_permission) first).
     NoPermission,
 }
 
