@@ -54,6 +54,7 @@ fuzz_target!(|data: &[u8]| {
         } else {
             Transport::Udp
         },
+        socket: 0,
     };
     let mut out = [0u8; 1500];
     let mut h = FuzzHost;
