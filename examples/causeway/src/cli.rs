@@ -90,6 +90,10 @@ pub(crate) struct ServeArgs {
     /// Worker threads (0: one per core).
     #[arg(long, value_name = "N")]
     pub(crate) threads: Option<usize>,
+    /// Interface to relay bound channels on in the kernel (XDP; repeatable; a
+    /// build with feature `xdp`).
+    #[arg(long, value_name = "IFACE")]
+    pub(crate) xdp_interface: Vec<String>,
     /// Log level: error, warn, info, debug or trace (RUST_LOG overrides).
     #[arg(long, value_name = "LEVEL")]
     pub(crate) log_level: Option<String>,

@@ -369,6 +369,8 @@ where
                 }
                 a.update_expiry();
             }
+            // A shorter lifetime shortens the routes too.
+            self.announce_routes(slot, host, now);
             lifetime
         };
         let res = respond::success(out, &self.cfg, msg, auth.signer(), |b| {

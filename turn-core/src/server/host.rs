@@ -6,7 +6,7 @@ use core::net::SocketAddr;
 use stun_core::credentials::{Algorithm, Key};
 
 use super::config::USERNAME_MAX;
-use crate::Instant;
+use crate::{FiveTuple, Instant};
 
 /// Identifies one relay socket: an allocation's slot, its generation (so a handle
 /// outliving its allocation misses), and which socket (IPv4 or IPv6).
@@ -43,6 +43,29 @@ pub enum QuotaError {
     User,
     /// The server has reached its total (508, or 300 to the alternate server).
     Total,
+}
+
+/// A bound channel as a fast path below the server (an XDP program, a NIC) may
+/// relay it on its own: ChannelData from the client of `tuple` on `channel` goes
+/// to `peer` from the relay socket at `relay`, and datagrams from `peer` to `relay`
+/// go to the client in ChannelData on `channel`, until `until`. Only UDP clients'
+/// channels, and never a peer that is one of the server's relayed addresses
+/// (relay-to-relay is checked per packet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelRoute {
+    /// The client's 5-tuple (its listener is `tuple.server`).
+    pub tuple: FiveTuple,
+    /// The relay socket the channel belongs to.
+    pub handle: RelayHandle,
+    /// The channel number.
+    pub channel: u16,
+    /// The relay socket's local address.
+    pub relay: SocketAddr,
+    /// The peer.
+    pub peer: SocketAddr,
+    /// When relaying must stop unless the server says otherwise: the earliest of
+    /// the channel's, its peer permission's and its relayed address's expiry.
+    pub until: Instant,
 }
 
 /// What the server needs from its environment.
@@ -115,6 +138,14 @@ pub trait Host {
     /// Releases the reservations whose time has passed.
     fn expire_reservations(&mut self, now: Instant) {
         let _ = now;
+    }
+
+    /// A channel route is new or its end moved (a ChannelBind, a CreatePermission
+    /// for its peer, a Refresh): a host with a fast path installs or updates it.
+    /// Routes end at their `until` by themselves; those of a relay socket are gone
+    /// when [`Host::close_relay`] closes it. By default there is no fast path.
+    fn route(&mut self, route: &ChannelRoute) {
+        let _ = route;
     }
 
     /// Fills `buf` from a cryptographically secure random source.

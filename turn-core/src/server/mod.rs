@@ -117,7 +117,7 @@ pub use config::{
     REALM_MAX, RESERVATION_LIFETIME_SECS, SECRET_MAX, SECRETS_MAX, SOFTWARE_MAX, Secret,
     USERNAME_MAX,
 };
-pub use host::{BindError, Host, QuotaError, RelayHandle};
+pub use host::{BindError, ChannelRoute, Host, QuotaError, RelayHandle};
 pub use local::{LocalQuota, Reservations};
 pub use nonce::{COOKIE_LEN, NONCE_LEN, NonceCheck, NonceText, Nonces, SecurityFeatures};
 pub use output::{ClientOutput, Counters, EndReason, Event, Outgoing, PeerOutput};
@@ -361,6 +361,41 @@ where
             self.events.pop_front();
         }
         let _ = self.events.push_back(e);
+    }
+
+    /// Tells the host the routes of the allocation in `slot`'s live channels, with
+    /// when each must stop (see [`ChannelRoute`]).
+    pub(crate) fn announce_routes(&self, slot: usize, host: &mut impl Host, now: Instant) {
+        let (Some(a), Some(generation)) = (self.table.get(slot), self.table.generation(slot))
+        else {
+            return;
+        };
+        if a.tuple.transport != crate::Transport::Udp {
+            return;
+        }
+        for c in a.channels.iter().filter(|c| c.is_live(now)) {
+            if self.cfg.is_relay_ip(c.peer.ip()) {
+                continue;
+            }
+            let Some(permission) = a.permissions.iter().find(|p| p.ip == c.peer.ip()) else {
+                continue;
+            };
+            let Some((which, relay)) = a.relay_for(&c.peer.ip(), now) else {
+                continue;
+            };
+            host.route(&ChannelRoute {
+                tuple: a.tuple,
+                handle: RelayHandle {
+                    slot: slot as u32,
+                    generation,
+                    which,
+                },
+                channel: c.number,
+                relay: relay.local,
+                peer: c.peer,
+                until: c.expires.min(permission.expires).min(relay.expires),
+            });
+        }
     }
 
     /// The relay socket address `addr` names, if it is a live relayed address of

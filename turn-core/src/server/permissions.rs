@@ -100,6 +100,8 @@ where
         for ip in peers {
             install_permission(&mut a.permissions, ip, expires);
         }
+        // Channels to these peers may now relay longer.
+        self.announce_routes(slot, host, now);
         Ok(self.empty_success(msg, auth.signer(), out))
     }
 
@@ -177,6 +179,7 @@ where
             peer.ip(),
             now.plus_secs(PERMISSION_LIFETIME_SECS),
         );
+        self.announce_routes(slot, host, now);
         Ok(self.empty_success(msg, auth.signer(), out))
     }
 

@@ -13,8 +13,8 @@ use stun_core::{
     AttributeType, Class, Message, MessageBuilder, MessageType, Method, TransactionId,
 };
 use turn_core::server::{
-    BindError, ClientOutput, Config, Host, PEER_HEADROOM, PEER_TAILROOM, PeerBuffer, PeerOutput,
-    QuotaError, RelayHandle, Server, Slot,
+    BindError, ChannelRoute, ClientOutput, Config, Host, PEER_HEADROOM, PEER_TAILROOM, PeerBuffer,
+    PeerOutput, QuotaError, RelayHandle, Server, Slot,
 };
 use turn_core::{FiveTuple, Instant, Transport, UnixTime};
 
@@ -39,6 +39,8 @@ pub struct FakeHost {
     pub user_quota: usize,
     pub total_quota: usize,
     pub rng: u64,
+    /// Channel routes the server announced, in order.
+    pub routes: Vec<ChannelRoute>,
 }
 
 impl FakeHost {
@@ -66,6 +68,10 @@ impl FakeHost {
 }
 
 impl Host for FakeHost {
+    fn route(&mut self, route: &ChannelRoute) {
+        self.routes.push(*route);
+    }
+
     fn long_term_key(&mut self, username: &str, realm: &str, algorithm: Algorithm) -> Option<Key> {
         self.users
             .get(username)

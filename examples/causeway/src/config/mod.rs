@@ -92,6 +92,11 @@ pub(crate) struct Config {
     pub(crate) limits: LimitsConfig,
     /// The web proxy's timers against slow clients.
     pub(crate) http: HttpConfig,
+    /// Interfaces to attach the kernel fast path (XDP) to: those clients and
+    /// peers reach the relay on. Needs a build with feature `xdp`.
+    pub(crate) xdp_interface: Vec<String>,
+    /// `auto` (native, else generic), `native` or `generic`.
+    pub(crate) xdp_mode: String,
 }
 
 /// `[http]`: the web proxy's timers against slow (or stalled) clients.
@@ -172,6 +177,8 @@ impl Default for Config {
             tcp: TcpConfig::default(),
             limits: LimitsConfig::default(),
             http: HttpConfig::default(),
+            xdp_interface: Vec::new(),
+            xdp_mode: "auto".into(),
         }
     }
 }
@@ -351,6 +358,7 @@ impl Config {
         set(&mut self.threads, &a.threads);
         extend(&mut self.tls_listen, &a.tls_listen);
         extend(&mut self.proxy, &a.proxy);
+        extend(&mut self.xdp_interface, &a.xdp_interface);
         if a.cert.is_some() {
             self.cert = a.cert.clone();
         }

@@ -81,6 +81,7 @@ impl TryFrom<&Config> for Plan {
         };
         listeners(c)?;
         turn(c, &mut relay)?;
+        fast_path(c, &mut relay)?;
         let users = users(c)?;
         limits(c)?;
         let (sites, rules) = super::web::web(c)?;
@@ -295,6 +296,48 @@ fn users(c: &Config) -> Result<Vec<(String, String)>, ConfigError> {
         ));
     }
     Ok(users)
+}
+
+/// The kernel fast path's interfaces and mode.
+fn fast_path(c: &Config, relay: &mut Settings) -> Result<(), ConfigError> {
+    #[cfg(feature = "xdp")]
+    {
+        use turn_core::adapters::std::XdpMode;
+        relay.xdp.mode = match c.xdp_mode.as_str() {
+            "auto" => XdpMode::Auto,
+            "native" => XdpMode::Native,
+            "generic" => XdpMode::Generic,
+            other => {
+                return Err(field(
+                    "xdp_mode",
+                    format!("`{other}` is not auto, native or generic"),
+                ));
+            }
+        };
+        relay.xdp.interfaces = c.xdp_interface.clone();
+        if !c.xdp_interface.is_empty()
+            && let Some(a) = c.listen.iter().find(|a| a.ip().is_unspecified())
+        {
+            return Err(field(
+                "xdp_interface",
+                format!(
+                    "the kernel fast path answers from the listener's address: listen on a \
+                     specific address, not {a}"
+                ),
+            ));
+        }
+    }
+    #[cfg(not(feature = "xdp"))]
+    {
+        let _ = relay;
+        if !c.xdp_interface.is_empty() {
+            return Err(field(
+                "xdp_interface",
+                "this causeway was built without the kernel fast path (build with --features xdp)",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Quotas, budgets, stream and HTTP timers.

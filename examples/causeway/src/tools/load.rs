@@ -105,12 +105,12 @@ fn echo(args: &LoadArgs) -> Result<(), String> {
         turn.bind_channel(peer, Duration::from_secs(10))
             .map_err(|e| e.to_string())?;
         let gate = start_gate.clone();
-        handles.push(thread::spawn(move || -> (u64, u64, Vec<u64>) {
+        handles.push(thread::spawn(move || -> (u64, u64, u64, Vec<u64>) {
             gate.wait();
             let mut payload = vec![0u8; size];
             let mut buf = [0u8; 2048];
             let mut rtts = Vec::with_capacity((duration.as_millis() as usize) * 2);
-            let (mut sent, mut received) = (0u64, 0u64);
+            let (mut sent, mut received, mut corrupt) = (0u64, 0u64, 0u64);
             let origin = StdInstant::now();
             let mut next = origin;
             let end = origin + duration;
@@ -119,6 +119,7 @@ fn echo(args: &LoadArgs) -> Result<(), String> {
                 let t = StdInstant::now();
                 while t >= next && t < end {
                     payload[..8].copy_from_slice(&sent.to_be_bytes());
+                    fill(&mut payload[16..], sent);
                     let ns = origin.elapsed().as_nanos() as u64;
                     payload[8..16].copy_from_slice(&ns.to_be_bytes());
                     if turn.send_to(peer, &payload).is_ok() {
@@ -136,27 +137,33 @@ fn echo(args: &LoadArgs) -> Result<(), String> {
                     && let Some(d) = buf.get(..n)
                     && d.len() >= 16
                 {
+                    let seq = u64::from_be_bytes(d[..8].try_into().unwrap_or_default());
                     let ns = u64::from_be_bytes(d[8..16].try_into().unwrap_or_default());
                     rtts.push((origin.elapsed().as_nanos() as u64).saturating_sub(ns) / 1000);
                     received += 1;
+                    // Every byte must come back as sent.
+                    if d.len() != size || !filled(&d[16..], seq) {
+                        corrupt += 1;
+                    }
                 }
             }
             let _ = turn.deallocate(Duration::ZERO);
-            (sent, received, rtts)
+            (sent, received, corrupt, rtts)
         }));
     }
-    let (mut sent, mut received, mut rtts) = (0, 0, Vec::new());
+    let (mut sent, mut received, mut corrupt, mut rtts) = (0, 0, 0, Vec::new());
     for h in handles {
-        let (s, r, t) = h.join().map_err(|_| "a load thread panicked".to_string())?;
+        let (s, r, c, t) = h.join().map_err(|_| "a load thread panicked".to_string())?;
         sent += s;
         received += r;
+        corrupt += c;
         rtts.extend(t);
     }
     rtts.sort_unstable();
     let secs = duration.as_secs_f64().max(0.001);
     println!(
-        "echo: clients={} size={} sent={sent} received={received} loss={:.3}% rate={:.0} pkt/s each way \
-         rtt_p50_us={} rtt_p99_us={}",
+        "echo: clients={} size={} sent={sent} received={received} corrupt={corrupt} loss={:.3}% \
+         rate={:.0} pkt/s each way rtt_p50_us={} rtt_p99_us={}",
         args.clients,
         size,
         if sent > 0 {
@@ -169,6 +176,20 @@ fn echo(args: &LoadArgs) -> Result<(), String> {
         percentile(&rtts, 0.99),
     );
     Ok(())
+}
+
+/// The payload after the sequence number and timestamp: bytes that depend on
+/// the sequence number, so a corrupted or mixed-up echo shows.
+fn fill(buf: &mut [u8], seq: u64) {
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = (seq as u8).wrapping_mul(31).wrapping_add(i as u8);
+    }
+}
+
+fn filled(buf: &[u8], seq: u64) -> bool {
+    buf.iter()
+        .enumerate()
+        .all(|(i, b)| *b == (seq as u8).wrapping_mul(31).wrapping_add(i as u8))
 }
 
 fn storm(args: &LoadArgs) -> Result<(), String> {

@@ -57,6 +57,18 @@ pub(crate) struct ServerArgs {
     /// With TLS: the name the server's certificate must carry (default: the address).
     #[arg(long, value_name = "NAME")]
     pub(crate) server_name: Option<String>,
+    /// The relayed address's family (REQUESTED-ADDRESS-FAMILY).
+    #[arg(long, value_enum, default_value_t = FamilyArg::Ipv4)]
+    pub(crate) family: FamilyArg,
+}
+
+/// A relayed address family.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub(crate) enum FamilyArg {
+    /// IPv4 (the default of RFC 8656).
+    Ipv4,
+    /// IPv6.
+    Ipv6,
 }
 
 impl ServerArgs {
@@ -108,6 +120,10 @@ impl ServerArgs {
         let mut cfg =
             ClientConfig::new(self.server, &user, &pass).map_err(|e| format!("--user: {e}"))?;
         cfg.transport = self.transport.into();
+        cfg.family = match self.family {
+            FamilyArg::Ipv4 => stun_core::attributes::AddressFamily::Ipv4,
+            FamilyArg::Ipv6 => stun_core::attributes::AddressFamily::Ipv6,
+        };
         let _ = cfg.software.push_str("causeway");
         Ok(cfg)
     }

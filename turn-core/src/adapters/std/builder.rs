@@ -67,6 +67,9 @@ pub struct Settings {
     /// relay addresses (which the relay adds): an admin interface, a redirect
     /// listener.
     pub own_addresses: Vec<IpAddr>,
+    /// The kernel fast path (XDP): off unless interfaces are named.
+    #[cfg(feature = "xdp")]
+    pub xdp: super::XdpSettings,
 }
 
 impl Default for Settings {
@@ -87,6 +90,8 @@ impl Default for Settings {
             tcp: TcpLimits::default(),
             threads: 0,
             own_addresses: Vec::new(),
+            #[cfg(feature = "xdp")]
+            xdp: super::XdpSettings::default(),
         }
     }
 }
@@ -302,6 +307,16 @@ impl RelayBuilder {
         if self.settings.turn.policy.deny.push(range).is_err() {
             return self.refuse("turn.policy.deny", format!("more than {RANGES_MAX} ranges"));
         }
+        self
+    }
+
+    /// Relays bound channels of UDP clients in the kernel, with an XDP program
+    /// attached to `interface` (repeatable: those clients and peers reach the relay
+    /// on). If the program cannot load or attach, the relay logs why and relays in
+    /// userspace.
+    #[cfg(feature = "xdp")]
+    pub fn xdp(mut self, interface: &str) -> Self {
+        self.settings.xdp.interfaces.push(interface.to_string());
         self
     }
 

@@ -24,6 +24,12 @@ impl Clock {
         Instant::from_millis(millis(self.start.elapsed()))
     }
 
+    /// Nanoseconds since the origin.
+    #[cfg(feature = "xdp")]
+    pub(crate) fn elapsed_ns(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
     /// The std instant of a core instant, for poll timeouts.
     pub(crate) fn to_std(self, t: Instant) -> std::time::Instant {
         self.start + Duration::from_millis(t.as_millis())

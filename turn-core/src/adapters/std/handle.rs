@@ -57,11 +57,36 @@ impl StatsHandle {
     /// stopped, the last ones).
     pub fn stats(&self) -> Stats {
         let snapshots = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
-        stats::collect(
+        #[cfg_attr(not(feature = "xdp"), allow(unused_mut))]
+        let mut stats = stats::collect(
             &snapshots,
             self.shared.quota.total(),
             self.shared.events.dropped(),
-        )
+        );
+        drop(snapshots);
+        #[cfg(feature = "xdp")]
+        if let Some(e) = &self.shared.fast_error {
+            stats.kernel = Some(super::KernelStats {
+                error: Some(e.clone()),
+                ..Default::default()
+            });
+        }
+        #[cfg(feature = "xdp")]
+        if let Some(fast) = &self.shared.fast {
+            let fast = fast.lock().unwrap_or_else(|e| e.into_inner());
+            stats.kernel = Some(fast.stats());
+            // Each allocation's traffic, with what the kernel relayed for it.
+            let per_client = fast.per_client();
+            for a in &mut stats.allocations {
+                if let Some(c) = per_client.get(&(a.tuple.client, a.tuple.server)) {
+                    a.traffic.to_peer_packets += c[0];
+                    a.traffic.to_peer_bytes += c[1];
+                    a.traffic.from_peer_packets += c[2];
+                    a.traffic.from_peer_bytes += c[3];
+                }
+            }
+        }
+        stats
     }
 }
 
@@ -141,6 +166,16 @@ impl Relay {
     /// (`None` after, or when the queue was turned off with a size of 0).
     pub fn take_events(&self) -> Option<Receiver<RelayEvent>> {
         self.events.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Detaches the kernel fast path from every interface (to compare, or to rule
+    /// it out while troubleshooting): userspace relays everything from then on.
+    /// Nothing happens without one.
+    #[cfg(feature = "xdp")]
+    pub fn detach_fast_path(&self) {
+        if let Some(fast) = &self.shared.fast {
+            fast.lock().unwrap_or_else(|e| e.into_inner()).detach();
+        }
     }
 
     /// A handle that stops the relay from another thread.

@@ -17,6 +17,9 @@ use super::shared::Shared;
 
 /// Borrows what a worker lends the TURN core for one call.
 pub(crate) struct WorkerHost<'a> {
+    /// The worker's index (relay handles are per shard).
+    #[cfg_attr(not(feature = "xdp"), allow(dead_code))]
+    pub(crate) worker: usize,
     pub(crate) shared: &'a Shared,
     pub(crate) relays: &'a mut Relays,
     pub(crate) registry: &'a Registry,
@@ -48,6 +51,21 @@ impl Host for WorkerHost<'_> {
     fn close_relay(&mut self, handle: RelayHandle, local: SocketAddr) {
         if self.relays.close(self.registry, handle) {
             self.shared.live.set(local, false);
+        }
+        #[cfg(feature = "xdp")]
+        if let Some(fast) = &self.shared.fast {
+            fast.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove_relay(self.worker, handle);
+        }
+    }
+
+    #[cfg(feature = "xdp")]
+    fn route(&mut self, route: &crate::server::ChannelRoute) {
+        if let Some(fast) = &self.shared.fast {
+            fast.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .install(self.worker, route);
         }
     }
 

@@ -110,6 +110,8 @@ mod shared;
 mod sources;
 mod stats;
 mod worker;
+#[cfg(feature = "xdp")]
+mod xdp;
 
 pub use builder::{RelayBuilder, Settings, TcpLimits};
 pub use capacity::Capacity;
@@ -118,3 +120,5 @@ pub use error::StartError;
 pub use events::RelayEvent;
 pub use handle::{Relay, StatsHandle, Stopper};
 pub use stats::{AllocationStats, Stats, UserStats, Username, WorkerStats};
+#[cfg(feature = "xdp")]
+pub use xdp::{KernelStats, XdpMode, XdpSettings};

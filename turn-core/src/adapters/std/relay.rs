@@ -200,13 +200,28 @@ pub(crate) fn start(
     } else {
         (None, None)
     };
-    let shared = Arc::new(Shared::new(
+    #[cfg_attr(not(feature = "xdp"), allow(unused_mut))]
+    let mut shared = Shared::new(
         settings.tcp,
         credentials,
         Quota::new(settings.per_user, total),
         threads,
         events_tx,
-    ));
+    );
+    #[cfg(feature = "xdp")]
+    if !settings.xdp.interfaces.is_empty() {
+        match super::xdp::FastPath::start(&settings.xdp, &shared.clock) {
+            Ok(fast) => {
+                info!("kernel fast path on: {fast:?}");
+                shared.fast = Some(std::sync::Mutex::new(fast));
+            }
+            Err(e) => {
+                warn!("kernel fast path off, relaying in userspace: {e}");
+                shared.fast_error = Some(e.to_string());
+            }
+        }
+    }
+    let shared = Arc::new(shared);
     // Each shard holds its share of the total with room for uneven hashing.
     let slots = (total.div_ceil(threads) * 5 / 4 + 64).min(total.max(64));
     let flag = Arc::new(AtomicBool::new(false));

@@ -34,6 +34,12 @@ pub(crate) struct Shared {
     /// The latest snapshot of each worker.
     pub(crate) stats: Mutex<Vec<WorkerSnapshot>>,
     pub(crate) events: EventQueue,
+    /// The kernel fast path, when it is on.
+    #[cfg(feature = "xdp")]
+    pub(crate) fast: Option<Mutex<super::xdp::FastPath>>,
+    /// Why the fast path asked for did not start.
+    #[cfg(feature = "xdp")]
+    pub(crate) fast_error: Option<String>,
 }
 
 impl Shared {
@@ -57,6 +63,10 @@ impl Shared {
                 tx: events,
                 dropped: AtomicU64::new(0),
             },
+            #[cfg(feature = "xdp")]
+            fast: None,
+            #[cfg(feature = "xdp")]
+            fast_error: None,
         }
     }
 }

@@ -97,6 +97,10 @@ pub struct Stats {
     pub quota_total: usize,
     /// Events dropped because the event queue was full.
     pub events_dropped: u64,
+    /// What the kernel fast path relayed, when it is on. Its packets are in
+    /// [`Stats::totals`] and in each allocation's traffic too.
+    #[cfg(feature = "xdp")]
+    pub kernel: Option<super::KernelStats>,
 }
 
 impl Stats {
@@ -117,6 +121,13 @@ impl Stats {
             t.from_peer_packets += c.from_peer_packets;
             t.from_peer_bytes += c.from_peer_bytes;
             t.peer_dropped += c.peer_dropped;
+        }
+        #[cfg(feature = "xdp")]
+        if let Some(k) = &self.kernel {
+            t.to_peer_packets += k.to_peer_packets;
+            t.to_peer_bytes += k.to_peer_bytes;
+            t.from_peer_packets += k.from_peer_packets;
+            t.from_peer_bytes += k.from_peer_bytes;
         }
         t
     }
@@ -165,6 +176,8 @@ pub(crate) fn collect(snapshots: &[WorkerSnapshot], quota_total: usize, dropped:
             .collect(),
         quota_total,
         events_dropped: dropped,
+        #[cfg(feature = "xdp")]
+        kernel: None,
     }
 }
 

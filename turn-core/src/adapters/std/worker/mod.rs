@@ -12,6 +12,7 @@
 macro_rules! host_of {
     ($w:expr) => {
         $crate::adapters::std::host::WorkerHost {
+            worker: $w.id,
             shared: &$w.shared,
             relays: &mut $w.relays,
             registry: $w.poll.registry(),
@@ -269,6 +270,7 @@ impl Worker {
         } = self;
         let Some(packet) = rx.get(range) else { return };
         let mut host = WorkerHost {
+            worker: *id,
             shared,
             relays,
             registry: poll.registry(),

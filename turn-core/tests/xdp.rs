@@ -1,0 +1,640 @@
+//! The kernel fast path end to end, on a topology the test makes: a client
+//! namespace and a peer namespace joined to this one by veth pairs (native XDP
+//! attaches on veth), the relay in this process with its program on the two
+//! veth ends here. Checked: coturn's `turnutils_uclient` relays through it with
+//! no loss and the kernel carried the packets; payloads come back byte for
+//! byte in every family pairing (IPv4, IPv6, and across them); a ChannelData
+//! whose length lies is never relayed; a route stops at its end; with the
+//! program detached, userspace relays as before.
+//!
+//! Needs root (namespaces, XDP), `ip`, `ethtool` and coturn (installed when
+//! missing). The client side runs as this test binary again, inside the client
+//! namespace (`role`).
+#![cfg(feature = "xdp")]
+
+#[path = "../../examples/causeway/tests/common/tools.rs"]
+mod tools;
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant as StdInstant};
+
+use stun_core::attributes::AddressFamily;
+use turn_core::Instant;
+use turn_core::adapters::std::{KernelStats, Relay, Settings};
+use turn_core::client::{Client, ClientConfig, ClientEvent};
+use turn_core::server::policy::Cidr;
+
+/// The client namespace's view, passed to the role by environment variables.
+const ROLE: &str = "CAUSEWAY_XDP_ROLE";
+
+fn sh(args: &[&str]) {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Client and peer namespaces, each joined to this one by a veth pair.
+struct Topology {
+    name: String,
+    /// This namespace's ends: toward the client, toward the peer.
+    client_side: String,
+    peer_side: String,
+    /// 10.77.<n>.x toward clients, 10.78.<n>.x toward peers; fd77:<n>:: and fd78:<n>::.
+    n: u32,
+}
+
+impl Topology {
+    fn new() -> Topology {
+        static NEXT: AtomicU32 = AtomicU32::new(1);
+        assert!(
+            Command::new("id")
+                .arg("-u")
+                .output()
+                .is_ok_and(|o| o.stdout == b"0\n"),
+            "the XDP tests need root (namespaces, veth, XDP)"
+        );
+        tools::ensure_package("/usr/sbin/ethtool", "ethtool");
+        let n = NEXT.fetch_add(1, Ordering::Relaxed) + (std::process::id() % 50) * 4;
+        let name = format!("cwx{n}");
+        let (c, p) = (format!("{name}c"), format!("{name}p"));
+        let t = Topology {
+            client_side: format!("{name}c1"),
+            peer_side: format!("{name}p1"),
+            name,
+            n,
+        };
+        for ns in [&c, &p] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+            sh(&["ip", "netns", "add", ns]);
+            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        }
+        let (c0, p0) = (format!("{}c0", t.name), format!("{}p0", t.name));
+        sh(&[
+            "ip",
+            "link",
+            "add",
+            &t.client_side,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &c0,
+            "netns",
+            &c,
+        ]);
+        sh(&[
+            "ip",
+            "link",
+            "add",
+            &t.peer_side,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &p0,
+            "netns",
+            &p,
+        ]);
+        let addr = |ns: Option<&str>, dev: &str, a: String| {
+            let mut v = vec!["ip"];
+            if let Some(ns) = ns {
+                v.extend(["-n", ns]);
+            }
+            v.extend(["addr", "add", &a, "dev", dev]);
+            if a.contains(':') {
+                v.push("nodad");
+            }
+            sh(&v);
+        };
+        addr(None, &t.client_side, format!("10.77.{n}.1/24"));
+        addr(None, &t.client_side, format!("fd77:{n}::1/64"));
+        addr(None, &t.peer_side, format!("10.78.{n}.1/24"));
+        addr(None, &t.peer_side, format!("fd78:{n}::1/64"));
+        addr(Some(&c), &c0, format!("10.77.{n}.2/24"));
+        addr(Some(&c), &c0, format!("fd77:{n}::2/64"));
+        addr(Some(&p), &p0, format!("10.78.{n}.2/24"));
+        addr(Some(&p), &p0, format!("fd78:{n}::2/64"));
+        sh(&["ip", "link", "set", &t.client_side, "up"]);
+        sh(&["ip", "link", "set", &t.peer_side, "up"]);
+        for (ns, dev, v4, v6) in [
+            (&c, &c0, format!("10.77.{n}.1"), format!("fd77:{n}::1")),
+            (&p, &p0, format!("10.78.{n}.1"), format!("fd78:{n}::1")),
+        ] {
+            sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
+            sh(&["ip", "-n", ns, "route", "add", "default", "via", &v4]);
+            sh(&["ip", "-n", ns, "-6", "route", "add", "default", "via", &v6]);
+            // Full checksums from the far ends (veth leaves them to be finished
+            // otherwise), and NAPI on them to take redirected frames.
+            sh(&[
+                "ip", "netns", "exec", ns, "ethtool", "-K", dev, "tx", "off", "gro", "on",
+            ]);
+        }
+        t
+    }
+
+    fn ns(&self, which: char) -> String {
+        format!("{}{which}", self.name)
+    }
+
+    fn listener(&self, v6: bool) -> SocketAddr {
+        if v6 {
+            format!("[fd77:{}::1]:3478", self.n).parse().unwrap()
+        } else {
+            format!("10.77.{}.1:3478", self.n).parse().unwrap()
+        }
+    }
+
+    fn peer_ip(&self, v6: bool) -> IpAddr {
+        if v6 {
+            format!("fd78:{}::2", self.n).parse().unwrap()
+        } else {
+            format!("10.78.{}.2", self.n).parse().unwrap()
+        }
+    }
+
+    /// The relay's settings: listeners toward clients, relay addresses toward
+    /// peers, the program on both veth ends here.
+    fn settings(&self) -> Settings {
+        let n = self.n;
+        let mut s = Settings {
+            listen: vec![self.listener(false), self.listener(true)],
+            threads: 2,
+            total: Some(64),
+            ..Settings::default()
+        };
+        s.turn.relay_v4 = Some(format!("10.78.{n}.1").parse().unwrap());
+        s.turn.relay_v6 = Some(format!("fd78:{n}::1").parse().unwrap());
+        s.turn.port_min = 42000;
+        s.turn.port_max = 42999;
+        let _ = s
+            .turn
+            .policy
+            .allow
+            .push(Cidr::parse(&format!("10.78.{n}.0/24")).unwrap());
+        let _ = s
+            .turn
+            .policy
+            .allow
+            .push(Cidr::parse(&format!("fd78:{n}::/64")).unwrap());
+        s.xdp.interfaces = vec![self.client_side.clone(), self.peer_side.clone()];
+        s
+    }
+
+    /// coturn's echo peer on both of the peer namespace's addresses.
+    fn echo_peer(&self) -> Running {
+        let tool = tools::coturn_tool("turnutils_peer");
+        let mut children = Vec::new();
+        for v6 in [false, true] {
+            children.push(
+                Command::new("ip")
+                    .args(["netns", "exec", &self.ns('p'), &tool])
+                    .args(["-L", &self.peer_ip(v6).to_string(), "-p", "3480"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        Running(children)
+    }
+
+    /// This test binary as the client, in the client namespace.
+    fn role(&self, mode: &str, server: SocketAddr, peer: SocketAddr, family: &str) -> Role {
+        let exe = std::env::current_exe().unwrap();
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns('c')])
+            .arg(exe)
+            .args(["--exact", "role", "--nocapture", "--test-threads", "1"])
+            .env(ROLE, format!("{mode} {server} {peer} {family}"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        let line = text
+            .lines()
+            .find_map(|l| l.find("ROLE ").map(|i| &l[i..]))
+            .unwrap_or_else(|| panic!("the role printed no result:\n{text}"));
+        let num = |key: &str| -> u64 {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{key}=")))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {key} in {line}"))
+        };
+        Role {
+            sent: num("sent"),
+            echoed: num("echoed"),
+            exact: num("exact"),
+            lying_echoed: num("lying_echoed"),
+        }
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        // The veth pairs go with their namespaced ends.
+        for ns in [self.ns('c'), self.ns('p')] {
+            let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+        }
+    }
+}
+
+struct Running(Vec<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// What a role run reported.
+#[derive(Debug)]
+struct Role {
+    sent: u64,
+    echoed: u64,
+    exact: u64,
+    lying_echoed: u64,
+}
+
+fn kernel(relay: &Relay) -> KernelStats {
+    let k = relay.stats().kernel.expect("the fast path was asked for");
+    assert_eq!(k.error, None, "the fast path is on");
+    k
+}
+
+#[test]
+fn every_family_pairing_relays_byte_for_byte_in_the_kernel() {
+    let t = Topology::new();
+    let _peer = t.echo_peer();
+    let relay = Relay::builder()
+        .settings(t.settings())
+        .user("alice", "wonderland")
+        .start()
+        .unwrap();
+    let k = kernel(&relay);
+    assert_eq!(k.attached.len(), 2, "{k:?}");
+    assert!(
+        k.attached.iter().all(|(_, mode)| *mode == "native"),
+        "{k:?}"
+    );
+    for (client_v6, peer_v6) in [(false, false), (true, true), (true, false), (false, true)] {
+        let before = kernel(&relay);
+        let peer = SocketAddr::new(t.peer_ip(peer_v6), 3480);
+        let family = if peer_v6 { "ipv6" } else { "ipv4" };
+        let r = t.role("echo", t.listener(client_v6), peer, family);
+        let after = kernel(&relay);
+        let case = format!("client v6 {client_v6}, peer v6 {peer_v6}: {r:?} {after:?}");
+        assert_eq!(r.echoed, r.sent, "{case}");
+        assert_eq!(r.exact, r.sent, "every byte as sent: {case}");
+        // All but the first packets (before the peer's way back was learned).
+        let to_peer = after.to_peer_packets - before.to_peer_packets;
+        let from_peer = after.from_peer_packets - before.from_peer_packets;
+        assert!(to_peer + 5 >= r.sent, "{to_peer} in the kernel: {case}");
+        assert!(from_peer + 5 >= r.sent, "{from_peer} in the kernel: {case}");
+    }
+    // The kernel's packets are in the totals and in the allocations' traffic.
+    let s = relay.stats();
+    assert!(s.totals().to_peer_packets >= kernel(&relay).to_peer_packets);
+}
+
+#[test]
+fn a_lying_length_is_never_relayed_and_detached_userspace_takes_over() {
+    let t = Topology::new();
+    let _peer = t.echo_peer();
+    let relay = Relay::builder()
+        .settings(t.settings())
+        .user("alice", "wonderland")
+        .start()
+        .unwrap();
+    let peer = SocketAddr::new(t.peer_ip(false), 3480);
+    let r = t.role("lying", t.listener(false), peer, "ipv4");
+    assert_eq!(r.lying_echoed, 0, "{r:?}");
+    assert_eq!(
+        r.echoed, r.sent,
+        "good packets between them still pass: {r:?}"
+    );
+    let k = kernel(&relay);
+    assert!(
+        k.bad_length >= 20,
+        "the program left them to userspace: {k:?}"
+    );
+
+    // The program detached from both interfaces: userspace relays.
+    relay.detach_fast_path();
+    assert!(kernel(&relay).attached.is_empty());
+    for dev in [&t.client_side, &t.peer_side] {
+        let out = Command::new("ip")
+            .args(["link", "show", dev])
+            .output()
+            .unwrap();
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("prog/xdp"),
+            "{dev}"
+        );
+    }
+    let before = kernel(&relay);
+    let r = t.role("echo", t.listener(false), peer, "ipv4");
+    assert_eq!(r.exact, r.sent, "{r:?}");
+    let after = kernel(&relay);
+    assert_eq!(
+        after.to_peer_packets, before.to_peer_packets,
+        "nothing in the kernel"
+    );
+    // Userspace counted them (its stats are published once a second).
+    let end = StdInstant::now() + Duration::from_secs(3);
+    let userspace = || {
+        let s = relay.stats();
+        s.totals().to_peer_packets - s.kernel.map_or(0, |k| k.to_peer_packets)
+    };
+    while userspace() < r.sent && StdInstant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(userspace() >= r.sent, "{}", userspace());
+}
+
+#[test]
+fn a_route_stops_at_its_end() {
+    let t = Topology::new();
+    let _peer = t.echo_peer();
+    let mut settings = t.settings();
+    // Allocations of 4 s: the route ends with its relayed address.
+    settings.turn.default_lifetime_secs = 4;
+    settings.turn.max_lifetime_secs = 4;
+    let relay = Relay::builder()
+        .settings(settings)
+        .user("alice", "wonderland")
+        .start()
+        .unwrap();
+    let peer = SocketAddr::new(t.peer_ip(false), 3480);
+    let r = t.role("expire", t.listener(false), peer, "ipv4");
+    // The role sent a burst while the route lived, then kept sending, without
+    // refreshing, across its end: `lying_echoed` counts echoes of what it sent
+    // after the end.
+    assert_eq!(r.echoed, r.sent, "{r:?}");
+    assert_eq!(r.lying_echoed, 0, "nothing relayed past the end: {r:?}");
+    let k = kernel(&relay);
+    assert!(k.to_peer_packets >= r.sent - 5, "{k:?}");
+    // Between the route's end and the server's sweep (within a second) the
+    // program itself refused it: usually seen, not asserted (the sweep may win).
+    eprintln!("expired in the kernel: {}", k.expired);
+}
+
+#[test]
+fn turnutils_uclient_relays_through_the_kernel_without_loss() {
+    let t = Topology::new();
+    let _peer = t.echo_peer();
+    let relay = Relay::builder()
+        .settings(t.settings())
+        .user("alice", "wonderland")
+        .start()
+        .unwrap();
+    let uclient = tools::coturn_tool("turnutils_uclient");
+    let before = kernel(&relay);
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &t.ns('c'), &uclient]).args([
+        "-u",
+        "alice",
+        "-w",
+        "wonderland",
+        "-e",
+        &t.peer_ip(false).to_string(),
+        "-r",
+        "3480",
+        "-n",
+        "200",
+        "-m",
+        "4",
+        "-l",
+        "160",
+        "-p",
+        "3478",
+        &t.listener(false).ip().to_string(),
+    ]);
+    let (_, out) = tools::run_with_timeout(&mut cmd, Duration::from_secs(60));
+    match tools::totals(&out) {
+        Some((sent, received, 0)) if sent > 0 && sent == received => {
+            let after = kernel(&relay);
+            let in_kernel = after.to_peer_packets - before.to_peer_packets;
+            assert!(
+                in_kernel * 10 >= sent * 9,
+                "{in_kernel} of {sent} in the kernel: {after:?}"
+            );
+        }
+        t => panic!("{t:?}\n{out}"),
+    }
+}
+
+/// The client side, run inside the client namespace by the tests above (as this
+/// binary with `CAUSEWAY_XDP_ROLE` set); does nothing otherwise.
+#[test]
+fn role() {
+    let Ok(spec) = std::env::var(ROLE) else {
+        return;
+    };
+    let w: Vec<&str> = spec.split_whitespace().collect();
+    let (mode, server, peer, family): (&str, SocketAddr, SocketAddr, &str) =
+        (w[0], w[1].parse().unwrap(), w[2].parse().unwrap(), w[3]);
+    let mut c = RoleClient::allocate(server, peer, family);
+    let (mut sent, mut echoed, mut exact, mut lying_echoed) = (0u64, 0u64, 0u64, 0u64);
+    let burst = |c: &mut RoleClient, n: u64, from: u64, sent: &mut u64| {
+        let mut got = Vec::new();
+        for i in 0..n {
+            c.send(from + i);
+            *sent += 1;
+            std::thread::sleep(Duration::from_millis(2));
+            got.extend(c.drain());
+        }
+        let end = StdInstant::now() + Duration::from_millis(500);
+        while StdInstant::now() < end {
+            got.extend(c.drain());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        got
+    };
+    match mode {
+        "echo" => {
+            for (seq, ok) in burst(&mut c, 300, 0, &mut sent) {
+                echoed += 1;
+                exact += u64::from(ok && seq < 300);
+            }
+        }
+        "lying" => {
+            let mut lying = 0;
+            for i in 0..100u64 {
+                if i % 2 == 0 {
+                    c.send(i);
+                    sent += 1;
+                } else {
+                    c.send_lying(1_000_000 + i);
+                    lying += 1;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            let _ = lying;
+            std::thread::sleep(Duration::from_millis(500));
+            for (seq, ok) in c.drain() {
+                if seq >= 1_000_000 {
+                    lying_echoed += 1;
+                } else {
+                    echoed += 1;
+                    exact += u64::from(ok);
+                }
+            }
+        }
+        "expire" => {
+            for (_, ok) in burst(&mut c, 50, 0, &mut sent) {
+                echoed += 1;
+                exact += u64::from(ok);
+            }
+            // On, unrefreshed, across the 4 s allocation's end: nothing sent after
+            // it may come back.
+            let mut sent_at = Vec::new();
+            let mut got = Vec::new();
+            while c.allocated_at.elapsed() < Duration::from_secs(6) {
+                c.send(1_000_000 + sent_at.len() as u64);
+                sent_at.push(c.allocated_at.elapsed());
+                std::thread::sleep(Duration::from_millis(2));
+                got.extend(c.drain());
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            got.extend(c.drain());
+            let end = Duration::from_millis(4300);
+            lying_echoed = got
+                .iter()
+                .filter_map(|(seq, _)| sent_at.get(seq.checked_sub(1_000_000)? as usize))
+                .filter(|at| **at > end)
+                .count() as u64;
+        }
+        other => panic!("no role {other}"),
+    }
+    println!("ROLE sent={sent} echoed={echoed} exact={exact} lying_echoed={lying_echoed}");
+}
+
+/// A TURN client on a UDP socket, driven by hand so it sends nothing it is not
+/// told to (no refreshes: the expiry test relies on it).
+struct RoleClient {
+    sock: UdpSocket,
+    client: Client,
+    server: SocketAddr,
+    peer: SocketAddr,
+    origin: StdInstant,
+    /// When the allocation was granted.
+    allocated_at: StdInstant,
+}
+
+const PAYLOAD: usize = 200;
+
+fn pattern(seq: u64) -> Vec<u8> {
+    let mut p = seq.to_be_bytes().to_vec();
+    p.extend((0..PAYLOAD - 8).map(|i| (seq as u8).wrapping_mul(7).wrapping_add(i as u8)));
+    p
+}
+
+impl RoleClient {
+    fn now(&self) -> Instant {
+        Instant::from_millis(self.origin.elapsed().as_millis() as u64)
+    }
+
+    fn allocate(server: SocketAddr, peer: SocketAddr, family: &str) -> RoleClient {
+        let local: SocketAddr = if server.is_ipv4() {
+            "0.0.0.0:0".parse().unwrap()
+        } else {
+            "[::]:0".parse().unwrap()
+        };
+        let sock = UdpSocket::bind(local).unwrap();
+        sock.connect(server).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let mut cfg = ClientConfig::new(server, "alice", "wonderland").unwrap();
+        if family == "ipv6" {
+            cfg.family = AddressFamily::Ipv6;
+        }
+        let mut c = RoleClient {
+            sock,
+            client: Client::new(cfg, [7; 32]),
+            server,
+            peer,
+            origin: StdInstant::now(),
+            allocated_at: StdInstant::now(),
+        };
+        let now = c.now();
+        c.client.allocate(now).unwrap();
+        c.until(|e| matches!(e, ClientEvent::Allocated { .. }));
+        c.allocated_at = StdInstant::now();
+        let now = c.now();
+        c.client.bind_channel(now, peer).unwrap();
+        c.until(|e| matches!(e, ClientEvent::ChannelBound { .. }));
+        c
+    }
+
+    /// Drives the client (requests, retransmissions) until `want`.
+    fn until(&mut self, want: impl Fn(&ClientEvent) -> bool) {
+        let end = StdInstant::now() + Duration::from_secs(10);
+        let mut buf = [0u8; 2048];
+        while StdInstant::now() < end {
+            let now = self.now();
+            self.client.handle_timeout(now);
+            while let Some(t) = self.client.poll_transmit(now, &mut buf) {
+                self.sock.send(&buf[..t.len]).unwrap();
+            }
+            if let Ok(n) = self.sock.recv(&mut buf) {
+                let _ = self.client.handle_input(self.now(), self.server, &buf[..n]);
+            }
+            while let Some(e) = self.client.poll_event() {
+                assert!(!matches!(e, ClientEvent::Failed { .. }), "{e:?}");
+                if want(&e) {
+                    return;
+                }
+            }
+        }
+        panic!("the relay did not answer in time");
+    }
+
+    fn send(&mut self, seq: u64) {
+        let mut out = [0u8; 2048];
+        let t = self
+            .client
+            .send_to(self.peer, &pattern(seq), &mut out)
+            .unwrap();
+        let _ = self.sock.send(&out[..t.len]);
+    }
+
+    /// ChannelData whose length field claims 100 bytes more than it carries.
+    fn send_lying(&mut self, seq: u64) {
+        let mut out = [0u8; 2048];
+        let t = self
+            .client
+            .send_to(self.peer, &pattern(seq), &mut out)
+            .unwrap();
+        let claimed = (PAYLOAD + 100) as u16;
+        out[2..4].copy_from_slice(&claimed.to_be_bytes());
+        let _ = self.sock.send(&out[..t.len]);
+    }
+
+    /// Echoes waiting: each one's sequence number and whether it is byte-exact.
+    fn drain(&mut self) -> Vec<(u64, bool)> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        self.sock.set_nonblocking(true).unwrap();
+        while let Ok(n) = self.sock.recv(&mut buf) {
+            if let Some(r) = self.client.handle_input(self.now(), self.server, &buf[..n])
+                && r.peer == self.peer
+                && let Some(d) = buf.get(r.data)
+                && d.len() >= 8
+            {
+                let seq = u64::from_be_bytes(d[..8].try_into().unwrap());
+                got.push((seq, d == pattern(seq).as_slice()));
+            }
+        }
+        self.sock.set_nonblocking(false).unwrap();
+        got
+    }
+}
