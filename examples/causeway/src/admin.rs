@@ -66,6 +66,9 @@ struct WorkerSummary {
     allocations: usize,
     capacity: usize,
     connections: usize,
+    relay_to_relay_handed_off: u64,
+    client_datagrams: u64,
+    client_sends: u64,
 }
 
 #[derive(Serialize)]
@@ -78,6 +81,46 @@ struct StatusDoc<'a> {
     users: BTreeMap<&'a str, UserUsage>,
     totals: Totals,
     allocations: Vec<AllocationStatus<'a>>,
+    /// The kernel fast path, when one was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernel: Option<Kernel>,
+}
+
+/// What the kernel fast path relayed (its packets are in `totals` too).
+#[derive(Serialize)]
+struct Kernel {
+    error: Option<String>,
+    attached: Vec<(String, &'static str)>,
+    routes: usize,
+    to_peer_packets: u64,
+    to_peer_bytes: u64,
+    from_peer_packets: u64,
+    from_peer_bytes: u64,
+    left_to_userspace: BTreeMap<&'static str, u64>,
+}
+
+#[cfg(feature = "xdp")]
+fn kernel(stats: &Stats) -> Option<Kernel> {
+    stats.kernel.as_ref().map(|k| Kernel {
+        error: k.error.clone(),
+        attached: k.attached.clone(),
+        routes: k.routes,
+        to_peer_packets: k.to_peer_packets,
+        to_peer_bytes: k.to_peer_bytes,
+        from_peer_packets: k.from_peer_packets,
+        from_peer_bytes: k.from_peer_bytes,
+        left_to_userspace: BTreeMap::from([
+            ("expired", k.expired),
+            ("bad_length", k.bad_length),
+            ("no_way_back", k.no_fib),
+            ("no_checksum", k.no_checksum),
+        ]),
+    })
+}
+
+#[cfg(not(feature = "xdp"))]
+fn kernel(_: &Stats) -> Option<Kernel> {
+    None
 }
 
 #[derive(Serialize, Default)]
@@ -122,6 +165,9 @@ pub(crate) fn status_json(stats: &Stats, realm: &str) -> String {
                 allocations: w.allocations,
                 capacity: w.capacity,
                 connections: w.connections,
+                relay_to_relay_handed_off: w.handed_off,
+                client_datagrams: w.client_datagrams,
+                client_sends: w.client_sends,
             })
             .collect(),
         users: stats
@@ -140,6 +186,7 @@ pub(crate) fn status_json(stats: &Stats, realm: &str) -> String {
             .collect(),
         totals: stats.totals().into(),
         allocations: stats.allocations.iter().map(AllocationStatus::of).collect(),
+        kernel: kernel(stats),
     };
     serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
@@ -209,6 +256,41 @@ pub(crate) fn metrics_text(stats: &Stats) -> String {
         "Peer datagrams dropped (no permission).",
         &[(String::new(), t.peer_dropped)],
     );
+    if let Some(k) = kernel(stats) {
+        metric(
+            "causeway_kernel_relayed_packets_total",
+            "counter",
+            "Packets relayed by the kernel fast path (also in causeway_relayed_packets_total).",
+            &[
+                ("{direction=\"to_peer\"}".into(), k.to_peer_packets),
+                ("{direction=\"from_peer\"}".into(), k.from_peer_packets),
+            ],
+        );
+        metric(
+            "causeway_kernel_relayed_bytes_total",
+            "counter",
+            "Payload bytes relayed by the kernel fast path.",
+            &[
+                ("{direction=\"to_peer\"}".into(), k.to_peer_bytes),
+                ("{direction=\"from_peer\"}".into(), k.from_peer_bytes),
+            ],
+        );
+        metric(
+            "causeway_kernel_passed_total",
+            "counter",
+            "Routed packets the kernel fast path left to userspace, by reason.",
+            &k.left_to_userspace
+                .iter()
+                .map(|(why, n)| (format!("{{reason=\"{why}\"}}"), *n))
+                .collect::<Vec<_>>(),
+        );
+        metric(
+            "causeway_kernel_routes",
+            "gauge",
+            "Channel routes installed in the kernel fast path.",
+            &[(String::new(), k.routes as u64)],
+        );
+    }
     let per_user: Vec<(String, u64)> = stats
         .users()
         .iter()

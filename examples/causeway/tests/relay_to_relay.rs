@@ -52,6 +52,15 @@ fn two_allocations_relay_to_each_other_and_the_listener_stays_closed() {
     bridge.send(rb, b"audio from the bridge");
     assert!(browser.until(within, |c| !c.received.is_empty()));
     assert_eq!(browser.received[0], (rc, b"audio from the bridge".to_vec()));
+    // Both went from one relay socket to the other inside the server.
+    std::thread::sleep(Duration::from_millis(1200));
+    let handed: u64 = server.status()["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["relay_to_relay_handed_off"].as_u64().unwrap())
+        .sum();
+    assert_eq!(handed, 2, "handed over without the kernel");
 
     // The permission for the server's IP does not open its TURN listener: a
     // Binding request sent through the relay to it gets no answer back.

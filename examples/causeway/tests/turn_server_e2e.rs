@@ -19,25 +19,6 @@ fn causeway(args: &[&str]) -> (bool, String) {
     )
 }
 
-fn admin_addr(server: &Server) -> String {
-    server
-        .startup
-        .iter()
-        .find_map(|l| l.strip_prefix("causeway: admin on http://"))
-        .and_then(|r| r.split('/').next())
-        .expect("admin address printed")
-        .to_string()
-}
-
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
 fn rss_kb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap()
@@ -66,8 +47,8 @@ fn status_page_shows_relay_usage() {
         ])
     });
     std::thread::sleep(Duration::from_millis(2500));
-    let admin = admin_addr(&server);
-    let status = http_get(&admin, "/status");
+    let admin = server.admin_addr();
+    let status = common::http_get(&admin, "/status");
     assert!(status.starts_with("HTTP/1.1 200"), "{status}");
     let body = status.split("\r\n\r\n").nth(1).unwrap();
     let json: serde_json::Value = serde_json::from_str(body).unwrap();
@@ -79,10 +60,10 @@ fn status_page_shows_relay_usage() {
     assert_eq!(a["transport"], "udp");
     assert!(a["lifetime_left_secs"].as_u64().unwrap() > 590);
     assert!(a["client"].as_str().unwrap().starts_with("127.0.0.1:"));
-    let metrics = http_get(&admin, "/metrics");
+    let metrics = common::http_get(&admin, "/metrics");
     assert!(metrics.contains("causeway_allocations 1"), "{metrics}");
     assert!(metrics.contains("causeway_user_allocations{user=\"alice\"} 1"));
-    assert!(http_get(&admin, "/nope").starts_with("HTTP/1.1 404"));
+    assert!(common::http_get(&admin, "/nope").starts_with("HTTP/1.1 404"));
     let (ok, out) = hold.join().unwrap();
     assert!(ok, "{out}");
     assert!(out.contains("relayed  127.0.0.1:"));
@@ -147,7 +128,7 @@ fn flood_creates_nothing_and_valid_clients_are_still_served() {
     );
     // Workers publish their counters once a second.
     std::thread::sleep(Duration::from_millis(1500));
-    let metrics = http_get(&admin_addr(&server), "/metrics");
+    let metrics = common::http_get(&server.admin_addr(), "/metrics");
     assert!(
         metrics.contains("causeway_allocations_created_total 1\n"),
         "only the valid client allocated: {metrics}"

@@ -28,6 +28,23 @@ pub struct Server {
 }
 
 impl Server {
+    /// The admin interface's address it printed.
+    pub fn admin_addr(&self) -> String {
+        self.startup
+            .iter()
+            .find_map(|l| l.strip_prefix("causeway: admin on http://"))
+            .and_then(|r| r.split('/').next())
+            .expect("admin address printed")
+            .to_string()
+    }
+
+    /// The status page, parsed.
+    pub fn status(&self) -> serde_json::Value {
+        let text = http_get(&self.admin_addr(), "/status");
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+        serde_json::from_str(body).expect("status JSON")
+    }
+
     /// Starts `causeway serve` with `args` and waits until it reports its listeners.
     pub fn start(args: &[&str]) -> Server {
         // Tests run in parallel: never the default admin port.
@@ -163,4 +180,14 @@ pub fn start_front(
     ]);
     let tls = server.startup_addr("causeway: listening on tls ");
     (server, dir, tls)
+}
+
+/// A GET on plain HTTP; the whole response.
+pub fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
 }

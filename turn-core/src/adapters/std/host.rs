@@ -18,7 +18,6 @@ use super::shared::Shared;
 /// Borrows what a worker lends the TURN core for one call.
 pub(crate) struct WorkerHost<'a> {
     /// The worker's index (relay handles are per shard).
-    #[cfg_attr(not(feature = "xdp"), allow(dead_code))]
     pub(crate) worker: usize,
     pub(crate) shared: &'a Shared,
     pub(crate) relays: &'a mut Relays,
@@ -44,13 +43,13 @@ impl Host for WorkerHost<'_> {
 
     fn bind_relay(&mut self, handle: RelayHandle, local: SocketAddr) -> Result<(), BindError> {
         self.relays.bind(self.registry, handle, local)?;
-        self.shared.live.set(local, true);
+        self.shared.live.set(local, Some(self.worker));
         Ok(())
     }
 
     fn close_relay(&mut self, handle: RelayHandle, local: SocketAddr) {
         if self.relays.close(self.registry, handle) {
-            self.shared.live.set(local, false);
+            self.shared.live.set(local, None);
         }
         #[cfg(feature = "xdp")]
         if let Some(fast) = &self.shared.fast {
@@ -92,7 +91,7 @@ impl Host for WorkerHost<'_> {
     ) -> Option<SocketAddr> {
         let (sock, local) = self.shared.reservations.take(token, now)?;
         self.relays.adopt(self.registry, handle, sock, local).ok()?;
-        self.shared.live.set(local, true);
+        self.shared.live.set(local, Some(self.worker));
         Some(local)
     }
 

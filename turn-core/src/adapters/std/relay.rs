@@ -234,6 +234,9 @@ pub(crate) fn start(
             .map_err(setup("create an event loop"))?;
         workers.push(w);
     }
+    for (w, h) in workers.iter().zip(&shared.handoffs) {
+        h.set_waker(w.waker());
+    }
     let wakers = workers.iter().map(Worker::waker).collect();
     #[cfg(feature = "tls")]
     let tls_thread = match (&tls, tls_local.is_empty()) {

@@ -20,12 +20,16 @@ pub(crate) struct RelaySock {
     pub(crate) sock: UdpSocket,
     pub(crate) state: UdpSocketState,
     pub(crate) handle: RelayHandle,
+    /// The address it is bound to.
+    pub(crate) local: SocketAddr,
 }
 
 /// The worker's relay sockets, by allocation slot and family.
 #[derive(Default)]
 pub(crate) struct Relays {
     socks: Vec<Option<RelaySock>>,
+    /// Socket indices by bound address (for relay-to-relay hand-offs).
+    by_local: std::collections::HashMap<SocketAddr, usize>,
     /// Why the last bind failed for a reason other than a taken port.
     pub(crate) last_error: Option<(SocketAddr, io::Error)>,
 }
@@ -86,8 +90,10 @@ impl Relays {
                 sock,
                 state,
                 handle,
+                local,
             });
         }
+        self.by_local.insert(local, i);
         Ok(())
     }
 
@@ -98,6 +104,7 @@ impl Relays {
             && let Some(mut r) = entry.take()
         {
             let _ = registry.deregister(&mut r.sock);
+            self.by_local.remove(&r.local);
             return true;
         }
         false
@@ -109,6 +116,11 @@ impl Relays {
             .get(index(handle))
             .and_then(Option::as_ref)
             .filter(|r| r.handle == handle)
+    }
+
+    /// The socket bound to `local`.
+    pub(crate) fn by_local(&self, local: SocketAddr) -> Option<&RelaySock> {
+        self.by_local.get(&local).and_then(|&i| self.by_index(i))
     }
 
     /// The socket registered with token offset `i`.

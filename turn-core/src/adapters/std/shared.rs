@@ -6,7 +6,7 @@ use crate::adapters::std::prelude::*;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     /// The latest snapshot of each worker.
     pub(crate) stats: Mutex<Vec<WorkerSnapshot>>,
     pub(crate) events: EventQueue,
+    /// Each worker's relay-to-relay inbox.
+    pub(crate) handoffs: Vec<Handoff>,
     /// The kernel fast path, when it is on.
     #[cfg(feature = "xdp")]
     pub(crate) fast: Option<Mutex<super::xdp::FastPath>>,
@@ -63,6 +65,7 @@ impl Shared {
                 tx: events,
                 dropped: AtomicU64::new(0),
             },
+            handoffs: (0..threads).map(|_| Handoff::new()).collect(),
             #[cfg(feature = "xdp")]
             fast: None,
             #[cfg(feature = "xdp")]
@@ -101,45 +104,161 @@ impl EventQueue {
     }
 }
 
-/// Which relay ports are bound right now, per family, as bits: one atomic load
-/// answers the core's relay-to-relay check on the packet path, whichever worker
-/// owns the relay. Relay sockets bind to one address per family, so the family
-/// and the port name them.
+/// Which relay ports are bound right now, per family, and by which worker: one
+/// atomic load answers the core's relay-to-relay check on the packet path, and
+/// tells which worker to hand a relay-to-relay datagram to. Relay sockets bind
+/// to one address per family, so the family and the port name them.
 pub(crate) struct LiveRelays {
-    bits: [Box<[AtomicU64]>; 2],
+    /// 0: not bound; w + 1: bound by worker w.
+    owners: [Box<[AtomicU8]>; 2],
 }
 
 impl Default for LiveRelays {
     fn default() -> Self {
-        let words = || (0..1024).map(|_| AtomicU64::new(0)).collect();
+        let ports = || (0..=u16::MAX).map(|_| AtomicU8::new(0)).collect();
         LiveRelays {
-            bits: [words(), words()],
+            owners: [ports(), ports()],
         }
     }
 }
 
 impl LiveRelays {
-    fn word(&self, a: SocketAddr) -> Option<(&AtomicU64, u64)> {
-        let port = usize::from(a.port());
-        let family = self.bits.get(usize::from(a.is_ipv6()))?;
-        Some((family.get(port / 64)?, 1u64 << (port % 64)))
+    fn entry(&self, a: SocketAddr) -> Option<&AtomicU8> {
+        self.owners
+            .get(usize::from(a.is_ipv6()))?
+            .get(usize::from(a.port()))
     }
 
-    /// Marks `a` bound or not.
-    pub(crate) fn set(&self, a: SocketAddr, live: bool) {
-        if let Some((w, bit)) = self.word(a) {
-            if live {
-                w.fetch_or(bit, Ordering::Release);
-            } else {
-                w.fetch_and(!bit, Ordering::Release);
-            }
+    /// Marks `a` bound by `worker`, or not bound.
+    pub(crate) fn set(&self, a: SocketAddr, worker: Option<usize>) {
+        if let Some(e) = self.entry(a) {
+            let v = worker.map_or(0, |w| u8::try_from(w + 1).unwrap_or(u8::MAX));
+            e.store(v, Ordering::Release);
         }
     }
 
     /// Whether `a` is bound.
     pub(crate) fn contains(&self, a: SocketAddr) -> bool {
-        self.word(a)
-            .is_some_and(|(w, bit)| w.load(Ordering::Acquire) & bit != 0)
+        self.owner(a).is_some()
+    }
+
+    /// The worker that bound `a`.
+    pub(crate) fn owner(&self, a: SocketAddr) -> Option<usize> {
+        match self.entry(a)?.load(Ordering::Acquire) {
+            0 => None,
+            v => Some(usize::from(v) - 1),
+        }
+    }
+}
+
+/// Relay-to-relay datagrams handed to the worker that owns their destination
+/// relay socket, without the kernel: a bounded ring of buffers made at start.
+/// A full ring (or a datagram larger than a slot) sends through the kernel
+/// instead.
+pub(crate) struct Handoff {
+    ring: Mutex<Ring>,
+    waker: std::sync::OnceLock<Arc<mio::Waker>>,
+}
+
+/// Datagrams a handoff holds at once.
+const HANDOFF_SLOTS: usize = 256;
+/// Largest datagram a handoff slot holds.
+pub(crate) const HANDOFF_MAX: usize = 1500;
+
+struct Ring {
+    items: Vec<Handed>,
+    head: usize,
+    len: usize,
+}
+
+/// One datagram handed over: for relay socket `to`, from relay socket `from`.
+#[derive(Clone)]
+pub(crate) struct Handed {
+    pub(crate) to: SocketAddr,
+    pub(crate) from: SocketAddr,
+    pub(crate) len: usize,
+    pub(crate) data: [u8; HANDOFF_MAX],
+}
+
+impl Handoff {
+    pub(crate) fn new() -> Handoff {
+        let empty = Handed {
+            to: SocketAddr::from(([0, 0, 0, 0], 0)),
+            from: SocketAddr::from(([0, 0, 0, 0], 0)),
+            len: 0,
+            data: [0; HANDOFF_MAX],
+        };
+        Handoff {
+            ring: Mutex::new(Ring {
+                items: vec![empty; HANDOFF_SLOTS],
+                head: 0,
+                len: 0,
+            }),
+            waker: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Where the owning worker is woken.
+    pub(crate) fn set_waker(&self, waker: Arc<mio::Waker>) {
+        let _ = self.waker.set(waker);
+    }
+
+    /// Queues `data` for relay socket `to`, waking the owner (unless `wake` is
+    /// false: a worker's own queue, drained after each batch); false when it does
+    /// not fit (full, or too large), and the caller sends it through the kernel.
+    pub(crate) fn push(&self, to: SocketAddr, from: SocketAddr, data: &[u8], wake: bool) -> bool {
+        if data.len() > HANDOFF_MAX {
+            return false;
+        }
+        let was_empty = {
+            let mut r = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+            if r.len == r.items.len() {
+                return false;
+            }
+            let at = (r.head + r.len) % r.items.len();
+            let was_empty = r.len == 0;
+            let Some(item) = r.items.get_mut(at) else {
+                return false;
+            };
+            item.to = to;
+            item.from = from;
+            item.len = data.len();
+            if let Some(dst) = item.data.get_mut(..data.len()) {
+                dst.copy_from_slice(data);
+            }
+            r.len += 1;
+            was_empty
+        };
+        // One wake per burst: the owner drains everything queued.
+        if wake
+            && was_empty
+            && let Some(w) = self.waker.get()
+        {
+            let _ = w.wake();
+        }
+        true
+    }
+
+    /// Takes the oldest datagram, copied into `out`.
+    pub(crate) fn pop(&self, out: &mut Handed) -> bool {
+        let mut r = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        if r.len == 0 {
+            return false;
+        }
+        let head = r.head;
+        let Some(item) = r.items.get(head) else {
+            return false;
+        };
+        out.to = item.to;
+        out.from = item.from;
+        out.len = item.len;
+        let len = item.len;
+        if let (Some(dst), Some(src)) = (out.data.get_mut(..len), item.data.get(..len)) {
+            dst.copy_from_slice(src);
+        }
+        r.head = (head + 1) % r.items.len();
+        r.len -= 1;
+        true
     }
 }
 
@@ -274,17 +393,48 @@ mod tests {
     }
 
     #[test]
-    fn live_relays_by_family_and_port() {
+    fn live_relays_by_family_and_port_with_their_owner() {
         let l = LiveRelays::default();
         let v4: SocketAddr = "10.0.0.5:24001".parse().unwrap();
         let v6: SocketAddr = "[fd00::5]:24001".parse().unwrap();
-        l.set(v4, true);
+        l.set(v4, Some(1));
         assert!(l.contains(v4));
+        assert_eq!(l.owner(v4), Some(1));
         assert!(!l.contains(v6));
         assert!(!l.contains("10.0.0.5:24002".parse().unwrap()));
-        l.set("10.0.0.5:65535".parse().unwrap(), true);
-        l.set(v4, false);
+        l.set("10.0.0.5:65535".parse().unwrap(), Some(0));
+        l.set(v4, None);
         assert!(!l.contains(v4));
-        assert!(l.contains("10.0.0.5:65535".parse().unwrap()));
+        assert_eq!(l.owner("10.0.0.5:65535".parse().unwrap()), Some(0));
+    }
+
+    #[test]
+    fn a_handoff_holds_what_fits_in_order() {
+        let h = Handoff::new();
+        let to: SocketAddr = "10.0.0.5:24001".parse().unwrap();
+        let from: SocketAddr = "10.0.0.5:24002".parse().unwrap();
+        for i in 0..HANDOFF_SLOTS {
+            assert!(h.push(to, from, &[i as u8; 10], true));
+        }
+        assert!(!h.push(to, from, b"full", true), "a full ring refuses");
+        assert!(
+            !Handoff::new().push(to, from, &[0; HANDOFF_MAX + 1], true),
+            "too large"
+        );
+        let mut out = Handed {
+            to: from,
+            from: to,
+            len: 0,
+            data: [0; HANDOFF_MAX],
+        };
+        for i in 0..HANDOFF_SLOTS {
+            assert!(h.pop(&mut out));
+            assert_eq!(
+                (out.to, out.from, out.len, out.data[0]),
+                (to, from, 10, i as u8)
+            );
+        }
+        assert!(!h.pop(&mut out));
+        assert!(h.push(to, from, b"again", true), "room again");
     }
 }

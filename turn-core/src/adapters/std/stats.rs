@@ -75,6 +75,14 @@ pub struct WorkerStats {
     pub capacity: usize,
     /// TCP and TLS clients connected to it.
     pub connections: usize,
+    /// Relay-to-relay datagrams it took from other relay sockets of this server
+    /// directly, without the kernel.
+    pub handed_off: u64,
+    /// Datagrams it sent to UDP clients, and the system calls that took
+    /// (sendmmsg across clients, GSO for runs to one client).
+    pub client_datagrams: u64,
+    /// See [`WorkerStats::client_datagrams`].
+    pub client_sends: u64,
 }
 
 /// One user's allocations and traffic, summed over its allocations in use.

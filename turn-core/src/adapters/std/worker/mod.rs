@@ -21,6 +21,7 @@ macro_rules! host_of {
     };
 }
 
+mod outbox;
 mod report;
 mod tcp;
 mod udp;
@@ -37,7 +38,7 @@ use mio::net::TcpListener;
 use mio::{Events, Poll, Token, Waker};
 
 use crate::rng::Random;
-use crate::server::{Outgoing, Server, Slot};
+use crate::server::{Outgoing, PEER_HEADROOM, Server, Slot};
 use crate::{FiveTuple, Instant, Transport, UnixTime};
 
 use super::conn::Conn;
@@ -46,7 +47,7 @@ use super::handshake::{Handshakes, Inbox};
 use super::host::WorkerHost;
 use super::limiter::LogLimiter;
 use super::relays::{FIRST_RELAY, Relays};
-use super::shared::Shared;
+use super::shared::{Handed, Shared};
 use super::stats::{AllocationStats, WorkerStats};
 
 pub(crate) use udp::UdpListener;
@@ -87,6 +88,8 @@ pub(crate) struct Worker {
     poll: Poll,
     waker: Arc<Waker>,
     udp: Vec<UdpListener>,
+    /// What waits to go out of each UDP listener (same index).
+    outboxes: Vec<outbox::Outbox>,
     tcp: Vec<TcpPort>,
     /// The TLS thread, when there are TLS listeners.
     #[cfg(feature = "tls")]
@@ -111,6 +114,10 @@ pub(crate) struct Worker {
     tx: Vec<u8>,
     /// This worker's allocations as last published, reused each tick.
     snapshot: Vec<AllocationStats>,
+    /// A relay-to-relay datagram taken from the hand-off queue.
+    handed: Handed,
+    /// Relay-to-relay datagrams delivered from the hand-off queue.
+    handed_off: u64,
 }
 
 impl Worker {
@@ -149,11 +156,13 @@ impl Worker {
         }
         #[cfg(feature = "tls")]
         let (inbox_tx, inbox) = std::sync::mpsc::channel();
+        let outboxes = udp.iter().map(|_| outbox::Outbox::new()).collect();
         Ok(Worker {
             id,
             poll,
             waker,
             udp,
+            outboxes,
             tcp,
             #[cfg(feature = "tls")]
             handshakes: None,
@@ -174,6 +183,13 @@ impl Worker {
             peer_rx: vec![0; udp::BATCH * udp::PSLOT],
             tx: vec![0; 2048],
             snapshot: Vec::new(),
+            handed: Handed {
+                to: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+                from: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+                len: 0,
+                data: [0; super::shared::HANDOFF_MAX],
+            },
+            handed_off: 0,
         })
     }
 
@@ -218,6 +234,7 @@ impl Worker {
                 if t == WAKER.0 {
                     #[cfg(feature = "tls")]
                     self.take_inbox();
+                    self.take_handoffs();
                 } else if t >= FIRST_RELAY {
                     self.on_relay(t - FIRST_RELAY);
                 } else if t >= FIRST_CONN {
@@ -228,6 +245,9 @@ impl Worker {
                     self.on_accept(t - FIRST_LISTENER - self.udp.len());
                 }
             }
+            // What this worker handed to itself in the batches above.
+            self.take_handoffs();
+            self.flush_outboxes();
             let now = self.shared.clock.now();
             if self.turn.poll_timeout().is_some_and(|t| t <= now) {
                 let mut host = host_of!(self);
@@ -264,6 +284,7 @@ impl Worker {
             tx,
             logs,
             udp: listeners,
+            outboxes,
             random,
             id,
             ..
@@ -284,21 +305,74 @@ impl Worker {
                 }
                 if let Some(wbuf) = tcp_out {
                     wbuf.extend_from_slice(bytes);
-                } else if let Some(l) = udp::listener(listeners, &tuple) {
-                    let _ = l.sock.send_to(bytes, tuple.client);
+                } else if let Some((l, o)) = udp::listener_at(listeners, outboxes, &tuple) {
+                    o.push(l, tuple.client, bytes);
                 }
             }
             Outgoing::Peer {
                 relay, peer, bytes, ..
             } => {
                 if let Some(r) = relays.get(relay) {
-                    // A full socket buffer drops the datagram, as the network would.
-                    let _ = r.sock.send_to(bytes, peer);
+                    // To another relay socket of this server: handed to the worker
+                    // that owns it, without the kernel, when it fits.
+                    let handed = turn.config().relay_local(peer).is_some_and(|to| {
+                        shared.live.owner(to).is_some_and(|owner| {
+                            shared
+                                .handoffs
+                                .get(owner)
+                                .is_some_and(|h| h.push(to, r.local, bytes, owner != *id))
+                        })
+                    });
+                    if !handed {
+                        // A full socket buffer drops it, as the network would.
+                        let _ = r.sock.send_to(bytes, peer);
+                    }
                 }
             }
             Outgoing::Nothing(Some(why)) => report::refused(logs, shared, *id, &tuple, packet, why),
             Outgoing::Nothing(None) => {}
         }
+    }
+
+    /// Sends what waits in the listeners' outboxes.
+    fn flush_outboxes(&mut self) {
+        for (l, o) in self.udp.iter().zip(&mut self.outboxes) {
+            if !o.is_empty() {
+                o.flush(l);
+            }
+        }
+    }
+
+    /// Relay-to-relay datagrams handed to this worker: each delivered to its relay
+    /// socket's allocation as if it had come through the kernel.
+    fn take_handoffs(&mut self) {
+        let handoff = self.id;
+        let now = self.shared.clock.now();
+        let mut slot = core::mem::take(&mut self.peer_rx);
+        loop {
+            let got = self
+                .shared
+                .handoffs
+                .get(handoff)
+                .is_some_and(|h| h.pop(&mut self.handed));
+            if !got {
+                break;
+            }
+            let (to, from, len) = (self.handed.to, self.handed.from, self.handed.len);
+            let Some(handle) = self.relays.by_local(to).map(|r| r.handle) else {
+                continue;
+            };
+            let (Some(dst), Some(src)) = (
+                slot.get_mut(PEER_HEADROOM..PEER_HEADROOM + len),
+                self.handed.data.get(..len),
+            ) else {
+                continue;
+            };
+            dst.copy_from_slice(src);
+            self.handed_off += 1;
+            self.peer_datagram(now, handle, from, &mut slot, len);
+        }
+        self.peer_rx = slot;
     }
 
     /// Publishes this worker's stats: fills the snapshot it keeps and swaps it
@@ -317,6 +391,9 @@ impl Worker {
             allocations: self.snapshot.len(),
             capacity: self.turn.capacity(),
             connections: self.open_conns,
+            handed_off: self.handed_off,
+            client_datagrams: self.outboxes.iter().map(|o| o.datagrams).sum(),
+            client_sends: self.outboxes.iter().map(|o| o.syscalls).sum(),
         };
         let mut all = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(slot) = all.get_mut(id) {

@@ -34,15 +34,16 @@ pub(crate) struct UdpListener {
     pub(crate) local: SocketAddr,
 }
 
-/// The listener a UDP client's 5-tuple names by its socket tag (its index).
-pub(super) fn listener<'l>(
+/// The listener a UDP client's 5-tuple names by its socket tag (its index), and
+/// its outbox.
+pub(super) fn listener_at<'l, 'o>(
     listeners: &'l [UdpListener],
+    outboxes: &'o mut [super::outbox::Outbox],
     tuple: &FiveTuple,
-) -> Option<&'l UdpListener> {
-    usize::try_from(tuple.socket)
-        .ok()
-        .and_then(|i| listeners.get(i))
-        .filter(|l| l.local == tuple.server)
+) -> Option<(&'l UdpListener, &'o mut super::outbox::Outbox)> {
+    let i = usize::try_from(tuple.socket).ok()?;
+    let l = listeners.get(i).filter(|l| l.local == tuple.server)?;
+    Some((l, outboxes.get_mut(i)?))
 }
 
 impl Worker {
@@ -134,7 +135,7 @@ impl Worker {
     }
 
     /// One peer datagram of `len` bytes at `buf[PEER_HEADROOM..]`.
-    fn peer_datagram(
+    pub(super) fn peer_datagram(
         &mut self,
         now: Instant,
         handle: RelayHandle,
@@ -153,8 +154,8 @@ impl Worker {
         if let Outgoing::Client { tuple, bytes, .. } = out.outgoing(datagram.as_slice()) {
             if is_stream(&tuple) {
                 self.queue_tcp(&tuple, bytes);
-            } else if let Some(l) = listener(&self.udp, &tuple) {
-                let _ = l.sock.send_to(bytes, tuple.client);
+            } else if let Some((l, o)) = listener_at(&self.udp, &mut self.outboxes, &tuple) {
+                o.push(l, tuple.client, bytes);
             }
         }
     }
