@@ -6,10 +6,11 @@
 # ChannelData echo through coturn's turnutils_peer in the peer namespace), in
 # alternating rounds. Each round starts its server fresh.
 #
-# Reports per server: echo packets/s, RTT p50/p99, server-process CPU and
-# machine-wide CPU (from /proc/stat: every CPU's non-idle time, softirq
-# included, which is where XDP runs) per relayed packet; means over ROUNDS; and
-# the ratios to coturn.
+# Reports per server: echo packets/s, RTT p50/p99, and per relayed packet: the
+# server process's CPU; the whole machine's (from /proc/stat: every CPU's
+# non-idle time, softirq included, which is where XDP runs); and the machine's
+# without the load generator's and the echo peer's own CPU (the relay's cost
+# wherever the kernel charged it); means over ROUNDS; and the ratios to coturn.
 #
 # Usage (root): examples/causeway/bench/xdp-compare.sh
 # Knobs: CLIENTS (8), RATE per client (2000 pkt/s), DURATION (10 s), ROUNDS (3),
@@ -52,6 +53,7 @@ ip -n $P route add default via 10.97.2.1
 ip netns exec $C ethtool -K bxc0 tx off gro on >/dev/null
 ip netns exec $P ethtool -K bxp0 tx off gro on >/dev/null
 ip netns exec $P turnutils_peer -L 10.97.2.2 -p 3480 >/dev/null 2>&1 &
+peer_pid=$!
 sleep 0.5
 
 config() { # xdp: true or false
@@ -92,12 +94,21 @@ add() { R[$1]=$(awk -v a="${R[$1]:-0}" -v b="$2" -v n="$ROUNDS" 'BEGIN { printf 
 per_packet() { awk -v t="$1" -v hz="$tick" -v n="$2" 'BEGIN { if (n > 0) printf "%.3f", t / hz * 1e6 / (2 * n); else print 0 }'; }
 
 round() { # name
-  local name=$1 t0 t1 m0 m1 out received
+  local name=$1 t0 t1 m0 m1 p0 p1 out received load_pid load_ticks=0 x
   start "$name"
-  t0=$(cpu_ticks "$server_pid"); m0=$(machine_ticks)
-  out=$(ip netns exec $C "$CW" load --server 10.97.1.1:3478 --user alice:wonderland \
-        --peer 10.97.2.2:3480 --clients "$CLIENTS" --rate "$RATE" --duration "$DURATION" --size "$SIZE")
-  t1=$(cpu_ticks "$server_pid"); m1=$(machine_ticks)
+  t0=$(cpu_ticks "$server_pid"); m0=$(machine_ticks); p0=$(cpu_ticks "$peer_pid")
+  ip netns exec $C "$CW" load --server 10.97.1.1:3478 --user alice:wonderland \
+      --peer 10.97.2.2:3480 --clients "$CLIENTS" --rate "$RATE" --duration "$DURATION" \
+      --size "$SIZE" >"$work/load.out" &
+  load_pid=$!
+  # The load generator's CPU, sampled until it exits (the last 50 ms are missed).
+  while kill -0 "$load_pid" 2>/dev/null; do
+    x=$(cpu_ticks "$load_pid" 2>/dev/null) && load_ticks=$x
+    sleep 0.05
+  done
+  wait "$load_pid"
+  t1=$(cpu_ticks "$server_pid"); m1=$(machine_ticks); p1=$(cpu_ticks "$peer_pid")
+  out=$(cat "$work/load.out")
   stop
   echo "$name: $out"
   received=$(sed -E 's/.* received=([0-9]+).*/\1/' <<<"$out")
@@ -109,6 +120,7 @@ round() { # name
   # Each echo is two relayed packets: client to peer, and peer to client.
   add "$name.cpu" "$(per_packet $((t1 - t0)) "$received")"
   add "$name.machine" "$(per_packet $((m1 - m0)) "$received")"
+  add "$name.relay" "$(per_packet $((m1 - m0 - load_ticks - (p1 - p0))) "$received")"
 }
 
 for r in $(seq 1 "$ROUNDS"); do
@@ -131,5 +143,6 @@ row "loss %" loss
 row "payloads not byte-exact" corrupt
 row "server-process CPU µs per relayed packet" cpu
 row "machine-wide CPU µs per relayed packet" machine
+row "machine-wide CPU µs per relayed packet, load generator and echo peer excluded" relay
 row "RTT p50 µs" p50
 row "RTT p99 µs" p99

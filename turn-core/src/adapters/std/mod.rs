@@ -98,6 +98,7 @@ mod credentials;
 mod error;
 mod events;
 mod handle;
+mod handoff;
 #[cfg(feature = "tls")]
 mod handshake;
 mod host;

@@ -70,7 +70,9 @@ impl Write for Stream {
 /// A connection to a TURN server.
 pub(super) enum Connection {
     /// UDP, connected to the server.
-    Udp(UdpSocket),
+    /// UDP, connected to the server, with the read timeout last set (set again
+    /// only when it changes: a system call saved on most receives).
+    Udp(UdpSocket, Option<Duration>),
     /// TCP or TLS, with bytes read but not yet framed.
     Stream(Stream, Vec<u8>),
 }
@@ -99,7 +101,7 @@ impl Connection {
                 };
                 let s = UdpSocket::bind(any)?;
                 s.connect(server)?;
-                Ok(Connection::Udp(s))
+                Ok(Connection::Udp(s, None))
             }
             Transport::Tcp => {
                 let s = TcpStream::connect_timeout(&server, timeout)?;
@@ -140,14 +142,14 @@ impl Connection {
 
     pub(super) fn local_addr(&self) -> io::Result<SocketAddr> {
         match self {
-            Connection::Udp(s) => s.local_addr(),
+            Connection::Udp(s, _) => s.local_addr(),
             Connection::Stream(s, _) => s.tcp().local_addr(),
         }
     }
 
     pub(super) fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
         match self {
-            Connection::Udp(s) => match s.send(bytes) {
+            Connection::Udp(s, _) => match s.send(bytes) {
                 Ok(_) => Ok(()),
                 // ICMP port unreachable from an earlier send: the next may pass.
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(()),
@@ -162,10 +164,15 @@ impl Connection {
 
     /// One message into `buf` within `timeout`; `Ok(None)` on timeout.
     pub(super) fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<usize>> {
-        let timeout = timeout.max(Duration::from_millis(1));
+        // Whole milliseconds, at least one: repeated timeouts are set once.
+        let timeout =
+            Duration::from_millis(timeout.as_millis().max(1).min(u128::from(u32::MAX)) as u64);
         match self {
-            Connection::Udp(s) => {
-                s.set_read_timeout(Some(timeout))?;
+            Connection::Udp(s, set) => {
+                if *set != Some(timeout) {
+                    s.set_read_timeout(Some(timeout))?;
+                    *set = Some(timeout);
+                }
                 match s.recv(buf) {
                     Ok(n) => Ok(Some(n)),
                     Err(e) if is_timeout(&e) => Ok(None),
