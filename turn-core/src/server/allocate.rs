@@ -172,6 +172,9 @@ where
                 Err(Refusal::AllocationMismatch)
             };
         }
+        if self.draining_until.is_some() {
+            return Err(Refusal::Draining);
+        }
         // Attributes were all decoded once already; errors cannot happen here.
         let transport = msg.attribute::<RequestedTransport>().ok().flatten();
         match transport {
@@ -356,7 +359,11 @@ where
             }
             0
         } else {
-            let lifetime = self.lifetime(requested);
+            let mut lifetime = self.lifetime(requested);
+            // Draining: nothing lives past the drain's end.
+            if let Some(until) = self.draining_until {
+                lifetime = lifetime.min(until.millis_since(now) / 1000).max(1);
+            }
             let expires = now.plus_secs(lifetime);
             if let Some(a) = self.table.get_mut(slot) {
                 for (i, r) in a.relays.iter_mut().enumerate() {

@@ -142,6 +142,8 @@ pub struct Server<S, const P: usize, const C: usize> {
     reservations_until: Option<Instant>,
     events: heapless::Deque<Event, 16>,
     counters: Counters,
+    /// Draining: no new allocations, and none lives past this.
+    draining_until: Option<Instant>,
 }
 
 impl<S, const P: usize, const C: usize> core::fmt::Debug for Server<S, P, C> {
@@ -209,7 +211,53 @@ where
             reservations_until: None,
             events: heapless::Deque::new(),
             counters: Counters::default(),
+            draining_until: None,
         })
+    }
+
+    /// Takes a new configuration without dropping anything: allocations,
+    /// permissions, channels and nonces live on (nonces under the same secret).
+    /// What it changes applies from the next request: credentials' secrets, the
+    /// peer policy (for new permissions), lifetimes, budgets, the alternate
+    /// server, relay ports and addresses (for new allocations). A configuration
+    /// [`Server::new`] would refuse is refused, and the running one kept.
+    pub fn reconfigure(&mut self, mut cfg: Config) -> Result<(), ConfigError> {
+        cfg.validate()?;
+        for ip in cfg.relay_ips().into_iter().flatten() {
+            if !cfg.policy.add_own(ip) {
+                return Err(ConfigError {
+                    field: "policy.own",
+                    problem: "more own addresses than the policy holds",
+                });
+            }
+        }
+        self.nonces.reconfigure(
+            cfg.nonce_lifetime_secs,
+            SecurityFeatures {
+                password_algorithms: !cfg.password_algorithms.is_empty(),
+                username_anonymity: cfg.userhash,
+            },
+        );
+        self.limiter.set_rates(
+            cfg.unauth_burst,
+            cfg.unauth_per_sec,
+            cfg.unauth_global_per_sec,
+            cfg.unauth_verified_per_sec,
+        );
+        self.cfg = cfg;
+        Ok(())
+    }
+
+    /// Drains the server: from now on an Allocate gets 300 to the alternate
+    /// server (or 508), and no allocation is refreshed past `until`; existing
+    /// allocations relay as before until they end.
+    pub fn drain(&mut self, until: Instant) {
+        self.draining_until = Some(until);
+    }
+
+    /// When the drain ends, if draining.
+    pub fn draining_until(&self) -> Option<Instant> {
+        self.draining_until
     }
 
     /// The configuration.

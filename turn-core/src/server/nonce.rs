@@ -114,6 +114,13 @@ impl Nonces {
 
     /// A fresh nonce for a client at `ip`, issued at wall-clock time `now` (any
     /// node of a cluster can check it against its own clock).
+    /// The same secret with a new lifetime and security features (nonces issued
+    /// before stay valid for the new lifetime).
+    pub fn reconfigure(&mut self, lifetime_secs: u64, features: SecurityFeatures) {
+        *self = Nonces::new(self.secret, lifetime_secs, features);
+    }
+
+    /// A fresh nonce for `ip`.
     pub fn issue(&self, now: UnixTime, ip: &IpAddr) -> NonceText {
         let issued = now.as_secs() as u32;
         let mut s = NonceText::new();

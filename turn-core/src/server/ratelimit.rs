@@ -110,6 +110,20 @@ impl RateLimiter {
         }
     }
 
+    /// New budgets, keeping what each source has spent.
+    pub fn set_rates(
+        &mut self,
+        burst: u32,
+        per_sec: u32,
+        global_per_sec: u32,
+        verified_per_sec: u32,
+    ) {
+        self.burst = burst;
+        self.per_sec = per_sec;
+        self.global_per_sec = global_per_sec;
+        self.verified_per_sec = verified_per_sec;
+    }
+
     fn bucket(&mut self, ip: &IpAddr) -> Option<&mut Bucket> {
         let mut h = KeyedHasher(self.seed);
         ip.hash(&mut h);

@@ -79,6 +79,9 @@ pub enum Refusal {
     UserQuota,
     /// 508 (or 300 to the alternate server): the server is full.
     Capacity,
+    /// 508 (or 300 to the alternate server): the server is draining and takes no
+    /// new allocations.
+    Draining,
     /// 508: no relay port could be bound in the configured range.
     NoRelayPort,
     /// 508: the RESERVATION-TOKEN names no live reservation (unknown, expired or
@@ -130,6 +133,7 @@ impl Refusal {
             Refusal::ForbiddenPeer(..) => 403,
             Refusal::UserQuota => 486,
             Refusal::Capacity
+            | Refusal::Draining
             | Refusal::NoRelayPort
             | Refusal::NoReservation
             | Refusal::ReservationNotOffered
@@ -241,6 +245,10 @@ impl fmt::Display for Refusal {
             }
             Refusal::UserQuota => f.write_str("486 allocation quota reached for this user"),
             Refusal::Capacity => f.write_str("508 server at capacity"),
+            Refusal::Draining => f.write_str(
+                "508 draining: this node takes no new allocations (set alternate_server to send \
+                 clients to another)",
+            ),
             Refusal::NoRelayPort => {
                 f.write_str("508 no relay port free in the configured range")
             }

@@ -92,10 +92,10 @@ where
         match result {
             Ok(output) => output,
             Err(why) => {
-                if matches!(why, Refusal::Capacity)
+                if matches!(why, Refusal::Capacity | Refusal::Draining)
                     && let Some(alt) = self.cfg.alternate_server
                 {
-                    return self.redirect(msg, out, &auth, alt);
+                    return self.redirect(msg, out, &auth, alt, why);
                 }
                 self.error_reply(msg, out, why, Some(auth.signer()), None)
             }
@@ -109,6 +109,7 @@ where
         out: &mut [u8],
         auth: &Authenticated,
         alt: SocketAddr,
+        why: Refusal,
     ) -> ClientOutput {
         match respond::error(
             out,
@@ -119,7 +120,7 @@ where
         ) {
             Ok(len) => ClientOutput::Reply {
                 len,
-                refusal: Some(Refusal::Capacity),
+                refusal: Some(why),
             },
             Err(_) => ClientOutput::Drop(Some(Refusal::OutputTooSmall)),
         }
