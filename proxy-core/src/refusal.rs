@@ -53,6 +53,8 @@ pub enum Reason {
     BodyTooSlow,
     /// `Connection` names a field that frames or routes the message, or too many.
     BadConnection,
+    /// The proxy is draining: it serves the connections it has, takes no new ones.
+    Draining,
 }
 
 /// A refusal: status and reason.
@@ -76,6 +78,7 @@ impl Refusal {
             Reason::HeadersTooLarge => 431,
             Reason::HeaderTimeout | Reason::BodyTimeout | Reason::BodyTooSlow => 408,
             Reason::Version => 505,
+            Reason::Draining => 503,
             _ => 400,
         };
         Refusal { status, reason }
@@ -120,6 +123,7 @@ impl fmt::Display for Reason {
             Reason::BadConnection => {
                 "Connection names Host, Content-Length or Transfer-Encoding, or too many fields"
             }
+            Reason::Draining => "this node is draining: try again (on another node)",
         })
     }
 }

@@ -289,3 +289,74 @@ fn users_answer_for_their_realm_only() {
     assert!(users.key("alice", "example", Algorithm::Sha256).is_some());
     assert!(users.key("alice", "other", Algorithm::Sha256).is_none());
 }
+
+#[test]
+fn a_reload_changes_credentials_and_keeps_allocations() {
+    let relay = loopback_relay().user("alice", "first").start().unwrap();
+    let server = relay.local_addrs()[0];
+    let peer = echo_peer();
+    let mut a = TurnClient::connect(ClientConfig::new(server, "alice", "first").unwrap()).unwrap();
+    a.allocate(T).unwrap();
+    a.bind_channel(peer, T).unwrap();
+    assert!(relay.is_healthy() && relay.is_ready());
+
+    // The same listeners, a new password and a shared secret.
+    let next = |listen: SocketAddr| {
+        Relay::builder()
+            .listen(listen)
+            .realm("example")
+            .threads(2)
+            .total(64)
+            .allow_peer(Cidr::parse("127.0.0.2/32").unwrap())
+            .user("alice", "second")
+            .shared_secret("rotated")
+    };
+    // Changing a listener needs a restart: refused, nothing changed.
+    match relay.reload(next("127.0.0.1:1".parse().unwrap())) {
+        Err(StartError::Settings { field, .. }) => assert_eq!(field, "listen"),
+        other => panic!("{other:?}"),
+    }
+    // Port 0, as it was asked for at start, is the port it has.
+    relay.reload(next("127.0.0.1:0".parse().unwrap())).unwrap();
+    echo_through(&mut a, peer, b"the allocation made before flows on");
+    let mut old =
+        TurnClient::connect(ClientConfig::new(server, "alice", "first").unwrap()).unwrap();
+    assert!(matches!(
+        old.allocate(T),
+        Err(ClientIoError::Failed {
+            failure: Failure::Code(401),
+            ..
+        })
+    ));
+    let mut new =
+        TurnClient::connect(ClientConfig::new(server, "alice", "second").unwrap()).unwrap();
+    new.allocate(T).unwrap();
+}
+
+#[test]
+fn a_drain_turns_new_clients_away_and_ends_when_the_last_allocation_does() {
+    let relay = loopback_relay().user("alice", "pw").start().unwrap();
+    let server = relay.local_addrs()[0];
+    let peer = echo_peer();
+    let mut a = TurnClient::connect(ClientConfig::new(server, "alice", "pw").unwrap()).unwrap();
+    a.allocate(T).unwrap();
+    a.bind_channel(peer, T).unwrap();
+    std::thread::sleep(Duration::from_millis(1200)); // published in the stats
+
+    relay.drain(Duration::from_secs(60));
+    assert!(relay.is_draining() && !relay.is_ready());
+    let mut b = TurnClient::connect(ClientConfig::new(server, "alice", "pw").unwrap()).unwrap();
+    match b.allocate(T) {
+        Err(ClientIoError::Failed { failure, .. }) => assert_eq!(failure, Failure::Code(508)),
+        other => panic!("{other:?}"),
+    }
+    echo_through(&mut a, peer, b"still relayed while draining");
+    std::thread::sleep(Duration::from_millis(2200));
+    assert!(!relay.drained(), "an allocation is left");
+    a.deallocate(T).unwrap();
+    let end = StdInstant::now() + T;
+    while !relay.drained() && StdInstant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(relay.drained());
+}

@@ -63,6 +63,8 @@ pub struct Proxy {
     send_stall: Duration,
     upstream_timeout: Duration,
     threads: Arc<ThreadLimit>,
+    /// Draining: each new connection's first request gets 503.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for Proxy {
@@ -159,6 +161,17 @@ impl Proxy {
         self.threads.spawn("web-proxy", &what, move || {
             session::serve(&proxy, link, buffered, sni, peer);
         });
+    }
+
+    /// Drains the proxy: connections it serves go on (WebSocket tunnels included);
+    /// a new connection's first request gets 503 and the connection closes.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether it is draining.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
     }
 
     /// Answers plain HTTP on `listener` with 301 redirects to https at a
@@ -264,6 +277,7 @@ impl ProxyBuilder {
             send_stall: self.send_stall,
             upstream_timeout: self.upstream_timeout,
             threads: ThreadLimit::new(self.max_connections),
+            draining: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 }

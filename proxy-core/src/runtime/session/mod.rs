@@ -187,6 +187,10 @@ impl Session<'_> {
 
     /// Decides on the head at the start of `buf`.
     fn judge(&self, buf: &[u8], head_len: usize) -> Judged {
+        if self.served == 0 && self.proxy.is_draining() {
+            let r = Refusal::new(Reason::Draining);
+            return Judged::Refuse(r, AfterRefusal::Close, "request while draining".into());
+        }
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let head = match parse_request(buf, &mut headers, Limits::default()) {
             Ok(Parsed::Complete(h)) if h.head_len == head_len => h,

@@ -362,6 +362,11 @@ impl RelayBuilder {
     /// start), then runs the workers. Refuses a setting the builder could not
     /// take (naming it), and users given beside a credential store.
     pub fn start(self) -> Result<Relay, StartError> {
+        super::relay::start(self.into_parts()?)
+    }
+
+    /// What it holds, checked.
+    pub(crate) fn into_parts(self) -> Result<Parts, StartError> {
         if let Some((field, problem)) = self.problem {
             return Err(StartError::Settings { field, problem });
         }
@@ -381,14 +386,25 @@ impl RelayBuilder {
                 Arc::new(users)
             }
         };
-        super::relay::start(
-            self.settings,
+        Ok(Parts {
+            settings: self.settings,
             credentials,
-            self.events,
+            events: self.events,
             #[cfg(feature = "tls")]
-            self.tls,
+            tls: self.tls,
             #[cfg(feature = "tls")]
-            self.web_proxy,
-        )
+            web_proxy: self.web_proxy,
+        })
     }
+}
+
+/// A builder's content, checked: what a relay starts (or reloads) with.
+pub(crate) struct Parts {
+    pub(crate) settings: Settings,
+    pub(crate) credentials: Arc<dyn Credentials>,
+    pub(crate) events: usize,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    #[cfg(feature = "tls")]
+    pub(crate) web_proxy: Option<Arc<proxy_core::runtime::Proxy>>,
 }

@@ -13,7 +13,9 @@ use std::thread::JoinHandle;
 
 use mio::Waker;
 
+use super::builder::{RelayBuilder, Settings};
 use super::capacity::Capacity;
+use super::error::StartError;
 use super::events::RelayEvent;
 use super::shared::Shared;
 use super::stats::{self, Stats};
@@ -28,6 +30,11 @@ pub struct Relay {
     pub(crate) events: Mutex<Option<Receiver<RelayEvent>>>,
     pub(crate) threads: usize,
     pub(crate) capacity: Option<Capacity>,
+    /// The settings it runs with (a reload compares and replaces them).
+    pub(crate) settings: Mutex<Settings>,
+    /// What the TLS listeners serve, when there are any.
+    #[cfg(feature = "tls")]
+    pub(crate) front: Option<Arc<std::sync::RwLock<super::handshake::Front>>>,
 }
 
 impl fmt::Debug for Relay {
@@ -108,6 +115,13 @@ impl fmt::Debug for Stopper {
 }
 
 impl Stopper {
+    /// Wakes every thread (to take a reload or a drain now, not at its next tick).
+    pub(crate) fn wake_all(&self) {
+        for w in &self.wakers {
+            let _ = w.wake();
+        }
+    }
+
     /// Tells every thread of the relay to stop (they finish the batch in hand).
     pub fn stop(&self) {
         self.flag.store(true, Ordering::SeqCst);
@@ -176,6 +190,135 @@ impl Relay {
         if let Some(fast) = &self.shared.fast {
             fast.lock().unwrap_or_else(|e| e.into_inner()).detach();
         }
+    }
+
+    /// Takes new settings, credentials and (with `tls`) TLS configuration and web
+    /// proxy from `builder`, without a restart: allocations, permissions,
+    /// channels and open connections live on. What changes applies from the next
+    /// request (or connection): secrets and users, the peer policy, lifetimes,
+    /// budgets, quotas, TCP limits, the alternate server, the certificate, the
+    /// web proxy's routes and rules. Listeners, relay addresses and ports, worker
+    /// threads and the kernel fast path stay as started: changing them is
+    /// refused, naming the field. A refused reload changes nothing.
+    pub fn reload(&self, builder: RelayBuilder) -> Result<(), StartError> {
+        let mut parts = builder.into_parts()?;
+        super::relay::check(&mut parts)?;
+        let mut running = self.settings.lock().unwrap_or_else(|e| e.into_inner());
+        let new = &parts.settings;
+        // The running listeners are as bound: a port 0 asked for again is theirs.
+        let same = |bound: &[SocketAddr], asked: &[SocketAddr]| {
+            bound.len() == asked.len()
+                && bound
+                    .iter()
+                    .zip(asked)
+                    .all(|(b, a)| b.ip() == a.ip() && (a.port() == 0 || a.port() == b.port()))
+        };
+        let fixed = [
+            ("listen", !same(&running.listen, &new.listen)),
+            ("tls_listen", !same(&running.tls_listen, &new.tls_listen)),
+            ("threads", running.threads != new.threads),
+            ("turn.relay_v4", running.turn.relay_v4 != new.turn.relay_v4),
+            ("turn.relay_v6", running.turn.relay_v6 != new.turn.relay_v6),
+        ];
+        if let Some((field, _)) = fixed.iter().find(|(_, changed)| *changed) {
+            return Err(StartError::Settings {
+                field,
+                problem: "cannot change while running: restart to change it".into(),
+            });
+        }
+        #[cfg(feature = "xdp")]
+        if running.xdp != new.xdp {
+            return Err(StartError::Settings {
+                field: "xdp",
+                problem: "cannot change while running: restart to change it".into(),
+            });
+        }
+        #[cfg(feature = "tls")]
+        if let Some(front) = &self.front {
+            let mut f = front.write().unwrap_or_else(|e| e.into_inner());
+            if let Some(tls) = &parts.tls {
+                f.tls = tls.clone();
+            }
+            f.proxy = parts.web_proxy.clone();
+        }
+        let shared = &self.shared;
+        *shared
+            .credentials
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = parts.credentials;
+        *shared.tcp.write().unwrap_or_else(|e| e.into_inner()) = new.tcp;
+        let total = new.total.unwrap_or_else(|| shared.quota.total());
+        shared.quota.set_limits(new.per_user, total);
+        *shared.config.lock().unwrap_or_else(|e| e.into_inner()) = Some(new.turn.clone());
+        shared.config_generation.fetch_add(1, Ordering::AcqRel);
+        let (listen, tls_listen) = (running.listen.clone(), running.tls_listen.clone());
+        *running = parts.settings;
+        running.listen = listen;
+        running.tls_listen = tls_listen;
+        self.stop.wake_all();
+        Ok(())
+    }
+
+    /// Drains the relay: no new allocations from now on (300 to the alternate
+    /// server, or 508), no allocation refreshed past `within` from now, the web
+    /// proxy answering new connections 503; what exists relays on. Stop the relay
+    /// when [`Relay::drained`] says so, or at the deadline.
+    pub fn drain(&self, within: std::time::Duration) {
+        let until = self
+            .shared
+            .clock
+            .now()
+            .plus_millis(u64::try_from(within.as_millis()).unwrap_or(u64::MAX));
+        // 0 means "not draining": a drain at the clock's first millisecond ends
+        // one millisecond later.
+        let ms = until.as_millis().max(1);
+        let first = self
+            .shared
+            .drain_until_ms
+            .compare_exchange(0, ms, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if first {
+            self.shared
+                .drain_started_ms
+                .store(self.shared.clock.now().as_millis(), Ordering::Release);
+        }
+        #[cfg(feature = "tls")]
+        if let Some(front) = &self.front
+            && let Some(p) = &front.read().unwrap_or_else(|e| e.into_inner()).proxy
+        {
+            p.drain();
+        }
+        self.stop.wake_all();
+    }
+
+    /// Whether it is draining.
+    pub fn is_draining(&self) -> bool {
+        self.shared.drain_until_ms.load(Ordering::Acquire) != 0
+    }
+
+    /// Whether a drain is over: its deadline passed, or no allocation is left
+    /// (as the stats say, which are at most a second old: so not before the
+    /// drain is two seconds old).
+    pub fn drained(&self) -> bool {
+        let until = self.shared.drain_until_ms.load(Ordering::Acquire);
+        let started = self.shared.drain_started_ms.load(Ordering::Acquire);
+        let now = self.shared.clock.now().as_millis();
+        until != 0 && (now >= until || (now >= started + 2000 && self.stats().in_use() == 0))
+    }
+
+    /// Whether it takes new allocations (for a readiness probe): not draining.
+    pub fn is_ready(&self) -> bool {
+        !self.is_draining()
+    }
+
+    /// Whether every worker went round its loop within the last 3 seconds (for a
+    /// liveness probe; a worker wakes at least once a second).
+    pub fn is_healthy(&self) -> bool {
+        let now = self.shared.clock.now().as_millis();
+        self.shared
+            .heartbeats
+            .iter()
+            .all(|b| now.saturating_sub(b.load(Ordering::Relaxed)) < 3000)
     }
 
     /// A handle that stops the relay from another thread.

@@ -60,12 +60,20 @@ impl Handshakes {
     }
 }
 
+/// What the TLS listeners serve: the server's TLS configuration and the web
+/// proxy HTTP connections go to. A reload replaces it; connections opened
+/// before keep what they started with.
+#[derive(Clone)]
+pub(crate) struct Front {
+    pub(crate) tls: Arc<rustls::ServerConfig>,
+    pub(crate) proxy: Option<Arc<Proxy>>,
+}
+
 /// The TLS thread's state.
 struct Thread {
     poll: Poll,
     rx: mpsc::Receiver<Incoming>,
-    tls: Arc<rustls::ServerConfig>,
-    proxy: Option<Arc<Proxy>>,
+    front: Arc<std::sync::RwLock<Front>>,
     inboxes: Vec<Inbox>,
     conns: Vec<Option<Incoming>>,
     free: Vec<usize>,
@@ -74,8 +82,7 @@ struct Thread {
 
 /// Starts the TLS thread; `inboxes[i]` is worker `i`'s.
 pub(crate) fn spawn(
-    tls: Arc<rustls::ServerConfig>,
-    proxy: Option<Arc<Proxy>>,
+    front: Arc<std::sync::RwLock<Front>>,
     inboxes: Vec<Inbox>,
     shutdown: Arc<AtomicBool>,
 ) -> io::Result<(Handshakes, std::thread::JoinHandle<()>)> {
@@ -85,8 +92,7 @@ pub(crate) fn spawn(
     let mut thread = Thread {
         poll,
         rx,
-        tls,
-        proxy,
+        front,
         inboxes,
         conns: Vec::new(),
         free: Vec::new(),
@@ -165,7 +171,8 @@ impl Thread {
         let Some(Some(incoming)) = self.conns.get_mut(idx) else {
             return;
         };
-        let outcome = incoming.conn.open(Instant::now(), &self.tls);
+        let front = self.front.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let outcome = incoming.conn.open(Instant::now(), &front.tls);
         match outcome {
             Opening::Wait => {}
             Opening::Turn => {
@@ -180,7 +187,7 @@ impl Thread {
                 if let Some(Incoming { conn, .. }) = self.release(idx) {
                     let peer = conn.tuple.client;
                     let (link, buffered, sni) = conn.into_parts();
-                    if let Some(p) = &self.proxy {
+                    if let Some(p) = &front.proxy {
                         p.hand_off(link, buffered, sni, peer);
                     }
                 }

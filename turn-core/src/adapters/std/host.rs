@@ -27,7 +27,12 @@ pub(crate) struct WorkerHost<'a> {
 
 impl Host for WorkerHost<'_> {
     fn long_term_key(&mut self, username: &str, realm: &str, algorithm: Algorithm) -> Option<Key> {
-        self.shared.credentials.key(username, realm, algorithm)
+        let store = self
+            .shared
+            .credentials
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        store.key(username, realm, algorithm)
     }
 
     fn username_by_hash(
@@ -35,8 +40,12 @@ impl Host for WorkerHost<'_> {
         userhash: &[u8; 32],
         realm: &str,
     ) -> Option<heapless::String<USERNAME_MAX>> {
-        self.shared
+        let store = self
+            .shared
             .credentials
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        store
             .username_by_hash(userhash, realm)
             .and_then(|u| heapless::String::try_from(u.as_str()).ok())
     }

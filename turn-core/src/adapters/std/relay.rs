@@ -21,9 +21,8 @@ use crate::server::Slot;
 
 use super::error::StartError;
 
-use super::builder::Settings;
+use super::builder::{Parts, Settings};
 use super::capacity::Capacity;
-use super::credentials::Credentials;
 use super::handle::{Relay, Stopper};
 use super::net;
 use super::shared::{Quota, Shared};
@@ -151,30 +150,39 @@ fn bind_all(settings: &Settings, threads: usize) -> Result<Bound, StartError> {
     })
 }
 
-/// Starts the relay (see [`RelayBuilder::start`](super::RelayBuilder::start)).
-pub(crate) fn start(
-    mut settings: Settings,
-    credentials: Arc<dyn Credentials>,
-    event_queue: usize,
-    #[cfg(feature = "tls")] tls: Option<Arc<rustls::ServerConfig>>,
-    #[cfg(feature = "tls")] web_proxy: Option<Arc<proxy_core::runtime::Proxy>>,
-) -> Result<Relay, StartError> {
+/// Checks what a start or a reload needs of the settings, and completes them
+/// (relay and own addresses).
+pub(crate) fn check(parts: &mut Parts) -> Result<(), StartError> {
     #[cfg(feature = "tls")]
-    if !settings.tls_listen.is_empty() && tls.is_none() {
+    if !parts.settings.tls_listen.is_empty() && parts.tls.is_none() {
         return Err(StartError::Settings {
             field: "tls_listen",
             problem: "TLS listeners need the server's TLS configuration (RelayBuilder::tls)".into(),
         });
     }
     #[cfg(not(feature = "tls"))]
-    if !settings.tls_listen.is_empty() {
+    if !parts.settings.tls_listen.is_empty() {
         return Err(StartError::Settings {
             field: "tls_listen",
             problem: "TLS listeners need turn-core's `tls` feature".into(),
         });
     }
-    resolve(&mut settings)?;
-    settings.turn.validate().map_err(StartError::Config)?;
+    resolve(&mut parts.settings)?;
+    parts.settings.turn.validate().map_err(StartError::Config)
+}
+
+/// Starts the relay (see [`RelayBuilder::start`](super::RelayBuilder::start)).
+pub(crate) fn start(mut parts: Parts) -> Result<Relay, StartError> {
+    check(&mut parts)?;
+    let Parts {
+        settings,
+        credentials,
+        events: event_queue,
+        #[cfg(feature = "tls")]
+        tls,
+        #[cfg(feature = "tls")]
+        web_proxy,
+    } = parts;
     let threads = settings.worker_threads();
     let Bound {
         listeners,
@@ -239,12 +247,18 @@ pub(crate) fn start(
     }
     let wakers = workers.iter().map(Worker::waker).collect();
     #[cfg(feature = "tls")]
+    let mut front_handle = None;
+    #[cfg(feature = "tls")]
     let tls_thread = match (&tls, tls_local.is_empty()) {
         (Some(tls), false) => {
             let inboxes = workers.iter().map(Worker::inbox).collect();
-            let (h, handle) =
-                super::handshake::spawn(tls.clone(), web_proxy, inboxes, flag.clone())
-                    .map_err(setup("start the TLS thread"))?;
+            let front = Arc::new(std::sync::RwLock::new(super::handshake::Front {
+                tls: tls.clone(),
+                proxy: web_proxy,
+            }));
+            let (h, handle) = super::handshake::spawn(front.clone(), inboxes, flag.clone())
+                .map_err(setup("start the TLS thread"))?;
+            front_handle = Some(front);
             for w in &mut workers {
                 w.set_handshakes(h.clone());
             }
@@ -269,6 +283,11 @@ pub(crate) fn start(
         "TURN on {} address(es) with {threads} worker(s) of {slots} allocations each",
         local.len() + tls_local.len()
     );
+    let running = Settings {
+        listen: local.clone(),
+        tls_listen: tls_local.clone(),
+        ..settings
+    };
     Ok(Relay {
         local,
         tls_local,
@@ -283,6 +302,9 @@ pub(crate) fn start(
         events: Mutex::new(events_rx),
         threads,
         capacity,
+        settings: Mutex::new(running),
+        #[cfg(feature = "tls")]
+        front: front_handle,
     })
 }
 

@@ -8,10 +8,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::Instant;
-use crate::server::QuotaError;
+use crate::server::{Config, QuotaError};
 
 use super::builder::TcpLimits;
 use super::clock::Clock;
@@ -24,8 +24,18 @@ pub(crate) use super::handoff::{HANDOFF_MAX, Handed, Handoff};
 
 /// Read-mostly state shared by all workers.
 pub(crate) struct Shared {
-    pub(crate) tcp: TcpLimits,
-    pub(crate) credentials: Arc<dyn Credentials>,
+    pub(crate) tcp: RwLock<TcpLimits>,
+    pub(crate) credentials: RwLock<Arc<dyn Credentials>>,
+    /// A new TURN configuration for the shards, and its number: each worker
+    /// takes it when the number moves past the one it applied.
+    pub(crate) config: Mutex<Option<Config>>,
+    pub(crate) config_generation: AtomicU64,
+    /// When the drain ends, on the relay clock (milliseconds; 0: not draining).
+    pub(crate) drain_until_ms: AtomicU64,
+    /// When the drain began, on the relay clock (milliseconds).
+    pub(crate) drain_started_ms: AtomicU64,
+    /// Each worker's last pass of its loop, on the relay clock (milliseconds).
+    pub(crate) heartbeats: Vec<AtomicU64>,
     /// Relay sockets bound right now, on any worker.
     pub(crate) live: LiveRelays,
     /// Stream connections per source address.
@@ -55,8 +65,13 @@ impl Shared {
         events: Option<SyncSender<RelayEvent>>,
     ) -> Shared {
         Shared {
-            tcp,
-            credentials,
+            tcp: RwLock::new(tcp),
+            credentials: RwLock::new(credentials),
+            config: Mutex::new(None),
+            config_generation: AtomicU64::new(0),
+            drain_until_ms: AtomicU64::new(0),
+            drain_started_ms: AtomicU64::new(0),
+            heartbeats: (0..threads).map(|_| AtomicU64::new(0)).collect(),
             live: LiveRelays::default(),
             sources: Sources::new(tcp.max_per_source),
             quota,
@@ -157,32 +172,36 @@ impl LiveRelays {
 /// allocations are created or end, never per packet. With no per-user limit (the
 /// default: a meeting's browsers share one TURN user), users are not counted.
 pub(crate) struct Quota {
-    per_user: Option<usize>,
-    total: usize,
+    limits: Mutex<(Option<usize>, usize)>,
     counts: Mutex<(usize, HashMap<String, usize>)>,
 }
 
 impl Quota {
     /// The total allocations allowed.
     pub(crate) fn total(&self) -> usize {
-        self.total
+        self.limits.lock().unwrap_or_else(|e| e.into_inner()).1
     }
 
     pub(crate) fn new(per_user: Option<usize>, total: usize) -> Quota {
         Quota {
-            per_user,
-            total,
+            limits: Mutex::new((per_user, total)),
             counts: Mutex::new((0, HashMap::new())),
         }
     }
 
+    /// New limits: allocations over them stay, new ones wait for room.
+    pub(crate) fn set_limits(&self, per_user: Option<usize>, total: usize) {
+        *self.limits.lock().unwrap_or_else(|e| e.into_inner()) = (per_user, total);
+    }
+
     pub(crate) fn acquire(&self, user: &str) -> Result<(), QuotaError> {
+        let (per_user, max) = *self.limits.lock().unwrap_or_else(|e| e.into_inner());
         let mut g = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         let (total, users) = &mut *g;
-        if *total >= self.total {
+        if *total >= max {
             return Err(QuotaError::Total);
         }
-        if let Some(limit) = self.per_user {
+        if let Some(limit) = per_user {
             let n = users.entry(user.to_string()).or_default();
             if *n >= limit {
                 return Err(QuotaError::User);
@@ -196,15 +215,12 @@ impl Quota {
     pub(crate) fn release(&self, user: &str) {
         let mut g = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         let (total, users) = &mut *g;
-        if self.per_user.is_some() {
-            match users.get_mut(user) {
-                Some(n) => {
-                    *n = n.saturating_sub(1);
-                    if *n == 0 {
-                        users.remove(user);
-                    }
-                }
-                None => return,
+        // Users were counted when a per-user limit was set; a reload may have
+        // lifted it since, so release what was counted either way.
+        if let Some(n) = users.get_mut(user) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                users.remove(user);
             }
         }
         *total = total.saturating_sub(1);

@@ -118,6 +118,8 @@ pub(crate) struct Worker {
     handed: Handed,
     /// Relay-to-relay datagrams delivered from the hand-off queue.
     handed_off: u64,
+    /// The configuration generation this shard runs.
+    generation: u64,
 }
 
 impl Worker {
@@ -190,6 +192,7 @@ impl Worker {
                 data: [0; super::shared::HANDOFF_MAX],
             },
             handed_off: 0,
+            generation: 0,
         })
     }
 
@@ -249,6 +252,7 @@ impl Worker {
             self.take_handoffs();
             self.flush_outboxes();
             let now = self.shared.clock.now();
+            self.operate(now);
             if self.turn.poll_timeout().is_some_and(|t| t <= now) {
                 let mut host = host_of!(self);
                 self.turn.handle_timeout(now, &mut host);
@@ -331,6 +335,34 @@ impl Worker {
             }
             Outgoing::Nothing(Some(why)) => report::refused(logs, shared, *id, &tuple, packet, why),
             Outgoing::Nothing(None) => {}
+        }
+    }
+
+    /// What an operator asked of the relay since the last pass: a new
+    /// configuration, a drain; and this worker's heartbeat.
+    fn operate(&mut self, now: Instant) {
+        if let Some(beat) = self.shared.heartbeats.get(self.id) {
+            beat.store(now.as_millis(), Ordering::Relaxed);
+        }
+        let generation = self.shared.config_generation.load(Ordering::Acquire);
+        if generation != self.generation {
+            self.generation = generation;
+            let cfg = self
+                .shared
+                .config
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if let Some(cfg) = cfg
+                && let Err(e) = self.turn.reconfigure(cfg)
+            {
+                // Checked before it was published: cannot happen.
+                log::error!("worker {}: new configuration refused: {e}", self.id);
+            }
+        }
+        let drain = self.shared.drain_until_ms.load(Ordering::Acquire);
+        if drain != 0 && self.turn.draining_until().is_none() {
+            self.turn.drain(Instant::from_millis(drain));
         }
     }
 

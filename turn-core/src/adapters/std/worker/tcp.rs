@@ -36,7 +36,7 @@ impl Worker {
                     return;
                 }
             };
-            let limits = self.shared.tcp;
+            let limits = *self.shared.tcp.read().unwrap_or_else(|e| e.into_inner());
             if self.open_conns >= limits.max_connections {
                 if let Some(s) = self.logs.allow(StdInstant::now()) {
                     info!(
@@ -182,7 +182,12 @@ impl Worker {
     /// allocation keeps its connection as long as it lives), and those whose
     /// first message has not come by their deadline.
     pub(super) fn sweep_idle(&mut self, now: StdInstant) {
-        let limit = self.shared.tcp.idle_timeout;
+        let limit = self
+            .shared
+            .tcp
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .idle_timeout;
         for idx in 0..self.conns.len() {
             let why = self.conns.get(idx).and_then(Option::as_ref).and_then(|c| {
                 if c.deadline.is_some_and(|d| now >= d) {
