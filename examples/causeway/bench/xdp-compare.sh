@@ -7,10 +7,11 @@
 # alternating rounds. Each round starts its server fresh.
 #
 # Reports per server: echo packets/s, RTT p50/p99, and per relayed packet: the
-# server process's CPU; the whole machine's (from /proc/stat: every CPU's
-# non-idle time, softirq included, which is where XDP runs); and the machine's
-# without the load generator's and the echo peer's own CPU (the relay's cost
-# wherever the kernel charged it); means over ROUNDS; and the ratios to coturn.
+# server process's CPU, and the whole machine's: every process's and kernel
+# thread's CPU, the load generator's and the echo peer's included (XDP on veth
+# runs in the softirq of the sending process, so its cost lands there), all from
+# the scheduler's exact run times in /proc/PID/stat (this machine's /proc/stat
+# samples at ticks and misses bursty work); means over ROUNDS; and the ratios.
 #
 # Usage (root): examples/causeway/bench/xdp-compare.sh
 # Knobs: CLIENTS (8), RATE per client (2000 pkt/s), DURATION (10 s), ROUNDS (3),
@@ -53,7 +54,6 @@ ip -n $P route add default via 10.97.2.1
 ip netns exec $C ethtool -K bxc0 tx off gro on >/dev/null
 ip netns exec $P ethtool -K bxp0 tx off gro on >/dev/null
 ip netns exec $P turnutils_peer -L 10.97.2.2 -p 3480 >/dev/null 2>&1 &
-peer_pid=$!
 sleep 0.5
 
 config() { # xdp: true or false
@@ -87,28 +87,27 @@ start() { # name
 stop() { kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; server_pid=; sleep 0.5; }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+# Every live process's user + system time, and what this script's reaped
+# children (the load generator) used.
+machine_ticks() {
+  local live reaped
+  live=$(awk '{ sub(/.*\) /, ""); s += $12 + $13 } END { print s }' /proc/[0-9]*/stat 2>/dev/null)
+  reaped=$(awk '{ sub(/.*\) /, ""); print $14 + $15 }' /proc/$$/stat)
+  echo $((live + reaped))
+}
 tick=$(getconf CLK_TCK)
 declare -A R
 add() { R[$1]=$(awk -v a="${R[$1]:-0}" -v b="$2" -v n="$ROUNDS" 'BEGIN { printf "%.2f", a + b / n }'); }
 per_packet() { awk -v t="$1" -v hz="$tick" -v n="$2" 'BEGIN { if (n > 0) printf "%.3f", t / hz * 1e6 / (2 * n); else print 0 }'; }
 
 round() { # name
-  local name=$1 t0 t1 m0 m1 p0 p1 out received load_pid load_ticks=0 x
+  local name=$1 t0 t1 m0 m1 q0 q1 out received
   start "$name"
-  t0=$(cpu_ticks "$server_pid"); m0=$(machine_ticks); p0=$(cpu_ticks "$peer_pid")
-  ip netns exec $C "$CW" load --server 10.97.1.1:3478 --user alice:wonderland \
-      --peer 10.97.2.2:3480 --clients "$CLIENTS" --rate "$RATE" --duration "$DURATION" \
-      --size "$SIZE" >"$work/load.out" &
-  load_pid=$!
-  # The load generator's CPU, sampled until it exits (the last 50 ms are missed).
-  while kill -0 "$load_pid" 2>/dev/null; do
-    x=$(cpu_ticks "$load_pid" 2>/dev/null) && load_ticks=$x
-    sleep 0.05
-  done
-  wait "$load_pid"
-  t1=$(cpu_ticks "$server_pid"); m1=$(machine_ticks); p1=$(cpu_ticks "$peer_pid")
-  out=$(cat "$work/load.out")
+  t0=$(cpu_ticks "$server_pid"); m0=$(machine_ticks)
+  out=$(ip netns exec $C "$CW" load --server 10.97.1.1:3478 --user alice:wonderland \
+        --peer 10.97.2.2:3480 --clients "$CLIENTS" --rate "$RATE" --duration "$DURATION" \
+        --size "$SIZE")
+  t1=$(cpu_ticks "$server_pid"); m1=$(machine_ticks)
   stop
   echo "$name: $out"
   received=$(sed -E 's/.* received=([0-9]+).*/\1/' <<<"$out")
@@ -120,7 +119,6 @@ round() { # name
   # Each echo is two relayed packets: client to peer, and peer to client.
   add "$name.cpu" "$(per_packet $((t1 - t0)) "$received")"
   add "$name.machine" "$(per_packet $((m1 - m0)) "$received")"
-  add "$name.relay" "$(per_packet $((m1 - m0 - load_ticks - (p1 - p0))) "$received")"
 }
 
 for r in $(seq 1 "$ROUNDS"); do
@@ -143,6 +141,5 @@ row "loss %" loss
 row "payloads not byte-exact" corrupt
 row "server-process CPU µs per relayed packet" cpu
 row "machine-wide CPU µs per relayed packet" machine
-row "machine-wide CPU µs per relayed packet, load generator and echo peer excluded" relay
 row "RTT p50 µs" p50
 row "RTT p99 µs" p99

@@ -28,7 +28,7 @@ fn main() -> ExitCode {
                 }
             };
             init_logging(&plan.log_level);
-            match serve::run(plan) {
+            match serve::run(&args, plan) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     log::error!("{e}");
@@ -54,10 +54,28 @@ fn exit(result: Result<(), String>) -> ExitCode {
     }
 }
 
-/// Logs to stderr at `level` unless `RUST_LOG` says otherwise.
+/// Logs to stderr at `level` unless `RUST_LOG` says otherwise (a reload can
+/// change the level, but not what `RUST_LOG` set).
 fn init_logging(level: &str) {
-    let env = env_logger::Env::default().default_filter_or(level);
-    env_logger::Builder::from_env(env)
+    if std::env::var_os("RUST_LOG").is_some() {
+        env_logger::Builder::from_default_env()
+            .format_timestamp_millis()
+            .init();
+        return;
+    }
+    // Everything passes the logger's own filter; the global maximum decides.
+    env_logger::Builder::new()
+        .filter_level(log::LevelFilter::Trace)
         .format_timestamp_millis()
         .init();
+    set_log_level(level);
+}
+
+/// Sets the log level (when `RUST_LOG` is not set).
+pub(crate) fn set_log_level(level: &str) {
+    if std::env::var_os("RUST_LOG").is_some() {
+        return;
+    }
+    let filter = level.parse().unwrap_or(log::LevelFilter::Info);
+    log::set_max_level(filter);
 }

@@ -1,19 +1,25 @@
 //! `causeway serve`: the plan goes to the library's builders (the relay of
 //! `turn-core`, the web proxy of `proxy-core`), then the admin interface and
-//! the redirect listener start beside them, and SIGINT or SIGTERM stops it all.
+//! the redirect listener start beside them. SIGHUP (or `POST /reload`) reads
+//! the configuration again and applies it; SIGTERM (or `POST /drain`) drains
+//! and stops when the last allocation and connection end or at the drain
+//! deadline; SIGINT, or a second SIGTERM, stops at once.
 
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
 
-use log::info;
+use log::{info, warn};
 use proxy_core::runtime::Proxy;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use turn_core::adapters::std::{Relay, StartError};
+use turn_core::adapters::std::{Relay, RelayBuilder, StartError};
 
-use crate::config::Plan;
+use crate::admin::{Admin, Command};
+use crate::cli::ServeArgs;
+use crate::config::{Config, Plan};
 
 /// Why the server could not start.
 #[derive(Debug)]
@@ -84,14 +90,55 @@ fn web_proxy(plan: &Plan) -> Result<Option<Arc<Proxy>>, ServeError> {
         .map_err(|e| ServeError::Setup("set up the web proxy", e.to_string()))
 }
 
-/// Runs the server until SIGINT or SIGTERM.
-pub(crate) fn run(mut plan: Plan) -> Result<(), ServeError> {
-    let mut demo = None;
-    if plan.demo_user {
-        let pass = demo_password()?;
-        plan.users.push(("demo".into(), pass.clone()));
-        demo = Some(pass);
+/// The relay's builder for `plan` (with the demo user, if there is one), and
+/// the web proxy it hands HTTPS to.
+fn builder(
+    plan: &Plan,
+    demo: Option<&str>,
+) -> Result<(RelayBuilder, Option<Arc<Proxy>>), ServeError> {
+    let proxy = web_proxy(plan)?;
+    let mut b = Relay::builder().settings(plan.relay.clone());
+    for (name, password) in &plan.users {
+        b = b.user(name, password);
     }
+    if let Some(pass) = demo {
+        b = b.user("demo", pass);
+    }
+    if let Some(tls) = &plan.tls {
+        b = b.tls(tls.clone());
+    }
+    if let Some(p) = &proxy {
+        b = b.web_proxy(p.clone());
+    }
+    // Nobody reads events here: the log says the same.
+    Ok((b.event_queue(0), proxy))
+}
+
+/// Reads the configuration again and gives it to the running relay; refused
+/// (with the field named) without changing anything when it does not work.
+fn reload(
+    args: &ServeArgs,
+    relay: &Relay,
+    demo: Option<&str>,
+) -> Result<Option<Arc<Proxy>>, String> {
+    let plan = Config::load(args)
+        .and_then(|c| Plan::try_from(&c))
+        .map_err(|e| format!("configuration refused: {e}"))?;
+    let (b, proxy) = builder(&plan, demo).map_err(|e| e.to_string())?;
+    relay
+        .reload(b)
+        .map_err(|e| format!("reload refused: {e}"))?;
+    crate::set_log_level(&plan.log_level);
+    Ok(proxy)
+}
+
+/// Runs the server until it is stopped (see the module docs).
+pub(crate) fn run(args: &ServeArgs, plan: Plan) -> Result<(), ServeError> {
+    let demo = if plan.demo_user {
+        Some(demo_password()?)
+    } else {
+        None
+    };
     // Bind the program's own listeners first, so a taken port stops the start
     // before the relay binds anything.
     let admin = bind("admin", plan.admin)?;
@@ -99,21 +146,12 @@ pub(crate) fn run(mut plan: Plan) -> Result<(), ServeError> {
         .local_addr()
         .map_err(|e| ServeError::Setup("read a local address", e.to_string()))?;
     let redirect = plan.http_redirect.map(|a| bind("http", a)).transpose()?;
-    let proxy = web_proxy(&plan)?;
-
     let realm = plan.relay.turn.realm.to_string();
-    let mut builder = Relay::builder().settings(plan.relay);
-    for (name, password) in &plan.users {
-        builder = builder.user(name, password);
-    }
-    if let Some(tls) = plan.tls {
-        builder = builder.tls(tls);
-    }
-    if let Some(p) = &proxy {
-        builder = builder.web_proxy(p.clone());
-    }
-    // Nobody reads events here: the log says the same.
-    let relay = builder.event_queue(0).start().map_err(ServeError::Relay)?;
+    let (b, proxy) = builder(&plan, demo.as_deref())?;
+    // Every web proxy served since start: tunnels of one replaced by a reload
+    // still count for a drain.
+    let mut proxies: Vec<Arc<Proxy>> = proxy.iter().cloned().collect();
+    let relay = b.start().map_err(ServeError::Relay)?;
 
     let redirect_addr = redirect.as_ref().and_then(|l| l.local_addr().ok());
     if let Some(listener) = redirect {
@@ -128,17 +166,22 @@ pub(crate) fn run(mut plan: Plan) -> Result<(), ServeError> {
             .spawn(move || proxy.serve_redirect(listener))
             .map_err(|e| ServeError::Setup("spawn the redirect thread", e.to_string()))?;
     }
+    let (commands, inbox) = mpsc::channel();
     {
-        let stats = relay.stats_handle();
-        let realm = realm.clone();
+        let admin_state = Admin {
+            stats: relay.stats_handle(),
+            realm: realm.clone(),
+            per_user_metrics: plan.metrics_per_user,
+            commands,
+        };
         std::thread::Builder::new()
             .name("causeway-admin".into())
-            .spawn(move || crate::admin::serve_admin(admin, stats, realm))
+            .spawn(move || crate::admin::serve_admin(admin, admin_state))
             .map_err(|e| ServeError::Setup("spawn the admin thread", e.to_string()))?;
     }
 
     // Handlers go in before "ready", so a signal sent on seeing it is caught.
-    let mut signals = Signals::new([SIGINT, SIGTERM])
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
         .map_err(|e| ServeError::Setup("install signal handlers", e.to_string()))?;
     for a in relay.local_addrs() {
         // On stdout, for scripts and tests that start the server on port 0.
@@ -156,13 +199,72 @@ pub(crate) fn run(mut plan: Plan) -> Result<(), ServeError> {
     }
     println!("causeway: ready");
     info!(
-        "serving with {} worker(s), {} allocations in all; stop with Ctrl-C",
+        "serving with {} worker(s), {} allocations in all; reload with SIGHUP, drain with \
+         SIGTERM, stop with Ctrl-C",
         relay.threads(),
         relay.quota_total()
     );
 
-    if let Some(sig) = signals.forever().next() {
-        info!("signal {sig} received: stopping");
+    let drain_for = Duration::from_secs(plan.drain_timeout_secs);
+    let mut drained_by: Option<Instant> = None;
+    let start_drain = |drained_by: &mut Option<Instant>, why: &str| {
+        info!(
+            "{why}: draining (no new allocations; stopping when the last one ends, at the \
+             latest in {} s)",
+            drain_for.as_secs()
+        );
+        relay.drain(drain_for);
+        *drained_by = Some(Instant::now() + drain_for);
+    };
+    'run: loop {
+        for sig in signals.pending() {
+            match sig {
+                SIGHUP => match reload(args, &relay, demo.as_deref()) {
+                    Ok(p) => {
+                        proxies.extend(p);
+                        info!("SIGHUP: configuration reloaded");
+                    }
+                    Err(e) => warn!("SIGHUP: {e}; the running configuration is kept"),
+                },
+                SIGTERM if drained_by.is_none() => start_drain(&mut drained_by, "SIGTERM"),
+                _ => {
+                    info!("signal {sig} received: stopping now");
+                    break 'run;
+                }
+            }
+        }
+        while let Ok(cmd) = inbox.try_recv() {
+            match cmd {
+                Command::Reload(reply) => {
+                    let result = reload(args, &relay, demo.as_deref()).map(|p| {
+                        proxies.extend(p);
+                    });
+                    match &result {
+                        Ok(()) => info!("admin: configuration reloaded"),
+                        Err(e) => warn!("admin: {e}; the running configuration is kept"),
+                    }
+                    let _ = reply.send(result);
+                }
+                Command::Drain(reply) => {
+                    if drained_by.is_none() {
+                        start_drain(&mut drained_by, "admin");
+                    }
+                    let _ = reply.send(Ok(()));
+                }
+            }
+        }
+        if drained_by.is_some() {
+            let tunnels: usize = proxies.iter().map(|p| p.connections()).sum();
+            if relay.drained() && tunnels == 0 {
+                info!("drained: no allocation or connection left");
+                break;
+            }
+            if drained_by.is_some_and(|t| Instant::now() >= t) {
+                info!("drain deadline reached: stopping");
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
     relay.shutdown();
     relay.join();

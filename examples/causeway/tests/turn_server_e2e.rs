@@ -62,7 +62,12 @@ fn status_page_shows_relay_usage() {
     assert!(a["client"].as_str().unwrap().starts_with("127.0.0.1:"));
     let metrics = common::http_get(&admin, "/metrics");
     assert!(metrics.contains("causeway_allocations 1"), "{metrics}");
-    assert!(metrics.contains("causeway_user_allocations{user=\"alice\"} 1"));
+    assert!(
+        metrics.contains("causeway_allocations_created_total 1"),
+        "{metrics}"
+    );
+    // No username labels unless the operator opts in (metrics_per_user).
+    assert!(!metrics.contains("user=\""), "{metrics}");
     assert!(common::http_get(&admin, "/nope").starts_with("HTTP/1.1 404"));
     let (ok, out) = hold.join().unwrap();
     assert!(ok, "{out}");

@@ -174,6 +174,11 @@ impl Proxy {
         self.draining.load(Ordering::SeqCst)
     }
 
+    /// Connections it serves now (WebSocket tunnels included).
+    pub fn connections(&self) -> usize {
+        self.threads.active.load(Ordering::SeqCst)
+    }
+
     /// Answers plain HTTP on `listener` with 301 redirects to https at a
     /// configured join URL, until the process ends (run it on its own thread).
     pub fn serve_redirect(&self, listener: std::net::TcpListener) {

@@ -97,6 +97,12 @@ pub(crate) struct Config {
     pub(crate) xdp_interface: Vec<String>,
     /// `auto` (native, else generic), `native` or `generic`.
     pub(crate) xdp_mode: String,
+    /// How long a drain (SIGTERM, `POST /drain`) waits for allocations and
+    /// connections to end before stopping, seconds.
+    pub(crate) drain_timeout: u64,
+    /// Metrics per username (`causeway_user_allocations`); off by default, as a
+    /// time-limited credential is a new username every hour.
+    pub(crate) metrics_per_user: bool,
 }
 
 /// `[http]`: the web proxy's timers against slow (or stalled) clients.
@@ -179,6 +185,8 @@ impl Default for Config {
             http: HttpConfig::default(),
             xdp_interface: Vec::new(),
             xdp_mode: "auto".into(),
+            drain_timeout: 600,
+            metrics_per_user: false,
         }
     }
 }

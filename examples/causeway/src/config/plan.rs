@@ -37,6 +37,10 @@ pub(crate) struct Plan {
     pub(crate) http_redirect: Option<SocketAddr>,
     /// Log level.
     pub(crate) log_level: String,
+    /// How long a drain waits, seconds.
+    pub(crate) drain_timeout_secs: u64,
+    /// Metrics per username.
+    pub(crate) metrics_per_user: bool,
 }
 
 /// The web proxy's part.
@@ -120,6 +124,8 @@ impl TryFrom<&Config> for Plan {
             admin: c.admin,
             http_redirect: c.http_redirect,
             log_level: c.log_level.clone(),
+            drain_timeout_secs: c.drain_timeout,
+            metrics_per_user: c.metrics_per_user,
         })
     }
 }
@@ -350,6 +356,9 @@ fn limits(c: &Config) -> Result<(), ConfigError> {
                 c.log_level
             ),
         ));
+    }
+    if c.drain_timeout == 0 || c.drain_timeout > 86_400 {
+        return Err(field("drain_timeout", "must be 1 to 86400 seconds"));
     }
     if c.quota.per_user == Some(0) {
         return Err(field(

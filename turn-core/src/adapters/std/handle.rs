@@ -47,7 +47,8 @@ impl fmt::Debug for Relay {
     }
 }
 
-/// Reads a relay's stats from another thread; see [`Relay::stats_handle`].
+/// Reads a relay's stats and probes from another thread (an admin or metrics
+/// endpoint); see [`Relay::stats_handle`].
 #[derive(Clone)]
 pub struct StatsHandle {
     shared: Arc<Shared>,
@@ -60,6 +61,21 @@ impl fmt::Debug for StatsHandle {
 }
 
 impl StatsHandle {
+    /// Whether the relay takes new allocations: not draining.
+    pub fn is_ready(&self) -> bool {
+        self.shared.drain_until_ms.load(Ordering::Acquire) == 0
+    }
+
+    /// Whether every worker went round its loop within the last 3 seconds (a
+    /// worker wakes at least once a second).
+    pub fn is_healthy(&self) -> bool {
+        let now = self.shared.clock.now().as_millis();
+        self.shared
+            .heartbeats
+            .iter()
+            .all(|b| now.saturating_sub(b.load(Ordering::Relaxed)) < 3000)
+    }
+
     /// The latest stats of every worker (at most a second old; after the relay
     /// stopped, the last ones).
     pub fn stats(&self) -> Stats {
@@ -308,17 +324,13 @@ impl Relay {
 
     /// Whether it takes new allocations (for a readiness probe): not draining.
     pub fn is_ready(&self) -> bool {
-        !self.is_draining()
+        self.stats_handle().is_ready()
     }
 
     /// Whether every worker went round its loop within the last 3 seconds (for a
     /// liveness probe; a worker wakes at least once a second).
     pub fn is_healthy(&self) -> bool {
-        let now = self.shared.clock.now().as_millis();
-        self.shared
-            .heartbeats
-            .iter()
-            .all(|b| now.saturating_sub(b.load(Ordering::Relaxed)) < 3000)
+        self.stats_handle().is_healthy()
     }
 
     /// A handle that stops the relay from another thread.

@@ -1,0 +1,145 @@
+//! The admin interface, on its own port (never 443): `GET /status` (JSON),
+//! `GET /metrics` (Prometheus), `GET /healthz` (the workers answer), `GET
+//! /readyz` (new allocations are taken), and `POST /reload` and `POST /drain`,
+//! which the main thread carries out as it does for SIGHUP and SIGTERM.
+
+mod metrics;
+mod status;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use turn_core::adapters::std::StatsHandle;
+
+pub(crate) use metrics::metrics_text;
+pub(crate) use status::status_json;
+
+/// What the admin interface asks of the main thread, with where the answer goes.
+pub(crate) enum Command {
+    /// Read the configuration again and apply it.
+    Reload(mpsc::Sender<Result<(), String>>),
+    /// Drain, then stop.
+    Drain(mpsc::Sender<Result<(), String>>),
+}
+
+/// What the admin thread serves from.
+pub(crate) struct Admin {
+    pub(crate) stats: StatsHandle,
+    pub(crate) realm: String,
+    pub(crate) per_user_metrics: bool,
+    pub(crate) commands: mpsc::Sender<Command>,
+}
+
+/// Serves the admin interface until the process ends.
+pub(crate) fn serve_admin(listener: TcpListener, admin: Admin) {
+    for stream in listener.incoming() {
+        let Ok(mut stream) = stream else { continue };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
+        answer(&mut stream, &admin);
+    }
+}
+
+/// Reads one request head: its method and path.
+fn read_request(stream: &mut TcpStream) -> Option<Result<(String, String), &'static str>> {
+    let mut buf = [0u8; 4096];
+    let mut len = 0;
+    loop {
+        match stream.read(buf.get_mut(len..)?) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => len += n,
+        }
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(buf.get(..len)?) {
+            Ok(httparse::Status::Complete(_)) => {
+                let method = req.method.unwrap_or("GET").to_string();
+                let path = req.path.unwrap_or("/").to_string();
+                return Some(Ok((method, path)));
+            }
+            Ok(httparse::Status::Partial) if len < buf.len() => continue,
+            _ => return Some(Err("bad request")),
+        }
+    }
+}
+
+/// Asks the main thread and waits for its answer.
+fn ask(admin: &Admin, make: fn(mpsc::Sender<Result<(), String>>) -> Command) -> Result<(), String> {
+    let (tx, rx) = mpsc::channel();
+    admin
+        .commands
+        .send(make(tx))
+        .map_err(|_| "the server is stopping".to_string())?;
+    rx.recv_timeout(Duration::from_secs(30))
+        .map_err(|_| "no answer from the server".to_string())?
+}
+
+fn answer(stream: &mut TcpStream, admin: &Admin) {
+    let (method, path) = match read_request(stream) {
+        None => return,
+        Some(Err(why)) => {
+            let _ = respond(stream, "400 Bad Request", "text/plain", why);
+            return;
+        }
+        Some(Ok(r)) => r,
+    };
+    let ok_or = |ok: bool, what: &str| {
+        if ok {
+            ("200 OK", format!("{what}\n"))
+        } else {
+            ("503 Service Unavailable", format!("not {what}\n"))
+        }
+    };
+    let (status, ctype, body) = match (method.as_str(), path.as_str()) {
+        ("GET", "/status" | "/status.json") => (
+            "200 OK",
+            "application/json",
+            status_json(&admin.stats.stats(), &admin.realm),
+        ),
+        ("GET", "/metrics") => (
+            "200 OK",
+            "text/plain; version=0.0.4",
+            metrics_text(
+                &admin.stats.stats(),
+                admin.stats.is_ready(),
+                admin.per_user_metrics,
+            ),
+        ),
+        ("GET", "/healthz") => {
+            let (s, b) = ok_or(admin.stats.is_healthy(), "healthy");
+            (s, "text/plain", b)
+        }
+        ("GET", "/readyz") => {
+            let (s, b) = ok_or(admin.stats.is_ready(), "ready");
+            (s, "text/plain", b)
+        }
+        ("POST", "/reload") => match ask(admin, Command::Reload) {
+            Ok(()) => ("200 OK", "text/plain", "reloaded\n".into()),
+            Err(e) => ("422 Unprocessable Content", "text/plain", format!("{e}\n")),
+        },
+        ("POST", "/drain") => match ask(admin, Command::Drain) {
+            Ok(()) => ("202 Accepted", "text/plain", "draining\n".into()),
+            Err(e) => ("503 Service Unavailable", "text/plain", format!("{e}\n")),
+        },
+        (_, "/status" | "/status.json" | "/metrics" | "/healthz" | "/readyz") => {
+            ("405 Method Not Allowed", "text/plain", "GET only\n".into())
+        }
+        (_, "/reload" | "/drain") => ("405 Method Not Allowed", "text/plain", "POST only\n".into()),
+        _ => (
+            "404 Not Found",
+            "text/plain",
+            "try /status, /metrics, /healthz, /readyz, POST /reload, POST /drain\n".into(),
+        ),
+    };
+    let _ = respond(stream, status, ctype, &body);
+}
+
+fn respond(stream: &mut TcpStream, status: &str, ctype: &str, body: &str) -> std::io::Result<()> {
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}

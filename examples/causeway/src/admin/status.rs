@@ -1,0 +1,186 @@
+//! `GET /status`: the relay's usage as JSON (allocations per user, 5-tuples,
+//! lifetimes left, bytes and packets relayed each way, the workers, the kernel
+//! fast path), formatted on the admin thread from the relay's plain-data
+//! [`Stats`].
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use turn_core::adapters::std::{AllocationStats, Stats};
+use turn_core::server::Counters;
+
+/// One allocation as the status page shows it.
+#[derive(Debug, Serialize)]
+struct AllocationStatus<'a> {
+    worker: usize,
+    username: &'a str,
+    transport: &'static str,
+    client: String,
+    server: String,
+    relayed: Vec<String>,
+    lifetime_left_secs: u64,
+    permissions: usize,
+    channels: usize,
+    to_peer_packets: u64,
+    to_peer_bytes: u64,
+    from_peer_packets: u64,
+    from_peer_bytes: u64,
+}
+
+impl<'a> AllocationStatus<'a> {
+    fn of(a: &'a AllocationStats) -> Self {
+        AllocationStatus {
+            worker: a.worker,
+            username: &a.username,
+            transport: a.tuple.transport.name(),
+            client: a.tuple.client.to_string(),
+            server: a.tuple.server.to_string(),
+            relayed: a.relayed.iter().map(ToString::to_string).collect(),
+            lifetime_left_secs: a.expires_in.as_secs(),
+            permissions: a.permissions,
+            channels: a.channels,
+            to_peer_packets: a.traffic.to_peer_packets,
+            to_peer_bytes: a.traffic.to_peer_bytes,
+            from_peer_packets: a.traffic.from_peer_packets,
+            from_peer_bytes: a.traffic.from_peer_bytes,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct UserUsage {
+    allocations: usize,
+    to_peer_bytes: u64,
+    from_peer_bytes: u64,
+}
+
+#[derive(Serialize)]
+struct WorkerSummary {
+    worker: usize,
+    allocations: usize,
+    capacity: usize,
+    connections: usize,
+    relay_to_relay_handed_off: u64,
+    client_datagrams: u64,
+    client_sends: u64,
+}
+
+#[derive(Serialize)]
+struct StatusDoc<'a> {
+    realm: &'a str,
+    allocations_in_use: usize,
+    quota_total: usize,
+    events_dropped: u64,
+    workers: Vec<WorkerSummary>,
+    users: BTreeMap<&'a str, UserUsage>,
+    totals: Totals,
+    allocations: Vec<AllocationStatus<'a>>,
+    /// The kernel fast path, when one was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernel: Option<Kernel>,
+}
+
+/// What the kernel fast path relayed (its packets are in `totals` too).
+#[derive(Serialize)]
+pub(super) struct Kernel {
+    pub(super) error: Option<String>,
+    pub(super) attached: Vec<(String, &'static str)>,
+    pub(super) routes: usize,
+    pub(super) to_peer_packets: u64,
+    pub(super) to_peer_bytes: u64,
+    pub(super) from_peer_packets: u64,
+    pub(super) from_peer_bytes: u64,
+    pub(super) left_to_userspace: BTreeMap<&'static str, u64>,
+}
+
+#[cfg(feature = "xdp")]
+pub(super) fn kernel(stats: &Stats) -> Option<Kernel> {
+    stats.kernel.as_ref().map(|k| Kernel {
+        error: k.error.clone(),
+        attached: k.attached.clone(),
+        routes: k.routes,
+        to_peer_packets: k.to_peer_packets,
+        to_peer_bytes: k.to_peer_bytes,
+        from_peer_packets: k.from_peer_packets,
+        from_peer_bytes: k.from_peer_bytes,
+        left_to_userspace: BTreeMap::from([
+            ("expired", k.expired),
+            ("bad_length", k.bad_length),
+            ("no_way_back", k.no_fib),
+            ("no_checksum", k.no_checksum),
+        ]),
+    })
+}
+
+#[cfg(not(feature = "xdp"))]
+pub(super) fn kernel(_: &Stats) -> Option<Kernel> {
+    None
+}
+
+#[derive(Serialize, Default)]
+struct Totals {
+    allocations_created: u64,
+    allocations_ended: u64,
+    refused: u64,
+    to_peer_packets: u64,
+    to_peer_bytes: u64,
+    from_peer_packets: u64,
+    from_peer_bytes: u64,
+    peer_dropped: u64,
+}
+
+impl From<Counters> for Totals {
+    fn from(c: Counters) -> Totals {
+        Totals {
+            allocations_created: c.allocations_created,
+            allocations_ended: c.allocations_ended,
+            refused: c.refused,
+            to_peer_packets: c.to_peer_packets,
+            to_peer_bytes: c.to_peer_bytes,
+            from_peer_packets: c.from_peer_packets,
+            from_peer_bytes: c.from_peer_bytes,
+            peer_dropped: c.peer_dropped,
+        }
+    }
+}
+
+/// The `/status` JSON document.
+pub(crate) fn status_json(stats: &Stats, realm: &str) -> String {
+    let doc = StatusDoc {
+        realm,
+        allocations_in_use: stats.in_use(),
+        quota_total: stats.quota_total,
+        events_dropped: stats.events_dropped,
+        workers: stats
+            .workers
+            .iter()
+            .map(|w| WorkerSummary {
+                worker: w.worker,
+                allocations: w.allocations,
+                capacity: w.capacity,
+                connections: w.connections,
+                relay_to_relay_handed_off: w.handed_off,
+                client_datagrams: w.client_datagrams,
+                client_sends: w.client_sends,
+            })
+            .collect(),
+        users: stats
+            .users()
+            .into_iter()
+            .map(|(u, s)| {
+                (
+                    u,
+                    UserUsage {
+                        allocations: s.allocations,
+                        to_peer_bytes: s.traffic.to_peer_bytes,
+                        from_peer_bytes: s.traffic.from_peer_bytes,
+                    },
+                )
+            })
+            .collect(),
+        totals: stats.totals().into(),
+        allocations: stats.allocations.iter().map(AllocationStatus::of).collect(),
+        kernel: kernel(stats),
+    };
+    serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
