@@ -2,6 +2,7 @@
 //! EVEN-PORT with RESERVATION-TOKEN, IPv6 and dual allocations (RFC 6156, RFC 8656
 //! §7.2 ADDITIONAL-ADDRESS-FAMILY), lifetimes per relayed address, quotas.
 
+use super::bandwidth::TokenBucket;
 use core::net::SocketAddr;
 
 use stun_core::attributes::{
@@ -175,6 +176,9 @@ where
         if self.draining_until.is_some() {
             return Err(Refusal::Draining);
         }
+        if self.over_capacity(now) {
+            return Err(Refusal::Capacity);
+        }
         // Attributes were all decoded once already; errors cannot happen here.
         let transport = msg.attribute::<RequestedTransport>().ok().flatten();
         match transport {
@@ -278,6 +282,7 @@ where
             permissions: heapless::Vec::new(),
             channels: heapless::Vec::new(),
             traffic: Default::default(),
+            buckets: [TokenBucket::new(); 2],
             allocate_tid: msg.transaction_id(),
             token: new_token,
             v6_refused,

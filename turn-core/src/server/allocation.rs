@@ -6,6 +6,7 @@ use core::net::{IpAddr, SocketAddr};
 
 use stun_core::TransactionId;
 
+use super::bandwidth::TokenBucket;
 use super::config::{CHANNEL_COOLDOWN_SECS, USERNAME_MAX};
 use crate::{FiveTuple, Instant};
 
@@ -60,6 +61,10 @@ pub struct Traffic {
     pub from_peer_packets: u64,
     /// Payload bytes from peers relayed to the client.
     pub from_peer_bytes: u64,
+    /// Packets from the client dropped over a bandwidth limit.
+    pub to_peer_dropped: u64,
+    /// Packets from peers dropped over a bandwidth limit.
+    pub from_peer_dropped: u64,
 }
 
 /// An allocation.
@@ -75,6 +80,8 @@ pub struct Allocation<const P: usize, const C: usize> {
     pub(crate) permissions: heapless::Vec<Permission, P>,
     pub(crate) channels: heapless::Vec<Channel, C>,
     pub(crate) traffic: Traffic,
+    /// Bandwidth buckets: to peers, from peers.
+    pub(crate) buckets: [TokenBucket; 2],
     /// The Allocate transaction, to answer its retransmissions.
     pub(crate) allocate_tid: TransactionId,
     /// RESERVATION-TOKEN handed out with it, if any.

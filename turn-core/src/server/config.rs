@@ -6,6 +6,7 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use stun_core::credentials::Algorithm;
 
+use super::bandwidth::Bandwidth;
 use super::policy::PeerPolicy;
 
 /// Permission lifetime (RFC 8656 §9: 300 s, not negotiable).
@@ -90,6 +91,16 @@ pub struct Config {
     /// Offer username anonymity (USERHASH, RFC 8489 §9.2): the host must answer
     /// [`Host::username_by_hash`](super::Host::username_by_hash).
     pub userhash: bool,
+    /// Each allocation's limit, each way (see [`bandwidth`](super::bandwidth));
+    /// none by default.
+    pub allocation_bandwidth: Option<Bandwidth>,
+    /// Each user's limit over all its allocations, each way, kept by the host;
+    /// none by default.
+    pub user_bandwidth: Option<Bandwidth>,
+    /// What this server may relay in all, bytes per second both ways together:
+    /// new allocations are refused while the last second's traffic (plus one
+    /// allocation's limit) would pass it. None by default.
+    pub capacity_bytes_per_sec: Option<u64>,
 }
 
 /// A configuration the server refuses, naming the field.
@@ -145,6 +156,9 @@ impl Config {
             password_algorithms: heapless::Vec::from_slice(&[Algorithm::Sha256, Algorithm::Md5])
                 .unwrap_or_default(),
             userhash: false,
+            allocation_bandwidth: None,
+            user_bandwidth: None,
+            capacity_bytes_per_sec: None,
         }
     }
 
@@ -178,7 +192,28 @@ impl Config {
         if self.nonce_lifetime_secs == 0 {
             return e("nonce_lifetime", "must be at least 1 s");
         }
+        let bad = |b: Option<Bandwidth>| b.is_some_and(|b| !b.is_valid());
+        if bad(self.allocation_bandwidth) {
+            return e(
+                "bandwidth.allocation",
+                "needs a rate above 0 and a burst of at least 1500 bytes",
+            );
+        }
+        if bad(self.user_bandwidth) {
+            return e(
+                "bandwidth.user",
+                "needs a rate above 0 and a burst of at least 1500 bytes",
+            );
+        }
+        if self.capacity_bytes_per_sec == Some(0) {
+            return e("bandwidth.capacity", "must be above 0");
+        }
         Ok(())
+    }
+
+    /// Whether packets are metered (so the kernel fast path must not take them).
+    pub(crate) fn meters_packets(&self) -> bool {
+        self.allocation_bandwidth.is_some() || self.user_bandwidth.is_some()
     }
 
     /// The address relayed-address sockets of `family` bind to.

@@ -148,6 +148,25 @@ pub trait Host {
         let _ = route;
     }
 
+    /// Charges `bytes` of `user`'s traffic (`to_peer`: client to peers, else
+    /// peers to the client) against the user's bucket for that direction, with
+    /// [`TokenBucket::take`](super::TokenBucket::take) at `rate`; `false` drops
+    /// the packet. Asked only when
+    /// [`Config::user_bandwidth`](super::Config::user_bandwidth) is set; `user` is
+    /// the user part of a time-limited username. A host with several shards
+    /// shares the buckets between them. By default no packet is refused.
+    fn user_bandwidth(
+        &mut self,
+        user: &str,
+        to_peer: bool,
+        rate: super::Bandwidth,
+        now: Instant,
+        bytes: usize,
+    ) -> bool {
+        let _ = (user, to_peer, rate, now, bytes);
+        true
+    }
+
     /// Fills `buf` from a cryptographically secure random source.
     fn random(&mut self, buf: &mut [u8]);
 }

@@ -92,6 +92,7 @@
 mod allocate;
 mod allocation;
 mod auth;
+pub mod bandwidth;
 mod config;
 mod host;
 mod local;
@@ -112,6 +113,7 @@ use stun_core::demux::{self, PacketKind};
 use stun_core::{Class, Message, Method};
 
 pub use allocation::{Allocation, Relay, Traffic};
+pub use bandwidth::{Bandwidth, MIN_BURST, TokenBucket};
 pub use config::{
     CHANNEL_COOLDOWN_SECS, CHANNEL_LIFETIME_SECS, Config, ConfigError, PERMISSION_LIFETIME_SECS,
     REALM_MAX, RESERVATION_LIFETIME_SECS, SECRET_MAX, SECRETS_MAX, SOFTWARE_MAX, Secret,
@@ -144,6 +146,8 @@ pub struct Server<S, const P: usize, const C: usize> {
     counters: Counters,
     /// Draining: no new allocations, and none lives past this.
     draining_until: Option<Instant>,
+    /// What was relayed over the last second, against the capacity.
+    throughput: bandwidth::Throughput,
 }
 
 impl<S, const P: usize, const C: usize> core::fmt::Debug for Server<S, P, C> {
@@ -212,6 +216,7 @@ where
             events: heapless::Deque::new(),
             counters: Counters::default(),
             draining_until: None,
+            throughput: bandwidth::Throughput::default(),
         })
     }
 
@@ -354,6 +359,9 @@ where
     /// releasing their quota), permissions and channel bindings, and asks the host
     /// to expire reservations.
     pub fn handle_timeout(&mut self, now: Instant, host: &mut impl Host) {
+        if self.cfg.capacity_bytes_per_sec.is_some() {
+            let _ = self.over_capacity(now);
+        }
         if self.next_sweep.is_none_or(|t| now < t) {
             return;
         }
@@ -411,6 +419,22 @@ where
         let _ = self.events.push_back(e);
     }
 
+    /// Whether the last second's traffic, plus what one more allocation may
+    /// send, passes the configured capacity.
+    pub(crate) fn over_capacity(&mut self, now: Instant) -> bool {
+        let c = &self.counters;
+        let total = c.to_peer_bytes.saturating_add(c.from_peer_bytes);
+        let rate = self.throughput.sample(now, total);
+        let Some(capacity) = self.cfg.capacity_bytes_per_sec else {
+            return false;
+        };
+        let one = self
+            .cfg
+            .allocation_bandwidth
+            .map_or(0, |b| 2 * u64::from(b.bytes_per_sec));
+        rate.saturating_add(one) > capacity
+    }
+
     /// Tells the host the routes of the allocation in `slot`'s live channels, with
     /// when each must stop (see [`ChannelRoute`]).
     pub(crate) fn announce_routes(&self, slot: usize, host: &mut impl Host, now: Instant) {
@@ -418,7 +442,7 @@ where
         else {
             return;
         };
-        if a.tuple.transport != crate::Transport::Udp {
+        if a.tuple.transport != crate::Transport::Udp || self.cfg.meters_packets() {
             return;
         }
         for c in a.channels.iter().filter(|c| c.is_live(now)) {

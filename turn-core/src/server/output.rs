@@ -110,6 +110,8 @@ pub struct Counters {
     pub from_peer_bytes: u64,
     /// Peer datagrams dropped (no permission or allocation).
     pub peer_dropped: u64,
+    /// Packets dropped over a bandwidth limit, both ways.
+    pub bandwidth_dropped: u64,
 }
 
 /// The bytes an output says to send, and where: what every adapter does after

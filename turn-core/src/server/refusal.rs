@@ -107,6 +107,8 @@ pub enum Refusal {
     /// Data for an address of this server that is not a live relayed address
     /// (relay-to-relay reaches live allocations only): dropped.
     NotLiveRelay(SocketAddr),
+    /// Over the allocation's or the user's bandwidth limit: dropped.
+    OverBandwidth,
     /// ChannelData on a channel that is not bound: dropped.
     NoChannel(u16),
     /// A Send indication or ChannelData from a 5-tuple with no allocation: dropped.
@@ -146,6 +148,7 @@ impl Refusal {
             | Refusal::Unexpected
             | Refusal::NoPermission(_)
             | Refusal::NotLiveRelay(_)
+            | Refusal::OverBandwidth
             | Refusal::NoChannel(_)
             | Refusal::NoAllocation
             | Refusal::OutputTooSmall => return None,
@@ -272,6 +275,7 @@ impl fmt::Display for Refusal {
                 "dropped: {a} is an address of this server but no live relayed address"
             ),
             Refusal::NoChannel(c) => write!(f, "dropped: channel 0x{c:04x} is not bound"),
+            Refusal::OverBandwidth => f.write_str("dropped: over the bandwidth limit"),
             Refusal::NoAllocation => f.write_str("dropped: no allocation for this 5-tuple"),
             Refusal::OutputTooSmall => f.write_str("dropped: response did not fit the buffer"),
         }

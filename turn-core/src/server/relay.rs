@@ -187,6 +187,10 @@ where
         };
         let from = relay.local;
         let bytes = data.len() as u64;
+        if !meter(&self.cfg, host, a, true, now, data.len()) {
+            self.counters.bandwidth_dropped += 1;
+            return ClientOutput::Drop(Some(Refusal::OverBandwidth));
+        }
         a.traffic.to_peer_packets += 1;
         a.traffic.to_peer_bytes += bytes;
         self.counters.to_peer_packets += 1;
@@ -227,7 +231,7 @@ where
             Some(peer)
         };
         let out = match peer {
-            Some(peer) => self.wrap_for_client(now, relay, peer, buf, len),
+            Some(peer) => self.wrap_for_client(host, now, relay, peer, buf, len),
             None => PeerOutput::Drop,
         };
         if out == PeerOutput::Drop {
@@ -253,6 +257,7 @@ where
 
     fn wrap_for_client(
         &mut self,
+        host: &mut impl Host,
         now: Instant,
         relay: RelayHandle,
         peer: SocketAddr,
@@ -301,6 +306,10 @@ where
                 Err(_) => return PeerOutput::Drop,
             }
         };
+        if !meter(&self.cfg, host, a, false, now, len) {
+            self.counters.bandwidth_dropped += 1;
+            return PeerOutput::Drop;
+        }
         a.traffic.from_peer_packets += 1;
         a.traffic.from_peer_bytes += len as u64;
         self.counters.from_peer_packets += 1;
@@ -310,4 +319,35 @@ where
             data: range,
         }
     }
+}
+
+/// Charges `bytes` against the allocation's and its user's limits for one
+/// direction; `false` (counted in the allocation's traffic) drops the packet.
+fn meter<const P: usize, const C: usize>(
+    cfg: &super::Config,
+    host: &mut impl Host,
+    a: &mut super::Allocation<P, C>,
+    to_peer: bool,
+    now: Instant,
+    bytes: usize,
+) -> bool {
+    let way = usize::from(!to_peer);
+    let allocation_ok = cfg.allocation_bandwidth.is_none_or(|rate| {
+        a.buckets
+            .get_mut(way)
+            .is_some_and(|b| b.take(now, rate, bytes))
+    });
+    let ok = allocation_ok
+        && cfg.user_bandwidth.is_none_or(|rate| {
+            let user = super::auth::quota_user(cfg, &a.username);
+            host.user_bandwidth(user, to_peer, rate, now, bytes)
+        });
+    if !ok {
+        if to_peer {
+            a.traffic.to_peer_dropped += 1;
+        } else {
+            a.traffic.from_peer_dropped += 1;
+        }
+    }
+    ok
 }

@@ -272,6 +272,7 @@ where
 mod test {
     use super::*;
     use crate::Transport;
+    use crate::server::bandwidth::TokenBucket;
 
     fn alloc(port: u16) -> Allocation<1, 1> {
         Allocation {
@@ -288,6 +289,7 @@ mod test {
             permissions: heapless::Vec::new(),
             channels: heapless::Vec::new(),
             traffic: Default::default(),
+            buckets: [TokenBucket::new(); 2],
             allocate_tid: stun_core::TransactionId::new([0; 12]),
             token: None,
             v6_refused: false,

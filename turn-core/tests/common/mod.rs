@@ -41,6 +41,8 @@ pub struct FakeHost {
     pub rng: u64,
     /// Channel routes the server announced, in order.
     pub routes: Vec<ChannelRoute>,
+    /// Per-user bandwidth buckets, by user and direction (to peer).
+    pub user_buckets: HashMap<(String, bool), turn_core::server::TokenBucket>,
 }
 
 impl FakeHost {
@@ -70,6 +72,20 @@ impl FakeHost {
 impl Host for FakeHost {
     fn route(&mut self, route: &ChannelRoute) {
         self.routes.push(*route);
+    }
+
+    fn user_bandwidth(
+        &mut self,
+        user: &str,
+        to_peer: bool,
+        rate: turn_core::server::Bandwidth,
+        now: Instant,
+        bytes: usize,
+    ) -> bool {
+        self.user_buckets
+            .entry((user.to_string(), to_peer))
+            .or_default()
+            .take(now, rate, bytes)
     }
 
     fn long_term_key(&mut self, username: &str, realm: &str, algorithm: Algorithm) -> Option<Key> {

@@ -101,6 +101,12 @@ pub(crate) fn metrics_text(stats: &Stats, ready: bool, per_user: bool) -> String
         "Peer datagrams dropped: no permission, or no allocation.",
         t.peer_dropped,
     );
+    m.one(
+        "causeway_bandwidth_dropped_packets_total",
+        "counter",
+        "Packets dropped over an allocation's or a user's bandwidth limit, both ways.",
+        t.bandwidth_dropped,
+    );
     let per_worker = |f: &dyn Fn(&turn_core::adapters::std::WorkerStats) -> u64| {
         stats
             .workers

@@ -25,6 +25,8 @@ struct AllocationStatus<'a> {
     to_peer_bytes: u64,
     from_peer_packets: u64,
     from_peer_bytes: u64,
+    to_peer_dropped: u64,
+    from_peer_dropped: u64,
 }
 
 impl<'a> AllocationStatus<'a> {
@@ -43,6 +45,8 @@ impl<'a> AllocationStatus<'a> {
             to_peer_bytes: a.traffic.to_peer_bytes,
             from_peer_packets: a.traffic.from_peer_packets,
             from_peer_bytes: a.traffic.from_peer_bytes,
+            to_peer_dropped: a.traffic.to_peer_dropped,
+            from_peer_dropped: a.traffic.from_peer_dropped,
         }
     }
 }
@@ -127,6 +131,7 @@ struct Totals {
     from_peer_packets: u64,
     from_peer_bytes: u64,
     peer_dropped: u64,
+    bandwidth_dropped: u64,
 }
 
 impl From<Counters> for Totals {
@@ -140,6 +145,7 @@ impl From<Counters> for Totals {
             from_peer_packets: c.from_peer_packets,
             from_peer_bytes: c.from_peer_bytes,
             peer_dropped: c.peer_dropped,
+            bandwidth_dropped: c.bandwidth_dropped,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! [`Plan`] is what it converts to (`TryFrom`, naming the faulty field): the
 //! library's settings and what the program adds around them.
 
+mod bandwidth;
 mod plan;
 #[cfg(test)]
 mod tests;
@@ -86,6 +87,8 @@ pub(crate) struct Config {
     pub(crate) log_level: String,
     /// Allocation quotas.
     pub(crate) quota: QuotaConfig,
+    /// Bandwidth limits.
+    pub(crate) bandwidth: bandwidth::BandwidthConfig,
     /// TCP listener settings.
     pub(crate) tcp: TcpConfig,
     /// Budgets of unauthenticated UDP answers (401, 438): the server is no reflector.
@@ -180,6 +183,7 @@ impl Default for Config {
             threads: 0,
             log_level: "info".into(),
             quota: QuotaConfig::default(),
+            bandwidth: Default::default(),
             tcp: TcpConfig::default(),
             limits: LimitsConfig::default(),
             http: HttpConfig::default(),

@@ -85,6 +85,7 @@ impl TryFrom<&Config> for Plan {
         };
         listeners(c)?;
         turn(c, &mut relay)?;
+        c.bandwidth.apply(&mut relay.turn)?;
         fast_path(c, &mut relay)?;
         let users = users(c)?;
         limits(c)?;

@@ -193,3 +193,33 @@ fn one_shared_secret_or_a_list_during_a_rotation() {
     let none = Config::parse("shared_secret = \"\"\nuser = [\"a:b\"]\n", "t").unwrap();
     assert!(none.shared_secret.is_empty());
 }
+
+#[test]
+fn bandwidth_limits_with_default_bursts_and_named_refusals() {
+    let base = "listen = [\"127.0.0.1:3478\"]\ndemo_user = true\n";
+    let c = Config::parse(
+        &format!("{base}[bandwidth]\nallocation_bytes_per_sec = 250000\ncapacity_bytes_per_sec = 100000000\n"),
+        "t",
+    )
+    .unwrap();
+    let p = Plan::try_from(&c).unwrap();
+    let a = p.relay.turn.allocation_bandwidth.unwrap();
+    assert_eq!((a.bytes_per_sec, a.burst_bytes), (250_000, 62_500));
+    assert_eq!(p.relay.turn.user_bandwidth, None);
+    assert_eq!(p.relay.turn.capacity_bytes_per_sec, Some(100_000_000));
+    for (toml, name) in [
+        ("user_burst_bytes = 9000", "bandwidth.user_burst_bytes"),
+        (
+            "allocation_bytes_per_sec = 0",
+            "bandwidth.allocation_bytes_per_sec",
+        ),
+        (
+            "allocation_bytes_per_sec = 9000\nallocation_burst_bytes = 100",
+            "bandwidth.allocation_burst_bytes",
+        ),
+    ] {
+        let c = Config::parse(&format!("{base}[bandwidth]\n{toml}\n"), "t").unwrap();
+        let e = Plan::try_from(&c).unwrap_err().to_string();
+        assert!(e.contains(name), "{toml}: {e}");
+    }
+}

@@ -265,7 +265,8 @@ impl Relay {
         *shared.tcp.write().unwrap_or_else(|e| e.into_inner()) = new.tcp;
         let total = new.total.unwrap_or_else(|| shared.quota.total());
         shared.quota.set_limits(new.per_user, total);
-        *shared.config.lock().unwrap_or_else(|e| e.into_inner()) = Some(new.turn.clone());
+        let cfg = super::meters::for_shard(&new.turn, shared.heartbeats.len());
+        *shared.config.lock().unwrap_or_else(|e| e.into_inner()) = Some(cfg);
         shared.config_generation.fetch_add(1, Ordering::AcqRel);
         let (listen, tls_listen) = (running.listen.clone(), running.tls_listen.clone());
         *running = parts.settings;

@@ -116,6 +116,17 @@ impl Host for WorkerHost<'_> {
         self.shared.quota.release(username);
     }
 
+    fn user_bandwidth(
+        &mut self,
+        user: &str,
+        to_peer: bool,
+        rate: crate::server::Bandwidth,
+        now: Instant,
+        bytes: usize,
+    ) -> bool {
+        self.shared.meters.take(user, to_peer, rate, now, bytes)
+    }
+
     fn random(&mut self, buf: &mut [u8]) {
         // A ChaCha12 stream keyed from the OS at start: nothing to fail here.
         self.random.fill(buf);

@@ -103,6 +103,7 @@ mod handoff;
 mod handshake;
 mod host;
 mod limiter;
+mod meters;
 mod net;
 mod prelude;
 mod relay;

@@ -236,8 +236,8 @@ pub(crate) fn start(mut parts: Parts) -> Result<Relay, StartError> {
     let secret: [u8; 32] = random()?;
     let mut workers = Vec::new();
     for (i, l) in listeners.into_iter().enumerate() {
-        let shard = Turn::new(settings.turn.clone(), vec![Slot::EMPTY; slots], secret)
-            .map_err(StartError::Config)?;
+        let cfg = super::meters::for_shard(&settings.turn, threads);
+        let shard = Turn::new(cfg, vec![Slot::EMPTY; slots], secret).map_err(StartError::Config)?;
         let w = Worker::new(i, l, shard, random()?, shared.clone(), flag.clone())
             .map_err(setup("create an event loop"))?;
         workers.push(w);

@@ -41,6 +41,8 @@ pub(crate) struct Shared {
     /// Stream connections per source address.
     pub(crate) sources: Arc<Sources>,
     pub(crate) quota: Quota,
+    /// Per-user bandwidth buckets.
+    pub(crate) meters: super::meters::UserMeters,
     pub(crate) reservations: Reservations,
     pub(crate) clock: Clock,
     /// The latest snapshot of each worker.
@@ -75,6 +77,7 @@ impl Shared {
             live: LiveRelays::default(),
             sources: Sources::new(tcp.max_per_source),
             quota,
+            meters: Default::default(),
             reservations: Reservations::default(),
             clock: Clock::new(),
             stats: Mutex::new((0..threads).map(WorkerSnapshot::empty).collect()),

@@ -129,6 +129,7 @@ impl Stats {
             t.from_peer_packets += c.from_peer_packets;
             t.from_peer_bytes += c.from_peer_bytes;
             t.peer_dropped += c.peer_dropped;
+            t.bandwidth_dropped += c.bandwidth_dropped;
         }
         #[cfg(feature = "xdp")]
         if let Some(k) = &self.kernel {
