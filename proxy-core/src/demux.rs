@@ -21,6 +21,10 @@ pub enum Opening<'a> {
     Stun,
     /// Plain HTTP.
     Http,
+    /// A PROXY protocol header (v1 or v2, see
+    /// [`proxy_protocol`](crate::proxy_protocol)): a load balancer's, which a
+    /// connection from an address not configured as one must not send.
+    ProxyHeader,
     /// Anything else: close the connection.
     Unknown,
 }
@@ -54,7 +58,21 @@ pub fn classify(bytes: &[u8]) -> Opening<'_> {
             Err(SniError::NeedMore) if bytes.len() < MAX_OPENING => Opening::NeedMore,
             Err(_) => Opening::Unknown,
         },
-        Some(b'A'..=b'Z') => http_method_prefix(bytes),
+        Some(b'A'..=b'Z') => match http_method_prefix(bytes) {
+            Opening::Http if bytes.starts_with(b"PROXY ") => Opening::ProxyHeader,
+            o => o,
+        },
+        Some(b'\r') => {
+            let sig = crate::proxy_protocol::V2_SIGNATURE;
+            let n = bytes.len().min(sig.len());
+            if bytes.get(..n) != sig.get(..n) {
+                Opening::Unknown
+            } else if n < sig.len() {
+                Opening::NeedMore
+            } else {
+                Opening::ProxyHeader
+            }
+        }
         _ => Opening::Unknown,
     }
 }
@@ -233,5 +251,17 @@ mod test {
         assert_eq!(classify(b"\x40\x00\x00\x04abcd"), Opening::Unknown);
         assert_eq!(classify_inner(b"POST /x HTTP/1.1"), Opening::Http);
         assert_eq!(classify_inner(&hello("a")), Opening::Unknown);
+    }
+
+    #[test]
+    fn proxy_headers_are_told_apart() {
+        let v1 = b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n";
+        assert_eq!(classify(v1), Opening::ProxyHeader);
+        assert_eq!(classify(b"PROXY"), Opening::NeedMore);
+        assert_eq!(classify(b"PROXYX / HTTP/1.1"), Opening::Http);
+        let v2 = crate::proxy_protocol::V2_SIGNATURE;
+        assert_eq!(classify(&v2), Opening::ProxyHeader);
+        assert_eq!(classify(&v2[..5]), Opening::NeedMore);
+        assert_eq!(classify(b"\r\nGET"), Opening::Unknown);
     }
 }

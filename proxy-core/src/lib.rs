@@ -16,6 +16,8 @@
 //! - [`body`]: where request and response bodies end (Content-Length, chunked).
 //! - [`response`]: refusals, redirects and upstream response heads.
 //! - [`timer`]: header and body read deadlines against slow clients.
+//! - [`proxy_protocol`]: the PROXY protocol header (v1 and v2) a TCP load
+//!   balancer puts in front of a connection, naming the real client.
 //! - [`decide`]: all of it together: forward (where, which path), or refuse (which
 //!   status, why).
 #![no_std]
@@ -39,6 +41,7 @@ pub mod demux;
 pub mod forward;
 pub mod http;
 pub mod path;
+pub mod proxy_protocol;
 pub mod refusal;
 pub mod response;
 pub mod route;

@@ -60,6 +60,9 @@ pub(crate) struct ServeArgs {
     /// Extra denied peers (repeatable CIDR; beats --allow-peer).
     #[arg(long, value_name = "CIDR")]
     pub(crate) deny_peer: Vec<String>,
+    /// TCP load balancers that send a PROXY protocol header first (repeatable CIDR).
+    #[arg(long, value_name = "CIDR")]
+    pub(crate) proxy_protocol_from: Vec<String>,
     /// TURN over TLS and the web proxy, demultiplexed (e.g. 0.0.0.0:443; repeatable).
     #[arg(long, value_name = "ADDR")]
     pub(crate) tls_listen: Vec<SocketAddr>,

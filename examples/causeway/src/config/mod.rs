@@ -54,6 +54,9 @@ pub(crate) struct Config {
     pub(crate) allow_peer: Vec<String>,
     /// Extra peers never relayed to (wins over `allow_peer`).
     pub(crate) deny_peer: Vec<String>,
+    /// TCP load balancers (CIDR ranges) whose TCP and TLS connections start with
+    /// a PROXY protocol header (v1 or v2) naming the real client; off by default.
+    pub(crate) proxy_protocol_from: Vec<String>,
     /// TURN over TLS and the web proxy, demultiplexed on one TCP port (443).
     pub(crate) tls_listen: Vec<SocketAddr>,
     /// Certificate chain (PEM) for `tls_listen`; it must cover every join URL.
@@ -166,6 +169,7 @@ impl Default for Config {
             relay_ip: Vec::new(),
             external_ip: Vec::new(),
             allow_peer: Vec::new(),
+            proxy_protocol_from: Vec::new(),
             deny_peer: Vec::new(),
             tls_listen: Vec::new(),
             cert: None,
@@ -362,6 +366,7 @@ impl Config {
         extend(&mut self.external_ip, &a.external_ip);
         extend(&mut self.allow_peer, &a.allow_peer);
         extend(&mut self.deny_peer, &a.deny_peer);
+        extend(&mut self.proxy_protocol_from, &a.proxy_protocol_from);
         set(&mut self.realm, &a.realm);
         set(&mut self.software, &a.software);
         extend(&mut self.shared_secret, &a.shared_secret);

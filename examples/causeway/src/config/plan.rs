@@ -223,6 +223,11 @@ fn turn(c: &Config, relay: &mut Settings) -> Result<(), ConfigError> {
             let _ = dst.push(cidr);
         }
     }
+    for s in &c.proxy_protocol_from {
+        let cidr =
+            Cidr::parse(s).map_err(|e| field("proxy_protocol_from", format!("`{s}`: {e}")))?;
+        relay.proxy_protocol.push(cidr);
+    }
     if c.max_lifetime < 600 {
         return Err(field(
             "max_lifetime",

@@ -67,6 +67,12 @@ pub struct Settings {
     /// relay addresses (which the relay adds): an admin interface, a redirect
     /// listener.
     pub own_addresses: Vec<IpAddr>,
+    /// TCP load balancers in front (HAProxy's PROXY protocol, v1 or v2): a TCP
+    /// or TLS connection from one of these ranges must start with a PROXY
+    /// header, and the client it names is the connection's client in logs,
+    /// nonces, quotas, per-source limits and the web proxy's forwarding headers.
+    /// A header from any other address is refused. Empty (off) by default.
+    pub proxy_protocol: Vec<Cidr>,
     /// The kernel fast path (XDP): off unless interfaces are named.
     #[cfg(feature = "xdp")]
     pub xdp: super::XdpSettings,
@@ -90,6 +96,7 @@ impl Default for Settings {
             tcp: TcpLimits::default(),
             threads: 0,
             own_addresses: Vec::new(),
+            proxy_protocol: Vec::new(),
             #[cfg(feature = "xdp")]
             xdp: super::XdpSettings::default(),
         }
@@ -307,6 +314,13 @@ impl RelayBuilder {
         if self.settings.turn.policy.deny.push(range).is_err() {
             return self.refuse("turn.policy.deny", format!("more than {RANGES_MAX} ranges"));
         }
+        self
+    }
+
+    /// Trusts TCP load balancers in `range` to send a PROXY protocol header
+    /// first (see [`Settings::proxy_protocol`]).
+    pub fn proxy_protocol_from(mut self, range: Cidr) -> Self {
+        self.settings.proxy_protocol.push(range);
         self
     }
 

@@ -73,6 +73,11 @@ const MAX_UNAUTH_WRITE: usize = 16 * 1024;
 #[cfg(feature = "tls")]
 const TLS_BUFFER: usize = 16 * 1024;
 
+/// Why a connection that opens with a PROXY header from an address not
+/// configured as a load balancer is closed.
+pub(crate) const UNTRUSTED_PROXY: &str =
+    "refused: a PROXY protocol header from an address not in proxy_protocol_from";
+
 /// What a read turned up.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum ReadState {
@@ -111,8 +116,8 @@ pub(crate) struct Conn {
     pub(crate) link: Link,
     pub(crate) tuple: FiveTuple,
     pub(crate) stage: Stage,
-    rbuf: Vec<u8>,
-    rlen: usize,
+    pub(super) rbuf: Vec<u8>,
+    pub(super) rlen: usize,
     wbuf: Vec<u8>,
     pub(crate) last_active: Instant,
     pub(crate) wants_write: bool,
@@ -122,7 +127,9 @@ pub(crate) struct Conn {
     /// Whether the connection holds an allocation (its limits are then wider).
     pub(crate) allocated: bool,
     /// Its place in the per-source count.
-    _slot: Option<SourceSlot>,
+    pub(super) slot: Option<SourceSlot>,
+    /// From a load balancer: a PROXY header comes first.
+    pub(crate) proxy_pending: bool,
 }
 
 impl Conn {
@@ -146,7 +153,8 @@ impl Conn {
             wants_write: false,
             deadline: Some(deadline),
             allocated: false,
-            _slot: slot,
+            slot,
+            proxy_pending: false,
         }
     }
 
@@ -182,6 +190,7 @@ impl Conn {
                     opening::Opening::Unknown => {
                         return Opening::Close("neither TLS, TURN nor HTTP");
                     }
+                    opening::Opening::ProxyHeader => return Opening::Close(UNTRUSTED_PROXY),
                     opening::Opening::Tls { .. } => {
                         let mut conn = match rustls::ServerConnection::new(tls.clone()) {
                             Ok(c) => c,
@@ -328,6 +337,14 @@ impl Conn {
     ) -> Option<&'static str> {
         let mut start = 0;
         let max = self.max_frame();
+        // Before the first message: a load balancer's header, sent from an
+        // address not configured as one, is named as such.
+        if self.deadline.is_some()
+            && proxy_core::demux::classify(self.rbuf.get(..self.rlen).unwrap_or_default())
+                == proxy_core::demux::Opening::ProxyHeader
+        {
+            return Some(UNTRUSTED_PROXY);
+        }
         loop {
             let pending = self.rbuf.get(start..self.rlen).unwrap_or_default();
             match demux::stream_frame(pending) {

@@ -263,6 +263,7 @@ impl Relay {
             .write()
             .unwrap_or_else(|e| e.into_inner()) = parts.credentials;
         *shared.tcp.write().unwrap_or_else(|e| e.into_inner()) = new.tcp;
+        *shared.balancers.write().unwrap_or_else(|e| e.into_inner()) = new.proxy_protocol.clone();
         let total = new.total.unwrap_or_else(|| shared.quota.total());
         shared.quota.set_limits(new.per_user, total);
         let cfg = super::meters::for_shard(&new.turn, shared.heartbeats.len());

@@ -22,7 +22,9 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use proxy_core::runtime::Proxy;
 
-use super::conn::{Conn, Opening};
+use super::conn::{Conn, Opening, UNTRUSTED_PROXY};
+use super::proxied::ProxyRead;
+use super::sources::Sources;
 
 const WAKER: Token = Token(usize::MAX);
 
@@ -78,6 +80,8 @@ struct Thread {
     conns: Vec<Option<Incoming>>,
     free: Vec<usize>,
     shutdown: Arc<AtomicBool>,
+    /// Per-source counts, for clients a load balancer names.
+    sources: Arc<Sources>,
 }
 
 /// Starts the TLS thread; `inboxes[i]` is worker `i`'s.
@@ -85,6 +89,7 @@ pub(crate) fn spawn(
     front: Arc<std::sync::RwLock<Front>>,
     inboxes: Vec<Inbox>,
     shutdown: Arc<AtomicBool>,
+    sources: Arc<Sources>,
 ) -> io::Result<(Handshakes, std::thread::JoinHandle<()>)> {
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -97,6 +102,7 @@ pub(crate) fn spawn(
         conns: Vec::new(),
         free: Vec::new(),
         shutdown,
+        sources,
     };
     let handle = std::thread::Builder::new()
         .name("turn-tls".into())
@@ -171,6 +177,21 @@ impl Thread {
         let Some(Some(incoming)) = self.conns.get_mut(idx) else {
             return;
         };
+        if incoming.conn.proxy_pending {
+            let from = incoming.conn.tuple.client;
+            match incoming
+                .conn
+                .read_proxy_header(Instant::now(), &self.sources)
+            {
+                ProxyRead::Wait => return,
+                ProxyRead::Done(client) => debug!("tcp {from}: PROXY header: client {client:?}"),
+                ProxyRead::Close(why) => {
+                    log::info!("tcp {from} (load balancer): {why}");
+                    self.release(idx);
+                    return;
+                }
+            }
+        }
         let front = self.front.read().unwrap_or_else(|e| e.into_inner()).clone();
         let outcome = incoming.conn.open(Instant::now(), &front.tls);
         match outcome {
@@ -190,6 +211,11 @@ impl Thread {
                     if let Some(p) = &front.proxy {
                         p.hand_off(link, buffered, sni, peer);
                     }
+                }
+            }
+            Opening::Close(why) if why == UNTRUSTED_PROXY => {
+                if let Some(Incoming { conn, .. }) = self.release(idx) {
+                    log::info!("tcp {}: {why}", conn.tuple.client);
                 }
             }
             Opening::Close(why) => {

@@ -106,6 +106,7 @@ mod limiter;
 mod meters;
 mod net;
 mod prelude;
+mod proxied;
 mod relay;
 mod relays;
 mod shared;

@@ -208,7 +208,6 @@ pub(crate) fn start(mut parts: Parts) -> Result<Relay, StartError> {
     } else {
         (None, None)
     };
-    #[cfg_attr(not(feature = "xdp"), allow(unused_mut))]
     let mut shared = Shared::new(
         settings.tcp,
         credentials,
@@ -216,6 +215,7 @@ pub(crate) fn start(mut parts: Parts) -> Result<Relay, StartError> {
         threads,
         events_tx,
     );
+    shared.balancers = std::sync::RwLock::new(settings.proxy_protocol.clone());
     #[cfg(feature = "xdp")]
     if !settings.xdp.interfaces.is_empty() {
         match super::xdp::FastPath::start(&settings.xdp, &shared.clock) {
@@ -256,8 +256,13 @@ pub(crate) fn start(mut parts: Parts) -> Result<Relay, StartError> {
                 tls: tls.clone(),
                 proxy: web_proxy,
             }));
-            let (h, handle) = super::handshake::spawn(front.clone(), inboxes, flag.clone())
-                .map_err(setup("start the TLS thread"))?;
+            let (h, handle) = super::handshake::spawn(
+                front.clone(),
+                inboxes,
+                flag.clone(),
+                shared.sources.clone(),
+            )
+            .map_err(setup("start the TLS thread"))?;
             front_handle = Some(front);
             for w in &mut workers {
                 w.set_handshakes(h.clone());

@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     pub(crate) live: LiveRelays,
     /// Stream connections per source address.
     pub(crate) sources: Arc<Sources>,
+    /// Load balancers whose connections start with a PROXY header.
+    pub(crate) balancers: RwLock<Vec<crate::server::policy::Cidr>>,
     pub(crate) quota: Quota,
     /// Per-user bandwidth buckets.
     pub(crate) meters: super::meters::UserMeters,
@@ -76,6 +78,7 @@ impl Shared {
             heartbeats: (0..threads).map(|_| AtomicU64::new(0)).collect(),
             live: LiveRelays::default(),
             sources: Sources::new(tcp.max_per_source),
+            balancers: RwLock::new(Vec::new()),
             quota,
             meters: Default::default(),
             reservations: Reservations::default(),

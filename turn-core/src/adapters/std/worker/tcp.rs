@@ -13,9 +13,10 @@ use mio::{Interest, Registry, Token};
 use crate::{FiveTuple, Transport};
 
 use super::super::clock::unix_now;
-use super::super::conn::{Conn, ReadState, Stage};
+use super::super::conn::{Conn, ReadState, Stage, UNTRUSTED_PROXY};
 #[cfg(feature = "tls")]
 use super::super::handshake::Incoming;
+use super::super::proxied::ProxyRead;
 use super::report::note;
 use super::{FIRST_CONN, Worker};
 
@@ -37,6 +38,14 @@ impl Worker {
                 }
             };
             let limits = *self.shared.tcp.read().unwrap_or_else(|e| e.into_inner());
+            let balancer = {
+                let b = self
+                    .shared
+                    .balancers
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner());
+                super::super::proxied::is_balancer(&b, peer.ip())
+            };
             if self.open_conns >= limits.max_connections {
                 if let Some(s) = self.logs.allow(StdInstant::now()) {
                     info!(
@@ -49,7 +58,12 @@ impl Worker {
                 }
                 continue;
             }
-            let Some(slot) = self.shared.sources.acquire(peer.ip()) else {
+            // A balancer's connections count against the clients they carry.
+            let slot = if balancer {
+                None
+            } else if let Some(slot) = self.shared.sources.acquire(peer.ip()) {
+                Some(slot)
+            } else {
                 if let Some(s) = self.logs.allow(StdInstant::now()) {
                     info!(
                         "tcp {peer}: refused: {} connections already open from {} \
@@ -74,7 +88,8 @@ impl Worker {
             if tls {
                 #[cfg(feature = "tls")]
                 {
-                    let conn = Conn::new(stream, tuple, Stage::Opening, now, deadline, Some(slot));
+                    let mut conn = Conn::new(stream, tuple, Stage::Opening, now, deadline, slot);
+                    conn.proxy_pending = balancer;
                     if let Some(h) = &self.handshakes {
                         h.send(Incoming {
                             conn,
@@ -84,7 +99,8 @@ impl Worker {
                 }
                 continue;
             }
-            let conn = Conn::new(stream, tuple, Stage::Turn, now, deadline, Some(slot));
+            let mut conn = Conn::new(stream, tuple, Stage::Turn, now, deadline, slot);
+            conn.proxy_pending = balancer;
             self.adopt(conn);
             debug!("tcp {peer}: connected");
         }
@@ -144,6 +160,25 @@ impl Worker {
             self.close(idx, conn);
             return;
         }
+        if conn.proxy_pending {
+            let from = conn.tuple.client;
+            match conn.read_proxy_header(now_std, &self.shared.sources) {
+                ProxyRead::Wait => {
+                    if let Some(slot) = self.conns.get_mut(idx) {
+                        *slot = Some(conn);
+                    }
+                    return;
+                }
+                ProxyRead::Done(client) => {
+                    debug!("tcp {from}: PROXY header: client {client:?}");
+                }
+                ProxyRead::Close(why) => {
+                    info!("tcp {from} (load balancer): {why}");
+                    self.close(idx, conn);
+                    return;
+                }
+            }
+        }
         let tuple = conn.tuple;
         // Each frame is copied into the receive buffer and handled there, as a UDP
         // datagram is; replies go to this connection's write queue.
@@ -157,7 +192,11 @@ impl Worker {
             state = ReadState::Closed("write error");
         }
         if let ReadState::Closed(why) = state {
-            debug!("{} {}: {why}", tuple.transport.name(), tuple.client);
+            if why == UNTRUSTED_PROXY {
+                info!("{} {}: {why}", tuple.transport.name(), tuple.client);
+            } else {
+                debug!("{} {}: {why}", tuple.transport.name(), tuple.client);
+            }
             self.close(idx, conn);
             return;
         }
