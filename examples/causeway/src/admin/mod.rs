@@ -1,8 +1,12 @@
-//! The admin interface, on its own port (never 443): `GET /status` (JSON),
+//! The admin interface, on its own port (never 443): `GET /` (the "Relay
+//! usage" page: allocations, per-user usage and a live plot of the relayed bit
+//! rate and allocations, self-contained, drawing from `GET /history`), `GET
+//! /status` (JSON),
 //! `GET /metrics` (Prometheus), `GET /healthz` (the workers answer), `GET
 //! /readyz` (new allocations are taken), and `POST /reload` and `POST /drain`,
 //! which the main thread carries out as it does for SIGHUP and SIGTERM.
 
+mod history;
 mod metrics;
 mod status;
 
@@ -13,6 +17,7 @@ use std::time::Duration;
 
 use turn_core::adapters::std::StatsHandle;
 
+pub(crate) use history::History;
 pub(crate) use metrics::metrics_text;
 pub(crate) use status::status_json;
 
@@ -32,13 +37,24 @@ pub(crate) struct Admin {
     pub(crate) commands: mpsc::Sender<Command>,
 }
 
+/// The usage page: markup, style and script in one file, nothing fetched from
+/// elsewhere.
+const USAGE_PAGE: &str = include_str!("usage.html");
+
+/// Only this page's own inline style and script, and requests back to the
+/// admin port.
+const USAGE_CSP: &str = "Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'; \
+     script-src 'unsafe-inline'; connect-src 'self'; base-uri 'none'; form-action 'none'\r\n";
+
 /// Serves the admin interface until the process ends.
 pub(crate) fn serve_admin(listener: TcpListener, admin: Admin) {
+    let history = History::default();
+    history.spawn_sampler(admin.stats.clone());
     for stream in listener.incoming() {
         let Ok(mut stream) = stream else { continue };
         let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
         let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-        answer(&mut stream, &admin);
+        answer(&mut stream, &admin, &history);
     }
 }
 
@@ -76,11 +92,11 @@ fn ask(admin: &Admin, make: fn(mpsc::Sender<Result<(), String>>) -> Command) -> 
         .map_err(|_| "no answer from the server".to_string())?
 }
 
-fn answer(stream: &mut TcpStream, admin: &Admin) {
+fn answer(stream: &mut TcpStream, admin: &Admin, history: &History) {
     let (method, path) = match read_request(stream) {
         None => return,
         Some(Err(why)) => {
-            let _ = respond(stream, "400 Bad Request", "text/plain", why);
+            let _ = respond(stream, "400 Bad Request", "text/plain", "", why);
             return;
         }
         Some(Ok(r)) => r,
@@ -92,7 +108,18 @@ fn answer(stream: &mut TcpStream, admin: &Admin) {
             ("503 Service Unavailable", format!("not {what}\n"))
         }
     };
+    if method == "GET" && matches!(path.as_str(), "/" | "/usage") {
+        let _ = respond(
+            stream,
+            "200 OK",
+            "text/html; charset=utf-8",
+            USAGE_CSP,
+            USAGE_PAGE,
+        );
+        return;
+    }
     let (status, ctype, body) = match (method.as_str(), path.as_str()) {
+        ("GET", "/history") => ("200 OK", "application/json", history.json()),
         ("GET", "/status" | "/status.json") => (
             "200 OK",
             "application/json",
@@ -123,23 +150,34 @@ fn answer(stream: &mut TcpStream, admin: &Admin) {
             Ok(()) => ("202 Accepted", "text/plain", "draining\n".into()),
             Err(e) => ("503 Service Unavailable", "text/plain", format!("{e}\n")),
         },
-        (_, "/status" | "/status.json" | "/metrics" | "/healthz" | "/readyz") => {
-            ("405 Method Not Allowed", "text/plain", "GET only\n".into())
-        }
+        (
+            _,
+            "/" | "/usage" | "/history" | "/status" | "/status.json" | "/metrics" | "/healthz"
+            | "/readyz",
+        ) => ("405 Method Not Allowed", "text/plain", "GET only\n".into()),
         (_, "/reload" | "/drain") => ("405 Method Not Allowed", "text/plain", "POST only\n".into()),
         _ => (
             "404 Not Found",
             "text/plain",
-            "try /status, /metrics, /healthz, /readyz, POST /reload, POST /drain\n".into(),
+            "try /, /history, /status, /metrics, /healthz, /readyz, POST /reload, POST /drain\n"
+                .into(),
         ),
     };
-    let _ = respond(stream, status, ctype, &body);
+    let _ = respond(stream, status, ctype, "", &body);
 }
 
-fn respond(stream: &mut TcpStream, status: &str, ctype: &str, body: &str) -> std::io::Result<()> {
+/// Writes a whole response; `extra` is more header lines, each ending in CRLF.
+fn respond(
+    stream: &mut TcpStream,
+    status: &str,
+    ctype: &str,
+    extra: &str,
+    body: &str,
+) -> std::io::Result<()> {
     write!(
         stream,
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\
+         X-Content-Type-Options: nosniff\r\n{extra}Connection: close\r\n\r\n{body}",
         body.len()
     )
 }
