@@ -100,4 +100,8 @@ pub(crate) struct ServeArgs {
     /// Log level: error, warn, info, debug or trace (RUST_LOG overrides).
     #[arg(long, value_name = "LEVEL")]
     pub(crate) log_level: Option<String>,
+    /// Check the configuration (certificate and key included) and exit: 0 when
+    /// it would start, 2 with the field named when not. Binds nothing.
+    #[arg(long)]
+    pub(crate) check_config: bool,
 }

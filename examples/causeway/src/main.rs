@@ -27,6 +27,15 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            if args.check_config {
+                println!(
+                    "causeway: configuration OK ({} listener(s), {} TLS listener(s), admin {})",
+                    plan.relay.listen.len(),
+                    plan.relay.tls_listen.len(),
+                    plan.admin
+                );
+                return ExitCode::SUCCESS;
+            }
             init_logging(&plan.log_level);
             match serve::run(&args, plan) {
                 Ok(()) => ExitCode::SUCCESS,

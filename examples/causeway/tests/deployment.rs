@@ -1,0 +1,352 @@
+//! The deployment files under `deploy/` against the program: the configuration
+//! they carry passes `causeway serve --check-config`; the Dockerfile, the
+//! Kubernetes manifest and the systemd unit start `serve` with it, expose the
+//! ports it listens on, probe the admin endpoints it serves (and the probes
+//! answer as the manifest expects, a drain included), stop it with the signal
+//! that drains and wait longer than its drain; the manifest parses, and the
+//! unit passes `systemd-analyze verify` where systemd is installed.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::Server;
+use common::bridge::{TempDir, TestCa};
+use serde_yaml::Value;
+
+const CONFIG_PATH: &str = "/etc/causeway/causeway.toml";
+
+fn deploy(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy")
+        .join(file)
+}
+
+fn read(file: &str) -> String {
+    std::fs::read_to_string(deploy(file)).unwrap_or_else(|e| panic!("{file}: {e}"))
+}
+
+/// `toml` with the TLS files pointed at throwaway ones for the join URL.
+fn with_test_files(toml: &str, dir: &TempDir) -> PathBuf {
+    let ca = TestCa::new();
+    let leaf = ca.leaf(&["join.example.com"]);
+    let cert = dir.write("tls.crt", &leaf.cert_pem);
+    let key = dir.write("tls.key", &leaf.key_pem);
+    let ca_file = dir.write("ca.crt", &ca.cert_pem);
+    let text = toml
+        .replace("/etc/causeway/tls/tls.crt", &cert.display().to_string())
+        .replace("/etc/causeway/tls/tls.key", &key.display().to_string())
+        .replace("/etc/causeway/tls/ca.crt", &ca_file.display().to_string());
+    dir.write("causeway.toml", &text)
+}
+
+fn check_config(path: &Path, extra: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_causeway"))
+        .args([
+            "serve",
+            "--config",
+            path.to_str().unwrap(),
+            "--check-config",
+        ])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// What a configuration listens on: (port, protocol), and its admin port and
+/// drain timeout.
+struct Served {
+    ports: BTreeSet<(u16, &'static str)>,
+    admin: u16,
+    drain: u64,
+}
+
+fn served(toml: &str) -> Served {
+    let v: toml::Value = toml::from_str(toml).unwrap();
+    let port = |a: &toml::Value| -> u16 {
+        a.as_str()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let mut ports = BTreeSet::new();
+    for a in v["listen"].as_array().unwrap() {
+        ports.insert((port(a), "UDP"));
+        ports.insert((port(a), "TCP"));
+    }
+    for a in v["tls_listen"].as_array().unwrap() {
+        ports.insert((port(a), "TCP"));
+    }
+    let admin = port(&v["admin"]);
+    ports.insert((admin, "TCP"));
+    Served {
+        ports,
+        admin,
+        drain: v["drain_timeout"].as_integer().unwrap() as u64,
+    }
+}
+
+#[test]
+fn the_example_configuration_and_the_dockerfile_agree() {
+    let toml = read("causeway.toml");
+    let dir = TempDir::new("deploy-config");
+    check_config(&with_test_files(&toml, &dir), &[]);
+    let s = served(&toml);
+
+    let docker = read("Dockerfile");
+    let lines: Vec<&str> = docker
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect();
+    let last = |key: &str| {
+        lines
+            .iter()
+            .rev()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key}"))
+            .trim()
+    };
+    assert!(
+        lines.iter().filter(|l| l.starts_with("FROM ")).count() >= 2,
+        "multi-stage"
+    );
+    let user = last("USER ");
+    let uid: u32 = user
+        .split(':')
+        .next()
+        .unwrap()
+        .parse()
+        .expect("numeric USER");
+    assert_ne!(uid, 0, "not root");
+    assert_eq!(last("STOPSIGNAL "), "SIGTERM", "the signal that drains");
+    let exposed: BTreeSet<(u16, &str)> = last("EXPOSE ")
+        .split_whitespace()
+        .map(|p| {
+            let (n, proto) = p.split_once('/').unwrap();
+            (
+                n.parse().unwrap(),
+                if proto == "udp" { "UDP" } else { "TCP" },
+            )
+        })
+        .collect();
+    assert_eq!(
+        exposed, s.ports,
+        "EXPOSE is what the configuration listens on"
+    );
+    assert_eq!(last("ENTRYPOINT "), "[\"/usr/local/bin/causeway\"]");
+    assert_eq!(
+        last("CMD "),
+        format!("[\"serve\", \"--config\", \"{CONFIG_PATH}\"]")
+    );
+    assert!(docker.contains(&format!("COPY deploy/causeway.toml {CONFIG_PATH}")));
+    assert!(docker.contains("cargo build --release --locked -p causeway"));
+}
+
+fn docs(text: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .collect()
+}
+
+use serde::Deserialize;
+
+fn kind<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind}"))
+}
+
+#[test]
+fn the_kubernetes_manifest_matches_what_the_program_serves() {
+    let docs = docs(&read("kubernetes/causeway.yaml"));
+    let secret = kind(&docs, "Secret");
+    let toml = secret["stringData"]["causeway.toml"].as_str().unwrap();
+    let dir = TempDir::new("deploy-k8s");
+    let cfg = with_test_files(toml, &dir);
+    // The node's address stands in for $(NODE_IP).
+    check_config(&cfg, &["--relay-ip", "127.0.0.1"]);
+    let s = served(toml);
+
+    let ds = kind(&docs, "DaemonSet");
+    let pod = &ds["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["hostNetwork"], true,
+        "TURN media reaches the node directly"
+    );
+    let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
+    assert!(
+        grace > s.drain,
+        "grace {grace} s must cover drain_timeout {} s",
+        s.drain
+    );
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    let docker = read("Dockerfile");
+    let uid = pod["securityContext"]["runAsUser"].as_u64().unwrap();
+    assert!(docker.contains(&format!("USER {uid}:")), "the image's user");
+
+    let c = &pod["containers"][0];
+    let args: Vec<&str> = c["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(&args[..3], &["serve", "--config", CONFIG_PATH]);
+    for a in &args {
+        if let Some(var) = a.strip_prefix("$(").and_then(|r| r.strip_suffix(')')) {
+            assert!(
+                c["env"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e["name"] == var),
+                "{var} is defined"
+            );
+        }
+    }
+    let mounts = c["volumeMounts"].as_sequence().unwrap();
+    let config_mount = mounts
+        .iter()
+        .find(|m| m["mountPath"] == "/etc/causeway")
+        .unwrap();
+    let volume = pod["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == config_mount["name"])
+        .unwrap();
+    assert_eq!(volume["secret"]["secretName"], secret["metadata"]["name"]);
+
+    let ports: BTreeSet<(u16, &str)> = c["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let proto = if p["protocol"] == "UDP" { "UDP" } else { "TCP" };
+            (p["containerPort"].as_u64().unwrap() as u16, proto)
+        })
+        .collect();
+    assert_eq!(
+        ports, s.ports,
+        "container ports are what the configuration listens on"
+    );
+    assert!(
+        ports.iter().all(|(p, _)| *p >= 1024),
+        "no capability needed"
+    );
+    assert_eq!(c["securityContext"]["capabilities"]["drop"][0], "ALL");
+    let port_named = |name: &Value| -> u16 {
+        c["ports"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|p| &p["name"] == name)
+            .unwrap()["containerPort"]
+            .as_u64()
+            .unwrap() as u16
+    };
+    let live = &c["livenessProbe"]["httpGet"];
+    let ready = &c["readinessProbe"]["httpGet"];
+    assert_eq!(port_named(&live["port"]), s.admin);
+    assert_eq!(port_named(&ready["port"]), s.admin);
+    let service = kind(&docs, "Service");
+    port_named(&service["spec"]["ports"][0]["targetPort"]);
+
+    // The probes as the kubelet would ask them, against the program itself.
+    let mut server = Server::start(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--relay-ip",
+        "127.0.0.1",
+    ]);
+    let admin = server.admin_addr();
+    let code = |path: &str| {
+        common::http_get(&admin, path)
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (live, ready) = (
+        live["path"].as_str().unwrap(),
+        ready["path"].as_str().unwrap(),
+    );
+    assert_eq!(code(live), "200");
+    assert_eq!(code(ready), "200");
+    // The signal the kubelet sends: ready no more at once, alive while draining.
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status();
+    let until = Instant::now() + Duration::from_secs(5);
+    while code(ready) != "503" {
+        assert!(Instant::now() < until, "still ready after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(server.terminate(), "no allocations: the drain ends at once");
+}
+
+#[test]
+fn the_systemd_unit_starts_reloads_and_drains_as_the_program_expects() {
+    let unit = read("systemd/causeway.service");
+    let key = |k: &str| -> Vec<&str> {
+        unit.lines()
+            .filter_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
+            .collect()
+    };
+    assert_eq!(
+        key("ExecStart"),
+        [format!("/usr/local/bin/causeway serve --config {CONFIG_PATH}").as_str()]
+    );
+    assert_eq!(
+        key("ExecReload"),
+        ["/bin/kill -HUP $MAINPID"],
+        "SIGHUP reloads"
+    );
+    assert_eq!(key("KillSignal"), ["SIGTERM"], "SIGTERM drains");
+    let drain = served(&read("causeway.toml")).drain;
+    let stop: u64 = key("TimeoutStopSec")[0].parse().unwrap();
+    assert!(
+        stop > drain,
+        "TimeoutStopSec {stop} must cover drain_timeout {drain}"
+    );
+    assert_eq!(key("User"), ["causeway"]);
+    assert_eq!(key("NoNewPrivileges"), ["yes"]);
+    assert_eq!(key("CapabilityBoundingSet"), ["CAP_NET_BIND_SERVICE"]);
+    for pre in key("ExecStartPre") {
+        assert!(pre.ends_with("--check-config"), "{pre}");
+    }
+    if Path::new("/usr/bin/systemd-analyze").exists() {
+        let dir = TempDir::new("deploy-systemd");
+        let local = unit.replace("/usr/local/bin/causeway", env!("CARGO_BIN_EXE_causeway"));
+        let file = dir.write("causeway.service", &local);
+        let out = Command::new("/usr/bin/systemd-analyze")
+            .args(["verify", file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr).to_string()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && said.trim().is_empty(),
+            "systemd-analyze: {said}"
+        );
+    }
+}
