@@ -24,6 +24,9 @@ pub(crate) enum Command {
     Check(crate::tools::check::CheckArgs),
     /// Load a TURN server: ChannelData echo, or an allocation storm.
     Load(crate::tools::load::LoadArgs),
+    /// Choose a TURN server from a turnServers-style list by round-trip time,
+    /// and allocate there, failing over to the next.
+    Select(crate::tools::select::SelectArgs),
 }
 
 /// Flags of `causeway serve`.

@@ -49,6 +49,7 @@ fn main() -> ExitCode {
         cli::Command::Allocate(args) => exit(tools::allocate::run(&args)),
         cli::Command::Check(args) => exit(tools::check::run(&args)),
         cli::Command::Load(args) => exit(tools::load::run(&args)),
+        cli::Command::Select(args) => exit(tools::select::run(&args)),
     }
 }
 

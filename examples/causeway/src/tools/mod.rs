@@ -1,9 +1,10 @@
-//! The client side of `causeway`: `allocate`, `check` and `load`, all on the
+//! The client side of `causeway`: `allocate`, `check`, `load` and `select`, all on the
 //! blocking TURN client of `turn-core`'s std adapter.
 
 pub(crate) mod allocate;
 pub(crate) mod check;
 pub(crate) mod load;
+pub(crate) mod select;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
@@ -95,19 +96,7 @@ impl ServerArgs {
         let (user, pass) = match &self.shared_secret {
             Some(secret) => {
                 let name = self.user.split(':').next().unwrap_or_default();
-                let now = SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                let expiry = now + 86_400;
-                let mut buf = [0u8; 160];
-                let username = TimeLimitedUsername::write(expiry, name, &mut buf)
-                    .map_err(|e| format!("--user: {e}"))?
-                    .to_string();
-                let password = SharedSecret::new(secret.as_bytes())
-                    .password(&username)
-                    .as_str()
-                    .to_string();
-                (username, password)
+                time_limited(name, secret).map_err(|e| format!("--user: {e}"))?
             }
             None => {
                 let (u, p) = self
@@ -127,6 +116,23 @@ impl ServerArgs {
         let _ = cfg.software.push_str("causeway");
         Ok(cfg)
     }
+}
+
+/// A time-limited username for `name` valid for a day, and its password under
+/// `secret` (the TURN REST scheme).
+pub(crate) fn time_limited(name: &str, secret: &str) -> Result<(String, String), String> {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut buf = [0u8; 160];
+    let username = TimeLimitedUsername::write(now + 86_400, name, &mut buf)
+        .map_err(|e| e.to_string())?
+        .to_string();
+    let password = SharedSecret::new(secret.as_bytes())
+        .password(&username)
+        .as_str()
+        .to_string();
+    Ok((username, password))
 }
 
 /// Connects a client with `cfg` (over TLS with `tls`), allocating nothing yet.

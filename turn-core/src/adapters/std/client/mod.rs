@@ -30,6 +30,7 @@ use crate::adapters::std::prelude::*;
 
 mod connection;
 mod error;
+mod select;
 
 use std::fmt;
 use std::io;
@@ -49,6 +50,7 @@ use connection::Connection;
 #[cfg(feature = "tls")]
 pub use connection::TlsTarget;
 pub use error::ClientIoError;
+pub use select::probe;
 
 /// The clients' monotonic clock: milliseconds since the first client started.
 fn now() -> Instant {

@@ -1,0 +1,391 @@
+//! Scale-out by simulation (root: network namespaces): three `causeway serve`
+//! nodes, each in a namespace of its own joined to this one by a veth pair and
+//! reached through a forwarder that delays each datagram (RTT 60, 10 and 30 ms;
+//! this kernel has no `sch_netem`, so the delay is done in userspace), sharing
+//! a secret. `causeway
+//! select` (turn-core's selector) picks the fastest and allocates there;
+//! draining that node sends the next allocation to its alternate by 300;
+//! with the node gone, the selector fails over to the next fastest; and the
+//! Prometheus server scraping all three sees the allocations move.
+
+mod common;
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::bridge::TempDir;
+use common::prometheus::Prometheus;
+use common::tools::run_with_timeout;
+
+/// One-way delay per node: node 2 is the fastest, then node 3, then node 1.
+const DELAY_MS: [u32; 3] = [30, 5, 15];
+
+fn sh(args: &[&str]) {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The namespaces (and with them their veth pairs), deleted when dropped.
+struct Topology {
+    names: Vec<String>,
+    subnet: u32,
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for ns in &self.names {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+impl Topology {
+    fn new() -> Topology {
+        assert!(
+            Command::new("id")
+                .arg("-u")
+                .output()
+                .is_ok_and(|o| o.stdout == b"0\n"),
+            "the scale-out simulation needs root (namespaces, veth, netem)"
+        );
+        let subnet = 100 + std::process::id() % 50;
+        let mut t = Topology {
+            names: Vec::new(),
+            subnet,
+        };
+        for k in 0..DELAY_MS.len() {
+            let k = k + 1;
+            let ns = format!("cwso{}n{k}", t.subnet);
+            let (here, there) = (
+                format!("cwso{}h{k}", t.subnet),
+                format!("cwso{}t{k}", t.subnet),
+            );
+            let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+            let _ = Command::new("ip").args(["link", "del", &here]).output();
+            sh(&["ip", "netns", "add", &ns]);
+            t.names.push(ns.clone());
+            sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+            sh(&[
+                "ip", "link", "add", &here, "type", "veth", "peer", "name", &there, "netns", &ns,
+            ]);
+            sh(&[
+                "ip",
+                "addr",
+                "add",
+                &format!("{}/24", t.host(k)),
+                "dev",
+                &here,
+            ]);
+            sh(&[
+                "ip",
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{}/24", t.node(k)),
+                "dev",
+                &there,
+            ]);
+            sh(&["ip", "link", "set", &here, "up"]);
+            sh(&["ip", "-n", &ns, "link", "set", &there, "up"]);
+        }
+        t
+    }
+
+    fn host(&self, k: usize) -> String {
+        format!("10.{}.{k}.1", self.subnet)
+    }
+
+    fn node(&self, k: usize) -> String {
+        format!("10.{}.{k}.2", self.subnet)
+    }
+}
+
+/// A UDP forwarder on this side of node `k`'s link that holds each datagram
+/// `delay` each way (one upstream socket per client, as a NAT would); returns
+/// the address clients use.
+fn delayed(t: &Topology, k: usize, delay: Duration) -> SocketAddr {
+    let front = UdpSocket::bind(format!("{}:0", t.host(k))).unwrap();
+    let addr = front.local_addr().unwrap();
+    let node: SocketAddr = format!("{}:3478", t.node(k)).parse().unwrap();
+    let host = t.host(k);
+    front.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let mut ups: Vec<(SocketAddr, UdpSocket)> = Vec::new();
+        let mut by_client: HashMap<SocketAddr, usize> = HashMap::new();
+        // (due, upstream index or None for the front, destination, bytes)
+        let mut queue: VecDeque<(Instant, Option<usize>, SocketAddr, Vec<u8>)> = VecDeque::new();
+        let mut buf = [0u8; 2048];
+        loop {
+            let now = Instant::now();
+            while let Ok((n, from)) = front.recv_from(&mut buf) {
+                let i = *by_client.entry(from).or_insert_with(|| {
+                    let u = UdpSocket::bind(format!("{host}:0")).unwrap();
+                    u.set_nonblocking(true).unwrap();
+                    ups.push((from, u));
+                    ups.len() - 1
+                });
+                queue.push_back((now + delay, Some(i), node, buf[..n].to_vec()));
+            }
+            for (client, u) in &ups {
+                while let Ok((n, _)) = u.recv_from(&mut buf) {
+                    queue.push_back((now + delay, None, *client, buf[..n].to_vec()));
+                }
+            }
+            while queue.front().is_some_and(|(due, ..)| *due <= now) {
+                let (_, via, to, bytes) = queue.pop_front().unwrap();
+                let _ = match via {
+                    Some(i) => ups[i].1.send_to(&bytes, to),
+                    None => front.send_to(&bytes, to),
+                };
+            }
+            std::thread::sleep(Duration::from_micros(300));
+        }
+    });
+    addr
+}
+
+/// A node: `causeway serve` in namespace `k`, ready when this returns.
+struct Node(Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Node {
+    fn start(t: &Topology, k: usize, alternate: Option<String>) -> Node {
+        let node = t.node(k);
+        let mut args = vec![
+            "netns".to_string(),
+            "exec".into(),
+            t.names[k - 1].clone(),
+            env!("CARGO_BIN_EXE_causeway").into(),
+            "serve".into(),
+            "--listen".into(),
+            format!("{node}:3478"),
+            "--admin".into(),
+            format!("{node}:4455"),
+            "--shared-secret".into(),
+            "scale-secret".into(),
+            "--allow-peer".into(),
+            format!("10.{}.0.0/16", t.subnet),
+        ];
+        if let Some(a) = alternate {
+            args.extend(["--alternate-server".into(), a]);
+        }
+        let mut child = Command::new("ip")
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("node started");
+            if line.starts_with("causeway: ready") {
+                break;
+            }
+        }
+        Node(child)
+    }
+
+    fn signal(&self, sig: &str) {
+        sh(&["kill", sig, &self.0.id().to_string()]);
+    }
+}
+
+fn select(servers: &std::path::Path, hold: u64) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_causeway"))
+        .args([
+            "select",
+            "--servers",
+            servers.to_str().unwrap(),
+            "--hold",
+            &hold.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Lines a `select` printed until it allocated (or ended).
+fn until_allocated(child: &mut Child) -> Vec<String> {
+    let out = child.stdout.take().unwrap();
+    let mut lines = Vec::new();
+    for line in BufReader::new(out).lines().map_while(Result::ok) {
+        let done = line.starts_with("mapped ");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    lines
+}
+
+fn rtt(lines: &[String], k: usize) -> u64 {
+    let l = lines
+        .iter()
+        .find(|l| l.starts_with(&format!("server {k} ")))
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    l.split("rtt ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no rtt for server {k}: {l}"))
+}
+
+#[test]
+fn the_fastest_is_chosen_a_drain_redirects_and_a_lost_node_fails_over() {
+    let t = Topology::new();
+    let dir = TempDir::new("scale-out");
+    let fronts: Vec<SocketAddr> = (1..=3)
+        .map(|k| delayed(&t, k, Duration::from_millis(u64::from(DELAY_MS[k - 1]))))
+        .collect();
+    let mut list = String::new();
+    for f in &fronts {
+        list.push_str(&format!(
+            "[[server]]\nserver_address = \"{f}\"\ntype = \"udp\"\nusername = \"bridge\"\nshared_secret = \"scale-secret\"\n\n"
+        ));
+    }
+    let servers = dir.write("servers.toml", &list);
+    let n1 = Node::start(&t, 1, None);
+    let n3 = Node::start(&t, 3, None);
+    // Node 2's alternate is the next fastest, node 3.
+    let n2 = Node::start(&t, 2, Some(format!("{}:3478", t.node(3))));
+    let admins: Vec<String> = (1..=3).map(|k| format!("{}:4455", t.node(k))).collect();
+    let prometheus = Prometheus::start(dir.path(), &admins);
+    let created = |k: usize| {
+        format!(
+            "causeway_allocations_created_total{{instance=\"{}\"}}",
+            admins[k - 1]
+        )
+    };
+
+    // The fastest, node 2, is measured so and chosen; the allocation is held.
+    let mut first = select(&servers, 60);
+    let lines = until_allocated(&mut first);
+    let (r1, r2, r3) = (rtt(&lines, 1), rtt(&lines, 2), rtt(&lines, 3));
+    assert!(r2 < r3 && r3 < r1, "RTTs {r1} {r2} {r3}: {lines:?}");
+    assert!(r2 >= 10 && r1 >= 60, "the links' delays: {r1} {r2} {r3}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("chosen   server 2 {}", fronts[1]))),
+        "{lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.starts_with("redirected")),
+        "{lines:?}"
+    );
+    assert_eq!(
+        prometheus.wait_for(
+            &format!("causeway_allocations{{instance=\"{}\"}}", admins[1]),
+            1.0,
+            Duration::from_secs(30)
+        ),
+        Ok(())
+    );
+
+    // Drain node 2 (its allocation keeps it running): still the fastest to
+    // answer, it sends the next allocation to node 3.
+    n2.signal("-TERM");
+    assert_eq!(
+        prometheus.wait_for(
+            &format!("causeway_ready{{instance=\"{}\"}}", admins[1]),
+            0.0,
+            Duration::from_secs(30)
+        ),
+        Ok(())
+    );
+    let (ok, out) = run_with_timeout(
+        Command::new(env!("CARGO_BIN_EXE_causeway")).args([
+            "select",
+            "--servers",
+            servers.to_str().unwrap(),
+        ]),
+        Duration::from_secs(60),
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!("chosen   server 2 {}", fronts[1])),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("redirected to {}:3478", t.node(3))),
+        "{out}"
+    );
+
+    // Node 2 gone: its probe fails, and the next fastest, node 3, is chosen.
+    n2.signal("-KILL");
+    drop(n2);
+    let _ = first.kill();
+    let _ = first.wait();
+    let (ok, out) = run_with_timeout(
+        Command::new(env!("CARGO_BIN_EXE_causeway")).args([
+            "select",
+            "--servers",
+            servers.to_str().unwrap(),
+            "--probe-timeout",
+            "2",
+        ]),
+        Duration::from_secs(60),
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!("server 2 {} udp: failed: no answer", fronts[1])),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("chosen   server 3 {}", fronts[2])),
+        "{out}"
+    );
+    assert!(!out.contains("redirected"), "{out}");
+
+    // Prometheus saw the shift: node 2 made one allocation and went down,
+    // node 3 took the next two, node 1 (the slowest) none.
+    assert_eq!(
+        prometheus.wait_for(
+            &format!("up{{instance=\"{}\"}}", admins[1]),
+            0.0,
+            Duration::from_secs(30)
+        ),
+        Ok(())
+    );
+    assert_eq!(
+        prometheus.wait_for(
+            &format!("max_over_time({}[10m])", created(2)),
+            1.0,
+            Duration::from_secs(10)
+        ),
+        Ok(())
+    );
+    assert_eq!(
+        prometheus.wait_for(&created(3), 2.0, Duration::from_secs(30)),
+        Ok(())
+    );
+    assert_eq!(
+        prometheus.wait_for(&created(1), 0.0, Duration::from_secs(10)),
+        Ok(())
+    );
+    drop((n1, n3));
+}
