@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod bridge;
+pub mod chromium;
 pub mod prometheus;
 pub mod tools;
 pub mod turn;

@@ -1,0 +1,204 @@
+//! Headless Chromium (Debian's `chromium`) driven over the DevTools protocol:
+//! started with a profile and HOME of the caller's, a page opened at a URL,
+//! expressions evaluated in it, screenshots kept under `target/artifacts/`.
+//! Shared with the call-bridge example's tests (`#[path]`).
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+type Socket = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>;
+
+/// A running Chromium, killed when dropped.
+pub struct Chromium {
+    child: Child,
+    devtools: SocketAddr,
+}
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One page and its DevTools session.
+pub struct Page {
+    cdp: Socket,
+    id: u64,
+}
+
+impl Chromium {
+    /// Starts Chromium with `args` besides the headless ones, its profile under
+    /// `home`, which is also its HOME (where an NSS database may wait).
+    pub fn start(home: &Path, args: &[&str]) -> Chromium {
+        let profile = home.join("profile");
+        let mut child = Command::new("/usr/bin/chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--remote-debugging-port=0",
+                &format!("--user-data-dir={}", profile.display()),
+            ])
+            .args(args)
+            .arg("about:blank")
+            .env("HOME", home)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start chromium");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let ws_url = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("chromium printed no DevTools address");
+            if let Some(u) = line.strip_prefix("DevTools listening on ") {
+                break u.trim().to_string();
+            }
+        };
+        let devtools = ws_url
+            .trim_start_matches("ws://")
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        Chromium { child, devtools }
+    }
+
+    /// A new page at `url`.
+    pub fn open(&self, url: &str) -> Page {
+        let page: serde_json::Value = serde_json::from_str(&devtools_http(
+            self.devtools,
+            "PUT",
+            &format!("/json/new?{url}"),
+        ))
+        .unwrap();
+        let ws = page["webSocketDebuggerUrl"].as_str().unwrap().to_string();
+        let (cdp, _) = tungstenite::connect(ws).unwrap();
+        if let tungstenite::stream::MaybeTlsStream::Plain(s) = cdp.get_ref() {
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        }
+        let mut page = Page { cdp, id: 0 };
+        page.call("Page.navigate", serde_json::json!({ "url": url }));
+        page
+    }
+}
+
+impl Page {
+    /// Calls a DevTools method and returns its answer.
+    pub fn call(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        self.id += 1;
+        let msg = serde_json::json!({ "id": self.id, "method": method, "params": params });
+        self.cdp
+            .send(tungstenite::Message::text(msg.to_string()))
+            .unwrap();
+        loop {
+            let m = self.cdp.read().unwrap();
+            let v: serde_json::Value =
+                serde_json::from_str(m.to_text().unwrap_or("{}")).unwrap_or_default();
+            if v["id"] == self.id {
+                return v;
+            }
+        }
+    }
+
+    /// The string value of `expression` in the page.
+    pub fn eval(&mut self, expression: &str) -> String {
+        let v = self.call(
+            "Runtime.evaluate",
+            serde_json::json!({ "expression": expression }),
+        );
+        v["result"]["result"]["value"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Evaluates `expression` until `done` holds for it or `within` passes;
+    /// the last value.
+    pub fn poll(
+        &mut self,
+        expression: &str,
+        within: Duration,
+        done: impl Fn(&str) -> bool,
+    ) -> String {
+        let start = Instant::now();
+        let mut value = String::new();
+        while start.elapsed() < within {
+            value = self.eval(expression);
+            if done(&value) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        value
+    }
+
+    /// Keeps a PNG screenshot of the page as `target/artifacts/<name>`.
+    pub fn screenshot(&mut self, name: &str) {
+        let shot = self.call(
+            "Page.captureScreenshot",
+            serde_json::json!({ "format": "png" }),
+        );
+        if let Some(data) = shot["result"]["data"].as_str() {
+            use base64::Engine;
+            if let Ok(png) = base64::engine::general_purpose::STANDARD.decode(data) {
+                let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/artifacts");
+                let _ = std::fs::create_dir_all(&dir);
+                let _ = std::fs::write(dir.join(name), png);
+            }
+        }
+    }
+}
+
+/// One HTTP request to the DevTools endpoint; returns the body.
+fn devtools_http(addr: SocketAddr, method: &str, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = s.read(&mut chunk).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head.lines().find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+            });
+            if len.is_some_and(|l| body.len() >= l) {
+                return body.to_string();
+            }
+        }
+    }
+    String::from_utf8_lossy(&buf)
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
