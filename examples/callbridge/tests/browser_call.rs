@@ -17,6 +17,9 @@ use std::time::Duration;
 
 use chromium::Chromium;
 
+/// A join URL the TLS port's web proxy serves beside TURN.
+const JOIN: &str = "join.example.test";
+
 /// A child process, killed when dropped.
 struct Running(Child);
 
@@ -27,9 +30,9 @@ impl Drop for Running {
     }
 }
 
-/// Starts `cmd` and waits for the stdout line starting with `prefix`; the rest
-/// of that line.
-fn start(cmd: &mut Command, prefix: &str) -> (Running, String) {
+/// Starts `cmd` and waits for the stdout line starting with `ready`; the lines
+/// up to it.
+fn start(cmd: &mut Command, ready: &str) -> (Running, Vec<String>) {
     let mut running = Running(
         cmd.stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -43,14 +46,27 @@ fn start(cmd: &mut Command, prefix: &str) -> (Running, String) {
             let _ = tx.send(line);
         }
     });
+    let mut lines = Vec::new();
     loop {
         let line = rx
             .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("{cmd:?} printed no `{prefix}`"));
-        if let Some(rest) = line.strip_prefix(prefix) {
-            return (running, rest.to_string());
+            .unwrap_or_else(|_| panic!("{cmd:?} printed no `{ready}`: {lines:?}"));
+        let done = line.starts_with(ready);
+        lines.push(line);
+        if done {
+            return (running, lines);
         }
     }
+}
+
+/// The address after `prefix` in one of `lines`.
+fn addr_after(lines: &[String], prefix: &str) -> SocketAddr {
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix(prefix))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|a| a.trim_end_matches('/').parse().ok())
+        .unwrap_or_else(|| panic!("no `{prefix}` in {lines:?}"))
 }
 
 /// The workspace's `causeway` binary (built by `cargo test --workspace`; built
@@ -70,7 +86,7 @@ fn causeway() -> PathBuf {
     bin
 }
 
-fn get(addr: &str, path: &str) -> String {
+fn get(addr: &SocketAddr, path: &str) -> String {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     write!(
         s,
@@ -84,33 +100,107 @@ fn get(addr: &str, path: &str) -> String {
         .unwrap_or_default()
 }
 
-#[test]
-fn chromium_calls_the_bridge_relay_to_relay_through_causeway() {
-    tools::ensure_package("/usr/bin/chromium", "chromium");
-    let (_turn, line) = start(
-        Command::new(causeway()).args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--user",
-            "cmsturn:bridge-pw",
-            "--user",
-            "browser:browser-pw",
-        ]),
-        "causeway: listening on udp ",
+/// How the browser reaches its TURN server.
+#[derive(Clone, Copy, PartialEq)]
+enum BrowserTurn {
+    /// UDP 3478.
+    Udp,
+    /// TURN over TLS on the shared TLS port (443-style: the web proxy's too).
+    Tls,
+}
+
+/// A CA and a leaf for 127.0.0.1, the CA trusted in an NSS database under
+/// `home` (where Chromium looks); the leaf's PEM files.
+fn trusted_leaf(home: &std::path::Path) -> (PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    tools::ensure_package("/usr/bin/certutil", "libnss3-tools");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), JOIN.to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let (cert_file, key_file, ca_file) = (
+        home.join("turn.pem"),
+        home.join("turn.key"),
+        home.join("ca.pem"),
     );
-    let turn: SocketAddr = line.split_whitespace().next().unwrap().parse().unwrap();
-    let dir = std::env::temp_dir().join(format!("callbridge-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(&cert_file, leaf.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+    let nssdb = home.join(".pki/nssdb");
+    std::fs::create_dir_all(&nssdb).unwrap();
+    let db = format!("sql:{}", nssdb.display());
+    for args in [
+        vec!["-d", &db, "-N", "--empty-password"],
+        vec![
+            "-d",
+            &db,
+            "-A",
+            "-t",
+            "C,,",
+            "-n",
+            "callbridge-test-ca",
+            "-i",
+            ca_file.to_str().unwrap(),
+        ],
+    ] {
+        assert!(
+            Command::new("certutil")
+                .args(args)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    (cert_file, key_file)
+}
+
+/// A call from Chromium to the example, both on one `causeway serve`; what the
+/// page and the bridge reported.
+fn call(browser_turn: BrowserTurn) -> (serde_json::Value, serde_json::Value, serde_json::Value) {
+    tools::ensure_package("/usr/bin/chromium", "chromium");
+    let dir = std::env::temp_dir().join(format!(
+        "callbridge-{}-{}",
+        std::process::id(),
+        browser_turn as u8
+    ));
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let mut args: Vec<String> = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--user",
+        "cmsturn:bridge-pw",
+        "--user",
+        "browser:browser-pw",
+    ]
+    .map(String::from)
+    .to_vec();
+    if browser_turn == BrowserTurn::Tls {
+        let (cert, key) = trusted_leaf(&home);
+        args.extend(["--tls-listen".into(), "127.0.0.1:0".into()]);
+        args.extend(["--cert".into(), cert.display().to_string()]);
+        args.extend(["--key".into(), key.display().to_string()]);
+        // The port is shared with the web proxy, as the reference's 443 is.
+        args.extend(["--proxy".into(), format!("{JOIN}=https://127.0.0.1:9")]);
+    }
+    let (_turn, turn_lines) = start(Command::new(causeway()).args(&args), "causeway: ready");
+    let turn = addr_after(&turn_lines, "causeway: listening on udp ");
     let list = dir.join("turn-servers.toml");
     std::fs::write(
         &list,
         format!("[[turnServers]]\nserverAddress = \"{turn}\"\nusername = \"cmsturn\"\npassword = \"bridge-pw\"\ntype = \"udp\"\n"),
     )
     .unwrap();
-    let (_bridge, http) = start(
+    let (_bridge, lines) = start(
         Command::new(env!("CARGO_BIN_EXE_callbridge")).args([
             "--servers",
             list.to_str().unwrap(),
@@ -119,31 +209,51 @@ fn chromium_calls_the_bridge_relay_to_relay_through_causeway() {
         ]),
         "callbridge: listening on http://",
     );
-    let http = http.trim_end_matches('/').to_string();
-
-    let home = dir.join("home");
-    std::fs::create_dir_all(&home).unwrap();
+    let http = addr_after(&lines, "callbridge: listening on http://");
+    let browser_url = match browser_turn {
+        BrowserTurn::Udp => format!("turn:{turn}?transport=udp"),
+        BrowserTurn::Tls => format!(
+            "turns:{}?transport=tcp",
+            addr_after(&turn_lines, "causeway: listening on tls ")
+        ),
+    };
     let browser = Chromium::start(
         &home,
         &[
             "--use-fake-device-for-media-stream",
             "--use-fake-ui-for-media-stream",
             "--allow-loopback-in-peer-connection",
-            "--autoplay-policy=no-user-gesture-required",
         ],
     );
-    let url = format!("http://{http}/?turn=turn:{turn}?transport=udp&user=browser&pass=browser-pw");
-    let mut page = browser.open(&url);
+    let mut page = browser.open(&format!(
+        "http://{http}/?turn={browser_url}&user=browser&pass=browser-pw"
+    ));
     let title = page.poll("document.title", Duration::from_secs(45), |t| {
         t == "done" || t == "failed"
     });
     let result = page.eval("document.getElementById('result').textContent");
     let log = page.eval("document.getElementById('log').textContent");
-    page.screenshot("callbridge-call.png");
+    page.screenshot(&format!(
+        "callbridge-call-{}.png",
+        if browser_turn == BrowserTurn::Udp {
+            "udp"
+        } else {
+            "tls"
+        }
+    ));
     let status = get(&http, "/status");
     eprintln!("browser: {result}\nbridge: {status}");
     assert_eq!(title, "done", "{result}\n{log}\nbridge: {status}");
-    let r: serde_json::Value = serde_json::from_str(&result).unwrap();
+    let servers = get(&http, "/api/v1/turnServers/0/status");
+    let _ = std::fs::remove_dir_all(&dir);
+    (
+        serde_json::from_str(&result).unwrap(),
+        serde_json::from_str(&status).unwrap(),
+        serde_json::from_str(&servers).unwrap(),
+    )
+}
+
+fn check_call(r: &serde_json::Value, s: &serde_json::Value, v: &serde_json::Value, protocol: &str) {
     let echoes: Vec<&str> = r["echoes"]
         .as_array()
         .unwrap()
@@ -153,25 +263,36 @@ fn chromium_calls_the_bridge_relay_to_relay_through_causeway() {
     assert_eq!(
         echoes,
         ["ping 0", "ping 1", "ping 2", "ping 3", "ping 4"],
-        "{result}"
+        "{r}"
     );
-    assert_eq!(r["local"], "relay", "the browser's side: {result}");
-    assert_eq!(r["remote"], "relay", "the bridge's side: {result}");
-
-    let s: serde_json::Value = serde_json::from_str(&status).unwrap();
-    assert_eq!(s["connected"], true, "{status}");
-    assert_eq!(s["echoed"], 5, "{status}");
+    assert_eq!(r["local"], "relay", "the browser's side: {r}");
+    assert_eq!(
+        r["localProtocol"], protocol,
+        "the browser's way to its TURN server: {r}"
+    );
+    assert_eq!(r["remote"], "relay", "the bridge's side: {r}");
+    assert_eq!(s["connected"], true, "{s}");
+    assert_eq!(s["echoed"], 5, "{s}");
     assert!(
         s["audio_packets"].as_u64().unwrap() > 20,
-        "audio arrived: {status}"
+        "audio arrived: {s}"
     );
     assert_eq!(
         r["remoteAddress"], s["relayed"],
         "the browser reached the bridge's relayed address"
     );
-    let servers = get(&http, "/api/v1/turnServers/0/status");
-    let v: serde_json::Value = serde_json::from_str(&servers).unwrap();
-    assert_eq!(v["chosen"], true, "{servers}");
-    assert!(v["rtt_ms"].as_u64().is_some(), "{servers}");
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(v["chosen"], true, "{v}");
+    assert!(v["rtt_ms"].as_u64().is_some(), "{v}");
+}
+
+#[test]
+fn chromium_on_udp_calls_the_bridge_relay_to_relay_through_causeway() {
+    let (r, s, v) = call(BrowserTurn::Udp);
+    check_call(&r, &s, &v, "udp");
+}
+
+#[test]
+fn chromium_on_turn_over_tls_calls_the_bridge_through_the_shared_port() {
+    let (r, s, v) = call(BrowserTurn::Tls);
+    check_call(&r, &s, &v, "tls");
 }
