@@ -191,6 +191,8 @@ fn call(browser_turn: BrowserTurn) -> (serde_json::Value, serde_json::Value, ser
         args.extend(["--key".into(), key.display().to_string()]);
         // The port is shared with the web proxy, as the reference's 443 is.
         args.extend(["--proxy".into(), format!("{JOIN}=https://127.0.0.1:9")]);
+        let ca = home.join("ca.pem");
+        args.extend(["--upstream-ca".into(), ca.display().to_string()]);
     }
     let (_turn, turn_lines) = start(Command::new(causeway()).args(&args), "causeway: ready");
     let turn = addr_after(&turn_lines, "causeway: listening on udp ");
