@@ -6,6 +6,8 @@
 
 #[path = "../../causeway/tests/common/chromium.rs"]
 mod chromium;
+#[path = "../../causeway/tests/common/delay.rs"]
+mod delay;
 #[path = "../../causeway/tests/common/tools.rs"]
 mod tools;
 
@@ -160,67 +162,65 @@ fn trusted_leaf(home: &std::path::Path) -> (PathBuf, PathBuf) {
     (cert_file, key_file)
 }
 
-/// A call from Chromium to the example, both on one `causeway serve`; what the
-/// page and the bridge reported.
-fn call(browser_turn: BrowserTurn) -> (serde_json::Value, serde_json::Value, serde_json::Value) {
-    tools::ensure_package("/usr/bin/chromium", "chromium");
-    let dir = std::env::temp_dir().join(format!(
-        "callbridge-{}-{}",
-        std::process::id(),
-        browser_turn as u8
-    ));
-    let home = dir.join("home");
-    std::fs::create_dir_all(&home).unwrap();
+/// `causeway serve` on `ip` with the two users; its startup lines.
+fn turn_server(ip: &str, extra: &[String]) -> (Running, Vec<String>) {
     let mut args: Vec<String> = [
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin",
-        "127.0.0.1:0",
-        "--user",
-        "cmsturn:bridge-pw",
-        "--user",
-        "browser:browser-pw",
+        "serve".to_string(),
+        "--listen".into(),
+        format!("{ip}:0"),
+        "--admin".into(),
+        format!("{ip}:0"),
+        "--user".into(),
+        "cmsturn:bridge-pw".into(),
+        "--user".into(),
+        "browser:browser-pw".into(),
+        // The other server's relayed addresses are on loopback too.
+        "--allow-peer".into(),
+        "127.0.0.0/8".into(),
     ]
-    .map(String::from)
     .to_vec();
-    if browser_turn == BrowserTurn::Tls {
-        let (cert, key) = trusted_leaf(&home);
-        args.extend(["--tls-listen".into(), "127.0.0.1:0".into()]);
-        args.extend(["--cert".into(), cert.display().to_string()]);
-        args.extend(["--key".into(), key.display().to_string()]);
-        // The port is shared with the web proxy, as the reference's 443 is.
-        args.extend(["--proxy".into(), format!("{JOIN}=https://127.0.0.1:9")]);
-        let ca = home.join("ca.pem");
-        args.extend(["--upstream-ca".into(), ca.display().to_string()]);
+    args.extend_from_slice(extra);
+    start(Command::new(causeway()).args(&args), "causeway: ready")
+}
+
+/// The example with `servers` as its turnServers list (address, type); its
+/// HTTP address.
+fn bridge(dir: &std::path::Path, servers: &[SocketAddr]) -> (Running, SocketAddr) {
+    let mut list = String::new();
+    for s in servers {
+        list.push_str(&format!(
+            "[[turnServers]]\nserverAddress = \"{s}\"\nusername = \"cmsturn\"\npassword = \"bridge-pw\"\ntype = \"udp\"\n\n"
+        ));
     }
-    let (_turn, turn_lines) = start(Command::new(causeway()).args(&args), "causeway: ready");
-    let turn = addr_after(&turn_lines, "causeway: listening on udp ");
-    let list = dir.join("turn-servers.toml");
-    std::fs::write(
-        &list,
-        format!("[[turnServers]]\nserverAddress = \"{turn}\"\nusername = \"cmsturn\"\npassword = \"bridge-pw\"\ntype = \"udp\"\n"),
-    )
-    .unwrap();
-    let (_bridge, lines) = start(
+    let file = dir.join("turn-servers.toml");
+    std::fs::write(&file, list).unwrap();
+    let (running, lines) = start(
         Command::new(env!("CARGO_BIN_EXE_callbridge")).args([
             "--servers",
-            list.to_str().unwrap(),
+            file.to_str().unwrap(),
             "--listen",
             "127.0.0.1:0",
         ]),
         "callbridge: listening on http://",
     );
-    let http = addr_after(&lines, "callbridge: listening on http://");
-    let browser_url = match browser_turn {
-        BrowserTurn::Udp => format!("turn:{turn}?transport=udp"),
-        BrowserTurn::Tls => format!(
-            "turns:{}?transport=tcp",
-            addr_after(&turn_lines, "causeway: listening on tls ")
-        ),
-    };
+    (
+        running,
+        addr_after(&lines, "callbridge: listening on http://"),
+    )
+}
+
+/// One call from Chromium (its profile under `home`) to the example at `http`,
+/// the browser on TURN server `browser_url`; what the page, the bridge and its
+/// turnServers status reported.
+fn browser_call(
+    home: &std::path::Path,
+    http: SocketAddr,
+    browser_url: &str,
+    shot: &str,
+) -> (serde_json::Value, serde_json::Value, serde_json::Value) {
+    tools::ensure_package("/usr/bin/chromium", "chromium");
     let browser = Chromium::start(
-        &home,
+        home,
         &[
             "--use-fake-device-for-media-stream",
             "--use-fake-ui-for-media-stream",
@@ -235,24 +235,62 @@ fn call(browser_turn: BrowserTurn) -> (serde_json::Value, serde_json::Value, ser
     });
     let result = page.eval("document.getElementById('result').textContent");
     let log = page.eval("document.getElementById('log').textContent");
-    page.screenshot(&format!(
-        "callbridge-call-{}.png",
-        if browser_turn == BrowserTurn::Udp {
-            "udp"
-        } else {
-            "tls"
-        }
-    ));
+    page.screenshot(shot);
     let status = get(&http, "/status");
     eprintln!("browser: {result}\nbridge: {status}");
     assert_eq!(title, "done", "{result}\n{log}\nbridge: {status}");
-    let servers = get(&http, "/api/v1/turnServers/0/status");
-    let _ = std::fs::remove_dir_all(&dir);
     (
         serde_json::from_str(&result).unwrap(),
         serde_json::from_str(&status).unwrap(),
-        serde_json::from_str(&servers).unwrap(),
+        serde_json::from_str(&get(&http, "/api/v1/turnServers")).unwrap(),
     )
+}
+
+/// A scratch directory with a HOME for Chromium.
+fn scratch(tag: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("callbridge-{}-{tag}", std::process::id()));
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    (dir, home)
+}
+
+/// A call from Chromium to the example, both on one `causeway serve`.
+fn call(browser_turn: BrowserTurn) -> (serde_json::Value, serde_json::Value, serde_json::Value) {
+    let tag = if browser_turn == BrowserTurn::Udp {
+        "udp"
+    } else {
+        "tls"
+    };
+    let (dir, home) = scratch(tag);
+    let mut extra = Vec::new();
+    if browser_turn == BrowserTurn::Tls {
+        let (cert, key) = trusted_leaf(&home);
+        extra.extend(["--tls-listen".into(), "127.0.0.1:0".into()]);
+        extra.extend(["--cert".into(), cert.display().to_string()]);
+        extra.extend(["--key".into(), key.display().to_string()]);
+        // The port is shared with the web proxy, as the reference's 443 is.
+        extra.extend(["--proxy".into(), format!("{JOIN}=https://127.0.0.1:9")]);
+        let ca = home.join("ca.pem");
+        extra.extend(["--upstream-ca".into(), ca.display().to_string()]);
+    }
+    let (_turn, lines) = turn_server("127.0.0.1", &extra);
+    let turn = addr_after(&lines, "causeway: listening on udp ");
+    let (_bridge, http) = bridge(&dir, &[turn]);
+    let browser_url = match browser_turn {
+        BrowserTurn::Udp => format!("turn:{turn}?transport=udp"),
+        BrowserTurn::Tls => format!(
+            "turns:{}?transport=tcp",
+            addr_after(&lines, "causeway: listening on tls ")
+        ),
+    };
+    let (r, s, list) = browser_call(
+        &home,
+        http,
+        &browser_url,
+        &format!("callbridge-call-{tag}.png"),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    (r, s, list[0].clone())
 }
 
 fn check_call(r: &serde_json::Value, s: &serde_json::Value, v: &serde_json::Value, protocol: &str) {
@@ -297,4 +335,51 @@ fn chromium_on_udp_calls_the_bridge_relay_to_relay_through_causeway() {
 fn chromium_on_turn_over_tls_calls_the_bridge_through_the_shared_port() {
     let (r, s, v) = call(BrowserTurn::Tls);
     check_call(&r, &s, &v, "tls");
+}
+
+#[test]
+fn the_faster_server_is_chosen_and_a_new_call_fails_over_when_it_stops() {
+    let (dir, home) = scratch("two");
+    // Two TURN servers on two loopback addresses, reached through links of
+    // 30 ms and 5 ms each way; the browser's is the first.
+    let (_slow, slow_lines) = turn_server("127.0.0.1", &[]);
+    let (fast, fast_lines) = turn_server("127.0.0.2", &[]);
+    let slow = addr_after(&slow_lines, "causeway: listening on udp ");
+    let fast_addr = addr_after(&fast_lines, "causeway: listening on udp ");
+    let ip = "127.0.0.1".parse().unwrap();
+    let via_slow = delay::delayed(ip, slow, Duration::from_millis(30));
+    let via_fast = delay::delayed(ip, fast_addr, Duration::from_millis(5));
+    let (_bridge, http) = bridge(&dir, &[via_slow, via_fast]);
+    let browser_url = format!("turn:{slow}?transport=udp");
+
+    let (r, s, list) = browser_call(&home, http, &browser_url, "callbridge-two-servers.png");
+    check_call(&r, &s, &list[1], "udp");
+    assert_eq!(s["turn_server"], 1, "the faster one: {list}");
+    let (slow_rtt, fast_rtt) = (
+        list[0]["rtt_ms"].as_u64().unwrap(),
+        list[1]["rtt_ms"].as_u64().unwrap(),
+    );
+    assert!(
+        fast_rtt >= 10 && slow_rtt >= 60 && fast_rtt < slow_rtt,
+        "{list}"
+    );
+    assert!(
+        s["relayed"].as_str().unwrap().starts_with("127.0.0.2:"),
+        "{s}"
+    );
+
+    // The faster one stops answering: the next call goes through the other.
+    drop(fast);
+    let (r, s, list) = browser_call(&home, http, &browser_url, "callbridge-failover.png");
+    check_call(&r, &s, &list[0], "udp");
+    assert_eq!(s["turn_server"], 0, "{list}");
+    assert_eq!(list[1]["chosen"], false, "{list}");
+    assert!(
+        list[1]["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("no answer"),
+        "{list}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

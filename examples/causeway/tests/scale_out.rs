@@ -10,14 +10,14 @@
 
 mod common;
 
-use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::bridge::TempDir;
+use common::delay::delayed;
 use common::prometheus::Prometheus;
 use common::tools::run_with_timeout;
 
@@ -107,50 +107,6 @@ impl Topology {
     fn node(&self, k: usize) -> String {
         format!("10.{}.{k}.2", self.subnet)
     }
-}
-
-/// A UDP forwarder on this side of node `k`'s link that holds each datagram
-/// `delay` each way (one upstream socket per client, as a NAT would); returns
-/// the address clients use.
-fn delayed(t: &Topology, k: usize, delay: Duration) -> SocketAddr {
-    let front = UdpSocket::bind(format!("{}:0", t.host(k))).unwrap();
-    let addr = front.local_addr().unwrap();
-    let node: SocketAddr = format!("{}:3478", t.node(k)).parse().unwrap();
-    let host = t.host(k);
-    front.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        let mut ups: Vec<(SocketAddr, UdpSocket)> = Vec::new();
-        let mut by_client: HashMap<SocketAddr, usize> = HashMap::new();
-        // (due, upstream index or None for the front, destination, bytes)
-        let mut queue: VecDeque<(Instant, Option<usize>, SocketAddr, Vec<u8>)> = VecDeque::new();
-        let mut buf = [0u8; 2048];
-        loop {
-            let now = Instant::now();
-            while let Ok((n, from)) = front.recv_from(&mut buf) {
-                let i = *by_client.entry(from).or_insert_with(|| {
-                    let u = UdpSocket::bind(format!("{host}:0")).unwrap();
-                    u.set_nonblocking(true).unwrap();
-                    ups.push((from, u));
-                    ups.len() - 1
-                });
-                queue.push_back((now + delay, Some(i), node, buf[..n].to_vec()));
-            }
-            for (client, u) in &ups {
-                while let Ok((n, _)) = u.recv_from(&mut buf) {
-                    queue.push_back((now + delay, None, *client, buf[..n].to_vec()));
-                }
-            }
-            while queue.front().is_some_and(|(due, ..)| *due <= now) {
-                let (_, via, to, bytes) = queue.pop_front().unwrap();
-                let _ = match via {
-                    Some(i) => ups[i].1.send_to(&bytes, to),
-                    None => front.send_to(&bytes, to),
-                };
-            }
-            std::thread::sleep(Duration::from_micros(300));
-        }
-    });
-    addr
 }
 
 /// A node: `causeway serve` in namespace `k`, ready when this returns.
@@ -259,7 +215,13 @@ fn the_fastest_is_chosen_a_drain_redirects_and_a_lost_node_fails_over() {
     let t = Topology::new();
     let dir = TempDir::new("scale-out");
     let fronts: Vec<SocketAddr> = (1..=3)
-        .map(|k| delayed(&t, k, Duration::from_millis(u64::from(DELAY_MS[k - 1]))))
+        .map(|k| {
+            delayed(
+                t.host(k).parse().unwrap(),
+                format!("{}:3478", t.node(k)).parse().unwrap(),
+                Duration::from_millis(u64::from(DELAY_MS[k - 1])),
+            )
+        })
         .collect();
     let mut list = String::new();
     for f in &fronts {

@@ -5,6 +5,7 @@
 
 pub mod bridge;
 pub mod chromium;
+pub mod delay;
 pub mod prometheus;
 pub mod tools;
 pub mod turn;
