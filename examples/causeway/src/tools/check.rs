@@ -19,6 +19,11 @@ use super::{ServerArgs, connect, echo_peer, random};
 pub(crate) struct CheckArgs {
     #[command(flatten)]
     pub(crate) server: ServerArgs,
+    /// Instead of one server: probe every entry of a turnServers list (see
+    /// `causeway select`) and print each one's status (RTT, last error) and the
+    /// one a call bridge would choose.
+    #[arg(long, value_name = "FILE", conflicts_with = "server")]
+    pub(crate) servers: Option<std::path::PathBuf>,
     /// A UDP echo peer to relay to (for example coturn's turnutils_peer, or a
     /// media endpoint that echoes); without it, `check` runs its own echo peer on
     /// this host.
@@ -46,7 +51,14 @@ impl Report {
 
 /// Runs `check`; `Err` when a step failed.
 pub(crate) fn run(args: &CheckArgs) -> Result<(), String> {
-    let cfg = args.server.client_config()?;
+    if let Some(file) = &args.servers {
+        return super::select::check(file, args.timeout);
+    }
+    let server_args = &args.server;
+    if server_args.server.is_none() {
+        return Err("give --server ADDR --user NAME:PASS, or --servers FILE".into());
+    }
+    let cfg = server_args.client_config()?;
     let server = cfg.server;
     let transport = cfg.transport;
     let timeout = Duration::from_secs(args.timeout.max(1));
@@ -57,7 +69,7 @@ pub(crate) fn run(args: &CheckArgs) -> Result<(), String> {
     );
 
     // 1. Reachability and Binding.
-    let tls = args.server.tls()?;
+    let tls = server_args.tls()?;
     let opened = match &tls {
         Some(t) => TurnClient::connect_tls(cfg, t.clone()),
         None => TurnClient::connect(cfg),

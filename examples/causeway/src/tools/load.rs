@@ -91,7 +91,8 @@ fn echo(args: &LoadArgs) -> Result<(), String> {
     let peer = match args.peer {
         Some(p) => p,
         None => {
-            echo_peer(args.server.server.ip(), args.server.server).map_err(|e| e.to_string())?
+            let server = args.server.addr()?;
+            echo_peer(server.ip(), server).map_err(|e| e.to_string())?
         }
     };
     let size = args.size.max(16);

@@ -40,12 +40,12 @@ impl From<TransportArg> for Transport {
 /// Flags every client subcommand takes.
 #[derive(Debug, Args, Clone)]
 pub(crate) struct ServerArgs {
-    /// The TURN server.
+    /// The TURN server (required).
     #[arg(long, value_name = "ADDR")]
-    pub(crate) server: SocketAddr,
-    /// Credentials: NAME:PASS (with --shared-secret, NAME alone).
+    pub(crate) server: Option<SocketAddr>,
+    /// Credentials: NAME:PASS (with --shared-secret, NAME alone; required).
     #[arg(long, value_name = "NAME:PASS")]
-    pub(crate) user: String,
+    pub(crate) user: Option<String>,
     /// Use time-limited credentials made from this secret (TURN REST scheme).
     #[arg(long, value_name = "SECRET")]
     pub(crate) shared_secret: Option<String>,
@@ -73,6 +73,18 @@ pub(crate) enum FamilyArg {
 }
 
 impl ServerArgs {
+    /// The server's address.
+    pub(crate) fn addr(&self) -> Result<SocketAddr, String> {
+        self.server
+            .ok_or_else(|| "--server ADDR is needed".to_string())
+    }
+
+    fn user(&self) -> Result<&str, String> {
+        self.user
+            .as_deref()
+            .ok_or_else(|| "--user NAME:PASS is needed".to_string())
+    }
+
     /// How to verify the server over TLS, when TLS is asked for.
     pub(crate) fn tls(&self) -> Result<Option<TlsTarget>, String> {
         if self.transport != TransportArg::Tls {
@@ -86,7 +98,7 @@ impl ServerArgs {
         let name = self
             .server_name
             .clone()
-            .unwrap_or_else(|| self.server.ip().to_string());
+            .unwrap_or_else(|| self.server.map(|a| a.ip().to_string()).unwrap_or_default());
         Ok(Some(TlsTarget { config, name }))
     }
 
@@ -95,19 +107,19 @@ impl ServerArgs {
     pub(crate) fn client_config(&self) -> Result<ClientConfig, String> {
         let (user, pass) = match &self.shared_secret {
             Some(secret) => {
-                let name = self.user.split(':').next().unwrap_or_default();
+                let name = self.user()?.split(':').next().unwrap_or_default();
                 time_limited(name, secret).map_err(|e| format!("--user: {e}"))?
             }
             None => {
-                let (u, p) = self
-                    .user
+                let user = self.user()?;
+                let (u, p) = user
                     .split_once(':')
-                    .ok_or_else(|| format!("--user `{}` is not NAME:PASS", self.user))?;
+                    .ok_or_else(|| format!("--user `{user}` is not NAME:PASS"))?;
                 (u.to_string(), p.to_string())
             }
         };
         let mut cfg =
-            ClientConfig::new(self.server, &user, &pass).map_err(|e| format!("--user: {e}"))?;
+            ClientConfig::new(self.addr()?, &user, &pass).map_err(|e| format!("--user: {e}"))?;
         cfg.transport = self.transport.into();
         cfg.family = match self.family {
             FamilyArg::Ipv4 => stun_core::attributes::AddressFamily::Ipv4,

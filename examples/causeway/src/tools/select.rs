@@ -127,18 +127,18 @@ fn as_failure(e: &ClientIoError) -> Failure {
     }
 }
 
-/// Runs `select`.
-pub(crate) fn run(args: &SelectArgs) -> Result<(), String> {
-    let entries = load(&args.servers)?;
+/// Loads `file`, probes every entry and prints its status.
+fn probed(
+    file: &PathBuf,
+    timeout_secs: u64,
+) -> Result<(Vec<ServerEntry>, Selector<SERVERS_MAX>), String> {
+    let entries = load(file)?;
     let mut selector = Selector::<SERVERS_MAX>::new(random()?);
     for e in &entries {
         selector.add(candidate(e)?).ok_or("too many servers")?;
     }
-    probe(
-        &mut selector,
-        Duration::from_secs(args.probe_timeout.max(1)),
-    )
-    .map_err(|e| format!("cannot probe: {e}"))?;
+    probe(&mut selector, Duration::from_secs(timeout_secs.max(1)))
+        .map_err(|e| format!("cannot probe: {e}"))?;
     for (i, c) in selector.candidates().enumerate() {
         let client = c
             .client_address
@@ -152,6 +152,29 @@ pub(crate) fn run(args: &SelectArgs) -> Result<(), String> {
             status(c)
         );
     }
+    Ok((entries, selector))
+}
+
+/// `causeway check --servers FILE`: each entry's status, and the one a call
+/// bridge would choose; `Err` when none answers.
+pub(crate) fn check(file: &PathBuf, timeout_secs: u64) -> Result<(), String> {
+    let (_, selector) = probed(file, timeout_secs)?;
+    let (i, best) = selector
+        .best()
+        .and_then(|i| selector.get(i).map(|c| (i, c)))
+        .ok_or("no TURN server of the list answered")?;
+    println!(
+        "chosen   server {} {} ({})",
+        i + 1,
+        best.target(),
+        status(best)
+    );
+    Ok(())
+}
+
+/// Runs `select`.
+pub(crate) fn run(args: &SelectArgs) -> Result<(), String> {
+    let (entries, mut selector) = probed(&args.servers, args.probe_timeout)?;
     while let Some(i) = selector.best() {
         let (c, e) = match (selector.get(i), entries.get(i)) {
             (Some(c), Some(e)) => (c.clone(), e),

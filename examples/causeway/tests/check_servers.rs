@@ -1,0 +1,62 @@
+//! `causeway check --servers FILE`: the reference's `turnServers/<id>/status`
+//! from the command line: each entry's RTT or failure (with its likely cause)
+//! and the one a call bridge would choose; exit status 1 when none answers.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::process::Command;
+use std::time::Duration;
+
+use common::Server;
+use common::bridge::TempDir;
+use common::tools::run_with_timeout;
+
+fn check(list: &std::path::Path) -> (bool, String) {
+    run_with_timeout(
+        Command::new(env!("CARGO_BIN_EXE_causeway")).args([
+            "check",
+            "--servers",
+            list.to_str().unwrap(),
+            "--timeout",
+            "2",
+        ]),
+        Duration::from_secs(20),
+    )
+}
+
+#[test]
+fn every_entry_is_probed_and_the_reachable_one_chosen() {
+    let server = Server::start(&["--listen", "127.0.0.1:0", "--user", "cmsturn:pw"]);
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dir = TempDir::new("check-servers");
+    let entry = |addr: String| {
+        format!(
+            "[[server]]\nserver_address = \"{addr}\"\nusername = \"cmsturn\"\npassword = \"pw\"\n\n"
+        )
+    };
+    let dead = silent.local_addr().unwrap().to_string();
+    let list = dir.write(
+        "servers.toml",
+        &(entry(dead.clone()) + &entry(server.addr().to_string())),
+    );
+    let (ok, out) = check(&list);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!("server 1 {dead} udp: failed: no answer")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("server 2 {} udp: rtt ", server.addr())),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("chosen   server 2 {}", server.addr())),
+        "{out}"
+    );
+
+    let list = dir.write("dead.toml", &entry(dead));
+    let (ok, out) = check(&list);
+    assert!(!ok, "{out}");
+    assert!(out.contains("no TURN server of the list answered"), "{out}");
+}
