@@ -353,6 +353,7 @@ fn the_faster_server_is_chosen_and_a_new_call_fails_over_when_it_stops() {
     let browser_url = format!("turn:{slow}?transport=udp");
 
     let (r, s, list) = browser_call(&home, http, &browser_url, "callbridge-two-servers.png");
+    eprintln!("turnServers: {list}");
     check_call(&r, &s, &list[1], "udp");
     assert_eq!(s["turn_server"], 1, "the faster one: {list}");
     let (slow_rtt, fast_rtt) = (
