@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 use turn_core::Transport;
 use turn_core::adapters::std::client::{ClientIoError, TurnClient, probe};
 use turn_core::client::{Candidate, CandidateState, ClientConfig, Failure, Selector};
-use turn_core::credentials::{SharedSecret, TimeLimitedUsername};
 
 /// Most entries.
 pub(crate) const SERVERS_MAX: usize = 8;
@@ -88,24 +87,17 @@ impl TurnServer {
     /// The client configuration for `target`: long-term credentials, or a
     /// time-limited username valid for a day under the shared secret.
     fn client_config(&self, target: SocketAddr) -> Result<ClientConfig, String> {
-        let (user, pass) = match &self.shared_secret {
-            None => (self.username.clone(), self.password.clone()),
+        let mut cfg = match &self.shared_secret {
+            None => ClientConfig::new(target, &self.username, &self.password),
             Some(secret) => {
-                let now = SystemTime::now()
+                let expiry = SystemTime::now()
                     .duration_since(SystemTime::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                let mut buf = [0u8; 160];
-                let user = TimeLimitedUsername::write(now + 86_400, &self.username, &mut buf)
-                    .map_err(|e| e.to_string())?
-                    .to_string();
-                let pass = SharedSecret::new(secret.as_bytes())
-                    .password(&user)
-                    .as_str()
-                    .to_string();
-                (user, pass)
+                    .map_or(0, |d| d.as_secs())
+                    + 86_400;
+                ClientConfig::time_limited(target, &self.username, secret.as_bytes(), expiry)
             }
-        };
-        let mut cfg = ClientConfig::new(target, &user, &pass).map_err(|e| e.to_string())?;
+        }
+        .map_err(|e| e.to_string())?;
         cfg.transport = self.transport()?;
         Ok(cfg)
     }

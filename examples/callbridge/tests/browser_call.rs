@@ -134,31 +134,7 @@ fn trusted_leaf(home: &std::path::Path) -> (PathBuf, PathBuf) {
     std::fs::write(&cert_file, leaf.pem()).unwrap();
     std::fs::write(&key_file, key.serialize_pem()).unwrap();
     std::fs::write(&ca_file, ca_cert.pem()).unwrap();
-    let nssdb = home.join(".pki/nssdb");
-    std::fs::create_dir_all(&nssdb).unwrap();
-    let db = format!("sql:{}", nssdb.display());
-    for args in [
-        vec!["-d", &db, "-N", "--empty-password"],
-        vec![
-            "-d",
-            &db,
-            "-A",
-            "-t",
-            "C,,",
-            "-n",
-            "callbridge-test-ca",
-            "-i",
-            ca_file.to_str().unwrap(),
-        ],
-    ] {
-        assert!(
-            Command::new("certutil")
-                .args(args)
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
+    chromium::trust_ca(home, &ca_file);
     (cert_file, key_file)
 }
 

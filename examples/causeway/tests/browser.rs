@@ -7,11 +7,10 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::bridge::{TestCa, start_bridge};
-use common::chromium::Chromium;
+use common::chromium::{Chromium, trust_ca};
 use common::{ensure_package, start_front};
 
 const JOIN: &str = "join.example.test";
@@ -31,34 +30,7 @@ fn chromium_loads_the_join_page_and_echoes_over_wss() {
 
     // The browser's own NSS database, trusting the test CA.
     let home = dir.path().join("home");
-    let nssdb = home.join(".pki/nssdb");
-    std::fs::create_dir_all(&nssdb).unwrap();
-    let db = format!("sql:{}", nssdb.display());
-    assert!(
-        Command::new("certutil")
-            .args(["-d", &db, "-N", "--empty-password"])
-            .status()
-            .unwrap()
-            .success()
-    );
-    assert!(
-        Command::new("certutil")
-            .args([
-                "-d",
-                &db,
-                "-A",
-                "-t",
-                "C,,",
-                "-n",
-                "causeway-test-ca",
-                "-i",
-                dir.path().join("ca.pem").to_str().unwrap()
-            ])
-            .status()
-            .unwrap()
-            .success()
-    );
-
+    trust_ca(&home, &dir.path().join("ca.pem"));
     let chromium = Chromium::start(
         &home,
         &[&format!(

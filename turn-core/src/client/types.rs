@@ -50,6 +50,28 @@ impl ClientConfig {
             software: heapless::String::new(),
         })
     }
+
+    /// A configuration with time-limited credentials (the TURN REST scheme):
+    /// the username `expiry:user` and its password under the shared `secret`,
+    /// valid until `expiry` (UNIX seconds).
+    ///
+    /// ```
+    /// use turn_core::client::ClientConfig;
+    /// let cfg = ClientConfig::time_limited("192.0.2.1:3478".parse().unwrap(), "guest", b"secret", 1_800_000_000).unwrap();
+    /// assert_eq!(cfg.username.as_str(), "1800000000:guest");
+    /// ```
+    pub fn time_limited(
+        server: SocketAddr,
+        user: &str,
+        secret: &[u8],
+        expiry: u64,
+    ) -> Result<Self, ClientError> {
+        let mut buf = [0u8; CREDENTIAL_MAX];
+        let username = stun_core::credentials::TimeLimitedUsername::write(expiry, user, &mut buf)
+            .map_err(|_| ClientError::CredentialTooLong)?;
+        let password = stun_core::credentials::SharedSecret::new(secret).password(username);
+        ClientConfig::new(server, username, password.as_str())
+    }
 }
 
 /// Why something the caller asked for cannot be done.

@@ -11,7 +11,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::SystemTime;
 
 use clap::{Args, ValueEnum};
-use stun_core::credentials::{SharedSecret, TimeLimitedUsername};
 use turn_core::Transport;
 use turn_core::adapters::std::client::{TlsTarget, TurnClient};
 use turn_core::client::ClientConfig;
@@ -105,21 +104,21 @@ impl ServerArgs {
     /// The client configuration: username and password, derived from the shared
     /// secret when one is given (valid for a day).
     pub(crate) fn client_config(&self) -> Result<ClientConfig, String> {
-        let (user, pass) = match &self.shared_secret {
+        let server = self.addr()?;
+        let user = self.user()?;
+        let mut cfg = match &self.shared_secret {
             Some(secret) => {
-                let name = self.user()?.split(':').next().unwrap_or_default();
-                time_limited(name, secret).map_err(|e| format!("--user: {e}"))?
+                let name = user.split(':').next().unwrap_or_default();
+                ClientConfig::time_limited(server, name, secret.as_bytes(), a_day_from_now())
             }
             None => {
-                let user = self.user()?;
                 let (u, p) = user
                     .split_once(':')
                     .ok_or_else(|| format!("--user `{user}` is not NAME:PASS"))?;
-                (u.to_string(), p.to_string())
+                ClientConfig::new(server, u, p)
             }
-        };
-        let mut cfg =
-            ClientConfig::new(self.addr()?, &user, &pass).map_err(|e| format!("--user: {e}"))?;
+        }
+        .map_err(|e| format!("--user: {e}"))?;
         cfg.transport = self.transport.into();
         cfg.family = match self.family {
             FamilyArg::Ipv4 => stun_core::attributes::AddressFamily::Ipv4,
@@ -130,21 +129,12 @@ impl ServerArgs {
     }
 }
 
-/// A time-limited username for `name` valid for a day, and its password under
-/// `secret` (the TURN REST scheme).
-pub(crate) fn time_limited(name: &str, secret: &str) -> Result<(String, String), String> {
-    let now = SystemTime::now()
+/// When credentials made from a shared secret expire: a day from now.
+pub(crate) fn a_day_from_now() -> u64 {
+    SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let mut buf = [0u8; 160];
-    let username = TimeLimitedUsername::write(now + 86_400, name, &mut buf)
-        .map_err(|e| e.to_string())?
-        .to_string();
-    let password = SharedSecret::new(secret.as_bytes())
-        .password(&username)
-        .as_str()
-        .to_string();
-    Ok((username, password))
+        .map_or(0, |d| d.as_secs())
+        + 86_400
 }
 
 /// Connects a client with `cfg` (over TLS with `tls`), allocating nothing yet.

@@ -27,7 +27,7 @@ use turn_core::Transport;
 use turn_core::adapters::std::client::{ClientIoError, TurnClient, probe};
 use turn_core::client::{Candidate, CandidateState, ClientConfig, Failure, Selector};
 
-use super::{random, time_limited};
+use super::{a_day_from_now, random};
 
 /// Most entries in a list.
 const SERVERS_MAX: usize = 16;
@@ -181,11 +181,16 @@ pub(crate) fn run(args: &SelectArgs) -> Result<(), String> {
             _ => break,
         };
         println!("chosen   server {} {} ({})", i + 1, c.target(), status(&c));
-        let (user, pass) = match &e.shared_secret {
-            Some(secret) => time_limited(&e.username, secret)?,
-            None => (e.username.clone(), e.password.clone()),
-        };
-        let mut cfg = ClientConfig::new(c.target(), &user, &pass).map_err(|e| e.to_string())?;
+        let mut cfg = match &e.shared_secret {
+            Some(secret) => ClientConfig::time_limited(
+                c.target(),
+                &e.username,
+                secret.as_bytes(),
+                a_day_from_now(),
+            ),
+            None => ClientConfig::new(c.target(), &e.username, &e.password),
+        }
+        .map_err(|e| e.to_string())?;
         cfg.transport = c.transport;
         let _ = cfg.software.push_str("causeway");
         let result = TurnClient::connect(cfg).and_then(|mut turn| {

@@ -13,6 +13,36 @@ use std::time::{Duration, Instant};
 
 type Socket = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>;
 
+/// Makes the NSS database Chromium reads under `home` (its HOME) trust the CA
+/// in `ca_pem`.
+pub fn trust_ca(home: &Path, ca_pem: &Path) {
+    let nssdb = home.join(".pki/nssdb");
+    std::fs::create_dir_all(&nssdb).unwrap();
+    let db = format!("sql:{}", nssdb.display());
+    for args in [
+        vec!["-d", &db, "-N", "--empty-password"],
+        vec![
+            "-d",
+            &db,
+            "-A",
+            "-t",
+            "C,,",
+            "-n",
+            "causeway-test-ca",
+            "-i",
+            ca_pem.to_str().unwrap(),
+        ],
+    ] {
+        assert!(
+            Command::new("certutil")
+                .args(args)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+}
+
 /// A running Chromium, killed when dropped.
 pub struct Chromium {
     child: Child,
