@@ -8,7 +8,7 @@
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
@@ -66,8 +66,9 @@ fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeError>
     TcpListener::bind(addr).map_err(|source| ServeError::Bind { what, addr, source })
 }
 
-/// The web proxy of the plan, for the TLS listeners.
-fn web_proxy(plan: &Plan) -> Result<Option<Arc<Proxy>>, ServeError> {
+/// The web proxy of the plan, for the TLS listeners (taking over from `old`'s
+/// event loops and connection count on a reload).
+fn web_proxy(plan: &Plan, old: Option<&Proxy>) -> Result<Option<Arc<Proxy>>, ServeError> {
     let Some(web) = &plan.web else {
         return Ok(None);
     };
@@ -75,7 +76,18 @@ fn web_proxy(plan: &Plan) -> Result<Option<Arc<Proxy>>, ServeError> {
         .port(plan.relay.tls_listen.first().map_or(443, |a| a.port()))
         .web_bridge_rules(web.web_bridge_rules)
         .deadlines(web.deadlines)
-        .send_stall(web.send_stall);
+        .send_stall(web.send_stall)
+        .max_per_source(web.max_per_source)
+        .bridge_pool(web.bridge_keepalive, web.bridge_keepalive_idle);
+    if let Some(n) = web.max_connections {
+        b = b.max_connections(n);
+    }
+    if let Some(n) = web.event_loops {
+        b = b.loops(n);
+    }
+    if let Some(old) = old {
+        b = b.replacing(old);
+    }
     for (host, up) in &web.sites {
         b = b.site(host, up.clone());
     }
@@ -95,8 +107,9 @@ fn web_proxy(plan: &Plan) -> Result<Option<Arc<Proxy>>, ServeError> {
 fn builder(
     plan: &Plan,
     demo: Option<&str>,
+    old: Option<&Proxy>,
 ) -> Result<(RelayBuilder, Option<Arc<Proxy>>), ServeError> {
-    let proxy = web_proxy(plan)?;
+    let proxy = web_proxy(plan, old)?;
     let mut b = Relay::builder().settings(plan.relay.clone());
     for (name, password) in &plan.users {
         b = b.user(name, password);
@@ -120,16 +133,30 @@ fn reload(
     args: &ServeArgs,
     relay: &Relay,
     demo: Option<&str>,
+    old: Option<&Proxy>,
 ) -> Result<Option<Arc<Proxy>>, String> {
     let plan = Config::load(args)
         .and_then(|c| Plan::try_from(&c))
         .map_err(|e| format!("configuration refused: {e}"))?;
-    let (b, proxy) = builder(&plan, demo).map_err(|e| e.to_string())?;
+    if let (Some(old), Some(web)) = (old, &plan.web)
+        && let Some(n) = web.event_loops.filter(|n| *n != old.loops())
+    {
+        return Err(format!(
+            "reload refused: `http.event_loops` is {} and cannot become {n} without a restart",
+            old.loops()
+        ));
+    }
+    let (b, proxy) = builder(&plan, demo, old).map_err(|e| e.to_string())?;
     relay
         .reload(b)
         .map_err(|e| format!("reload refused: {e}"))?;
     crate::set_log_level(&plan.log_level);
     Ok(proxy)
+}
+
+/// Tells the admin interface which web proxy is current.
+fn set_web(shared: &Mutex<Option<Arc<Proxy>>>, current: &Option<Arc<Proxy>>) {
+    *shared.lock().unwrap_or_else(|e| e.into_inner()) = current.clone();
 }
 
 /// Runs the server until it is stopped (see the module docs).
@@ -147,10 +174,10 @@ pub(crate) fn run(args: &ServeArgs, plan: Plan) -> Result<(), ServeError> {
         .map_err(|e| ServeError::Setup("read a local address", e.to_string()))?;
     let redirect = plan.http_redirect.map(|a| bind("http", a)).transpose()?;
     let realm = plan.relay.turn.realm.to_string();
-    let (b, proxy) = builder(&plan, demo.as_deref())?;
-    // Every web proxy served since start: tunnels of one replaced by a reload
-    // still count for a drain.
-    let mut proxies: Vec<Arc<Proxy>> = proxy.iter().cloned().collect();
+    let (b, proxy) = builder(&plan, demo.as_deref(), None)?;
+    // The web proxy now: a reload's takes over the event loops and the count of
+    // connections (those opened before the reload included).
+    let mut current: Option<Arc<Proxy>> = proxy.clone();
     let relay = b.start().map_err(ServeError::Relay)?;
 
     let redirect_addr = redirect.as_ref().and_then(|l| l.local_addr().ok());
@@ -167,12 +194,14 @@ pub(crate) fn run(args: &ServeArgs, plan: Plan) -> Result<(), ServeError> {
             .map_err(|e| ServeError::Setup("spawn the redirect thread", e.to_string()))?;
     }
     let (commands, inbox) = mpsc::channel();
+    let web_now = Arc::new(Mutex::new(current.clone()));
     {
         let admin_state = Admin {
             stats: relay.stats_handle(),
             realm: realm.clone(),
             per_user_metrics: plan.metrics_per_user,
             commands,
+            web: web_now.clone(),
         };
         std::thread::Builder::new()
             .name("causeway-admin".into())
@@ -219,9 +248,10 @@ pub(crate) fn run(args: &ServeArgs, plan: Plan) -> Result<(), ServeError> {
     'run: loop {
         for sig in signals.pending() {
             match sig {
-                SIGHUP => match reload(args, &relay, demo.as_deref()) {
+                SIGHUP => match reload(args, &relay, demo.as_deref(), current.as_deref()) {
                     Ok(p) => {
-                        proxies.extend(p);
+                        current = p.or(current);
+                        set_web(&web_now, &current);
                         info!("SIGHUP: configuration reloaded");
                     }
                     Err(e) => warn!("SIGHUP: {e}; the running configuration is kept"),
@@ -236,9 +266,11 @@ pub(crate) fn run(args: &ServeArgs, plan: Plan) -> Result<(), ServeError> {
         while let Ok(cmd) = inbox.try_recv() {
             match cmd {
                 Command::Reload(reply) => {
-                    let result = reload(args, &relay, demo.as_deref()).map(|p| {
-                        proxies.extend(p);
-                    });
+                    let result =
+                        reload(args, &relay, demo.as_deref(), current.as_deref()).map(|p| {
+                            current = p.or(current.take());
+                            set_web(&web_now, &current);
+                        });
                     match &result {
                         Ok(()) => info!("admin: configuration reloaded"),
                         Err(e) => warn!("admin: {e}; the running configuration is kept"),
@@ -254,7 +286,7 @@ pub(crate) fn run(args: &ServeArgs, plan: Plan) -> Result<(), ServeError> {
             }
         }
         if drained_by.is_some() {
-            let tunnels: usize = proxies.iter().map(|p| p.connections()).sum();
+            let tunnels = current.as_ref().map_or(0, |p| p.connections());
             if relay.drained() && tunnels == 0 {
                 info!("drained: no allocation or connection left");
                 break;

@@ -4,11 +4,20 @@
 //!
 //! Connections come from whoever owns the TLS listener: turn-core's std relay
 //! demultiplexes port 443 and hands every connection whose opening (inside TLS) is
-//! HTTP to [`Proxy::hand_off`]. Each connection gets a thread that reads requests,
-//! answers each exactly once (refused, redirected, or forwarded with its body
-//! streamed both ways without buffering it whole), and, after a valid 101, relays
-//! the WebSocket until either side closes. [`Proxy::serve_redirect`] answers plain
-//! HTTP on port 80 with redirects to https.
+//! HTTP to [`Proxy::hand_off`]. A few event loops (one per core by default) serve
+//! them all, each connection a state machine: requests read and judged one after
+//! another, each answered exactly once (refused, redirected, or forwarded with its
+//! body streamed both ways through bounded queues), and after a valid 101 the
+//! WebSocket relayed until either side closes. Web bridges are dialled without
+//! blocking a loop, and their connections are kept for the next request (a pool
+//! per loop and web bridge). Connections are limited in total and per source
+//! address ([`ProxyBuilder::max_connections`], [`ProxyBuilder::max_per_source`]);
+//! refusals are counted ([`Proxy::stats`]) and logged once per ten seconds.
+//!
+//! Memory: an idle WebSocket tunnel holds its two TLS sessions, two sockets and
+//! the connection's state, with no buffer kept beyond what rustls keeps; queues
+//! are allocated while bytes wait and freed once drained.
+//! [`Proxy::serve_redirect`] answers plain HTTP on port 80 with redirects to https.
 //!
 //! ```no_run
 //! use proxy_core::runtime::{Proxy, Upstream, tls};
@@ -24,26 +33,30 @@
 //! ```
 
 use prelude::*;
-mod io;
+mod admission;
+mod conn;
+mod dns;
+mod engine;
 mod link;
+mod pool;
 mod prelude;
 mod redirect;
-mod session;
-mod stream;
+mod side;
 pub mod tls;
 mod upstream;
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
-
-use log::{debug, warn};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::allow::Rule;
 use crate::route::Site;
 use crate::timer::Deadlines;
+
+use admission::Admission;
+use engine::{Engine, Handoff};
 
 pub use link::Link;
 pub use upstream::{ConnectError, Upstream};
@@ -51,8 +64,35 @@ pub use upstream::{ConnectError, Upstream};
 /// Most join URLs one proxy serves.
 pub const MAX_SITES: usize = 64;
 
-/// The web proxy: join URLs and their web bridges, the allow list, timers.
+/// The web proxy: join URLs and their web bridges, the allow list, timers, and
+/// the event loops serving its connections.
 pub struct Proxy {
+    cfg: Arc<Config>,
+    runtime: Arc<Runtime>,
+}
+
+/// What a reload's proxy takes over from the one it replaces: the loops, the
+/// connection count and limits, the resolver, the counters.
+struct Runtime {
+    admission: Arc<Admission>,
+    engine: Engine,
+    resolver: Arc<dns::Resolver>,
+    counters: Arc<Counters>,
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("admission", &self.admission)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configurations, told apart (the pool keeps connections per configuration).
+static GENERATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// What the event loops read: everything a connection is served with.
+pub(crate) struct Config {
     /// Join URL hosts, each with its web bridge's index in `upstreams`.
     hosts: Vec<(String, usize)>,
     upstreams: Vec<Upstream>,
@@ -62,17 +102,85 @@ pub struct Proxy {
     deadlines: Deadlines,
     send_stall: Duration,
     upstream_timeout: Duration,
-    threads: Arc<ThreadLimit>,
+    pool_per_bridge: usize,
+    pool_idle: Duration,
+    resolver: Arc<dns::Resolver>,
+    counters: Arc<Counters>,
+    /// Which configuration this is.
+    generation: u64,
     /// Draining: each new connection's first request gets 503.
-    draining: std::sync::atomic::AtomicBool,
+    draining: AtomicBool,
+}
+
+/// Counted by the loops.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    tunnels: AtomicUsize,
+    tunnels_opened: AtomicU64,
+    dialled: AtomicU64,
+    reused: AtomicU64,
+}
+
+impl Counters {
+    fn tunnel_opened(&self) {
+        self.tunnels.fetch_add(1, Ordering::Relaxed);
+        self.tunnels_opened.fetch_add(1, Ordering::Relaxed);
+    }
+    fn tunnel_closed(&self) {
+        self.tunnels.fetch_sub(1, Ordering::Relaxed);
+    }
+    fn dialled(&self) {
+        self.dialled.fetch_add(1, Ordering::Relaxed);
+    }
+    fn reused(&self) {
+        self.reused.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What the proxy has done, for metrics ([`Proxy::stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProxyStats {
+    /// Browser connections served now (WebSocket tunnels included).
+    pub connections: usize,
+    /// WebSocket tunnels open now.
+    pub tunnels: usize,
+    /// WebSocket tunnels opened so far.
+    pub tunnels_opened: u64,
+    /// Connections refused because `max_connections` were open.
+    pub refused_at_limit: u64,
+    /// Connections refused because `max_per_source` were open from their address.
+    pub refused_per_source: u64,
+    /// Connections made to web bridges.
+    pub bridge_connections: u64,
+    /// Requests sent on a kept-alive web bridge connection instead of a new one.
+    pub bridge_reuses: u64,
+}
+
+impl Config {
+    /// The join URLs, as proxy-core's routing takes them.
+    fn sites(&self) -> heapless::Vec<Site<'_>, MAX_SITES> {
+        self.hosts
+            .iter()
+            .map(|(host, upstream)| Site {
+                host,
+                upstream: *upstream,
+            })
+            .take(MAX_SITES)
+            .collect()
+    }
+
+    fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
 }
 
 impl fmt::Debug for Proxy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Proxy")
-            .field("hosts", &self.hosts)
-            .field("upstreams", &self.upstreams)
-            .field("port", &self.port)
+            .field("hosts", &self.cfg.hosts)
+            .field("upstreams", &self.cfg.upstreams)
+            .field("port", &self.cfg.port)
             .finish_non_exhaustive()
     }
 }
@@ -84,12 +192,15 @@ pub enum ProxyError {
     Sites(String),
     /// TLS toward the web bridges cannot be set up.
     Tls(String),
+    /// The event loops cannot be started.
+    Loops(std::io::Error),
 }
 
 impl fmt::Display for ProxyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ProxyError::Sites(s) | ProxyError::Tls(s) => f.write_str(s),
+            ProxyError::Loops(e) => write!(f, "cannot start the web proxy's event loops: {e}"),
         }
     }
 }
@@ -107,13 +218,20 @@ pub struct ProxyBuilder {
     deadlines: Deadlines,
     send_stall: Duration,
     upstream_timeout: Duration,
-    max_connections: usize,
+    max_connections: Option<usize>,
+    max_per_source: usize,
+    loops: Option<usize>,
+    pool_per_bridge: usize,
+    pool_idle: Duration,
+    replacing: Option<Arc<Runtime>>,
 }
 
 impl Proxy {
     /// A builder with the defaults of the reference deployment: port 443, the
     /// web bridge rule for every site (prefix `/`, GET POST PUT HEAD DELETE, https
-    /// and wss), proxy-core's timers, 4096 connections at once.
+    /// and wss), proxy-core's timers, one event loop per core, connections up to
+    /// what the open-file limit allows, 8192 from one address (an office NAT),
+    /// 64 idle connections per web bridge and loop kept 30 s.
     pub fn builder() -> ProxyBuilder {
         ProxyBuilder {
             sites: Vec::new(),
@@ -124,65 +242,79 @@ impl Proxy {
             deadlines: Deadlines::default(),
             send_stall: Duration::from_secs(60),
             upstream_timeout: Duration::from_secs(60),
-            max_connections: 4096,
+            max_connections: None,
+            max_per_source: 8192,
+            loops: None,
+            pool_per_bridge: 64,
+            pool_idle: Duration::from_secs(30),
+            replacing: None,
         }
-    }
-
-    /// The join URLs, as proxy-core's routing takes them.
-    fn sites(&self) -> heapless::Vec<Site<'_>, MAX_SITES> {
-        self.hosts
-            .iter()
-            .map(|(host, upstream)| Site {
-                host,
-                upstream: *upstream,
-            })
-            .take(MAX_SITES)
-            .collect()
     }
 
     /// The join URL hosts, in the order given.
     pub fn hosts(&self) -> impl Iterator<Item = &str> {
-        self.hosts.iter().map(|(h, _)| h.as_str())
+        self.cfg.hosts.iter().map(|(h, _)| h.as_str())
     }
 
     /// Takes over a connection whose opening is HTTP: `link` (with its TLS
     /// session, if any), the plaintext already read, and the SNI the handshake
-    /// negotiated. It is served on its own thread; past the connection limit it
-    /// is closed at once (and logged).
-    pub fn hand_off(
-        self: &Arc<Self>,
-        link: Link,
-        buffered: Vec<u8>,
-        sni: Option<String>,
-        peer: SocketAddr,
-    ) {
-        let proxy = self.clone();
-        let what = format!("https {peer}");
-        self.threads.spawn("web-proxy", &what, move || {
-            session::serve(&proxy, link, buffered, sni, peer);
+    /// negotiated. One of the event loops serves it; past a connection limit it
+    /// is closed at once (counted, and logged with the others refused in the
+    /// same ten seconds).
+    pub fn hand_off(&self, link: Link, buffered: Vec<u8>, sni: Option<String>, peer: SocketAddr) {
+        let Ok(ticket) = self.runtime.admission.admit(peer.ip(), Instant::now()) else {
+            return;
+        };
+        self.runtime.engine.hand_off(Handoff {
+            cfg: self.cfg.clone(),
+            link,
+            buffered,
+            sni,
+            peer,
+            ticket,
         });
     }
 
     /// Drains the proxy: connections it serves go on (WebSocket tunnels included);
     /// a new connection's first request gets 503 and the connection closes.
     pub fn drain(&self) {
-        self.draining.store(true, Ordering::SeqCst);
+        self.cfg.draining.store(true, Ordering::SeqCst);
     }
 
     /// Whether it is draining.
     pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::SeqCst)
+        self.cfg.is_draining()
     }
 
     /// Connections it serves now (WebSocket tunnels included).
     pub fn connections(&self) -> usize {
-        self.threads.active.load(Ordering::SeqCst)
+        self.runtime.admission.open()
+    }
+
+    /// Event loops serving its connections.
+    pub fn loops(&self) -> usize {
+        self.runtime.engine.len()
+    }
+
+    /// What it has done so far.
+    pub fn stats(&self) -> ProxyStats {
+        let c = &self.runtime.counters;
+        let (refused_at_limit, refused_per_source) = self.runtime.admission.refusals();
+        ProxyStats {
+            connections: self.runtime.admission.open(),
+            tunnels: c.tunnels.load(Ordering::Relaxed),
+            tunnels_opened: c.tunnels_opened.load(Ordering::Relaxed),
+            refused_at_limit,
+            refused_per_source,
+            bridge_connections: c.dialled.load(Ordering::Relaxed),
+            bridge_reuses: c.reused.load(Ordering::Relaxed),
+        }
     }
 
     /// Answers plain HTTP on `listener` with 301 redirects to https at a
     /// configured join URL, until the process ends (run it on its own thread).
     pub fn serve_redirect(&self, listener: std::net::TcpListener) {
-        redirect::serve(listener, self.hosts.clone());
+        redirect::serve(listener, self.cfg.hosts.clone());
     }
 }
 
@@ -239,13 +371,45 @@ impl ProxyBuilder {
         self
     }
 
-    /// Most connections served at once.
+    /// Most connections served at once (default: half the open-file limit, which
+    /// is raised to its hard limit when the proxy is built, less a reserve: each
+    /// connection holds a socket to the browser and one to the web bridge).
     pub fn max_connections(mut self, n: usize) -> Self {
-        self.max_connections = n;
+        self.max_connections = Some(n);
         self
     }
 
-    /// The proxy.
+    /// Most connections served at once from one address (0: no such limit).
+    /// Offices put many browsers behind one address: the default is 8192.
+    pub fn max_per_source(mut self, n: usize) -> Self {
+        self.max_per_source = n;
+        self
+    }
+
+    /// Event loops serving connections (default: one per core).
+    pub fn loops(mut self, n: usize) -> Self {
+        self.loops = Some(n.max(1));
+        self
+    }
+
+    /// Idle web bridge connections kept per web bridge and loop (0: none), each
+    /// at most `idle`.
+    pub fn bridge_pool(mut self, per_bridge: usize, idle: Duration) -> Self {
+        self.pool_per_bridge = per_bridge;
+        self.pool_idle = idle;
+        self
+    }
+
+    /// Builds a proxy that takes over from `old` (a reload): it shares its event
+    /// loops (their number stays), its resolver, its counters and its connection
+    /// count, with this builder's limits. Connections `old` serves keep its
+    /// configuration; new ones get this one.
+    pub fn replacing(mut self, old: &Proxy) -> Self {
+        self.replacing = Some(old.runtime.clone());
+        self
+    }
+
+    /// The proxy, its event loops started.
     pub fn build(self) -> Result<Arc<Proxy>, ProxyError> {
         if self.sites.len() > MAX_SITES {
             return Err(ProxyError::Sites(format!("at most {MAX_SITES} join URLs")));
@@ -272,7 +436,26 @@ impl ProxyBuilder {
             Some(c) => c,
             None => tls::client_config(None).map_err(ProxyError::Tls)?,
         };
-        Ok(Arc::new(Proxy {
+        let max = self.max_connections.unwrap_or_else(default_max_connections);
+        let runtime = match self.replacing {
+            Some(r) => {
+                r.admission.set_limits(max, self.max_per_source);
+                r
+            }
+            None => {
+                let resolver = Arc::new(dns::Resolver::default());
+                let loops = self.loops.unwrap_or_else(|| {
+                    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+                });
+                Arc::new(Runtime {
+                    engine: Engine::start(loops, &resolver).map_err(ProxyError::Loops)?,
+                    admission: Admission::new(max, self.max_per_source),
+                    resolver,
+                    counters: Arc::default(),
+                })
+            }
+        };
+        let cfg = Arc::new(Config {
             hosts,
             upstreams,
             rules,
@@ -281,90 +464,24 @@ impl ProxyBuilder {
             deadlines: self.deadlines,
             send_stall: self.send_stall,
             upstream_timeout: self.upstream_timeout,
-            threads: ThreadLimit::new(self.max_connections),
-            draining: std::sync::atomic::AtomicBool::new(false),
-        }))
-    }
-}
-
-/// A cap on connection threads: each connection served holds a place until it
-/// ends, and one that finds no place is closed at once.
-pub(crate) struct ThreadLimit {
-    active: AtomicUsize,
-    max: usize,
-}
-
-impl ThreadLimit {
-    /// At most `max` at once.
-    pub(crate) fn new(max: usize) -> Arc<ThreadLimit> {
-        Arc::new(ThreadLimit {
-            active: AtomicUsize::new(0),
-            max,
-        })
-    }
-
-    /// Runs `serve` on a new thread named `name` if a place is free. Says in the
-    /// log, under `what`, why it did not.
-    pub(crate) fn spawn(
-        self: &Arc<Self>,
-        name: &str,
-        what: &dyn std::fmt::Display,
-        serve: impl FnOnce() + Send + 'static,
-    ) {
-        if self.active.fetch_add(1, Ordering::SeqCst) >= self.max {
-            self.active.fetch_sub(1, Ordering::SeqCst);
-            warn!("{what}: refused: {} connections already open", self.max);
-            return;
-        }
-        let limit = self.clone();
-        let spawned = std::thread::Builder::new()
-            .name(name.into())
-            .stack_size(256 * 1024)
-            .spawn(move || {
-                serve();
-                limit.active.fetch_sub(1, Ordering::SeqCst);
-            });
-        if let Err(e) = spawned {
-            self.active.fetch_sub(1, Ordering::SeqCst);
-            debug!("{what}: cannot start a thread: {e}");
-        }
-    }
-}
-
-#[cfg(test)]
-mod test {
-    use std::sync::mpsc;
-    use std::time::Duration;
-
-    use super::ThreadLimit;
-
-    #[test]
-    fn a_full_thread_limit_refuses_until_a_place_frees() {
-        let limit = ThreadLimit::new(1);
-        let (release, wait) = mpsc::channel::<()>();
-        let (ran, ran_rx) = mpsc::channel::<u8>();
-        let first = ran.clone();
-        limit.spawn("t", &"first", move || {
-            first.send(1).unwrap();
-            let _ = wait.recv();
+            pool_per_bridge: self.pool_per_bridge,
+            pool_idle: self.pool_idle,
+            resolver: runtime.resolver.clone(),
+            counters: runtime.counters.clone(),
+            generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
+            draining: AtomicBool::new(false),
         });
-        assert_eq!(ran_rx.recv_timeout(Duration::from_secs(5)), Ok(1));
-        let second = ran.clone();
-        limit.spawn("t", &"second", move || second.send(2).unwrap());
-        assert!(
-            ran_rx.recv_timeout(Duration::from_millis(200)).is_err(),
-            "refused while full"
-        );
-        release.send(()).unwrap();
-        // The first thread's place frees once it returns.
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            let third = ran.clone();
-            limit.spawn("t", &"third", move || third.send(3).unwrap());
-            if ran_rx.recv_timeout(Duration::from_millis(50)) == Ok(3) {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "never freed");
-        }
+        Ok(Arc::new(Proxy { cfg, runtime }))
     }
+}
+
+/// Half the open-file limit (raised to the hard limit), less a reserve for the
+/// rest of the process.
+fn default_max_connections() -> usize {
+    let nofile = rlimit::increase_nofile_limit(u64::MAX)
+        .or_else(|_| rlimit::getrlimit(rlimit::Resource::NOFILE).map(|(soft, _)| soft))
+        .unwrap_or(1024);
+    usize::try_from(nofile.saturating_sub(512) / 2)
+        .unwrap_or(usize::MAX)
+        .max(64)
 }

@@ -8,9 +8,11 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use log::debug;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::ThreadLimit;
+use log::{debug, warn};
+
 use crate::http::{Limits, Parsed, parse_request};
 use crate::response::{write_redirect, write_refusal};
 use crate::route::Site;
@@ -88,5 +90,87 @@ pub(super) fn serve(listener: TcpListener, hosts: Vec<(String, usize)>) {
                 }
             }
         });
+    }
+}
+
+/// A cap on connection threads: each connection served holds a place until it
+/// ends, and one that finds no place is closed at once.
+struct ThreadLimit {
+    active: AtomicUsize,
+    max: usize,
+}
+
+impl ThreadLimit {
+    /// At most `max` at once.
+    fn new(max: usize) -> Arc<ThreadLimit> {
+        Arc::new(ThreadLimit {
+            active: AtomicUsize::new(0),
+            max,
+        })
+    }
+
+    /// Runs `serve` on a new thread named `name` if a place is free. Says in the
+    /// log, under `what`, why it did not.
+    fn spawn(
+        self: &Arc<Self>,
+        name: &str,
+        what: &dyn std::fmt::Display,
+        serve: impl FnOnce() + Send + 'static,
+    ) {
+        if self.active.fetch_add(1, Ordering::SeqCst) >= self.max {
+            self.active.fetch_sub(1, Ordering::SeqCst);
+            warn!("{what}: refused: {} connections already open", self.max);
+            return;
+        }
+        let limit = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name(name.into())
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                serve();
+                limit.active.fetch_sub(1, Ordering::SeqCst);
+            });
+        if let Err(e) = spawned {
+            self.active.fetch_sub(1, Ordering::SeqCst);
+            debug!("{what}: cannot start a thread: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::ThreadLimit;
+
+    #[test]
+    fn a_full_thread_limit_refuses_until_a_place_frees() {
+        let limit = ThreadLimit::new(1);
+        let (release, wait) = mpsc::channel::<()>();
+        let (ran, ran_rx) = mpsc::channel::<u8>();
+        let first = ran.clone();
+        limit.spawn("t", &"first", move || {
+            first.send(1).unwrap();
+            let _ = wait.recv();
+        });
+        assert_eq!(ran_rx.recv_timeout(Duration::from_secs(5)), Ok(1));
+        let second = ran.clone();
+        limit.spawn("t", &"second", move || second.send(2).unwrap());
+        assert!(
+            ran_rx.recv_timeout(Duration::from_millis(200)).is_err(),
+            "refused while full"
+        );
+        release.send(()).unwrap();
+        // The first thread's place frees once it returns.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let third = ran.clone();
+            limit.spawn("t", &"third", move || third.send(3).unwrap());
+            if ran_rx.recv_timeout(Duration::from_millis(50)) == Ok(3) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "never freed");
+        }
     }
 }

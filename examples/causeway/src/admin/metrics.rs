@@ -189,6 +189,51 @@ pub(crate) fn metrics_text(stats: &Stats, ready: bool, per_user: bool) -> String
     m.0
 }
 
+/// The web proxy's families, after the relay's.
+pub(crate) fn web_metrics_text(w: &proxy_core::runtime::ProxyStats) -> String {
+    let mut m = Text(String::new());
+    m.one(
+        "causeway_web_connections",
+        "gauge",
+        "Browser connections the web proxy serves (WebSocket tunnels included).",
+        w.connections as u64,
+    );
+    m.one(
+        "causeway_web_tunnels",
+        "gauge",
+        "WebSocket tunnels open.",
+        w.tunnels as u64,
+    );
+    m.one(
+        "causeway_web_tunnels_opened_total",
+        "counter",
+        "WebSocket tunnels opened.",
+        w.tunnels_opened,
+    );
+    m.family(
+        "causeway_web_refused_connections_total",
+        "counter",
+        "Browser connections refused at a limit (http.max_connections, http.max_per_source).",
+        &[
+            ("{limit=\"max_connections\"}".into(), w.refused_at_limit),
+            ("{limit=\"max_per_source\"}".into(), w.refused_per_source),
+        ],
+    );
+    m.one(
+        "causeway_web_bridge_connections_total",
+        "counter",
+        "Connections made to web bridges.",
+        w.bridge_connections,
+    );
+    m.one(
+        "causeway_web_bridge_reuses_total",
+        "counter",
+        "Requests sent on a kept-alive web bridge connection.",
+        w.bridge_reuses,
+    );
+    m.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,5 +251,15 @@ mod tests {
             }
         }
         assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        let web = web_metrics_text(&proxy_core::runtime::ProxyStats::default());
+        assert!(
+            web.contains("causeway_web_refused_connections_total{limit=\"max_per_source\"} 0\n")
+        );
+        for line in web.lines().filter(|l| l.ends_with("counter")) {
+            assert!(
+                line.split_whitespace().nth(2).unwrap().ends_with("_total"),
+                "{line}"
+            );
+        }
     }
 }

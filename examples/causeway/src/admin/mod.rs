@@ -12,7 +12,7 @@ mod status;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use turn_core::adapters::std::StatsHandle;
@@ -35,6 +35,8 @@ pub(crate) struct Admin {
     pub(crate) realm: String,
     pub(crate) per_user_metrics: bool,
     pub(crate) commands: mpsc::Sender<Command>,
+    /// The web proxy now (a reload replaces it).
+    pub(crate) web: Arc<Mutex<Option<Arc<proxy_core::runtime::Proxy>>>>,
 }
 
 /// The usage page: markup, style and script in one file, nothing fetched from
@@ -125,15 +127,18 @@ fn answer(stream: &mut TcpStream, admin: &Admin, history: &History) {
             "application/json",
             status_json(&admin.stats.stats(), &admin.realm),
         ),
-        ("GET", "/metrics") => (
-            "200 OK",
-            "text/plain; version=0.0.4",
-            metrics_text(
+        ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", {
+            let mut text = metrics_text(
                 &admin.stats.stats(),
                 admin.stats.is_ready(),
                 admin.per_user_metrics,
-            ),
-        ),
+            );
+            let web = admin.web.lock().map(|w| w.as_ref().map(|p| p.stats()));
+            if let Ok(Some(w)) = web {
+                text.push_str(&metrics::web_metrics_text(&w));
+            }
+            text
+        }),
         ("GET", "/healthz") => {
             let (s, b) = ok_or(admin.stats.is_healthy(), "healthy");
             (s, "text/plain", b)

@@ -127,6 +127,16 @@ pub(crate) struct HttpConfig {
     pub(crate) keepalive_timeout_secs: u64,
     /// Longest stall of a write to a browser (a slow download that moves is fine).
     pub(crate) send_timeout_secs: u64,
+    /// Most browser connections served at once (0: half the open-file limit).
+    pub(crate) max_connections: usize,
+    /// Most browser connections at once from one address (0: no such limit).
+    pub(crate) max_per_source: usize,
+    /// Event loops serving the connections (0: one per core).
+    pub(crate) event_loops: usize,
+    /// Idle connections kept per web bridge and event loop (0: none).
+    pub(crate) bridge_keepalive: usize,
+    /// How long an idle web bridge connection is kept.
+    pub(crate) bridge_keepalive_secs: u64,
 }
 
 impl Default for HttpConfig {
@@ -139,6 +149,11 @@ impl Default for HttpConfig {
             body_min_rate: d.body_min_rate,
             keepalive_timeout_secs: d.idle_ms / 1000,
             send_timeout_secs: 60,
+            max_connections: 0,
+            max_per_source: 8192,
+            event_loops: 0,
+            bridge_keepalive: 64,
+            bridge_keepalive_secs: 30,
         }
     }
 }

@@ -58,6 +58,16 @@ pub(crate) struct WebPlan {
     pub(crate) deadlines: Deadlines,
     /// Longest stall of a write to a browser.
     pub(crate) send_stall: Duration,
+    /// Most connections at once (`None`: from the open-file limit).
+    pub(crate) max_connections: Option<usize>,
+    /// Most connections at once from one address (0: no such limit).
+    pub(crate) max_per_source: usize,
+    /// Event loops (`None`: one per core).
+    pub(crate) event_loops: Option<usize>,
+    /// Idle connections kept per web bridge and loop.
+    pub(crate) bridge_keepalive: usize,
+    /// How long each is kept.
+    pub(crate) bridge_keepalive_idle: Duration,
 }
 
 impl TryFrom<&Config> for Plan {
@@ -115,6 +125,11 @@ impl TryFrom<&Config> for Plan {
             upstream_tls,
             deadlines: c.http.deadlines(),
             send_stall: Duration::from_secs(c.http.send_timeout_secs),
+            max_connections: (c.http.max_connections > 0).then_some(c.http.max_connections),
+            max_per_source: c.http.max_per_source,
+            event_loops: (c.http.event_loops > 0).then_some(c.http.event_loops),
+            bridge_keepalive: c.http.bridge_keepalive,
+            bridge_keepalive_idle: Duration::from_secs(c.http.bridge_keepalive_secs),
         });
         Ok(Plan {
             relay,

@@ -113,21 +113,34 @@ fn bind_all(settings: &Settings, threads: usize) -> Result<Bound, StartError> {
         }
     };
     for &addr in &settings.listen {
-        let mut actual = addr;
-        for l in listeners.iter_mut() {
-            let udp = net::bind_udp(actual).map_err(bind("udp", actual))?;
-            actual = udp.local_addr().map_err(setup("read a local address"))?;
-            let state = quinn_udp::UdpSocketState::new((&udp).into())
-                .map_err(setup("set up batched UDP receive"))?;
-            l.udp.push(UdpListener {
-                sock: udp,
-                state,
-                local: actual,
-            });
-        }
-        for l in listeners.iter_mut() {
-            l.tcp
-                .push(net::bind_tcp(actual).map_err(bind("tcp", actual))?);
+        // Port 0 is any port free for both UDP and TCP: the one UDP got may be
+        // held on TCP (an outgoing connection's port, or one in TIME_WAIT).
+        let mut tries = if addr.port() == 0 { 16 } else { 1 };
+        let (udp, tcp, actual) = loop {
+            tries -= 1;
+            let mut actual = addr;
+            let mut udp = Vec::new();
+            for _ in 0..threads {
+                let sock = net::bind_udp(actual).map_err(bind("udp", actual))?;
+                actual = sock.local_addr().map_err(setup("read a local address"))?;
+                let state = quinn_udp::UdpSocketState::new((&sock).into())
+                    .map_err(setup("set up batched UDP receive"))?;
+                udp.push(UdpListener {
+                    sock,
+                    state,
+                    local: actual,
+                });
+            }
+            let tcp: Result<Vec<_>, _> = (0..threads).map(|_| net::bind_tcp(actual)).collect();
+            match tcp {
+                Ok(tcp) => break (udp, tcp, actual),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries > 0 => {}
+                Err(e) => return Err(bind("tcp", actual)(e)),
+            }
+        };
+        for ((l, u), t) in listeners.iter_mut().zip(udp).zip(tcp) {
+            l.udp.push(u);
+            l.tcp.push(t);
         }
         bound.push(actual);
     }
