@@ -1,6 +1,8 @@
 //! Who may open a proxied connection: at most so many at once in total and from
 //! one source address, with every refusal counted and the refusals logged once
-//! per interval (a flood is one line every ten seconds, not one per connection).
+//! per interval: the first at once, then the count since with the next refusal
+//! ten seconds or more later (a flood is one line every ten seconds, not one per
+//! connection; the exact counts are in [`super::ProxyStats`]).
 
 use crate::runtime::prelude::*;
 use std::collections::HashMap;
@@ -39,6 +41,8 @@ pub(crate) struct Admission {
 #[derive(Debug)]
 struct Window {
     since: Instant,
+    /// When the last line was written.
+    logged: Option<Instant>,
     total: u64,
     source: u64,
     last_source: Option<IpAddr>,
@@ -66,6 +70,7 @@ impl Admission {
             refused_source: AtomicU64::new(0),
             window: Mutex::new(Window {
                 since: Instant::now(),
+                logged: None,
                 total: 0,
                 source: 0,
                 last_source: None,
@@ -129,10 +134,13 @@ impl Admission {
             }
         }
         let (max, per_source) = self.limits();
-        let first = w.total + w.source == 1;
-        if first || now.duration_since(w.since) >= LOG_EVERY {
-            let secs = now.duration_since(w.since).as_secs().max(1);
-            let mut line = format!("web proxy: refused {} connections", w.total + w.source);
+        // The first refusal at once, then at most one line per interval.
+        let first = w.logged.is_none();
+        if first || now.saturating_duration_since(w.since) >= LOG_EVERY {
+            let secs = now.saturating_duration_since(w.since).as_secs().max(1);
+            let n = w.total + w.source;
+            let s = if n == 1 { "" } else { "s" };
+            let mut line = format!("web proxy: refused {n} connection{s}");
             if !first {
                 line.push_str(&format!(" in the last {secs} s"));
             }
@@ -154,6 +162,7 @@ impl Admission {
             warn!("{line}");
             *w = Window {
                 since: now,
+                logged: Some(now),
                 total: 0,
                 source: 0,
                 last_source: None,

@@ -1,0 +1,320 @@
+//! The web proxy at meeting scale, end to end against the stand-in web bridge:
+//! hundreds of WebSocket tunnels served by the same few threads, the per-source
+//! limit refusing, counting and logging once, page loads reusing one connection
+//! to the web bridge, and a browser that stops reading stopping the bridge
+//! instead of growing the proxy's memory.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::bridge::{TempDir, TestCa, start_bridge};
+use common::{Server, http_get};
+use rustls::pki_types::ServerName;
+
+const JOIN: &str = "join.example.test";
+
+struct Setup {
+    _dir: TempDir,
+    ca: TestCa,
+    server: Server,
+    tls_addr: SocketAddr,
+}
+
+/// causeway in front of a stand-in bridge, with `extra` TOML.
+fn setup(extra: &str) -> Setup {
+    let ca = TestCa::new();
+    let bridge = start_bridge(&ca.leaf(&["localhost"]));
+    let front = ca.leaf(&[JOIN]);
+    let dir = TempDir::new("web-scale");
+    let cert = dir.write("front.pem", &front.cert_pem);
+    let key = dir.write("front.key", &front.key_pem);
+    let ca_file = dir.write("ca.pem", &ca.cert_pem);
+    let toml = format!(
+        r#"listen = ["127.0.0.1:0"]
+tls_listen = ["127.0.0.1:0"]
+admin = "127.0.0.1:0"
+cert = "{cert}"
+key = "{key}"
+upstream_ca = "{ca}"
+user = ["alice:pw"]
+proxy = ["{JOIN}=https://localhost:{bport}"]
+{extra}
+"#,
+        cert = cert.display(),
+        key = key.display(),
+        ca = ca_file.display(),
+        bport = bridge.port(),
+    );
+    let cfg = dir.write("causeway.toml", &toml);
+    let server = Server::start(&["--config", cfg.to_str().unwrap()]);
+    let tls_addr = server.startup_addr("causeway: listening on tls ");
+    Setup {
+        _dir: dir,
+        ca,
+        server,
+        tls_addr,
+    }
+}
+
+type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+fn connect(s: &Setup) -> Tls {
+    let tcp = TcpStream::connect(s.tls_addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let conn = rustls::ClientConnection::new(
+        s.ca.client_config(),
+        ServerName::try_from(JOIN.to_string()).unwrap(),
+    )
+    .unwrap();
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+/// One GET with keep-alive; the status and body, or `None` if the connection
+/// closed without an answer.
+fn get(t: &mut Tls, path: &str) -> Option<(u16, String)> {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {JOIN}\r\n\r\n");
+    t.write_all(req.as_bytes()).ok()?;
+    t.flush().ok()?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        match t.read(&mut chunk) {
+            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => return None,
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        match t.read(&mut chunk) {
+            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => return None,
+        }
+    }
+    Some((
+        status,
+        String::from_utf8_lossy(&buf[head_end..head_end + len]).to_string(),
+    ))
+}
+
+/// A metric's value from `/metrics` (the first sample whose line starts so).
+fn metric(s: &Setup, prefix: &str) -> u64 {
+    let text = http_get(&s.server.admin_addr(), "/metrics");
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in {text}"))
+}
+
+/// Waits until `metric` is `want` (they are updated by the loops as they go).
+fn wait_metric(s: &Setup, prefix: &str, want: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = metric(s, prefix);
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{prefix}: {got}, want {want}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A `/proc/PID/status` field of the server, as a number (kB for sizes).
+fn proc_status(s: &Setup, field: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{}/status", s.server.child.id())).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn hundreds_of_tunnels_share_the_same_few_threads() {
+    let s = setup("");
+    let threads_before = proc_status(&s, "Threads:");
+    let mut tunnels = Vec::new();
+    for i in 0..300 {
+        let (mut ws, resp) = tungstenite::client::client(format!("wss://{JOIN}/ws"), connect(&s))
+            .expect("WebSocket handshake through the proxy");
+        assert_eq!(resp.status(), 101);
+        let msg = format!("browser {i} joined");
+        ws.send(tungstenite::Message::text(msg.clone())).unwrap();
+        assert_eq!(ws.read().unwrap().into_text().unwrap().as_str(), msg);
+        tunnels.push(ws);
+    }
+    let threads = proc_status(&s, "Threads:");
+    // The old runtime had a thread per connection: 300 more.
+    assert!(
+        threads <= threads_before + 4,
+        "{threads} threads with 300 tunnels, {threads_before} before"
+    );
+    wait_metric(&s, "causeway_web_tunnels ", 300);
+    assert_eq!(metric(&s, "causeway_web_connections "), 300);
+    // Every tunnel still relays, both ways.
+    for (i, ws) in tunnels.iter_mut().enumerate() {
+        let msg = vec![i as u8; 1000 + i];
+        ws.send(tungstenite::Message::binary(msg.clone())).unwrap();
+        assert_eq!(ws.read().unwrap().into_data().as_ref(), msg.as_slice());
+    }
+    for mut ws in tunnels {
+        ws.close(None).unwrap();
+        let _ = ws.flush();
+    }
+    wait_metric(&s, "causeway_web_tunnels ", 0);
+    wait_metric(&s, "causeway_web_connections ", 0);
+    assert_eq!(metric(&s, "causeway_web_tunnels_opened_total "), 300);
+}
+
+#[test]
+fn a_source_over_its_limit_is_refused_counted_and_logged_once() {
+    let s = setup("[http]\nmax_per_source = 4\n");
+    let mut held: Vec<Tls> = (0..4)
+        .map(|_| {
+            let mut t = connect(&s);
+            assert_eq!(get(&mut t, "/api/x").map(|r| r.0), Some(200));
+            t
+        })
+        .collect();
+    for _ in 0..12 {
+        let mut t = connect(&s);
+        assert_eq!(get(&mut t, "/api/x"), None, "refused without an answer");
+    }
+    assert_eq!(
+        metric(
+            &s,
+            "causeway_web_refused_connections_total{limit=\"max_per_source\"}"
+        ),
+        12
+    );
+    assert_eq!(
+        metric(
+            &s,
+            "causeway_web_refused_connections_total{limit=\"max_connections\"}"
+        ),
+        0
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let log = s.server.log_lines();
+    let refused: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("web proxy: refused"))
+        .collect();
+    assert_eq!(
+        refused.len(),
+        1,
+        "one line for the burst, not one per connection: {log:#?}"
+    );
+    assert!(
+        refused[0].contains("over 4 from one address (web proxy `max_per_source`)")
+            && refused[0].contains("127.0.0.1"),
+        "{}",
+        refused[0]
+    );
+    // The kept connections still work, and a place freed is taken again.
+    assert_eq!(get(&mut held[0], "/api/y").map(|r| r.0), Some(200));
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut t = connect(&s);
+        if get(&mut t, "/api/z").map(|r| r.0) == Some(200) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the freed place never came back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn page_loads_on_new_connections_reuse_one_bridge_connection() {
+    // One loop, so one pool: every request finds the connection the last left.
+    let s = setup("[http]\nevent_loops = 1\n");
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        let mut t = connect(&s);
+        let (status, body) = get(&mut t, "/conn").expect("an answer");
+        assert_eq!(status, 200);
+        ids.push(body);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "bridge connections used: {ids:?}");
+    assert_eq!(metric(&s, "causeway_web_bridge_connections_total "), 1);
+    assert_eq!(metric(&s, "causeway_web_bridge_reuses_total "), 19);
+}
+
+/// A masked binary WebSocket frame carrying `payload`.
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x82];
+    match payload.len() {
+        n if n < 126 => f.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    // A zero mask: the payload goes as it is.
+    f.extend_from_slice(&[0, 0, 0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
+#[test]
+fn a_browser_that_stops_reading_stops_the_bridge_not_the_proxy_memory() {
+    let s = setup("");
+    let mut t = connect(&s);
+    let key = "dGhlIHNhbXBsZSBub25jZQ==";
+    let req = format!(
+        "GET /ws HTTP/1.1\r\nHost: {JOIN}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    t.write_all(req.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(t.read(&mut byte).unwrap(), 1);
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{head:?}");
+    let rss_before = proc_status(&s, "VmRSS:");
+    // The bridge echoes everything; this browser never reads. Its writes must
+    // stop once the queues and socket buffers on the way are full.
+    t.get_ref()
+        .set_write_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let chunk = frame(&[0x5a; 60_000]);
+    let mut sent = 0usize;
+    let blocked = loop {
+        if sent > 512 << 20 {
+            break false;
+        }
+        match t.write_all(&chunk).and_then(|()| t.flush()) {
+            Ok(()) => sent += chunk.len(),
+            Err(_) => break true,
+        }
+    };
+    assert!(blocked, "512 MiB taken from a browser that never reads");
+    let grown = proc_status(&s, "VmRSS:").saturating_sub(rss_before);
+    assert!(
+        grown < 16 * 1024,
+        "the proxy grew {grown} kB holding what a browser does not read ({sent} bytes sent)"
+    );
+    eprintln!("blocked after {sent} bytes; the proxy grew {grown} kB");
+}
