@@ -1,0 +1,279 @@
+#!/usr/bin/env bash
+# Meeting-scale web proxy benchmark: causeway and nginx as the same TLS reverse
+# proxy (as in nginx-compare.sh) in front of the same stand-in web bridge, same
+# machine, same run. For each number of tunnels N, a meeting of N browsers
+# (examples/meeting_load.rs: N WSS tunnels opened at a bounded rate, each echoing a
+# 100-byte frame a second for SECS seconds) through each server; then HTTPS
+# requests/s (examples/proxy_load.rs, 16 keep-alive connections, 10 s).
+#
+# Every run gets a fresh bridge and a freshly started server, so the peak RSS
+# (VmRSS sampled every 0.5 s; nginx: master + workers) and the CPU seconds
+# (utime + stime over the run; nginx: master + workers) are those of that run
+# alone; nginx's sum counts pages its processes share once per process, which the
+# growth row (peak - idle) mostly cancels. The table shows the median over ROUNDS
+# rounds (causeway and nginx alternate). The load tool and the bridge (a thread
+# per connection) share the machine with the server; stderr has each run's raw
+# line, with the load tool's and the bridge's CPU seconds.
+#
+# Usage: examples/causeway/bench/meeting-compare.sh   (needs Debian's nginx; root
+#        only to lift limits)
+# Knobs: TUNNELS ("1000 4000 8000"), SECS (20), ROUNDS (1), SETTLE (5, seconds
+#        between runs), SERVERS ("causeway nginx"), NO_HTTPS (set: skip the HTTPS
+#        runs), NO_BUILD (set: use the binaries already in target/release).
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+TUNNELS=${TUNNELS:-1000 4000 8000}
+SECS=${SECS:-20}
+ROUNDS=${ROUNDS:-1}
+SETTLE=${SETTLE:-5}
+SERVERS=${SERVERS:-causeway nginx}
+# Listening ports outside the ephemeral ones (32768-60999): a run leaves thousands
+# of TIME_WAIT sockets on random local ports, and one on a listening port makes
+# the next server's bind fail. That includes causeway's TURN listener: given port
+# 0, it binds TCP on the port the kernel chose for its UDP socket.
+CW_PORT=${CW_PORT:-24311}
+NG_PORT=${NG_PORT:-24312}
+TURN_PORT=${TURN_PORT:-24313}
+command -v nginx >/dev/null || { echo "nginx is not installed: apt-get install nginx-light" >&2; exit 2; }
+
+if [ -z "${NO_BUILD:-}" ]; then
+  cargo build --release -q -p causeway --example bridge_standin --example proxy_load --example meeting_load
+  cargo build --release -q -p causeway
+fi
+
+# Each server holds two descriptors per tunnel (browser side, bridge side).
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+nofile=$(ulimit -n)
+[ "$nofile" = unlimited ] && nofile=1048576
+for n in $TUNNELS; do
+  if [ $((2 * n + 256)) -gt "$nofile" ]; then
+    echo "warning: open files limited to $nofile; $n tunnels need about $((2 * n + 256))" >&2
+  fi
+done
+[ "$nofile" -gt 65536 ] && nofile=65536
+# TIME_WAIT of the previous run: reuse on loopback (Linux's default, 2).
+if [ "$(cat /proc/sys/net/ipv4/tcp_tw_reuse)" = 0 ]; then
+  sysctl -qw net.ipv4.tcp_tw_reuse=2 2>/dev/null || echo "warning: net.ipv4.tcp_tw_reuse is 0" >&2
+fi
+hz=$(getconf CLK_TCK)
+
+root=$(mktemp -d)
+live=()
+cleanup() {
+  for p in "${live[@]}"; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$root"
+}
+trap cleanup EXIT
+
+# Stops child process $1: TERM, then KILL after 10 s.
+stop() {
+  kill "$1" 2>/dev/null || true
+  for _ in $(seq 100); do
+    state=$(awk '{ sub(/^.*\) /, ""); print $1 }' "/proc/$1/stat" 2>/dev/null || echo gone)
+    [ "$state" = Z ] || [ "$state" = gone ] && break
+    sleep 0.1
+  done
+  kill -9 "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+# Whether something listens on 127.0.0.1:$1.
+listening() { grep -qi " 0100007F:$(printf %04X "$1") 00000000:0000 0A " /proc/net/tcp; }
+# The children of process $1.
+children() { cat /proc/[0-9]*/stat 2>/dev/null | awk -v pp="$1" '{ p = $1; sub(/^.*\) /, ""); if ($2 == pp) print p }'; }
+# utime + stime of processes "$@", in clock ticks.
+cpu_ticks() {
+  for p in "$@"; do cat "/proc/$p/stat" 2>/dev/null || true; done |
+    awk '{ sub(/^.*\) /, ""); t += $12 + $13 } END { print t + 0 }'
+}
+# The sum of VmRSS (KiB) of processes "$@".
+rss_kib() {
+  for p in "$@"; do cat "/proc/$p/status" 2>/dev/null || true; done |
+    awk '/^VmRSS:/ { s += $2 } END { print s + 0 }'
+}
+# Writes to $1 the highest rss_kib of processes "${@:2}", every 0.5 s.
+sample_rss() {
+  local out=$1 max=0 sum
+  shift
+  while :; do
+    sum=$(rss_kib "$@")
+    if [ "$sum" -gt "$max" ]; then max=$sum; echo "$max" >"$out"; fi
+    sleep 0.5
+  done
+}
+
+start_bridge() {
+  target/release/examples/bridge_standin "$1" >"$1/bridge.port" 2>"$1/bridge.err" &
+  bridge=$!
+  live+=("$bridge")
+  while [ ! -s "$1/bridge.port" ]; do
+    kill -0 "$bridge" 2>/dev/null || { echo "bridge_standin failed: $(cat "$1/bridge.err")" >&2; exit 1; }
+    sleep 0.1
+  done
+  bport=$(cat "$1/bridge.port")
+}
+
+# Starts SERVER ($1) in directory $2; sets server (the child to stop), procs (the
+# processes to measure) and port.
+start_server() {
+  local d=$2
+  if [ "$1" = causeway ]; then
+    port=$CW_PORT
+    target/release/causeway serve --listen "127.0.0.1:$TURN_PORT" --admin 127.0.0.1:0 --user a:b \
+      --tls-listen "127.0.0.1:$port" --cert "$d/front.pem" --key "$d/front.key" \
+      --upstream-ca "$d/ca.pem" --proxy "join.example.test=https://localhost:$bport" \
+      --log-level warn >"$d/server.out" 2>"$d/server.log" &
+    server=$!
+  else
+    port=$NG_PORT
+    cat >"$d/nginx.conf" <<NGINX
+worker_processes 2;
+worker_rlimit_nofile $nofile;
+pid $d/nginx.pid;
+error_log $d/server.log warn;
+events { worker_connections $nofile; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  upstream bridge { server localhost:$bport; keepalive 64; }
+  map \$http_upgrade \$connection_upgrade { default upgrade; '' ''; }
+  server {
+    listen 127.0.0.1:$port ssl;
+    server_name join.example.test;
+    ssl_certificate $d/front.pem;
+    ssl_certificate_key $d/front.key;
+    location / {
+      proxy_pass https://bridge;
+      proxy_http_version 1.1;
+      proxy_ssl_trusted_certificate $d/ca.pem;
+      proxy_ssl_verify on;
+      proxy_ssl_name localhost;
+      proxy_ssl_session_reuse on;
+      proxy_set_header Host \$host;
+      proxy_set_header Upgrade \$http_upgrade;
+      proxy_set_header Connection \$connection_upgrade;
+      proxy_set_header X-Forwarded-For \$remote_addr;
+      proxy_read_timeout 600s;
+    }
+  }
+}
+NGINX
+    nginx -c "$d/nginx.conf" -g 'daemon off;' >"$d/server.out" 2>&1 &
+    server=$!
+  fi
+  live+=("$server")
+  for _ in $(seq 100); do
+    listening "$port" && break
+    kill -0 "$server" 2>/dev/null || { echo "$1 failed: $(cat "$d/server.log")" >&2; exit 1; }
+    sleep 0.1
+  done
+  listening "$port" || { echo "$1 does not listen on $port" >&2; exit 1; }
+  procs=("$server")
+  if [ "$1" = nginx ]; then
+    for _ in $(seq 50); do [ "$(children "$server" | wc -l)" -ge 2 ] && break; sleep 0.1; done
+    mapfile -t workers < <(children "$server")
+    procs+=("${workers[@]}")
+  fi
+}
+
+declare -A res
+# Records value $3 of metric $2 for key $1 (one value per round).
+put() { res[$1,$2]="${res[$1,$2]:-} $3"; }
+# The median of the recorded values.
+get() {
+  # shellcheck disable=SC2086
+  printf '%s\n' ${res[$1,$2]:-} | sort -g | awk 'NF { a[++n] = $1 } END { print (n ? a[int((n + 1) / 2)] : "n/a") }'
+}
+# Clock ticks $1 in seconds.
+secs() { awk -v t="$1" -v hz="$hz" 'BEGIN { printf "%.2f", t / hz }'; }
+field() { sed -nE "s/(^|.* )$1=([^ ]*).*/\2/p" <<<"$2"; }
+
+# One run: a fresh bridge and SERVER ($1), then meeting_load with $2 tunnels, or
+# proxy_load HTTPS when $2 is "https".
+run() {
+  local name=$1 n=$2 d line cpu0 cpu1 bcpu0 bcpu1 sampler rss rss0
+  d=$(mktemp -d "$root/$name-$n.XXXX")
+  start_bridge "$d"
+  start_server "$name" "$d"
+  sleep 0.5
+  rss0=$(rss_kib "${procs[@]}")
+  cpu0=$(cpu_ticks "${procs[@]}")
+  bcpu0=$(cpu_ticks "$bridge")
+  sample_rss "$d/rss" "${procs[@]}" &
+  sampler=$!
+  live+=("$sampler")
+  if [ "$n" = https ]; then
+    line=$(target/release/examples/proxy_load "127.0.0.1:$port" "$d/ca.pem" https 16 10 2>"$d/load.err") ||
+      line="proxy_load failed: $(tail -n 3 "$d/load.err")"
+  else
+    line=$(target/release/examples/meeting_load "127.0.0.1:$port" "$d/ca.pem" "$n" "$SECS" 2>"$d/load.err") ||
+      line="meeting_load failed: $(tail -n 3 "$d/load.err")"
+  fi
+  cpu1=$(cpu_ticks "${procs[@]}")
+  bcpu1=$(cpu_ticks "$bridge")
+  kill "$sampler" 2>/dev/null || true
+  wait "$sampler" 2>/dev/null || true
+  rss=$(cat "$d/rss" 2>/dev/null || echo 0)
+  stop "$server"
+  for p in "${procs[@]:1}"; do # nginx workers left behind by a killed master
+    [ "$(cat "/proc/$p/comm" 2>/dev/null)" = nginx ] && kill -9 "$p" 2>/dev/null || true
+  done
+  stop "$bridge"
+  live=()
+  echo "$name $n: $line (peak RSS $((rss / 1024)) MiB, idle $((rss0 / 1024)) MiB," \
+    "CPU $(secs $((cpu1 - cpu0))) s; bridge CPU $(secs $((bcpu1 - bcpu0))) s)" >&2
+  sed 's/^/    /' "$d/load.err" >&2
+  if [ "$n" = https ]; then
+    put "$name,https" rps "$(sed -nE 's/^https: ([0-9]+)\/s.*/\1/p' <<<"$line")"
+  else
+    for f in opened failed closed sent echoes lost p50_ms p99_ms max_ms open_s; do
+      put "$name,$n" "$f" "$(field "$f" "$line")"
+    done
+    put "$name,$n" delivered "$(awk -v e="$(field echoes "$line")" -v s="$(field sent "$line")" \
+      'BEGIN { if (s > 0) printf "%.2f", 100 * e / s; else print "n/a" }')"
+  fi
+  put "$name,$n" rss_mib "$(awk -v r="$rss" 'BEGIN { printf "%.1f", r / 1024 }')"
+  put "$name,$n" rss_growth_mib "$(awk -v r=$((rss - rss0)) 'BEGIN { printf "%.1f", r / 1024 }')"
+  put "$name,$n" cpu_s "$(secs $((cpu1 - cpu0)))"
+  rm -rf "$d"
+  sleep "$SETTLE"
+}
+
+for n in $TUNNELS; do
+  for _ in $(seq "$ROUNDS"); do
+    for s in $SERVERS; do run "$s" "$n"; done
+  done
+done
+if [ -z "${NO_HTTPS:-}" ]; then
+  for _ in $(seq "$ROUNDS"); do
+    for s in $SERVERS; do run "$s" https; done
+  done
+fi
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+row() { # label, key, metric
+  local a b
+  a=$(get "causeway,$2" "$3")
+  b=$(get "nginx,$2" "$3")
+  echo "| $1 | $a | $b | $(ratio "$a" "$b") |"
+}
+echo "| metric ($SECS s meeting window, median of $ROUNDS) | causeway | nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') | causeway / nginx |"
+echo "|---|---|---|---|"
+for n in $TUNNELS; do
+  row "$n tunnels: opened" "$n" opened
+  row "$n tunnels: failed to open" "$n" failed
+  row "$n tunnels: closed after opening" "$n" closed
+  row "$n tunnels: ramp (all settled), s" "$n" open_s
+  row "$n tunnels: echoes sent" "$n" sent
+  row "$n tunnels: echoes delivered, %" "$n" delivered
+  row "$n tunnels: echo latency p50, ms" "$n" p50_ms
+  row "$n tunnels: echo latency p99, ms" "$n" p99_ms
+  row "$n tunnels: echo latency max, ms" "$n" max_ms
+  row "$n tunnels: server peak RSS, MiB" "$n" rss_mib
+  row "$n tunnels: server RSS growth (peak - idle), MiB" "$n" rss_growth_mib
+  row "$n tunnels: server CPU, s" "$n" cpu_s
+done
+if [ -z "${NO_HTTPS:-}" ]; then
+  row "HTTPS requests/s (16 keep-alive connections, 10 s)" https rps
+  row "HTTPS: server peak RSS, MiB" https rss_mib
+  row "HTTPS: server CPU, s" https cpu_s
+fi
