@@ -10,7 +10,10 @@
 # (VmRSS sampled every 0.5 s; nginx: master + workers) and the CPU seconds
 # (utime + stime over the run; nginx: master + workers) are those of that run
 # alone; nginx's sum counts pages its processes share once per process, which the
-# growth row (peak - idle) mostly cancels. The table shows the median over ROUNDS
+# growth row (peak - idle) mostly cancels. The per-tunnel row is the RSS halfway
+# through the window (every tunnel open, handshakes over) less the idle RSS,
+# divided by N: what one open tunnel costs, both TLS sessions and buffers. The
+# table shows the median over ROUNDS
 # rounds (causeway and nginx alternate). The load tool and the bridge (a thread
 # per connection) share the machine with the server; stderr has each run's raw
 # line, with the load tool's and the bridge's CPU seconds.
@@ -205,7 +208,7 @@ run() {
     line=$(target/release/examples/proxy_load "127.0.0.1:$port" "$d/ca.pem" https 16 10 2>"$d/load.err") ||
       line="proxy_load failed: $(tail -n 3 "$d/load.err")"
   else
-    line=$(target/release/examples/meeting_load "127.0.0.1:$port" "$d/ca.pem" "$n" "$SECS" 2>"$d/load.err") ||
+    line=$(MEASURE_PIDS="${procs[*]}" target/release/examples/meeting_load "127.0.0.1:$port" "$d/ca.pem" "$n" "$SECS" 2>"$d/load.err") ||
       line="meeting_load failed: $(tail -n 3 "$d/load.err")"
   fi
   cpu1=$(cpu_ticks "${procs[@]}")
@@ -228,6 +231,8 @@ run() {
     for f in opened failed closed sent echoes lost p50_ms p99_ms max_ms open_s; do
       put "$name,$n" "$f" "$(field "$f" "$line")"
     done
+    put "$name,$n" per_tunnel_kib "$(awk -v m="$(field mid_rss_kib "$line")" -v r="$rss0" -v n="$n" \
+      'BEGIN { if (m ~ /^[0-9]+$/) printf "%.1f", (m - r) / n; else print "n/a" }')"
     put "$name,$n" delivered "$(awk -v e="$(field echoes "$line")" -v s="$(field sent "$line")" \
       'BEGIN { if (s > 0) printf "%.2f", 100 * e / s; else print "n/a" }')"
   fi
@@ -270,6 +275,7 @@ for n in $TUNNELS; do
   row "$n tunnels: echo latency max, ms" "$n" max_ms
   row "$n tunnels: server peak RSS, MiB" "$n" rss_mib
   row "$n tunnels: server RSS growth (peak - idle), MiB" "$n" rss_growth_mib
+  row "$n tunnels: server RSS per open tunnel (mid-window - idle), KiB" "$n" per_tunnel_kib
   row "$n tunnels: server CPU, s" "$n" cpu_s
 done
 if [ -z "${NO_HTTPS:-}" ]; then

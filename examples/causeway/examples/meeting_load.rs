@@ -21,6 +21,9 @@
 //! of results goes to stdout (with this tool's own CPU seconds, `client_cpu_s`);
 //! failure counts and the first reasons to stderr.
 //!
+//! With `MEASURE_PIDS` ("PID PID..."), it also reads those processes' VmRSS
+//! halfway through the window and reports their sum (`mid_rss_kib`).
+//!
 //! `meeting_load ADDR CA.pem TUNNELS SECONDS`
 
 use std::cmp::Reverse;
@@ -729,6 +732,25 @@ fn main() {
             std::thread::spawn(move || worker.run())
         })
         .collect();
+    // The servers' memory halfway through the window, all tunnels open: what the
+    // tunnels themselves hold, handshakes over.
+    let measured = std::env::var("MEASURE_PIDS").ok().map(|pids| {
+        let shared = shared.clone();
+        std::thread::spawn(move || {
+            while shared.ramp_end_us.load(Ordering::Acquire) == u64::MAX {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            std::thread::sleep(shared.window / 2);
+            pids.split_whitespace()
+                .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
+                .filter_map(|t| {
+                    t.lines()
+                        .find_map(|l| l.strip_prefix("VmRSS:"))
+                        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                })
+                .sum::<u64>()
+        })
+    });
     let mut total = Tally::default();
     for h in handles {
         match h.join() {
@@ -745,10 +767,13 @@ fn main() {
     };
     total.latencies_us.sort_unstable();
     let lat = &total.latencies_us;
+    let mid_rss = measured
+        .and_then(|h| h.join().ok())
+        .map_or_else(|| "n/a".to_string(), |k| k.to_string());
     println!(
         "tunnels={tunnels} opened={} failed={} closed={} sent={} echoes={} lost={} bad={} \
          ramp_sent={} ramp_lost={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} open_s={open_s:.2} \
-         client_cpu_s={:.2}",
+         client_cpu_s={:.2} mid_rss_kib={mid_rss}",
         total.opened,
         total.failed,
         total.closed,

@@ -92,7 +92,7 @@ impl Conn {
     }
 
     /// Says why in the log, and 502 to the browser.
-    pub(super) fn dial_failed(&mut self, cx: &Ctx<'_>, plan: &Plan, e: ConnectError) {
+    pub(super) fn dial_failed(&mut self, cx: &mut Ctx<'_>, plan: &Plan, e: ConnectError) {
         let u = cx.cfg.upstreams.get(plan.upstream);
         warn!(
             "https {} {}: web bridge connection failed for join URL `{}` ({}): {e}",
@@ -107,7 +107,7 @@ impl Conn {
     }
 
     /// 502 to the browser, and the cause in the log.
-    pub(super) fn bad_gateway(&mut self, cx: &Ctx<'_>, what: &str, cause: &str) {
+    pub(super) fn bad_gateway(&mut self, cx: &mut Ctx<'_>, what: &str, cause: &str) {
         warn!("https {} {what}: web bridge failed: {cause}", self.peer);
         self.up = None;
         let mut out = [0u8; 512];

@@ -40,6 +40,9 @@ const TUNNEL_IDLE: Duration = Duration::from_secs(600);
 const DIAL_TIME: Duration = Duration::from_secs(10);
 /// Most bytes of a request head buffered (the parser refuses longer heads).
 const HEAD_BUFFER: usize = 64 * 1024;
+/// How long a browser connection keeps its idle web bridge connection for its
+/// next request before the pool gets it for everyone's.
+const KEEP_UP: Duration = Duration::from_secs(1);
 
 /// Milliseconds on the monotonic clock, the proxy timers' time.
 pub(crate) fn ms(now: Instant) -> u64 {
@@ -123,6 +126,8 @@ struct Up {
 pub(crate) struct Conn {
     client: Side,
     up: Option<Up>,
+    /// Since when `up` has been idle, kept for the next request.
+    up_idle: Option<Instant>,
     /// Client bytes not consumed yet: the next request's start.
     cin: Vec<u8>,
     /// Web bridge bytes not consumed yet: a response head being read.
@@ -163,6 +168,7 @@ impl Conn {
             tls: link.tls.is_some(),
             client: Side::new(link, now),
             up: None,
+            up_idle: None,
             cin: buffered,
             uin: Vec::new(),
             phase: Phase::Head(RequestTimer::new(cfg.deadlines, ms(now))),
@@ -260,9 +266,12 @@ impl Conn {
     /// When it must be looked at again if nothing happens.
     pub(crate) fn deadline(&self, cfg: &Config) -> Option<Instant> {
         let phase = match &self.phase {
-            Phase::Head(timer) | Phase::Request { timer, .. } => {
-                timer.poll_timeout().map(instant_of)
+            Phase::Head(timer) => {
+                let timer = timer.poll_timeout().map(instant_of);
+                let pool = self.up_idle.map(|t| t + KEEP_UP);
+                [timer, pool].into_iter().flatten().min()
             }
+            Phase::Request { timer, .. } => timer.poll_timeout().map(instant_of),
             Phase::Connect { until, .. }
             | Phase::Response { until, .. }
             | Phase::Closing { until, .. } => Some(*until),
@@ -297,6 +306,9 @@ impl Conn {
         {
             self.upstream_failed(cx, "sending: timed out");
             return;
+        }
+        if self.up_idle.is_some_and(|t| now >= t + KEEP_UP) {
+            self.pool_up(cx);
         }
         match std::mem::replace(&mut self.phase, Phase::Done) {
             Phase::Head(timer) => match timer.check(ms(now)) {
@@ -346,14 +358,28 @@ impl Conn {
         }
     }
 
+    /// Gives the idle web bridge connection to the loop's pool.
+    pub(super) fn pool_up(&mut self, cx: &mut Ctx<'_>) {
+        if self.up_idle.take().is_some()
+            && let Some(up) = self.up.take()
+        {
+            let (cfg, until) = (cx.cfg, cx.now + cx.cfg.pool_idle);
+            let bridge = (cfg.generation, up.index);
+            cx.pool
+                .put(bridge, up.side, cx.registry, cfg.pool_per_bridge, until);
+        }
+    }
+
     /// Queues `bytes` for the browser and closes after them.
-    fn answer_and_close(&mut self, cx: &Ctx<'_>, bytes: &[u8]) {
+    fn answer_and_close(&mut self, cx: &mut Ctx<'_>, bytes: &[u8]) {
         self.client.queue(bytes, cx.now);
         self.close(cx);
     }
 
-    /// Sends what is queued, then closes (the web bridge connection goes now).
-    fn close(&mut self, cx: &Ctx<'_>) {
+    /// Sends what is queued, then closes (the web bridge connection goes to the
+    /// pool if it is idle and clean, else it is closed).
+    fn close(&mut self, cx: &mut Ctx<'_>) {
+        self.pool_up(cx);
         if let Some(mut up) = self.up.take() {
             up.side.close();
         }
@@ -365,7 +391,7 @@ impl Conn {
 
     /// A write to the web bridge failed: 502 if the browser waits for an
     /// answer, else the end of the connection.
-    fn upstream_failed(&mut self, cx: &Ctx<'_>, cause: &str) {
+    fn upstream_failed(&mut self, cx: &mut Ctx<'_>, cause: &str) {
         match std::mem::replace(&mut self.phase, Phase::Done) {
             Phase::Request { plan, .. } | Phase::Response { plan, .. } => {
                 self.bad_gateway(cx, &plan.what, cause)

@@ -59,6 +59,7 @@ impl Conn {
                 }
                 // The browser closed (or the stream failed) between requests.
                 Err(()) => {
+                    self.pool_up(cx);
                     self.phase = Phase::Done;
                     false
                 }
@@ -168,7 +169,7 @@ impl Conn {
 
     /// Answers with a refusal and logs it once; then closes or reads the next
     /// request, as proxy-core decided.
-    pub(super) fn refuse(&mut self, cx: &Ctx<'_>, r: &R, after: AfterRefusal, what: &str) {
+    pub(super) fn refuse(&mut self, cx: &mut Ctx<'_>, r: &R, after: AfterRefusal, what: &str) {
         let peer = self.peer;
         if matches!(r.status, 403 | 405 | 421) {
             info!("https {peer} {what}: {r}");
@@ -188,7 +189,7 @@ impl Conn {
     }
 
     /// The exchange is over and the connection stays: read the next request.
-    pub(super) fn next_request(&mut self, cx: &Ctx<'_>) {
+    pub(super) fn next_request(&mut self, cx: &mut Ctx<'_>) {
         self.served += 1;
         let d = cx.cfg.deadlines;
         let timer = if self.cin.is_empty() {
@@ -205,10 +206,14 @@ impl Conn {
     /// Finds a connection to the plan's web bridge (kept by this connection,
     /// else from the pool, else a new one) and starts the request on it.
     fn forward(&mut self, cx: &mut Ctx<'_>, plan: Box<Plan>) {
-        if let Some(up) = self.up.as_mut()
-            && (up.index != plan.upstream || !clean(&mut up.side.link))
+        if self.up_idle.take().is_some()
+            && let Some(up) = self.up.as_mut()
         {
-            self.up = None;
+            if up.index == plan.upstream && clean(&mut up.side.link) {
+                cx.cfg.counters.reused();
+            } else {
+                self.up = None;
+            }
         }
         if self.up.is_none()
             && let Some(side) = cx.pool.take(
@@ -236,7 +241,7 @@ impl Conn {
     }
 
     /// Queues the head for the web bridge and goes on with the body, if any.
-    pub(super) fn start_request(&mut self, cx: &Ctx<'_>, plan: Box<Plan>) {
+    pub(super) fn start_request(&mut self, cx: &mut Ctx<'_>, plan: Box<Plan>) {
         let Some(up) = self.up.as_mut() else {
             self.phase = Phase::Done;
             return;

@@ -208,23 +208,22 @@ impl Conn {
         progress
     }
 
-    /// The response is whole: the bridge connection goes back to the pool if it
-    /// can carry another request, and the browser's connection closes or reads
-    /// its next request.
+    /// The response is whole: the bridge connection is kept if it can carry
+    /// another request, and the browser's connection closes or reads its next
+    /// request.
     fn finish(&mut self, cx: &mut Ctx<'_>, head: &ResponseHead, extra: usize, close: bool) {
-        let up = self.up.take();
         if reusable(head, extra) {
-            if let Some(up) = up {
-                let (cfg, until) = (cx.cfg, cx.now + cx.cfg.pool_idle);
-                let bridge = (cfg.generation, up.index);
-                cx.pool
-                    .put(bridge, up.side, cx.registry, cfg.pool_per_bridge, until);
+            // Kept for this browser's next request; the pool gets it if none
+            // comes soon.
+            self.up_idle = Some(cx.now);
+        } else {
+            if extra > 0 {
+                debug!(
+                    "https {}: web bridge sent {extra} bytes past its response; not reused",
+                    self.peer
+                );
             }
-        } else if extra > 0 {
-            debug!(
-                "https {}: web bridge sent {extra} bytes past its response; not reused",
-                self.peer
-            );
+            self.up = None;
         }
         self.uin = Vec::new();
         if close {
