@@ -180,7 +180,13 @@ impl Loop {
                 if ev.token() == WAKER {
                     woken = true;
                 } else {
-                    self.drive(ev.token().0 >> 1, now, false);
+                    let idx = ev.token().0 >> 1;
+                    if ev.token().0 & 1 == 1
+                        && let Some(Some(e)) = self.slab.get_mut(idx)
+                    {
+                        e.conn.up_event();
+                    }
+                    self.drive(idx, now, false);
                 }
             }
             if woken {

@@ -52,6 +52,11 @@ impl Side {
         self.out.len() < QUEUE
     }
 
+    /// Whether plaintext waits to be handed to the link.
+    pub(crate) fn has_queued(&self) -> bool {
+        !self.out.is_empty()
+    }
+
     /// Whether bytes wait for the socket.
     pub(crate) fn pending(&self) -> bool {
         !self.out.is_empty() || self.link.wants_write()
@@ -112,10 +117,4 @@ impl Side {
         self.link.close();
     }
 
-    /// Bytes this side holds for its peer now (queue capacity and rustls
-    /// buffers aside).
-    #[cfg(test)]
-    pub(crate) fn queued(&self) -> usize {
-        self.out.len()
-    }
 }

@@ -128,6 +128,8 @@ pub(crate) struct Conn {
     up: Option<Up>,
     /// Since when `up` has been idle, kept for the next request.
     up_idle: Option<Instant>,
+    /// Whether `up`'s socket had an event since it became idle.
+    up_stirred: bool,
     /// Client bytes not consumed yet: the next request's start.
     cin: Vec<u8>,
     /// Web bridge bytes not consumed yet: a response head being read.
@@ -169,6 +171,7 @@ impl Conn {
             client: Side::new(link, now),
             up: None,
             up_idle: None,
+            up_stirred: false,
             cin: buffered,
             uin: Vec::new(),
             phase: Phase::Head(RequestTimer::new(cfg.deadlines, ms(now))),
@@ -205,28 +208,42 @@ impl Conn {
     /// Does everything that can be done without waiting.
     pub(crate) fn advance(&mut self, cx: &mut Ctx<'_>) {
         loop {
-            let mut progress = match self.client.flush(cx.now) {
-                Ok(p) => p,
+            // The phases first, as far as they go, so what they queue goes out
+            // together (a response head and its body in one record and write).
+            let mut progress = false;
+            for _ in 0..64 {
+                if !self.step(cx) {
+                    break;
+                }
+                progress = true;
+                if matches!(self.phase, Phase::Done) {
+                    return;
+                }
+            }
+            match self.client.flush(cx.now) {
+                Ok(p) => progress |= p,
                 Err(e) => {
                     debug!("https {}: {e}", self.peer);
                     self.phase = Phase::Done;
                     return;
                 }
-            };
+            }
             if let Some(up) = self.up.as_mut() {
                 match up.side.flush(cx.now) {
                     Ok(p) => progress |= p,
                     Err(e) => self.upstream_failed(cx, &format!("sending: {e}")),
                 }
             }
-            if matches!(self.phase, Phase::Done) {
-                return;
-            }
-            progress |= self.step(cx);
             if matches!(self.phase, Phase::Done) || !progress {
                 return;
             }
         }
+    }
+
+    /// The web bridge side's socket had an event: a kept connection is probed
+    /// before it is reused.
+    pub(crate) fn up_event(&mut self) {
+        self.up_stirred = true;
     }
 
     /// One pass of the current phase; whether anything moved.
@@ -248,16 +265,16 @@ impl Conn {
             } => self.response_body(cx, head, framing, close, until),
             Phase::Tunnel { last } => self.tunnel(cx, last),
             Phase::Closing { until, notified } => {
-                if !notified {
+                // The close_notify goes after the last queued byte.
+                let notify = !notified && !self.client.has_queued();
+                if notify {
                     self.client.close();
                 }
-                if self.client.pending() && cx.now < until {
-                    self.phase = Phase::Closing {
-                        until,
-                        notified: true,
-                    };
+                let notified = notified || notify;
+                if (!notified || self.client.pending()) && cx.now < until {
+                    self.phase = Phase::Closing { until, notified };
                 }
-                !notified
+                notify
             }
             Phase::Done => false,
         }

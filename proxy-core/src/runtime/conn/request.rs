@@ -30,6 +30,12 @@ enum Judged {
 impl Conn {
     /// Reads until a whole head is buffered, then acts on it.
     pub(super) fn head(&mut self, cx: &mut Ctx<'_>, mut timer: RequestTimer) -> bool {
+        if !self.client.has_room() {
+            // Answers the browser has not read yet: no more requests until it
+            // does (pipelining cannot make the answers pile up here).
+            self.phase = Phase::Head(timer);
+            return false;
+        }
         let parsed = {
             let mut headers = [httparse::EMPTY_HEADER; 64];
             match parse_request(&self.cin, &mut headers, Limits::default()) {
@@ -209,7 +215,8 @@ impl Conn {
         if self.up_idle.take().is_some()
             && let Some(up) = self.up.as_mut()
         {
-            if up.index == plan.upstream && clean(&mut up.side.link) {
+            // Unstirred since its response, nothing can wait on it: no probe.
+            if up.index == plan.upstream && (!self.up_stirred || clean(&mut up.side.link)) {
                 cx.cfg.counters.reused();
             } else {
                 self.up = None;

@@ -130,12 +130,9 @@ impl Conn {
             }
             ResponseBody::UntilClose => None,
         };
-        self.phase = Phase::Body {
-            head: h,
-            framing,
-            close,
-            until: cx.now + cx.cfg.upstream_timeout,
-        };
+        // The body that came with the head goes out with it.
+        let until = cx.now + cx.cfg.upstream_timeout;
+        self.response_body(cx, h, framing, close, until);
         true
     }
 
@@ -216,6 +213,7 @@ impl Conn {
             // Kept for this browser's next request; the pool gets it if none
             // comes soon.
             self.up_idle = Some(cx.now);
+            self.up_stirred = false;
         } else {
             if extra > 0 {
                 debug!(
