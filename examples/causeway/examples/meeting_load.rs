@@ -270,8 +270,11 @@ impl Conn {
     }
 }
 
-/// A frame at the front of `buf`: (FIN, opcode, payload, frame length).
-fn parse_frame(buf: &[u8]) -> Result<Option<(bool, u8, Vec<u8>, usize)>, Fail> {
+/// A parsed frame: (FIN, opcode, payload, frame length).
+type Frame = (bool, u8, Vec<u8>, usize);
+
+/// A frame at the front of `buf`.
+fn parse_frame(buf: &[u8]) -> Result<Option<Frame>, Fail> {
     if buf.len() < 2 {
         return Ok(None);
     }

@@ -161,7 +161,7 @@ mod tests {
                     break;
                 }
                 Lookup::Wait => {}
-                Lookup::Failed(e) => panic!("{e}"),
+                Lookup::Failed(e) => std::panic!("{e}"),
             }
             assert!(Instant::now() < deadline, "no answer");
             std::thread::sleep(Duration::from_millis(10));

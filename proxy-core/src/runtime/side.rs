@@ -116,5 +116,4 @@ impl Side {
     pub(crate) fn close(&mut self) {
         self.link.close();
     }
-
 }

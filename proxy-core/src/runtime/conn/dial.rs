@@ -63,15 +63,16 @@ impl Conn {
         &mut self,
         cx: &mut Ctx<'_>,
         plan: Box<Plan>,
-        dial: Dial,
+        dial: Box<Dial>,
         until: Instant,
     ) -> bool {
         let Some(upstream) = cx.cfg.upstreams.get(plan.upstream) else {
             self.phase = Phase::Done;
             return false;
         };
-        match step(cx, upstream, dial) {
+        match step(cx, upstream, *dial) {
             Dialled::Going(dial, progress) => {
+                let dial = Box::new(dial);
                 self.phase = Phase::Connect { plan, dial, until };
                 progress
             }

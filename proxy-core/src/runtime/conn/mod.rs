@@ -90,7 +90,7 @@ enum Phase {
     /// Dialling the web bridge for `plan`.
     Connect {
         plan: Box<Plan>,
-        dial: Dial,
+        dial: Box<Dial>,
         until: Instant,
     },
     /// Sending the request (its head is queued) and streaming its body.
@@ -196,13 +196,7 @@ impl Conn {
 
     /// Whether it waits for a web bridge's name to resolve.
     pub(crate) fn is_resolving(&self) -> bool {
-        matches!(
-            self.phase,
-            Phase::Connect {
-                dial: Dial::Resolving,
-                ..
-            }
-        )
+        matches!(&self.phase, Phase::Connect { dial, .. } if matches!(**dial, Dial::Resolving))
     }
 
     /// Does everything that can be done without waiting.

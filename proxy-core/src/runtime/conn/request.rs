@@ -241,7 +241,7 @@ impl Conn {
         } else {
             self.phase = Phase::Connect {
                 plan,
-                dial: Dial::Resolving,
+                dial: Box::new(Dial::Resolving),
                 until: cx.now + DIAL_TIME,
             };
         }
