@@ -1,8 +1,9 @@
 //! The web proxy at meeting scale, end to end against the stand-in web bridge:
 //! hundreds of WebSocket tunnels served by the same few threads, the per-source
 //! limit refusing, counting and logging once, page loads reusing one connection
-//! to the web bridge, and a browser that stops reading stopping the bridge
-//! instead of growing the proxy's memory.
+//! to the web bridge (and a request the bridge drops on a kept connection sent
+//! again only if it changes nothing), and a browser that stops reading stopping
+//! the bridge instead of growing the proxy's memory.
 
 mod common;
 
@@ -75,7 +76,11 @@ fn connect(s: &Setup) -> Tls {
 /// One GET with keep-alive; the status and body, or `None` if the connection
 /// closed without an answer.
 fn get(t: &mut Tls, path: &str) -> Option<(u16, String)> {
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {JOIN}\r\n\r\n");
+    exchange(t, &format!("GET {path} HTTP/1.1\r\nHost: {JOIN}\r\n\r\n"))
+}
+
+/// Sends `req`; the answer's status and body, or `None` as for [`get`].
+fn exchange(t: &mut Tls, req: &str) -> Option<(u16, String)> {
     t.write_all(req.as_bytes()).ok()?;
     t.flush().ok()?;
     let mut buf = Vec::new();
@@ -255,6 +260,28 @@ fn page_loads_on_new_connections_reuse_one_bridge_connection() {
     assert_eq!(ids.len(), 1, "bridge connections used: {ids:?}");
     assert_eq!(metric(&s, "causeway_web_bridge_connections_total "), 1);
     assert_eq!(metric(&s, "causeway_web_bridge_reuses_total "), 19);
+}
+
+#[test]
+fn a_request_the_bridge_drops_on_a_kept_connection_is_sent_again_if_it_changes_nothing() {
+    let s = setup("[http]\nevent_loops = 1\n");
+    let mut t = connect(&s);
+    assert_eq!(get(&mut t, "/drop-next").map(|r| r.0), Some(200));
+    // The bridge closes that connection as this request reaches it: a GET goes
+    // again on a new connection, and the browser sees only the answer.
+    let (status, body) = get(&mut t, "/api/after").expect("an answer");
+    assert_eq!(
+        (status, body.starts_with("GET /api/after")),
+        (200, true),
+        "{body}"
+    );
+    assert_eq!(metric(&s, "causeway_web_bridge_retries_total "), 1);
+    assert_eq!(metric(&s, "causeway_web_bridge_connections_total "), 2);
+    // A POST is never sent twice: the browser gets 502.
+    assert_eq!(get(&mut t, "/drop-next").map(|r| r.0), Some(200));
+    let post = format!("POST /api/upload HTTP/1.1\r\nHost: {JOIN}\r\nContent-Length: 2\r\n\r\nhi");
+    assert_eq!(exchange(&mut t, &post).map(|r| r.0), Some(502));
+    assert_eq!(metric(&s, "causeway_web_bridge_retries_total "), 1);
 }
 
 /// A masked binary WebSocket frame carrying `payload`.

@@ -119,6 +119,7 @@ pub(crate) struct Counters {
     tunnels_opened: AtomicU64,
     dialled: AtomicU64,
     reused: AtomicU64,
+    retried: AtomicU64,
 }
 
 impl Counters {
@@ -134,6 +135,9 @@ impl Counters {
     }
     fn reused(&self) {
         self.reused.fetch_add(1, Ordering::Relaxed);
+    }
+    fn retried(&self) {
+        self.retried.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -155,6 +159,9 @@ pub struct ProxyStats {
     pub bridge_connections: u64,
     /// Requests sent on a kept-alive web bridge connection instead of a new one.
     pub bridge_reuses: u64,
+    /// Requests sent again on a new connection after a kept-alive one failed
+    /// before answering (GET, HEAD and OPTIONS without a body only).
+    pub bridge_retries: u64,
 }
 
 impl Config {
@@ -308,6 +315,7 @@ impl Proxy {
             refused_per_source,
             bridge_connections: c.dialled.load(Ordering::Relaxed),
             bridge_reuses: c.reused.load(Ordering::Relaxed),
+            bridge_retries: c.retried.load(Ordering::Relaxed),
         }
     }
 

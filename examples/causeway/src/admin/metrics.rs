@@ -231,6 +231,12 @@ pub(crate) fn web_metrics_text(w: &proxy_core::runtime::ProxyStats) -> String {
         "Requests sent on a kept-alive web bridge connection.",
         w.bridge_reuses,
     );
+    m.one(
+        "causeway_web_bridge_retries_total",
+        "counter",
+        "Requests (GET, HEAD, OPTIONS without a body) sent again on a new connection after a kept-alive one failed before answering.",
+        w.bridge_retries,
+    );
     m.0
 }
 

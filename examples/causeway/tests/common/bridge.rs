@@ -155,12 +155,15 @@ pub fn start_bridge(leaf: &Leaf) -> SocketAddr {
 /// Serves one connection (the `id`-th the bridge accepted). Besides the page and
 /// the echo, paths that misbehave on purpose: `/headers` answers with the head it
 /// received, `/conn` with `id`, `/overlong` sends more than its Content-Length,
-/// `/hop-response` sends hop-by-hop fields, `/slow` answers with a body in pieces.
+/// `/hop-response` sends hop-by-hop fields, `/slow` answers with a body in pieces,
+/// `/drop-next` answers and then closes the connection when the next request
+/// arrives, without answering it (a keep-alive timeout racing a request).
 fn serve_bridge(
     s: &mut rustls::StreamOwned<rustls::ServerConnection, TcpStream>,
     id: usize,
 ) -> std::io::Result<()> {
     let mut buf = Vec::new();
+    let mut drop_next = false;
     loop {
         // Read a head.
         let head_len = loop {
@@ -174,6 +177,9 @@ fn serve_bridge(
             }
             buf.extend_from_slice(&chunk[..n]);
         };
+        if drop_next {
+            return Ok(());
+        }
         let head = String::from_utf8_lossy(&buf[..head_len]).to_string();
         buf.drain(..head_len);
         let mut lines = head.split("\r\n");
@@ -306,6 +312,12 @@ fn serve_bridge(
                 s.write_all(b"ok")?;
                 s.flush()?;
             }
+            continue;
+        }
+        if path == "/drop-next" {
+            write!(s, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")?;
+            s.flush()?;
+            drop_next = true;
             continue;
         }
         if path == "/hop-response" {

@@ -81,6 +81,20 @@ pub(crate) struct Plan {
     websocket_key: Option<String>,
     host: String,
     what: String,
+    /// Whether it went on a kept-alive connection (one a web bridge may close
+    /// just as the request arrives: a request that changes nothing is then
+    /// sent again on a new connection).
+    reused: bool,
+}
+
+impl Plan {
+    /// Whether it may be sent again: nothing was answered, it has no body, and
+    /// its method changes nothing.
+    fn retriable(&self) -> bool {
+        self.reused
+            && self.body == Body::None
+            && matches!(self.method.as_str(), "GET" | "HEAD" | "OPTIONS")
+    }
 }
 
 /// Where the connection is.
@@ -404,6 +418,9 @@ impl Conn {
     /// answer, else the end of the connection.
     fn upstream_failed(&mut self, cx: &mut Ctx<'_>, cause: &str) {
         match std::mem::replace(&mut self.phase, Phase::Done) {
+            Phase::Request { plan, .. } | Phase::Response { plan, .. } if plan.retriable() => {
+                self.retry(cx, plan, cause)
+            }
             Phase::Request { plan, .. } | Phase::Response { plan, .. } => {
                 self.bad_gateway(cx, &plan.what, cause)
             }

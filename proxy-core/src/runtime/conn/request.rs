@@ -169,6 +169,7 @@ impl Conn {
             websocket_key: head.websocket_key.map(str::to_string),
             host: head.host.to_string(),
             what,
+            reused: false,
         };
         Judged::Forward(Box::new(plan), head_len)
     }
@@ -211,7 +212,7 @@ impl Conn {
 
     /// Finds a connection to the plan's web bridge (kept by this connection,
     /// else from the pool, else a new one) and starts the request on it.
-    fn forward(&mut self, cx: &mut Ctx<'_>, plan: Box<Plan>) {
+    fn forward(&mut self, cx: &mut Ctx<'_>, mut plan: Box<Plan>) {
         if self.up_idle.take().is_some()
             && let Some(up) = self.up.as_mut()
         {
@@ -237,6 +238,7 @@ impl Conn {
             });
         }
         if self.up.is_some() {
+            plan.reused = true;
             self.start_request(cx, plan);
         } else {
             self.phase = Phase::Connect {
@@ -245,6 +247,24 @@ impl Conn {
                 until: cx.now + DIAL_TIME,
             };
         }
+    }
+
+    /// The kept-alive connection failed before answering a request that may be
+    /// sent again: it goes on a new connection.
+    pub(super) fn retry(&mut self, cx: &mut Ctx<'_>, mut plan: Box<Plan>, cause: &str) {
+        debug!(
+            "https {} {}: kept-alive web bridge connection failed ({cause}); sent again on a new one",
+            self.peer, plan.what
+        );
+        self.up = None;
+        self.uin.clear();
+        plan.reused = false;
+        cx.cfg.counters.retried();
+        self.phase = Phase::Connect {
+            plan,
+            dial: Box::new(Dial::Resolving),
+            until: cx.now + DIAL_TIME,
+        };
     }
 
     /// Queues the head for the web bridge and goes on with the body, if any.

@@ -56,6 +56,10 @@ impl Conn {
                         };
                         true
                     }
+                    Err(e) if self.uin.is_empty() && plan.retriable() => {
+                        self.retry(cx, plan, &e);
+                        true
+                    }
                     Err(e) if e == "closed" => {
                         self.bad_gateway(cx, &plan.what, "closed before answering");
                         true
