@@ -22,8 +22,8 @@ target/release/examples/bridge_standin "$work" >"$work/bridge.port" &
 pids+=($!)
 while [ ! -s "$work/bridge.port" ]; do sleep 0.1; done
 bport=$(cat "$work/bridge.port")
-CW_PORT=${CW_PORT:-44301}
-NG_PORT=${NG_PORT:-44302}
+CW_PORT=${CW_PORT:-24301}
+NG_PORT=${NG_PORT:-24302}
 
 target/release/causeway serve --listen 127.0.0.1:0 --admin 127.0.0.1:0 --user a:b \
   --tls-listen "127.0.0.1:$CW_PORT" --cert "$work/front.pem" --key "$work/front.key" \
