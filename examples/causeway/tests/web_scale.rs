@@ -18,10 +18,44 @@ use rustls::pki_types::ServerName;
 const JOIN: &str = "join.example.test";
 
 struct Setup {
-    _dir: TempDir,
+    dir: TempDir,
     ca: TestCa,
     server: Server,
     tls_addr: SocketAddr,
+    /// The configuration without `extra`.
+    base: String,
+}
+
+impl Setup {
+    /// Writes the configuration again with `extra` and reloads it (SIGHUP);
+    /// the log line that says how it went.
+    fn reload(&self, extra: &str) -> String {
+        self.dir
+            .write("causeway.toml", &format!("{}{extra}\n", self.base));
+        // What it logged before (each call takes the lines logged since the last).
+        let _ = self.server.log_lines();
+        let pid = self.server.child.id().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(l) = self
+                .server
+                .log_lines()
+                .into_iter()
+                .find(|l| l.contains("SIGHUP"))
+            {
+                return l;
+            }
+            assert!(Instant::now() < deadline, "no word on the reload");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 /// causeway in front of a stand-in bridge, with `extra` TOML.
@@ -33,7 +67,7 @@ fn setup(extra: &str) -> Setup {
     let cert = dir.write("front.pem", &front.cert_pem);
     let key = dir.write("front.key", &front.key_pem);
     let ca_file = dir.write("ca.pem", &ca.cert_pem);
-    let toml = format!(
+    let base = format!(
         r#"listen = ["127.0.0.1:0"]
 tls_listen = ["127.0.0.1:0"]
 admin = "127.0.0.1:0"
@@ -42,21 +76,21 @@ key = "{key}"
 upstream_ca = "{ca}"
 user = ["alice:pw"]
 proxy = ["{JOIN}=https://localhost:{bport}"]
-{extra}
 "#,
         cert = cert.display(),
         key = key.display(),
         ca = ca_file.display(),
         bport = bridge.port(),
     );
-    let cfg = dir.write("causeway.toml", &toml);
+    let cfg = dir.write("causeway.toml", &format!("{base}{extra}\n"));
     let server = Server::start(&["--config", cfg.to_str().unwrap()]);
     let tls_addr = server.startup_addr("causeway: listening on tls ");
     Setup {
-        _dir: dir,
+        dir,
         ca,
         server,
         tls_addr,
+        base,
     }
 }
 
@@ -282,6 +316,38 @@ fn a_request_the_bridge_drops_on_a_kept_connection_is_sent_again_if_it_changes_n
     let post = format!("POST /api/upload HTTP/1.1\r\nHost: {JOIN}\r\nContent-Length: 2\r\n\r\nhi");
     assert_eq!(exchange(&mut t, &post).map(|r| r.0), Some(502));
     assert_eq!(metric(&s, "causeway_web_bridge_retries_total "), 1);
+}
+
+#[test]
+fn a_reload_keeps_tunnels_and_their_count_and_refuses_a_new_loop_count() {
+    let s = setup("[http]\nmax_per_source = 100\n");
+    let (mut ws, _) = tungstenite::client::client(format!("wss://{JOIN}/ws"), connect(&s))
+        .expect("WebSocket handshake through the proxy");
+    ws.send(tungstenite::Message::text("before")).unwrap();
+    assert_eq!(ws.read().unwrap().into_text().unwrap().as_str(), "before");
+    // One place per source now: the tunnel opened before the reload holds it.
+    let said = s.reload("[http]\nmax_per_source = 1\n");
+    assert!(said.contains("configuration reloaded"), "{said}");
+    let mut t = connect(&s);
+    assert_eq!(get(&mut t, "/api/x"), None, "refused: the tunnel counts");
+    assert_eq!(
+        metric(
+            &s,
+            "causeway_web_refused_connections_total{limit=\"max_per_source\"}"
+        ),
+        1
+    );
+    ws.send(tungstenite::Message::text("after")).unwrap();
+    assert_eq!(ws.read().unwrap().into_text().unwrap().as_str(), "after");
+    assert_eq!(metric(&s, "causeway_web_tunnels "), 1);
+    // The event loops stay as they started.
+    let said = s.reload("[http]\nevent_loops = 7\n");
+    assert!(
+        said.contains("`http.event_loops`") && said.contains("restart"),
+        "{said}"
+    );
+    ws.send(tungstenite::Message::text("still")).unwrap();
+    assert_eq!(ws.read().unwrap().into_text().unwrap().as_str(), "still");
 }
 
 /// A masked binary WebSocket frame carrying `payload`.
