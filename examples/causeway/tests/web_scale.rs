@@ -205,6 +205,12 @@ fn hundreds_of_tunnels_share_the_same_few_threads() {
     );
     wait_metric(&s, "causeway_web_tunnels ", 300);
     assert_eq!(metric(&s, "causeway_web_connections "), 300);
+    let status = s.server.status();
+    assert_eq!(
+        (&status["web"]["tunnels"], &status["web"]["connections"]),
+        (&serde_json::json!(300), &serde_json::json!(300)),
+        "{status:#}"
+    );
     // Every tunnel still relays, both ways.
     for (i, ws) in tunnels.iter_mut().enumerate() {
         let msg = vec![i as u8; 1000 + i];

@@ -39,6 +39,12 @@ pub(crate) struct Admin {
     pub(crate) web: Arc<Mutex<Option<Arc<proxy_core::runtime::Proxy>>>>,
 }
 
+/// The current web proxy's figures, if there is one.
+fn web_stats(admin: &Admin) -> Option<proxy_core::runtime::ProxyStats> {
+    let web = admin.web.lock().unwrap_or_else(|e| e.into_inner());
+    web.as_ref().map(|p| p.stats())
+}
+
 /// The usage page: markup, style and script in one file, nothing fetched from
 /// elsewhere.
 const USAGE_PAGE: &str = include_str!("usage.html");
@@ -125,7 +131,7 @@ fn answer(stream: &mut TcpStream, admin: &Admin, history: &History) {
         ("GET", "/status" | "/status.json") => (
             "200 OK",
             "application/json",
-            status_json(&admin.stats.stats(), &admin.realm),
+            status_json(&admin.stats.stats(), &admin.realm, web_stats(admin)),
         ),
         ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", {
             let mut text = metrics_text(

@@ -1,6 +1,6 @@
 //! `GET /status`: the relay's usage as JSON (allocations per user, 5-tuples,
 //! lifetimes left, bytes and packets relayed each way, the workers, the kernel
-//! fast path), formatted on the admin thread from the relay's plain-data
+//! fast path, the web proxy's connections), formatted on the admin thread from the relay's plain-data
 //! [`Stats`].
 
 use std::collections::BTreeMap;
@@ -82,6 +82,37 @@ struct StatusDoc<'a> {
     /// The kernel fast path, when one was asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     kernel: Option<Kernel>,
+    /// The web proxy, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    web: Option<Web>,
+}
+
+/// The web proxy's connections and what it did.
+#[derive(Serialize)]
+struct Web {
+    connections: usize,
+    tunnels: usize,
+    tunnels_opened: u64,
+    refused_at_max_connections: u64,
+    refused_at_max_per_source: u64,
+    bridge_connections: u64,
+    bridge_reuses: u64,
+    bridge_retries: u64,
+}
+
+impl From<proxy_core::runtime::ProxyStats> for Web {
+    fn from(w: proxy_core::runtime::ProxyStats) -> Web {
+        Web {
+            connections: w.connections,
+            tunnels: w.tunnels,
+            tunnels_opened: w.tunnels_opened,
+            refused_at_max_connections: w.refused_at_limit,
+            refused_at_max_per_source: w.refused_per_source,
+            bridge_connections: w.bridge_connections,
+            bridge_reuses: w.bridge_reuses,
+            bridge_retries: w.bridge_retries,
+        }
+    }
 }
 
 /// What the kernel fast path relayed (its packets are in `totals` too).
@@ -151,7 +182,11 @@ impl From<Counters> for Totals {
 }
 
 /// The `/status` JSON document.
-pub(crate) fn status_json(stats: &Stats, realm: &str) -> String {
+pub(crate) fn status_json(
+    stats: &Stats,
+    realm: &str,
+    web: Option<proxy_core::runtime::ProxyStats>,
+) -> String {
     let doc = StatusDoc {
         realm,
         allocations_in_use: stats.in_use(),
@@ -187,6 +222,7 @@ pub(crate) fn status_json(stats: &Stats, realm: &str) -> String {
         totals: stats.totals().into(),
         allocations: stats.allocations.iter().map(AllocationStatus::of).collect(),
         kernel: kernel(stats),
+        web: web.map(Web::from),
     };
     serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
