@@ -70,6 +70,7 @@ fn setup(extra: &str) -> Setup {
     let base = format!(
         r#"listen = ["127.0.0.1:0"]
 tls_listen = ["127.0.0.1:0"]
+http_redirect = "127.0.0.1:0"
 admin = "127.0.0.1:0"
 cert = "{cert}"
 key = "{key}"
@@ -354,6 +355,34 @@ fn a_reload_keeps_tunnels_and_their_count_and_refuses_a_new_loop_count() {
     );
     ws.send(tungstenite::Message::text("still")).unwrap();
     assert_eq!(ws.read().unwrap().into_text().unwrap().as_str(), "still");
+}
+
+#[test]
+fn idle_connections_on_port_80_take_no_thread_and_starve_no_redirect() {
+    let s = setup("");
+    let http = s.server.startup_addr("causeway: redirecting http ");
+    let threads_before = proc_status(&s, "Threads:");
+    // More idle connections than the old redirect server had threads (256).
+    let idle: Vec<TcpStream> = (0..300)
+        .map(|_| TcpStream::connect(http).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let threads = proc_status(&s, "Threads:");
+    assert!(
+        threads <= threads_before + 2,
+        "{threads} threads with 300 idle connections, {threads_before} before"
+    );
+    let mut t = TcpStream::connect(http).unwrap();
+    t.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    t.write_all(format!("GET /meeting?id=1 HTTP/1.1\r\nHost: {JOIN}\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut answer = String::new();
+    let _ = t.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 301") && answer.contains(&format!("Location: https://{JOIN}")),
+        "{answer}"
+    );
+    drop(idle);
 }
 
 /// A masked binary WebSocket frame carrying `payload`.

@@ -322,7 +322,7 @@ impl Proxy {
     /// Answers plain HTTP on `listener` with 301 redirects to https at a
     /// configured join URL, until the process ends (run it on its own thread).
     pub fn serve_redirect(&self, listener: std::net::TcpListener) {
-        redirect::serve(listener, self.cfg.hosts.clone());
+        redirect::serve(self, listener);
     }
 }
 

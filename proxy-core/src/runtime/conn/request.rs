@@ -92,10 +92,6 @@ impl Conn {
 
     /// Decides on the head at the start of `cin`.
     fn judge(&self, cfg: &Config, head_len: usize) -> Judged {
-        if self.served == 0 && cfg.is_draining() {
-            let r = R::new(Reason::Draining);
-            return Judged::Refuse(r, AfterRefusal::Close, "request while draining".into());
-        }
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let head = match parse_request(&self.cin, &mut headers, Limits::default()) {
             Ok(Parsed::Complete(h)) if h.head_len == head_len => h,
@@ -128,6 +124,12 @@ impl Conn {
                     Judged::Refuse(R::new(reason), AfterRefusal::Close, what)
                 }
             };
+        }
+        // Draining: a new connection's first request is refused (redirects to
+        // https still go out above).
+        if self.served == 0 && cfg.is_draining() {
+            let r = R::new(Reason::Draining);
+            return Judged::Refuse(r, AfterRefusal::Close, "request while draining".into());
         }
         let dcfg = decide::Config {
             sites: &sites,
