@@ -257,9 +257,7 @@ impl Loop {
         let Some(Some(entry)) = self.slab.get_mut(idx) else {
             return;
         };
-        let cfg = entry.conn.cfg.clone();
         let mut cx = Ctx {
-            cfg: &cfg,
             now,
             scratch: &mut self.scratch,
             pool: &mut self.pool,
@@ -283,7 +281,7 @@ impl Loop {
         // Never in the past: a deadline that passed is handled on the next pass.
         if let Some(d) = entry
             .conn
-            .deadline(&cfg)
+            .deadline()
             .map(|d| d.max(now + Duration::from_millis(1)))
             && entry.armed.is_none_or(|a| d < a)
         {
@@ -306,10 +304,7 @@ impl Loop {
                 continue;
             }
             entry.armed = None;
-            let expired = entry
-                .conn
-                .deadline(&entry.conn.cfg)
-                .is_some_and(|d| d <= now);
+            let expired = entry.conn.deadline().is_some_and(|d| d <= now);
             self.drive(idx, now, expired);
         }
     }

@@ -66,18 +66,19 @@ impl Conn {
         dial: Box<Dial>,
         until: Instant,
     ) -> bool {
-        let Some(upstream) = cx.cfg.upstreams.get(plan.upstream) else {
+        let cfg = Arc::clone(&self.cfg);
+        let Some(upstream) = cfg.upstreams.get(plan.upstream) else {
             self.phase = Phase::Done;
             return false;
         };
-        match step(cx, upstream, *dial) {
+        match step(cx, &cfg, upstream, *dial) {
             Dialled::Going(dial, progress) => {
                 let dial = Box::new(dial);
                 self.phase = Phase::Connect { plan, dial, until };
                 progress
             }
             Dialled::Ready(side) => {
-                cx.cfg.counters.dialled();
+                self.cfg.counters.dialled();
                 self.up = Some(Up {
                     index: plan.upstream,
                     side,
@@ -94,7 +95,7 @@ impl Conn {
 
     /// Says why in the log, and 502 to the browser.
     pub(super) fn dial_failed(&mut self, cx: &mut Ctx<'_>, plan: &Plan, e: ConnectError) {
-        let u = cx.cfg.upstreams.get(plan.upstream);
+        let u = self.cfg.upstreams.get(plan.upstream);
         warn!(
             "https {} {}: web bridge connection failed for join URL `{}` ({}): {e}",
             self.peer,
@@ -118,9 +119,9 @@ impl Conn {
 }
 
 /// One step of a dial to `u`.
-fn step(cx: &mut Ctx<'_>, u: &crate::runtime::Upstream, dial: Dial) -> Dialled {
+fn step(cx: &mut Ctx<'_>, cfg: &Config, u: &crate::runtime::Upstream, dial: Dial) -> Dialled {
     match dial {
-        Dial::Resolving => match cx.cfg.resolver.lookup(&u.host, u.port, cx.now) {
+        Dial::Resolving => match cfg.resolver.lookup(&u.host, u.port, cx.now) {
             Lookup::Ready(addrs) => open(cx, addrs, 0, None),
             Lookup::Failed(e) => Dialled::Failed(ConnectError::Dns(e)),
             Lookup::Wait => Dialled::Going(Dial::Resolving, false),
@@ -153,7 +154,7 @@ fn step(cx: &mut Ctx<'_>, u: &crate::runtime::Upstream, dial: Dial) -> Dialled {
             let conn = ServerName::try_from(u.host.clone())
                 .map_err(io::Error::other)
                 .and_then(|name| {
-                    rustls::ClientConnection::new(cx.cfg.client_tls.clone(), name)
+                    rustls::ClientConnection::new(cfg.client_tls.clone(), name)
                         .map_err(io::Error::other)
                 });
             match conn {

@@ -60,7 +60,6 @@ static EPOCH: OnceLock<Instant> = OnceLock::new();
 
 /// What a connection's handler needs from its loop.
 pub(crate) struct Ctx<'a> {
-    pub(crate) cfg: &'a Config,
     pub(crate) now: Instant,
     /// Bytes read land here first.
     pub(crate) scratch: &'a mut [u8],
@@ -289,7 +288,8 @@ impl Conn {
     }
 
     /// When it must be looked at again if nothing happens.
-    pub(crate) fn deadline(&self, cfg: &Config) -> Option<Instant> {
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        let cfg = &self.cfg;
         let phase = match &self.phase {
             Phase::Head(timer) => {
                 let timer = timer.poll_timeout().map(instant_of);
@@ -319,7 +319,7 @@ impl Conn {
     /// The deadline passed at `cx.now`: whatever was waited for is given up.
     pub(crate) fn expire(&mut self, cx: &mut Ctx<'_>) {
         let now = cx.now;
-        if self.client.pending() && now >= self.client.wrote_at + cx.cfg.send_stall {
+        if self.client.pending() && now >= self.client.wrote_at + self.cfg.send_stall {
             debug!("https {}: the browser stopped reading", self.peer);
             self.phase = Phase::Done;
             return;
@@ -327,7 +327,7 @@ impl Conn {
         if self
             .up
             .as_ref()
-            .is_some_and(|u| u.side.pending() && now >= u.side.wrote_at + cx.cfg.upstream_timeout)
+            .is_some_and(|u| u.side.pending() && now >= u.side.wrote_at + self.cfg.upstream_timeout)
         {
             self.upstream_failed(cx, "sending: timed out");
             return;
@@ -388,8 +388,8 @@ impl Conn {
         if self.up_idle.take().is_some()
             && let Some(up) = self.up.take()
         {
-            let (cfg, until) = (cx.cfg, cx.now + cx.cfg.pool_idle);
-            let bridge = (cfg.generation, up.index);
+            let cfg = &self.cfg;
+            let (bridge, until) = ((cfg.generation, up.index), cx.now + cfg.pool_idle);
             cx.pool
                 .put(bridge, up.side, cx.registry, cfg.pool_per_bridge, until);
         }
@@ -409,7 +409,7 @@ impl Conn {
             up.side.close();
         }
         self.phase = Phase::Closing {
-            until: cx.now + cx.cfg.send_stall,
+            until: cx.now + self.cfg.send_stall,
             notified: false,
         };
     }

@@ -75,7 +75,7 @@ impl Conn {
 
     /// Acts on the head at the start of `cin`.
     fn judged(&mut self, cx: &mut Ctx<'_>, head_len: usize) {
-        match self.judge(cx.cfg, head_len) {
+        match self.judge(head_len) {
             Judged::Answer(bytes) => self.answer_and_close(cx, &bytes),
             Judged::Refuse(r, after, what) => {
                 if let AfterRefusal::Next { consumed } = after {
@@ -91,7 +91,8 @@ impl Conn {
     }
 
     /// Decides on the head at the start of `cin`.
-    fn judge(&self, cfg: &Config, head_len: usize) -> Judged {
+    fn judge(&self, head_len: usize) -> Judged {
+        let cfg = &self.cfg;
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let head = match parse_request(&self.cin, &mut headers, Limits::default()) {
             Ok(Parsed::Complete(h)) if h.head_len == head_len => h,
@@ -200,7 +201,7 @@ impl Conn {
     /// The exchange is over and the connection stays: read the next request.
     pub(super) fn next_request(&mut self, cx: &mut Ctx<'_>) {
         self.served += 1;
-        let d = cx.cfg.deadlines;
+        let d = self.cfg.deadlines;
         let timer = if self.cin.is_empty() {
             RequestTimer::idle(d, ms(cx.now))
         } else {
@@ -220,20 +221,20 @@ impl Conn {
         {
             // Unstirred since its response, nothing can wait on it: no probe.
             if up.index == plan.upstream && (!self.up_stirred || clean(&mut up.side.link)) {
-                cx.cfg.counters.reused();
+                self.cfg.counters.reused();
             } else {
                 self.up = None;
             }
         }
         if self.up.is_none()
             && let Some(side) = cx.pool.take(
-                (cx.cfg.generation, plan.upstream),
+                (self.cfg.generation, plan.upstream),
                 cx.registry,
                 cx.up_token,
                 cx.now,
             )
         {
-            cx.cfg.counters.reused();
+            self.cfg.counters.reused();
             self.up = Some(Up {
                 index: plan.upstream,
                 side,
@@ -261,7 +262,7 @@ impl Conn {
         self.up = None;
         self.uin.clear();
         plan.reused = false;
-        cx.cfg.counters.retried();
+        self.cfg.counters.retried();
         self.phase = Phase::Connect {
             plan,
             dial: Box::new(Dial::Resolving),
@@ -281,7 +282,7 @@ impl Conn {
             Body::Length(n) => Some(Framing::Length(Length::new(n))),
             Body::Chunked => Some(Framing::Chunked(Chunked::new())),
         };
-        let mut timer = RequestTimer::new(cx.cfg.deadlines, ms(cx.now));
+        let mut timer = RequestTimer::new(self.cfg.deadlines, ms(cx.now));
         timer.head_done(ms(cx.now));
         self.phase = Phase::Request {
             plan,
@@ -302,7 +303,7 @@ impl Conn {
             timer.done();
             self.phase = Phase::Response {
                 plan,
-                until: cx.now + cx.cfg.upstream_timeout,
+                until: cx.now + self.cfg.upstream_timeout,
             };
             return true;
         };

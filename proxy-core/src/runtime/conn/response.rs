@@ -52,7 +52,7 @@ impl Conn {
                     Ok(_) => {
                         self.phase = Phase::Response {
                             plan,
-                            until: cx.now + cx.cfg.upstream_timeout,
+                            until: cx.now + self.cfg.upstream_timeout,
                         };
                         true
                     }
@@ -111,7 +111,7 @@ impl Conn {
                 up.side.queue(&self.cin, cx.now);
                 self.cin = Vec::new();
             }
-            cx.cfg.counters.tunnel_opened();
+            self.cfg.counters.tunnel_opened();
             self.counted_tunnel = true;
             debug!("https {} {}: WebSocket open", self.peer, plan.what);
             self.phase = Phase::Tunnel { last: cx.now };
@@ -135,7 +135,7 @@ impl Conn {
             ResponseBody::UntilClose => None,
         };
         // The body that came with the head goes out with it.
-        let until = cx.now + cx.cfg.upstream_timeout;
+        let until = cx.now + self.cfg.upstream_timeout;
         self.response_body(cx, h, framing, close, until);
         true
     }
@@ -155,7 +155,7 @@ impl Conn {
                 Ok(0) => {}
                 Ok(_) => {
                     progress = true;
-                    until = cx.now + cx.cfg.upstream_timeout;
+                    until = cx.now + self.cfg.upstream_timeout;
                 }
                 Err(_) if framing.is_none() => {
                     // The end of a body framed by the close.
