@@ -13,8 +13,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::Server;
 use common::bridge::{TempDir, TestCa, start_bridge};
+use common::{Server, front_toml};
 use rustls::pki_types::ServerName;
 
 const JOIN: &str = "join.example.test";
@@ -34,11 +34,7 @@ struct Setup {
 fn setup(extra: &str) -> Setup {
     let ca = TestCa::new();
     let bridge = start_bridge(&ca.leaf(&["localhost"]));
-    let front = ca.leaf(&[JOIN, OTHER]);
     let dir = TempDir::new("hardening");
-    let cert = dir.write("front.pem", &front.cert_pem);
-    let key = dir.write("front.key", &front.key_pem);
-    let ca_file = dir.write("ca.pem", &ca.cert_pem);
     let mut rules = String::new();
     for path in [
         "/api",
@@ -53,21 +49,11 @@ fn setup(extra: &str) -> Setup {
         ));
     }
     let toml = format!(
-        r#"listen = ["127.0.0.1:0"]
-tls_listen = ["127.0.0.1:0"]
-http_redirect = "127.0.0.1:0"
-admin = "127.0.0.1:0"
-cert = "{cert}"
-key = "{key}"
-upstream_ca = "{ca}"
-user = ["alice:pw"]
-proxy = ["{JOIN}=https://localhost:{port}", "{OTHER}=https://localhost:{port}"]
+        r#"{front}proxy = ["{JOIN}=https://localhost:{port}", "{OTHER}=https://localhost:{port}"]
 web_bridge_rules = false
 {extra}
 {rules}"#,
-        cert = cert.display(),
-        key = key.display(),
-        ca = ca_file.display(),
+        front = front_toml(&ca, &[JOIN, OTHER], &dir),
         port = bridge.port(),
     );
     let cfg = dir.write("causeway.toml", &toml);

@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use common::bridge::{TempDir, TestCa, start_bridge};
-use common::{Server, run_with_timeout, start_front};
+use common::{Server, front_toml, run_with_timeout, start_front};
 use rustls::pki_types::ServerName;
 
 const JOIN: &str = "join.example.test";
@@ -26,30 +26,16 @@ struct Setup {
 fn setup(extra_toml: &str) -> Setup {
     let ca = TestCa::new();
     let bridge = start_bridge(&ca.leaf(&["localhost"]));
-    let front = ca.leaf(&[JOIN, "meet.example.test"]);
     let dir = TempDir::new("proxy");
-    let cert = dir.write("front.pem", &front.cert_pem);
-    let key = dir.write("front.key", &front.key_pem);
-    let ca_file = dir.write("ca.pem", &ca.cert_pem);
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
     let toml = format!(
-        r#"listen = ["127.0.0.1:0"]
-tls_listen = ["127.0.0.1:0"]
-http_redirect = "127.0.0.1:0"
-admin = "127.0.0.1:0"
-cert = "{cert}"
-key = "{key}"
-upstream_ca = "{ca}"
-user = ["alice:pw"]
-proxy = ["{JOIN}=https://localhost:{bport}", "meet.example.test=https://localhost:{closed}"]
+        r#"{front}proxy = ["{JOIN}=https://localhost:{bport}", "meet.example.test=https://localhost:{closed}"]
 {extra_toml}
 "#,
-        cert = cert.display(),
-        key = key.display(),
-        ca = ca_file.display(),
+        front = front_toml(&ca, &[JOIN, "meet.example.test"], &dir),
         bport = bridge.port(),
         closed = closed.port(),
     );

@@ -12,7 +12,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::bridge::{TempDir, TestCa, start_bridge};
-use common::{Server, http_get};
+use common::{Server, front_toml, http_get};
 use rustls::pki_types::ServerName;
 
 const JOIN: &str = "join.example.test";
@@ -62,26 +62,11 @@ impl Setup {
 fn setup(extra: &str) -> Setup {
     let ca = TestCa::new();
     let bridge = start_bridge(&ca.leaf(&["localhost"]));
-    let front = ca.leaf(&[JOIN]);
     let dir = TempDir::new("web-scale");
-    let cert = dir.write("front.pem", &front.cert_pem);
-    let key = dir.write("front.key", &front.key_pem);
-    let ca_file = dir.write("ca.pem", &ca.cert_pem);
     let base = format!(
-        r#"listen = ["127.0.0.1:0"]
-tls_listen = ["127.0.0.1:0"]
-http_redirect = "127.0.0.1:0"
-admin = "127.0.0.1:0"
-cert = "{cert}"
-key = "{key}"
-upstream_ca = "{ca}"
-user = ["alice:pw"]
-proxy = ["{JOIN}=https://localhost:{bport}"]
-"#,
-        cert = cert.display(),
-        key = key.display(),
-        ca = ca_file.display(),
-        bport = bridge.port(),
+        "{}proxy = [\"{JOIN}=https://localhost:{}\"]\n",
+        front_toml(&ca, &[JOIN], &dir),
+        bridge.port()
     );
     let cfg = dir.write("causeway.toml", &format!("{base}{extra}\n"));
     let server = Server::start(&["--config", cfg.to_str().unwrap()]);

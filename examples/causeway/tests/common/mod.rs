@@ -185,6 +185,31 @@ pub fn start_front(
     (server, dir, tls)
 }
 
+/// The front's files in `dir` (a certificate for `joins` from `ca`, its key, the
+/// CA to verify web bridges with) and the configuration lines that name them,
+/// with every listener (TURN, TLS, port 80, admin) on a loopback port of its own
+/// and the user `alice:pw`. Callers add their `proxy` and other lines.
+pub fn front_toml(ca: &bridge::TestCa, joins: &[&str], dir: &bridge::TempDir) -> String {
+    let front = ca.leaf(joins);
+    let cert = dir.write("front.pem", &front.cert_pem);
+    let key = dir.write("front.key", &front.key_pem);
+    let ca_file = dir.write("ca.pem", &ca.cert_pem);
+    format!(
+        r#"listen = ["127.0.0.1:0"]
+tls_listen = ["127.0.0.1:0"]
+http_redirect = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+cert = "{cert}"
+key = "{key}"
+upstream_ca = "{ca}"
+user = ["alice:pw"]
+"#,
+        cert = cert.display(),
+        key = key.display(),
+        ca = ca_file.display(),
+    )
+}
+
 /// A GET on plain HTTP; the whole response.
 pub fn http_get(addr: &str, path: &str) -> String {
     use std::io::{Read, Write};
