@@ -25,6 +25,8 @@
 #        runs), NO_BUILD (set: use the binaries already in target/release).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
+# shellcheck source=nginx-proxy.sh
+. examples/causeway/bench/nginx-proxy.sh
 TUNNELS=${TUNNELS:-1000 4000 8000}
 SECS=${SECS:-20}
 ROUNDS=${ROUNDS:-1}
@@ -128,38 +130,7 @@ start_server() {
     server=$!
   else
     port=$NG_PORT
-    cat >"$d/nginx.conf" <<NGINX
-worker_processes 2;
-worker_rlimit_nofile $nofile;
-pid $d/nginx.pid;
-error_log $d/server.log warn;
-events { worker_connections $nofile; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  upstream bridge { server localhost:$bport; keepalive 64; }
-  map \$http_upgrade \$connection_upgrade { default upgrade; '' ''; }
-  server {
-    listen 127.0.0.1:$port ssl;
-    server_name join.example.test;
-    ssl_certificate $d/front.pem;
-    ssl_certificate_key $d/front.key;
-    location / {
-      proxy_pass https://bridge;
-      proxy_http_version 1.1;
-      proxy_ssl_trusted_certificate $d/ca.pem;
-      proxy_ssl_verify on;
-      proxy_ssl_name localhost;
-      proxy_ssl_session_reuse on;
-      proxy_set_header Host \$host;
-      proxy_set_header Upgrade \$http_upgrade;
-      proxy_set_header Connection \$connection_upgrade;
-      proxy_set_header X-Forwarded-For \$remote_addr;
-      proxy_read_timeout 600s;
-    }
-  }
-}
-NGINX
+    nginx_proxy_conf "$d" "$port" "$bport" "$nofile" "$d/server.log"
     nginx -c "$d/nginx.conf" -g 'daemon off;' >"$d/server.out" 2>&1 &
     server=$!
   fi

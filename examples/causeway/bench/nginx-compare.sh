@@ -7,6 +7,8 @@
 # Knobs: CONNS (16), SECS (10).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
+# shellcheck source=nginx-proxy.sh
+. examples/causeway/bench/nginx-proxy.sh
 CONNS=${CONNS:-16}
 SECS=${SECS:-10}
 command -v nginx >/dev/null || { echo "nginx is not installed: apt-get install nginx" >&2; exit 2; }
@@ -31,37 +33,7 @@ target/release/causeway serve --listen 127.0.0.1:0 --admin 127.0.0.1:0 --user a:
   --log-level warn >"$work/cw.out" 2>"$work/cw.log" &
 pids+=($!)
 
-cat >"$work/nginx.conf" <<NGINX
-worker_processes 2;
-pid $work/nginx.pid;
-error_log $work/nginx.err warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  upstream bridge { server localhost:$bport; keepalive 64; }
-  map \$http_upgrade \$connection_upgrade { default upgrade; '' ''; }
-  server {
-    listen 127.0.0.1:$NG_PORT ssl;
-    server_name join.example.test;
-    ssl_certificate $work/front.pem;
-    ssl_certificate_key $work/front.key;
-    location / {
-      proxy_pass https://bridge;
-      proxy_http_version 1.1;
-      proxy_ssl_trusted_certificate $work/ca.pem;
-      proxy_ssl_verify on;
-      proxy_ssl_name localhost;
-      proxy_ssl_session_reuse on;
-      proxy_set_header Host \$host;
-      proxy_set_header Upgrade \$http_upgrade;
-      proxy_set_header Connection \$connection_upgrade;
-      proxy_set_header X-Forwarded-For \$remote_addr;
-      proxy_read_timeout 600s;
-    }
-  }
-}
-NGINX
+nginx_proxy_conf "$work" "$NG_PORT" "$bport" 4096 "$work/nginx.err"
 nginx -c "$work/nginx.conf"
 sleep 1
 
