@@ -12,8 +12,7 @@
 //! namespace (`role`).
 #![cfg(feature = "xdp")]
 
-#[path = "../../examples/causeway/tests/common/tools.rs"]
-mod tools;
+use causeway_testkit::tools;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};

@@ -4,12 +4,7 @@
 //! echoes, the browser's audio arrives as RTP, and the selected pair is relay
 //! to relay.
 
-#[path = "../../causeway/tests/common/chromium.rs"]
-mod chromium;
-#[path = "../../causeway/tests/common/delay.rs"]
-mod delay;
-#[path = "../../causeway/tests/common/tools.rs"]
-mod tools;
+use causeway_testkit::{chromium, delay, tools};
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;

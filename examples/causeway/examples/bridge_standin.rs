@@ -4,8 +4,7 @@
 //!
 //! `cargo run --release -p causeway --example bridge_standin -- DIR`
 
-#[path = "../tests/common/bridge.rs"]
-mod bridge;
+use causeway_testkit::bridge;
 
 fn main() {
     let dir = std::path::PathBuf::from(std::env::args().nth(1).expect("usage: bridge_standin DIR"));

@@ -237,13 +237,14 @@ pub(crate) fn run(args: &ServeArgs, plan: Plan) -> Result<(), ServeError> {
     let drain_for = Duration::from_secs(plan.drain_timeout_secs);
     let mut drained_by: Option<Instant> = None;
     let start_drain = |drained_by: &mut Option<Instant>, why: &str| {
+        relay.drain(drain_for);
+        *drained_by = Some(Instant::now() + drain_for);
+        // Logged once in effect: /readyz already answers 503.
         info!(
             "{why}: draining (no new allocations; stopping when the last one ends, at the \
              latest in {} s)",
             drain_for.as_secs()
         );
-        relay.drain(drain_for);
-        *drained_by = Some(Instant::now() + drain_for);
     };
     'run: loop {
         for sig in signals.pending() {
@@ -285,14 +286,18 @@ pub(crate) fn run(args: &ServeArgs, plan: Plan) -> Result<(), ServeError> {
                 }
             }
         }
-        if drained_by.is_some() {
+        if let Some(deadline) = drained_by {
             let tunnels = current.as_ref().map_or(0, |p| p.connections());
-            if relay.drained() && tunnels == 0 {
-                info!("drained: no allocation or connection left");
+            let allocations = relay.stats().in_use();
+            if Instant::now() >= deadline {
+                info!(
+                    "drain deadline reached: stopping; {allocations} allocation(s) and {tunnels} \
+                     web proxy connection(s) cut"
+                );
                 break;
             }
-            if drained_by.is_some_and(|t| Instant::now() >= t) {
-                info!("drain deadline reached: stopping");
+            if relay.drained() && allocations == 0 && tunnels == 0 {
+                info!("drained: no allocation or connection left");
                 break;
             }
         }

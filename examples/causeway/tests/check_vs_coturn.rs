@@ -6,19 +6,12 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::process::Command;
 
-use common::{coturn_tool, run_with_timeout};
-
-struct Coturn(Child);
-
-impl Drop for Coturn {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use causeway_testkit::coturn::{Coturn, Ready};
+use common::run_with_timeout;
+use common::wait::PATIENCE;
 
 #[test]
 fn allocate_and_check_over_tls_against_coturn() {
@@ -30,7 +23,7 @@ fn allocate_and_check_over_tls_against_coturn() {
     let ca_file = dir.write("ca.pem", &ca.cert_pem);
     let port = free_port();
     let tls_port = free_port();
-    let _ct = coturn_with(
+    let ct = coturn_with(
         None,
         port,
         "wonderland",
@@ -42,6 +35,7 @@ fn allocate_and_check_over_tls_against_coturn() {
             "--tls-listening-port",
             &tls_port.to_string(),
         ],
+        &[Ready::Tls(([127, 0, 0, 1], tls_port).into())],
     );
     let server = format!("127.0.0.1:{tls_port}");
     let tls = [
@@ -61,15 +55,24 @@ fn allocate_and_check_over_tls_against_coturn() {
     ];
     args.extend(tls);
     let (ok, out) = causeway(None, &args);
-    assert!(ok, "{out}");
+    assert!(ok, "{out}{}", ct.tail());
     assert!(out.contains("relayed  127.0.0.1:4"), "{out}");
-    let mut args = vec!["check", "--server", &server, "--user", "alice:wonderland"];
+    let mut args = vec![
+        "check",
+        "--server",
+        &server,
+        "--user",
+        "alice:wonderland",
+        "--timeout",
+        "20",
+    ];
     args.extend(tls);
     let (ok, out) = causeway(None, &args);
-    assert!(ok, "{out}");
+    assert!(ok, "{out}{}", ct.tail());
     assert!(
         out.contains("over tls") && out.contains("[PASS] relay"),
-        "{out}"
+        "{out}{}",
+        ct.tail()
     );
     // A client that does not trust the server's CA fails before TURN starts.
     let other = common::bridge::TestCa::new();
@@ -90,39 +93,49 @@ fn allocate_and_check_over_tls_against_coturn() {
             "localhost",
         ],
     );
-    assert!(!ok);
+    assert!(!ok, "{out}");
     assert!(out.contains("cannot reach"), "{out}");
 }
 
+/// A port free for UDP and TCP on loopback right now, outside coturn's relay
+/// range below.
 fn free_port() -> u16 {
-    let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    u.local_addr().unwrap().port()
-}
-
-/// Starts coturn on loopback (inside `netns` if given) with user alice:`password`.
-fn coturn(netns: Option<&str>, port: u16, password: &str) -> Coturn {
-    coturn_with(netns, port, password, &[])
-}
-
-/// As [`coturn`], with extra flags.
-fn coturn_with(netns: Option<&str>, port: u16, password: &str, extra: &[&str]) -> Coturn {
-    let tool = coturn_tool("turnserver");
-    let mut cmd = match netns {
-        Some(ns) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns, &tool]);
-            c
+    loop {
+        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = u.local_addr().unwrap().port();
+        if !(40000..=40999).contains(&port)
+            && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
         }
-        None => Command::new(&tool),
-    };
-    cmd.args([
+    }
+}
+
+/// Starts coturn on loopback (inside `netns` if given) with user alice:`password`,
+/// and waits until it answers STUN on `port` over UDP and TCP.
+fn coturn(netns: Option<&str>, port: u16, password: &str) -> Coturn {
+    coturn_with(netns, port, password, &[], &[])
+}
+
+/// As [`coturn`], with extra flags and more to wait for.
+fn coturn_with(
+    netns: Option<&str>,
+    port: u16,
+    password: &str,
+    extra: &[&str],
+    ready: &[Ready],
+) -> Coturn {
+    let listen: SocketAddr = ([127, 0, 0, 1], port).into();
+    let port = port.to_string();
+    let user = format!("alice:{password}");
+    let mut args = vec![
         "-n",
         "--no-cli",
         "--no-dtls",
         "--listening-ip",
         "127.0.0.1",
         "--listening-port",
-        &port.to_string(),
+        &port,
         "--relay-ip",
         "127.0.0.1",
         "--min-port",
@@ -133,45 +146,14 @@ fn coturn_with(netns: Option<&str>, port: u16, password: &str, extra: &[&str]) -
         "--realm",
         "TANDBERG",
         "--user",
-        &format!("alice:{password}"),
+        &user,
         "--allow-loopback-peers",
         "--fingerprint",
-        "--no-stdout-log",
-        "--log-file",
-        "/dev/null",
-    ]);
-    cmd.args(extra);
-    let child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start turnserver");
-    wait_listening(netns, port);
-    Coturn(child)
-}
-
-/// Waits until UDP `port` is bound (in `netns`): a loaded machine starts coturn
-/// slower than any fixed sleep.
-fn wait_listening(netns: Option<&str>, port: u16) {
-    let filter = format!("sport = :{port}");
-    for _ in 0..100 {
-        let mut cmd = match netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, "ss"]);
-                c
-            }
-            None => Command::new("ss"),
-        };
-        let out = cmd.args(["-Hlun", &filter]).output();
-        if out.is_ok_and(|o| !o.stdout.is_empty()) {
-            // Bound; give it a moment to enter its event loop.
-            std::thread::sleep(Duration::from_millis(200));
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("turnserver did not listen on UDP {port} within 10 s");
+    ];
+    args.extend(extra);
+    let mut all = vec![Ready::Udp(listen), Ready::Tcp(listen)];
+    all.extend(ready);
+    Coturn::start(netns, &args, &all)
 }
 
 fn causeway(netns: Option<&str>, args: &[&str]) -> (bool, String) {
@@ -184,7 +166,7 @@ fn causeway(netns: Option<&str>, args: &[&str]) -> (bool, String) {
         }
         None => Command::new(bin),
     };
-    run_with_timeout(cmd.args(args), Duration::from_secs(90))
+    run_with_timeout(cmd.args(args), PATIENCE * 2)
 }
 
 /// A network namespace with loopback up, deleted when dropped.
@@ -230,7 +212,7 @@ impl Drop for Netns {
 #[test]
 fn allocate_and_check_pass_against_coturn() {
     let port = free_port();
-    let _ct = coturn(None, port, "wonderland");
+    let ct = coturn(None, port, "wonderland");
     let server = format!("127.0.0.1:{port}");
     for transport in ["udp", "tcp"] {
         let (ok, out) = causeway(
@@ -245,7 +227,7 @@ fn allocate_and_check_pass_against_coturn() {
                 transport,
             ],
         );
-        assert!(ok, "{transport}: {out}");
+        assert!(ok, "{transport}: {out}{}", ct.tail());
         assert!(out.contains("relayed  127.0.0.1:4"), "{out}");
         let (ok, out) = causeway(
             None,
@@ -257,17 +239,19 @@ fn allocate_and_check_pass_against_coturn() {
                 "alice:wonderland",
                 "--transport",
                 transport,
+                "--timeout",
+                "20",
             ],
         );
-        assert!(ok, "{transport}: {out}");
-        assert!(out.contains("[PASS] relay"), "{out}");
+        assert!(ok, "{transport}: {out}{}", ct.tail());
+        assert!(out.contains("[PASS] relay"), "{out}{}", ct.tail());
     }
 }
 
 #[test]
 fn check_diagnoses_a_password_mismatch() {
     let port = free_port();
-    let _ct = coturn(None, port, "the-real-password");
+    let ct = coturn(None, port, "the-real-password");
     let (ok, out) = causeway(
         None,
         &[
@@ -276,12 +260,14 @@ fn check_diagnoses_a_password_mismatch() {
             &format!("127.0.0.1:{port}"),
             "--user",
             "alice:a-stale-password",
+            "--timeout",
+            "20",
         ],
     );
     assert!(!ok);
-    assert!(out.contains("[PASS] reach"), "{out}");
-    assert!(out.contains("[FAIL] allocate"), "{out}");
-    assert!(out.contains("credentials differ"), "{out}");
+    assert!(out.contains("[PASS] reach"), "{out}{}", ct.tail());
+    assert!(out.contains("[FAIL] allocate"), "{out}{}", ct.tail());
+    assert!(out.contains("credentials differ"), "{out}{}", ct.tail());
 }
 
 #[test]
@@ -308,7 +294,7 @@ fn check_diagnoses_a_blocked_relay_port_range() {
         "40000-40999",
         "drop",
     ]);
-    let _ct = coturn(Some(&ns.0), 3478, "wonderland");
+    let ct = coturn(Some(&ns.0), 3478, "wonderland");
     let (ok, out) = causeway(
         Some(&ns.0),
         &[
@@ -317,17 +303,20 @@ fn check_diagnoses_a_blocked_relay_port_range() {
             "127.0.0.1:3478",
             "--user",
             "alice:wonderland",
+            // Each step's wait: the relay step, which fails here, takes all of it.
             "--timeout",
-            "3",
+            "10",
         ],
     );
     assert!(!ok, "{out}");
     assert!(
         out.contains("[PASS] allocate") && out.contains("[PASS] channel"),
-        "{out}"
+        "{out}{}",
+        ct.tail()
     );
     assert!(
         out.contains("[FAIL] relay") && out.contains("relay port range is blocked"),
-        "{out}"
+        "{out}{}",
+        ct.tail()
     );
 }

@@ -10,11 +10,11 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-use common::Server;
 use common::bridge::{TempDir, TestCa};
+use common::wait::{self, PATIENCE};
+use common::{Output, Server};
 use serde_yaml::Value;
 
 const CONFIG_PATH: &str = "/etc/causeway/causeway.toml";
@@ -279,29 +279,73 @@ fn the_kubernetes_manifest_matches_what_the_program_serves() {
         "127.0.0.1",
     ]);
     let admin = server.admin_addr();
-    let code = |path: &str| {
-        common::http_get(&admin, path)
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or_default()
-            .to_string()
-    };
+    let code = |path: &str| common::status_code(&admin, path);
     let (live, ready) = (
         live["path"].as_str().unwrap(),
         ready["path"].as_str().unwrap(),
     );
-    assert_eq!(code(live), "200");
+    // (A worker that has not gone round its loop for 3 s is not alive: poll.)
+    assert!(
+        wait::holds(PATIENCE, || code(live) == "200"),
+        "{}",
+        server.log_tail()
+    );
     assert_eq!(code(ready), "200");
+    // An allocation over TCP holds the drain open until its connection closes.
+    let user = read("causeway.toml")
+        .lines()
+        .find_map(|l| l.strip_prefix("user = [\""))
+        .and_then(|r| r.split('"').next())
+        .expect("a user in causeway.toml")
+        .to_string();
+    let mut held = Command::new(env!("CARGO_BIN_EXE_causeway"))
+        .args([
+            "allocate",
+            "--server",
+            &server.addr().to_string(),
+            "--transport",
+            "tcp",
+        ])
+        .args(["--user", &user, "--hold", "600"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let held_out = Output::of(&mut held);
+    assert!(
+        held_out.wait_for("relayed", PATIENCE),
+        "{}",
+        held_out.tail(20)
+    );
+    server.wait_status("the held allocation", |s| s["allocations_in_use"] == 1);
     // The signal the kubelet sends: ready no more at once, alive while draining.
     let _ = Command::new("kill")
         .args(["-TERM", &server.child.id().to_string()])
         .status();
-    let until = Instant::now() + Duration::from_secs(5);
-    while code(ready) != "503" {
-        assert!(Instant::now() < until, "still ready after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(server.terminate(), "no allocations: the drain ends at once");
+    server.wait_log("SIGTERM: draining");
+    assert_eq!(code(ready), "503", "not ready once draining");
+    assert!(
+        wait::holds(PATIENCE, || code(live) == "200"),
+        "alive while draining"
+    );
+    // Its last allocation gone, the drain ends and the process exits 0.
+    let _ = held.kill();
+    let _ = held.wait();
+    let status = wait::until("the drained node to exit", PATIENCE, || {
+        match server.child.try_wait() {
+            Ok(Some(status)) => Ok(status),
+            Ok(None) => Err("still running".to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    });
+    assert!(status.success(), "{status}\n{}", server.log_tail());
+    assert!(
+        server
+            .log
+            .contains("drained: no allocation or connection left"),
+        "{}",
+        server.log_tail()
+    );
 }
 
 #[test]

@@ -3,8 +3,7 @@
 //! packet, and the 18-line client allocates on coturn's `turnserver` and gets
 //! its echo back through the relay.
 
-#[path = "../../causeway/tests/common/tools.rs"]
-mod tools;
+use causeway_testkit::tools;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

@@ -3,29 +3,27 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-pub mod bridge;
-pub mod chromium;
-pub mod delay;
-pub mod prometheus;
-pub mod tools;
 pub mod turn;
 
 #[allow(unused_imports)]
-pub use tools::{coturn_tool, ensure_package, run_with_timeout};
+pub use causeway_testkit::{Output, coturn_tool, ensure_package, run_with_timeout};
+#[allow(unused_imports)]
+pub use causeway_testkit::{bridge, chromium, delay, prometheus, tools, wait};
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// A running `causeway serve`, stopped (SIGTERM, then kill) when dropped.
+use wait::PATIENCE;
+
+/// A running `causeway serve`, stopped (SIGTERM, then kill) when dropped. When
+/// the test fails, dropping it prints the end of its log.
 pub struct Server {
     pub child: Child,
     /// The addresses it printed that it listens on.
     pub addrs: Vec<SocketAddr>,
-    /// Lines of its stderr (its log), collected in the background.
-    pub log: mpsc::Receiver<String>,
+    /// Its log (stderr), kept as it comes.
+    pub log: Output,
     /// What it printed on stdout at start.
     pub startup: Vec<String>,
 }
@@ -45,11 +43,33 @@ impl Server {
     pub fn status(&self) -> serde_json::Value {
         let text = http_get(&self.admin_addr(), "/status");
         let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
-        serde_json::from_str(body).expect("status JSON")
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("status JSON: {e}: {text}"))
     }
 
-    /// Starts `causeway serve` with `args` and waits until it reports its listeners.
+    /// Waits until the status page satisfies `pred`; the page. Status snapshots
+    /// are published about once a second.
+    pub fn wait_status(
+        &self,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let mut last = serde_json::Value::Null;
+        if wait::holds(PATIENCE, || {
+            last = self.status();
+            pred(&last)
+        }) {
+            return last;
+        }
+        panic!("waited {PATIENCE:?} for the status to show {what}; last: {last:#}");
+    }
+
+    /// Starts `causeway serve` with `args` and waits until it says it is ready.
     pub fn start(args: &[&str]) -> Server {
+        Server::start_env(args, &[])
+    }
+
+    /// As [`Server::start`], with environment variables set.
+    pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         // Tests run in parallel: never the default admin port.
         let admin: &[&str] = if args.contains(&"--admin") {
             &[]
@@ -61,42 +81,31 @@ impl Server {
             .args(args)
             .args(admin)
             .env("RUST_LOG", "debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start causeway");
-        let stdout = child.stdout.take().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (log_tx, log) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if log_tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let (addr_tx, addr_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = addr_tx.send(line);
-            }
-        });
-        let mut addrs = Vec::new();
-        let mut startup = Vec::new();
-        while let Ok(line) = addr_rx.recv_timeout(Duration::from_secs(10)) {
-            if let Some(rest) = line.strip_prefix("causeway: listening on udp ") {
-                let addr = rest.split_whitespace().next().unwrap();
-                addrs.push(addr.parse().unwrap());
-            } else if line.starts_with("causeway: ready") {
-                break;
-            }
-            startup.push(line);
-        }
-        if addrs.is_empty() {
+        let log = Output::new();
+        log.collect(child.stderr.take().unwrap());
+        let stdout = Output::new();
+        stdout.collect(child.stdout.take().unwrap());
+        let ready = stdout.wait_line(PATIENCE, |l| l.starts_with("causeway: ready"));
+        let startup: Vec<String> = stdout.lines();
+        let addrs: Vec<SocketAddr> = startup
+            .iter()
+            .filter_map(|l| l.strip_prefix("causeway: listening on udp "))
+            .filter_map(|r| r.split_whitespace().next()?.parse().ok())
+            .collect();
+        if ready.is_none() {
             let _ = child.kill();
-            std::thread::sleep(Duration::from_millis(100));
-            let errors: Vec<String> = log.try_iter().collect();
-            panic!("causeway did not start; stdout: {startup:?}; stderr: {errors:?}");
+            let status = child.wait();
+            log.wait_closed(Duration::from_secs(10));
+            panic!(
+                "causeway did not say it was ready within {PATIENCE:?} ({status:?}); stdout: \
+                 {startup:?}\n--- its log ---\n{}",
+                log.tail(80)
+            );
         }
         Server {
             child,
@@ -124,21 +133,42 @@ impl Server {
 
     /// Log lines written so far.
     pub fn log_lines(&self) -> Vec<String> {
-        self.log.try_iter().collect()
+        self.log.lines()
     }
 
-    /// Sends SIGTERM and returns whether it exited successfully within 5 s.
-    pub fn terminate(&mut self) -> bool {
+    /// Waits for a log line containing `needle`; panics with the log's end if
+    /// none comes.
+    pub fn wait_log(&self, needle: &str) -> String {
+        self.log
+            .wait_line(PATIENCE, |l| l.contains(needle))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no log line with `{needle}` within {PATIENCE:?}\n--- its log ---\n{}",
+                    self.log.tail(80)
+                )
+            })
+    }
+
+    /// The end of its log, for a failure message.
+    pub fn log_tail(&self) -> String {
+        format!("--- causeway log ---\n{}", self.log.tail(80))
+    }
+
+    /// Sends SIGTERM and waits (up to the test limit) for the process to exit;
+    /// how long that took, and whether it exited successfully.
+    pub fn terminate(&mut self) -> (Duration, bool) {
+        let start = Instant::now();
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
-        for _ in 0..50 {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.success();
+        let status = wait::until("causeway to exit after SIGTERM", PATIENCE, || {
+            match self.child.try_wait() {
+                Ok(Some(status)) => Ok(status),
+                Ok(None) => Err("still running".to_string()),
+                Err(e) => Err(e.to_string()),
             }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        false
+        });
+        (start.elapsed(), status.success())
     }
 }
 
@@ -147,6 +177,13 @@ impl Drop for Server {
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "causeway serve (startup {:?}) ended; {}",
+                self.startup,
+                self.log_tail()
+            );
         }
     }
 }
@@ -212,10 +249,30 @@ user = ["alice:pw"]
 
 /// A GET on plain HTTP; the whole response.
 pub fn http_get(addr: &str, path: &str) -> String {
+    try_http(addr, "GET", path).unwrap_or_else(|e| panic!("GET http://{addr}{path}: {e}"))
+}
+
+/// A request on plain HTTP with a `Host` of the address itself; the whole
+/// response, or why there is none.
+pub fn try_http(addr: &str, method: &str, path: &str) -> std::io::Result<String> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    s.set_write_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    )?;
     let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// The status code of a GET of `path` on the admin port.
+pub fn status_code(admin: &str, path: &str) -> String {
+    http_get(admin, path)
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
 }

@@ -1,15 +1,14 @@
 //! Headless Chromium (Debian's `chromium`) driven over the DevTools protocol:
 //! started with a profile and HOME of the caller's, a page opened at a URL,
 //! expressions evaluated in it, screenshots kept under `target/artifacts/`.
-//! Shared with the call-bridge example's tests (`#[path]`).
 
-#![allow(dead_code, unreachable_pub)]
-
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::output::Output;
 
 type Socket = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>;
 
@@ -33,12 +32,15 @@ pub fn trust_ca(home: &Path, ca_pem: &Path) {
             ca_pem.to_str().unwrap(),
         ],
     ] {
+        let out = Command::new("certutil")
+            .args(&args)
+            .output()
+            .expect("certutil (Debian's libnss3-tools)");
         assert!(
-            Command::new("certutil")
-                .args(args)
-                .status()
-                .unwrap()
-                .success()
+            out.status.success(),
+            "certutil {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
         );
     }
 }
@@ -47,6 +49,8 @@ pub fn trust_ca(home: &Path, ca_pem: &Path) {
 pub struct Chromium {
     child: Child,
     devtools: SocketAddr,
+    /// What it printed on stderr.
+    pub output: Output,
 }
 
 impl Drop for Chromium {
@@ -87,21 +91,18 @@ impl Chromium {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start chromium");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let ws_url = loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(30))
-                .expect("chromium printed no DevTools address");
-            if let Some(u) = line.strip_prefix("DevTools listening on ") {
-                break u.trim().to_string();
-            }
-        };
+        let output = Output::of(&mut child);
+        let line = output
+            .wait_line(Duration::from_secs(120), |l| {
+                l.starts_with("DevTools listening on ")
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "chromium printed no DevTools address within 120 s:\n{}",
+                    output.tail(40)
+                )
+            });
+        let ws_url = line["DevTools listening on ".len()..].trim().to_string();
         let devtools = ws_url
             .trim_start_matches("ws://")
             .split('/')
@@ -109,21 +110,26 @@ impl Chromium {
             .unwrap()
             .parse()
             .unwrap();
-        Chromium { child, devtools }
+        Chromium {
+            child,
+            devtools,
+            output,
+        }
     }
 
     /// A new page at `url`.
     pub fn open(&self, url: &str) -> Page {
-        let page: serde_json::Value = serde_json::from_str(&devtools_http(
-            self.devtools,
-            "PUT",
-            &format!("/json/new?{url}"),
-        ))
-        .unwrap();
-        let ws = page["webSocketDebuggerUrl"].as_str().unwrap().to_string();
-        let (cdp, _) = tungstenite::connect(ws).unwrap();
+        let body = devtools_http(self.devtools, "PUT", &format!("/json/new?{url}"));
+        let page: serde_json::Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("DevTools /json/new: {e}: {body:?}"));
+        let ws = page["webSocketDebuggerUrl"]
+            .as_str()
+            .unwrap_or_else(|| panic!("DevTools /json/new: no webSocketDebuggerUrl: {body}"))
+            .to_string();
+        let (cdp, _) =
+            tungstenite::connect(&ws).unwrap_or_else(|e| panic!("DevTools session {ws}: {e}"));
         if let tungstenite::stream::MaybeTlsStream::Plain(s) = cdp.get_ref() {
-            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         }
         let mut page = Page { cdp, id: 0 };
         page.call("Page.navigate", serde_json::json!({ "url": url }));
@@ -138,9 +144,12 @@ impl Page {
         let msg = serde_json::json!({ "id": self.id, "method": method, "params": params });
         self.cdp
             .send(tungstenite::Message::text(msg.to_string()))
-            .unwrap();
+            .unwrap_or_else(|e| panic!("DevTools {method}: {e}"));
         loop {
-            let m = self.cdp.read().unwrap();
+            let m = self
+                .cdp
+                .read()
+                .unwrap_or_else(|e| panic!("DevTools {method}: no answer: {e}"));
             let v: serde_json::Value =
                 serde_json::from_str(m.to_text().unwrap_or("{}")).unwrap_or_default();
             if v["id"] == self.id {
@@ -190,7 +199,7 @@ impl Page {
         if let Some(data) = shot["result"]["data"].as_str() {
             use base64::Engine;
             if let Ok(png) = base64::engine::general_purpose::STANDARD.decode(data) {
-                let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/artifacts");
+                let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/artifacts");
                 let _ = std::fs::create_dir_all(&dir);
                 let _ = std::fs::write(dir.join(name), png);
             }
@@ -200,8 +209,8 @@ impl Page {
 
 /// One HTTP request to the DevTools endpoint; returns the body.
 fn devtools_http(addr: SocketAddr, method: &str, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("DevTools {addr} {path}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     write!(
         s,
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"

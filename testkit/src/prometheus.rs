@@ -1,18 +1,23 @@
 //! Debian's Prometheus server for end-to-end tests: started on a scrape
-//! configuration of its own, stopped when dropped, asked instant queries over
-//! its HTTP API.
+//! configuration of its own and waited for (`/-/ready`), stopped when dropped,
+//! asked instant queries over its HTTP API; its log and its targets' state
+//! explain a failed wait.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::tools::ensure_package;
+use crate::output::Output;
+use crate::tools::ensure_package;
+use crate::wait;
 
 /// A running `prometheus`, killed when dropped.
 pub struct Prometheus {
     child: Child,
     /// Where its HTTP API listens.
     pub web: String,
+    /// Its log.
+    pub output: Output,
 }
 
 impl Drop for Prometheus {
@@ -43,18 +48,45 @@ impl Prometheus {
             ),
         )
         .unwrap();
-        let child = Command::new("/usr/bin/prometheus")
+        let mut child = Command::new("/usr/bin/prometheus")
             .arg(format!("--config.file={}", cfg.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
                 dir.join("data").display()
             ))
             .arg(format!("--web.listen-address={web}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start prometheus");
-        Prometheus { child, web }
+        let output = Output::of(&mut child);
+        let prometheus = Prometheus { child, web, output };
+        let ready = wait::poll(Duration::from_secs(120), || {
+            match try_get(&prometheus.web, "/-/ready") {
+                Some(r) if r.starts_with("HTTP/1.1 200") => Ok(()),
+                other => Err(format!(
+                    "/-/ready: {:?}",
+                    other.map(|r| r.lines().next().map(str::to_string))
+                )),
+            }
+        });
+        if let Err(e) = ready {
+            panic!(
+                "prometheus never became ready: {e}\n{}",
+                prometheus.explain()
+            );
+        }
+        prometheus
+    }
+
+    /// Its scrape targets' state and the end of its log, for a failure message.
+    pub fn explain(&self) -> String {
+        let targets = try_get(&self.web, "/api/v1/targets").unwrap_or_default();
+        let body = targets.split("\r\n\r\n").nth(1).unwrap_or_default();
+        format!(
+            "--- prometheus targets ---\n{body}\n--- prometheus log ---\n{}",
+            self.output.tail(30)
+        )
     }
 
     /// The first sample's value of instant query `q`, once it has one within
@@ -76,23 +108,28 @@ impl Prometheus {
             {
                 return s.parse().ok();
             }
+            // A poll step: the query's answer is what is awaited.
             std::thread::sleep(Duration::from_millis(250));
         }
         None
     }
 
-    /// Waits until `q` evaluates to `want`.
-    pub fn wait_for(&self, q: &str, want: f64, within: Duration) -> Result<(), Option<f64>> {
-        let until = Instant::now() + within;
+    /// Waits until `q` evaluates to `want`; on failure, the last value, the
+    /// targets and the log.
+    pub fn wait_for(&self, q: &str, want: f64, within: Duration) -> Result<(), String> {
         let mut last = None;
-        while Instant::now() < until {
+        let held = wait::holds(within, || {
             last = self.query(q, Duration::from_secs(2));
-            if last == Some(want) {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(300));
+            last == Some(want)
+        });
+        if held {
+            Ok(())
+        } else {
+            Err(format!(
+                "{q}: {last:?} after {within:?}, not {want}\n{}",
+                self.explain()
+            ))
         }
-        Err(last)
     }
 }
 

@@ -1,11 +1,13 @@
 //! Third-party tools for end-to-end tests: Debian's packages installed when
-//! missing (coturn's `turnserver`, `turnutils_uclient`, `turnutils_peer`), and
-//! running a tool with a time limit. Shared with the embedding examples' tests.
-
-#![allow(dead_code, unreachable_pub)]
+//! missing (coturn's `turnserver`, `turnutils_uclient`, `turnutils_peer`), a
+//! tool run with a time limit, and coturn's UDP echo peer, started and waited
+//! for.
 
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crate::output::Output;
+use crate::wait;
 
 /// Installs Debian's `package` with apt-get when `bin` is missing (as `.ci/run`
 /// does), so `cargo test` works on a fresh machine; fails the test with the fix
@@ -41,27 +43,16 @@ pub fn coturn_tool(name: &str) -> String {
 
 /// Runs a command with a time limit; returns (success, stdout + stderr). The
 /// output is read while the command runs, so a chatty tool never blocks on a full
-/// pipe.
+/// pipe. A command killed at the limit fails, and its output ends with a line
+/// saying so.
 pub fn run_with_timeout(cmd: &mut Command, limit: Duration) -> (bool, String) {
-    use std::io::Read;
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn tool");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let start = std::time::Instant::now();
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let output = Output::of(&mut child);
+    let start = Instant::now();
     let status = loop {
         if let Ok(Some(status)) = child.try_wait() {
             break Some(status);
@@ -71,10 +62,21 @@ pub fn run_with_timeout(cmd: &mut Command, limit: Duration) -> (bool, String) {
             let _ = child.wait();
             break None;
         }
+        // A poll step: the child's exit is what is awaited.
         std::thread::sleep(Duration::from_millis(20));
     };
-    let mut text = out_reader.join().unwrap_or_default();
-    text.push_str(&err_reader.join().unwrap_or_default());
+    // Whatever the child wrote before it ended (its own children may hold the
+    // pipes open longer: never wait on them past the limit).
+    output.wait_closed(Duration::from_secs(10));
+    let mut text = output.lines().join("\n");
+    text.push('\n');
+    match status {
+        Some(s) if !s.success() => text.push_str(&format!("[{s}]\n")),
+        None => text.push_str(&format!(
+            "[killed: still running after {limit:?}, the test's limit]\n"
+        )),
+        _ => {}
+    }
     (status.is_some_and(|s| s.success()), text)
 }
 
@@ -86,17 +88,48 @@ pub const PEER_IP: &str = "127.0.0.2";
 pub struct Peer(pub Child, pub u16);
 
 impl Peer {
+    /// Starts the echo peer on [`PEER_IP`] and returns once it echoes.
     pub fn start() -> Peer {
+        Peer::start_on(PEER_IP.parse().expect("an IP"))
+    }
+
+    /// Starts the echo peer on `ip` (a loopback address) and returns once it
+    /// echoes. The port is picked free and may be taken before the peer binds
+    /// it: then another is tried.
+    pub fn start_on(ip: std::net::IpAddr) -> Peer {
         let tool = coturn_tool("turnutils_peer");
-        let port = free_udp_port();
-        let child = Command::new(tool)
-            .args(["-L", PEER_IP, "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start turnutils_peer");
-        std::thread::sleep(Duration::from_millis(300));
-        Peer(child, port)
+        let mut last = String::new();
+        for _ in 0..5 {
+            let port = free_udp_port_on(ip);
+            let mut child = Command::new(&tool)
+                .args(["-L", &ip.to_string(), "-p", &port.to_string()])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start turnutils_peer");
+            let output = Output::of(&mut child);
+            let addr = std::net::SocketAddr::new(ip, port);
+            let from = if ip.is_ipv4() {
+                std::net::IpAddr::from([127, 0, 0, 1])
+            } else {
+                std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
+            };
+            let echoes = wait::poll(wait::PATIENCE, || {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Ok(Err(format!("exited: {status}")));
+                }
+                wait::try_udp_echo(from, addr, Duration::from_secs(1)).map(Ok)
+            });
+            match echoes {
+                Ok(Ok(())) => return Peer(child, port),
+                Ok(Err(why)) | Err(why) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    last = format!("turnutils_peer on {addr}: {why}\n{}", output.tail(20));
+                }
+            }
+        }
+        panic!("the echo peer did not start: {last}");
     }
 }
 
@@ -107,8 +140,14 @@ impl Drop for Peer {
     }
 }
 
+/// A UDP port free on [`PEER_IP`] right now.
 pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind((PEER_IP, 0))
+    free_udp_port_on(PEER_IP.parse().expect("an IP"))
+}
+
+/// A UDP port free on `ip` right now.
+pub fn free_udp_port_on(ip: std::net::IpAddr) -> u16 {
+    std::net::UdpSocket::bind((ip, 0))
         .unwrap()
         .local_addr()
         .unwrap()
