@@ -7,6 +7,8 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
+use common::wait::PATIENCE;
+
 use common::Server;
 use common::bridge::TempDir;
 use common::prometheus::Prometheus;
@@ -27,15 +29,13 @@ fn prometheus_scrapes_the_admin_port_and_promtool_finds_nothing_to_fix() {
             "-c",
             &format!("promtool check metrics < {}", file.display()),
         ]),
-        Duration::from_secs(20),
+        PATIENCE,
     );
     assert!(ok && out.trim().is_empty(), "promtool: {out}");
 
-    assert_eq!(
-        prometheus.query("up{job=\"causeway\"}", Duration::from_secs(30)),
-        Some(1.0),
-        "the target is up"
-    );
+    if let Err(e) = prometheus.wait_for("up{job=\"causeway\"}", 1.0, PATIENCE) {
+        panic!("the target is not up: {e}");
+    }
     let (ok, out) = run_with_timeout(
         Command::new(env!("CARGO_BIN_EXE_causeway")).args([
             "allocate",
@@ -44,25 +44,21 @@ fn prometheus_scrapes_the_admin_port_and_promtool_finds_nothing_to_fix() {
             "--user",
             "alice:pw",
         ]),
-        Duration::from_secs(20),
+        PATIENCE,
     );
     assert!(ok, "{out}");
-    let seen = prometheus.wait_for(
-        "causeway_allocations_created_total",
-        1.0,
-        Duration::from_secs(30),
-    );
-    assert_eq!(seen, Ok(()), "Prometheus never saw the allocation");
-    assert_eq!(
-        prometheus.query("causeway_ready", Duration::from_secs(5)),
-        Some(1.0)
-    );
+    if let Err(e) = prometheus.wait_for("causeway_allocations_created_total", 1.0, PATIENCE) {
+        panic!("Prometheus never saw the allocation: {e}");
+    }
+    assert_eq!(prometheus.query("causeway_ready", PATIENCE), Some(1.0));
     // Bounded labels: no series carries a username.
     assert_eq!(
         prometheus.query(
             "count({job=\"causeway\", user!=\"\"}) or vector(0)",
-            Duration::from_secs(5)
+            PATIENCE
         ),
-        Some(0.0)
+        Some(0.0),
+        "{}",
+        prometheus.explain()
     );
 }

@@ -101,6 +101,7 @@ mod output;
 mod permissions;
 pub mod policy;
 mod ratelimit;
+mod reason;
 mod refusal;
 mod relay;
 mod requests;
@@ -124,6 +125,7 @@ pub use local::{LocalQuota, Reservations};
 pub use nonce::{COOKIE_LEN, NONCE_LEN, NonceCheck, NonceText, Nonces, SecurityFeatures};
 pub use output::{ClientOutput, Counters, EndReason, Event, Outgoing, PeerOutput};
 pub use ratelimit::{RateLimiter, SOURCE_BUCKETS, VERIFIED_MAX};
+pub use reason::{Group, REASONS, Reason, RefusalCounts};
 pub use refusal::{BadRequest, Refusal};
 pub use relay::{BufferTooSmall, PEER_HEADROOM, PEER_TAILROOM, PeerBuffer};
 pub use table::Slot;
@@ -314,15 +316,12 @@ where
             (PacketKind::Stun, _) => self.client_stun(now, unix, host, &tuple, packet, out),
             _ => ClientOutput::Drop(Some(Refusal::Unexpected)),
         };
-        if matches!(
-            output,
-            ClientOutput::Drop(Some(_))
-                | ClientOutput::Reply {
-                    refusal: Some(_),
-                    ..
-                }
-        ) {
-            self.counters.refused += 1;
+        if let ClientOutput::Drop(Some(why))
+        | ClientOutput::Reply {
+            refusal: Some(why), ..
+        } = &output
+        {
+            self.counters.count(why.reason());
         }
         output
     }

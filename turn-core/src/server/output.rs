@@ -98,8 +98,16 @@ pub struct Counters {
     pub allocations_created: u64,
     /// Allocations ended.
     pub allocations_ended: u64,
-    /// Requests refused with an error response, or dropped for a reason.
+    /// Requests refused with an error response worth an operator's attention
+    /// (not the routine 401 challenge or 438 stale nonce).
     pub refused: u64,
+    /// Routine rounds of authentication: 401 challenges and 438 stale nonces.
+    pub challenges: u64,
+    /// Client packets dropped in silence (no allocation, permission or channel
+    /// for them, malformed, over a budget or limit).
+    pub dropped: u64,
+    /// Every refusal by kind (the three counts above, in detail).
+    pub refusals: super::RefusalCounts,
     /// Packets relayed client to peer.
     pub to_peer_packets: u64,
     /// Bytes relayed client to peer.
@@ -112,6 +120,36 @@ pub struct Counters {
     pub peer_dropped: u64,
     /// Packets dropped over a bandwidth limit, both ways.
     pub bandwidth_dropped: u64,
+}
+
+impl Counters {
+    /// Counts a refusal of kind `reason`, in its group and by itself.
+    pub fn count(&mut self, reason: super::Reason) {
+        use super::Group;
+        let group = match reason.group() {
+            Group::Challenge => &mut self.challenges,
+            Group::Refused => &mut self.refused,
+            Group::Dropped => &mut self.dropped,
+        };
+        *group = group.saturating_add(1);
+        self.refusals.add(reason);
+    }
+
+    /// Adds `other`'s counts to these (the sum of several shards).
+    pub fn merge(&mut self, other: &Counters) {
+        self.allocations_created += other.allocations_created;
+        self.allocations_ended += other.allocations_ended;
+        self.refused += other.refused;
+        self.challenges += other.challenges;
+        self.dropped += other.dropped;
+        self.refusals.merge(&other.refusals);
+        self.to_peer_packets += other.to_peer_packets;
+        self.to_peer_bytes += other.to_peer_bytes;
+        self.from_peer_packets += other.from_peer_packets;
+        self.from_peer_bytes += other.from_peer_bytes;
+        self.peer_dropped += other.peer_dropped;
+        self.bandwidth_dropped += other.bandwidth_dropped;
+    }
 }
 
 /// The bytes an output says to send, and where: what every adapter does after

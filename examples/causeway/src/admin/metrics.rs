@@ -80,8 +80,31 @@ pub(crate) fn metrics_text(stats: &Stats, ready: bool, per_user: bool) -> String
     m.one(
         "causeway_refusals_total",
         "counter",
-        "Requests refused with an error response, or packets dropped for a reason.",
+        "Requests refused with an error response worth acting on (credentials, policy, \
+         quotas, capacity, malformed requests); not the routine 401 challenge.",
         t.refused,
+    );
+    m.one(
+        "causeway_auth_challenges_total",
+        "counter",
+        "Routine rounds of authentication: first 401 challenges and 438 stale nonces.",
+        t.challenges,
+    );
+    m.one(
+        "causeway_client_dropped_packets_total",
+        "counter",
+        "Client packets dropped in silence (no allocation, permission or channel; \
+         malformed; over a budget or limit).",
+        t.dropped,
+    );
+    m.family(
+        "causeway_refusals_by_reason_total",
+        "counter",
+        "Every refusal and silent drop of a client packet, by reason.",
+        &t.refusals
+            .iter()
+            .map(|(r, n)| (format!("{{reason=\"{}\"}}", r.name()), n))
+            .collect::<Vec<_>>(),
     );
     m.each_way(
         "causeway_relayed_packets_total",

@@ -156,7 +156,14 @@ pub(super) fn kernel(_: &Stats) -> Option<Kernel> {
 struct Totals {
     allocations_created: u64,
     allocations_ended: u64,
+    /// Refusals an operator acts on.
     refused: u64,
+    /// Routine 401 challenges and 438 stale nonces.
+    auth_challenges: u64,
+    /// Client packets dropped in silence.
+    client_dropped: u64,
+    /// Every refusal and drop by reason (only the reasons seen).
+    refusals_by_reason: BTreeMap<&'static str, u64>,
     to_peer_packets: u64,
     to_peer_bytes: u64,
     from_peer_packets: u64,
@@ -171,6 +178,14 @@ impl From<Counters> for Totals {
             allocations_created: c.allocations_created,
             allocations_ended: c.allocations_ended,
             refused: c.refused,
+            auth_challenges: c.challenges,
+            client_dropped: c.dropped,
+            refusals_by_reason: c
+                .refusals
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(r, n)| (r.name(), n))
+                .collect(),
             to_peer_packets: c.to_peer_packets,
             to_peer_bytes: c.to_peer_bytes,
             from_peer_packets: c.from_peer_packets,

@@ -115,8 +115,10 @@ fn echo(args: &LoadArgs) -> Result<(), String> {
             let origin = StdInstant::now();
             let mut next = origin;
             let end = origin + duration;
-            let drain_end = end + Duration::from_millis(500);
-            while StdInstant::now() < drain_end {
+            // Echoes still on their way when sending ends get up to 5 s (a busy
+            // machine delays them); the wait ends once all came back.
+            let drain_end = end + Duration::from_secs(5);
+            while StdInstant::now() < drain_end && (StdInstant::now() < end || received < sent) {
                 let t = StdInstant::now();
                 while t >= next && t < end {
                     payload[..8].copy_from_slice(&sent.to_be_bytes());

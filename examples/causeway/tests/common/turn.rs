@@ -26,6 +26,9 @@ pub struct UdpTurn {
     pub failed: Option<String>,
     /// Requests sent (retransmissions included).
     pub sent: u32,
+    /// Each request's transaction id, how many times it was sent and how many
+    /// answers to it arrived (a retransmitted request may be answered twice).
+    pub transactions: Vec<([u8; 12], u32, u32)>,
     /// Data from peers: (peer, payload).
     pub received: Vec<(SocketAddr, Vec<u8>)>,
 }
@@ -53,6 +56,7 @@ impl UdpTurn {
             allocated: None,
             failed: None,
             sent: 0,
+            transactions: Vec::new(),
             received: Vec::new(),
         }
     }
@@ -67,8 +71,20 @@ impl UdpTurn {
         while let Some(tx) = self.client.poll_transmit(t, buf) {
             let _ = self.sock.send_to(&buf[..tx.len], tx.destination);
             self.sent += 1;
+            if let Some(id) = stun_request_id(&buf[..tx.len]) {
+                match self.transactions.iter_mut().find(|(t, ..)| *t == id) {
+                    Some((_, sent, _)) => *sent += 1,
+                    None => self.transactions.push((id, 1, 0)),
+                }
+            }
         }
         while let Ok((n, from)) = self.sock.recv_from(buf) {
+            if let Some(id) = stun_response_id(&buf[..n])
+                && let Some((_, _, answered)) =
+                    self.transactions.iter_mut().find(|(t, ..)| *t == id)
+            {
+                *answered += 1;
+            }
             if let Some(r) = self.client.handle_input(now(), from, &buf[..n]) {
                 self.received.push((r.peer, buf[r.data].to_vec()));
             }
@@ -83,6 +99,14 @@ impl UdpTurn {
             }
         }
         self.allocated.is_some() || self.failed.is_some() || self.client.state() == State::Failed
+    }
+
+    /// Transmissions of its requests that got no answer (so far).
+    pub fn unanswered(&self) -> u32 {
+        self.transactions
+            .iter()
+            .map(|(_, sent, answered)| sent.saturating_sub(*answered))
+            .sum()
     }
 
     /// Steps until `done` holds or `within` passes; whether it held.
@@ -106,4 +130,14 @@ impl UdpTurn {
         let tx = self.client.send_to(peer, data, &mut out).unwrap();
         self.sock.send_to(&out[..tx.len], tx.destination).unwrap();
     }
+}
+
+/// The transaction id of a STUN request.
+fn stun_request_id(m: &[u8]) -> Option<[u8; 12]> {
+    (m.len() >= 20 && m[0] & 0xC1 == 0 && m[1] & 0x10 == 0).then(|| m[8..20].try_into().ok())?
+}
+
+/// The transaction id of a STUN response (success or error).
+fn stun_response_id(m: &[u8]) -> Option<[u8; 12]> {
+    (m.len() >= 20 && m[0] & 0xC0 == 0 && m[0] & 0x01 != 0).then(|| m[8..20].try_into().ok())?
 }

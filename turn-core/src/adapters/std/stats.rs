@@ -121,15 +121,7 @@ impl Stats {
     pub fn totals(&self) -> Counters {
         let mut t = Counters::default();
         for c in self.workers.iter().map(|w| &w.counters) {
-            t.allocations_created += c.allocations_created;
-            t.allocations_ended += c.allocations_ended;
-            t.refused += c.refused;
-            t.to_peer_packets += c.to_peer_packets;
-            t.to_peer_bytes += c.to_peer_bytes;
-            t.from_peer_packets += c.from_peer_packets;
-            t.from_peer_bytes += c.from_peer_bytes;
-            t.peer_dropped += c.peer_dropped;
-            t.bandwidth_dropped += c.bandwidth_dropped;
+            t.merge(c);
         }
         #[cfg(feature = "xdp")]
         if let Some(k) = &self.kernel {
