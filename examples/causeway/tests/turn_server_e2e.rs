@@ -5,17 +5,18 @@
 mod common;
 
 use std::net::UdpSocket;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Server, run_with_timeout};
+use common::wait::{self, PATIENCE};
+use common::{Output, Server, run_with_timeout};
 use stun_core::attributes::RequestedTransport;
 use stun_core::{Class, MessageBuilder, MessageType, Method, TransactionId};
 
 fn causeway(args: &[&str]) -> (bool, String) {
     run_with_timeout(
         Command::new(env!("CARGO_BIN_EXE_causeway")).args(args),
-        Duration::from_secs(60),
+        2 * PATIENCE,
     )
 }
 
@@ -41,24 +42,35 @@ fn status_page_shows_relay_usage() {
         "TANDBERG",
     ]);
     let addr = server.addr().to_string();
-    let hold = std::thread::spawn(move || {
-        causeway(&[
-            "allocate", "--server", &addr, "--user", "alice:pw", "--hold", "3",
+    let mut hold = Command::new(env!("CARGO_BIN_EXE_causeway"))
+        .args([
+            "allocate", "--server", &addr, "--user", "alice:pw", "--hold", "600",
         ])
-    });
-    std::thread::sleep(Duration::from_millis(2500));
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let held = Output::of(&mut hold);
+    assert!(
+        held.wait_for("relayed  127.0.0.1:", PATIENCE),
+        "{}",
+        held.tail(20)
+    );
     let admin = server.admin_addr();
     let status = common::http_get(&admin, "/status");
     assert!(status.starts_with("HTTP/1.1 200"), "{status}");
-    let body = status.split("\r\n\r\n").nth(1).unwrap();
-    let json: serde_json::Value = serde_json::from_str(body).unwrap();
+    let json = server.wait_status("the held allocation", |s| s["allocations_in_use"] == 1);
     assert_eq!(json["realm"], "TANDBERG");
     assert_eq!(json["allocations_in_use"], 1);
     assert_eq!(json["users"]["alice"]["allocations"], 1);
     let a = &json["allocations"][0];
     assert_eq!(a["username"], "alice");
     assert_eq!(a["transport"], "udp");
-    assert!(a["lifetime_left_secs"].as_u64().unwrap() > 590);
+    let left = a["lifetime_left_secs"].as_u64().unwrap();
+    assert!(
+        (500..=600).contains(&left),
+        "{left} s of the default 600 s left"
+    );
     assert!(a["client"].as_str().unwrap().starts_with("127.0.0.1:"));
     let metrics = common::http_get(&admin, "/metrics");
     assert!(metrics.contains("causeway_allocations 1"), "{metrics}");
@@ -69,9 +81,8 @@ fn status_page_shows_relay_usage() {
     // No username labels unless the operator opts in (metrics_per_user).
     assert!(!metrics.contains("user=\""), "{metrics}");
     assert!(common::http_get(&admin, "/nope").starts_with("HTTP/1.1 404"));
-    let (ok, out) = hold.join().unwrap();
-    assert!(ok, "{out}");
-    assert!(out.contains("relayed  127.0.0.1:"));
+    let _ = hold.kill();
+    let _ = hold.wait();
 }
 
 #[test]
@@ -85,7 +96,6 @@ fn flood_creates_nothing_and_valid_clients_are_still_served() {
         "alice:pw",
     ]);
     let target = server.addr();
-    std::thread::sleep(Duration::from_millis(300));
     let rss_before = rss_kb(server.child.id());
     let socks: Vec<UdpSocket> = (0..8)
         .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
@@ -114,10 +124,10 @@ fn flood_creates_nothing_and_valid_clients_are_still_served() {
         };
         let _ = sock.send_to(&pkt, target);
         if i % 2000 == 0 {
+            // Pacing, not a wait: the flood stays within the sockets' buffers.
             std::thread::sleep(Duration::from_millis(1));
         }
     }
-    std::thread::sleep(Duration::from_millis(500));
     let (ok, out) = causeway(&[
         "allocate",
         "--server",
@@ -131,9 +141,15 @@ fn flood_creates_nothing_and_valid_clients_are_still_served() {
         rss_after < rss_before + 8 * 1024,
         "memory grew from {rss_before} kB to {rss_after} kB under the flood"
     );
-    // Workers publish their counters once a second.
-    std::thread::sleep(Duration::from_millis(1500));
-    let metrics = common::http_get(&server.admin_addr(), "/metrics");
+    // Workers publish their counters about once a second.
+    let mut metrics = String::new();
+    assert!(
+        wait::holds(PATIENCE, || {
+            metrics = common::http_get(&server.admin_addr(), "/metrics");
+            !metrics.contains("causeway_allocations_created_total 0\n")
+        }),
+        "{metrics}"
+    );
     assert!(
         metrics.contains("causeway_allocations_created_total 1\n"),
         "only the valid client allocated: {metrics}"
@@ -162,6 +178,8 @@ fn check_walks_every_step_against_our_server() {
             "alice:pw",
             "--transport",
             transport,
+            "--timeout",
+            "20",
         ]);
         assert!(ok, "{out}");
         for step in [
@@ -193,6 +211,8 @@ fn check_walks_every_step_against_our_server() {
         &strict.addr().to_string(),
         "--user",
         "alice:pw",
+        "--timeout",
+        "20",
     ]);
     assert!(!ok);
     assert!(

@@ -31,6 +31,8 @@ pub struct UdpTurn {
     pub transactions: Vec<([u8; 12], u32, u32)>,
     /// Data from peers: (peer, payload).
     pub received: Vec<(SocketAddr, Vec<u8>)>,
+    /// Peers whose permission the server confirmed.
+    pub permitted: Vec<IpAddr>,
 }
 
 impl UdpTurn {
@@ -58,6 +60,7 @@ impl UdpTurn {
             sent: 0,
             transactions: Vec::new(),
             received: Vec::new(),
+            permitted: Vec::new(),
         }
     }
 
@@ -95,6 +98,7 @@ impl UdpTurn {
                     self.allocated = Some(self.started.elapsed())
                 }
                 ClientEvent::Failed { failure, .. } => self.failed = Some(failure.to_string()),
+                ClientEvent::PermissionCreated(ip) => self.permitted.push(ip),
                 _ => {}
             }
         }
@@ -118,6 +122,7 @@ impl UdpTurn {
             if done(self) {
                 return true;
             }
+            // A poll step: the condition is what is awaited.
             std::thread::sleep(Duration::from_millis(2));
         }
         false
