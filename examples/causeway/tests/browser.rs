@@ -7,10 +7,9 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::bridge::{TestCa, start_bridge};
 use common::chromium::{Chromium, trust_ca};
+use common::wait::PATIENCE;
 use common::{ensure_package, start_front};
 
 const JOIN: &str = "join.example.test";
@@ -40,7 +39,7 @@ fn chromium_loads_the_join_page_and_echoes_over_wss() {
     );
     // A page at the join URL, and a DevTools session to it.
     let mut page = chromium.open(&format!("https://{JOIN}/"));
-    let title = page.poll("document.title", Duration::from_secs(30), |t| {
+    let title = page.poll("document.title", 2 * PATIENCE, |t| {
         t.starts_with("echo:") || t == "ws error"
     });
     // Keep a screenshot as an artifact.
@@ -48,7 +47,8 @@ fn chromium_loads_the_join_page_and_echoes_over_wss() {
     assert_eq!(
         title,
         "echo: hello through causeway",
-        "proxy log:\n{}",
-        server.log_lines().join("\n")
+        "{}\n--- chromium ---\n{}",
+        server.log_tail(),
+        chromium.output.tail(40)
     );
 }

@@ -10,6 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use common::bridge::{TempDir, TestCa, start_bridge};
+use common::wait::PATIENCE;
 use common::{Server, front_toml, run_with_timeout, start_front};
 use rustls::pki_types::ServerName;
 
@@ -56,7 +57,7 @@ type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
 fn connect(s: &Setup, sni: &str) -> Tls {
     let tcp = TcpStream::connect(s.tls_addr).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let conn = rustls::ClientConnection::new(
         s.ca.client_config(),
         ServerName::try_from(sni.to_string()).unwrap(),
@@ -79,7 +80,13 @@ fn read_response(t: &mut impl Read) -> (u16, String, String) {
         if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break p + 4;
         }
-        let n = t.read(&mut chunk).unwrap_or(0);
+        let n = t.read(&mut chunk).unwrap_or_else(|e| {
+            panic!(
+                "no response ({:?}) after {:?}",
+                e.kind(),
+                String::from_utf8_lossy(&buf)
+            )
+        });
         assert!(
             n > 0,
             "connection closed before a response: {:?}",
@@ -248,8 +255,7 @@ methods = ["GET"]
     // Allowed ones still pass.
     let mut t = connect(&s, JOIN);
     assert_eq!(exchange(&mut t, &get("/api/x")).0, 200);
-    let log = s.server.log_lines().join("\n");
-    assert!(log.contains("403 path not in the allow list"), "{log}");
+    s.server.wait_log("403 path not in the allow list");
 }
 
 #[test]
@@ -319,7 +325,7 @@ fn interim_responses_are_relayed_before_the_final_one() {
 fn plain_http_is_redirected_to_https() {
     let s = setup("");
     let mut t = TcpStream::connect(s.http_addr).unwrap();
-    t.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    t.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     t.write_all(format!("GET /meeting/123?lang=it HTTP/1.1\r\nHost: {JOIN}\r\n\r\n").as_bytes())
         .unwrap();
     let (status, head, _) = read_response(&mut t);
@@ -330,7 +336,7 @@ fn plain_http_is_redirected_to_https() {
     );
     // Plain HTTP on the TLS port gets the same redirect.
     let mut t = TcpStream::connect(s.tls_addr).unwrap();
-    t.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    t.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     t.write_all(format!("GET /x HTTP/1.1\r\nHost: {JOIN}\r\n\r\n").as_bytes())
         .unwrap();
     assert_eq!(read_response(&mut t).0, 301);
@@ -342,13 +348,10 @@ fn unreachable_web_bridges_get_502_and_a_log_line_with_the_cause() {
     let mut t = connect(&s, "meet.example.test");
     let req = b"GET /x HTTP/1.1\r\nHost: meet.example.test\r\n\r\n";
     assert_eq!(exchange(&mut t, req).0, 502);
-    std::thread::sleep(Duration::from_millis(200));
-    let log = s.server.log_lines().join("\n");
-    assert!(
-        log.contains("web bridge connection failed for join URL `meet.example.test`")
-            && log.contains("cannot connect"),
-        "{log}"
-    );
+    let line = s
+        .server
+        .wait_log("web bridge connection failed for join URL `meet.example.test`");
+    assert!(line.contains("cannot connect"), "{line}");
 }
 
 #[test]
@@ -361,7 +364,8 @@ fn dns_failure_of_the_web_bridge_is_named() {
         "nowhere.example.test=https://no-such-host.invalid:443",
     );
     let tcp = TcpStream::connect(tls_addr).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    // The resolver's own retries come first: give it a couple of minutes.
+    tcp.set_read_timeout(Some(2 * PATIENCE)).unwrap();
     let conn = rustls::ClientConnection::new(
         ca.client_config(),
         ServerName::try_from("nowhere.example.test").unwrap(),
@@ -373,12 +377,8 @@ fn dns_failure_of_the_web_bridge_is_named() {
         b"GET / HTTP/1.1\r\nHost: nowhere.example.test\r\n\r\n",
     );
     assert_eq!(status, 502);
-    std::thread::sleep(Duration::from_millis(200));
-    let log = server.log_lines().join("\n");
-    assert!(
-        log.contains("join URL `nowhere.example.test`") && log.contains("DNS failure"),
-        "{log}"
-    );
+    let line = server.wait_log("join URL `nowhere.example.test`");
+    assert!(line.contains("DNS failure"), "{line}");
 }
 
 #[test]
@@ -395,7 +395,7 @@ fn turn_still_works_on_port_443_with_the_proxy() {
             "--transport",
             "tcp",
         ]),
-        Duration::from_secs(30),
+        PATIENCE,
     );
     assert!(ok, "{out}");
     assert!(out.contains("relayed"), "{out}");
@@ -414,8 +414,10 @@ fn turn_still_works_on_port_443_with_the_proxy() {
             ca.to_str().unwrap(),
             "--server-name",
             JOIN,
+            "--timeout",
+            "20",
         ]),
-        Duration::from_secs(30),
+        2 * PATIENCE,
     );
     assert!(out.contains("[PASS] allocate"), "{out}");
     let _ = ok; // the relay step needs an allowed loopback peer, not configured here

@@ -12,6 +12,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::bridge::{TempDir, TestCa, start_bridge};
+use common::wait::{self, PATIENCE};
 use common::{Server, front_toml, http_get};
 use rustls::pki_types::ServerName;
 
@@ -32,8 +33,7 @@ impl Setup {
     fn reload(&self, extra: &str) -> String {
         self.dir
             .write("causeway.toml", &format!("{}{extra}\n", self.base));
-        // What it logged before (each call takes the lines logged since the last).
-        let _ = self.server.log_lines();
+        let mark = self.server.log.mark();
         let pid = self.server.child.id().to_string();
         assert!(
             std::process::Command::new("kill")
@@ -42,19 +42,10 @@ impl Setup {
                 .unwrap()
                 .success()
         );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(l) = self
-                .server
-                .log_lines()
-                .into_iter()
-                .find(|l| l.contains("SIGHUP"))
-            {
-                return l;
-            }
-            assert!(Instant::now() < deadline, "no word on the reload");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.server
+            .log
+            .wait_line_since(mark, PATIENCE, |l| l.contains("SIGHUP"))
+            .unwrap_or_else(|| panic!("no word on the reload\n{}", self.server.log_tail()))
     }
 }
 
@@ -84,7 +75,7 @@ type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
 fn connect(s: &Setup) -> Tls {
     let tcp = TcpStream::connect(s.tls_addr).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let conn = rustls::ClientConnection::new(
         s.ca.client_config(),
         ServerName::try_from(JOIN.to_string()).unwrap(),
@@ -94,15 +85,16 @@ fn connect(s: &Setup) -> Tls {
 }
 
 /// One GET with keep-alive; the status and body, or `None` if the connection
-/// closed without an answer.
+/// closed (or was reset) without an answer. An answer that never comes fails
+/// the test.
 fn get(t: &mut Tls, path: &str) -> Option<(u16, String)> {
     exchange(t, &format!("GET {path} HTTP/1.1\r\nHost: {JOIN}\r\n\r\n"))
 }
 
 /// Sends `req`; the answer's status and body, or `None` as for [`get`].
 fn exchange(t: &mut Tls, req: &str) -> Option<(u16, String)> {
-    t.write_all(req.as_bytes()).ok()?;
-    t.flush().ok()?;
+    // A write may fail on a connection already closed: its close is read below.
+    let _ = t.write_all(req.as_bytes()).and_then(|()| t.flush());
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let head_end = loop {
@@ -111,7 +103,9 @@ fn exchange(t: &mut Tls, req: &str) -> Option<(u16, String)> {
         }
         match t.read(&mut chunk) {
             Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-            _ => return None,
+            Ok(_) => return None,
+            Err(e) if closed(&e) => return None,
+            Err(e) => panic!("no answer and no close: {e}"),
         }
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
@@ -127,13 +121,25 @@ fn exchange(t: &mut Tls, req: &str) -> Option<(u16, String)> {
     while buf.len() < head_end + len {
         match t.read(&mut chunk) {
             Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-            _ => return None,
+            Ok(_) => return None,
+            Err(e) if closed(&e) => return None,
+            Err(e) => panic!("the rest of the answer never came: {e}"),
         }
     }
     Some((
         status,
         String::from_utf8_lossy(&buf[head_end..head_end + len]).to_string(),
     ))
+}
+
+/// Whether a read error means the peer closed the connection (as TLS over a
+/// reset or truncated stream reports it).
+fn closed(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionReset | ConnectionAborted | UnexpectedEof | BrokenPipe
+    )
 }
 
 /// A metric's value from `/metrics` (the first sample whose line starts so).
@@ -148,14 +154,12 @@ fn metric(s: &Setup, prefix: &str) -> u64 {
 
 /// Waits until `metric` is `want` (they are updated by the loops as they go).
 fn wait_metric(s: &Setup, prefix: &str, want: u64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let got = metric(s, prefix);
-        if got == want {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{prefix}: {got}, want {want}");
-        std::thread::sleep(Duration::from_millis(50));
+    let mut got = 0;
+    if !wait::holds(PATIENCE, || {
+        got = metric(s, prefix);
+        got == want
+    }) {
+        panic!("{prefix}: {got}, want {want}\n{}", s.server.log_tail());
     }
 }
 
@@ -190,7 +194,7 @@ fn hundreds_of_tunnels_share_the_same_few_threads() {
         "{threads} threads with 300 tunnels, {threads_before} before"
     );
     wait_metric(&s, "causeway_web_tunnels ", 300);
-    assert_eq!(metric(&s, "causeway_web_connections "), 300);
+    wait_metric(&s, "causeway_web_connections ", 300);
     let status = s.server.status();
     assert_eq!(
         (&status["web"]["tunnels"], &status["web"]["connections"]),
@@ -222,16 +226,16 @@ fn a_source_over_its_limit_is_refused_counted_and_logged_once() {
             t
         })
         .collect();
+    let burst = Instant::now();
     for _ in 0..12 {
         let mut t = connect(&s);
         assert_eq!(get(&mut t, "/api/x"), None, "refused without an answer");
     }
-    assert_eq!(
-        metric(
-            &s,
-            "causeway_web_refused_connections_total{limit=\"max_per_source\"}"
-        ),
-        12
+    let burst = burst.elapsed();
+    wait_metric(
+        &s,
+        "causeway_web_refused_connections_total{limit=\"max_per_source\"}",
+        12,
     );
     assert_eq!(
         metric(
@@ -240,16 +244,19 @@ fn a_source_over_its_limit_is_refused_counted_and_logged_once() {
         ),
         0
     );
-    std::thread::sleep(Duration::from_millis(200));
+    s.server.wait_log("web proxy: refused");
     let log = s.server.log_lines();
     let refused: Vec<&String> = log
         .iter()
         .filter(|l| l.contains("web proxy: refused"))
         .collect();
-    assert_eq!(
-        refused.len(),
-        1,
-        "one line for the burst, not one per connection: {log:#?}"
+    // One line for the burst (and one more per 10 s it lasted, on a slow
+    // machine), not one per connection.
+    let most = 1 + burst.as_secs() as usize / 10;
+    assert!(
+        refused.len() <= most,
+        "{} lines for a burst of {burst:?}: {log:#?}",
+        refused.len()
     );
     assert!(
         refused[0].contains("over 4 from one address (web proxy `max_per_source`)")
@@ -260,15 +267,13 @@ fn a_source_over_its_limit_is_refused_counted_and_logged_once() {
     // The kept connections still work, and a place freed is taken again.
     assert_eq!(get(&mut held[0], "/api/y").map(|r| r.0), Some(200));
     drop(held.pop());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut t = connect(&s);
-        if get(&mut t, "/api/z").map(|r| r.0) == Some(200) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the freed place never came back");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        wait::holds(PATIENCE, || {
+            let mut t = connect(&s);
+            get(&mut t, "/api/z").map(|r| r.0) == Some(200)
+        }),
+        "the freed place never came back"
+    );
 }
 
 #[test]
@@ -322,12 +327,10 @@ fn a_reload_keeps_tunnels_and_their_count_and_refuses_a_new_loop_count() {
     assert!(said.contains("configuration reloaded"), "{said}");
     let mut t = connect(&s);
     assert_eq!(get(&mut t, "/api/x"), None, "refused: the tunnel counts");
-    assert_eq!(
-        metric(
-            &s,
-            "causeway_web_refused_connections_total{limit=\"max_per_source\"}"
-        ),
-        1
+    wait_metric(
+        &s,
+        "causeway_web_refused_connections_total{limit=\"max_per_source\"}",
+        1,
     );
     ws.send(tungstenite::Message::text("after")).unwrap();
     assert_eq!(ws.read().unwrap().into_text().unwrap().as_str(), "after");
@@ -351,14 +354,10 @@ fn idle_connections_on_port_80_take_no_thread_and_starve_no_redirect() {
     let idle: Vec<TcpStream> = (0..300)
         .map(|_| TcpStream::connect(http).unwrap())
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
-    let threads = proc_status(&s, "Threads:");
-    assert!(
-        threads <= threads_before + 2,
-        "{threads} threads with 300 idle connections, {threads_before} before"
-    );
+    // Connections are accepted in order: once this one is answered, the idle
+    // ones were taken before it.
     let mut t = TcpStream::connect(http).unwrap();
-    t.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    t.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     t.write_all(format!("GET /meeting?id=1 HTTP/1.1\r\nHost: {JOIN}\r\n\r\n").as_bytes())
         .unwrap();
     let mut answer = String::new();
@@ -366,6 +365,11 @@ fn idle_connections_on_port_80_take_no_thread_and_starve_no_redirect() {
     assert!(
         answer.starts_with("HTTP/1.1 301") && answer.contains(&format!("Location: https://{JOIN}")),
         "{answer}"
+    );
+    let threads = proc_status(&s, "Threads:");
+    assert!(
+        threads <= threads_before + 2,
+        "{threads} threads with 300 idle connections, {threads_before} before"
     );
     drop(idle);
 }
