@@ -20,7 +20,7 @@ fn check(list: &std::path::Path) -> (bool, String) {
             list.to_str().unwrap(),
             // The dead entry takes all of it; the live one answers at once.
             "--timeout",
-            "10",
+            "5",
         ]),
         2 * PATIENCE,
     )
