@@ -8,6 +8,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant as StdInstant};
 
+use causeway_testkit::wait::{self, PATIENCE};
 use turn_core::Transport;
 use turn_core::adapters::std::client::{ClientIoError, TurnClient};
 use turn_core::adapters::std::{Credentials, Relay, RelayEvent, StartError, Users};
@@ -16,7 +17,8 @@ use turn_core::credentials::{Algorithm, Key};
 use turn_core::server::policy::Cidr;
 use turn_core::server::{Event, Refusal};
 
-const T: Duration = Duration::from_secs(5);
+/// A client request's limit (it returns as soon as it is answered).
+const T: Duration = PATIENCE;
 
 /// A UDP echo peer on 127.0.0.2 (another address than the relay's own).
 fn echo_peer() -> SocketAddr {
@@ -42,19 +44,23 @@ fn loopback_relay() -> turn_core::adapters::std::RelayBuilder {
 
 fn next_event(events: &Receiver<RelayEvent>, want: impl Fn(&RelayEvent) -> bool) -> RelayEvent {
     let end = StdInstant::now() + T;
+    let mut seen = Vec::new();
     while let Some(left) = end.checked_duration_since(StdInstant::now()) {
         match events.recv_timeout(left) {
             Ok(e) if want(&e) => return e,
-            Ok(_) => {}
+            Ok(e) => seen.push(e),
             Err(_) => break,
         }
     }
-    panic!("no such event in time");
+    panic!("no such event within {T:?}; seen: {seen:#?}");
 }
 
+/// Sends `payload` to the echo `peer` through the relay until it comes back
+/// (UDP may lose either way).
 fn echo_through(turn: &mut TurnClient, peer: SocketAddr, payload: &[u8]) {
     let mut buf = [0u8; 2048];
-    for _ in 0..10 {
+    let start = StdInstant::now();
+    while start.elapsed() < PATIENCE {
         turn.send_to(peer, payload).unwrap();
         if let Some((n, from)) = turn
             .recv_from(&mut buf, Duration::from_millis(500))
@@ -64,7 +70,10 @@ fn echo_through(turn: &mut TurnClient, peer: SocketAddr, payload: &[u8]) {
             return;
         }
     }
-    panic!("nothing came back through the relay");
+    panic!(
+        "nothing came back through the relay from {peer} within {PATIENCE:?}: {:?}",
+        String::from_utf8_lossy(payload)
+    );
 }
 
 #[test]
@@ -98,19 +107,21 @@ fn relays_over_udp_and_tcp_with_events_and_stats() {
         other => panic!("{other:?}"),
     }
 
-    // Stats are published once a second.
-    let end = StdInstant::now() + T;
-    let stats = loop {
-        let s = relay.stats();
-        if s.in_use() == 2 || StdInstant::now() > end {
-            break s;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert_eq!(stats.in_use(), 2, "{stats:?}");
+    // Each worker publishes its stats about once a second: wait for all of it.
+    let mut stats = relay.stats();
+    let published = wait::holds(PATIENCE, || {
+        stats = relay.stats();
+        stats.in_use() == 2
+            && stats.totals().to_peer_packets >= 2
+            && stats.workers.iter().map(|w| w.connections).sum::<usize>() == 1
+    });
+    assert!(published, "{stats:#?}");
     assert_eq!(stats.workers.len(), 2);
-    assert_eq!(stats.users()["alice"].allocations, 2);
-    assert!(stats.totals().to_peer_packets >= 2);
+    assert_eq!(
+        stats.users().get("alice").map(|u| u.allocations),
+        Some(2),
+        "{stats:#?}"
+    );
     assert!(
         stats
             .allocations
@@ -298,7 +309,9 @@ fn a_reload_changes_credentials_and_keeps_allocations() {
     let mut a = TurnClient::connect(ClientConfig::new(server, "alice", "first").unwrap()).unwrap();
     a.allocate(T).unwrap();
     a.bind_channel(peer, T).unwrap();
-    assert!(relay.is_healthy() && relay.is_ready());
+    assert!(relay.is_ready());
+    // A worker that has not gone round its loop for 3 s is not alive: poll.
+    assert!(wait::holds(PATIENCE, || relay.is_healthy()));
 
     // The same listeners, a new password and a shared secret.
     let next = |listen: SocketAddr| {
@@ -341,9 +354,14 @@ fn a_drain_turns_new_clients_away_and_ends_when_the_last_allocation_does() {
     let mut a = TurnClient::connect(ClientConfig::new(server, "alice", "pw").unwrap()).unwrap();
     a.allocate(T).unwrap();
     a.bind_channel(peer, T).unwrap();
-    std::thread::sleep(Duration::from_millis(1200)); // published in the stats
+    assert!(
+        wait::holds(PATIENCE, || relay.stats().in_use() == 1),
+        "published in the stats: {:?}",
+        relay.stats()
+    );
 
-    relay.drain(Duration::from_secs(60));
+    let drain_started = StdInstant::now();
+    relay.drain(Duration::from_secs(600));
     assert!(relay.is_draining() && !relay.is_ready());
     let mut b = TurnClient::connect(ClientConfig::new(server, "alice", "pw").unwrap()).unwrap();
     match b.allocate(T) {
@@ -351,12 +369,17 @@ fn a_drain_turns_new_clients_away_and_ends_when_the_last_allocation_does() {
         other => panic!("{other:?}"),
     }
     echo_through(&mut a, peer, b"still relayed while draining");
-    std::thread::sleep(Duration::from_millis(2200));
+    // A drain is not called over in its first 2 s, while stats catch up: past
+    // them, only the allocation left keeps it going.
+    let past_grace = Duration::from_millis(2500);
+    if let Some(rest) = past_grace.checked_sub(drain_started.elapsed()) {
+        std::thread::sleep(rest);
+    }
     assert!(!relay.drained(), "an allocation is left");
     a.deallocate(T).unwrap();
-    let end = StdInstant::now() + T;
-    while !relay.drained() && StdInstant::now() < end {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(relay.drained());
+    assert!(
+        wait::holds(PATIENCE, || relay.drained()),
+        "{:?}",
+        relay.stats()
+    );
 }
