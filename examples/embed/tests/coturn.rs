@@ -5,11 +5,12 @@
 
 use causeway_testkit::tools;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
-use tools::{PEER_IP, Peer, coturn_tool, free_udp_port, run_with_timeout, totals};
+use causeway_testkit::Output;
+use causeway_testkit::coturn::{Coturn, Ready};
+use causeway_testkit::wait::PATIENCE;
+use tools::{PEER_IP, Peer, coturn_tool, run_with_timeout, totals};
 
 /// A child process killed when dropped.
 struct Running(Child);
@@ -28,14 +29,15 @@ fn the_embedded_relay_carries_turnutils_uclient_without_loss() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_relay"))
         .args(["127.0.0.1:0", "alice", "wonderland", "127.0.0.2/32"])
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let out = Output::of(&mut child);
     let _relay = Running(child);
     // "relaying on [127.0.0.1:PORT]"
+    let line = out
+        .wait_line(PATIENCE, |l| l.starts_with("relaying on"))
+        .unwrap_or_else(|| panic!("the relay did not start:\n{}", out.tail(20)));
     let port = line
         .trim()
         .trim_end_matches(']')
@@ -64,10 +66,26 @@ fn the_embedded_relay_carries_turnutils_uclient_without_loss() {
             "160",
             "127.0.0.1",
         ]);
-        let (_, out) = run_with_timeout(&mut cmd, Duration::from_secs(60));
-        match totals(&out) {
+        let (_, uout) = run_with_timeout(&mut cmd, 2 * PATIENCE);
+        match totals(&uout) {
             Some((sent, received, 0)) if sent > 0 && sent == received => {}
-            t => panic!("{transport:?}: {t:?}\n{out}"),
+            t => panic!(
+                "{transport:?}: {t:?}\n{uout}\n--- the relay ---\n{}",
+                out.tail(40)
+            ),
+        }
+    }
+}
+
+/// A port free for UDP and TCP on 127.0.0.1 right now.
+fn free_port() -> u16 {
+    loop {
+        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = u.local_addr().unwrap().port();
+        if !(41000..=41999).contains(&port)
+            && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
         }
     }
 }
@@ -75,63 +93,56 @@ fn the_embedded_relay_carries_turnutils_uclient_without_loss() {
 #[test]
 fn the_embedded_client_relays_through_coturn() {
     let peer = Peer::start();
-    let port = free_udp_port().to_string();
-    let _coturn = Running(
-        Command::new(coturn_tool("turnserver"))
-            .args([
-                "-n",
-                "--no-cli",
-                "--no-dtls",
-                "--no-tls",
-                "--listening-ip",
-                "127.0.0.1",
-                "--listening-port",
-                &port,
-                "--relay-ip",
-                "127.0.0.1",
-                "--min-port",
-                "41000",
-                "--max-port",
-                "41999",
-                "--lt-cred-mech",
-                "--realm",
-                "example",
-                "--user",
-                "alice:wonderland",
-                "--allow-loopback-peers",
-                "--cli-password",
-                "unused",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let port = free_port();
+    let listen: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let port = port.to_string();
+    let coturn = Coturn::start(
+        None,
+        &[
+            "-n",
+            "--no-cli",
+            "--no-dtls",
+            "--no-tls",
+            "--listening-ip",
+            "127.0.0.1",
+            "--listening-port",
+            &port,
+            "--relay-ip",
+            "127.0.0.1",
+            "--min-port",
+            "41000",
+            "--max-port",
+            "41999",
+            "--lt-cred-mech",
+            "--realm",
+            "example",
+            "--user",
+            "alice:wonderland",
+            "--allow-loopback-peers",
+            "--cli-password",
+            "unused",
+        ],
+        &[Ready::Udp(listen)],
     );
     let peer_addr = format!("{PEER_IP}:{}", peer.1);
     let server = format!("127.0.0.1:{port}");
-    // coturn takes a moment to listen.
-    std::thread::sleep(Duration::from_millis(500));
-    let mut last = String::new();
-    for _ in 0..20 {
-        let (ok, out) = run_with_timeout(
-            Command::new(env!("CARGO_BIN_EXE_client")).args([
-                &server,
-                "alice",
-                "wonderland",
-                &peer_addr,
-            ]),
-            Duration::from_secs(30),
-        );
-        if ok {
-            assert!(out.contains("relayed 127.0.0.1:41"), "{out}");
-            assert!(
-                out.contains(&format!("{peer_addr} echoed \"hello through the relay\"")),
-                "{out}"
-            );
-            return;
-        }
-        last = out;
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    panic!("the client never relayed through coturn: {last}");
+    let (ok, out) = run_with_timeout(
+        Command::new(env!("CARGO_BIN_EXE_client")).args([
+            &server,
+            "alice",
+            "wonderland",
+            &peer_addr,
+        ]),
+        2 * PATIENCE,
+    );
+    assert!(
+        ok,
+        "the client never relayed through coturn: {out}{}",
+        coturn.tail()
+    );
+    assert!(out.contains("relayed 127.0.0.1:41"), "{out}");
+    assert!(
+        out.contains(&format!("{peer_addr} echoed \"hello through the relay\"")),
+        "{out}"
+    );
 }

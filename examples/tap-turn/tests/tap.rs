@@ -5,7 +5,11 @@
 //! packet must come back.
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use causeway_testkit::Output;
+use causeway_testkit::tools::{coturn_tool, run_with_timeout};
+use causeway_testkit::wait::{self, PATIENCE};
 
 struct Netns(String);
 
@@ -17,6 +21,16 @@ impl Netns {
             .status()
             .is_ok_and(|s| s.success())
     }
+
+    /// Runs `args` inside the namespace with a time limit; (success, output).
+    fn output(&self, args: &[&str], limit: Duration) -> (bool, String) {
+        run_with_timeout(
+            Command::new("ip")
+                .args(["netns", "exec", &self.0])
+                .args(args),
+            limit,
+        )
+    }
 }
 
 impl Drop for Netns {
@@ -25,28 +39,29 @@ impl Drop for Netns {
     }
 }
 
-struct Kill(Child);
+struct Kill(Child, Output);
 
 impl Drop for Kill {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        if std::thread::panicking() {
+            eprintln!("--- output ---\n{}", self.1.tail(40));
+        }
     }
 }
 
-fn coturn_tool(name: &str) -> String {
-    let path = format!("/usr/bin/{name}");
-    if !std::path::Path::new(&path).exists() {
-        let _ = Command::new("apt-get")
-            .args(["install", "-y", "-q", "coturn"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status();
-    }
-    assert!(
-        std::path::Path::new(&path).exists(),
-        "{path} missing: install Debian's coturn"
-    );
-    path
+/// Starts `args` inside `ns`, its output kept.
+fn spawn_in(ns: &Netns, args: &[&str]) -> Kill {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &ns.0])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = Output::of(&mut child);
+    Kill(child, out)
 }
 
 #[test]
@@ -83,80 +98,65 @@ fn relay_through(bin: &str, tag: &str) {
     assert!(ns.run(&["ip", "link", "set", "cwtap0", "up"]));
     assert!(ns.run(&["ip", "addr", "add", "192.168.69.100/24", "dev", "cwtap0"]));
 
-    let mut server = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns.0,
+    let server = spawn_in(
+        &ns,
+        &[
             bin,
             "cwtap0",
             "192.168.69.1/24",
             "alice:pw",
             "192.168.69.0/24",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = [0u8; 16];
-    use std::io::Read;
-    let _ = server.stdout.as_mut().unwrap().read(&mut first);
-    let _server = Kill(server);
-    let _peer = Kill(
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &ns.0,
-                &peer,
-                "-L",
-                "192.168.69.100",
-                "-p",
-                "3480",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+        ],
     );
-    std::thread::sleep(Duration::from_millis(500));
+    let peer = spawn_in(&ns, &[&peer, "-L", "192.168.69.100", "-p", "3480"]);
+    // Ready when the stack on the TAP answers a Binding, and the peer's socket
+    // is bound (what reaches it waits there).
+    let stunclient = coturn_tool("turnutils_stunclient");
+    let answered = wait::holds(PATIENCE, || {
+        ns.output(
+            &[&stunclient, "-p", "3478", "192.168.69.1"],
+            Duration::from_secs(10),
+        )
+        .1
+        .contains("reflexive addr")
+    });
+    assert!(
+        answered,
+        "the TURN server on the TAP never answered:\n{}",
+        server.1.tail(40)
+    );
+    let bound = wait::holds(PATIENCE, || {
+        ns.output(&["ss", "-Hlun", "sport = :3480"], Duration::from_secs(10))
+            .1
+            .contains("3480")
+    });
+    assert!(bound, "turnutils_peer never bound:\n{}", peer.1.tail(20));
     for flags in [&[][..], &["-s"][..]] {
-        let start = Instant::now();
-        let out = Command::new("ip")
-            .args(["netns", "exec", &ns.0, &uclient])
-            .args(flags)
-            .args([
-                "-u",
-                "alice",
-                "-w",
-                "pw",
-                "-e",
-                "192.168.69.100",
-                "-r",
-                "3480",
-                "-n",
-                "30",
-                "-m",
-                "2",
-                "-l",
-                "160",
-                "192.168.69.1",
-            ])
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(start.elapsed() < Duration::from_secs(60));
+        let mut args = vec![uclient.as_str()];
+        args.extend(flags);
+        args.extend([
+            "-u",
+            "alice",
+            "-w",
+            "pw",
+            "-e",
+            "192.168.69.100",
+            "-r",
+            "3480",
+            "-n",
+            "30",
+            "-m",
+            "2",
+            "-l",
+            "160",
+            "192.168.69.1",
+        ]);
+        let (_, text) = ns.output(&args, 2 * PATIENCE);
         assert!(
-            text.contains("Total lost packets 0 (0.000000%)"),
-            "{flags:?}: {text}"
-        );
-        assert!(
-            text.contains("tot_send_msgs=60, tot_recv_msgs=60"),
-            "{flags:?}: {text}"
+            text.contains("Total lost packets 0 (0.000000%)")
+                && text.contains("tot_send_msgs=60, tot_recv_msgs=60"),
+            "{flags:?}: {text}\n--- the server ---\n{}",
+            server.1.tail(40)
         );
     }
 }
