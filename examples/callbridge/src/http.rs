@@ -26,6 +26,8 @@ pub(crate) struct State {
     pub(crate) status: Mutex<Vec<ServerStatus>>,
     /// The last call.
     pub(crate) call: Arc<Mutex<CallStats>>,
+    /// How long each call waits for the servers' answers to its probes.
+    pub(crate) probe_for: Duration,
 }
 
 /// Serves `listener` for as long as the process runs.
@@ -131,7 +133,7 @@ fn offer(state: &State, body: &[u8]) -> Result<String, String> {
     let sdp = std::str::from_utf8(body).map_err(|_| "the offer is not UTF-8")?;
     let mut seed = [0u8; 32];
     getrandom(&mut seed)?;
-    let (alloc, status) = servers::allocate(&state.servers, seed, Duration::from_secs(2));
+    let (alloc, status) = servers::allocate(&state.servers, seed, state.probe_for);
     *state.status.lock().unwrap_or_else(|e| e.into_inner()) = status;
     let alloc = alloc?;
     // The endpoint shows the newest call.

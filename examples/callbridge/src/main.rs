@@ -6,8 +6,11 @@
 //! the browser's data-channel messages and counts its audio packets.
 //!
 //! ```text
-//! callbridge --servers turn-servers.toml --listen 127.0.0.1:8089
+//! callbridge --servers turn-servers.toml --listen 127.0.0.1:8089 [--probe-timeout SECS]
 //! ```
+//!
+//! `--probe-timeout` (default 2 s) is how long each call waits for the servers
+//! to answer its probes before it chooses among those that did.
 //!
 //! ```toml
 //! [[turnServers]]
@@ -41,13 +44,23 @@ fn main() -> ExitCode {
 fn run() -> Result<(), String> {
     let mut args = std::env::args().skip(1);
     let (mut file, mut listen) = (None, "127.0.0.1:8089".to_string());
+    let mut probe_for = std::time::Duration::from_secs(2);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--servers" => file = args.next(),
             "--listen" => listen = args.next().ok_or("--listen needs ADDR")?,
+            "--probe-timeout" => {
+                let secs = args.next().ok_or("--probe-timeout needs SECS")?;
+                probe_for = secs
+                    .parse()
+                    .ok()
+                    .filter(|s| (1..=60).contains(s))
+                    .map(std::time::Duration::from_secs)
+                    .ok_or(format!("--probe-timeout {secs}: 1 to 60 seconds"))?;
+            }
             _ => {
                 return Err(format!(
-                    "unknown argument `{a}`: --servers FILE [--listen ADDR]"
+                    "unknown argument `{a}`: --servers FILE [--listen ADDR] [--probe-timeout SECS]"
                 ));
             }
         }
@@ -71,6 +84,7 @@ fn run() -> Result<(), String> {
         servers: list.turn_servers,
         status: Mutex::new(Vec::new()),
         call: Arc::new(Mutex::new(call::CallStats::default())),
+        probe_for,
     });
     http::serve(listener, state);
     Ok(())
