@@ -18,6 +18,8 @@ fn fuzz_regressions_do_not_panic() {
         for file in std::fs::read_dir(&dir).unwrap() {
             let path = file.unwrap().path();
             let bytes = std::fs::read(&path).unwrap();
+            // Shown with the panic, should this input bring one back.
+            eprintln!("{}", path.display());
             common::exercise(&bytes);
             count += 1;
         }

@@ -26,6 +26,8 @@ fn kept_inputs_keep_the_invariants() {
     let mut n = 0;
     for f in std::fs::read_dir(&dir).expect("fuzz/regressions/turn_stateful exists") {
         let path = f.unwrap().path();
+        // Shown with the panic, should this input break an invariant again.
+        eprintln!("{}", path.display());
         harness::run(&std::fs::read(&path).unwrap());
         n += 1;
     }

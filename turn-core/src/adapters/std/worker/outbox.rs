@@ -198,7 +198,7 @@ mod tests {
         let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         for s in [&a, &b] {
-            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         }
         let mut o = Outbox::new();
         // Ten of one size to `a` (the last shorter), then five alternating.
@@ -217,8 +217,10 @@ mod tests {
         assert_eq!(o.syscalls, if gso { 2 } else { 11 }, "gso: {gso}");
         let mut buf = [0u8; 2048];
         let mut at_a = Vec::new();
-        for _ in 0..12 {
-            let n = a.recv(&mut buf).unwrap();
+        for i in 0..12 {
+            let n = a
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("datagram {i} at a: {e}"));
             at_a.push(buf[..n].to_vec());
         }
         for i in 0..9u8 {
@@ -228,7 +230,9 @@ mod tests {
         assert_eq!(at_a[10], vec![11; 30]);
         assert_eq!(at_a[11], vec![13; 30]);
         for i in [10u8, 12, 14] {
-            let n = b.recv(&mut buf).unwrap();
+            let n = b
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("datagram {i} at b: {e}"));
             assert_eq!(&buf[..n], &[i; 30]);
         }
     }
