@@ -18,7 +18,7 @@
 //! Every limit here is many times what an idle machine needs: CI runs on a busy
 //! two-core machine, and a limit only costs time when something is broken.
 
-#![allow(missing_docs, unreachable_pub, clippy::missing_panics_doc)]
+#![allow(missing_docs, unreachable_pub, clippy::new_without_default)]
 
 pub mod bridge;
 pub mod chromium;

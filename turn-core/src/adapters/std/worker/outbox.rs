@@ -220,7 +220,7 @@ mod tests {
         for i in 0..12 {
             let n = a
                 .recv(&mut buf)
-                .unwrap_or_else(|e| panic!("datagram {i} at a: {e}"));
+                .unwrap_or_else(|e| std::panic!("datagram {i} at a: {e}"));
             at_a.push(buf[..n].to_vec());
         }
         for i in 0..9u8 {
@@ -232,7 +232,7 @@ mod tests {
         for i in [10u8, 12, 14] {
             let n = b
                 .recv(&mut buf)
-                .unwrap_or_else(|e| panic!("datagram {i} at b: {e}"));
+                .unwrap_or_else(|e| std::panic!("datagram {i} at b: {e}"));
             assert_eq!(&buf[..n], &[i; 30]);
         }
     }
