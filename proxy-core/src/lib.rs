@@ -18,6 +18,7 @@
 //! - [`timer`]: header and body read deadlines against slow clients.
 //! - [`proxy_protocol`]: the PROXY protocol header (v1 and v2) a TCP load
 //!   balancer puts in front of a connection, naming the real client.
+//! - [`source`]: the source a per-address limit counts (an IPv6 client's /64).
 //! - [`decide`]: all of it together: forward (where, which path), or refuse (which
 //!   status, why).
 #![no_std]
@@ -47,6 +48,7 @@ pub mod response;
 pub mod route;
 #[cfg(feature = "tls")]
 pub mod runtime;
+pub mod source;
 pub mod timer;
 pub mod websocket;
 

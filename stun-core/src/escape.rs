@@ -16,6 +16,11 @@
 //! - past [`Escaped::max`] characters of input the rest is cut, and the line says
 //!   how many bytes were left out.
 //!
+//!
+//! [`LineBudget`] bounds how many such lines a client can cause: a token bucket
+//! on the caller's clock, and the count of lines held back, said with the next
+//! one that passes.
+//!
 //! ```
 //! use stun_core::escape::Escaped;
 //! let shown = format!("{}", Escaped::new("alice\n2026 INFO forged line\u{202e}"));
@@ -116,6 +121,76 @@ fn first_char(s: &str) -> (Option<char>, usize) {
     }
 }
 
+/// A budget of log lines that clients can trigger: `per_sec` lines a second,
+/// in bursts of as many; past it, lines are held back and counted, and the
+/// count goes with the next line that passes. Time is the caller's, in
+/// milliseconds (sans-IO: no clock is read).
+///
+/// ```
+/// use stun_core::escape::{Held, LineBudget};
+/// let mut budget = LineBudget::new(2);
+/// assert_eq!(budget.allow(0), Some(0));
+/// assert_eq!(budget.allow(0), Some(0));
+/// assert_eq!(budget.allow(0), None, "held back");
+/// assert_eq!(budget.allow(10), None, "held back");
+/// let held = budget.allow(1_000).unwrap();
+/// assert_eq!(format!("refused{}", Held(held)), "refused (2 similar lines held back)");
+/// ```
+#[derive(Debug, Clone)]
+pub struct LineBudget {
+    per_sec: u32,
+    /// Thousandths of a line.
+    tokens: u64,
+    last_ms: u64,
+    held: u64,
+}
+
+impl LineBudget {
+    /// A full budget of `per_sec` lines a second.
+    pub const fn new(per_sec: u32) -> LineBudget {
+        LineBudget {
+            per_sec,
+            tokens: per_sec as u64 * 1000,
+            last_ms: 0,
+            held: 0,
+        }
+    }
+
+    /// Whether a line may be written at `now_ms`: `Some(n)` with how many were
+    /// held back since the last one written, or `None` (counted).
+    pub fn allow(&mut self, now_ms: u64) -> Option<u64> {
+        let full = u64::from(self.per_sec) * 1000;
+        let elapsed = now_ms.saturating_sub(self.last_ms);
+        self.last_ms = self.last_ms.max(now_ms);
+        self.tokens = self
+            .tokens
+            .saturating_add(elapsed.saturating_mul(u64::from(self.per_sec)))
+            .min(full);
+        if self.tokens >= 1000 {
+            self.tokens -= 1000;
+            Some(core::mem::take(&mut self.held))
+        } else {
+            self.held = self.held.saturating_add(1);
+            None
+        }
+    }
+}
+
+/// " (N similar lines held back)" when N > 0, else nothing: what a line that
+/// passes a [`LineBudget`] adds.
+#[derive(Debug, Clone, Copy)]
+pub struct Held(pub u64);
+
+impl fmt::Display for Held {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            0 => Ok(()),
+            1 => f.write_str(" (1 similar line held back)"),
+            n => write!(f, " ({n} similar lines held back)"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod test {
     use super::*;
@@ -153,5 +228,21 @@ mod test {
         let s = show(Escaped::bytes(&long));
         assert!(s.len() < 200, "{}", s.len());
         assert!(s.ends_with("...(236 more bytes)"));
+    }
+
+    #[test]
+    fn a_line_budget_bursts_then_holds_back_then_refills() {
+        let mut b = LineBudget::new(3);
+        for _ in 0..3 {
+            assert_eq!(b.allow(5), Some(0));
+        }
+        assert_eq!(b.allow(5), None);
+        assert_eq!(b.allow(300), None, "0.885 of a line back: not yet");
+        assert_eq!(b.allow(340), Some(2), "one line back after 1/3 s");
+        assert_eq!(b.allow(340), None);
+        // A clock that steps back refills nothing.
+        assert_eq!(b.allow(100), None);
+        assert_eq!(b.allow(100_000), Some(2), "full again, and the count said");
+        assert_eq!(b.allow(100_000), Some(0));
     }
 }

@@ -24,6 +24,9 @@ pub(crate) enum Command {
     Check(crate::tools::check::CheckArgs),
     /// Load a TURN server: ChannelData echo, or an allocation storm.
     Load(crate::tools::load::LoadArgs),
+    /// Print a user's long-term keys (password on standard input), to store in
+    /// the configuration instead of the password.
+    Key(crate::tools::key::KeyArgs),
     /// Choose a TURN server from a turnServers-style list by round-trip time,
     /// and allocate there, failing over to the next.
     Select(crate::tools::select::SelectArgs),
@@ -87,6 +90,9 @@ pub(crate) struct ServeArgs {
     /// Status JSON and Prometheus metrics (default 127.0.0.1:4455; never 443).
     #[arg(long, value_name = "ADDR")]
     pub(crate) admin: Option<SocketAddr>,
+    /// File holding the admin token (default: one drawn at start, its file printed).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) admin_token_file: Option<PathBuf>,
     /// Sibling sent with 300 Try Alternate when this node is full.
     #[arg(long, value_name = "ADDR")]
     pub(crate) alternate_server: Option<SocketAddr>,

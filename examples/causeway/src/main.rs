@@ -28,6 +28,9 @@ fn main() -> ExitCode {
                 }
             };
             if args.check_config {
+                for w in &plan.warnings {
+                    eprintln!("causeway: warning: {w}");
+                }
                 println!(
                     "causeway: configuration OK ({} listener(s), {} TLS listener(s), admin {})",
                     plan.relay.listen.len(),
@@ -37,6 +40,9 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             init_logging(&plan.log_level);
+            for w in &plan.warnings {
+                log::warn!("{w}");
+            }
             match serve::run(&args, plan) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -50,6 +56,7 @@ fn main() -> ExitCode {
         cli::Command::Check(args) => exit(tools::check::run(&args)),
         cli::Command::Load(args) => exit(tools::load::run(&args)),
         cli::Command::Select(args) => exit(tools::select::run(&args)),
+        cli::Command::Key(args) => exit(tools::key::run(&args)),
     }
 }
 

@@ -4,6 +4,12 @@
 //! the configuration again and applies it; SIGTERM (or `POST /drain`) drains
 //! and stops when the last allocation and connection end or at the drain
 //! deadline; SIGINT, or a second SIGTERM, stops at once.
+//!
+//! A reload is all or nothing: the whole new configuration is read, checked
+//! and built (a new web proxy changes nothing until it takes over) before any
+//! of it applies, and what cannot change without a restart (listeners, the
+//! admin and redirect addresses, the event loops) refuses the reload, naming
+//! the key. A drain survives a reload: the new web proxy drains too.
 
 use std::fmt;
 use std::io;
@@ -17,9 +23,10 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use turn_core::adapters::std::{Relay, RelayBuilder, StartError};
 
-use crate::admin::{Admin, Command};
+use crate::admin::access::{self, Rules};
+use crate::admin::{Access, Admin, Command};
 use crate::cli::ServeArgs;
-use crate::config::{Config, Plan};
+use crate::config::{Config, Plan, UserSecret};
 
 /// Why the server could not start.
 #[derive(Debug)]
@@ -67,8 +74,8 @@ fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeError>
 }
 
 /// The web proxy of the plan, for the TLS listeners (taking over from `old`'s
-/// event loops and connection count on a reload).
-fn web_proxy(plan: &Plan, old: Option<&Proxy>) -> Result<Option<Arc<Proxy>>, ServeError> {
+/// event loops and connection count on a reload, once it is told to).
+fn web_proxy(plan: &Plan, old: Option<&Proxy>) -> Result<Option<Arc<Proxy>>, String> {
     let Some(web) = &plan.web else {
         return Ok(None);
     };
@@ -78,6 +85,7 @@ fn web_proxy(plan: &Plan, old: Option<&Proxy>) -> Result<Option<Arc<Proxy>>, Ser
         .deadlines(web.deadlines)
         .send_stall(web.send_stall)
         .max_per_source(web.max_per_source)
+        .ipv6_source_prefix(web.ipv6_source_prefix)
         .bridge_pool(web.bridge_keepalive, web.bridge_keepalive_idle);
     if let Some(n) = web.max_connections {
         b = b.max_connections(n);
@@ -99,7 +107,7 @@ fn web_proxy(plan: &Plan, old: Option<&Proxy>) -> Result<Option<Arc<Proxy>>, Ser
     }
     b.build()
         .map(Some)
-        .map_err(|e| ServeError::Setup("set up the web proxy", e.to_string()))
+        .map_err(|e| format!("cannot set up the web proxy: {e}"))
 }
 
 /// The relay's builder for `plan` (with the demo user, if there is one), and
@@ -108,11 +116,14 @@ fn builder(
     plan: &Plan,
     demo: Option<&str>,
     old: Option<&Proxy>,
-) -> Result<(RelayBuilder, Option<Arc<Proxy>>), ServeError> {
+) -> Result<(RelayBuilder, Option<Arc<Proxy>>), String> {
     let proxy = web_proxy(plan, old)?;
     let mut b = Relay::builder().settings(plan.relay.clone());
-    for (name, password) in &plan.users {
-        b = b.user(name, password);
+    for (name, secret) in &plan.users {
+        b = match secret {
+            UserSecret::Password(p) => b.user(name, p),
+            UserSecret::Key(k) => b.user_key(name, *k),
+        };
     }
     if let Some(pass) = demo {
         b = b.user("demo", pass);
@@ -127,36 +138,112 @@ fn builder(
     Ok((b.event_queue(0), proxy))
 }
 
-/// Reads the configuration again and gives it to the running relay; refused
-/// (with the field named) without changing anything when it does not work.
-fn reload(
-    args: &ServeArgs,
-    relay: &Relay,
-    demo: Option<&str>,
-    old: Option<&Proxy>,
-) -> Result<Option<Arc<Proxy>>, String> {
-    let plan = Config::load(args)
-        .and_then(|c| Plan::try_from(&c))
-        .map_err(|e| format!("configuration refused: {e}"))?;
-    if let (Some(old), Some(web)) = (old, &plan.web)
-        && let Some(n) = web.event_loops.filter(|n| *n != old.loops())
-    {
-        return Err(format!(
-            "reload refused: `http.event_loops` is {} and cannot become {n} without a restart",
-            old.loops()
-        ));
+/// The admin port's rules of `plan`, with `token` when the plan names no file.
+fn admin_rules(plan: &Plan, token: &str) -> Rules {
+    Rules {
+        token: plan
+            .admin_access
+            .token
+            .as_ref()
+            .map_or_else(|| token.to_string(), |(t, _)| t.clone()),
+        names: plan.admin_access.names.clone(),
+        open: plan.admin_access.open.clone(),
     }
-    let (b, proxy) = builder(&plan, demo, old).map_err(|e| e.to_string())?;
-    relay
-        .reload(b)
-        .map_err(|e| format!("reload refused: {e}"))?;
-    crate::set_log_level(&plan.log_level);
-    Ok(proxy)
 }
 
-/// Tells the admin interface which web proxy is current.
-fn set_web(shared: &Mutex<Option<Arc<Proxy>>>, current: &Option<Arc<Proxy>>) {
-    *shared.lock().unwrap_or_else(|e| e.into_inner()) = current.clone();
+/// What a running server is, besides its relay: what a reload changes.
+struct Running {
+    /// The plan it started with: what only a restart changes is compared to it.
+    started: Plan,
+    /// The web proxy now (a reload's takes over the event loops and the count of
+    /// connections, those opened before the reload included).
+    proxy: Option<Arc<Proxy>>,
+    /// The web proxy, as the admin interface reads it.
+    web_now: Arc<Mutex<Option<Arc<Proxy>>>>,
+    /// The admin port's rules.
+    access: Access,
+    /// The admin token drawn at start (kept over reloads that name no file).
+    drawn_token: String,
+    /// What the admin pages show that a reload may change.
+    view: Arc<Mutex<AdminView>>,
+    /// The demo user's password, if there is one.
+    demo: Option<String>,
+    /// How long a drain lasts.
+    drain_for: Duration,
+    /// When the drain ends, once draining.
+    drained_by: Option<Instant>,
+}
+
+impl Running {
+    /// Reads the configuration again and applies all of it, or none of it (the
+    /// refusal names the key).
+    fn reload(&mut self, args: &ServeArgs, relay: &Relay) -> Result<(), String> {
+        let plan = Config::load(args)
+            .and_then(|c| Plan::try_from(&c))
+            .map_err(|e| format!("configuration refused: {e}"))?;
+        let fixed = [
+            ("admin", self.started.admin != plan.admin),
+            (
+                "http_redirect",
+                self.started.http_redirect != plan.http_redirect,
+            ),
+            ("demo_user", self.started.demo_user != plan.demo_user),
+        ];
+        if let Some((key, _)) = fixed.iter().find(|(_, changed)| *changed) {
+            return Err(format!(
+                "reload refused: `{key}` cannot change without a restart"
+            ));
+        }
+        if let (Some(old), Some(web)) = (&self.proxy, &plan.web)
+            && let Some(n) = web.event_loops.filter(|n| *n != old.loops())
+        {
+            return Err(format!(
+                "reload refused: `http.event_loops` is {} and cannot become {n} without a restart",
+                old.loops()
+            ));
+        }
+        // Built, changing nothing yet; draining if this node drains.
+        let (b, proxy) = builder(&plan, self.demo.as_deref(), self.proxy.as_deref())
+            .map_err(|e| format!("reload refused: {e}"))?;
+        if let Some(p) = &proxy
+            && self.drained_by.is_some()
+        {
+            p.drain();
+        }
+        // The relay checks all it takes before it changes anything.
+        relay
+            .reload(b)
+            .map_err(|e| format!("reload refused: {e}"))?;
+        // From here on, nothing can fail: everything switches.
+        if let Some(p) = &proxy {
+            p.take_over();
+            self.proxy = Some(p.clone());
+        }
+        *self.web_now.lock().unwrap_or_else(|e| e.into_inner()) = self.proxy.clone();
+        self.access.set(admin_rules(&plan, &self.drawn_token));
+        *self.view.lock().unwrap_or_else(|e| e.into_inner()) = AdminView::of(&plan);
+        self.drain_for = Duration::from_secs(plan.drain_timeout_secs);
+        crate::set_log_level(&plan.log_level);
+        for w in &plan.warnings {
+            warn!("{w}");
+        }
+        Ok(())
+    }
+
+    /// Starts draining (once).
+    fn drain(&mut self, relay: &Relay, why: &str) {
+        if self.drained_by.is_some() {
+            return;
+        }
+        relay.drain(self.drain_for);
+        self.drained_by = Some(Instant::now() + self.drain_for);
+        // Logged once in effect: /readyz already answers 503.
+        info!(
+            "{why}: draining (no new allocations; stopping when the last one ends, at the \
+             latest in {} s)",
+            self.drain_for.as_secs()
+        );
+    }
 }
 
 /// Runs the server until it is stopped (see the module docs).
@@ -173,11 +260,23 @@ pub(crate) fn run(args: &ServeArgs, plan: Plan) -> Result<(), ServeError> {
         .local_addr()
         .map_err(|e| ServeError::Setup("read a local address", e.to_string()))?;
     let redirect = plan.http_redirect.map(|a| bind("http", a)).transpose()?;
+    // The admin token: the configured file's, or one drawn now and written
+    // where only this user reads it.
+    let drawn_token =
+        access::new_token().map_err(|e| ServeError::Setup("draw an admin token", e))?;
+    let token_file = match &plan.admin_access.token {
+        Some((_, path)) => path.clone(),
+        None => {
+            let path = access::token_path(admin_addr.port());
+            access::write_token(&path, &drawn_token)
+                .map_err(|e| ServeError::Setup("keep the admin token", e))?;
+            path
+        }
+    };
+    let access = Access::new(admin_rules(&plan, &drawn_token));
     let realm = plan.relay.turn.realm.to_string();
-    let (b, proxy) = builder(&plan, demo.as_deref(), None)?;
-    // The web proxy now: a reload's takes over the event loops and the count of
-    // connections (those opened before the reload included).
-    let mut current: Option<Arc<Proxy>> = proxy.clone();
+    let (b, proxy) = builder(&plan, demo.as_deref(), None)
+        .map_err(|e| ServeError::Setup("set up the web proxy", e))?;
     let relay = b.start().map_err(ServeError::Relay)?;
 
     let redirect_addr = redirect.as_ref().and_then(|l| l.local_addr().ok());
@@ -194,14 +293,15 @@ pub(crate) fn run(args: &ServeArgs, plan: Plan) -> Result<(), ServeError> {
             .map_err(|e| ServeError::Setup("spawn the redirect thread", e.to_string()))?;
     }
     let (commands, inbox) = mpsc::channel();
-    let web_now = Arc::new(Mutex::new(current.clone()));
+    let web_now = Arc::new(Mutex::new(proxy.clone()));
+    let view = Arc::new(Mutex::new(AdminView::of(&plan)));
     {
         let admin_state = Admin {
             stats: relay.stats_handle(),
-            realm: realm.clone(),
-            per_user_metrics: plan.metrics_per_user,
+            view: view.clone(),
             commands,
             web: web_now.clone(),
+            access: access.clone(),
         };
         std::thread::Builder::new()
             .name("causeway-admin".into())
@@ -223,6 +323,15 @@ pub(crate) fn run(args: &ServeArgs, plan: Plan) -> Result<(), ServeError> {
         println!("causeway: redirecting http {a} to https");
     }
     println!("causeway: admin on http://{admin_addr}/status and /metrics");
+    println!(
+        "causeway: admin token in {} ({})",
+        token_file.display(),
+        if plan.admin_access.token.is_none() {
+            "drawn at start; set admin_token_file to keep one"
+        } else {
+            "admin_token_file"
+        }
+    );
     if let Some(pass) = &demo {
         println!("causeway: demo user `demo`, password `{pass}`, realm `{realm}`");
     }
@@ -234,30 +343,25 @@ pub(crate) fn run(args: &ServeArgs, plan: Plan) -> Result<(), ServeError> {
         relay.quota_total()
     );
 
-    let drain_for = Duration::from_secs(plan.drain_timeout_secs);
-    let mut drained_by: Option<Instant> = None;
-    let start_drain = |drained_by: &mut Option<Instant>, why: &str| {
-        relay.drain(drain_for);
-        *drained_by = Some(Instant::now() + drain_for);
-        // Logged once in effect: /readyz already answers 503.
-        info!(
-            "{why}: draining (no new allocations; stopping when the last one ends, at the \
-             latest in {} s)",
-            drain_for.as_secs()
-        );
+    let mut running = Running {
+        drain_for: Duration::from_secs(plan.drain_timeout_secs),
+        started: plan,
+        proxy,
+        web_now,
+        access,
+        drawn_token,
+        view,
+        demo,
+        drained_by: None,
     };
     'run: loop {
         for sig in signals.pending() {
             match sig {
-                SIGHUP => match reload(args, &relay, demo.as_deref(), current.as_deref()) {
-                    Ok(p) => {
-                        current = p.or(current);
-                        set_web(&web_now, &current);
-                        info!("SIGHUP: configuration reloaded");
-                    }
+                SIGHUP => match running.reload(args, &relay) {
+                    Ok(()) => info!("SIGHUP: configuration reloaded"),
                     Err(e) => warn!("SIGHUP: {e}; the running configuration is kept"),
                 },
-                SIGTERM if drained_by.is_none() => start_drain(&mut drained_by, "SIGTERM"),
+                SIGTERM if running.drained_by.is_none() => running.drain(&relay, "SIGTERM"),
                 _ => {
                     info!("signal {sig} received: stopping now");
                     break 'run;
@@ -267,11 +371,7 @@ pub(crate) fn run(args: &ServeArgs, plan: Plan) -> Result<(), ServeError> {
         while let Ok(cmd) = inbox.try_recv() {
             match cmd {
                 Command::Reload(reply) => {
-                    let result =
-                        reload(args, &relay, demo.as_deref(), current.as_deref()).map(|p| {
-                            current = p.or(current.take());
-                            set_web(&web_now, &current);
-                        });
+                    let result = running.reload(args, &relay);
                     match &result {
                         Ok(()) => info!("admin: configuration reloaded"),
                         Err(e) => warn!("admin: {e}; the running configuration is kept"),
@@ -279,15 +379,13 @@ pub(crate) fn run(args: &ServeArgs, plan: Plan) -> Result<(), ServeError> {
                     let _ = reply.send(result);
                 }
                 Command::Drain(reply) => {
-                    if drained_by.is_none() {
-                        start_drain(&mut drained_by, "admin");
-                    }
+                    running.drain(&relay, "admin");
                     let _ = reply.send(Ok(()));
                 }
             }
         }
-        if let Some(deadline) = drained_by {
-            let tunnels = current.as_ref().map_or(0, |p| p.connections());
+        if let Some(deadline) = running.drained_by {
+            let tunnels = running.proxy.as_ref().map_or(0, |p| p.connections());
             let allocations = relay.stats().in_use();
             if Instant::now() >= deadline {
                 info!(
@@ -301,10 +399,32 @@ pub(crate) fn run(args: &ServeArgs, plan: Plan) -> Result<(), ServeError> {
                 break;
             }
         }
+        // The main loop's tick: signals and admin commands are looked at again.
         std::thread::sleep(Duration::from_millis(100));
     }
     relay.shutdown();
     relay.join();
+    if running.started.admin_access.token.is_none() {
+        let _ = std::fs::remove_file(&token_file);
+    }
     info!("stopped");
     Ok(())
+}
+
+/// What the admin pages show that a reload may change.
+#[derive(Debug, Clone)]
+pub(crate) struct AdminView {
+    /// The realm.
+    pub(crate) realm: String,
+    /// Metrics per username.
+    pub(crate) per_user_metrics: bool,
+}
+
+impl AdminView {
+    fn of(plan: &Plan) -> AdminView {
+        AdminView {
+            realm: plan.relay.turn.realm.to_string(),
+            per_user_metrics: plan.metrics_per_user,
+        }
+    }
 }

@@ -29,18 +29,36 @@ fn read(file: &str) -> String {
     std::fs::read_to_string(deploy(file)).unwrap_or_else(|e| panic!("{file}: {e}"))
 }
 
-/// `toml` with the TLS files pointed at throwaway ones for the join URL.
+/// The password the tests put where the example says REPLACE.
+const TEST_PASSWORD: &str = "generated-for-the-test-3f9a1c";
+
+/// `toml` as an operator would finish it: the TLS files pointed at throwaway
+/// ones for the join URL, an admin token file written, the placeholders
+/// replaced.
 fn with_test_files(toml: &str, dir: &TempDir) -> PathBuf {
     let ca = TestCa::new();
     let leaf = ca.leaf(&["join.example.com"]);
     let cert = dir.write("tls.crt", &leaf.cert_pem);
     let key = dir.write("tls.key", &leaf.key_pem);
     let ca_file = dir.write("ca.crt", &ca.cert_pem);
+    let token = dir.write("admin.token", "0123456789abcdef0123456789abcdef\n");
     let text = toml
         .replace("/etc/causeway/tls/tls.crt", &cert.display().to_string())
         .replace("/etc/causeway/tls/tls.key", &key.display().to_string())
-        .replace("/etc/causeway/tls/ca.crt", &ca_file.display().to_string());
+        .replace("/etc/causeway/tls/ca.crt", &ca_file.display().to_string())
+        .replace("/etc/causeway/admin.token", &token.display().to_string())
+        .replace("REPLACE-WITH-A-GENERATED-PASSWORD", TEST_PASSWORD);
     dir.write("causeway.toml", &text)
+}
+
+/// `toml` with the TLS and token files as [`with_test_files`], but the
+/// placeholders left: the example as shipped.
+fn unedited(toml: &str, dir: &TempDir) -> PathBuf {
+    let finished = std::fs::read_to_string(with_test_files(toml, dir)).unwrap();
+    dir.write(
+        "unedited.toml",
+        &finished.replace(TEST_PASSWORD, "REPLACE-WITH-A-GENERATED-PASSWORD"),
+    )
 }
 
 fn check_config(path: &Path, extra: &[&str]) {
@@ -103,6 +121,19 @@ fn the_example_configuration_and_the_dockerfile_agree() {
     let toml = read("causeway.toml");
     let dir = TempDir::new("deploy-config");
     check_config(&with_test_files(&toml, &dir), &[]);
+    // As shipped, its placeholders refuse it, naming the key (not the text).
+    let out = Command::new(env!("CARGO_BIN_EXE_causeway"))
+        .args(["serve", "--check-config", "--config"])
+        .arg(unedited(&toml, &dir))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("`user`") && err.contains("placeholder"),
+        "{err}"
+    );
+    assert!(!err.contains("REPLACE-WITH"), "{err}");
     let s = served(&toml);
 
     let docker = read("Dockerfile");
@@ -205,6 +236,17 @@ fn the_kubernetes_manifest_matches_what_the_program_serves() {
         .map(|a| a.as_str().unwrap())
         .collect();
     assert_eq!(&args[..3], &["serve", "--config", CONFIG_PATH]);
+    // The admin port on the pod's (the node's) address, never the wildcard.
+    let admin_arg = args
+        .iter()
+        .position(|a| *a == "--admin")
+        .and_then(|i| args.get(i + 1))
+        .expect("--admin in the args");
+    assert_eq!(*admin_arg, format!("$(POD_IP):{}", s.admin));
+    assert!(
+        secret["stringData"]["admin.token"].as_str().is_some(),
+        "the admin token beside the configuration"
+    );
     for a in &args {
         if let Some(var) = a.strip_prefix("$(").and_then(|r| r.strip_suffix(')')) {
             assert!(
@@ -292,7 +334,8 @@ fn the_kubernetes_manifest_matches_what_the_program_serves() {
     );
     assert_eq!(code(ready), "200");
     // An allocation over TCP holds the drain open until its connection closes.
-    let user = read("causeway.toml")
+    let user = std::fs::read_to_string(&cfg)
+        .unwrap()
         .lines()
         .find_map(|l| l.strip_prefix("user = [\""))
         .and_then(|r| r.split('"').next())
@@ -366,6 +409,16 @@ fn the_systemd_unit_starts_reloads_and_drains_as_the_program_expects() {
         "SIGHUP reloads"
     );
     assert_eq!(key("KillSignal"), ["SIGTERM"], "SIGTERM drains");
+    assert_eq!(
+        key("Restart"),
+        ["always"],
+        "a drain from the admin port ends with exit 0: the node must come back"
+    );
+    assert_eq!(
+        key("RuntimeDirectory"),
+        ["causeway"],
+        "where a drawn token goes"
+    );
     let drain = served(&read("causeway.toml")).drain;
     let stop: u64 = key("TimeoutStopSec")[0].parse().unwrap();
     assert!(

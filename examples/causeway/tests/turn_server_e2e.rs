@@ -57,7 +57,7 @@ fn status_page_shows_relay_usage() {
         held.tail(20)
     );
     let admin = server.admin_addr();
-    let status = common::http_get(&admin, "/status");
+    let status = server.admin("GET", "/status");
     assert!(status.starts_with("HTTP/1.1 200"), "{status}");
     let json = server.wait_status("the held allocation", |s| s["allocations_in_use"] == 1);
     assert_eq!(json["realm"], "TANDBERG");
@@ -80,7 +80,7 @@ fn status_page_shows_relay_usage() {
     );
     // No username labels unless the operator opts in (metrics_per_user).
     assert!(!metrics.contains("user=\""), "{metrics}");
-    assert!(common::http_get(&admin, "/nope").starts_with("HTTP/1.1 404"));
+    assert!(server.admin("GET", "/nope").starts_with("HTTP/1.1 404"));
     let _ = hold.kill();
     let _ = hold.wait();
 }

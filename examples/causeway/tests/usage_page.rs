@@ -1,8 +1,9 @@
 //! The "Relay usage" page on the admin port, in headless Chromium (Debian's
 //! `chromium`) while two clients relay through coturn's echo peer: the script
 //! fills the cards, the per-user and allocation tables and the plot from the
-//! admin port alone, shows client text (a username with markup) as text, and a
-//! screenshot is kept at `target/artifacts/relay-usage.png`.
+//! admin port alone (with the admin token given in the address's fragment),
+//! shows client text (a username with markup) as text, and a screenshot is
+//! kept at `target/artifacts/relay-usage.png`.
 
 mod common;
 
@@ -70,7 +71,12 @@ fn chromium_draws_the_usage_page_from_the_admin_port() {
     server.wait_status("two allocations relaying", |s| {
         s["allocations_in_use"] == 2 && s["totals"]["to_peer_packets"].as_u64() > Some(0)
     });
-    let url = format!("http://{}/", server.admin_addr());
+    // The token in the address's fragment, as an operator would paste it.
+    let url = format!(
+        "http://{}/#token={}",
+        server.admin_addr(),
+        server.admin_token()
+    );
     let dir = TempDir::new("usage-page");
     let chromium = Chromium::start(dir.path(), &[]);
     let mut page = chromium.open(&url);

@@ -7,7 +7,7 @@
 use crate::runtime::prelude::*;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,8 @@ pub(crate) enum Refused {
 pub(crate) struct Admission {
     max: AtomicUsize,
     per_source: AtomicUsize,
+    /// The prefix an IPv6 source is counted by.
+    v6_prefix: AtomicU8,
     open: AtomicUsize,
     sources: Mutex<HashMap<IpAddr, usize>>,
     refused_total: AtomicU64,
@@ -64,6 +66,7 @@ impl Admission {
         Arc::new(Admission {
             max: AtomicUsize::new(max),
             per_source: AtomicUsize::new(per_source),
+            v6_prefix: AtomicU8::new(crate::source::DEFAULT_V6_PREFIX),
             open: AtomicUsize::new(0),
             sources: Mutex::new(HashMap::new()),
             refused_total: AtomicU64::new(0),
@@ -82,6 +85,7 @@ impl Admission {
     /// logged with the others of its interval).
     pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr, now: Instant) -> Result<Ticket, Refused> {
         let (max, per_source) = self.limits();
+        let ip = crate::source::source_key(ip, self.v6_prefix.load(Ordering::Relaxed));
         if self.open.fetch_add(1, Ordering::SeqCst) >= max {
             self.open.fetch_sub(1, Ordering::SeqCst);
             self.refused(Refused::Total, ip, now);
@@ -113,10 +117,12 @@ impl Admission {
         )
     }
 
-    /// New limits (a reload); connections open over them stay.
-    pub(crate) fn set_limits(&self, max: usize, per_source: usize) {
+    /// New limits (a reload); connections open over them stay. An IPv6
+    /// source is its network of `v6_prefix` bits.
+    pub(crate) fn set_limits(&self, max: usize, per_source: usize, v6_prefix: u8) {
         self.max.store(max, Ordering::Relaxed);
         self.per_source.store(per_source, Ordering::Relaxed);
+        self.v6_prefix.store(v6_prefix, Ordering::Relaxed);
     }
 
     fn refused(&self, why: Refused, ip: IpAddr, now: Instant) {

@@ -69,15 +69,20 @@ pub const MAX_SITES: usize = 64;
 pub struct Proxy {
     cfg: Arc<Config>,
     runtime: Arc<Runtime>,
+    /// Its connection limits: total, per source, and an IPv6 source's prefix.
+    limits: (usize, usize, u8),
 }
 
 /// What a reload's proxy takes over from the one it replaces: the loops, the
-/// connection count and limits, the resolver, the counters.
+/// connection count and limits, the resolver, the counters, and which
+/// configuration port 80's redirects follow.
 struct Runtime {
     admission: Arc<Admission>,
     engine: Engine,
     resolver: Arc<dns::Resolver>,
     counters: Arc<Counters>,
+    /// The configuration of the proxy that took over last.
+    current: std::sync::RwLock<Arc<Config>>,
 }
 
 impl fmt::Debug for Runtime {
@@ -227,6 +232,7 @@ pub struct ProxyBuilder {
     upstream_timeout: Duration,
     max_connections: Option<usize>,
     max_per_source: usize,
+    v6_prefix: u8,
     loops: Option<usize>,
     pool_per_bridge: usize,
     pool_idle: Duration,
@@ -251,6 +257,7 @@ impl Proxy {
             upstream_timeout: Duration::from_secs(60),
             max_connections: None,
             max_per_source: 8192,
+            v6_prefix: crate::source::DEFAULT_V6_PREFIX,
             loops: None,
             pool_per_bridge: 64,
             pool_idle: Duration::from_secs(30),
@@ -321,8 +328,48 @@ impl Proxy {
 
     /// Answers plain HTTP on `listener` with 301 redirects to https at a
     /// configured join URL, until the process ends (run it on its own thread).
+    /// The redirects follow the proxy that [took over](Proxy::take_over) last.
     pub fn serve_redirect(&self, listener: std::net::TcpListener) {
         redirect::serve(self, listener);
+    }
+
+    /// Makes this proxy, built [replacing](ProxyBuilder::replacing) another,
+    /// the current one of their shared runtime: its connection limits apply to
+    /// every connection from now on, and port 80's redirects follow its join
+    /// URLs. Building one changes nothing until this is called, so a reload
+    /// refused after the build leaves the running proxy as it was.
+    pub fn take_over(&self) {
+        let (max, per_source, v6_prefix) = self.limits;
+        self.runtime
+            .admission
+            .set_limits(max, per_source, v6_prefix);
+        *self
+            .runtime
+            .current
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = self.cfg.clone();
+    }
+
+    /// Hands a connection to the loops with the configuration of the proxy that
+    /// took over last (port 80's redirects).
+    fn hand_off_current(&self, link: Link, peer: SocketAddr) {
+        let Ok(ticket) = self.runtime.admission.admit(peer.ip(), Instant::now()) else {
+            return;
+        };
+        let cfg = self
+            .runtime
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        self.runtime.engine.hand_off(Handoff {
+            cfg,
+            link,
+            buffered: Vec::new(),
+            sni: None,
+            peer,
+            ticket,
+        });
     }
 }
 
@@ -394,6 +441,13 @@ impl ProxyBuilder {
         self
     }
 
+    /// The prefix length an IPv6 source is counted by for `max_per_source`
+    /// (default 64: a subscriber's network, not one of its addresses).
+    pub fn ipv6_source_prefix(mut self, bits: u8) -> Self {
+        self.v6_prefix = bits.min(128);
+        self
+    }
+
     /// Event loops serving connections (default: one per core).
     pub fn loops(mut self, n: usize) -> Self {
         self.loops = Some(n.max(1));
@@ -410,8 +464,8 @@ impl ProxyBuilder {
 
     /// Builds a proxy that takes over from `old` (a reload): it shares its event
     /// loops (their number stays), its resolver, its counters and its connection
-    /// count, with this builder's limits. Connections `old` serves keep its
-    /// configuration; new ones get this one.
+    /// count, with this builder's limits once [`Proxy::take_over`] is called.
+    /// Connections `old` serves keep its configuration; new ones get this one.
     pub fn replacing(mut self, old: &Proxy) -> Self {
         self.replacing = Some(old.runtime.clone());
         self
@@ -445,23 +499,9 @@ impl ProxyBuilder {
             None => tls::client_config(None).map_err(ProxyError::Tls)?,
         };
         let max = self.max_connections.unwrap_or_else(default_max_connections);
-        let runtime = match self.replacing {
-            Some(r) => {
-                r.admission.set_limits(max, self.max_per_source);
-                r
-            }
-            None => {
-                let resolver = Arc::new(dns::Resolver::default());
-                let loops = self.loops.unwrap_or_else(|| {
-                    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-                });
-                Arc::new(Runtime {
-                    engine: Engine::start(loops, &resolver).map_err(ProxyError::Loops)?,
-                    admission: Admission::new(max, self.max_per_source),
-                    resolver,
-                    counters: Arc::default(),
-                })
-            }
+        let (resolver, counters) = match &self.replacing {
+            Some(r) => (r.resolver.clone(), r.counters.clone()),
+            None => (Arc::new(dns::Resolver::default()), Arc::default()),
         };
         let cfg = Arc::new(Config {
             hosts,
@@ -474,12 +514,35 @@ impl ProxyBuilder {
             upstream_timeout: self.upstream_timeout,
             pool_per_bridge: self.pool_per_bridge,
             pool_idle: self.pool_idle,
-            resolver: runtime.resolver.clone(),
-            counters: runtime.counters.clone(),
+            resolver: resolver.clone(),
+            counters: counters.clone(),
             generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
             draining: AtomicBool::new(false),
         });
-        Ok(Arc::new(Proxy { cfg, runtime }))
+        let runtime = match self.replacing {
+            Some(r) => r,
+            None => {
+                let loops = self.loops.unwrap_or_else(|| {
+                    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+                });
+                Arc::new(Runtime {
+                    engine: Engine::start(loops, &resolver).map_err(ProxyError::Loops)?,
+                    admission: {
+                        let a = Admission::new(max, self.max_per_source);
+                        a.set_limits(max, self.max_per_source, self.v6_prefix);
+                        a
+                    },
+                    resolver,
+                    counters,
+                    current: std::sync::RwLock::new(cfg.clone()),
+                })
+            }
+        };
+        Ok(Arc::new(Proxy {
+            cfg,
+            runtime,
+            limits: (max, self.max_per_source, self.v6_prefix),
+        }))
     }
 }
 

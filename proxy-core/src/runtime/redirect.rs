@@ -20,7 +20,7 @@ use super::Proxy;
 use super::link::Link;
 
 /// Accepts on `listener` until the process ends and hands each connection to
-/// `proxy`'s loops.
+/// `proxy`'s loops, with the configuration of the proxy that took over last.
 pub(super) fn serve(proxy: &Proxy, listener: TcpListener) {
     for stream in listener.incoming() {
         let s = match stream {
@@ -43,6 +43,6 @@ pub(super) fn serve(proxy: &Proxy, listener: TcpListener) {
         }
         let _ = s.set_nodelay(true);
         let link = Link::plain(mio::net::TcpStream::from_std(s));
-        proxy.hand_off(link, Vec::new(), None, peer);
+        proxy.hand_off_current(link, peer);
     }
 }

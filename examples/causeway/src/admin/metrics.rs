@@ -106,6 +106,20 @@ pub(crate) fn metrics_text(stats: &Stats, ready: bool, per_user: bool) -> String
             .map(|(r, n)| (format!("{{reason=\"{}\"}}", r.name()), n))
             .collect::<Vec<_>>(),
     );
+    m.family(
+        "causeway_tls_refused_total",
+        "counter",
+        "TLS openings closed without answering their ClientHello: every TLS thread's queue \
+         full, the source over tcp.tls_handshakes_per_sec, or past tcp.handshake_timeout.",
+        &[
+            (
+                "{reason=\"queue_full\"}".into(),
+                stats.tls_refused.queue_full,
+            ),
+            ("{reason=\"over_rate\"}".into(), stats.tls_refused.over_rate),
+            ("{reason=\"late\"}".into(), stats.tls_refused.late),
+        ],
+    );
     m.each_way(
         "causeway_relayed_packets_total",
         "Packets relayed (in userspace and in the kernel).",

@@ -5,18 +5,28 @@
 //! `GET /metrics` (Prometheus), `GET /healthz` (the workers answer), `GET
 //! /readyz` (new allocations are taken), and `POST /reload` and `POST /drain`,
 //! which the main thread carries out as it does for SIGHUP and SIGTERM.
+//!
+//! Who may ask what is [`access`]'s to say. Each connection is served on a
+//! thread of its own, at most [`MAX_CONNECTIONS`] at once and
+//! [`MAX_PER_SOURCE`] from one address, and its whole request must arrive
+//! within [`REQUEST_TIME`]: a client that trickles bytes delays nobody else, so
+//! probes are answered while it is slow.
 
+pub(crate) mod access;
 mod history;
 mod metrics;
 mod status;
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{IpAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use log::{debug, warn};
 use turn_core::adapters::std::StatsHandle;
 
+pub(crate) use access::Access;
 pub(crate) use history::History;
 pub(crate) use metrics::metrics_text;
 pub(crate) use status::status_json;
@@ -29,14 +39,25 @@ pub(crate) enum Command {
     Drain(mpsc::Sender<Result<(), String>>),
 }
 
-/// What the admin thread serves from.
+/// Most admin connections served at once.
+pub(crate) const MAX_CONNECTIONS: usize = 64;
+/// Most admin connections at once from one address.
+pub(crate) const MAX_PER_SOURCE: usize = 8;
+/// How long a whole request (head) may take to arrive.
+pub(crate) const REQUEST_TIME: Duration = Duration::from_secs(5);
+/// How long an answer may take to leave.
+const ANSWER_TIME: Duration = Duration::from_secs(10);
+
+/// What the admin threads serve from.
 pub(crate) struct Admin {
     pub(crate) stats: StatsHandle,
-    pub(crate) realm: String,
-    pub(crate) per_user_metrics: bool,
+    /// The realm and the metrics' form, as the configuration says now.
+    pub(crate) view: Arc<Mutex<crate::serve::AdminView>>,
     pub(crate) commands: mpsc::Sender<Command>,
     /// The web proxy now (a reload replaces it).
     pub(crate) web: Arc<Mutex<Option<Arc<proxy_core::runtime::Proxy>>>>,
+    /// Who may ask what.
+    pub(crate) access: Access,
 }
 
 /// The current web proxy's figures, if there is one.
@@ -54,23 +75,125 @@ const USAGE_PAGE: &str = include_str!("usage.html");
 const USAGE_CSP: &str = "Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'; \
      script-src 'unsafe-inline'; connect-src 'self'; base-uri 'none'; form-action 'none'\r\n";
 
+/// Connections open, in all and per source.
+#[derive(Default)]
+struct Open {
+    total: usize,
+    by_source: HashMap<IpAddr, usize>,
+}
+
+/// A place among the open connections, given back when dropped.
+struct Place {
+    open: Arc<Mutex<Open>>,
+    source: IpAddr,
+}
+
+impl Place {
+    fn take(open: &Arc<Mutex<Open>>, source: IpAddr) -> Option<Place> {
+        let mut o = open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = o.by_source.get(&source).copied().unwrap_or(0);
+        if o.total >= MAX_CONNECTIONS || n >= MAX_PER_SOURCE {
+            return None;
+        }
+        o.total += 1;
+        o.by_source.insert(source, n + 1);
+        Some(Place {
+            open: open.clone(),
+            source,
+        })
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut o = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        o.total = o.total.saturating_sub(1);
+        if let Some(n) = o.by_source.get_mut(&self.source) {
+            *n -= 1;
+            if *n == 0 {
+                o.by_source.remove(&self.source);
+            }
+        }
+    }
+}
+
 /// Serves the admin interface until the process ends.
 pub(crate) fn serve_admin(listener: TcpListener, admin: Admin) {
     let history = History::default();
     history.spawn_sampler(admin.stats.clone());
+    let shared = Arc::new((admin, history));
+    let open = Arc::new(Mutex::new(Open::default()));
+    // One line a second at most about refused connections, with the count held.
+    let started = Instant::now();
+    let mut refusals = stun_core::escape::LineBudget::new(1);
     for stream in listener.incoming() {
-        let Ok(mut stream) = stream else { continue };
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-        let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-        answer(&mut stream, &admin, &history);
+        let Ok(stream) = stream else { continue };
+        let Some(source) = stream.peer_addr().ok().map(|a| a.ip()) else {
+            continue;
+        };
+        let Some(place) = Place::take(&open, source) else {
+            let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            if let Some(held) = refusals.allow(ms) {
+                warn!(
+                    "admin: refused a connection from {source}: {MAX_CONNECTIONS} open in all or \
+                     {MAX_PER_SOURCE} from one address{}",
+                    stun_core::escape::Held(held)
+                );
+            }
+            continue;
+        };
+        let shared = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("causeway-admin-conn".into())
+            .spawn(move || {
+                let _place = place;
+                serve_one(stream, &shared.0, &shared.1);
+            });
+        if let Err(e) = spawned {
+            warn!("admin: cannot start a thread for a connection: {e}");
+        }
     }
 }
 
-/// Reads one request head: its method and path.
-fn read_request(stream: &mut TcpStream) -> Option<Result<(String, String), &'static str>> {
+/// Serves one connection: one request, one answer.
+fn serve_one(mut stream: TcpStream, admin: &Admin, history: &History) {
+    let _ = stream.set_write_timeout(Some(ANSWER_TIME));
+    let req = match read_request(&mut stream, Instant::now() + REQUEST_TIME) {
+        None => return,
+        Some(Err(why)) => {
+            let _ = respond(&mut stream, "400 Bad Request", "text/plain", "", why);
+            return;
+        }
+        Some(Ok(r)) => r,
+    };
+    if let Err(denied) = admin.access.check(&req) {
+        let from = stream
+            .peer_addr()
+            .map_or_else(|_| "?".into(), |a| a.ip().to_string());
+        debug!(
+            "admin: {} {} from {from} refused: {denied}",
+            req.method,
+            stun_core::escape::Escaped::new(&req.path)
+        );
+        let (status, text) = denied.answer();
+        let _ = respond(&mut stream, status, "text/plain", "", text);
+        return;
+    }
+    answer(&mut stream, &req, admin, history);
+}
+
+/// Reads one request head by `deadline` (however its bytes trickle in).
+fn read_request(
+    stream: &mut TcpStream,
+    deadline: Instant,
+) -> Option<Result<access::Request, &'static str>> {
     let mut buf = [0u8; 4096];
     let mut len = 0;
     loop {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        stream
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .ok()?;
         match stream.read(buf.get_mut(len..)?) {
             Ok(0) | Err(_) => return None,
             Ok(n) => len += n,
@@ -79,9 +202,21 @@ fn read_request(stream: &mut TcpStream) -> Option<Result<(String, String), &'sta
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(buf.get(..len)?) {
             Ok(httparse::Status::Complete(_)) => {
-                let method = req.method.unwrap_or("GET").to_string();
-                let path = req.path.unwrap_or("/").to_string();
-                return Some(Ok((method, path)));
+                let field = |name: &str| {
+                    req.headers
+                        .iter()
+                        .find(|h| h.name.eq_ignore_ascii_case(name))
+                        .and_then(|h| std::str::from_utf8(h.value).ok())
+                        .map(str::to_string)
+                };
+                return Some(Ok(access::Request {
+                    method: req.method.unwrap_or("GET").to_string(),
+                    path: req.path.unwrap_or("/").to_string(),
+                    host: field("host"),
+                    origin: field("origin"),
+                    fetch_site: field("sec-fetch-site"),
+                    authorization: field("authorization"),
+                }));
             }
             Ok(httparse::Status::Partial) if len < buf.len() => continue,
             _ => return Some(Err("bad request")),
@@ -100,15 +235,9 @@ fn ask(admin: &Admin, make: fn(mpsc::Sender<Result<(), String>>) -> Command) -> 
         .map_err(|_| "no answer from the server".to_string())?
 }
 
-fn answer(stream: &mut TcpStream, admin: &Admin, history: &History) {
-    let (method, path) = match read_request(stream) {
-        None => return,
-        Some(Err(why)) => {
-            let _ = respond(stream, "400 Bad Request", "text/plain", "", why);
-            return;
-        }
-        Some(Ok(r)) => r,
-    };
+fn answer(stream: &mut TcpStream, req: &access::Request, admin: &Admin, history: &History) {
+    let (method, path) = (&req.method, &req.path);
+    let view = admin.view.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let ok_or = |ok: bool, what: &str| {
         if ok {
             ("200 OK", format!("{what}\n"))
@@ -131,13 +260,13 @@ fn answer(stream: &mut TcpStream, admin: &Admin, history: &History) {
         ("GET", "/status" | "/status.json") => (
             "200 OK",
             "application/json",
-            status_json(&admin.stats.stats(), &admin.realm, web_stats(admin)),
+            status_json(&admin.stats.stats(), &view.realm, web_stats(admin)),
         ),
         ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", {
             let mut text = metrics_text(
                 &admin.stats.stats(),
                 admin.stats.is_ready(),
-                admin.per_user_metrics,
+                view.per_user_metrics,
             );
             let web = admin.web.lock().map(|w| w.as_ref().map(|p| p.stats()));
             if let Ok(Some(w)) = web {

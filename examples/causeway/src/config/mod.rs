@@ -4,7 +4,9 @@
 //! library's settings and what the program adds around them.
 
 mod bandwidth;
+mod bounds;
 mod plan;
+mod secrets;
 #[cfg(test)]
 mod tests;
 mod web;
@@ -17,7 +19,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::cli::ServeArgs;
 
-pub(crate) use plan::Plan;
+pub(crate) use plan::{Plan, UserSecret};
 
 /// The embedded default configuration (loopback only).
 pub(crate) const DEFAULT_TOML: &str = include_str!("default.toml");
@@ -54,6 +56,9 @@ pub(crate) struct Config {
     pub(crate) allow_peer: Vec<String>,
     /// Extra peers never relayed to (wins over `allow_peer`).
     pub(crate) deny_peer: Vec<String>,
+    /// The prefix length an IPv6 client is counted by in per-source limits
+    /// (`tcp.max_per_source`, `http.max_per_source`): 64, a subscriber's network.
+    pub(crate) ipv6_source_prefix: u8,
     /// TCP load balancers (CIDR ranges) whose TCP and TLS connections start with
     /// a PROXY protocol header (v1 or v2) naming the real client; off by default.
     pub(crate) proxy_protocol_from: Vec<String>,
@@ -76,6 +81,15 @@ pub(crate) struct Config {
     pub(crate) web_bridge_rules: bool,
     /// Status JSON and Prometheus metrics (never port 443).
     pub(crate) admin: SocketAddr,
+    /// File holding the admin token (`Authorization: Bearer TOKEN` for
+    /// `/status`, `/history`, `POST /reload`, `POST /drain`); without it a token
+    /// is drawn at start and written to a file only this user reads.
+    pub(crate) admin_token_file: Option<PathBuf>,
+    /// Names `Host` may carry on the admin port besides IP addresses and
+    /// `localhost` (a name of your own for it).
+    pub(crate) admin_names: Vec<String>,
+    /// Paths open without the token (GET only).
+    pub(crate) admin_open: Vec<String>,
     /// Sent with 300 Try Alternate when this node is full.
     pub(crate) alternate_server: Option<SocketAddr>,
     /// Accept channels 0x5000-0x7FFF as RFC 5766 did (coturn's tools, pjnath).
@@ -109,6 +123,9 @@ pub(crate) struct Config {
     /// Metrics per username (`causeway_user_allocations`); off by default, as a
     /// time-limited credential is a new username every hour.
     pub(crate) metrics_per_user: bool,
+    /// The file it was read from (not a key).
+    #[serde(skip)]
+    pub(crate) source: Option<PathBuf>,
 }
 
 /// `[http]`: the web proxy's timers against slow (or stalled) clients.
@@ -137,6 +154,9 @@ pub(crate) struct HttpConfig {
     pub(crate) bridge_keepalive: usize,
     /// How long an idle web bridge connection is kept.
     pub(crate) bridge_keepalive_secs: u64,
+    /// What the web proxy's queues may hold in all, MiB (0: a sixteenth of the
+    /// memory the process may use, at least 64 MiB).
+    pub(crate) memory_budget_mb: u64,
 }
 
 impl Default for HttpConfig {
@@ -154,6 +174,7 @@ impl Default for HttpConfig {
             event_loops: 0,
             bridge_keepalive: 64,
             bridge_keepalive_secs: 30,
+            memory_budget_mb: 0,
         }
     }
 }
@@ -185,6 +206,7 @@ impl Default for Config {
             external_ip: Vec::new(),
             allow_peer: Vec::new(),
             proxy_protocol_from: Vec::new(),
+            ipv6_source_prefix: 64,
             deny_peer: Vec::new(),
             tls_listen: Vec::new(),
             cert: None,
@@ -195,6 +217,11 @@ impl Default for Config {
             rule: Vec::new(),
             web_bridge_rules: true,
             admin: SocketAddr::from(([127, 0, 0, 1], 4455)),
+            admin_token_file: None,
+            admin_names: Vec::new(),
+            admin_open: ["/healthz", "/readyz", "/metrics"]
+                .map(String::from)
+                .to_vec(),
             alternate_server: None,
             legacy_channels: true,
             max_lifetime: 3600,
@@ -210,6 +237,7 @@ impl Default for Config {
             xdp_mode: "auto".into(),
             drain_timeout: 600,
             metrics_per_user: false,
+            source: None,
         }
     }
 }
@@ -285,6 +313,14 @@ pub(crate) struct TcpConfig {
     pub(crate) handshake_timeout_secs: u64,
     /// A connection without an allocation, idle this long, is closed.
     pub(crate) idle_timeout_secs: u64,
+    /// Threads running TLS handshakes (0: one per core).
+    pub(crate) tls_threads: usize,
+    /// TLS handshakes answered per second from one source (an IPv6 network
+    /// counts as one); past it, and past the burst, a ClientHello is closed
+    /// unanswered.
+    pub(crate) tls_handshakes_per_sec: u32,
+    /// Handshakes from one source at once before the rate applies.
+    pub(crate) tls_handshake_burst: u32,
 }
 
 impl Default for TcpConfig {
@@ -294,6 +330,9 @@ impl Default for TcpConfig {
             max_per_source: 1024,
             handshake_timeout_secs: 10,
             idle_timeout_secs: 60,
+            tls_threads: 0,
+            tls_handshakes_per_sec: 200,
+            tls_handshake_burst: 1000,
         }
     }
 }
@@ -303,8 +342,16 @@ impl Default for TcpConfig {
 pub(crate) enum ConfigError {
     /// The file could not be read.
     Read(std::path::PathBuf, std::io::Error),
-    /// The TOML is malformed or has unknown or mistyped keys.
-    Parse(String, toml::de::Error),
+    /// The TOML is malformed or has unknown or mistyped keys: where, and why
+    /// (never the text there, which may be a password).
+    Parse {
+        /// The file.
+        source: String,
+        /// Line and column, from 1.
+        at: Option<(usize, usize)>,
+        /// What is wrong, quoted values left out.
+        message: String,
+    },
     /// A field's value is not acceptable.
     Field(&'static str, String),
     /// The certificate, key or CA cannot be used (the message names the field).
@@ -315,7 +362,14 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigError::Read(p, e) => write!(f, "cannot read {}: {e}", p.display()),
-            ConfigError::Parse(src, e) => write!(f, "{src}: {e}"),
+            ConfigError::Parse {
+                source,
+                at: Some((line, col)),
+                message,
+            } => write!(f, "{source}:{line}:{col}: {message}"),
+            ConfigError::Parse {
+                source, message, ..
+            } => write!(f, "{source}: {message}"),
             ConfigError::Field(field, why) => write!(f, "`{field}`: {why}"),
             ConfigError::Tls(why) => f.write_str(why),
         }
@@ -350,7 +404,9 @@ impl Config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| ConfigError::Read(path.clone(), e))?;
-                Config::parse(&text, &path.display().to_string())?
+                let mut c = Config::parse(&text, &path.display().to_string())?;
+                c.source = Some(path.clone());
+                c
             }
             None => Config::parse(DEFAULT_TOML, "embedded default config")?,
         };
@@ -360,7 +416,11 @@ impl Config {
 
     /// Parses TOML text; `source` names it in errors.
     pub(crate) fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse(source.to_string(), e))
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            source: source.to_string(),
+            at: e.span().map(|s| secrets::line_and_column(text, s.start)),
+            message: secrets::redact(e.message()),
+        })
     }
 
     /// Applies the flags given on the command line.
@@ -399,6 +459,9 @@ impl Config {
         }
         if a.upstream_ca.is_some() {
             self.upstream_ca = a.upstream_ca.clone();
+        }
+        if a.admin_token_file.is_some() {
+            self.admin_token_file = a.admin_token_file.clone();
         }
         if a.http_redirect.is_some() {
             self.http_redirect = a.http_redirect;

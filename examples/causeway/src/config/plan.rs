@@ -6,6 +6,7 @@
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,8 +24,11 @@ use super::{Config, ConfigError, field};
 pub(crate) struct Plan {
     /// The relay's settings.
     pub(crate) relay: Settings,
-    /// Long-term credentials, name and password.
-    pub(crate) users: Vec<(String, String)>,
+    /// Long-term credentials: a name and its password or key.
+    pub(crate) users: Vec<(String, UserSecret)>,
+    /// What the operator should hear about at start (and from `--check-config`),
+    /// once logging is set up: secrets others may read, short secrets.
+    pub(crate) warnings: Vec<String>,
     /// Add the user `demo` with a password drawn at start.
     pub(crate) demo_user: bool,
     /// TLS for the TLS listeners, loaded and checked.
@@ -33,6 +37,9 @@ pub(crate) struct Plan {
     pub(crate) web: Option<WebPlan>,
     /// Status JSON and metrics.
     pub(crate) admin: SocketAddr,
+    /// Who may use the admin port (the token read from its file, if one is
+    /// named; else drawn at start).
+    pub(crate) admin_access: AdminPlan,
     /// Plain HTTP redirected to https.
     pub(crate) http_redirect: Option<SocketAddr>,
     /// Log level.
@@ -41,6 +48,45 @@ pub(crate) struct Plan {
     pub(crate) drain_timeout_secs: u64,
     /// Metrics per username.
     pub(crate) metrics_per_user: bool,
+}
+
+/// How a user's long-term credential is given.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum UserSecret {
+    /// A password (its keys are derived at start).
+    Password(String),
+    /// The key itself, `0x` and hex: MD5 (32 digits) or SHA-256 (64).
+    Key(turn_core::credentials::Key),
+}
+
+impl std::fmt::Debug for UserSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UserSecret::Password(_) => f.write_str("Password(..)"),
+            UserSecret::Key(k) => write!(f, "{k:?}"),
+        }
+    }
+}
+
+/// The admin port's access rules.
+#[derive(Clone)]
+pub(crate) struct AdminPlan {
+    /// The token and the file it came from; `None`: draw one at start.
+    pub(crate) token: Option<(String, PathBuf)>,
+    /// Names `Host` may carry besides IP literals and `localhost`.
+    pub(crate) names: Vec<String>,
+    /// Paths open without the token.
+    pub(crate) open: Vec<String>,
+}
+
+impl std::fmt::Debug for AdminPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminPlan")
+            .field("token_file", &self.token.as_ref().map(|(_, p)| p))
+            .field("names", &self.names)
+            .field("open", &self.open)
+            .finish()
+    }
 }
 
 /// The web proxy's part.
@@ -62,6 +108,8 @@ pub(crate) struct WebPlan {
     pub(crate) max_connections: Option<usize>,
     /// Most connections at once from one address (0: no such limit).
     pub(crate) max_per_source: usize,
+    /// The prefix an IPv6 source is counted by.
+    pub(crate) ipv6_source_prefix: u8,
     /// Event loops (`None`: one per core).
     pub(crate) event_loops: Option<usize>,
     /// Idle connections kept per web bridge and loop.
@@ -85,6 +133,10 @@ impl TryFrom<&Config> for Plan {
                 max_per_source: c.tcp.max_per_source,
                 handshake_timeout: Duration::from_secs(c.tcp.handshake_timeout_secs),
                 idle_timeout: Duration::from_secs(c.tcp.idle_timeout_secs),
+                ipv6_source_prefix: c.ipv6_source_prefix,
+                tls_threads: c.tcp.tls_threads,
+                tls_handshakes_per_sec: c.tcp.tls_handshakes_per_sec,
+                tls_handshake_burst: c.tcp.tls_handshake_burst,
             },
             // The admin and redirect listeners are this host's too.
             own_addresses: std::iter::once(c.admin)
@@ -98,7 +150,7 @@ impl TryFrom<&Config> for Plan {
         c.bandwidth.apply(&mut relay.turn)?;
         fast_path(c, &mut relay)?;
         let users = users(c)?;
-        limits(c)?;
+        super::bounds::check(c)?;
         let (sites, rules) = super::web::web(c)?;
         let tls = match (&c.cert, &c.key) {
             (Some(cert), Some(key)) => {
@@ -127,23 +179,91 @@ impl TryFrom<&Config> for Plan {
             send_stall: Duration::from_secs(c.http.send_timeout_secs),
             max_connections: (c.http.max_connections > 0).then_some(c.http.max_connections),
             max_per_source: c.http.max_per_source,
+            ipv6_source_prefix: c.ipv6_source_prefix,
             event_loops: (c.http.event_loops > 0).then_some(c.http.event_loops),
             bridge_keepalive: c.http.bridge_keepalive,
             bridge_keepalive_idle: Duration::from_secs(c.http.bridge_keepalive_secs),
         });
+        let admin_access = admin_access(c)?;
+        let warnings = warnings(c);
         Ok(Plan {
             relay,
             users,
+            warnings,
             demo_user: c.demo_user,
             tls,
             web,
             admin: c.admin,
+            admin_access,
             http_redirect: c.http_redirect,
             log_level: c.log_level.clone(),
             drain_timeout_secs: c.drain_timeout,
             metrics_per_user: c.metrics_per_user,
         })
     }
+}
+
+/// What to warn the operator about: secrets in files others may read, and
+/// shared secrets short enough to guess.
+fn warnings(c: &Config) -> Vec<String> {
+    use super::secrets::{SECRET_MIN, readable_by_others};
+    let mut w = Vec::new();
+    let holds_secrets = !c.user.is_empty() || !c.shared_secret.is_empty();
+    if holds_secrets && let Some(path) = &c.source {
+        w.extend(readable_by_others(path, "--config"));
+    }
+    if let Some(key) = &c.key {
+        w.extend(readable_by_others(key, "key"));
+    }
+    if let Some(t) = &c.admin_token_file {
+        w.extend(readable_by_others(t, "admin_token_file"));
+    }
+    for s in &c.shared_secret {
+        if s.len() < SECRET_MIN {
+            w.push(format!(
+                "`shared_secret`: a secret of {} bytes is easy to guess; use {SECRET_MIN} or more \
+                 (openssl rand -base64 24)",
+                s.len()
+            ));
+        }
+    }
+    w
+}
+
+/// Paths of the admin port that may be opened to all (GET).
+const ADMIN_PATHS: [&str; 5] = ["/healthz", "/readyz", "/metrics", "/status", "/history"];
+
+fn admin_access(c: &Config) -> Result<AdminPlan, ConfigError> {
+    for p in &c.admin_open {
+        if !ADMIN_PATHS.contains(&p.as_str()) {
+            return Err(field(
+                "admin_open",
+                format!("`{p}` is none of {}", ADMIN_PATHS.join(", ")),
+            ));
+        }
+    }
+    for n in &c.admin_names {
+        if n.is_empty()
+            || n.len() > 253
+            || !n
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+        {
+            return Err(field("admin_names", format!("`{n}` is not a host name")));
+        }
+    }
+    let token = match &c.admin_token_file {
+        Some(path) => Some((
+            crate::admin::access::read_token(path).map_err(|e| field("admin_token_file", e))?,
+            path.clone(),
+        )),
+        None => None,
+    };
+    Ok(AdminPlan {
+        token,
+        names: c.admin_names.clone(),
+        open: c.admin_open.clone(),
+    })
 }
 
 fn listeners(c: &Config) -> Result<(), ConfigError> {
@@ -188,6 +308,7 @@ fn turn(c: &Config, relay: &mut Settings) -> Result<(), ConfigError> {
         ));
     }
     for s in &c.shared_secret {
+        super::secrets::not_placeholder("shared_secret", s)?;
         let secret = Secret::from_slice(s.as_bytes())
             .map_err(|_| field("shared_secret", format!("longer than {SECRET_MAX} bytes")))?;
         if secret.is_empty() {
@@ -298,12 +419,12 @@ fn relay_addresses(c: &Config, relay: &Settings) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn users(c: &Config) -> Result<Vec<(String, String)>, ConfigError> {
-    let mut users = Vec::new();
-    let mut names = HashSet::new();
+fn users(c: &Config) -> Result<Vec<(String, UserSecret)>, ConfigError> {
+    use turn_core::credentials::Key;
+    let mut users: Vec<(String, UserSecret)> = Vec::new();
     for u in &c.user {
         let Some((name, pass)) = u.split_once(':') else {
-            return Err(field("user", format!("`{u}` is not NAME:PASSWORD")));
+            return Err(field("user", "an entry is not NAME:PASSWORD or NAME:0xKEY"));
         };
         if name.is_empty() || pass.is_empty() || name.len() > USERNAME_MAX {
             return Err(field(
@@ -311,10 +432,40 @@ fn users(c: &Config) -> Result<Vec<(String, String)>, ConfigError> {
                 format!("`{name}`: empty name or password, or name too long"),
             ));
         }
-        if !names.insert(name.to_string()) {
+        super::secrets::not_placeholder("user", pass)?;
+        let secret = match pass.strip_prefix("0x") {
+            Some(hex) if hex.len() == 32 || hex.len() == 64 => {
+                let bytes = decode_hex(hex).ok_or_else(|| {
+                    field(
+                        "user",
+                        format!("`{name}`: the key after 0x is not hexadecimal"),
+                    )
+                })?;
+                UserSecret::Key(match bytes.len() {
+                    16 => Key::Md5(bytes.try_into().unwrap_or([0; 16])),
+                    _ => Key::Sha256(bytes.try_into().unwrap_or([0; 32])),
+                })
+            }
+            _ => UserSecret::Password(pass.to_string()),
+        };
+        // A name twice: only as the two keys of one user (MD5 and SHA-256).
+        let clash = users.iter().any(|(n, s)| {
+            n == name
+                && !matches!(
+                    (s, &secret),
+                    (
+                        UserSecret::Key(Key::Md5(_)),
+                        UserSecret::Key(Key::Sha256(_))
+                    ) | (
+                        UserSecret::Key(Key::Sha256(_)),
+                        UserSecret::Key(Key::Md5(_))
+                    )
+                )
+        });
+        if clash {
             return Err(field("user", format!("`{name}` is listed twice")));
         }
-        users.push((name.to_string(), pass.to_string()));
+        users.push((name.to_string(), secret));
     }
     if users.is_empty() && c.shared_secret.is_empty() && !c.demo_user {
         return Err(field(
@@ -323,6 +474,17 @@ fn users(c: &Config) -> Result<Vec<(String, String)>, ConfigError> {
         ));
     }
     Ok(users)
+}
+
+/// Bytes of an even number of hex digits.
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// The kernel fast path's interfaces and mode.
@@ -362,69 +524,6 @@ fn fast_path(c: &Config, relay: &mut Settings) -> Result<(), ConfigError> {
                 "xdp_interface",
                 "this causeway was built without the kernel fast path (build with --features xdp)",
             ));
-        }
-    }
-    Ok(())
-}
-
-/// Quotas, budgets, stream and HTTP timers.
-fn limits(c: &Config) -> Result<(), ConfigError> {
-    if !["off", "error", "warn", "info", "debug", "trace"].contains(&c.log_level.as_str()) {
-        return Err(field(
-            "log_level",
-            format!(
-                "`{}` is not one of off, error, warn, info, debug, trace",
-                c.log_level
-            ),
-        ));
-    }
-    if c.drain_timeout == 0 || c.drain_timeout > 86_400 {
-        return Err(field("drain_timeout", "must be 1 to 86400 seconds"));
-    }
-    if c.quota.per_user == Some(0) {
-        return Err(field(
-            "quota.per_user",
-            "must be at least 1 (leave it out for no limit)",
-        ));
-    }
-    if c.quota.total == Some(0) {
-        return Err(field("quota.total", "must be at least 1"));
-    }
-    if c.quota.total.is_some_and(|t| t > 1_000_000) {
-        return Err(field("quota.total", "at most 1000000"));
-    }
-    let l = &c.limits;
-    if [
-        l.unauth_burst,
-        l.unauth_per_sec,
-        l.unauth_total_per_sec,
-        l.unauth_verified_per_sec,
-    ]
-    .contains(&0)
-    {
-        return Err(field(
-            "limits",
-            "unauthenticated budgets must be at least 1",
-        ));
-    }
-    for (name, v) in [
-        ("tcp.max_connections", c.tcp.max_connections as u64),
-        ("tcp.max_per_source", c.tcp.max_per_source as u64),
-        ("tcp.handshake_timeout_secs", c.tcp.handshake_timeout_secs),
-        ("tcp.idle_timeout_secs", c.tcp.idle_timeout_secs),
-    ] {
-        if v == 0 {
-            return Err(field(name, "must be at least 1"));
-        }
-    }
-    for (name, v) in [
-        ("http.head_timeout_secs", c.http.head_timeout_secs),
-        ("http.body_timeout_secs", c.http.body_timeout_secs),
-        ("http.keepalive_timeout_secs", c.http.keepalive_timeout_secs),
-        ("http.send_timeout_secs", c.http.send_timeout_secs),
-    ] {
-        if v == 0 || v > 86_400 {
-            return Err(field(name, "must be 1 to 86400 seconds"));
         }
     }
     Ok(())

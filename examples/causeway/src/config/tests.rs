@@ -171,7 +171,10 @@ fn flags_override_the_file() {
     assert_eq!(p.relay.turn.software.as_str(), "");
     assert_eq!(p.relay.turn.realm.as_str(), "TANDBERG");
     assert!(!p.demo_user, "real users replace the demo user");
-    assert_eq!(p.users, vec![("alice".to_string(), "pw".to_string())]);
+    assert_eq!(
+        p.users,
+        vec![("alice".to_string(), UserSecret::Password("pw".to_string()))]
+    );
     assert_eq!(
         (p.relay.turn.port_min, p.relay.turn.port_max),
         (24000, 29999)
@@ -222,4 +225,78 @@ fn bandwidth_limits_with_default_bursts_and_named_refusals() {
         let e = Plan::try_from(&c).unwrap_err().to_string();
         assert!(e.contains(name), "{toml}: {e}");
     }
+}
+
+#[test]
+fn users_may_be_given_by_their_keys() {
+    use turn_core::credentials::{Algorithm, Key};
+    let md5 = Key::derive(Algorithm::Md5, "cmsturn", "TANDBERG", "pw");
+    let sha = Key::derive(Algorithm::Sha256, "cmsturn", "TANDBERG", "pw");
+    let hex = |k: &Key| -> String { k.as_bytes().iter().map(|b| format!("{b:02x}")).collect() };
+    let mut c = default();
+    c.user = vec![
+        format!("cmsturn:0x{}", hex(&md5)),
+        format!("cmsturn:0x{}", hex(&sha)),
+        "plain:0x1234".into(),
+    ];
+    let p = Plan::try_from(&c).unwrap();
+    assert_eq!(p.users[0], ("cmsturn".into(), UserSecret::Key(md5)));
+    assert_eq!(p.users[1], ("cmsturn".into(), UserSecret::Key(sha)));
+    assert_eq!(
+        p.users[2],
+        ("plain".into(), UserSecret::Password("0x1234".into())),
+        "not a key's length: a password"
+    );
+    c.user = vec![format!("cmsturn:0x{}", hex(&md5)), "cmsturn:pw".into()];
+    assert!(
+        Plan::try_from(&c)
+            .unwrap_err()
+            .to_string()
+            .contains("listed twice")
+    );
+    c.user = vec![format!("cmsturn:0x{}", "zz".repeat(16))];
+    assert!(
+        Plan::try_from(&c)
+            .unwrap_err()
+            .to_string()
+            .contains("not hexadecimal")
+    );
+}
+
+#[test]
+fn placeholders_and_short_secrets() {
+    let mut c = default();
+    c.user = vec!["cmsturn:REPLACE-WITH-A-GENERATED-PASSWORD".into()];
+    let e = Plan::try_from(&c).unwrap_err().to_string();
+    assert!(
+        e.starts_with("`user`") && !e.contains("REPLACE-WITH"),
+        "{e}"
+    );
+    let mut c = default();
+    c.shared_secret = vec!["REPLACE-NEW".into()];
+    assert!(
+        Plan::try_from(&c)
+            .unwrap_err()
+            .to_string()
+            .starts_with("`shared_secret`")
+    );
+    c.shared_secret = vec!["short".into()];
+    let p = Plan::try_from(&c).unwrap();
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.starts_with("`shared_secret`: a secret of 5 bytes")),
+        "{:?}",
+        p.warnings
+    );
+}
+
+#[test]
+fn a_toml_error_names_the_place_and_never_the_text() {
+    let text = "listen = [\"127.0.0.1:3478\"]\nrealm = \"x\"\nuser = \"alice:hunter2\"\n";
+    let e = Config::parse(text, "/etc/causeway/causeway.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("/etc/causeway/causeway.toml:3:"), "{e}");
+    assert!(!e.contains("hunter2"), "{e}");
 }

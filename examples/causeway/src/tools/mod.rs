@@ -3,6 +3,7 @@
 
 pub(crate) mod allocate;
 pub(crate) mod check;
+pub(crate) mod key;
 pub(crate) mod load;
 pub(crate) mod select;
 

@@ -39,9 +39,30 @@ impl Server {
             .to_string()
     }
 
+    /// The admin token it printed the place of.
+    pub fn admin_token(&self) -> String {
+        let path = self
+            .startup
+            .iter()
+            .find_map(|l| l.strip_prefix("causeway: admin token in "))
+            .and_then(|r| r.split(" (").next())
+            .expect("the admin token's file printed");
+        std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+            .trim()
+            .to_string()
+    }
+
+    /// A request to the admin port with the admin token; the whole response.
+    pub fn admin(&self, method: &str, path: &str) -> String {
+        let auth = format!("Authorization: Bearer {}\r\n", self.admin_token());
+        try_http_with(&self.admin_addr(), method, path, &auth)
+            .unwrap_or_else(|e| panic!("{method} {path} on the admin port: {e}"))
+    }
+
     /// The status page, parsed.
     pub fn status(&self) -> serde_json::Value {
-        let text = http_get(&self.admin_addr(), "/status");
+        let text = self.admin("GET", "/status");
         let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
         serde_json::from_str(body).unwrap_or_else(|e| panic!("status JSON: {e}: {text}"))
     }
@@ -255,13 +276,18 @@ pub fn http_get(addr: &str, path: &str) -> String {
 /// A request on plain HTTP with a `Host` of the address itself; the whole
 /// response, or why there is none.
 pub fn try_http(addr: &str, method: &str, path: &str) -> std::io::Result<String> {
+    try_http_with(addr, method, path, "")
+}
+
+/// As [`try_http`], with more header lines (each ending in CRLF).
+pub fn try_http_with(addr: &str, method: &str, path: &str, extra: &str) -> std::io::Result<String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     s.set_write_timeout(Some(Duration::from_secs(30)))?;
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\nContent-Length: 0\r\n\r\n"
     )?;
     let mut out = String::new();
     s.read_to_string(&mut out)?;

@@ -28,6 +28,17 @@ pub struct TcpLimits {
     pub handshake_timeout: Duration,
     /// A connection without an allocation, idle this long, is closed.
     pub idle_timeout: Duration,
+    /// The prefix length an IPv6 source is counted by for `max_per_source`
+    /// (64: a subscriber's network, not one of its many addresses).
+    pub ipv6_source_prefix: u8,
+    /// Threads that run TLS handshakes (0: one per core).
+    pub tls_threads: usize,
+    /// TLS handshakes answered per second from one source (its IPv6 network
+    /// counted as one); past it, and past the burst, a ClientHello is closed
+    /// unanswered. An office NAT's browsers open several connections each.
+    pub tls_handshakes_per_sec: u32,
+    /// Handshakes from one source at once before the rate applies.
+    pub tls_handshake_burst: u32,
 }
 
 impl Default for TcpLimits {
@@ -37,6 +48,10 @@ impl Default for TcpLimits {
             max_per_source: 1024,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            ipv6_source_prefix: proxy_core::source::DEFAULT_V6_PREFIX,
+            tls_threads: 0,
+            tls_handshakes_per_sec: 200,
+            tls_handshake_burst: 1000,
         }
     }
 }
@@ -141,6 +156,7 @@ pub struct RelayBuilder {
     pub(crate) settings: Settings,
     listen_given: bool,
     users: Vec<(String, String)>,
+    user_keys: Vec<(String, crate::credentials::Key)>,
     pub(crate) credentials: Option<Arc<dyn Credentials>>,
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
@@ -168,6 +184,7 @@ impl Relay {
             settings: Settings::default(),
             listen_given: false,
             users: Vec::new(),
+            user_keys: Vec::new(),
             credentials: None,
             #[cfg(feature = "tls")]
             tls: None,
@@ -239,6 +256,13 @@ impl RelayBuilder {
     /// start, for the realm then set).
     pub fn user(mut self, name: &str, password: &str) -> Self {
         self.users.push((name.to_string(), password.to_string()));
+        self
+    }
+
+    /// A long-term credential given by its key instead of its password (see
+    /// [`Users::insert_key`]); for the realm set by the time the relay starts.
+    pub fn user_key(mut self, name: &str, key: crate::credentials::Key) -> Self {
+        self.user_keys.push((name.to_string(), key));
         self
     }
 
@@ -385,7 +409,7 @@ impl RelayBuilder {
             return Err(StartError::Settings { field, problem });
         }
         let credentials: Arc<dyn Credentials> = match self.credentials {
-            Some(_) if !self.users.is_empty() => {
+            Some(_) if !self.users.is_empty() || !self.user_keys.is_empty() => {
                 return Err(StartError::Settings {
                     field: "user",
                     problem: "users given beside a credential store: add them to the store".into(),
@@ -396,6 +420,9 @@ impl RelayBuilder {
                 let mut users = Users::new(&self.settings.turn.realm);
                 for (name, password) in &self.users {
                     users.insert(name, password);
+                }
+                for (name, key) in &self.user_keys {
+                    users.insert_key(name, *key);
                 }
                 Arc::new(users)
             }

@@ -103,6 +103,9 @@ pub(crate) enum Stage {
 pub(crate) enum Opening {
     /// Not known yet: wait for more bytes.
     Wait,
+    /// A TLS ClientHello: answering it costs a signature, so the caller decides
+    /// whether to ([`Conn::start_tls`]) before it goes on.
+    Hello,
     /// TURN: handle it here.
     Turn,
     /// HTTP (inside TLS or not): hand it to the web proxy.
@@ -130,6 +133,28 @@ pub(crate) struct Conn {
     pub(super) slot: Option<SourceSlot>,
     /// From a load balancer: a PROXY header comes first.
     pub(crate) proxy_pending: bool,
+    /// Its place among its worker's connections still opening (counted against
+    /// `tcp.max_connections` until the worker takes it back, or it leaves).
+    pub(crate) opening: Option<OpeningTicket>,
+}
+
+/// A connection's place among its worker's openings; given back when dropped.
+#[derive(Debug)]
+pub(crate) struct OpeningTicket(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl OpeningTicket {
+    /// Counts one more opening in `count`.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub(crate) fn take(count: &std::sync::Arc<std::sync::atomic::AtomicUsize>) -> OpeningTicket {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        OpeningTicket(count.clone())
+    }
+}
+
+impl Drop for OpeningTicket {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Conn {
@@ -155,6 +180,7 @@ impl Conn {
             allocated: false,
             slot,
             proxy_pending: false,
+            opening: None,
         }
     }
 
@@ -174,10 +200,36 @@ impl Conn {
         }
     }
 
-    /// Reads the opening of a connection on a TLS listener and decides what it is.
+    /// Answers the ClientHello [`Conn::open`] found (the signature is spent
+    /// here); then [`Conn::open`] goes on inside TLS.
     #[cfg(feature = "tls")]
-    /// TLS is set up here; what it decrypts stays buffered for the next owner.
-    pub(crate) fn open(&mut self, now: Instant, tls: &Arc<rustls::ServerConfig>) -> Opening {
+    pub(crate) fn start_tls(
+        &mut self,
+        tls: &Arc<rustls::ServerConfig>,
+    ) -> Result<(), &'static str> {
+        let mut conn =
+            rustls::ServerConnection::new(tls.clone()).map_err(|_| "TLS setup failed")?;
+        conn.set_buffer_limit(Some(TLS_BUFFER));
+        let mut hello = self.rbuf.get(..self.rlen).unwrap_or(&[]);
+        while !hello.is_empty() {
+            if conn.read_tls(&mut hello).is_err() {
+                return Err("TLS record rejected");
+            }
+        }
+        conn.process_new_packets()
+            .map_err(|_| "TLS handshake failed")?;
+        self.rlen = 0;
+        self.link.tls = Some(rustls::Connection::Server(conn));
+        self.tuple.transport = Transport::Tls;
+        let _ = self.link.flush();
+        Ok(())
+    }
+
+    /// Reads the opening of a connection on a TLS listener and decides what it
+    /// is; what TLS decrypts stays buffered for the next owner. A ClientHello
+    /// stops it ([`Opening::Hello`]) until [`Conn::start_tls`].
+    #[cfg(feature = "tls")]
+    pub(crate) fn open(&mut self, now: Instant) -> Opening {
         loop {
             if self.link.tls.is_none() {
                 match opening::classify(self.rbuf.get(..self.rlen).unwrap_or(&[])) {
@@ -191,27 +243,7 @@ impl Conn {
                         return Opening::Close("neither TLS, TURN nor HTTP");
                     }
                     opening::Opening::ProxyHeader => return Opening::Close(UNTRUSTED_PROXY),
-                    opening::Opening::Tls { .. } => {
-                        let mut conn = match rustls::ServerConnection::new(tls.clone()) {
-                            Ok(c) => c,
-                            Err(_) => return Opening::Close("TLS setup failed"),
-                        };
-                        conn.set_buffer_limit(Some(TLS_BUFFER));
-                        let mut hello = self.rbuf.get(..self.rlen).unwrap_or(&[]);
-                        while !hello.is_empty() {
-                            if conn.read_tls(&mut hello).is_err() {
-                                return Opening::Close("TLS record rejected");
-                            }
-                        }
-                        if conn.process_new_packets().is_err() {
-                            return Opening::Close("TLS handshake failed");
-                        }
-                        self.rlen = 0;
-                        self.link.tls = Some(rustls::Connection::Server(conn));
-                        self.tuple.transport = Transport::Tls;
-                        let _ = self.link.flush();
-                        continue;
-                    }
+                    opening::Opening::Tls { .. } => return Opening::Hello,
                 }
                 if self.rlen >= MAX_OPENING {
                     return Opening::Close("opening too long");

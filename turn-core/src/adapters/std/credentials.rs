@@ -40,12 +40,16 @@ pub trait Credentials: Send + Sync + 'static {
     }
 }
 
+/// A user's keys: MD5 and SHA-256, either of which may be missing.
+type UserKeys = (Option<[u8; 16]>, Option<[u8; 32]>);
+
 /// Users and passwords kept in memory, as keys of both password algorithms for
-/// one realm (the passwords themselves are not kept).
+/// one realm (the passwords themselves are not kept), or the keys alone where
+/// the operator stored keys instead of passwords ([`Users::insert_key`]).
 #[derive(Clone, Default)]
 pub struct Users {
     realm: String,
-    keys: HashMap<String, ([u8; 16], [u8; 32])>,
+    keys: HashMap<String, UserKeys>,
     by_hash: HashMap<[u8; 32], String>,
 }
 
@@ -70,10 +74,33 @@ impl Users {
     /// Adds (or replaces) `name` with `password`.
     pub fn insert(&mut self, name: &str, password: &str) {
         let keys = (
-            long_term_key(name, &self.realm, password),
-            long_term_key_sha256(name, &self.realm, password),
+            Some(long_term_key(name, &self.realm, password)),
+            Some(long_term_key_sha256(name, &self.realm, password)),
         );
         self.keys.insert(name.to_string(), keys);
+        self.by_hash
+            .insert(userhash(name, &self.realm), name.to_string());
+    }
+
+    /// Adds `name`'s long-term `key` of one algorithm (MD5(name:realm:password)
+    /// or its SHA-256), as coturn's `turnadmin -k` prints it: the password
+    /// itself is then nowhere. A user with only one algorithm's key
+    /// authenticates with that algorithm only.
+    ///
+    /// ```
+    /// use turn_core::adapters::std::{Credentials, Users};
+    /// use turn_core::credentials::{Algorithm, Key};
+    /// let mut users = Users::new("TANDBERG");
+    /// users.insert_key("cmsturn", Key::derive(Algorithm::Md5, "cmsturn", "TANDBERG", "pw"));
+    /// assert!(users.key("cmsturn", "TANDBERG", Algorithm::Md5).is_some());
+    /// assert!(users.key("cmsturn", "TANDBERG", Algorithm::Sha256).is_none());
+    /// ```
+    pub fn insert_key(&mut self, name: &str, key: Key) {
+        let entry = self.keys.entry(name.to_string()).or_default();
+        match key {
+            Key::Md5(k) => entry.0 = Some(k),
+            Key::Sha256(k) => entry.1 = Some(k),
+        }
         self.by_hash
             .insert(userhash(name, &self.realm), name.to_string());
     }
@@ -99,12 +126,11 @@ impl Credentials for Users {
         if realm != self.realm {
             return None;
         }
-        self.keys
-            .get(username)
-            .map(|(md5, sha256)| match algorithm {
-                Algorithm::Md5 => Key::Md5(*md5),
-                Algorithm::Sha256 => Key::Sha256(*sha256),
-            })
+        let (md5, sha256) = self.keys.get(username)?;
+        match algorithm {
+            Algorithm::Md5 => md5.map(Key::Md5),
+            Algorithm::Sha256 => sha256.map(Key::Sha256),
+        }
     }
 
     fn username_by_hash(&self, userhash: &[u8; 32], realm: &str) -> Option<String> {

@@ -80,13 +80,22 @@ impl StatsHandle {
     /// stopped, the last ones).
     pub fn stats(&self) -> Stats {
         let snapshots = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
-        #[cfg_attr(not(feature = "xdp"), allow(unused_mut))]
+        #[cfg_attr(not(any(feature = "xdp", feature = "tls")), allow(unused_mut))]
         let mut stats = stats::collect(
             &snapshots,
             self.shared.quota.total(),
             self.shared.events.dropped(),
         );
         drop(snapshots);
+        #[cfg(feature = "tls")]
+        {
+            let r = &self.shared.tls_refusals;
+            stats.tls_refused = super::TlsRefused {
+                queue_full: r.queue_full.load(Ordering::Relaxed),
+                over_rate: r.over_rate.load(Ordering::Relaxed),
+                late: r.late.load(Ordering::Relaxed),
+            };
+        }
         #[cfg(feature = "xdp")]
         if let Some(e) = &self.shared.fast_error {
             stats.kernel = Some(super::KernelStats {
@@ -233,6 +242,10 @@ impl Relay {
             ("listen", !same(&running.listen, &new.listen)),
             ("tls_listen", !same(&running.tls_listen, &new.tls_listen)),
             ("threads", running.threads != new.threads),
+            (
+                "tcp.tls_threads",
+                running.tcp.tls_threads != new.tcp.tls_threads,
+            ),
             ("turn.relay_v4", running.turn.relay_v4 != new.turn.relay_v4),
             ("turn.relay_v6", running.turn.relay_v6 != new.turn.relay_v6),
         ];
@@ -263,6 +276,20 @@ impl Relay {
             .write()
             .unwrap_or_else(|e| e.into_inner()) = parts.credentials;
         *shared.tcp.write().unwrap_or_else(|e| e.into_inner()) = new.tcp;
+        shared
+            .sources
+            .set_limits(new.tcp.max_per_source, new.tcp.ipv6_source_prefix);
+        #[cfg(feature = "tls")]
+        shared
+            .tls_rate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set_rates(
+                new.tcp.tls_handshake_burst,
+                new.tcp.tls_handshakes_per_sec,
+                u32::MAX / 1000,
+                new.tcp.tls_handshakes_per_sec,
+            );
         *shared.balancers.write().unwrap_or_else(|e| e.into_inner()) = new.proxy_protocol.clone();
         let total = new.total.unwrap_or_else(|| shared.quota.total());
         shared.quota.set_limits(new.per_user, total);

@@ -1,64 +1,120 @@
-//! The TLS thread: connections accepted on a TLS listener (port 443) are opened
+//! The TLS threads: connections accepted on a TLS listener (port 443) are opened
 //! here, not on the packet threads, so a burst of TLS handshakes (each a
-//! signature, milliseconds of CPU with an RSA key) never delays relayed media.
+//! signature, up to milliseconds of CPU with an RSA key) never delays relayed
+//! media.
 //!
-//! A worker accepts, counts the source, and sends the stream here. This thread
-//! demultiplexes the opening (TLS or plain; inside TLS, TURN or HTTP), runs the
-//! handshake, and then gives a TURN connection back to the worker that accepted it
-//! (which owns its allocation's shard), hands an HTTP one to the web proxy, or
-//! closes it. A connection that has not finished its opening by the deadline fixed
-//! when it was accepted is closed, however its bytes trickle in.
+//! A worker accepts, counts the source, and queues the stream to one of the TLS
+//! threads (`turn-tls-N`, one per core by default), each with an event loop of
+//! its own and a bounded queue: when every queue is full the connection is
+//! closed at once. A thread demultiplexes the opening (TLS or plain; inside TLS,
+//! TURN or HTTP) and runs the handshake, then gives a TURN connection back to
+//! the worker that accepted it (which owns its allocation's shard), hands an
+//! HTTP one to the web proxy, or closes it.
+//!
+//! What a ClientHello may cost is bounded before it is answered: a connection
+//! past the opening deadline fixed when it was accepted is closed unsigned
+//! (however its bytes trickled in, and however long it waited in a queue), and
+//! so is a source over its handshake rate (`TcpLimits::tls_handshakes_per_sec`,
+//! an IPv6 source counted by its network), which a replayed ClientHello flood
+//! from one address cannot pass. Refusals are counted in
+//! [`Stats`](super::Stats) and logged at most once a second per thread.
+//! Deadlines are kept in a heap: a thread never scans its connections.
 
 use crate::adapters::std::prelude::*;
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::io;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use log::debug;
+use log::{debug, info};
 use mio::{Events, Interest, Poll, Token, Waker};
+use stun_core::escape::{Held, LineBudget};
 
 use proxy_core::runtime::Proxy;
 
+use super::clock::Clock;
 use super::conn::{Conn, Opening, UNTRUSTED_PROXY};
 use super::proxied::ProxyRead;
 use super::sources::Sources;
+use crate::server::RateLimiter;
 
 const WAKER: Token = Token(usize::MAX);
 
-/// A worker's inbox for TURN connections the TLS thread opened.
+/// Connections queued to one TLS thread before a worker closes new ones.
+pub(crate) const QUEUE: usize = 1024;
+
+/// A worker's inbox for TURN connections the TLS threads opened.
 #[derive(Clone)]
 pub(crate) struct Inbox {
     pub(crate) tx: mpsc::Sender<Conn>,
     pub(crate) waker: Arc<Waker>,
 }
 
-/// A connection for the TLS thread, and the worker it goes back to.
+/// A connection for a TLS thread, and the worker it goes back to.
 pub(crate) struct Incoming {
     pub(crate) conn: Conn,
     pub(crate) worker: usize,
 }
 
-/// Where workers send the connections of TLS listeners.
-#[derive(Clone)]
-pub(crate) struct Handshakes {
-    tx: mpsc::Sender<Incoming>,
+/// One TLS thread's queue.
+struct Lane {
+    tx: mpsc::SyncSender<Incoming>,
     waker: Arc<Waker>,
 }
 
+/// What the TLS threads refused, for the stats.
+#[derive(Debug, Default)]
+pub(crate) struct Refusals {
+    /// Every queue was full.
+    pub(crate) queue_full: AtomicU64,
+    /// The source was over its handshake rate.
+    pub(crate) over_rate: AtomicU64,
+    /// The opening deadline passed before the ClientHello was answered.
+    pub(crate) late: AtomicU64,
+}
+
+/// Where workers send the connections of TLS listeners.
+#[derive(Clone)]
+pub(crate) struct Handshakes {
+    lanes: Arc<[Lane]>,
+    next: Arc<AtomicUsize>,
+    refusals: Arc<Refusals>,
+}
+
 impl Handshakes {
-    /// Sends `incoming` to the TLS thread.
-    pub(crate) fn send(&self, incoming: Incoming) {
-        if self.tx.send(incoming).is_ok() {
-            let _ = self.waker.wake();
+    /// Queues `incoming` to a TLS thread (the next in turn with room); gives it
+    /// back when every queue is full (counted).
+    pub(crate) fn send(&self, incoming: Incoming) -> Result<(), Box<Incoming>> {
+        let n = self.lanes.len();
+        let first = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut incoming = incoming;
+        for i in 0..n {
+            let Some(lane) = self.lanes.get((first + i) % n) else {
+                break;
+            };
+            match lane.tx.try_send(incoming) {
+                Ok(()) => {
+                    let _ = lane.waker.wake();
+                    return Ok(());
+                }
+                Err(TrySendError::Full(back) | TrySendError::Disconnected(back)) => {
+                    incoming = back;
+                }
+            }
         }
+        self.refusals.queue_full.fetch_add(1, Ordering::Relaxed);
+        Err(Box::new(incoming))
     }
 
-    /// Wakes the thread (to see the shutdown flag).
+    /// Wakes every thread (to see the shutdown flag).
     pub(crate) fn wake(&self) {
-        let _ = self.waker.wake();
+        for lane in self.lanes.iter() {
+            let _ = lane.waker.wake();
+        }
     }
 }
 
@@ -71,57 +127,82 @@ pub(crate) struct Front {
     pub(crate) proxy: Option<Arc<Proxy>>,
 }
 
-/// The TLS thread's state.
+/// What every TLS thread shares.
+pub(crate) struct Common {
+    pub(crate) front: Arc<std::sync::RwLock<Front>>,
+    pub(crate) inboxes: Vec<Inbox>,
+    pub(crate) shutdown: Arc<AtomicBool>,
+    /// Per-source counts, for clients a load balancer names.
+    pub(crate) sources: Arc<Sources>,
+    /// Handshakes per source.
+    pub(crate) rate: Arc<Mutex<RateLimiter>>,
+    pub(crate) clock: Clock,
+    pub(crate) refusals: Arc<Refusals>,
+}
+
+/// One TLS thread's state.
 struct Thread {
     poll: Poll,
     rx: mpsc::Receiver<Incoming>,
-    front: Arc<std::sync::RwLock<Front>>,
-    inboxes: Vec<Inbox>,
+    common: Arc<Common>,
     conns: Vec<Option<Incoming>>,
+    /// Each slot's generation: a deadline in the heap for an older one misses.
+    generations: Vec<u64>,
     free: Vec<usize>,
-    shutdown: Arc<AtomicBool>,
-    /// Per-source counts, for clients a load balancer names.
-    sources: Arc<Sources>,
+    deadlines: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    logs: LineBudget,
 }
 
-/// Starts the TLS thread; `inboxes[i]` is worker `i`'s.
+/// Starts `threads` TLS threads; `common.inboxes[i]` is worker `i`'s.
 pub(crate) fn spawn(
-    front: Arc<std::sync::RwLock<Front>>,
-    inboxes: Vec<Inbox>,
-    shutdown: Arc<AtomicBool>,
-    sources: Arc<Sources>,
-) -> io::Result<(Handshakes, std::thread::JoinHandle<()>)> {
-    let poll = Poll::new()?;
-    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-    let (tx, rx) = mpsc::channel();
-    let mut thread = Thread {
-        poll,
-        rx,
-        front,
-        inboxes,
-        conns: Vec::new(),
-        free: Vec::new(),
-        shutdown,
-        sources,
-    };
-    let handle = std::thread::Builder::new()
-        .name("turn-tls".into())
-        .spawn(move || thread.run())?;
-    Ok((Handshakes { tx, waker }, handle))
+    threads: usize,
+    common: Common,
+) -> io::Result<(Handshakes, Vec<std::thread::JoinHandle<()>>)> {
+    let common = Arc::new(common);
+    let mut lanes = Vec::new();
+    let mut handles = Vec::new();
+    for i in 0..threads.max(1) {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let mut thread = Thread {
+            poll,
+            rx,
+            common: common.clone(),
+            conns: Vec::new(),
+            generations: Vec::new(),
+            free: Vec::new(),
+            deadlines: BinaryHeap::new(),
+            logs: LineBudget::new(1),
+        };
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("turn-tls-{i}"))
+                .spawn(move || thread.run())?,
+        );
+        lanes.push(Lane { tx, waker });
+    }
+    Ok((
+        Handshakes {
+            lanes: lanes.into(),
+            next: Arc::new(AtomicUsize::new(0)),
+            refusals: common.refusals.clone(),
+        },
+        handles,
+    ))
 }
 
 impl Thread {
     fn run(&mut self) {
         let mut events = Events::with_capacity(256);
-        while !self.shutdown.load(Ordering::Relaxed) {
+        while !self.common.shutdown.load(Ordering::Relaxed) {
             let now = Instant::now();
             let next = self
-                .conns
-                .iter()
-                .flatten()
-                .filter_map(|c| c.conn.deadline)
-                .min()
-                .map_or(Duration::from_secs(1), |d| d.saturating_duration_since(now));
+                .deadlines
+                .peek()
+                .map_or(Duration::from_secs(1), |Reverse((d, ..))| {
+                    d.saturating_duration_since(now)
+                });
             if let Err(e) = self.poll.poll(&mut events, Some(next))
                 && e.kind() != io::ErrorKind::Interrupted
             {
@@ -141,8 +222,14 @@ impl Thread {
 
     fn take_new(&mut self) {
         while let Ok(mut incoming) = self.rx.try_recv() {
+            // Past its deadline while it waited: closed, nothing spent on it.
+            if incoming.conn.deadline.is_some_and(|d| Instant::now() >= d) {
+                self.common.refusals.late.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             let idx = self.free.pop().unwrap_or_else(|| {
                 self.conns.push(None);
+                self.generations.push(0);
                 self.conns.len() - 1
             });
             let interest = Interest::READABLE | Interest::WRITABLE;
@@ -154,6 +241,10 @@ impl Thread {
             {
                 self.free.push(idx);
                 continue;
+            }
+            let generation = self.generations.get(idx).copied().unwrap_or(0);
+            if let Some(d) = incoming.conn.deadline {
+                self.deadlines.push(Reverse((d, idx, generation)));
             }
             if let Some(slot) = self.conns.get_mut(idx) {
                 *slot = Some(incoming);
@@ -169,62 +260,132 @@ impl Thread {
             .poll
             .registry()
             .deregister(&mut incoming.conn.link.sock);
+        if let Some(g) = self.generations.get_mut(idx) {
+            *g += 1;
+        }
         self.free.push(idx);
         Some(incoming)
     }
 
-    fn on_conn(&mut self, idx: usize) {
-        let Some(Some(incoming)) = self.conns.get_mut(idx) else {
-            return;
-        };
-        if incoming.conn.proxy_pending {
-            let from = incoming.conn.tuple.client;
-            match incoming
-                .conn
-                .read_proxy_header(Instant::now(), &self.sources)
-            {
-                ProxyRead::Wait => return,
-                ProxyRead::Done(client) => debug!("tcp {from}: PROXY header: client {client:?}"),
-                ProxyRead::Close(why) => {
-                    log::info!("tcp {from} (load balancer): {why}");
-                    self.release(idx);
-                    return;
-                }
-            }
+    /// Logs a refusal a client caused, within this thread's budget.
+    fn log_refusal(&mut self, what: std::fmt::Arguments<'_>) {
+        if let Some(held) = self.logs.allow(self.common.clock.now().as_millis()) {
+            info!("{what}{}", Held(held));
         }
-        let front = self.front.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let outcome = incoming.conn.open(Instant::now(), &front.tls);
-        match outcome {
-            Opening::Wait => {}
-            Opening::Turn => {
-                if let Some(Incoming { conn, worker }) = self.release(idx)
-                    && let Some(inbox) = self.inboxes.get(worker)
-                    && inbox.tx.send(conn).is_ok()
+    }
+
+    /// Whether the ClientHello of connection `idx` may be answered now.
+    fn may_answer(&mut self, idx: usize, now: Instant) -> Result<(), &'static str> {
+        let Some(Some(incoming)) = self.conns.get(idx) else {
+            return Err("gone");
+        };
+        if incoming.conn.deadline.is_some_and(|d| now >= d) {
+            self.common.refusals.late.fetch_add(1, Ordering::Relaxed);
+            return Err("no TLS handshake in time (tcp.handshake_timeout)");
+        }
+        let source = incoming.conn.tuple.client.ip();
+        let prefix = self.common.sources.v6_prefix();
+        let key = proxy_core::source::source_key(source, prefix);
+        let allowed = self
+            .common
+            .rate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .allow(key, self.common.clock.now());
+        if !allowed {
+            self.common
+                .refusals
+                .over_rate
+                .fetch_add(1, Ordering::Relaxed);
+            self.log_refusal(format_args!(
+                "tls {source}: refused: over the TLS handshakes allowed per second from one \
+                 source (tcp.tls_handshakes_per_sec)"
+            ));
+            return Err("over the handshake rate");
+        }
+        Ok(())
+    }
+
+    fn on_conn(&mut self, idx: usize) {
+        let front = self
+            .common
+            .front
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        loop {
+            let Some(Some(incoming)) = self.conns.get_mut(idx) else {
+                return;
+            };
+            if incoming.conn.proxy_pending {
+                let from = incoming.conn.tuple.client;
+                match incoming
+                    .conn
+                    .read_proxy_header(Instant::now(), &self.common.sources)
                 {
-                    let _ = inbox.waker.wake();
-                }
-            }
-            Opening::Http => {
-                if let Some(Incoming { conn, .. }) = self.release(idx) {
-                    let peer = conn.tuple.client;
-                    let (link, buffered, sni) = conn.into_parts();
-                    if let Some(p) = &front.proxy {
-                        p.hand_off(link, buffered, sni, peer);
+                    ProxyRead::Wait => return,
+                    ProxyRead::Done(client) => {
+                        debug!("tcp {from}: PROXY header: client {client:?}")
+                    }
+                    ProxyRead::Close(why) => {
+                        self.release(idx);
+                        self.log_refusal(format_args!("tcp {from} (load balancer): {why}"));
+                        return;
                     }
                 }
             }
-            Opening::Close(why) if why == UNTRUSTED_PROXY => {
-                if let Some(Incoming { conn, .. }) = self.release(idx) {
-                    log::info!("tcp {}: {why}", conn.tuple.client);
+            let outcome = incoming.conn.open(Instant::now());
+            match outcome {
+                Opening::Wait => return,
+                Opening::Hello => {
+                    let answered = self.may_answer(idx, Instant::now()).and_then(|()| {
+                        match self.conns.get_mut(idx) {
+                            Some(Some(i)) => i.conn.start_tls(&front.tls),
+                            _ => Err("gone"),
+                        }
+                    });
+                    if let Err(why) = answered {
+                        if let Some(Incoming { conn, .. }) = self.release(idx) {
+                            debug!("tls {}: closed: {why}", conn.tuple.client);
+                        }
+                        return;
+                    }
+                    // On to what is inside TLS.
                 }
-            }
-            Opening::Close(why) => {
-                if let Some(Incoming { conn, .. }) = self.release(idx) {
-                    debug!(
-                        "{} {}: {why}",
-                        conn.tuple.transport.name(),
-                        conn.tuple.client
-                    );
+                Opening::Turn => {
+                    if let Some(Incoming { conn, worker }) = self.release(idx)
+                        && let Some(inbox) = self.common.inboxes.get(worker)
+                        && inbox.tx.send(conn).is_ok()
+                    {
+                        let _ = inbox.waker.wake();
+                    }
+                    return;
+                }
+                Opening::Http => {
+                    if let Some(Incoming { conn, .. }) = self.release(idx) {
+                        let peer = conn.tuple.client;
+                        let (link, buffered, sni) = conn.into_parts();
+                        if let Some(p) = &front.proxy {
+                            p.hand_off(link, buffered, sni, peer);
+                        }
+                    }
+                    return;
+                }
+                Opening::Close(why) if why == UNTRUSTED_PROXY => {
+                    if let Some(Incoming { conn, .. }) = self.release(idx) {
+                        self.log_refusal(format_args!("tcp {}: {why}", conn.tuple.client));
+                    }
+                    return;
+                }
+                Opening::Close(why) => {
+                    if let Some(Incoming { conn, .. }) = self.release(idx) {
+                        debug!(
+                            "{} {}: {why}",
+                            conn.tuple.transport.name(),
+                            conn.tuple.client
+                        );
+                    }
+                    return;
                 }
             }
         }
@@ -232,13 +393,15 @@ impl Thread {
 
     /// Closes the connections whose opening deadline passed.
     fn expire(&mut self, now: Instant) {
-        for idx in 0..self.conns.len() {
-            let late = self
-                .conns
-                .get(idx)
-                .and_then(Option::as_ref)
-                .is_some_and(|c| c.conn.deadline.is_some_and(|d| now >= d));
-            if late && let Some(Incoming { conn, .. }) = self.release(idx) {
+        while let Some(Reverse((deadline, idx, generation))) = self.deadlines.peek().copied() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop();
+            if self.generations.get(idx) != Some(&generation) {
+                continue;
+            }
+            if let Some(Incoming { conn, .. }) = self.release(idx) {
                 debug!(
                     "{} {}: closed: no TLS handshake and first message in time (tcp.handshake_timeout)",
                     conn.tuple.transport.name(),

@@ -61,9 +61,14 @@
 //!   workers and a client's allocation, relay sockets and traffic stay on one;
 //!   datagrams are received in batches (recvmmsg, with GRO) into buffers made at
 //!   start, and nothing is allocated on the relay path;
-//! - with TLS listeners, one **TLS thread** (`turn-tls`) that runs every
-//!   handshake, so handshakes never delay relayed media, and hands TURN
-//!   connections back to their worker and HTTP ones to the web proxy.
+//! - with TLS listeners, **TLS threads** (`turn-tls-N`, one per core by
+//!   default, each with a bounded queue) that run every handshake, so
+//!   handshakes never delay relayed media, and hand TURN connections back to
+//!   their worker and HTTP ones to the web proxy. A ClientHello is answered
+//!   only within its connection's opening deadline and its source's handshake
+//!   rate ([`TcpLimits`]): a replayed ClientHello flood from one address costs
+//!   no signatures past the rate. ECDSA keys cost far less per handshake than
+//!   RSA ones.
 //!
 //! The [`Relay`] it returns gives the bound addresses, [`Stats`] (allocations,
 //! per-user traffic, counters; also from another thread through a
@@ -102,7 +107,6 @@ mod handoff;
 #[cfg(feature = "tls")]
 mod handshake;
 mod host;
-mod limiter;
 mod meters;
 mod net;
 mod prelude;
@@ -122,6 +126,6 @@ pub use credentials::{Credentials, Users};
 pub use error::StartError;
 pub use events::RelayEvent;
 pub use handle::{Relay, StatsHandle, Stopper};
-pub use stats::{AllocationStats, Stats, UserStats, Username, WorkerStats};
+pub use stats::{AllocationStats, Stats, TlsRefused, UserStats, Username, WorkerStats};
 #[cfg(feature = "xdp")]
 pub use xdp::{KernelStats, XdpMode, XdpSettings};

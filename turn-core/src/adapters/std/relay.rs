@@ -221,12 +221,14 @@ pub(crate) fn start(mut parts: Parts) -> Result<Relay, StartError> {
     } else {
         (None, None)
     };
+    let rate_seed: [u8; 8] = random()?;
     let mut shared = Shared::new(
         settings.tcp,
         credentials,
         Quota::new(settings.per_user, total),
         threads,
         events_tx,
+        u64::from_le_bytes(rate_seed),
     );
     shared.balancers = std::sync::RwLock::new(settings.proxy_protocol.clone());
     #[cfg(feature = "xdp")]
@@ -269,18 +271,28 @@ pub(crate) fn start(mut parts: Parts) -> Result<Relay, StartError> {
                 tls: tls.clone(),
                 proxy: web_proxy,
             }));
-            let (h, handle) = super::handshake::spawn(
-                front.clone(),
-                inboxes,
-                flag.clone(),
-                shared.sources.clone(),
+            let tls_threads = match settings.tcp.tls_threads {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                n => n,
+            };
+            let (h, handles) = super::handshake::spawn(
+                tls_threads,
+                super::handshake::Common {
+                    front: front.clone(),
+                    inboxes,
+                    shutdown: flag.clone(),
+                    sources: shared.sources.clone(),
+                    rate: shared.tls_rate.clone(),
+                    clock: shared.clock,
+                    refusals: shared.tls_refusals.clone(),
+                },
             )
-            .map_err(setup("start the TLS thread"))?;
+            .map_err(setup("start the TLS threads"))?;
             front_handle = Some(front);
             for w in &mut workers {
                 w.set_handshakes(h.clone());
             }
-            Some((h, handle))
+            Some((h, handles))
         }
         _ => None,
     };
@@ -293,8 +305,8 @@ pub(crate) fn start(mut parts: Parts) -> Result<Relay, StartError> {
         handles.push(handle);
     }
     #[cfg(feature = "tls")]
-    let tls_handshakes = tls_thread.map(|(h, handle)| {
-        handles.push(handle);
+    let tls_handshakes = tls_thread.map(|(h, tls_handles)| {
+        handles.extend(tls_handles);
         h
     });
     info!(

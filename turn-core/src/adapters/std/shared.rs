@@ -52,6 +52,12 @@ pub(crate) struct Shared {
     pub(crate) events: EventQueue,
     /// Each worker's relay-to-relay inbox.
     pub(crate) handoffs: Vec<Handoff>,
+    /// TLS handshakes per source, over the TLS threads.
+    #[cfg(feature = "tls")]
+    pub(crate) tls_rate: Arc<Mutex<crate::server::RateLimiter>>,
+    /// What the TLS threads refused.
+    #[cfg(feature = "tls")]
+    pub(crate) tls_refusals: Arc<super::handshake::Refusals>,
     /// The kernel fast path, when it is on.
     #[cfg(feature = "xdp")]
     pub(crate) fast: Option<Mutex<super::xdp::FastPath>>,
@@ -67,7 +73,10 @@ impl Shared {
         quota: Quota,
         threads: usize,
         events: Option<SyncSender<RelayEvent>>,
+        rate_seed: u64,
     ) -> Shared {
+        #[cfg(not(feature = "tls"))]
+        let _ = rate_seed;
         Shared {
             tcp: RwLock::new(tcp),
             credentials: RwLock::new(credentials),
@@ -77,7 +86,7 @@ impl Shared {
             drain_started_ms: AtomicU64::new(0),
             heartbeats: (0..threads).map(|_| AtomicU64::new(0)).collect(),
             live: LiveRelays::default(),
-            sources: Sources::new(tcp.max_per_source),
+            sources: Sources::new(tcp.max_per_source, tcp.ipv6_source_prefix),
             balancers: RwLock::new(Vec::new()),
             quota,
             meters: Default::default(),
@@ -89,12 +98,24 @@ impl Shared {
                 dropped: AtomicU64::new(0),
             },
             handoffs: (0..threads).map(|_| Handoff::new()).collect(),
+            #[cfg(feature = "tls")]
+            tls_rate: Arc::new(Mutex::new(tls_rate(&tcp, rate_seed))),
+            #[cfg(feature = "tls")]
+            tls_refusals: Arc::default(),
             #[cfg(feature = "xdp")]
             fast: None,
             #[cfg(feature = "xdp")]
             fast_error: None,
         }
     }
+}
+
+/// The per-source handshake budget of `tcp` (no total budget: the per-source
+/// one is what a replayed ClientHello cannot pass).
+#[cfg(feature = "tls")]
+pub(crate) fn tls_rate(tcp: &TcpLimits, seed: u64) -> crate::server::RateLimiter {
+    let (burst, rate) = (tcp.tls_handshake_burst, tcp.tls_handshakes_per_sec);
+    crate::server::RateLimiter::new(burst, rate, u32::MAX / 1000, rate, seed)
 }
 
 /// The bounded queue of [`RelayEvent`]s: a full queue drops the event (and

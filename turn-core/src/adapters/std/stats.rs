@@ -105,10 +105,24 @@ pub struct Stats {
     pub quota_total: usize,
     /// Events dropped because the event queue was full.
     pub events_dropped: u64,
+    /// TLS openings closed unanswered, by why.
+    pub tls_refused: TlsRefused,
     /// What the kernel fast path relayed, when it is on. Its packets are in
     /// [`Stats::totals`] and in each allocation's traffic too.
     #[cfg(feature = "xdp")]
     pub kernel: Option<super::KernelStats>,
+}
+
+/// TLS openings the TLS threads closed without answering their ClientHello.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TlsRefused {
+    /// Every TLS thread's queue was full.
+    pub queue_full: u64,
+    /// The source was over `tcp.tls_handshakes_per_sec`.
+    pub over_rate: u64,
+    /// The opening deadline passed first (`tcp.handshake_timeout`).
+    pub late: u64,
 }
 
 impl Stats {
@@ -177,6 +191,7 @@ pub(crate) fn collect(snapshots: &[WorkerSnapshot], quota_total: usize, dropped:
             .collect(),
         quota_total,
         events_dropped: dropped,
+        tls_refused: TlsRefused::default(),
         #[cfg(feature = "xdp")]
         kernel: None,
     }

@@ -45,10 +45,10 @@ use super::conn::Conn;
 #[cfg(feature = "tls")]
 use super::handshake::{Handshakes, Inbox};
 use super::host::WorkerHost;
-use super::limiter::LogLimiter;
 use super::relays::{FIRST_RELAY, Relays};
 use super::shared::{Handed, Shared};
 use super::stats::{AllocationStats, WorkerStats};
+use stun_core::escape::LineBudget;
 
 pub(crate) use udp::UdpListener;
 
@@ -103,12 +103,14 @@ pub(crate) struct Worker {
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
     open_conns: usize,
+    /// This worker's connections still opening on the TLS threads.
+    openings: Arc<std::sync::atomic::AtomicUsize>,
     relays: Relays,
     turn: Turn,
     random: Random,
     shared: Arc<Shared>,
     shutdown: Arc<AtomicBool>,
-    logs: LogLimiter,
+    logs: LineBudget,
     rx: Vec<u8>,
     peer_rx: Vec<u8>,
     tx: Vec<u8>,
@@ -175,12 +177,13 @@ impl Worker {
             conns: Vec::new(),
             free: Vec::new(),
             open_conns: 0,
+            openings: Arc::default(),
             relays: Relays::default(),
             turn,
             random: Random::new(seed),
             shared,
             shutdown,
-            logs: LogLimiter::new(20, StdInstant::now()),
+            logs: LineBudget::new(20),
             rx: vec![0; udp::BATCH * udp::SLOT],
             peer_rx: vec![0; udp::BATCH * udp::PSLOT],
             tx: vec![0; 2048],

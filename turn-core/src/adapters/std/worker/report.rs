@@ -4,8 +4,6 @@
 
 use crate::adapters::std::prelude::*;
 
-use std::time::Instant as StdInstant;
-
 use log::{debug, info, warn};
 use stun_core::Message;
 use stun_core::attributes::Username;
@@ -15,16 +13,16 @@ use crate::FiveTuple;
 use crate::server::{EndReason, Event, Refusal};
 
 use super::super::events::RelayEvent;
-use super::super::limiter::LogLimiter;
 use super::super::shared::Shared;
 use super::super::stats::Username as Name;
 use super::Worker;
+use stun_core::escape::{Held, LineBudget};
 
 /// Logs (and reports as an event) a refused client, naming the user and what
 /// to check. Refusals that are routine (a first 401, a packet for no
 /// allocation) are logged at debug level only and not reported.
 pub(super) fn refused(
-    logs: &mut LogLimiter,
+    logs: &mut LineBudget,
     shared: &Shared,
     worker: usize,
     tuple: &FiveTuple,
@@ -57,7 +55,7 @@ pub(super) fn refused(
     if !line {
         return;
     }
-    let Some(suppressed) = logs.allow(StdInstant::now()) else {
+    let Some(held) = logs.allow(shared.clock.now().as_millis()) else {
         return;
     };
     let method = msg.as_ref().map(|m| m.method());
@@ -69,21 +67,12 @@ pub(super) fn refused(
         "{} {}{user} {what}: {why}{}",
         tuple.transport.name(),
         tuple.client,
-        note(suppressed)
+        Held(held)
     );
     if notable {
         info!("{text}");
     } else {
         debug!("{text}");
-    }
-}
-
-/// " (N similar lines suppressed)" when N > 0.
-pub(super) fn note(suppressed: u64) -> String {
-    if suppressed == 0 {
-        String::new()
-    } else {
-        format!(" ({suppressed} similar lines suppressed)")
     }
 }
 

@@ -5,19 +5,22 @@
 use crate::adapters::std::prelude::*;
 
 use std::io;
+use std::sync::atomic::Ordering;
 use std::time::Instant as StdInstant;
 
 use log::{debug, info};
 use mio::{Interest, Registry, Token};
+use stun_core::escape::Held;
 
 use crate::{FiveTuple, Transport};
 
 use super::super::clock::unix_now;
+#[cfg(feature = "tls")]
+use super::super::conn::OpeningTicket;
 use super::super::conn::{Conn, ReadState, Stage, UNTRUSTED_PROXY};
 #[cfg(feature = "tls")]
 use super::super::handshake::Incoming;
 use super::super::proxied::ProxyRead;
-use super::report::note;
 use super::{FIRST_CONN, Worker};
 
 impl Worker {
@@ -46,14 +49,15 @@ impl Worker {
                     .unwrap_or_else(|e| e.into_inner());
                 super::super::proxied::is_balancer(&b, peer.ip())
             };
-            if self.open_conns >= limits.max_connections {
-                if let Some(s) = self.logs.allow(StdInstant::now()) {
+            // Connections still opening on the TLS threads count too.
+            let open = self.open_conns + self.openings.load(Ordering::Relaxed);
+            if open >= limits.max_connections {
+                if let Some(s) = self.logs.allow(self.shared.clock.now().as_millis()) {
                     info!(
-                        "tcp {peer}: refused: {} connections already open on worker {} \
-                         (tcp.max_connections){}",
-                        self.open_conns,
+                        "tcp {peer}: refused: {open} connections already open or opening on \
+                         worker {} (tcp.max_connections){}",
                         self.id,
-                        note(s)
+                        Held(s)
                     );
                 }
                 continue;
@@ -64,13 +68,13 @@ impl Worker {
             } else if let Some(slot) = self.shared.sources.acquire(peer.ip()) {
                 Some(slot)
             } else {
-                if let Some(s) = self.logs.allow(StdInstant::now()) {
+                if let Some(s) = self.logs.allow(self.shared.clock.now().as_millis()) {
                     info!(
                         "tcp {peer}: refused: {} connections already open from {} \
                          (tcp.max_per_source){}",
                         limits.max_per_source,
                         peer.ip(),
-                        note(s)
+                        Held(s)
                     );
                 }
                 continue;
@@ -90,11 +94,20 @@ impl Worker {
                 {
                     let mut conn = Conn::new(stream, tuple, Stage::Opening, now, deadline, slot);
                     conn.proxy_pending = balancer;
-                    if let Some(h) = &self.handshakes {
-                        h.send(Incoming {
-                            conn,
-                            worker: self.id,
-                        });
+                    conn.opening = Some(OpeningTicket::take(&self.openings));
+                    let incoming = Incoming {
+                        conn,
+                        worker: self.id,
+                    };
+                    if let Some(h) = &self.handshakes
+                        && h.send(incoming).is_err()
+                        && let Some(s) = self.logs.allow(self.shared.clock.now().as_millis())
+                    {
+                        info!(
+                            "tls {peer}: refused: every TLS thread has {} connections queued{}",
+                            super::super::handshake::QUEUE,
+                            Held(s)
+                        );
                     }
                 }
                 continue;
@@ -141,6 +154,8 @@ impl Worker {
         }
         conn.tuple.socket = tag.unwrap_or(u32::MAX);
         conn.wants_write = false;
+        // Open now, no longer opening.
+        conn.opening = None;
         let slot = self.conns.get_mut(idx)?;
         *slot = Some(conn);
         self.open_conns += 1;
