@@ -155,7 +155,9 @@ pub fn start_bridge(leaf: &Leaf) -> SocketAddr {
 /// received, `/conn` with `id`, `/overlong` sends more than its Content-Length,
 /// `/hop-response` sends hop-by-hop fields, `/slow` answers with a body in pieces,
 /// `/drop-next` answers and then closes the connection when the next request
-/// arrives, without answering it (a keep-alive timeout racing a request).
+/// arrives, without answering it (a keep-alive timeout racing a request),
+/// `/large` sends 4 MiB as fast as it is taken, `/interim-flood` sends 103
+/// heads and never a final one.
 fn serve_bridge(
     s: &mut rustls::StreamOwned<rustls::ServerConnection, TcpStream>,
     id: usize,
@@ -321,6 +323,27 @@ fn serve_bridge(
                 "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Internal\r\nKeep-Alive: timeout=5\r\n\
                  X-Internal: secret\r\nProxy-Authenticate: Basic\r\nX-Kept: yes\r\nContent-Length: 2\r\n\r\nok"
             )?;
+            s.flush()?;
+            continue;
+        }
+        if path == "/large" {
+            // 4 MiB as fast as the proxy takes it.
+            write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                64 * 65536
+            )?;
+            for _ in 0..64 {
+                s.write_all(&[b'l'; 65536])?;
+            }
+            s.flush()?;
+            continue;
+        }
+        if path == "/interim-flood" {
+            // Interim heads without end: a proxy that relays them all grows.
+            for _ in 0..10_000 {
+                s.write_all(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n")?;
+            }
             s.flush()?;
             continue;
         }

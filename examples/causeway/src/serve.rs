@@ -93,6 +93,9 @@ fn web_proxy(plan: &Plan, old: Option<&Proxy>) -> Result<Option<Arc<Proxy>>, Str
     if let Some(n) = web.event_loops {
         b = b.loops(n);
     }
+    if let Some(bytes) = web.memory_budget {
+        b = b.memory_budget(bytes);
+    }
     if let Some(old) = old {
         b = b.replacing(old);
     }

@@ -142,6 +142,8 @@ struct Loop {
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     pool: Pool,
     scratch: Vec<u8>,
+    /// Log lines its clients may cause (ten a second, the rest counted).
+    logs: stun_core::escape::LineBudget,
 }
 
 impl Loop {
@@ -154,7 +156,8 @@ impl Loop {
             generations: 0,
             timers: BinaryHeap::new(),
             pool: Pool::default(),
-            scratch: vec![0u8; QUEUE / 4],
+            scratch: vec![0u8; QUEUE / 2],
+            logs: stun_core::escape::LineBudget::new(10),
         }
     }
 
@@ -263,6 +266,7 @@ impl Loop {
             pool: &mut self.pool,
             registry: self.poll.registry(),
             up_token: Token((idx << 1) | 1),
+            logs: &mut self.logs,
         };
         if expired {
             entry.conn.expire(&mut cx);

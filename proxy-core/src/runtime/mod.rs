@@ -71,6 +71,8 @@ pub struct Proxy {
     runtime: Arc<Runtime>,
     /// Its connection limits: total, per source, and an IPv6 source's prefix.
     limits: (usize, usize, u8),
+    /// What its queues may hold in all.
+    budget_bytes: usize,
 }
 
 /// What a reload's proxy takes over from the one it replaces: the loops, the
@@ -81,6 +83,7 @@ struct Runtime {
     engine: Engine,
     resolver: Arc<dns::Resolver>,
     counters: Arc<Counters>,
+    budget: Arc<side::Budget>,
     /// The configuration of the proxy that took over last.
     current: std::sync::RwLock<Arc<Config>>,
 }
@@ -111,6 +114,8 @@ pub(crate) struct Config {
     pool_idle: Duration,
     resolver: Arc<dns::Resolver>,
     counters: Arc<Counters>,
+    /// What every queue draws on (the runtime's).
+    budget: Arc<side::Budget>,
     /// Which configuration this is.
     generation: u64,
     /// Draining: each new connection's first request gets 503.
@@ -167,6 +172,10 @@ pub struct ProxyStats {
     /// Requests sent again on a new connection after a kept-alive one failed
     /// before answering (GET, HEAD and OPTIONS without a body only).
     pub bridge_retries: u64,
+    /// Bytes queued toward browsers and web bridges now, over all connections.
+    pub queued_bytes: usize,
+    /// What the queues may hold together ([`ProxyBuilder::memory_budget`]).
+    pub memory_budget: usize,
 }
 
 impl Config {
@@ -233,6 +242,7 @@ pub struct ProxyBuilder {
     max_connections: Option<usize>,
     max_per_source: usize,
     v6_prefix: u8,
+    memory_budget: Option<usize>,
     loops: Option<usize>,
     pool_per_bridge: usize,
     pool_idle: Duration,
@@ -258,6 +268,7 @@ impl Proxy {
             max_connections: None,
             max_per_source: 8192,
             v6_prefix: crate::source::DEFAULT_V6_PREFIX,
+            memory_budget: None,
             loops: None,
             pool_per_bridge: 64,
             pool_idle: Duration::from_secs(30),
@@ -323,6 +334,8 @@ impl Proxy {
             bridge_connections: c.dialled.load(Ordering::Relaxed),
             bridge_reuses: c.reused.load(Ordering::Relaxed),
             bridge_retries: c.retried.load(Ordering::Relaxed),
+            queued_bytes: self.runtime.budget.used(),
+            memory_budget: self.runtime.budget.limit(),
         }
     }
 
@@ -343,6 +356,7 @@ impl Proxy {
         self.runtime
             .admission
             .set_limits(max, per_source, v6_prefix);
+        self.runtime.budget.set_limit(self.budget_bytes);
         *self
             .runtime
             .current
@@ -448,6 +462,16 @@ impl ProxyBuilder {
         self
     }
 
+    /// What the queues of all its connections may hold together, in bytes
+    /// (default: a sixteenth of the memory the process may use, its cgroup's
+    /// limit or the machine's, at least 64 MiB). Past it, a connection whose
+    /// queue holds anything reads its other side no more, so browsers that
+    /// stop reading cannot make the proxy grow past it, however many they are.
+    pub fn memory_budget(mut self, bytes: usize) -> Self {
+        self.memory_budget = Some(bytes);
+        self
+    }
+
     /// Event loops serving connections (default: one per core).
     pub fn loops(mut self, n: usize) -> Self {
         self.loops = Some(n.max(1));
@@ -499,9 +523,14 @@ impl ProxyBuilder {
             None => tls::client_config(None).map_err(ProxyError::Tls)?,
         };
         let max = self.max_connections.unwrap_or_else(default_max_connections);
-        let (resolver, counters) = match &self.replacing {
-            Some(r) => (r.resolver.clone(), r.counters.clone()),
-            None => (Arc::new(dns::Resolver::default()), Arc::default()),
+        let budget_bytes = self.memory_budget.unwrap_or_else(default_memory_budget);
+        let (resolver, counters, budget) = match &self.replacing {
+            Some(r) => (r.resolver.clone(), r.counters.clone(), r.budget.clone()),
+            None => (
+                Arc::new(dns::Resolver::default()),
+                Arc::default(),
+                side::Budget::new(budget_bytes),
+            ),
         };
         let cfg = Arc::new(Config {
             hosts,
@@ -516,6 +545,7 @@ impl ProxyBuilder {
             pool_idle: self.pool_idle,
             resolver: resolver.clone(),
             counters: counters.clone(),
+            budget: budget.clone(),
             generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
             draining: AtomicBool::new(false),
         });
@@ -534,6 +564,7 @@ impl ProxyBuilder {
                     },
                     resolver,
                     counters,
+                    budget,
                     current: std::sync::RwLock::new(cfg.clone()),
                 })
             }
@@ -542,8 +573,27 @@ impl ProxyBuilder {
             cfg,
             runtime,
             limits: (max, self.max_per_source, self.v6_prefix),
+            budget_bytes,
         }))
     }
+}
+
+/// A sixteenth of the memory this process may use: its cgroup's limit, or the
+/// machine's memory; at least 64 MiB.
+fn default_memory_budget() -> usize {
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    let machine = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    });
+    let memory = cgroup.or(machine).unwrap_or(1 << 30);
+    usize::try_from(memory / 16)
+        .unwrap_or(usize::MAX)
+        .max(64 << 20)
 }
 
 /// Half the open-file limit (raised to the hard limit), less a reserve for the

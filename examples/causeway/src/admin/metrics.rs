@@ -236,6 +236,18 @@ pub(crate) fn web_metrics_text(w: &proxy_core::runtime::ProxyStats) -> String {
         w.connections as u64,
     );
     m.one(
+        "causeway_web_queued_bytes",
+        "gauge",
+        "Bytes the web proxy holds queued toward browsers and web bridges.",
+        w.queued_bytes as u64,
+    );
+    m.one(
+        "causeway_web_memory_budget_bytes",
+        "gauge",
+        "What the web proxy's queues may hold together (http.memory_budget_mb).",
+        w.memory_budget as u64,
+    );
+    m.one(
         "causeway_web_tunnels",
         "gauge",
         "WebSocket tunnels open.",

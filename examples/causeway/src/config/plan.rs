@@ -116,6 +116,8 @@ pub(crate) struct WebPlan {
     pub(crate) bridge_keepalive: usize,
     /// How long each is kept.
     pub(crate) bridge_keepalive_idle: Duration,
+    /// What the queues may hold together, bytes (`None`: from the memory).
+    pub(crate) memory_budget: Option<usize>,
 }
 
 impl TryFrom<&Config> for Plan {
@@ -183,6 +185,8 @@ impl TryFrom<&Config> for Plan {
             event_loops: (c.http.event_loops > 0).then_some(c.http.event_loops),
             bridge_keepalive: c.http.bridge_keepalive,
             bridge_keepalive_idle: Duration::from_secs(c.http.bridge_keepalive_secs),
+            memory_budget: (c.http.memory_budget_mb > 0)
+                .then(|| usize::try_from(c.http.memory_budget_mb << 20).unwrap_or(usize::MAX)),
         });
         let admin_access = admin_access(c)?;
         let warnings = warnings(c);

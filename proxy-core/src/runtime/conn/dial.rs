@@ -6,7 +6,6 @@
 use std::io;
 use std::net::SocketAddr;
 
-use log::warn;
 use rustls::pki_types::ServerName;
 use stun_core::escape::Escaped;
 
@@ -96,7 +95,9 @@ impl Conn {
     /// Says why in the log, and 502 to the browser.
     pub(super) fn dial_failed(&mut self, cx: &mut Ctx<'_>, plan: &Plan, e: ConnectError) {
         let u = self.cfg.upstreams.get(plan.upstream);
-        warn!(
+        client_log!(
+            cx,
+            log::Level::Warn,
             "https {} {}: web bridge connection failed for join URL `{}` ({}): {e}",
             self.peer,
             plan.what,
@@ -110,7 +111,12 @@ impl Conn {
 
     /// 502 to the browser, and the cause in the log.
     pub(super) fn bad_gateway(&mut self, cx: &mut Ctx<'_>, what: &str, cause: &str) {
-        warn!("https {} {what}: web bridge failed: {cause}", self.peer);
+        client_log!(
+            cx,
+            log::Level::Warn,
+            "https {} {what}: web bridge failed: {cause}",
+            self.peer
+        );
         self.up = None;
         let mut out = [0u8; 512];
         let n = write_status(&mut out, 502, "web bridge failed", true).unwrap_or(0);
@@ -122,7 +128,7 @@ impl Conn {
 fn step(cx: &mut Ctx<'_>, cfg: &Config, u: &crate::runtime::Upstream, dial: Dial) -> Dialled {
     match dial {
         Dial::Resolving => match cfg.resolver.lookup(&u.host, u.port, cx.now) {
-            Lookup::Ready(addrs) => open(cx, addrs, 0, None),
+            Lookup::Ready(addrs) => open(cx, cfg, addrs, 0, None),
             Lookup::Failed(e) => Dialled::Failed(ConnectError::Dns(e)),
             Lookup::Wait => Dialled::Going(Dial::Resolving, false),
         },
@@ -137,7 +143,7 @@ fn step(cx: &mut Ctx<'_>, cfg: &Config, u: &crate::runtime::Upstream, dial: Dial
                 .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
             let sock = &side.link.sock;
             match sock.take_error() {
-                Ok(Some(e)) | Err(e) => return open(cx, addrs, at + 1, Some((addr, e))),
+                Ok(Some(e)) | Err(e) => return open(cx, cfg, addrs, at + 1, Some((addr, e))),
                 Ok(None) => {}
             }
             match sock.peer_addr() {
@@ -145,7 +151,7 @@ fn step(cx: &mut Ctx<'_>, cfg: &Config, u: &crate::runtime::Upstream, dial: Dial
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => {
                     return Dialled::Going(Dial::Connecting { addrs, at, side }, false);
                 }
-                Err(e) => return open(cx, addrs, at + 1, Some((addr, e))),
+                Err(e) => return open(cx, cfg, addrs, at + 1, Some((addr, e))),
             }
             let _ = sock.set_nodelay(true);
             if !u.tls {
@@ -174,6 +180,7 @@ fn step(cx: &mut Ctx<'_>, cfg: &Config, u: &crate::runtime::Upstream, dial: Dial
 /// is why the one before failed.
 fn open(
     cx: &mut Ctx<'_>,
+    cfg: &Config,
     addrs: Vec<SocketAddr>,
     mut at: usize,
     mut last: Option<(SocketAddr, io::Error)>,
@@ -185,7 +192,7 @@ fn open(
                 if let Err(e) = cx.registry.register(&mut sock, cx.up_token, interest) {
                     return Dialled::Failed(ConnectError::Refused(addr, e));
                 }
-                let side = Side::new(Link::plain(sock), cx.now);
+                let side = Side::new(Link::plain(sock), cx.now, cfg.budget.clone());
                 return Dialled::Going(Dial::Connecting { addrs, at, side }, true);
             }
             Err(e) => last = Some((addr, e)),

@@ -15,8 +15,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use log::debug;
-
 use crate::body::Framing;
 use crate::http::{AfterRefusal, Body};
 use crate::response::ResponseHead;
@@ -27,6 +25,19 @@ use super::admission::Ticket;
 use super::link::Link;
 use super::pool::Pool;
 use super::side::Side;
+
+/// Writes a log line a client caused, within its loop's budget of lines (the
+/// count of lines held back goes with the next one written): a client that
+/// pipelines refused requests, or a flood of them, cannot fill the disk.
+macro_rules! client_log {
+    ($cx:expr, $level:expr, $($arg:tt)+) => {
+        if log::log_enabled!($level)
+            && let Some(held) = $cx.logs.allow(ms($cx.now))
+        {
+            log::log!($level, "{}{}", format_args!($($arg)+), stun_core::escape::Held(held));
+        }
+    };
+}
 
 mod dial;
 mod request;
@@ -68,6 +79,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) registry: &'a mio::Registry,
     /// The web bridge side's token.
     pub(crate) up_token: mio::Token,
+    /// The loop's budget of log lines clients cause.
+    pub(crate) logs: &'a mut stun_core::escape::LineBudget,
 }
 
 /// A request to forward, with the head for the web bridge already written.
@@ -84,6 +97,8 @@ pub(crate) struct Plan {
     /// just as the request arrives: a request that changes nothing is then
     /// sent again on a new connection).
     reused: bool,
+    /// Interim (1xx) responses relayed so far.
+    interims: u8,
 }
 
 impl Plan {
@@ -181,7 +196,7 @@ impl Conn {
     ) -> Conn {
         Conn {
             tls: link.tls.is_some(),
-            client: Side::new(link, now),
+            client: Side::new(link, now, cfg.budget.clone()),
             up: None,
             up_idle: None,
             up_stirred: false,
@@ -230,7 +245,7 @@ impl Conn {
             match self.client.flush(cx.now) {
                 Ok(p) => progress |= p,
                 Err(e) => {
-                    debug!("https {}: {e}", self.peer);
+                    client_log!(cx, log::Level::Debug, "https {}: {e}", self.peer);
                     self.phase = Phase::Done;
                     return;
                 }
@@ -320,7 +335,12 @@ impl Conn {
     pub(crate) fn expire(&mut self, cx: &mut Ctx<'_>) {
         let now = cx.now;
         if self.client.pending() && now >= self.client.wrote_at + self.cfg.send_stall {
-            debug!("https {}: the browser stopped reading", self.peer);
+            client_log!(
+                cx,
+                log::Level::Debug,
+                "https {}: the browser stopped reading",
+                self.peer
+            );
             self.phase = Phase::Done;
             return;
         }
@@ -378,7 +398,12 @@ impl Conn {
             Phase::Tunnel { last } if now < last + TUNNEL_IDLE => {
                 self.phase = Phase::Tunnel { last };
             }
-            Phase::Tunnel { .. } => debug!("https {}: WebSocket idle, closed", self.peer),
+            Phase::Tunnel { .. } => client_log!(
+                cx,
+                log::Level::Debug,
+                "https {}: WebSocket idle, closed",
+                self.peer
+            ),
             Phase::Body { .. } | Phase::Closing { .. } | Phase::Done => {}
         }
     }
@@ -432,13 +457,17 @@ impl Conn {
         }
     }
 
-    /// Reads from the browser into `cin`, if there is room; whether it read.
-    /// `Err` when the browser ended the stream or the read failed.
+    /// Reads from the browser into `cin`, up to `limit` bytes in it; how many
+    /// it read. `Err` when the browser ended the stream or the read failed.
     fn read_client(&mut self, cx: &mut Ctx<'_>, limit: usize) -> Result<usize, ()> {
-        if self.cin.len() >= limit {
+        let room = limit.saturating_sub(self.cin.len()).min(cx.scratch.len());
+        if room == 0 {
             return Ok(0);
         }
-        match self.client.read(cx.scratch) {
+        match self
+            .client
+            .read(cx.scratch.get_mut(..room).unwrap_or_default())
+        {
             Ok(super::side::Read::Data(n)) => {
                 self.cin
                     .extend_from_slice(cx.scratch.get(..n).unwrap_or_default());
@@ -447,7 +476,7 @@ impl Conn {
             Ok(super::side::Read::Later) => Ok(0),
             Ok(super::side::Read::End) => Err(()),
             Err(e) => {
-                debug!("https {}: {e}", self.peer);
+                client_log!(cx, log::Level::Debug, "https {}: {e}", self.peer);
                 Err(())
             }
         }

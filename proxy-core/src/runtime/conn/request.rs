@@ -3,7 +3,6 @@
 //! written), the web bridge connection found, and the body streamed up under the
 //! client's body timer.
 
-use log::{debug, info};
 use stun_core::escape::Escaped;
 
 use super::*;
@@ -173,6 +172,7 @@ impl Conn {
             host: head.host.to_string(),
             what,
             reused: false,
+            interims: 0,
         };
         Judged::Forward(Box::new(plan), head_len)
     }
@@ -182,9 +182,9 @@ impl Conn {
     pub(super) fn refuse(&mut self, cx: &mut Ctx<'_>, r: &R, after: AfterRefusal, what: &str) {
         let peer = self.peer;
         if matches!(r.status, 403 | 405 | 421) {
-            info!("https {peer} {what}: {r}");
+            client_log!(cx, log::Level::Info, "https {peer} {what}: {r}");
         } else {
-            debug!("https {peer} {what}: {r}");
+            client_log!(cx, log::Level::Debug, "https {peer} {what}: {r}");
         }
         let close = after == AfterRefusal::Close;
         let mut out = [0u8; 512];
@@ -255,9 +255,12 @@ impl Conn {
     /// The kept-alive connection failed before answering a request that may be
     /// sent again: it goes on a new connection.
     pub(super) fn retry(&mut self, cx: &mut Ctx<'_>, mut plan: Box<Plan>, cause: &str) {
-        debug!(
+        client_log!(
+            cx,
+            log::Level::Debug,
             "https {} {}: kept-alive web bridge connection failed ({cause}); sent again on a new one",
-            self.peer, plan.what
+            self.peer,
+            plan.what
         );
         self.up = None;
         self.uin.clear();
@@ -320,7 +323,8 @@ impl Conn {
         }
         let mut progress = false;
         if self.cin.is_empty() {
-            match self.read_client(cx, 1) {
+            let room = up.side.room();
+            match self.read_client(cx, room) {
                 Ok(0) => {}
                 Ok(n) => {
                     timer.body_progress(ms(cx.now), n as u64);
@@ -337,7 +341,13 @@ impl Conn {
             let take = match framing.feed(&self.cin) {
                 Ok(n) => n.min(self.cin.len()),
                 Err(r) => {
-                    debug!("https {} {}: request body: {r}", self.peer, plan.what);
+                    client_log!(
+                        cx,
+                        log::Level::Debug,
+                        "https {} {}: request body: {r}",
+                        self.peer,
+                        plan.what
+                    );
                     self.up = None;
                     return false;
                 }

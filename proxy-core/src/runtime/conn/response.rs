@@ -2,8 +2,6 @@
 //! WebSocket tunnel after a valid 101, or the head and the body streamed to the
 //! browser with its framing; a clean bridge connection goes back to the pool.
 
-use log::debug;
-
 use super::*;
 use crate::body::{Chunked, Length};
 use crate::forward::{self, Response};
@@ -13,14 +11,22 @@ use crate::websocket;
 
 /// Most bytes of a response head buffered.
 const RESPONSE_HEAD: usize = 64 * 1024;
+/// Most interim (1xx) responses relayed before the final one; a web bridge
+/// sending more gets the browser a 502.
+const MAX_INTERIM: u8 = 8;
 
 impl Conn {
-    /// Reads from the web bridge into `uin`; `Err` at its end or on a failure.
-    fn read_up(&mut self, cx: &mut Ctx<'_>) -> Result<usize, String> {
+    /// Reads at most `max` bytes from the web bridge into `uin`; `Err` at its
+    /// end or on a failure.
+    fn read_up(&mut self, cx: &mut Ctx<'_>, max: usize) -> Result<usize, String> {
         let Some(up) = self.up.as_mut() else {
             return Err("no connection".into());
         };
-        match up.side.read(cx.scratch) {
+        let max = max.min(cx.scratch.len());
+        if max == 0 {
+            return Ok(0);
+        }
+        match up.side.read(cx.scratch.get_mut(..max).unwrap_or_default()) {
             Ok(Read::Data(n)) => {
                 self.uin
                     .extend_from_slice(cx.scratch.get(..n).unwrap_or_default());
@@ -43,8 +49,13 @@ impl Conn {
         let parsed = parse_response(&self.uin, &mut rh, &plan.method);
         let h = match parsed {
             Ok(Some(h)) => h,
+            // Interim heads the browser has not read yet: no more until it does.
+            Ok(None) if !self.client.has_room() => {
+                self.phase = Phase::Response { plan, until };
+                return false;
+            }
             Ok(None) if self.uin.len() < RESPONSE_HEAD => {
-                return match self.read_up(cx) {
+                return match self.read_up(cx, RESPONSE_HEAD - self.uin.len()) {
                     Ok(0) => {
                         self.phase = Phase::Response { plan, until };
                         false
@@ -76,6 +87,14 @@ impl Conn {
             }
         };
         let interim = (100..200).contains(&h.status) && h.status != 101;
+        let mut plan = plan;
+        if interim {
+            plan.interims += 1;
+            if plan.interims > MAX_INTERIM {
+                self.bad_gateway(cx, &plan.what, "more interim (1xx) responses than relayed");
+                return true;
+            }
+        }
         let accepted = plan
             .websocket_key
             .as_deref()
@@ -101,7 +120,14 @@ impl Conn {
             self.phase = Phase::Response { plan, until };
             return true;
         }
-        debug!("https {} {}: {}", self.peer, plan.what, h.status);
+        client_log!(
+            cx,
+            log::Level::Debug,
+            "https {} {}: {}",
+            self.peer,
+            plan.what,
+            h.status
+        );
         if accepted {
             // What the bridge sent after its 101 goes down, what the browser
             // sent after its upgrade request goes up.
@@ -113,7 +139,13 @@ impl Conn {
             }
             self.cfg.counters.tunnel_opened();
             self.counted_tunnel = true;
-            debug!("https {} {}: WebSocket open", self.peer, plan.what);
+            client_log!(
+                cx,
+                log::Level::Debug,
+                "https {} {}: WebSocket open",
+                self.peer,
+                plan.what
+            );
             self.phase = Phase::Tunnel { last: cx.now };
             return true;
         }
@@ -151,7 +183,7 @@ impl Conn {
     ) -> bool {
         let mut progress = false;
         if self.uin.is_empty() && self.client.has_room() {
-            match self.read_up(cx) {
+            match self.read_up(cx, self.client.room()) {
                 Ok(0) => {}
                 Ok(_) => {
                     progress = true;
@@ -163,7 +195,12 @@ impl Conn {
                     return true;
                 }
                 Err(e) => {
-                    debug!("https {}: web bridge body: {e}", self.peer);
+                    client_log!(
+                        cx,
+                        log::Level::Debug,
+                        "https {}: web bridge body: {e}",
+                        self.peer
+                    );
                     self.close(cx);
                     return true;
                 }
@@ -184,7 +221,12 @@ impl Conn {
             let take = match framing.feed(&self.uin) {
                 Ok(n) => n.min(self.uin.len()),
                 Err(r) => {
-                    debug!("https {}: web bridge body: {r}", self.peer);
+                    client_log!(
+                        cx,
+                        log::Level::Debug,
+                        "https {}: web bridge body: {r}",
+                        self.peer
+                    );
                     self.up = None;
                     self.close(cx);
                     return true;
@@ -220,7 +262,9 @@ impl Conn {
             self.up_stirred = false;
         } else {
             if extra > 0 {
-                debug!(
+                client_log!(
+                    cx,
+                    log::Level::Debug,
                     "https {}: web bridge sent {extra} bytes past its response; not reused",
                     self.peer
                 );
@@ -249,7 +293,12 @@ impl Conn {
             last = cx.now;
         }
         if ended {
-            debug!("https {}: WebSocket closed", self.peer);
+            client_log!(
+                cx,
+                log::Level::Debug,
+                "https {}: WebSocket closed",
+                self.peer
+            );
             if let Some(up) = self.up.as_mut() {
                 let _ = up.side.flush(cx.now);
                 up.side.close();
@@ -265,12 +314,14 @@ impl Conn {
 /// Moves what `from` has to `to`'s queue, if it has room: whether it moved
 /// anything, and whether `from` ended.
 fn pump(from: &mut Side, to: &mut Side, cx: &mut Ctx<'_>) -> (bool, bool) {
-    if !to.has_room() {
+    let room = to.room().min(cx.scratch.len());
+    if room == 0 {
         return (false, false);
     }
-    match from.read(cx.scratch) {
+    let scratch = cx.scratch.get_mut(..room).unwrap_or_default();
+    match from.read(scratch) {
         Ok(Read::Data(n)) => {
-            to.queue(cx.scratch.get(..n).unwrap_or_default(), cx.now);
+            to.queue(scratch.get(..n).unwrap_or_default(), cx.now);
             (true, false)
         }
         Ok(Read::Later) => (false, false),

@@ -188,7 +188,9 @@ impl Worker {
                     debug!("tcp {from}: PROXY header: client {client:?}");
                 }
                 ProxyRead::Close(why) => {
-                    info!("tcp {from} (load balancer): {why}");
+                    if let Some(s) = self.logs.allow(self.shared.clock.now().as_millis()) {
+                        info!("tcp {from} (load balancer): {why}{}", Held(s));
+                    }
                     self.close(idx, conn);
                     return;
                 }
@@ -208,7 +210,14 @@ impl Worker {
         }
         if let ReadState::Closed(why) = state {
             if why == UNTRUSTED_PROXY {
-                info!("{} {}: {why}", tuple.transport.name(), tuple.client);
+                if let Some(s) = self.logs.allow(self.shared.clock.now().as_millis()) {
+                    info!(
+                        "{} {}: {why}{}",
+                        tuple.transport.name(),
+                        tuple.client,
+                        Held(s)
+                    );
+                }
             } else {
                 debug!("{} {}: {why}", tuple.transport.name(), tuple.client);
             }
