@@ -186,3 +186,101 @@ fn own_addresses_are_denied_even_when_the_allow_list_covers_them() {
     let local = format!("10.0.0.5:{}", rd.port());
     assert_success(&c.bind(&mut s, &mut h, T0, 0x4000, &local), &c);
 }
+
+#[test]
+fn a_permission_for_another_allocation_on_this_server_admits_that_one_only() {
+    // alice (the browser) permits bob's relayed address (the call bridge's);
+    // mallory, another user with an allocation on the same server, shares its
+    // IP. Before, alice's permission was for the IP, and mallory's data came in.
+    let (mut s, mut h, a, _b, ra, rb) = pair();
+    h.users.insert("mallory".into(), "evil".into());
+    let mut m = Client::new("198.51.100.66:1", "mallory", "evil");
+    let rm = relayed(&m.allocate(&mut s, &mut h, T0));
+    assert_eq!(rm.ip(), rb.ip(), "one server, one relay IP");
+    // mallory permits alice (as an attacker would, to send to her).
+    assert_success(&m.permit(&mut s, &mut h, T0, &ra.to_string()), &m);
+    let ind = m.send_indication(&ra.to_string(), b"injected");
+    let (o, _) = m.send_raw(&mut s, &mut h, T0, &ind);
+    assert!(matches!(o, ClientOutput::Relay { .. }), "{o:?}");
+    // It reaches alice's relay socket from mallory's: alice never hears of it.
+    assert!(
+        from_peer(
+            &mut s,
+            &mut h,
+            T0,
+            local_of(ra),
+            &local_of(rm).to_string(),
+            b"injected",
+        )
+        .is_none(),
+        "mallory's data let in by a permission for bob"
+    );
+    // bob's still is.
+    assert!(
+        from_peer(
+            &mut s,
+            &mut h,
+            T0,
+            local_of(ra),
+            &local_of(rb).to_string(),
+            b"from bob",
+        )
+        .is_some()
+    );
+    let _ = a;
+}
+
+#[test]
+fn a_relay_permission_named_without_a_port_opens_what_the_client_sends_to() {
+    // A client that sends port 0 in CreatePermission (RFC 8656 lets it): it may
+    // send to the IP's live relayed addresses, and each one it sent to may answer.
+    let mut s = server();
+    let mut h = FakeHost::new();
+    h.users.insert("mallory".into(), "evil".into());
+    let mut a = Client::new("198.51.100.7:1", "alice", "wonderland");
+    let mut b = Client::new("198.51.100.8:1", "bob", "builder");
+    let mut m = Client::new("198.51.100.66:1", "mallory", "evil");
+    let ra = relayed(&a.allocate(&mut s, &mut h, T0));
+    let rb = relayed(&b.allocate(&mut s, &mut h, T0));
+    let rm = relayed(&m.allocate(&mut s, &mut h, T0));
+    assert_success(&a.permit(&mut s, &mut h, T0, &format!("{}:0", rb.ip())), &a);
+    assert_success(&b.permit(&mut s, &mut h, T0, &ra.to_string()), &b);
+    // Nothing is let in before alice sends.
+    assert!(
+        from_peer(
+            &mut s,
+            &mut h,
+            T0,
+            local_of(ra),
+            &local_of(rb).to_string(),
+            b"x"
+        )
+        .is_none()
+    );
+    let ind = a.send_indication(&rb.to_string(), b"hello bob");
+    let (o, _) = a.send_raw(&mut s, &mut h, T0, &ind);
+    assert!(matches!(o, ClientOutput::Relay { .. }), "{o:?}");
+    // Now bob's answers come in; mallory's do not.
+    assert!(
+        from_peer(
+            &mut s,
+            &mut h,
+            T0,
+            local_of(ra),
+            &local_of(rb).to_string(),
+            b"y"
+        )
+        .is_some()
+    );
+    assert!(
+        from_peer(
+            &mut s,
+            &mut h,
+            T0,
+            local_of(ra),
+            &local_of(rm).to_string(),
+            b"z"
+        )
+        .is_none()
+    );
+}

@@ -11,9 +11,19 @@ use super::config::{CHANNEL_COOLDOWN_SECS, USERNAME_MAX};
 use crate::{FiveTuple, Instant};
 
 /// A permission: the peer IP a client may exchange data with, until `expires`.
+///
+/// For a peer on one of this server's own relay IPs (relay to relay), a
+/// permission is for one relayed transport address, not the IP that every
+/// allocation of the server shares: `port` is the port the client named (in
+/// CreatePermission or ChannelBind) or sent to. Port 0 there (a client that
+/// named no port) lets the client send to the IP's live relayed addresses, and
+/// each one it sends to becomes a permission of its own; nothing is let in by
+/// it. For every other peer `port` is 0 and the whole IP is permitted (RFC 8656
+/// §9.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Permission {
     pub(crate) ip: IpAddr,
+    pub(crate) port: u16,
     pub(crate) expires: Instant,
 }
 
@@ -149,11 +159,45 @@ impl<const P: usize, const C: usize> Allocation<P, C> {
         }
     }
 
-    /// Whether data to or from `ip` is permitted at `now`.
+    /// Whether data to or from `ip` (a peer on no relay IP of this server) is
+    /// permitted at `now`.
     pub(crate) fn permits(&self, ip: &IpAddr, now: Instant) -> bool {
         self.permissions
             .iter()
             .any(|p| p.ip == *ip && now < p.expires)
+    }
+
+    /// Whether data from `peer`, a relayed address of this server, is let in:
+    /// only when that very address is permitted.
+    pub(crate) fn admits_relay(&self, peer: &SocketAddr, now: Instant) -> bool {
+        self.permissions
+            .iter()
+            .any(|p| p.ip == peer.ip() && p.port != 0 && p.port == peer.port() && now < p.expires)
+    }
+
+    /// Whether data to `peer`, a relayed address of this server, may go: that
+    /// address is permitted, or the client permitted its IP naming no port. In
+    /// the second case the address becomes a permission of its own (room
+    /// allowing), so its answers are let in.
+    pub(crate) fn sends_to_relay(&mut self, peer: &SocketAddr, now: Instant) -> bool {
+        if self.admits_relay(peer, now) {
+            return true;
+        }
+        let Some(open) = self
+            .permissions
+            .iter()
+            .find(|p| p.ip == peer.ip() && p.port == 0 && now < p.expires)
+            .map(|p| p.expires)
+        else {
+            return false;
+        };
+        self.permissions.retain(|p| now < p.expires);
+        let _ = self.permissions.push(Permission {
+            ip: peer.ip(),
+            port: peer.port(),
+            expires: open,
+        });
+        true
     }
 
     /// The live channel bound to `peer`, if any.

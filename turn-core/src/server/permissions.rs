@@ -25,9 +25,12 @@ where
     /// relay of its family exists (443) and the policy allows it (403).
     ///
     /// A permission is for an IP (RFC 8656 §9.1: the port is ignored, and clients
-    /// send 0), so one for the server's own relay IP is granted, and each packet
-    /// later must reach a live relayed address. A channel is for an address: it
-    /// must be a live relayed address now (and each packet is checked again).
+    /// may send 0), so one for the server's own relay IP is granted, and each
+    /// packet later must reach a live relayed address; it is kept for the
+    /// address named, not the IP every allocation shares (see
+    /// [`Permission`](super::allocation::Permission)). A channel is for an
+    /// address: it must be a live relayed address now (and each packet is
+    /// checked again).
     fn check_peer(
         &self,
         now: Instant,
@@ -63,8 +66,9 @@ where
         out: &mut [u8],
     ) -> Result<ClientOutput, Refusal> {
         let slot = self.owned_slot(now, tuple, auth)?;
-        // Check every peer before installing any: all or nothing.
-        let mut peers: heapless::Vec<IpAddr, P> = heapless::Vec::new();
+        // Check every peer before installing any: all or nothing. A peer on one
+        // of this server's relay IPs keeps its port; any other, its IP alone.
+        let mut peers: heapless::Vec<(IpAddr, u16), P> = heapless::Vec::new();
         let mut any = false;
         for p in msg.attributes_of::<XorPeerAddress>() {
             let peer = p
@@ -72,7 +76,8 @@ where
                 .0;
             any = true;
             self.check_peer(now, host, slot, peer, false)?;
-            if !peers.contains(&peer.ip()) && peers.push(peer.ip()).is_err() {
+            let key = self.permission_key(peer);
+            if !peers.contains(&key) && peers.push(key).is_err() {
                 return Err(Refusal::AllocationFull);
             }
         }
@@ -87,7 +92,7 @@ where
             .ok_or(Refusal::AllocationMismatch)?;
         let new = peers
             .iter()
-            .filter(|ip| !a.permissions.iter().any(|p| p.ip == **ip))
+            .filter(|(ip, port)| !a.permissions.iter().any(|p| p.ip == *ip && p.port == *port))
             .count();
         if a.permissions.len() + new > P {
             // Expired ones may make room.
@@ -97,8 +102,8 @@ where
             }
         }
         let expires = now.plus_secs(PERMISSION_LIFETIME_SECS);
-        for ip in peers {
-            install_permission(&mut a.permissions, ip, expires);
+        for (ip, port) in peers {
+            install_permission(&mut a.permissions, ip, port, expires);
         }
         // Channels to these peers may now relay longer.
         self.announce_routes(slot, host, now);
@@ -140,6 +145,7 @@ where
             )))?
             .0;
         self.check_peer(now, host, slot, peer, true)?;
+        let key = self.permission_key(peer);
         let a = self
             .table
             .get_mut(slot)
@@ -158,7 +164,8 @@ where
             )));
         }
         let needs_channel = !a.channels.iter().any(|c| c.number == number);
-        let needs_permission = !a.permissions.iter().any(|p| p.ip == peer.ip());
+        let (ip, port) = key;
+        let needs_permission = !a.permissions.iter().any(|p| p.ip == ip && p.port == port);
         if (needs_channel && a.channels.is_full()) || (needs_permission && a.permissions.is_full())
         {
             return Err(Refusal::AllocationFull);
@@ -176,11 +183,22 @@ where
         }
         install_permission(
             &mut a.permissions,
-            peer.ip(),
+            ip,
+            port,
             now.plus_secs(PERMISSION_LIFETIME_SECS),
         );
         self.announce_routes(slot, host, now);
         Ok(self.empty_success(msg, auth.signer(), out))
+    }
+
+    /// What a permission for `peer` is kept as: its IP and port for a peer on
+    /// this server's relay IPs, its IP alone (port 0) for any other.
+    fn permission_key(&self, peer: SocketAddr) -> (IpAddr, u16) {
+        if self.cfg.is_relay_ip(peer.ip()) {
+            (peer.ip(), peer.port())
+        } else {
+            (peer.ip(), 0)
+        }
     }
 
     /// A success response with no attributes of its own.
@@ -197,16 +215,18 @@ where
     }
 }
 
-/// Installs or refreshes the permission for `ip` (the caller made room).
+/// Installs or refreshes the permission for `ip` and `port` (the caller made
+/// room).
 fn install_permission<const P: usize>(
     perms: &mut heapless::Vec<Permission, P>,
     ip: IpAddr,
+    port: u16,
     expires: Instant,
 ) {
-    match perms.iter_mut().find(|p| p.ip == ip) {
+    match perms.iter_mut().find(|p| p.ip == ip && p.port == port) {
         Some(p) => p.expires = p.expires.max(expires),
         None => {
-            let _ = perms.push(Permission { ip, expires });
+            let _ = perms.push(Permission { ip, port, expires });
         }
     }
 }

@@ -179,7 +179,12 @@ where
         if now >= a.expires {
             return ClientOutput::Drop(Some(Refusal::NoAllocation));
         }
-        if !a.permits(&peer.ip(), now) {
+        let permitted = if self.cfg.is_relay_ip(peer.ip()) {
+            a.sends_to_relay(&peer, now)
+        } else {
+            a.permits(&peer.ip(), now)
+        };
+        if !permitted {
             return ClientOutput::Drop(Some(Refusal::NoPermission(peer.ip())));
         }
         let Some((which, relay)) = a.relay_for(&destination.ip(), now) else {
@@ -252,7 +257,7 @@ where
         let advertised = self.cfg.advertised(local);
         [advertised, local]
             .into_iter()
-            .find(|f| a.permits(&f.ip(), now))
+            .find(|f| a.admits_relay(f, now))
     }
 
     fn wrap_for_client(
@@ -271,7 +276,10 @@ where
         let Some(a) = self.table.get_mut(slot) else {
             return PeerOutput::Drop;
         };
-        if now >= a.expires || !a.permits(&peer.ip(), now) {
+        // (A peer on this server's relay IPs was judged by its exact address
+        // when its permitted form was found.)
+        let relay_peer = self.cfg.is_relay_ip(peer.ip());
+        if now >= a.expires || (!relay_peer && !a.permits(&peer.ip(), now)) {
             return PeerOutput::Drop;
         }
         let pad = a.tuple.transport.is_stream();
