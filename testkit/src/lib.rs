@@ -30,4 +30,6 @@ pub mod tools;
 pub mod wait;
 
 pub use output::Output;
+/// The JSON parser the kit reads tools' output with, for tests that need one too.
+pub use serde_json;
 pub use tools::{coturn_tool, ensure_package, run_with_timeout};

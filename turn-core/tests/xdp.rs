@@ -13,6 +13,7 @@
 #![cfg(feature = "xdp")]
 
 use causeway_testkit::Output;
+use causeway_testkit::serde_json;
 use causeway_testkit::tools;
 use causeway_testkit::wait::{self, PATIENCE};
 
@@ -37,6 +38,8 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 
 /// The client namespace's view, passed to the role by environment variables.
 const ROLE: &str = "CAUSEWAY_XDP_ROLE";
+/// The client port the role binds, when set.
+const ROLE_PORT: &str = "CAUSEWAY_XDP_ROLE_PORT";
 
 /// The lifetime of the expiry test's allocations, seconds: room for its burst
 /// many times over on a busy machine.
@@ -232,12 +235,25 @@ impl Topology {
 
     /// This test binary as the client, in the client namespace.
     fn role(&self, mode: &str, server: SocketAddr, peer: SocketAddr, family: &str) -> Role {
+        self.role_on(mode, server, peer, family, 0)
+    }
+
+    /// As [`Topology::role`], the client on UDP port `port` (0: any).
+    fn role_on(
+        &self,
+        mode: &str,
+        server: SocketAddr,
+        peer: SocketAddr,
+        family: &str,
+        port: u16,
+    ) -> Role {
         let exe = std::env::current_exe().unwrap();
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.ns('c')])
             .arg(exe)
             .args(["--exact", "role", "--nocapture", "--test-threads", "1"])
-            .env(ROLE, format!("{mode} {server} {peer} {family}"));
+            .env(ROLE, format!("{mode} {server} {peer} {family}"))
+            .env(ROLE_PORT, port.to_string());
         let (_, text) = tools::run_with_timeout(&mut cmd, 2 * PATIENCE);
         let line = text
             .lines()
@@ -474,6 +490,125 @@ fn turnutils_uclient_relays_through_the_kernel_without_loss() {
     }
 }
 
+/// The interface index of `dev` in this namespace.
+fn ifindex(dev: &str) -> u32 {
+    std::fs::read_to_string(format!("/sys/class/net/{dev}/ifindex"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The interface the program's `neighbours` map sends `ip` (IPv4) by, as
+/// bpftool dumps it.
+fn learned_ifindex(ip: std::net::Ipv4Addr) -> Option<u32> {
+    tools::ensure_package("/usr/sbin/bpftool", "bpftool");
+    let out = Command::new("bpftool")
+        .args(["-j", "map", "dump", "name", "neighbours"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let dump: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let want = ip.octets();
+    // Entries as raw bytes (hex strings) or, with BTF, as fields.
+    dump.as_array()?.iter().find_map(|e| {
+        let bytes = |v: &serde_json::Value| -> Vec<u8> {
+            v.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|b| b.as_str())
+                        .filter_map(|b| u8::from_str_radix(b.trim_start_matches("0x"), 16).ok())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let (key, value) = match (e.get("key"), e.get("value")) {
+            (Some(k), Some(v)) if k.is_array() => (bytes(k), bytes(v)),
+            _ => {
+                let f = e.get("formatted")?;
+                let ip: Vec<u8> = f["key"]["ip"]
+                    .as_array()?
+                    .iter()
+                    .filter_map(|b| b.as_u64().map(|b| b as u8))
+                    .collect();
+                let ifindex = f["value"]["ifindex"].as_u64()? as u32;
+                return (ip.get(..4) == Some(&want[..])).then_some(ifindex);
+            }
+        };
+        if key.get(..4) != Some(&want[..]) {
+            return None;
+        }
+        Some(u32::from_le_bytes(value.get(..4)?.try_into().ok()?))
+    })
+}
+
+#[test]
+fn a_spoofed_frame_from_another_interface_does_not_re_point_a_client() {
+    let _one = one_at_a_time();
+    let t = Topology::new();
+    let _peer = t.echo_peer();
+    let relay = Relay::builder()
+        .settings(t.settings())
+        .user("alice", "wonderland")
+        .start()
+        .unwrap();
+    let peer = SocketAddr::new(t.peer_ip(false), 3480);
+    let client_ip = std::net::Ipv4Addr::new(10, 77, (t.n % 256) as u8, 2);
+    let port = 40_123;
+    let r = t.role_on("echo", t.listener(false), peer, "ipv4", port);
+    assert_eq!(r.echoed, r.sent, "{r:?}");
+    let client_side = ifindex(&t.client_side);
+    assert_eq!(
+        learned_ifindex(client_ip),
+        Some(client_side),
+        "learned from the client"
+    );
+    // From the peer's side, a frame posing as the client: its address, its
+    // port, its channel (the first), to the listener.
+    sh(&[
+        "ip",
+        "-n",
+        &t.ns('p'),
+        "addr",
+        "add",
+        &format!("{client_ip}/32"),
+        "dev",
+        &format!("{}p0", t.name),
+    ]);
+    let relayed_before = kernel(&relay).to_peer_packets;
+    let mut spoof = vec![0x40, 0x00, 0x00, 0x04];
+    spoof.extend_from_slice(b"evil");
+    let script = format!(
+        "import socket\ns=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.bind(('{client_ip}', {port}))\ns.sendto(bytes.fromhex('{}'), ('{}', 3478))\n",
+        spoof.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        t.listener(false).ip()
+    );
+    let out = Command::new("ip")
+        .args(["netns", "exec", &t.ns('p'), "python3", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The program saw it (the route matched: it relayed it to the peer)...
+    assert!(
+        wait::holds(PATIENCE, || kernel(&relay).to_peer_packets > relayed_before),
+        "{:?}",
+        kernel(&relay)
+    );
+    // ...and learned nothing from it.
+    assert_eq!(
+        learned_ifindex(client_ip),
+        Some(client_side),
+        "the way back to the client re-pointed by a spoofed frame"
+    );
+    assert!(kernel(&relay).not_learned > 0, "{:?}", kernel(&relay));
+}
+
 /// The client side, run inside the client namespace by the tests above (as this
 /// binary with `CAUSEWAY_XDP_ROLE` set); does nothing otherwise.
 #[test]
@@ -616,10 +751,15 @@ impl RoleClient {
     }
 
     fn allocate(server: SocketAddr, peer: SocketAddr, family: &str) -> RoleClient {
+        // A port of the test's choosing, when it will pose as this client.
+        let port: u16 = std::env::var(ROLE_PORT)
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
         let local: SocketAddr = if server.is_ipv4() {
-            "0.0.0.0:0".parse().unwrap()
+            (std::net::Ipv4Addr::UNSPECIFIED, port).into()
         } else {
-            "[::]:0".parse().unwrap()
+            (std::net::Ipv6Addr::UNSPECIFIED, port).into()
         };
         let sock = UdpSocket::bind(local).unwrap();
         sock.connect(server).unwrap();

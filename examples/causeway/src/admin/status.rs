@@ -143,6 +143,7 @@ pub(super) fn kernel(stats: &Stats) -> Option<Kernel> {
             ("bad_length", k.bad_length),
             ("no_way_back", k.no_fib),
             ("no_checksum", k.no_checksum),
+            ("not_learned", k.not_learned),
         ]),
     })
 }

@@ -103,12 +103,13 @@ impl StatsHandle {
                 ..Default::default()
             });
         }
+        // Read from the fast path's own handles: never the lock the workers take
+        // to install routes.
         #[cfg(feature = "xdp")]
-        if let Some(fast) = &self.shared.fast {
-            let fast = fast.lock().unwrap_or_else(|e| e.into_inner());
-            stats.kernel = Some(fast.stats());
+        if let Some(kernel) = &self.shared.kernel {
+            stats.kernel = Some(kernel.stats());
             // Each allocation's traffic, with what the kernel relayed for it.
-            let per_client = fast.per_client();
+            let per_client = kernel.per_client();
             for a in &mut stats.allocations {
                 if let Some(c) = per_client.get(&(a.tuple.client, a.tuple.server)) {
                     a.traffic.to_peer_packets += c[0];

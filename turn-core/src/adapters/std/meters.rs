@@ -5,24 +5,40 @@
 use crate::adapters::std::prelude::*;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Mutex, RwLock};
 
 use crate::Instant;
 use crate::server::{Bandwidth, Config, TokenBucket};
 
-/// Users' buckets beyond this many trigger a sweep of the idle ones (then
-/// twice as many as were left, so active users never make each new one sweep).
-const SWEEP_AT: usize = 4096;
+/// Users' buckets beyond this many in a shard trigger a sweep of the idle ones
+/// (then twice as many as were left, so active users never make each new one
+/// sweep).
+const SWEEP_AT: usize = 256;
+/// Shards of the users' map: a packet locks its user's shard for reading and
+/// its user's buckets, never a lock every packet of every user takes.
+const SHARDS: usize = 64;
 
-/// Each user's two buckets (to peers, from peers), by the user part of its name.
-#[derive(Default)]
+/// Each user's two buckets (to peers, from peers), by the user part of its
+/// name: per credential, so with one TURN user for a whole meeting the limit
+/// is the meeting's, and one participant may spend it for all.
 pub(crate) struct UserMeters {
-    buckets: Mutex<Buckets>,
+    shards: Vec<RwLock<Shard>>,
+    hasher: RandomState,
+}
+
+impl Default for UserMeters {
+    fn default() -> Self {
+        UserMeters {
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            hasher: RandomState::new(),
+        }
+    }
 }
 
 #[derive(Default)]
-struct Buckets {
-    by_user: HashMap<String, [TokenBucket; 2]>,
+struct Shard {
+    by_user: HashMap<String, Mutex<[TokenBucket; 2]>>,
     sweep_at: usize,
 }
 
@@ -36,35 +52,46 @@ impl UserMeters {
         now: Instant,
         bytes: usize,
     ) -> bool {
-        let mut g = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let Buckets {
-            by_user: map,
-            sweep_at,
-        } = &mut *g;
-        if let Some(b) = map.get_mut(user) {
+        let i = (self.hasher.hash_one(user) % SHARDS as u64) as usize;
+        let Some(shard) = self.shards.get(i) else {
+            return true;
+        };
+        {
+            let read = shard.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(b) = read.by_user.get(user) {
+                let mut b = b.lock().unwrap_or_else(|e| e.into_inner());
+                return charge(&mut b, to_peer, rate, now, bytes);
+            }
+        }
+        let mut write = shard.write().unwrap_or_else(|e| e.into_inner());
+        let Shard { by_user, sweep_at } = &mut *write;
+        if let Some(b) = by_user.get_mut(user) {
+            let b = b.get_mut().unwrap_or_else(|e| e.into_inner());
             return charge(b, to_peer, rate, now, bytes);
         }
-        if map.len() >= (*sweep_at).max(SWEEP_AT) {
+        if by_user.len() >= (*sweep_at).max(SWEEP_AT) {
             // A bucket idle for as long as its burst takes to refill is full: as
             // good as a new one, so forgetting it changes nothing.
             let idle_ms = u64::from(rate.burst_bytes) * 1000 / u64::from(rate.bytes_per_sec.max(1));
-            map.retain(|_, b| b.iter().any(|b| now.millis_since(b.last_used()) <= idle_ms));
-            *sweep_at = map.len() * 2;
+            by_user.retain(|_, b| {
+                let b = b.get_mut().unwrap_or_else(|e| e.into_inner());
+                b.iter().any(|b| now.millis_since(b.last_used()) <= idle_ms)
+            });
+            *sweep_at = by_user.len() * 2;
         }
         let mut b = [TokenBucket::new(); 2];
         let ok = charge(&mut b, to_peer, rate, now, bytes);
-        map.insert(user.to_string(), b);
+        by_user.insert(user.to_string(), Mutex::new(b));
         ok
     }
 
     /// Users with buckets now.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.buckets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .by_user
-            .len()
+        self.shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(|e| e.into_inner()).by_user.len())
+            .sum()
     }
 }
 
@@ -105,12 +132,22 @@ mod tests {
             "the other way is not"
         );
         assert!(m.take("bob", true, rate, t, 1500));
-        for i in 0..SWEEP_AT - 2 {
+        // Enough users that every shard fills up to its sweep.
+        for i in 0..SWEEP_AT * SHARDS {
             m.take(&format!("u{i}"), true, rate, t, 1);
         }
-        assert_eq!(m.len(), SWEEP_AT, "no sweep yet");
-        m.take("late", true, rate, Instant::from_secs(20), 1);
-        assert_eq!(m.len(), 1, "idle buckets forgotten");
+        let before = m.len();
+        assert!(before > SWEEP_AT * SHARDS / 2, "{before}");
+        // Later, new users make the idle ones go as their shards fill.
+        let later = Instant::from_secs(20);
+        for i in 0..SWEEP_AT * SHARDS {
+            m.take(&format!("v{i}"), true, rate, later, 1);
+        }
+        assert!(
+            m.len() < before + SWEEP_AT * SHARDS,
+            "idle buckets forgotten: {}",
+            m.len()
+        );
     }
 
     #[test]

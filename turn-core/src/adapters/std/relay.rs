@@ -236,6 +236,7 @@ pub(crate) fn start(mut parts: Parts) -> Result<Relay, StartError> {
         match super::xdp::FastPath::start(&settings.xdp, &shared.clock) {
             Ok(fast) => {
                 info!("kernel fast path on: {fast:?}");
+                shared.kernel = Some(fast.view());
                 shared.fast = Some(std::sync::Mutex::new(fast));
             }
             Err(e) => {

@@ -61,6 +61,9 @@ pub(crate) struct Shared {
     /// The kernel fast path, when it is on.
     #[cfg(feature = "xdp")]
     pub(crate) fast: Option<Mutex<super::xdp::FastPath>>,
+    /// The fast path as the stats read it.
+    #[cfg(feature = "xdp")]
+    pub(crate) kernel: Option<Arc<super::xdp::KernelView>>,
     /// Why the fast path asked for did not start.
     #[cfg(feature = "xdp")]
     pub(crate) fast_error: Option<String>,
@@ -104,6 +107,8 @@ impl Shared {
             tls_refusals: Arc::default(),
             #[cfg(feature = "xdp")]
             fast: None,
+            #[cfg(feature = "xdp")]
+            kernel: None,
             #[cfg(feature = "xdp")]
             fast_error: None,
         }

@@ -12,7 +12,8 @@ use crate::adapters::std::prelude::*;
 
 use std::collections::HashMap as StdHashMap;
 use std::fmt;
-use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use aya::maps::{HashMap, MapData, PerCpuArray};
 use aya::programs::xdp::XdpLinkId;
@@ -24,12 +25,14 @@ use crate::server::{ChannelRoute, RelayHandle};
 use super::clock::Clock;
 
 mod maps;
+mod view;
 
 /// The program, built by `build.rs`.
 /// (Aligned: the ELF parser reads it in place.)
 static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/relay.bpf.o"));
 
-use maps::{Key, Route, counters, from_peer_key, route, socket_addr, to_peer_key};
+use maps::{Key, Route, from_peer_key, route, to_peer_key};
+pub(crate) use view::KernelView;
 
 /// How to attach the program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -93,6 +96,10 @@ pub struct KernelStats {
     pub no_fib: u64,
     /// IPv4 datagrams without checksum bound for IPv6, left to userspace.
     pub no_checksum: u64,
+    /// Frames whose way back was not learned: the host's routing toward their
+    /// sender disagrees with the interface or the MAC they came from (spoofed,
+    /// or a route that changed).
+    pub not_learned: u64,
 }
 
 /// Why the fast path is off.
@@ -116,18 +123,18 @@ pub(crate) struct FastPath {
     links: Vec<XdpLinkId>,
     to_peer: HashMap<MapData, Key, Route>,
     from_peer: HashMap<MapData, Key, Route>,
-    stats: PerCpuArray<MapData, u64>,
     /// Installed keys by worker and relay socket, to remove with the socket.
     by_relay: StdHashMap<(usize, RelayHandle), Vec<(Key, Key)>>,
     /// CLOCK_MONOTONIC, in ns, at the relay clock's origin.
     origin_ns: u64,
-    attached: Vec<(String, &'static str)>,
+    /// What the stats read, kept up to date here.
+    view: Arc<KernelView>,
 }
 
 impl fmt::Debug for FastPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FastPath")
-            .field("attached", &self.attached)
+            .field("attached", &self.view.attached)
             .finish_non_exhaustive()
     }
 }
@@ -191,18 +198,23 @@ impl FastPath {
             HashMap::try_from(map(&mut ebpf, "to_peer")?).map_err(|e| err("the to_peer map", e))?;
         let from_peer = HashMap::try_from(map(&mut ebpf, "from_peer")?)
             .map_err(|e| err("the from_peer map", e))?;
-        let stats =
+        let stats: PerCpuArray<MapData, u64> =
             PerCpuArray::try_from(map(&mut ebpf, "stats")?).map_err(|e| err("the stats map", e))?;
+        let view = Arc::new(KernelView::open(&to_peer, &from_peer, &stats, attached)?);
         Ok(FastPath {
             ebpf,
             links,
             to_peer,
             from_peer,
-            stats,
             by_relay: StdHashMap::new(),
             origin_ns,
-            attached,
+            view,
         })
+    }
+
+    /// What the stats read (never this path's lock).
+    pub(crate) fn view(&self) -> Arc<KernelView> {
+        self.view.clone()
     }
 
     /// Detaches the program from every interface: from then on userspace relays
@@ -215,7 +227,11 @@ impl FastPath {
                 let _ = program.detach(link);
             }
         }
-        self.attached.clear();
+        self.view
+            .attached
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// Installs or updates the two directions of `r` (announced by worker
@@ -255,63 +271,18 @@ impl FastPath {
         let keys = self.by_relay.entry((worker, r.handle)).or_default();
         if !keys.contains(&(up, down)) {
             keys.push((up, down));
+            self.view.routes.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// Removes every route of relay socket `handle` of worker `worker`.
     pub(crate) fn remove_relay(&mut self, worker: usize, handle: RelayHandle) {
         if let Some(keys) = self.by_relay.remove(&(worker, handle)) {
+            self.view.routes.fetch_sub(keys.len(), Ordering::Relaxed);
             for (up, down) in keys {
                 let _ = self.to_peer.remove(&up);
                 let _ = self.from_peer.remove(&down);
             }
         }
-    }
-
-    /// The counters, summed over CPUs.
-    pub(crate) fn stats(&self) -> KernelStats {
-        let total = |i: u32| {
-            self.stats
-                .get(&i, 0)
-                .map_or(0, |v| v.iter().copied().fold(0u64, u64::wrapping_add))
-        };
-        KernelStats {
-            error: None,
-            attached: self.attached.clone(),
-            routes: self.by_relay.values().map(Vec::len).sum(),
-            to_peer_packets: total(0),
-            to_peer_bytes: total(1),
-            from_peer_packets: total(2),
-            from_peer_bytes: total(3),
-            expired: total(4),
-            bad_length: total(5),
-            no_fib: total(6),
-            no_checksum: total(7),
-        }
-    }
-
-    /// What each client relayed in the kernel: (client, listener) and its
-    /// packets and bytes to peers and from peers.
-    pub(crate) fn per_client(&self) -> StdHashMap<(SocketAddr, SocketAddr), [u64; 4]> {
-        let mut out: StdHashMap<(SocketAddr, SocketAddr), [u64; 4]> = StdHashMap::new();
-        for (k, v) in self.to_peer.iter().flatten() {
-            let family = k[38];
-            let client = socket_addr(&k, 0, 32, family);
-            let server = socket_addr(&k, 16, 34, family);
-            let (p, b) = counters(&v);
-            let e = out.entry((client, server)).or_default();
-            e[0] += p;
-            e[1] += b;
-        }
-        for (_, v) in self.from_peer.iter().flatten() {
-            let family = v[38];
-            let server = socket_addr(&v, 0, 32, family);
-            let client = socket_addr(&v, 16, 34, family);
-            let (p, b) = counters(&v);
-            let e = out.entry((client, server)).or_default();
-            e[2] += p;
-            e[3] += b;
-        }
-        out
     }
 }

@@ -92,7 +92,12 @@ struct {
 
 /* The link-layer way back to a client or a peer: learned from its own routed
  * packets (the interface they came in on, and the frame's addresses swapped), so
- * the fast path needs neither IP forwarding nor the FIB. */
+ * the fast path needs no IP forwarding. A frame teaches only what the host's own
+ * routing agrees with (the FIB, looked up as for an outgoing packet, sends the
+ * answer out of the interface the frame came in on, to the MAC it came from);
+ * where the FIB cannot answer (no forwarding on the interface), only the first
+ * way learned is kept. Either way a spoofed frame from another interface or
+ * neighbour re-points nothing. */
 struct neigh_key {
 	__u8 ip[16];
 	__u8 family;
@@ -122,6 +127,7 @@ enum stat {
 	STAT_BAD_LENGTH,  /* ChannelData on a route whose length is not its payload */
 	STAT_NO_FIB,      /* no way back learned, no FIB route, or past the MTU: to userspace */
 	STAT_NO_CHECKSUM, /* an IPv4 datagram without checksum bound for IPv6 */
+	STAT_NOT_LEARNED, /* a frame the FIB toward its sender disagrees with: its way back not learned */
 	STAT_COUNT,
 };
 
@@ -270,7 +276,8 @@ static __always_inline int same_mac(const __u8 *a, const __u8 *b)
 	return same;
 }
 
-/* Remembers the way back to the sender of this (routed) frame. */
+/* Remembers the way back to the sender of this (routed) frame, if the host's
+ * routing agrees with it. */
 static __always_inline void learn(struct xdp_md *ctx, struct packet *p)
 {
 	void *data = (void *)(long)ctx->data;
@@ -285,6 +292,36 @@ static __always_inline void learn(struct xdp_md *ctx, struct packet *p)
 	if (n && n->ifindex == ctx->ingress_ifindex && same_mac(n->theirs, eth->h_source) &&
 	    same_mac(n->ours, eth->h_dest))
 		return;
+	/* New, or changed: only what the FIB toward the sender confirms (an
+	 * answer from our address to it leaves by this interface, to this MAC). */
+	struct bpf_fib_lookup fib = {};
+	fib.l4_protocol = IPPROTO_UDP;
+	fib.sport = p->dport;
+	fib.dport = p->sport;
+	fib.tot_len = p->udp_len;
+	fib.ifindex = ctx->ingress_ifindex;
+	if (p->family == 4) {
+		fib.family = AF_INET;
+		__builtin_memcpy(&fib.ipv4_src, p->dst, 4);
+		__builtin_memcpy(&fib.ipv4_dst, p->src, 4);
+	} else {
+		fib.family = AF_INET6;
+		__builtin_memcpy(fib.ipv6_src, p->dst, 16);
+		__builtin_memcpy(fib.ipv6_dst, p->src, 16);
+	}
+	int rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT);
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		if (fib.ifindex != ctx->ingress_ifindex || !same_mac(fib.dmac, eth->h_source)) {
+			count(STAT_NOT_LEARNED, 1);
+			return;
+		}
+	} else if (n) {
+		/* Routing cannot answer (the host does not forward on this
+		 * interface, or has no neighbour yet): the way first learned stays,
+		 * and a frame from elsewhere re-points nothing. */
+		count(STAT_NOT_LEARNED, 1);
+		return;
+	}
 	struct neigh v = { .ifindex = ctx->ingress_ifindex };
 	__builtin_memcpy(v.ours, eth->h_dest, ETH_ALEN);
 	__builtin_memcpy(v.theirs, eth->h_source, ETH_ALEN);
