@@ -188,6 +188,42 @@ fn own_addresses_are_denied_even_when_the_allow_list_covers_them() {
 }
 
 #[test]
+fn the_hosts_own_addresses_past_the_policys_list_are_denied_too() {
+    let mut cfg = config();
+    cfg.policy
+        .allow
+        .push(Cidr::parse("10.0.0.0/8").unwrap())
+        .unwrap();
+    let mut s = server_with(cfg, 4);
+    let mut h = FakeHost::new();
+    // One of hundreds of ClusterIPs on the node, which the policy cannot hold.
+    h.own.insert("10.96.3.7".parse().unwrap());
+    let mut c = Client::new("198.51.100.7:1", "alice", "wonderland");
+    c.allocate(&mut s, &mut h, T0);
+    assert_success(&c.permit(&mut s, &mut h, T0, "10.96.3.8:0"), &c);
+    for (what, r) in [
+        ("permission", c.permit(&mut s, &mut h, T0, "10.96.3.7:0")),
+        (
+            "channel",
+            c.bind(&mut s, &mut h, T0, 0x4001, "10.96.3.7:443"),
+        ),
+    ] {
+        assert_eq!(r.code(), Some(403), "{what}");
+        assert!(
+            matches!(
+                r.refusal,
+                Some(Refusal::ForbiddenPeer(
+                    _,
+                    turn_core::server::policy::Verdict::DeniedOwnAddress
+                ))
+            ),
+            "{what}: {:?}",
+            r.refusal
+        );
+    }
+}
+
+#[test]
 fn a_permission_for_another_allocation_on_this_server_admits_that_one_only() {
     // alice (the browser) permits bob's relayed address (the call bridge's);
     // mallory, another user with an allocation on the same server, shares its

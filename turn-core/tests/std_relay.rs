@@ -383,3 +383,48 @@ fn a_drain_turns_new_clients_away_and_ends_when_the_last_allocation_does() {
         relay.stats()
     );
 }
+
+#[test]
+fn every_own_address_is_refused_as_a_peer_however_many_the_host_has() {
+    // A Kubernetes node with IPVS holds every ClusterIP on one interface: far
+    // more own addresses than the policy's fixed list. Each stays refused
+    // (including the last) while the allow list covers the range they are in.
+    let own: Vec<std::net::IpAddr> = (1..=3 * turn_core::server::policy::OWN_MAX as u8)
+        .map(|i| std::net::IpAddr::from([10, 96, 0, i]))
+        .collect();
+    let mut settings = turn_core::adapters::std::Settings {
+        own_addresses: own.clone(),
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        ..Default::default()
+    };
+    settings
+        .turn
+        .policy
+        .allow
+        .push(Cidr::parse("10.0.0.0/8").unwrap())
+        .unwrap();
+    let relay = Relay::builder()
+        .settings(settings)
+        .realm("example")
+        .threads(1)
+        .total(4)
+        .user("alice", "s3cret")
+        .start()
+        .unwrap();
+    let server = relay.local_addrs()[0];
+    let mut turn =
+        TurnClient::connect(ClientConfig::new(server, "alice", "s3cret").unwrap()).unwrap();
+    turn.allocate(T).unwrap();
+    // The meeting server's range is allowed...
+    turn.create_permission("10.1.2.3".parse().unwrap(), T)
+        .unwrap();
+    // ...none of the host's own addresses, the first and the last alike.
+    for ip in [own[0], own[own.len() - 1]] {
+        match turn.create_permission(ip, T) {
+            Err(ClientIoError::Failed { failure, .. }) => {
+                assert_eq!(failure, Failure::Code(403), "{ip}")
+            }
+            other => panic!("{ip}: {other:?}"),
+        }
+    }
+}

@@ -100,6 +100,17 @@ pub trait Host {
     /// reaches live allocations and never the server's other ports.
     fn is_relay(&mut self, local: SocketAddr) -> bool;
 
+    /// Whether `ip` is an address of this host that peers may never be, besides
+    /// the policy's own list (which has a fixed size): a host with more
+    /// addresses than that (every ClusterIP of a Kubernetes node on one
+    /// interface) answers for all of them here. Asked when a permission or a
+    /// channel is asked for a peer the policy allows, never per packet. By
+    /// default none.
+    fn is_own_address(&mut self, ip: core::net::IpAddr) -> bool {
+        let _ = ip;
+        false
+    }
+
     /// Counts a new allocation of `user` against the quotas. `user` is the
     /// username, or the user part of a time-limited one (`expiry:user` counts as
     /// `user`).

@@ -11,7 +11,7 @@ use stun_core::{AttributeType, Message};
 use super::allocation::{Channel, Permission};
 use super::auth::Authenticated;
 use super::config::{CHANNEL_LIFETIME_SECS, PERMISSION_LIFETIME_SECS};
-use super::policy::Verdict;
+use super::policy::{Verdict, forms};
 use super::refusal::{BadRequest, Refusal};
 use super::respond::{self, Signer};
 use super::{ClientOutput, Host, Server, Slot};
@@ -43,13 +43,25 @@ where
         if a.relay_for(&peer.ip(), now).is_none() {
             return Err(Refusal::PeerFamilyMismatch);
         }
+        let mut live = false;
         let verdict = self.cfg.policy.check(peer, |addr| {
-            if channel {
+            live = if channel {
                 self.live_relay(host, addr).is_some()
             } else {
                 self.cfg.is_relay_ip(addr.ip())
-            }
+            };
+            live
         });
+        // The host's own addresses past the policy's list lose to every allow
+        // entry too (a live relayed address aside).
+        let verdict = if verdict == Verdict::Allow
+            && !live
+            && forms(peer.ip()).iter().any(|f| host.is_own_address(f))
+        {
+            Verdict::DeniedOwnAddress
+        } else {
+            verdict
+        };
         match verdict {
             Verdict::Allow => Ok(()),
             why => Err(Refusal::ForbiddenPeer(peer.ip(), why)),

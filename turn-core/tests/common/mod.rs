@@ -43,6 +43,8 @@ pub struct FakeHost {
     pub routes: Vec<ChannelRoute>,
     /// Per-user bandwidth buckets, by user and direction (to peer).
     pub user_buckets: HashMap<(String, bool), turn_core::server::TokenBucket>,
+    /// The host's own addresses past the policy's list.
+    pub own: HashSet<std::net::IpAddr>,
 }
 
 impl FakeHost {
@@ -107,6 +109,10 @@ impl Host for FakeHost {
 
     fn is_relay(&mut self, local: SocketAddr) -> bool {
         self.bound.contains_key(&local)
+    }
+
+    fn is_own_address(&mut self, ip: std::net::IpAddr) -> bool {
+        self.own.contains(&ip)
     }
 
     fn bind_relay(&mut self, handle: RelayHandle, local: SocketAddr) -> Result<(), BindError> {

@@ -228,7 +228,7 @@ impl Relay {
     /// refused, naming the field. A refused reload changes nothing.
     pub fn reload(&self, builder: RelayBuilder) -> Result<(), StartError> {
         let mut parts = builder.into_parts()?;
-        super::relay::check(&mut parts)?;
+        let own = super::relay::check(&mut parts)?;
         let mut running = self.settings.lock().unwrap_or_else(|e| e.into_inner());
         let new = &parts.settings;
         // The running listeners are as bound: a port 0 asked for again is theirs.
@@ -292,6 +292,7 @@ impl Relay {
                 new.tcp.tls_handshakes_per_sec,
             );
         *shared.balancers.write().unwrap_or_else(|e| e.into_inner()) = new.proxy_protocol.clone();
+        *shared.own.write().unwrap_or_else(|e| e.into_inner()) = own;
         let total = new.total.unwrap_or_else(|| shared.quota.total());
         shared.quota.set_limits(new.per_user, total);
         let cfg = super::meters::for_shard(&new.turn, shared.heartbeats.len());

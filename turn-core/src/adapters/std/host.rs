@@ -81,6 +81,14 @@ impl Host for WorkerHost<'_> {
         self.shared.live.contains(local)
     }
 
+    fn is_own_address(&mut self, ip: std::net::IpAddr) -> bool {
+        self.shared
+            .own
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(ip)
+    }
+
     fn reserve_port(
         &mut self,
         token: [u8; 8],

@@ -42,8 +42,11 @@ fn random<const N: usize>() -> Result<[u8; N], StartError> {
 }
 
 /// Fills in what the settings leave to the listeners: the relay addresses, and
-/// the own addresses peers may never be.
-fn resolve(settings: &mut Settings) -> Result<(), StartError> {
+/// the own addresses peers may never be. Returns every own address: the
+/// policy holds the first [`OWN_MAX`](crate::server::policy::OWN_MAX), the
+/// workers' [`Host`](crate::server::Host) answers for all of them (a host may
+/// have hundreds: every ClusterIP of a Kubernetes node sits on one interface).
+fn resolve(settings: &mut Settings) -> Result<OwnAddresses, StartError> {
     if settings.listen.is_empty() && settings.tls_listen.is_empty() {
         return Err(StartError::Settings {
             field: "listen",
@@ -65,12 +68,47 @@ fn resolve(settings: &mut Settings) -> Result<(), StartError> {
         .chain(&settings.tls_listen)
         .copied()
         .collect();
-    for ip in own_addresses(&listeners, &settings.own_addresses) {
-        if !settings.turn.policy.add_own(ip) {
-            warn!("more own addresses than the peer policy holds; {ip} is not among them");
-        }
+    let own = own_addresses(&listeners, &settings.own_addresses);
+    // The relay and advertised addresses first (the core needs them in its
+    // list), then the others while there is room: past it the host's set
+    // answers (see above).
+    for ip in settings
+        .turn
+        .relay_ips()
+        .into_iter()
+        .flatten()
+        .chain(own.iter().copied())
+    {
+        let _ = settings.turn.policy.add_own(ip);
     }
-    Ok(())
+    Ok(OwnAddresses::new(own))
+}
+
+/// Every address of this host that peers may never be, in every form a
+/// policy compares (IPv4 wrapped in IPv6 unwrapped), sorted for lookups.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct OwnAddresses(Arc<[IpAddr]>);
+
+impl OwnAddresses {
+    fn new(own: Vec<IpAddr>) -> OwnAddresses {
+        let mut all: Vec<IpAddr> = own
+            .iter()
+            .flat_map(|&ip| [ip, crate::server::policy::normalize(ip)])
+            .collect();
+        all.sort();
+        all.dedup();
+        OwnAddresses(all.into())
+    }
+
+    /// Whether `ip` (one form of a peer's address) is among them.
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
+        self.0.binary_search(&ip).is_ok()
+    }
+
+    /// How many addresses (forms included).
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
 /// The addresses of this host that peers may never be: every listener and the
@@ -165,7 +203,7 @@ fn bind_all(settings: &Settings, threads: usize) -> Result<Bound, StartError> {
 
 /// Checks what a start or a reload needs of the settings, and completes them
 /// (relay and own addresses).
-pub(crate) fn check(parts: &mut Parts) -> Result<(), StartError> {
+pub(crate) fn check(parts: &mut Parts) -> Result<OwnAddresses, StartError> {
     #[cfg(feature = "tls")]
     if !parts.settings.tls_listen.is_empty() && parts.tls.is_none() {
         return Err(StartError::Settings {
@@ -180,13 +218,14 @@ pub(crate) fn check(parts: &mut Parts) -> Result<(), StartError> {
             problem: "TLS listeners need turn-core's `tls` feature".into(),
         });
     }
-    resolve(&mut parts.settings)?;
-    parts.settings.turn.validate().map_err(StartError::Config)
+    let own = resolve(&mut parts.settings)?;
+    parts.settings.turn.validate().map_err(StartError::Config)?;
+    Ok(own)
 }
 
 /// Starts the relay (see [`RelayBuilder::start`](super::RelayBuilder::start)).
 pub(crate) fn start(mut parts: Parts) -> Result<Relay, StartError> {
-    check(&mut parts)?;
+    let own = check(&mut parts)?;
     let Parts {
         settings,
         credentials,
@@ -231,6 +270,13 @@ pub(crate) fn start(mut parts: Parts) -> Result<Relay, StartError> {
         u64::from_le_bytes(rate_seed),
     );
     shared.balancers = std::sync::RwLock::new(settings.proxy_protocol.clone());
+    if own.len() > crate::server::policy::OWN_MAX {
+        info!(
+            "{} own address forms (peers may never be any of them)",
+            own.len()
+        );
+    }
+    shared.own = std::sync::RwLock::new(own);
     #[cfg(feature = "xdp")]
     if !settings.xdp.interfaces.is_empty() {
         match super::xdp::FastPath::start(&settings.xdp, &shared.clock) {

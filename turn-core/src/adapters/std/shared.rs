@@ -42,6 +42,8 @@ pub(crate) struct Shared {
     pub(crate) sources: Arc<Sources>,
     /// Load balancers whose connections start with a PROXY header.
     pub(crate) balancers: RwLock<Vec<crate::server::policy::Cidr>>,
+    /// Every own address (the policy holds only the first few).
+    pub(crate) own: RwLock<super::relay::OwnAddresses>,
     pub(crate) quota: Quota,
     /// Per-user bandwidth buckets.
     pub(crate) meters: super::meters::UserMeters,
@@ -91,6 +93,7 @@ impl Shared {
             live: LiveRelays::default(),
             sources: Sources::new(tcp.max_per_source, tcp.ipv6_source_prefix),
             balancers: RwLock::new(Vec::new()),
+            own: RwLock::default(),
             quota,
             meters: Default::default(),
             reservations: Reservations::default(),
