@@ -62,16 +62,21 @@ impl Link {
     }
 
     /// Queues plaintext for the peer (TLS buffers it; plain TCP may take part of
-    /// it) and writes what the socket takes. Returns how much of `src` was taken.
+    /// it) and writes what the socket takes. Returns how much of `src` was taken:
+    /// 0 only when the socket would block (so a writable event follows).
     pub fn write_plain(&mut self, src: &[u8]) -> io::Result<usize> {
-        match self.tls.as_mut() {
-            None => self.sock.write(src),
-            Some(tls) => {
-                let n = tls.writer().write(src)?;
-                self.flush()?;
-                Ok(n)
-            }
+        if self.tls.is_none() {
+            return self.sock.write(src);
         }
+        // Records from an earlier write first: a full TLS buffer the socket
+        // could take would otherwise refuse `src` with nothing left to wait for.
+        self.flush()?;
+        let n = match self.tls.as_mut() {
+            Some(tls) => tls.writer().write(src)?,
+            None => 0,
+        };
+        self.flush()?;
+        Ok(n)
     }
 
     /// Writes queued TLS records; `Ok(true)` when nothing is left to write.
@@ -102,6 +107,15 @@ impl Link {
             tls.send_close_notify();
         }
         let _ = self.flush();
+    }
+
+    /// What the TLS session holds: bytes of records waiting for the socket, and
+    /// plaintext received that nobody read yet (nothing without TLS).
+    pub fn buffered(&mut self) -> (usize, usize) {
+        match self.tls.as_mut().map(|t| t.process_new_packets()) {
+            Some(Ok(state)) => (state.tls_bytes_to_write(), state.plaintext_bytes_to_read()),
+            _ => (0, 0),
+        }
     }
 
     /// Whether TLS records wait for the socket to become writable.
