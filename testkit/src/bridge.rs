@@ -123,6 +123,14 @@ ws.onerror = () => { document.title = "ws error"; };
 
 /// Runs the stand-in web bridge on loopback with `leaf`; returns its address.
 pub fn start_bridge(leaf: &Leaf) -> SocketAddr {
+    start_bridge_with(leaf, None)
+}
+
+/// As [`start_bridge`], each connection's socket send buffer set to `sndbuf`
+/// bytes when given (a benchmark on one machine whose thousand stalled
+/// responses would otherwise fill the kernel's TCP memory on the bridge's side,
+/// which on a real deployment is another host's).
+pub fn start_bridge_with(leaf: &Leaf, sndbuf: Option<usize>) -> SocketAddr {
     let cfg = Arc::new(
         rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
@@ -139,6 +147,9 @@ pub fn start_bridge(leaf: &Leaf) -> SocketAddr {
         for (id, s) in listener.incoming().enumerate() {
             let Ok(s) = s else { continue };
             let _ = s.set_nodelay(true);
+            if let Some(n) = sndbuf {
+                let _ = socket2::SockRef::from(&s).set_send_buffer_size(n);
+            }
             let cfg = cfg.clone();
             std::thread::spawn(move || {
                 let conn = rustls::ServerConnection::new(cfg).unwrap();

@@ -2,7 +2,8 @@
 //! writes a throwaway CA and certificates into a directory, serves HTTPS and WSS
 //! echo on loopback, and prints its port.
 //!
-//! `cargo run --release -p causeway --example bridge_standin -- DIR`
+//! `cargo run --release -p causeway --example bridge_standin -- DIR [SNDBUF]`
+//! (SNDBUF: each connection's socket send buffer, in bytes)
 
 use causeway_testkit::bridge;
 
@@ -14,7 +15,10 @@ fn main() {
     std::fs::write(dir.join("ca.pem"), &ca.cert_pem).expect("write");
     std::fs::write(dir.join("front.pem"), &front.cert_pem).expect("write");
     std::fs::write(dir.join("front.key"), &front.key_pem).expect("write");
-    let addr = bridge::start_bridge(&ca.leaf(&["localhost"]));
+    let sndbuf = std::env::args()
+        .nth(2)
+        .map(|n| n.parse().expect("SNDBUF: bytes"));
+    let addr = bridge::start_bridge_with(&ca.leaf(&["localhost"]), sndbuf);
     println!("{}", addr.port());
     loop {
         std::thread::park();

@@ -172,9 +172,11 @@ pub struct ProxyStats {
     /// Requests sent again on a new connection after a kept-alive one failed
     /// before answering (GET, HEAD and OPTIONS without a body only).
     pub bridge_retries: u64,
-    /// Bytes queued toward browsers and web bridges now, over all connections.
+    /// Bytes held for browsers and web bridges now, over all connections: in
+    /// the queues and in the TLS sessions (records not yet sent, plaintext not
+    /// yet read).
     pub queued_bytes: usize,
-    /// What the queues may hold together ([`ProxyBuilder::memory_budget`]).
+    /// What they may hold together ([`ProxyBuilder::memory_budget`]).
     pub memory_budget: usize,
 }
 
@@ -462,11 +464,15 @@ impl ProxyBuilder {
         self
     }
 
-    /// What the queues of all its connections may hold together, in bytes
-    /// (default: a sixteenth of the memory the process may use, its cgroup's
-    /// limit or the machine's, at least 64 MiB). Past it, a connection whose
-    /// queue holds anything reads its other side no more, so browsers that
-    /// stop reading cannot make the proxy grow past it, however many they are.
+    /// What all its connections may hold for their peers together, in bytes:
+    /// queues and TLS buffers (default: a sixteenth of the memory the process
+    /// may use, its cgroup's limit or the machine's, at least 64 MiB). Past
+    /// it, a connection that holds anything for a peer reads its other side no
+    /// more, so browsers that stop reading cannot make the proxy grow past it,
+    /// however many they are; a connection that holds nothing may still take
+    /// a 4 KiB read (and its bridge's TLS session keep the rest of a 16 KiB
+    /// record), so traffic that moves keeps moving: the budget is exceeded by
+    /// at most 20 KiB per connection that starts a response once it is spent.
     pub fn memory_budget(mut self, bytes: usize) -> Self {
         self.memory_budget = Some(bytes);
         self

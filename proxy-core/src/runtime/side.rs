@@ -2,11 +2,13 @@
 //! plaintext queued for it, bounded, with the time the socket last took bytes
 //! (a peer that stops reading is found by that, not by the queue growing).
 //!
-//! Every queue of a proxy also draws on one [`Budget`]: past it, a side whose
-//! queue holds anything takes no more (its peer is read no more), so browsers
-//! that stop reading hold at most the budget between them, whatever their
-//! number; a side with an empty queue may always take one read, so traffic
-//! that moves keeps moving.
+//! Every side of a proxy also draws on one [`Budget`] for what it holds: its
+//! queue, and what rustls holds for it (records not yet taken by the socket,
+//! plaintext not yet read). Past the budget, a side that holds anything for
+//! its peer takes no more (its peer is read no more), so browsers that stop
+//! reading hold at most the budget between them, whatever their number; a side
+//! that holds nothing may always take one read, so traffic that moves keeps
+//! moving.
 
 use crate::runtime::prelude::*;
 use std::io;
@@ -21,9 +23,13 @@ use super::link::Link;
 pub(crate) const QUEUE: usize = 32 * 1024;
 /// What rustls may buffer per direction of a session.
 pub(crate) const TLS_BUFFER: usize = 16 * 1024;
-/// What a side with an empty queue may take in one read once the budget is
+/// What a side that holds nothing may take in one read once the budget is
 /// spent (so traffic that moves keeps moving).
 pub(crate) const FLOOR: usize = 4096;
+/// What a read may leave in its peer's TLS session past what it takes: the
+/// rest of a record rustls had to decrypt whole (16 KiB of plaintext). A read
+/// needs this much of the budget left besides what it takes.
+pub(crate) const RECORD: usize = 16 * 1024;
 
 /// What all queues of a proxy may hold together, in bytes (shared by the
 /// proxies of one runtime, over reloads).
@@ -70,6 +76,13 @@ impl Budget {
         self.used.fetch_sub(n, Ordering::Relaxed);
     }
 }
+/// Unsent bytes the kernel may hold for a side's socket (`TCP_NOTSENT_LOWAT`,
+/// Linux): past them a write waits, so a browser that stops reading leaves
+/// its bytes in the budgeted queue instead of in a send buffer the kernel
+/// grows to megabytes. Bytes in flight are not limited by it (the window
+/// is), so a fast download stays fast.
+pub(crate) const KERNEL_UNSENT: u32 = 64 * 1024;
+
 /// A drained queue keeps at most this much capacity (an idle tunnel holds little).
 const KEEP: usize = 4096;
 
@@ -79,13 +92,18 @@ pub(crate) struct Side {
     out: Vec<u8>,
     /// When the socket last took bytes, or when bytes were first queued.
     pub(crate) wrote_at: Instant,
-    /// What its queue draws on.
+    /// What it draws on.
     budget: Arc<Budget>,
+    /// What it holds for its peer (queue and TLS records), as last counted.
+    held_out: usize,
+    /// What it draws on the budget now (`held_out` and plaintext rustls has
+    /// read from its peer that nobody took yet).
+    charged: usize,
 }
 
 impl Drop for Side {
     fn drop(&mut self) {
-        self.budget.give(self.out.len());
+        self.budget.give(self.charged);
     }
 }
 
@@ -105,20 +123,40 @@ impl Side {
         if let Some(tls) = link.tls.as_mut() {
             tls.set_buffer_limit(Some(TLS_BUFFER));
         }
+        #[cfg(target_os = "linux")]
+        if let Err(e) = socket2::SockRef::from(&link.sock).set_tcp_notsent_lowat(KERNEL_UNSENT) {
+            log::debug!("TCP_NOTSENT_LOWAT not set: {e}");
+        }
         Side {
             link,
             out: Vec::new(),
             wrote_at: now,
             budget,
+            held_out: 0,
+            charged: 0,
         }
     }
 
+    /// Counts again what it holds, and draws that on the budget.
+    fn settle(&mut self) {
+        let (to_write, to_read) = self.link.buffered();
+        self.held_out = self.out.len() + to_write;
+        let held = self.held_out + to_read;
+        if held > self.charged {
+            self.budget.take(held - self.charged);
+        } else {
+            self.budget.give(self.charged - held);
+        }
+        self.charged = held;
+    }
+
     /// How many bytes may be read for this side now: what its own bound
-    /// leaves; once the proxy's budget is spent, [`FLOOR`] bytes if its queue is
-    /// empty, else none.
+    /// leaves; once the proxy's budget is spent (less a [`RECORD`] its peer's
+    /// session may keep), [`FLOOR`] bytes if it holds nothing for its peer,
+    /// else none.
     pub(crate) fn room(&self) -> usize {
-        match self.budget.left() {
-            0 if self.out.is_empty() => FLOOR,
+        match self.budget.left().saturating_sub(RECORD) {
+            0 if self.held_out == 0 => FLOOR,
             left => QUEUE.saturating_sub(self.out.len()).min(left),
         }
     }
@@ -146,8 +184,15 @@ impl Side {
         if !self.pending() {
             self.wrote_at = now;
         }
+        // Grown by doubling, never past the bound (a full queue is no larger
+        // than what it holds).
+        let need = self.out.len() + data.len();
+        if need > self.out.capacity() {
+            let want = need.max(self.out.capacity() * 2).min(QUEUE).max(need);
+            self.out.reserve_exact(want - self.out.len());
+        }
         self.out.extend_from_slice(data);
-        self.budget.take(data.len());
+        self.settle();
     }
 
     /// Writes what the socket takes; `true` if it took anything.
@@ -159,7 +204,6 @@ impl Side {
                 Ok(n) => {
                     let n = n.min(self.out.len());
                     self.out.drain(..n);
-                    self.budget.give(n);
                     moved = true;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -167,18 +211,26 @@ impl Side {
                 Err(e) => return Err(e),
             }
         }
-        let (_, written) = self.link.flush_counting()?;
-        if moved || written > 0 {
-            self.wrote_at = now;
-        }
+        let flushed = self.link.flush_counting();
         if self.out.is_empty() && self.out.capacity() > KEEP {
             self.out = Vec::new();
+        }
+        self.settle();
+        let (_, written) = flushed?;
+        if moved || written > 0 {
+            self.wrote_at = now;
         }
         Ok(moved || written > 0)
     }
 
     /// Reads plaintext into `scratch`.
     pub(crate) fn read(&mut self, scratch: &mut [u8]) -> io::Result<Read> {
+        let read = self.read_plain(scratch);
+        self.settle();
+        read
+    }
+
+    fn read_plain(&mut self, scratch: &mut [u8]) -> io::Result<Read> {
         loop {
             return match self.link.read_plain(scratch) {
                 Ok(0) => Ok(Read::End),

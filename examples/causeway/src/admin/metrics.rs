@@ -238,13 +238,13 @@ pub(crate) fn web_metrics_text(w: &proxy_core::runtime::ProxyStats) -> String {
     m.one(
         "causeway_web_queued_bytes",
         "gauge",
-        "Bytes the web proxy holds queued toward browsers and web bridges.",
+        "Bytes the web proxy holds for browsers and web bridges (queues and TLS buffers).",
         w.queued_bytes as u64,
     );
     m.one(
         "causeway_web_memory_budget_bytes",
         "gauge",
-        "What the web proxy's queues may hold together (http.memory_budget_mb).",
+        "What the web proxy may hold for browsers and web bridges together (http.memory_budget_mb).",
         w.memory_budget as u64,
     );
     m.one(

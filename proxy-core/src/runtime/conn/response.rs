@@ -19,6 +19,15 @@ impl Conn {
     /// Reads at most `max` bytes from the web bridge into `uin`; `Err` at its
     /// end or on a failure.
     fn read_up(&mut self, cx: &mut Ctx<'_>, max: usize) -> Result<usize, String> {
+        let n = self.read_up_scratch(cx, max)?;
+        self.uin
+            .extend_from_slice(cx.scratch.get(..n).unwrap_or_default());
+        Ok(n)
+    }
+
+    /// Reads at most `max` bytes from the web bridge into the loop's scratch
+    /// buffer (its start); `Err` at its end or on a failure.
+    fn read_up_scratch(&mut self, cx: &mut Ctx<'_>, max: usize) -> Result<usize, String> {
         let Some(up) = self.up.as_mut() else {
             return Err("no connection".into());
         };
@@ -27,11 +36,7 @@ impl Conn {
             return Ok(0);
         }
         match up.side.read(cx.scratch.get_mut(..max).unwrap_or_default()) {
-            Ok(Read::Data(n)) => {
-                self.uin
-                    .extend_from_slice(cx.scratch.get(..n).unwrap_or_default());
-                Ok(n)
-            }
+            Ok(Read::Data(n)) => Ok(n),
             Ok(Read::Later) => Ok(0),
             Ok(Read::End) => Err("closed".into()),
             Err(e) => Err(e.to_string()),
@@ -182,10 +187,15 @@ impl Conn {
         mut until: Instant,
     ) -> bool {
         let mut progress = false;
+        // What was read: bytes at the start of the scratch buffer (body bytes
+        // go from there to the browser's queue, never through `uin`, which
+        // only holds what came past a body's end).
+        let mut fresh = 0;
         if self.uin.is_empty() && self.client.has_room() {
-            match self.read_up(cx, self.client.room()) {
+            match self.read_up_scratch(cx, self.client.room()) {
                 Ok(0) => {}
-                Ok(_) => {
+                Ok(n) => {
+                    fresh = n;
                     progress = true;
                     until = cx.now + self.cfg.upstream_timeout;
                 }
@@ -209,6 +219,8 @@ impl Conn {
         let Some(mut framing) = framing else {
             let body = std::mem::take(&mut self.uin);
             self.client.queue(&body, cx.now);
+            self.client
+                .queue(cx.scratch.get(..fresh).unwrap_or_default(), cx.now);
             self.phase = Phase::Body {
                 head,
                 framing: None,
@@ -217,25 +229,39 @@ impl Conn {
             };
             return progress || !body.is_empty();
         };
-        if !self.uin.is_empty() {
-            let take = match framing.feed(&self.uin) {
-                Ok(n) => n.min(self.uin.len()),
-                Err(r) => {
-                    client_log!(
-                        cx,
-                        log::Level::Debug,
-                        "https {}: web bridge body: {r}",
-                        self.peer
-                    );
-                    self.up = None;
-                    self.close(cx);
-                    return true;
-                }
-            };
-            self.client
-                .queue(self.uin.get(..take).unwrap_or_default(), cx.now);
-            self.uin.drain(..take);
-            progress = true;
+        let now = cx.now;
+        let had = fresh > 0 || !self.uin.is_empty();
+        let fed = if !self.uin.is_empty() {
+            framing.feed(&self.uin).map(|n| {
+                let take = n.min(self.uin.len());
+                self.client
+                    .queue(self.uin.get(..take).unwrap_or_default(), now);
+                self.uin.drain(..take);
+            })
+        } else if fresh > 0 {
+            let data = cx.scratch.get(..fresh).unwrap_or_default();
+            framing.feed(data).map(|n| {
+                let take = n.min(data.len());
+                self.client.queue(data.get(..take).unwrap_or_default(), now);
+                self.uin
+                    .extend_from_slice(data.get(take..).unwrap_or_default());
+            })
+        } else {
+            Ok(())
+        };
+        match fed {
+            Ok(()) => progress |= had,
+            Err(r) => {
+                client_log!(
+                    cx,
+                    log::Level::Debug,
+                    "https {}: web bridge body: {r}",
+                    self.peer
+                );
+                self.up = None;
+                self.close(cx);
+                return true;
+            }
         }
         if framing.is_done() {
             let extra = self.uin.len();
