@@ -61,9 +61,15 @@ pub(crate) fn answer(
         s.turn_server = Some(alloc.server);
     }
     std::thread::spawn(move || {
-        let why = run(rtc, alloc, &stats);
-        log::info!("call ended: {why}");
-        lock(&stats).ended = Some(why);
+        let mut alloc = alloc;
+        let why = run(rtc, &mut alloc, &stats);
+        // The allocation goes with the call (a server draining waits for it).
+        let released = match alloc.turn.deallocate(Duration::from_secs(5)) {
+            Ok(()) => "allocation released".to_string(),
+            Err(e) => format!("allocation not released: {e}"),
+        };
+        log::info!("call ended: {why}; {released}");
+        lock(&stats).ended = Some(format!("{why}; {released}"));
     });
     Ok(answer.to_sdp_string())
 }
@@ -72,8 +78,9 @@ fn lock(s: &Arc<Mutex<CallStats>>) -> std::sync::MutexGuard<'_, CallStats> {
     s.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Drives the call until ICE disconnects or the allocation fails.
-fn run(mut rtc: Rtc, mut alloc: Allocation, stats: &Arc<Mutex<CallStats>>) -> String {
+/// Drives the call until the browser hangs up (closes the data channel), ICE
+/// disconnects or the allocation fails.
+fn run(mut rtc: Rtc, alloc: &mut Allocation, stats: &Arc<Mutex<CallStats>>) -> String {
     let mut permitted: HashSet<IpAddr> = HashSet::new();
     let mut buf = vec![0u8; 2048];
     loop {
@@ -104,6 +111,7 @@ fn run(mut rtc: Rtc, mut alloc: Allocation, stats: &Arc<Mutex<CallStats>>) -> St
                     Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                         return "ICE disconnected".into();
                     }
+                    Event::ChannelClose(_) => return "the browser hung up".into(),
                     Event::Connected => lock(stats).connected = true,
                     Event::ChannelData(d) => {
                         if let Some(mut ch) = rtc.channel(d.id)

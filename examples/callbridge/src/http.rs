@@ -93,21 +93,22 @@ fn handle(mut stream: TcpStream, state: &State) {
             "application/json",
             json(&*state.call.lock().unwrap_or_else(|e| e.into_inner())),
         ),
-        ("GET", "/api/v1/turnServers") => (
-            "200 OK",
-            "application/json",
-            json(&*state.status.lock().unwrap_or_else(|e| e.into_inner())),
-        ),
+        ("GET", "/api/v1/turnServers") => match server_status(state) {
+            Ok(list) => ("200 OK", "application/json", json(&list)),
+            Err(e) => ("503 Service Unavailable", "text/plain", format!("{e}\n")),
+        },
         ("GET", p) if p.starts_with("/api/v1/turnServers/") && p.ends_with("/status") => {
             let n = p
                 .trim_start_matches("/api/v1/turnServers/")
                 .trim_end_matches("/status")
                 .parse::<usize>()
                 .ok();
-            let list = state.status.lock().unwrap_or_else(|e| e.into_inner());
-            match n.and_then(|n| list.get(n)) {
-                Some(s) => ("200 OK", "application/json", json(s)),
-                None => ("404 Not Found", "text/plain", "no such entry\n".into()),
+            match server_status(state) {
+                Err(e) => ("503 Service Unavailable", "text/plain", format!("{e}\n")),
+                Ok(list) => match n.and_then(|n| list.get(n)) {
+                    Some(s) => ("200 OK", "application/json", json(s)),
+                    None => ("404 Not Found", "text/plain", "no such entry\n".into()),
+                },
             }
         }
         _ => (
@@ -126,6 +127,18 @@ fn handle(mut stream: TcpStream, state: &State) {
 /// A status value as JSON.
 fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+/// Every entry's status as the last call left it; before the first call, as
+/// probed now (as the meeting server probes on demand).
+fn server_status(state: &State) -> Result<Vec<ServerStatus>, String> {
+    let mut status = state.status.lock().unwrap_or_else(|e| e.into_inner());
+    if status.is_empty() {
+        let mut seed = [0u8; 32];
+        getrandom(&mut seed)?;
+        *status = servers::probe_only(&state.servers, seed, state.probe_for)?;
+    }
+    Ok(status.clone())
 }
 
 /// A call: choose a TURN server, allocate, answer the offer.

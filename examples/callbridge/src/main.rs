@@ -18,9 +18,16 @@
 //! clientAddress = "175.12.5.1"
 //! username = "cmsturn"
 //! password = "..."          # or sharedSecret = "..."
-//! type = "udp"              # or "tcp"
+//! type = "expressway"       # standard, cms, expressway: UDP, then TCP when
+//!                           # UDP gets no answer; udp or tcp: that alone
 //! tcpPortNumberOverride = 3478
 //! ```
+//!
+//! `GET /` is the test page (its TURN server in its own URL), `POST /offer` the
+//! signalling, `GET /status` the newest call, `GET /api/v1/turnServers` and
+//! `/api/v1/turnServers/<n>/status` each entry's status (probed on demand
+//! before the first call). A call's allocation is released when it ends (the
+//! browser hangs up, or ICE disconnects).
 
 mod call;
 mod http;
@@ -68,12 +75,7 @@ fn run() -> Result<(), String> {
     let file = file.ok_or("--servers FILE is needed")?;
     let text = std::fs::read_to_string(&file).map_err(|e| format!("{file}: {e}"))?;
     let list: servers::TurnServers = toml::from_str(&text).map_err(|e| format!("{file}: {e}"))?;
-    if list.turn_servers.is_empty() || list.turn_servers.len() > servers::SERVERS_MAX {
-        return Err(format!(
-            "{file}: 1 to {} [[turnServers]] entries",
-            servers::SERVERS_MAX
-        ));
-    }
+    list.checked().map_err(|e| format!("{file}: {e}"))?;
     let addr: SocketAddr = listen
         .parse()
         .map_err(|e| format!("--listen {listen}: {e}"))?;

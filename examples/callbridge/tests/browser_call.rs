@@ -66,9 +66,17 @@ fn addr_after(lines: &[String], prefix: &str) -> SocketAddr {
     lines
         .iter()
         .find_map(|l| l.strip_prefix(prefix))
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|a| a.trim_end_matches('/').parse().ok())
+        .and_then(|r| r.split(['/', ' ']).next())
+        .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("no `{prefix}` in {lines:?}"))
+}
+
+/// Allocations a `causeway serve` holds, from its metrics (open to all).
+fn allocations(admin: &SocketAddr) -> u64 {
+    get(admin, "/metrics")
+        .lines()
+        .find_map(|l| l.strip_prefix("causeway_allocations ")?.parse().ok())
+        .unwrap_or(u64::MAX)
 }
 
 /// The workspace's `causeway` binary (built by `cargo test --workspace`; built
@@ -93,7 +101,7 @@ fn get(addr: &SocketAddr, path: &str) -> String {
     s.set_read_timeout(Some(PATIENCE)).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut out = String::new();
@@ -192,11 +200,15 @@ fn bridge(dir: &std::path::Path, servers: &[SocketAddr]) -> (Running, SocketAddr
 /// One call from Chromium (its profile under `home`) to the example at `http`,
 /// the browser on TURN server `browser_url`; what the page, the bridge and its
 /// turnServers status reported.
+///
+/// Then the page hangs up: the bridge's call ends and releases its allocation,
+/// and Chromium its own, so no server in `admins` holds any.
 fn browser_call(
     home: &std::path::Path,
     http: SocketAddr,
     browser_url: &str,
     shot: &str,
+    admins: &[SocketAddr],
 ) -> (serde_json::Value, serde_json::Value, serde_json::Value) {
     tools::ensure_package("/usr/bin/chromium", "chromium");
     let browser = Chromium::start(
@@ -238,10 +250,30 @@ fn browser_call(
     let json = |what: &str, text: &str| -> serde_json::Value {
         serde_json::from_str(text).unwrap_or_else(|e| panic!("{what}: {e}: {text}"))
     };
+    let servers = get(&http, "/api/v1/turnServers");
+    assert_eq!(page.eval("hangup()"), "ok");
+    let mut ended = String::new();
+    let over = wait::holds(PATIENCE, || {
+        ended = get(&http, "/status");
+        json("the bridge's status", &ended)["ended"].is_string()
+    });
+    assert!(over, "the call did not end at the hang-up: {ended}");
+    assert!(
+        ended.contains("allocation released"),
+        "the bridge kept its allocation: {ended}"
+    );
+    let mut held = Vec::new();
+    assert!(
+        wait::holds(PATIENCE, || {
+            held = admins.iter().map(allocations).collect();
+            held.iter().all(|&n| n == 0)
+        }),
+        "allocations left after the hang-up: {held:?}"
+    );
     (
         json("the page's result", &result),
         json("the bridge's status", &status),
-        json("turnServers", &get(&http, "/api/v1/turnServers")),
+        json("turnServers", &servers),
     )
 }
 
@@ -276,6 +308,14 @@ fn call(browser_turn: BrowserTurn) -> (serde_json::Value, serde_json::Value, ser
     let (_turn, lines) = turn_server("127.0.0.1", &extra);
     let turn = addr_after(&lines, "causeway: listening on udp ");
     let (_bridge, http) = bridge(&dir, &[turn]);
+    // Before any call, an entry's status is probed on demand (not a 404).
+    let before = get(&http, "/api/v1/turnServers/0/status");
+    let v: serde_json::Value =
+        serde_json::from_str(&before).unwrap_or_else(|e| panic!("{e}: {before}"));
+    assert!(
+        v["rtt_ms"].as_u64().is_some() && v["chosen"] == false,
+        "{before}"
+    );
     let browser_url = match browser_turn {
         BrowserTurn::Udp => format!("turn:{turn}?transport=udp"),
         BrowserTurn::Tls => format!(
@@ -283,11 +323,13 @@ fn call(browser_turn: BrowserTurn) -> (serde_json::Value, serde_json::Value, ser
             addr_after(&lines, "causeway: listening on tls ")
         ),
     };
+    let admin = addr_after(&lines, "causeway: admin on http://");
     let (r, s, list) = browser_call(
         &home,
         http,
         &browser_url,
         &format!("callbridge-call-{tag}.png"),
+        &[admin],
     );
     let _ = std::fs::remove_dir_all(&dir);
     (r, s, list[0].clone())
@@ -355,7 +397,17 @@ fn the_faster_server_is_chosen_and_a_new_call_fails_over_when_it_stops() {
     let (_bridge, http) = bridge(&dir, &[via_slow, via_fast]);
     let browser_url = format!("turn:{slow}?transport=udp");
 
-    let (r, s, list) = browser_call(&home, http, &browser_url, "callbridge-two-servers.png");
+    let admins = [
+        addr_after(&slow_lines, "causeway: admin on http://"),
+        addr_after(&fast_lines, "causeway: admin on http://"),
+    ];
+    let (r, s, list) = browser_call(
+        &home,
+        http,
+        &browser_url,
+        "callbridge-two-servers.png",
+        &admins,
+    );
     eprintln!("turnServers: {list}");
     check_call(&r, &s, &list[1], "udp");
     assert_eq!(s["turn_server"], 1, "the faster one: {list}");
@@ -374,7 +426,13 @@ fn the_faster_server_is_chosen_and_a_new_call_fails_over_when_it_stops() {
 
     // The faster one stops answering: the next call goes through the other.
     drop(fast);
-    let (r, s, list) = browser_call(&home, http, &browser_url, "callbridge-failover.png");
+    let (r, s, list) = browser_call(
+        &home,
+        http,
+        &browser_url,
+        "callbridge-failover.png",
+        &admins[..1],
+    );
     check_call(&r, &s, &list[0], "udp");
     assert_eq!(s["turn_server"], 0, "{list}");
     assert_eq!(list[1]["chosen"], false, "{list}");

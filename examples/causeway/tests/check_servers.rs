@@ -1,6 +1,8 @@
 //! `causeway check --servers FILE`: the reference's `turnServers/<id>/status`
 //! from the command line: each entry's RTT or failure (with its likely cause)
-//! and the one a call bridge would choose; exit status 1 when none answers.
+//! and the one a call bridge would choose; exit status 1 when none answers. The
+//! call bridge's own `[[turnServers]]` file is read (and the older `[[server]]`
+//! one), each CMS `type` as the call bridge tries it.
 
 mod common;
 
@@ -60,4 +62,52 @@ fn every_entry_is_probed_and_the_reachable_one_chosen() {
     let (ok, out) = check(&list);
     assert!(!ok, "{out}");
     assert!(out.contains("no TURN server of the list answered"), "{out}");
+}
+
+#[test]
+fn the_call_bridges_file_is_read_and_an_expressway_entry_falls_back_to_tcp() {
+    let server = Server::start(&["--listen", "127.0.0.1:0", "--user", "cmsturn:pw"]);
+    // UDP to the entry's address gets no answer; TCP on its override reaches
+    // the server (as when a firewall lets TCP 3478 or 443 through, not UDP).
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dead = silent.local_addr().unwrap();
+    let port = server.addr().port();
+    let dir = TempDir::new("check-turnservers");
+    let list = dir.write(
+        "turn-servers.toml",
+        &format!(
+            "[[turnServers]]\nserverAddress = \"{dead}\"\nclientAddress = \"203.0.113.5\"\n\
+             username = \"cmsturn\"\npassword = \"pw\"\ntype = \"expressway\"\n\
+             tcpPortNumberOverride = {port}\n"
+        ),
+    );
+    let (ok, out) = check(&list);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            "server 1 {dead} udp (clientAddress 203.0.113.5): failed: no answer"
+        )),
+        "{out}"
+    );
+    let tcp = format!("server 1 127.0.0.1:{port} tcp, if the first fails");
+    assert!(
+        out.contains(&format!("{tcp} (clientAddress 203.0.113.5): rtt ")),
+        "{out}"
+    );
+    assert!(out.contains(&format!("chosen   {tcp}")), "{out}");
+
+    // A type the call bridge cannot use is refused when the file is read.
+    let list = dir.write(
+        "lync.toml",
+        &format!(
+            "[[turnServers]]\nserverAddress = \"{}\"\nusername = \"cmsturn\"\npassword = \"pw\"\ntype = \"lyncEdge\"\n",
+            server.addr()
+        ),
+    );
+    let (ok, out) = check(&list);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("entry 1") && out.contains("`lyncEdge`"),
+        "{out}"
+    );
 }

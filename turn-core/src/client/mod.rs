@@ -25,10 +25,12 @@
 
 mod input;
 mod selection;
+mod server_type;
 mod timers;
 mod types;
 
 pub use selection::{Candidate, CandidateState, Selector};
+pub use server_type::{ServerType, ServerTypeError};
 pub use types::{
     ClientConfig, ClientError, ClientEvent, Failure, Received, RequestKind, State, Transmit,
 };

@@ -11,7 +11,7 @@ use core::net::SocketAddr;
 
 use stun_core::{Class, Message, MessageBuilder, MessageType, Method, TransactionId};
 
-use super::{CREDENTIAL_MAX, Failure, RC, RM, RTO_MS, TCP_TIMEOUT_MS};
+use super::{CREDENTIAL_MAX, ClientConfig, ClientError, Failure, RC, RM, RTO_MS, TCP_TIMEOUT_MS};
 use crate::rng::Random;
 use crate::{Instant, Transport};
 
@@ -54,6 +54,9 @@ pub struct Candidate {
     pub state: CandidateState,
     /// The last failure seen, kept after a later success for the status page.
     pub last_error: Option<Failure>,
+    /// Lower is chosen first, whatever the RTT (0: a first choice; 1: a
+    /// fallback transport of an entry).
+    pub preference: u8,
 }
 
 impl Candidate {
@@ -78,7 +81,40 @@ impl Candidate {
             shared_secret: heapless::Vec::new(),
             state: CandidateState::Unknown,
             last_error: None,
+            preference: 0,
         })
+    }
+
+    /// This entry with time-limited credentials under `secret` (TURN REST:
+    /// the username becomes `expiry:username`); `None` when it is too long.
+    pub fn with_shared_secret(mut self, secret: &[u8]) -> Option<Candidate> {
+        self.shared_secret = heapless::Vec::from_slice(secret).ok()?;
+        Some(self)
+    }
+
+    /// The same entry over `transport`, as a fallback of this one (preferred
+    /// after it), not probed yet.
+    pub fn fallback(&self, transport: Transport) -> Candidate {
+        Candidate {
+            transport,
+            state: CandidateState::Unknown,
+            last_error: None,
+            preference: self.preference.saturating_add(1),
+            ..self.clone()
+        }
+    }
+
+    /// The client configuration for this entry: its target and transport, and
+    /// its long-term credentials, or with a shared secret a time-limited
+    /// username valid until `expiry` (UNIX seconds).
+    pub fn client_config(&self, expiry: u64) -> Result<ClientConfig, ClientError> {
+        let mut cfg = if self.shared_secret.is_empty() {
+            ClientConfig::new(self.target(), &self.username, &self.password)?
+        } else {
+            ClientConfig::time_limited(self.target(), &self.username, &self.shared_secret, expiry)?
+        };
+        cfg.transport = self.transport;
+        Ok(cfg)
     }
 
     /// Where to connect: the TCP port override applies to TCP and TLS.
@@ -266,13 +302,60 @@ impl<const N: usize> Selector<N> {
         }
     }
 
-    /// The reachable entry with the lowest RTT.
+    /// The reachable entry with the lowest RTT among the most preferred.
     pub fn best(&self) -> Option<usize> {
         self.candidates
             .iter()
             .enumerate()
-            .filter_map(|(i, (c, _))| c.rtt_ms().map(|r| (r, i)))
+            .filter_map(|(i, (c, _))| c.rtt_ms().map(|r| (c.preference, r, i)))
             .min()
-            .map(|(_, i)| i)
+            .map(|(_, _, i)| i)
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    /// A Binding success answering the probe in `request`.
+    fn answer(request: &[u8], out: &mut [u8]) -> usize {
+        let tid = Message::new_checked(request).unwrap().transaction_id();
+        let b = MessageBuilder::new(out, MessageType::new(Method::BINDING, Class::Success), tid)
+            .unwrap();
+        b.finish()
+    }
+
+    #[test]
+    fn a_fallback_is_chosen_only_when_nothing_preferred_to_it_answers() {
+        let t0 = Instant::from_millis(1000);
+        let entry = Candidate::new(
+            "192.0.2.10:3478".parse().unwrap(),
+            Transport::Udp,
+            "cmsturn",
+            "pw",
+        )
+        .unwrap();
+        let mut s = Selector::<4>::new([9; 32]);
+        let udp = s.add(entry.clone()).unwrap();
+        let tcp = s.add(entry.fallback(Transport::Tcp)).unwrap();
+        s.probe_all(t0);
+        let mut sent = [([0u8; 64], 0); 2];
+        for _ in 0..2 {
+            let mut out = [0u8; 64];
+            let (i, _, _, n) = s.poll_transmit(t0, &mut out).unwrap();
+            sent[i] = (out, n);
+        }
+        // TCP answers first, UDP later: UDP is still the choice.
+        let mut a = [0u8; 64];
+        let n = answer(&sent[tcp].0[..sent[tcp].1], &mut a);
+        assert_eq!(s.handle_input(t0.plus_millis(5), &a[..n]), Some(tcp));
+        let n = answer(&sent[udp].0[..sent[udp].1], &mut a);
+        assert_eq!(s.handle_input(t0.plus_millis(50), &a[..n]), Some(udp));
+        assert_eq!(s.best(), Some(udp));
+        // UDP fails when used: the fallback.
+        s.mark_failed(udp, Failure::Timeout);
+        assert_eq!(s.best(), Some(tcp));
+        s.mark_failed(tcp, Failure::Code(401));
+        assert_eq!(s.best(), None);
     }
 }

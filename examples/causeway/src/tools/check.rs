@@ -16,12 +16,13 @@ use super::{ServerArgs, connect, echo_peer, random};
 
 /// Flags of `causeway check`.
 #[derive(Debug, Args)]
+#[command(after_long_help = super::select::SERVERS_HELP)]
 pub(crate) struct CheckArgs {
     #[command(flatten)]
     pub(crate) server: ServerArgs,
-    /// Instead of one server: probe every entry of a turnServers list (see
-    /// `causeway select`) and print each one's status (RTT, last error) and the
-    /// one a call bridge would choose.
+    /// Instead of one server: probe every entry of a `[[turnServers]]` file, the
+    /// call bridge's (format at the end of `--help`), and print each one's status
+    /// (RTT, last error) and the one a call bridge would choose.
     #[arg(long, value_name = "FILE", conflicts_with = "server")]
     pub(crate) servers: Option<std::path::PathBuf>,
     /// A UDP echo peer to relay to (for example coturn's turnutils_peer, or a

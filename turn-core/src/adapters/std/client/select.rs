@@ -34,6 +34,66 @@ use crate::adapters::std::clock::Clock;
 use crate::client::{CandidateState, Failure, Selector};
 use crate::{Instant, Transport};
 
+use super::{Allocated, ClientIoError, TurnClient};
+
+/// What [`allocate_best`] got: the client holding the allocation (refreshed
+/// while driven), the allocation, and the candidate it is on.
+#[derive(Debug)]
+pub struct Chosen {
+    /// The client.
+    pub turn: TurnClient,
+    /// Its allocation.
+    pub allocated: Allocated,
+    /// The index of the candidate in the selector.
+    pub candidate: usize,
+}
+
+/// What a failure to use a candidate counts as for the selector.
+pub fn failure_of(e: &ClientIoError) -> Failure {
+    match e {
+        ClientIoError::Failed { failure, .. } => *failure,
+        _ => Failure::Timeout,
+    }
+}
+
+/// Allocates on the best candidate of a probed `selector`, and when that
+/// fails on the next best, until one allocates or none is left: each failure
+/// is marked in the selector (so [`Selector::best`] moves on) and handed to
+/// `failed`. Time-limited credentials are dated `expiry` (UNIX seconds); each
+/// try waits `timeout` at most.
+pub fn allocate_best<const N: usize>(
+    selector: &mut Selector<N>,
+    expiry: u64,
+    timeout: Duration,
+    mut failed: impl FnMut(usize, &ClientIoError),
+) -> Option<Chosen> {
+    while let Some(i) = selector.best() {
+        let result = selector
+            .get(i)
+            .ok_or(ClientIoError::TimedOut("candidate"))
+            .and_then(|c| Ok(c.client_config(expiry)?))
+            .and_then(TurnClient::connect)
+            .and_then(|mut turn| {
+                let allocated = turn.allocate(timeout)?;
+                Ok((turn, allocated))
+            });
+        match result {
+            Ok((turn, allocated)) => {
+                return Some(Chosen {
+                    turn,
+                    allocated,
+                    candidate: i,
+                });
+            }
+            Err(e) => {
+                failed(i, &e);
+                selector.mark_failed(i, failure_of(&e));
+            }
+        }
+    }
+    None
+}
+
 /// A probe's answer: the entry, the bytes, when they arrived.
 type Answer = (usize, Vec<u8>, Instant);
 
