@@ -2,7 +2,8 @@
 //! a drain survives it (the new web proxy refuses new connections too); a
 //! reload refused for one key applies none of the others (the web proxy's
 //! limits included); `tcp.max_per_source` and the port-80 redirects follow the
-//! new configuration; what needs a restart is refused by name.
+//! new configuration; what needs a restart is refused by name. While draining,
+//! a kept-alive browser connection carries one more answer, then closes.
 
 mod common;
 
@@ -108,6 +109,74 @@ fn a_drain_survives_a_reload() {
         common::status_code(&s.server.admin_addr(), "/readyz"),
         "503"
     );
+    let _ = held.kill();
+    let _ = held.wait();
+}
+
+/// Reads one answer (head and Content-Length body) from `t`; its head.
+fn read_answer(t: &mut impl Read) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:")?.trim().parse().ok())
+                .unwrap_or(0);
+            if got.len() >= end + 4 + len {
+                return head;
+            }
+        }
+        let n = t.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before a whole answer: {got:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[test]
+fn a_kept_alive_connection_carries_one_more_answer_while_draining_then_closes() {
+    let s = Setup::new("drain_timeout = 600");
+    let mut held = Command::new(env!("CARGO_BIN_EXE_causeway"))
+        .args(["allocate", "--server", &s.server.addr().to_string()])
+        .args(["--transport", "tcp", "--user", "alice:pw", "--hold", "600"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let held_out = Output::of(&mut held);
+    assert!(
+        held_out.wait_for("relayed", PATIENCE),
+        "{}",
+        held_out.tail(20)
+    );
+    // A browser's connection, kept alive.
+    let tcp = TcpStream::connect(s.tls).unwrap();
+    tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+    let conn =
+        rustls::ClientConnection::new(s.ca.client_config(), ServerName::try_from(JOIN).unwrap())
+            .unwrap();
+    let mut t = rustls::StreamOwned::new(conn, tcp);
+    let get = format!("GET /api HTTP/1.1\r\nHost: {JOIN}\r\n\r\n");
+    t.write_all(get.as_bytes()).unwrap();
+    let head = read_answer(&mut t);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
+
+    assert!(s.server.admin("POST", "/drain").starts_with("HTTP/1.1 202"));
+    s.server.wait_log("admin: draining");
+    // Its next request is answered (a page in a meeting keeps working), with
+    // the connection closed after it: the browser's next one opens a new
+    // connection, which a load balancer sends to another node.
+    t.write_all(get.as_bytes()).unwrap();
+    let head = read_answer(&mut t);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    let mut rest = Vec::new();
+    let _ = t.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "more after the last answer: {rest:?}");
+    // A new connection is refused.
+    assert_eq!(s.get("/api"), 503);
     let _ = held.kill();
     let _ = held.wait();
 }

@@ -126,7 +126,8 @@ impl Conn {
             };
         }
         // Draining: a new connection's first request is refused (redirects to
-        // https still go out above).
+        // https still go out above); a kept-alive one's next request is
+        // answered, and the connection closed after it (see the response).
         if self.served == 0 && cfg.is_draining() {
             let r = R::new(Reason::Draining);
             return Judged::Refuse(r, AfterRefusal::Close, "request while draining".into());

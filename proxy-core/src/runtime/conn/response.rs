@@ -106,6 +106,10 @@ impl Conn {
             .is_some_and(|k| websocket::accepts(h.status, &rh, k));
         let close = !plan.keep_alive || (!interim && h.body == ResponseBody::UntilClose);
         let close = close || (h.status == 101 && !accepted);
+        // Draining: a kept-alive connection carries this answer and no more,
+        // so the browser's next request opens a new connection (which a load
+        // balancer sends to a node that is not draining). A tunnel goes on.
+        let close = close || (self.cfg.is_draining() && !accepted);
         let reason = response_reason(&self.uin).unwrap_or("");
         let res = Response {
             status: h.status,
