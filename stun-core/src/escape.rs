@@ -138,8 +138,12 @@ fn first_char(s: &str) -> (Option<char>, usize) {
 /// ```
 #[derive(Debug, Clone)]
 pub struct LineBudget {
-    per_sec: u32,
-    /// Thousandths of a line.
+    /// Lines per period.
+    lines: u32,
+    /// The period, milliseconds.
+    period_ms: u64,
+    /// In line-milliseconds: a line costs `period_ms`, each millisecond adds
+    /// `lines`.
     tokens: u64,
     last_ms: u64,
     held: u64,
@@ -148,9 +152,18 @@ pub struct LineBudget {
 impl LineBudget {
     /// A full budget of `per_sec` lines a second.
     pub const fn new(per_sec: u32) -> LineBudget {
+        LineBudget::per(per_sec, 1000)
+    }
+
+    /// A full budget of `lines` lines per `period_ms` milliseconds (at least
+    /// one): `LineBudget::per(1, 10_000)` writes one line every ten seconds,
+    /// with the count of those held back since.
+    pub const fn per(lines: u32, period_ms: u64) -> LineBudget {
+        let period_ms = if period_ms == 0 { 1 } else { period_ms };
         LineBudget {
-            per_sec,
-            tokens: per_sec as u64 * 1000,
+            lines,
+            period_ms,
+            tokens: lines as u64 * period_ms,
             last_ms: 0,
             held: 0,
         }
@@ -159,15 +172,15 @@ impl LineBudget {
     /// Whether a line may be written at `now_ms`: `Some(n)` with how many were
     /// held back since the last one written, or `None` (counted).
     pub fn allow(&mut self, now_ms: u64) -> Option<u64> {
-        let full = u64::from(self.per_sec) * 1000;
+        let full = u64::from(self.lines).saturating_mul(self.period_ms);
         let elapsed = now_ms.saturating_sub(self.last_ms);
         self.last_ms = self.last_ms.max(now_ms);
         self.tokens = self
             .tokens
-            .saturating_add(elapsed.saturating_mul(u64::from(self.per_sec)))
+            .saturating_add(elapsed.saturating_mul(u64::from(self.lines)))
             .min(full);
-        if self.tokens >= 1000 {
-            self.tokens -= 1000;
+        if self.tokens >= self.period_ms {
+            self.tokens -= self.period_ms;
             Some(core::mem::take(&mut self.held))
         } else {
             self.held = self.held.saturating_add(1);
@@ -244,5 +257,21 @@ mod test {
         assert_eq!(b.allow(100), None);
         assert_eq!(b.allow(100_000), Some(2), "full again, and the count said");
         assert_eq!(b.allow(100_000), Some(0));
+    }
+
+    #[test]
+    fn a_budget_over_ten_seconds_writes_one_line_each_with_the_count() {
+        let mut b = LineBudget::per(1, 10_000);
+        assert_eq!(b.allow(0), Some(0));
+        for t in (100..9_900).step_by(100) {
+            assert_eq!(b.allow(t), None, "{t}");
+        }
+        assert_eq!(b.allow(10_000), Some(98));
+        assert_eq!(b.allow(10_001), None);
+        let mut z = LineBudget::per(2, 0);
+        assert_eq!(z.allow(0), Some(0));
+        assert_eq!(z.allow(0), Some(0));
+        assert_eq!(z.allow(0), None);
+        assert_eq!(z.allow(1), Some(1));
     }
 }

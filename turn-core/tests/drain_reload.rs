@@ -27,6 +27,13 @@ fn a_drain_refuses_new_allocations_and_ends_the_old_at_its_deadline() {
     let r = b.allocate(&mut s, &mut h, T0);
     assert_eq!(r.code(), Some(508));
     assert_eq!(r.refusal, Some(Refusal::Draining));
+    // Its reason phrase says so, and the client tells it from a full server.
+    let msg = r.msg();
+    let e = msg
+        .attribute::<stun_core::attributes::ErrorCode>()
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.reason, turn_core::server::DRAINING_PHRASE);
 
     // The existing one relays, and a refresh cannot outlive the drain.
     assert!(from_peer(&mut s, &mut h, T0, local, "8.8.8.8:9", b"media").is_some());
@@ -42,7 +49,17 @@ fn a_drain_refuses_new_allocations_and_ends_the_old_at_its_deadline() {
     let mut c = Client::new("198.51.100.9:5000", "alice", "wonderland");
     let r = c.allocate(&mut s, &mut h, T0);
     assert_eq!(r.code(), Some(300));
-    assert_eq!(r.refusal, Some(Refusal::Draining));
+    assert_eq!(
+        r.refusal,
+        Some(Refusal::Redirected {
+            to: "203.0.113.6:3478".parse().unwrap(),
+            draining: true
+        })
+    );
+    assert_eq!(
+        r.refusal.unwrap().to_string(),
+        "300 sent to the alternate server 203.0.113.6:3478: this node is draining"
+    );
 }
 
 #[test]

@@ -107,6 +107,7 @@ fn describe(f: Failure) -> String {
         Failure::Code(c) => format!("error {c}"),
         Failure::Timeout => "no answer".into(),
         Failure::BadResponseIntegrity => "answer did not verify".into(),
+        Failure::Draining => "error 508, draining".into(),
     };
     format!("{what}: {}", f.diagnosis())
 }

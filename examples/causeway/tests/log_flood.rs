@@ -118,3 +118,47 @@ fn stray_proxy_headers_cause_a_handful_of_lines() {
     });
     assert!(said, "{}", server.log_tail());
 }
+
+#[test]
+fn a_media_stream_toward_an_unreachable_peer_causes_a_line_each_ten_seconds() {
+    use common::turn::{UdpTurn, now};
+    use std::time::Duration;
+    let server = Server::start(&["--listen", "127.0.0.1:0", "--user", "a:b", "--threads", "1"]);
+    let ip = "127.0.0.1".parse().unwrap();
+    let mut c = UdpTurn::allocating(ip, server.addr(), "a", "b", 7);
+    assert!(
+        c.until(PATIENCE, |c| c.allocated.is_some()),
+        "{:?}",
+        c.failed
+    );
+    // A permission for the server's own IP (as a browser asks for the call
+    // bridge's relayed address), then media to a port of it that is no live
+    // relayed address: every packet is dropped.
+    c.client.create_permission(now(), ip).unwrap();
+    assert!(c.until(PATIENCE, |c| c.permitted.contains(&ip)));
+    let dead = std::net::SocketAddr::new(ip, 9);
+    let start = Instant::now();
+    for _ in 0..300 {
+        c.send(dead, b"audio");
+        // 50 packets a second, as audio.
+        std::thread::sleep(Duration::from_millis(4));
+    }
+    server.wait_log("no live relayed address");
+    let took = start.elapsed();
+    let lines = lines_with(&server, "no live relayed address");
+    // One a ten seconds, the first at once.
+    let most = 1 + took.as_secs() as usize / 10;
+    assert!(
+        lines.len() <= most,
+        "{} lines for 300 dropped packets in {took:?}: {lines:#?}",
+        lines.len()
+    );
+    // Ten seconds on, the next says how many were held back.
+    let said = common::wait::holds(PATIENCE, || {
+        c.send(dead, b"audio");
+        server
+            .log
+            .wait_for("lines held back", Duration::from_millis(500))
+    });
+    assert!(said, "{}", server.log_tail());
+}

@@ -222,6 +222,17 @@ impl<const P: usize, const C: usize> Client<P, C> {
             let _ = self.allocate(now);
             return;
         }
-        self.fail(t.kind, Failure::Code(code));
+        let draining = code == 508
+            && msg
+                .attribute::<ErrorCode>()
+                .ok()
+                .flatten()
+                .is_some_and(|e| e.reason == crate::server::DRAINING_PHRASE);
+        let failure = if draining {
+            Failure::Draining
+        } else {
+            Failure::Code(code)
+        };
+        self.fail(t.kind, failure);
     }
 }

@@ -122,6 +122,10 @@ pub enum Failure {
     Timeout,
     /// A response that does not authenticate with our key.
     BadResponseIntegrity,
+    /// 508 from a server that says it is draining (its reason phrase is
+    /// [`crate::server::DRAINING_PHRASE`]): it is shutting down or being
+    /// replaced, not full.
+    Draining,
 }
 
 impl Failure {
@@ -140,6 +144,10 @@ impl Failure {
             Failure::Code(403) => "the server's peer policy forbids this peer address",
             Failure::Code(486) => "the user's allocation quota is reached",
             Failure::Code(508) => "the server is out of capacity or relay ports",
+            Failure::Draining => {
+                "the server is draining (stopping or being replaced): use another server, or \
+                 set its alternate_server so that clients are sent on"
+            }
             Failure::Code(300) => "the server redirected to an alternate server",
             Failure::Code(420) => "the server does not understand an attribute we sent",
             Failure::Code(_) => "the server refused the request",
@@ -159,6 +167,7 @@ impl fmt::Display for Failure {
             Failure::BadResponseIntegrity => {
                 write!(f, "bad response integrity: {}", self.diagnosis())
             }
+            Failure::Draining => write!(f, "error 508 (draining): {}", self.diagnosis()),
         }
     }
 }

@@ -288,9 +288,12 @@ where
         signer: Option<Signer<'_>>,
         unknown: Option<&[AttributeType]>,
     ) -> ClientOutput {
-        let Some(code) = why.code().and_then(ErrorCode::from_code) else {
+        let Some(mut code) = why.code().and_then(ErrorCode::from_code) else {
             return ClientOutput::Drop(Some(why));
         };
+        if why == Refusal::Draining {
+            code.reason = super::refusal::DRAINING_PHRASE;
+        }
         match respond::error(out, msg, code, signer, |b| respond::unknown(b, unknown)) {
             Ok(len) => ClientOutput::Reply {
                 len,

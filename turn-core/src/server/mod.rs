@@ -126,7 +126,7 @@ pub use nonce::{COOKIE_LEN, NONCE_LEN, NonceCheck, NonceText, Nonces, SecurityFe
 pub use output::{ClientOutput, Counters, EndReason, Event, Outgoing, PeerOutput};
 pub use ratelimit::{RateLimiter, SOURCE_BUCKETS, VERIFIED_MAX};
 pub use reason::{Group, REASONS, Reason, RefusalCounts};
-pub use refusal::{BadRequest, Refusal};
+pub use refusal::{BadRequest, DRAINING_PHRASE, Refusal};
 pub use relay::{BufferTooSmall, PEER_HEADROOM, PEER_TAILROOM, PeerBuffer};
 pub use table::Slot;
 

@@ -179,7 +179,10 @@ impl Refusal {
             Refusal::ForbiddenPeer(..) => Reason::ForbiddenPeer,
             Refusal::UserQuota => Reason::UserQuota,
             Refusal::Capacity => Reason::Capacity,
-            Refusal::Draining => Reason::Draining,
+            Refusal::Draining | Refusal::Redirected { draining: true, .. } => Reason::Draining,
+            Refusal::Redirected {
+                draining: false, ..
+            } => Reason::Capacity,
             Refusal::NoRelayPort => Reason::NoRelayPort,
             Refusal::NoReservation => Reason::NoReservation,
             Refusal::ReservationNotOffered => Reason::ReservationNotOffered,

@@ -8,6 +8,10 @@ use stun_core::{AttributeError, AttributeType, ParseError};
 
 use super::policy::Verdict;
 
+/// The reason phrase of the 508 a draining server answers Allocate with (the
+/// client tells it from a full server's by it: [`crate::client::Failure::Draining`]).
+pub const DRAINING_PHRASE: &str = "Draining: try another server";
+
 /// What was wrong with a request that earned 400 Bad Request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -77,11 +81,20 @@ pub enum Refusal {
     ForbiddenPeer(IpAddr, Verdict),
     /// 486: the user has as many allocations as the quota allows.
     UserQuota,
-    /// 508 (or 300 to the alternate server): the server is full.
+    /// 508: the server is full (with an alternate server, [`Refusal::Redirected`]).
     Capacity,
-    /// 508 (or 300 to the alternate server): the server is draining and takes no
-    /// new allocations.
+    /// 508, its reason phrase [`DRAINING_PHRASE`]: the server is draining and
+    /// takes no new allocations (with an alternate server,
+    /// [`Refusal::Redirected`]).
     Draining,
+    /// 300 Try Alternate: full or draining, the client is sent to the
+    /// alternate server.
+    Redirected {
+        /// The alternate server.
+        to: SocketAddr,
+        /// Whether this server is draining (else it is full).
+        draining: bool,
+    },
     /// 508: no relay port could be bound in the configured range.
     NoRelayPort,
     /// 508: the RESERVATION-TOKEN names no live reservation (unknown, expired or
@@ -134,6 +147,7 @@ impl Refusal {
             Refusal::PeerFamilyMismatch => 443,
             Refusal::ForbiddenPeer(..) => 403,
             Refusal::UserQuota => 486,
+            Refusal::Redirected { .. } => 300,
             Refusal::Capacity
             | Refusal::Draining
             | Refusal::NoRelayPort
@@ -252,6 +266,10 @@ impl fmt::Display for Refusal {
                 "508 draining: this node takes no new allocations (set alternate_server to send \
                  clients to another)",
             ),
+            Refusal::Redirected { to, draining } => {
+                let why = if *draining { "draining" } else { "at capacity" };
+                write!(f, "300 sent to the alternate server {to}: this node is {why}")
+            }
             Refusal::NoRelayPort => {
                 f.write_str("508 no relay port free in the configured range")
             }

@@ -120,7 +120,10 @@ where
         ) {
             Ok(len) => ClientOutput::Reply {
                 len,
-                refusal: Some(why),
+                refusal: Some(Refusal::Redirected {
+                    to: alt,
+                    draining: why == Refusal::Draining,
+                }),
             },
             Err(_) => ClientOutput::Drop(Some(Refusal::OutputTooSmall)),
         }

@@ -147,6 +147,10 @@ pub(crate) fn run(args: &CheckArgs) -> Result<(), String> {
                     "the server is out of capacity or relay ports",
                     "widen relay_range or raise quota.total",
                 ),
+                Failure::Draining => (
+                    "the server is draining: it takes no new allocations",
+                    "use another server; set alternate_server on this one to send clients on",
+                ),
                 _ => (
                     failure.diagnosis(),
                     "see the server's log line for this client",

@@ -111,6 +111,9 @@ pub(crate) struct Worker {
     shared: Arc<Shared>,
     shutdown: Arc<AtomicBool>,
     logs: LineBudget,
+    /// Lines for packets dropped unanswered (a Send indication or ChannelData
+    /// toward what cannot be reached): one each ten seconds, with the count.
+    dropped_logs: LineBudget,
     rx: Vec<u8>,
     peer_rx: Vec<u8>,
     tx: Vec<u8>,
@@ -184,6 +187,7 @@ impl Worker {
             shared,
             shutdown,
             logs: LineBudget::new(20),
+            dropped_logs: LineBudget::per(1, 10_000),
             rx: vec![0; udp::BATCH * udp::SLOT],
             peer_rx: vec![0; udp::BATCH * udp::PSLOT],
             tx: vec![0; 2048],
@@ -290,6 +294,7 @@ impl Worker {
             rx,
             tx,
             logs,
+            dropped_logs,
             udp: listeners,
             outboxes,
             random,
@@ -336,7 +341,9 @@ impl Worker {
                     }
                 }
             }
-            Outgoing::Nothing(Some(why)) => report::refused(logs, shared, *id, &tuple, packet, why),
+            Outgoing::Nothing(Some(why)) => {
+                report::refused(dropped_logs, shared, *id, &tuple, packet, why)
+            }
             Outgoing::Nothing(None) => {}
         }
     }

@@ -20,7 +20,10 @@ use stun_core::escape::{Held, LineBudget};
 
 /// Logs (and reports as an event) a refused client, naming the user and what
 /// to check. Refusals that are routine (a first 401, a packet for no
-/// allocation) are logged at debug level only and not reported.
+/// allocation) are logged at debug level only and not reported. Lines draw on
+/// `logs`: the worker's budget for requests refused with an answer, or the one
+/// for packets dropped without one (a media stream toward a peer that cannot
+/// be reached would otherwise write a line per packet).
 pub(super) fn refused(
     logs: &mut LineBudget,
     shared: &Shared,
