@@ -245,3 +245,27 @@ fn closing_a_tcp_connection_deletes_its_allocation() {
         })
     ));
 }
+
+#[test]
+fn a_stop_ends_every_allocation_each_with_its_event() {
+    let mut s = server();
+    let mut h = FakeHost::new();
+    let mut a = Client::new("198.51.100.7:5000", "alice", "wonderland");
+    let mut b = Client::new("198.51.100.8:5000", "bob", "builder");
+    assert_success(&a.allocate(&mut s, &mut h, T0), &a);
+    assert_success(&b.allocate(&mut s, &mut h, T0), &b);
+    while s.poll_event().is_some() {}
+    let mut ended = Vec::new();
+    s.stop(&mut h, |s| ended.extend(std::iter::from_fn(|| s.poll_event())));
+    assert_eq!(ended.len(), 2, "{ended:?}");
+    assert!(ended.iter().all(|e| matches!(
+        e,
+        Event::Ended {
+            reason: EndReason::Stopped,
+            ..
+        }
+    )));
+    assert_eq!(s.allocation_count(), 0);
+    assert!(h.bound.is_empty(), "relay sockets closed");
+    assert_eq!(h.total(), 0, "quotas released");
+}

@@ -239,6 +239,14 @@ fn a_relaying_client_survives_a_rotation_and_a_drain_until_its_deadline() {
     );
     let mut server = server;
     assert!(server.child.wait().unwrap().success());
+    // The allocation the deadline cut is said to end, as every other one.
+    assert!(
+        server
+            .log
+            .wait_for("ended (cut: the server stopped)", PATIENCE),
+        "{}",
+        server.log_tail()
+    );
     let _ = held.kill();
     let _ = held.wait();
 }

@@ -406,6 +406,20 @@ where
         }
     }
 
+    /// Ends every allocation (the server stops): relay sockets closed, quotas
+    /// released, an [`Event::Ended`] with [`EndReason::Stopped`] for each (read
+    /// them with [`Server::poll_event`] as it goes: `each` is called after every
+    /// allocation ended, so a host with more allocations than events queued
+    /// loses none).
+    pub fn stop(&mut self, host: &mut impl Host, mut each: impl FnMut(&mut Self)) {
+        for slot in 0..self.table.capacity() {
+            if self.table.get_mut(slot).is_some() {
+                self.end_allocation(slot, host, EndReason::Stopped);
+                each(self);
+            }
+        }
+    }
+
     /// The next event for the log, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()

@@ -62,6 +62,9 @@ pub enum EndReason {
     Released,
     /// Its TCP or TLS connection closed (RFC 8656 §3.1).
     ConnectionClosed,
+    /// The server stopped with it still live (a drain cut at its deadline, or a
+    /// stop).
+    Stopped,
 }
 
 /// Something worth a log line.

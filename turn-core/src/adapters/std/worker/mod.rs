@@ -272,6 +272,7 @@ impl Worker {
                 next_tick = std_now + TICK;
             }
         }
+        self.stop_allocations();
         debug!("worker {} stopped", self.id);
     }
 

@@ -83,46 +83,7 @@ impl Worker {
     /// Logs allocations created and ended, and reports them as events.
     pub(super) fn report_events(&mut self) {
         while let Some(e) = self.turn.poll_event() {
-            match &e {
-                Event::Allocated {
-                    tuple,
-                    username,
-                    relayed,
-                    lifetime,
-                } => info!(
-                    "{} {}: allocation for `{}` relayed at {relayed} ({lifetime} s)",
-                    tuple.transport.name(),
-                    tuple.client,
-                    Escaped::new(username)
-                ),
-                Event::Ended {
-                    tuple,
-                    username,
-                    reason,
-                    traffic,
-                } => info!(
-                    "{} {}: allocation of `{}` ended ({}): relayed {} packets / {} bytes \
-                     to peers, {} / {} from peers",
-                    tuple.transport.name(),
-                    tuple.client,
-                    Escaped::new(username),
-                    match reason {
-                        EndReason::Expired => "expired",
-                        EndReason::Released => "released by the client",
-                        EndReason::ConnectionClosed => "connection closed",
-                    },
-                    traffic.to_peer_packets,
-                    traffic.to_peer_bytes,
-                    traffic.from_peer_packets,
-                    traffic.from_peer_bytes
-                ),
-            }
-            if self.shared.events.wanted() {
-                self.shared.events.push(RelayEvent::Allocation {
-                    worker: self.id,
-                    event: e,
-                });
-            }
+            report_event(&self.shared, self.id, e);
         }
         if let Some((addr, e)) = self.relays.last_error.take() {
             warn!("cannot bind a relay socket on {addr}: {e} (check relay_ip and relay_range)");
@@ -134,5 +95,60 @@ impl Worker {
                 });
             }
         }
+    }
+
+    /// Ends every allocation left (the relay stops), each with its line.
+    pub(super) fn stop_allocations(&mut self) {
+        let (shared, id) = (self.shared.clone(), self.id);
+        let mut host = host_of!(self);
+        self.turn.stop(&mut host, |turn| {
+            while let Some(e) = turn.poll_event() {
+                report_event(&shared, id, e);
+            }
+        });
+    }
+}
+
+/// Logs an allocation made or ended, and reports it as an event.
+fn report_event(shared: &Shared, worker: usize, e: Event) {
+    match &e {
+        Event::Allocated {
+            tuple,
+            username,
+            relayed,
+            lifetime,
+        } => info!(
+            "{} {}: allocation for `{}` relayed at {relayed} ({lifetime} s)",
+            tuple.transport.name(),
+            tuple.client,
+            Escaped::new(username)
+        ),
+        Event::Ended {
+            tuple,
+            username,
+            reason,
+            traffic,
+        } => info!(
+            "{} {}: allocation of `{}` ended ({}): relayed {} packets / {} bytes \
+                     to peers, {} / {} from peers",
+            tuple.transport.name(),
+            tuple.client,
+            Escaped::new(username),
+            match reason {
+                EndReason::Expired => "expired",
+                EndReason::Released => "released by the client",
+                EndReason::ConnectionClosed => "connection closed",
+                EndReason::Stopped => "cut: the server stopped",
+            },
+            traffic.to_peer_packets,
+            traffic.to_peer_bytes,
+            traffic.from_peer_packets,
+            traffic.from_peer_bytes
+        ),
+    }
+    if shared.events.wanted() {
+        shared
+            .events
+            .push(RelayEvent::Allocation { worker, event: e });
     }
 }
