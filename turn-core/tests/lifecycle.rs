@@ -256,7 +256,9 @@ fn a_stop_ends_every_allocation_each_with_its_event() {
     assert_success(&b.allocate(&mut s, &mut h, T0), &b);
     while s.poll_event().is_some() {}
     let mut ended = Vec::new();
-    s.stop(&mut h, |s| ended.extend(std::iter::from_fn(|| s.poll_event())));
+    s.stop(&mut h, |s| {
+        ended.extend(std::iter::from_fn(|| s.poll_event()))
+    });
     assert_eq!(ended.len(), 2, "{ended:?}");
     assert!(ended.iter().all(|e| matches!(
         e,
@@ -268,4 +270,23 @@ fn a_stop_ends_every_allocation_each_with_its_event() {
     assert_eq!(s.allocation_count(), 0);
     assert!(h.bound.is_empty(), "relay sockets closed");
     assert_eq!(h.total(), 0, "quotas released");
+}
+
+#[test]
+fn an_allocation_names_its_peers_a_channel_standing_for_its_permission() {
+    let mut s = server();
+    let mut h = FakeHost::new();
+    let mut a = Client::new("198.51.100.7:5000", "alice", "wonderland");
+    assert_success(&a.allocate(&mut s, &mut h, T0), &a);
+    assert_success(&a.permit(&mut s, &mut h, T0, "8.8.8.8:0"), &a);
+    assert_success(&a.permit(&mut s, &mut h, T0, "9.9.9.9:0"), &a);
+    assert_success(&a.bind(&mut s, &mut h, T0, 0x4000, "8.8.8.8:5000"), &a);
+    let peers: Vec<std::net::SocketAddr> = s.allocations().next().unwrap().peers().collect();
+    assert_eq!(
+        peers,
+        [
+            "8.8.8.8:5000".parse().unwrap(),
+            "9.9.9.9:0".parse().unwrap()
+        ]
+    );
 }

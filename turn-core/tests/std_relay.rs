@@ -429,3 +429,40 @@ fn every_own_address_is_refused_as_a_peer_however_many_the_host_has() {
         }
     }
 }
+
+#[test]
+fn on_a_wildcard_listener_an_allocation_names_the_address_its_client_reached() {
+    let relay = Relay::builder()
+        .listen("0.0.0.0:0".parse().unwrap())
+        .relay_ip("127.0.0.1".parse().unwrap())
+        .realm("example")
+        .threads(1)
+        .total(8)
+        .user("alice", "pw")
+        .start()
+        .unwrap();
+    let port = relay.local_addrs()[0].port();
+    let reached: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    for transport in [Transport::Udp, Transport::Tcp] {
+        let mut cfg = ClientConfig::new(reached, "alice", "pw").unwrap();
+        cfg.transport = transport;
+        let mut turn = TurnClient::connect(cfg).unwrap();
+        // Answered: the reply found its way out of the wildcard socket.
+        turn.allocate(T).unwrap();
+        let mut servers = Vec::new();
+        assert!(
+            wait::holds(PATIENCE, || {
+                servers = relay
+                    .stats()
+                    .allocations
+                    .iter()
+                    .filter(|a| a.tuple.transport == transport)
+                    .map(|a| a.tuple.server)
+                    .collect();
+                !servers.is_empty()
+            }),
+            "{transport:?}: published"
+        );
+        assert_eq!(servers, [reached], "{transport:?}");
+    }
+}

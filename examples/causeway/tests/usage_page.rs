@@ -108,6 +108,35 @@ fn chromium_draws_the_usage_page_from_the_admin_port() {
     // The username is shown as text, its markup escaped, in both tables.
     assert_eq!(dom.matches("&lt;b&gt;bold&lt;/b&gt;").count(), 3, "{dom}");
     assert!(!dom.contains("<b>bold</b>"));
+    // Each allocation names the address its client reached and its peer.
+    assert_eq!(dom.matches(&format!("<td>{addr}</td>")).count(), 2, "{dom}");
+    assert!(dom.contains(&format!("<td>{peer_addr}</td>")), "{dom}");
+    // Grouped by peer (a meeting's browsers relay with the call bridge): one
+    // row, both allocations.
+    page.eval(
+        "document.getElementById('group-by').value = 'peer'; \
+         document.getElementById('group-by').onchange()",
+    );
+    let grouped = page.poll(
+        "(() => { const r = document.querySelector('#groups tbody tr'); \
+           return r ? [...r.cells].map((c) => c.textContent).slice(0, 2).join('|') : ''; })()",
+        PATIENCE,
+        |v| !v.contains("bold"),
+    );
+    assert_eq!(grouped, format!("{peer_addr}|2"));
+    // The axis labels fit the plot, the widest rate one included.
+    let fits = page.eval(
+        "(() => { const svg = document.getElementById('plot'); \
+         document.getElementById('rate-max').textContent = bits(999.9e6); \
+         document.getElementById('allocs-max').textContent = '99999'; \
+         const w = svg.viewBox.baseVal.width; \
+         return [...svg.querySelectorAll('text')].map((t) => { const b = t.getBBox(); \
+           return b.x >= 0 && b.x + b.width <= w ? 'ok' : t.textContent; }).join(' '); })()",
+    );
+    assert!(
+        fits.split(' ').all(|f| f == "ok"),
+        "labels cut at the plot's edge: {fits}"
+    );
     let _ = load.kill();
     let _ = load.wait();
 }

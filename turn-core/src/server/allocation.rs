@@ -141,6 +141,25 @@ impl<const P: usize, const C: usize> Allocation<P, C> {
         self.channels.len()
     }
 
+    /// The peers it may relay with: each channel's peer, then each permission
+    /// no channel stands for, as an address whose port is 0 when any port of
+    /// its IP is let in (as browsers ask), the port of a relayed address of
+    /// this server otherwise.
+    pub fn peers(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        let channels = self.channels.iter().map(|c| c.peer);
+        let permissions = self
+            .permissions
+            .iter()
+            .filter(|p| {
+                !self
+                    .channels
+                    .iter()
+                    .any(|c| c.peer.ip() == p.ip && (p.port == 0 || p.port == c.peer.port()))
+            })
+            .map(|p| SocketAddr::new(p.ip, p.port));
+        channels.chain(permissions)
+    }
+
     /// The live relay for a peer of `ip`'s family at `now`, and its index (0 IPv4,
     /// 1 IPv6).
     pub(crate) fn relay_for(&self, ip: &IpAddr, now: Instant) -> Option<(u8, &Relay)> {

@@ -16,8 +16,17 @@ struct AllocationStatus<'a> {
     username: &'a str,
     transport: &'static str,
     client: String,
+    /// The address the client reached (on a wildcard listener, the one of
+    /// the interface it came in on).
     server: String,
     relayed: Vec<String>,
+    /// Where its relay sockets are bound (the interface; `relayed` is what
+    /// static NAT makes of it).
+    relayed_local: Vec<String>,
+    /// Its first peers: an address for a channel or a relayed address of this
+    /// server, an IP alone for a permission of any port.
+    peers: Vec<String>,
+    peer_count: usize,
     lifetime_left_secs: u64,
     permissions: usize,
     channels: usize,
@@ -38,6 +47,16 @@ impl<'a> AllocationStatus<'a> {
             client: a.tuple.client.to_string(),
             server: a.tuple.server.to_string(),
             relayed: a.relayed.iter().map(ToString::to_string).collect(),
+            relayed_local: a.relayed_local.iter().map(ToString::to_string).collect(),
+            peers: a
+                .peers
+                .iter()
+                .map(|p| match p.port() {
+                    0 => p.ip().to_string(),
+                    _ => p.to_string(),
+                })
+                .collect(),
+            peer_count: a.peer_count,
             lifetime_left_secs: a.expires_in.as_secs(),
             permissions: a.permissions,
             channels: a.channels,

@@ -126,6 +126,8 @@ pub use credentials::{Credentials, Users};
 pub use error::StartError;
 pub use events::RelayEvent;
 pub use handle::{Relay, StatsHandle, Stopper};
-pub use stats::{AllocationStats, Stats, TlsRefused, UserStats, Username, WorkerStats};
+pub use stats::{
+    AllocationStats, PEERS_SHOWN, Stats, TlsRefused, UserStats, Username, WorkerStats,
+};
 #[cfg(feature = "xdp")]
 pub use xdp::{KernelStats, XdpMode, XdpSettings};

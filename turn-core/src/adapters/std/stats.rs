@@ -19,6 +19,9 @@ use crate::server::{Allocation, Counters, Traffic, USERNAME_MAX};
 /// A username as the core holds it.
 pub type Username = heapless::String<USERNAME_MAX>;
 
+/// Most peers an allocation's stats name.
+pub const PEERS_SHOWN: usize = 8;
+
 /// One allocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AllocationStats {
@@ -30,6 +33,14 @@ pub struct AllocationStats {
     pub tuple: FiveTuple,
     /// Its relayed addresses as advertised (one per family).
     pub relayed: heapless::Vec<SocketAddr, 2>,
+    /// The addresses its relay sockets are bound to (which interface): the
+    /// same as `relayed` without static NAT.
+    pub relayed_local: heapless::Vec<SocketAddr, 2>,
+    /// Its first peers (see [`Allocation::peers`]: port 0 for a permission of
+    /// any port); `peer_count` says how many there are in all.
+    pub peers: heapless::Vec<SocketAddr, PEERS_SHOWN>,
+    /// How many peers it has.
+    pub peer_count: usize,
     /// Lifetime left.
     pub expires_in: Duration,
     /// Permissions installed.
@@ -54,6 +65,9 @@ impl AllocationStats {
             username,
             tuple: *a.five_tuple(),
             relayed: a.relays().map(|r| r.advertised).collect(),
+            relayed_local: a.relays().map(|r| r.local).collect(),
+            peers: a.peers().take(PEERS_SHOWN).collect(),
+            peer_count: a.peers().count(),
             expires_in: Duration::from_millis(a.expires().millis_since(now)),
             permissions: a.permission_count(),
             channels: a.channel_count(),
@@ -213,6 +227,9 @@ mod tests {
                 socket: 0,
             },
             relayed: heapless::Vec::new(),
+            relayed_local: heapless::Vec::new(),
+            peers: heapless::Vec::new(),
+            peer_count: 0,
             expires_in: Duration::from_secs(600),
             permissions: 1,
             channels: 1,

@@ -80,9 +80,15 @@ impl Worker {
                 continue;
             };
             let _ = stream.set_nodelay(true);
+            // On a wildcard listener, the address the client reached.
+            let server = if local.ip().is_unspecified() {
+                stream.local_addr().unwrap_or(local)
+            } else {
+                local
+            };
             let tuple = FiveTuple {
                 client: peer,
-                server: local,
+                server,
                 transport: Transport::Tcp,
                 // Set when the connection joins this loop.
                 socket: u32::MAX,

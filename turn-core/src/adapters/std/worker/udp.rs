@@ -42,8 +42,23 @@ pub(super) fn listener_at<'l, 'o>(
     tuple: &FiveTuple,
 ) -> Option<(&'l UdpListener, &'o mut super::outbox::Outbox)> {
     let i = usize::try_from(tuple.socket).ok()?;
-    let l = listeners.get(i).filter(|l| l.local == tuple.server)?;
+    let l = listeners.get(i).filter(|l| serves(l.local, tuple.server))?;
     Some((l, outboxes.get_mut(i)?))
+}
+
+/// Whether a listener bound to `local` is the one a client reached at
+/// `server` (on a wildcard listener, any address of its port).
+fn serves(local: SocketAddr, server: SocketAddr) -> bool {
+    local == server || (local.ip().is_unspecified() && local.port() == server.port())
+}
+
+/// The address a datagram reached: the listener's, or on a wildcard listener
+/// the destination the kernel reports (IP_PKTINFO).
+fn reached(local: SocketAddr, dst: Option<std::net::IpAddr>) -> SocketAddr {
+    match dst {
+        Some(ip) if local.ip().is_unspecified() => SocketAddr::new(ip.to_canonical(), local.port()),
+        _ => local,
+    }
 }
 
 impl Worker {
@@ -70,7 +85,7 @@ impl Worker {
             for (k, m) in meta.iter().take(n).enumerate() {
                 let tuple = FiveTuple {
                     client: m.addr,
-                    server: local,
+                    server: reached(local, m.dst_ip),
                     transport: Transport::Udp,
                     socket,
                 };
