@@ -315,7 +315,7 @@ fn check_diagnoses_a_blocked_relay_port_range() {
         ct.tail()
     );
     assert!(
-        out.contains("[FAIL] relay") && out.contains("relay port range is blocked"),
+        out.contains("[FAIL] relay") && out.contains("blocked by a firewall"),
         "{out}{}",
         ct.tail()
     );

@@ -51,7 +51,8 @@ pub struct Config {
     pub default_lifetime_secs: u64,
     /// The most an allocation may ask for.
     pub max_lifetime_secs: u64,
-    /// Address IPv4 relay sockets bind to (the private side).
+    /// Address IPv4 relay sockets bind to: the one peers' packets arrive on
+    /// (behind static NAT, the address it translates the public one to).
     pub relay_v4: Option<Ipv4Addr>,
     /// Address IPv6 relay sockets bind to.
     pub relay_v6: Option<Ipv6Addr>,

@@ -245,10 +245,13 @@ pub(crate) fn run(args: &CheckArgs) -> Result<(), String> {
                 "nothing came back from {peer} through relayed address {relayed} in {} s",
                 timeout.as_secs()
             ),
-            "the relay port range is blocked by a firewall (or the peer does not echo): \
-             browsers connect but get no media",
-            "open the relay port range (UDP, e.g. 24000-29999) between the TURN server and the \
-             peers, and check the static NAT of the advertised address",
+            "the relay send to the peer, or its echo back, is blocked by a firewall (or the peer \
+             does not echo). A meeting's own media never takes this path when the echo peer is \
+             inside (browser and call bridge meet inside the relay), so a DMZ rule that blocks \
+             it is no fault; toward internet peers it is: browsers get no media",
+            "run the check with --peer an echo on the public side (the way browsers' media \
+             comes in); for internet peers, open the relay port range (UDP, e.g. 24000-29999) \
+             toward them and check the static NAT of the advertised address",
         );
     }
     let _ = turn.deallocate(Duration::from_secs(2));
