@@ -76,14 +76,24 @@ impl TestCa {
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
+    /// A new directory of its own: named by the process, a counter and the
+    /// time, and created fresh (two tests of one process never share one,
+    /// whatever the clock says).
     pub fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!(
-            "causeway-{tag}-{}-{}",
-            std::process::id(),
-            rand_suffix()
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        loop {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let p = std::env::temp_dir().join(format!(
+                "causeway-{tag}-{}-{n}-{}",
+                std::process::id(),
+                rand_suffix()
+            ));
+            match std::fs::create_dir(&p) {
+                Ok(()) => return TempDir(p),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => panic!("create {}: {e}", p.display()),
+            }
+        }
     }
 
     pub fn write(&self, name: &str, contents: &str) -> PathBuf {
