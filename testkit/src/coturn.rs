@@ -26,6 +26,9 @@ pub struct Coturn {
     child: Child,
     /// Its log (coturn writes it to stdout here).
     pub output: Output,
+    /// Its database and pid file: its own, so coturns started side by side do
+    /// not wait on each other's lock of the default SQLite database.
+    _dir: crate::bridge::TempDir,
 }
 
 impl Drop for Coturn {
@@ -48,15 +51,26 @@ impl Coturn {
             }
             None => Command::new(&tool),
         };
+        let dir = crate::bridge::TempDir::new("coturn");
+        let db = dir.path().join("turndb");
+        let pid = dir.path().join("turnserver.pid");
         cmd.args(args)
-            .args(["--log-file", "stdout", "--simple-log"]);
+            .args(["--log-file", "stdout", "--simple-log"])
+            .arg("--db")
+            .arg(&db)
+            .arg("--pidfile")
+            .arg(&pid);
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start turnserver");
         let output = Output::of(&mut child);
-        let mut coturn = Coturn { child, output };
+        let mut coturn = Coturn {
+            child,
+            output,
+            _dir: dir,
+        };
         for r in ready {
             let result = match netns {
                 None => wait::poll(wait::PATIENCE, || coturn.probe(*r)),
@@ -87,13 +101,30 @@ impl Coturn {
         }
     }
 
-    /// Inside a namespace: the socket is bound (UDP) or listening (TCP), which
-    /// is enough, as the kernel queues what arrives until coturn reads it.
+    /// Inside a namespace: a UDP Binding is answered (coturn's own
+    /// `turnutils_stunclient`, run in the namespace: a bound socket is not
+    /// enough, coturn may take seconds more to read it); a TCP port listening
+    /// is (the kernel takes the connection and queues what arrives).
     fn listening_in(&mut self, ns: &str, r: Ready) -> Result<(), String> {
         self.alive()?;
+        if let Ready::Udp(a) = r {
+            let client = coturn_tool("turnutils_stunclient");
+            let answered = Command::new("ip")
+                .args(["netns", "exec", ns, "timeout", "2", &client, "-p"])
+                .arg(a.port().to_string())
+                .arg(a.ip().to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            return if answered {
+                Ok(())
+            } else {
+                Err(format!("no STUN answer on UDP {a} in {ns} yet"))
+            };
+        }
         let (flags, addr) = match r {
-            Ready::Udp(a) => ("-Hlun", a),
-            Ready::Tcp(a) | Ready::Tls(a) => ("-Hltn", a),
+            Ready::Udp(a) | Ready::Tcp(a) | Ready::Tls(a) => ("-Hltn", a),
         };
         let out = Command::new("ip")
             .args(["netns", "exec", ns, "ss", flags])

@@ -189,6 +189,18 @@ impl Netns {
         assert!(ok(&[
             "netns", "exec", &name, "ip", "link", "set", "lo", "up"
         ]));
+        // Clients' ephemeral ports stay clear of coturn's relay range (which a
+        // test blocks): a client port drawn in it would have its answers
+        // dropped too.
+        assert!(ok(&[
+            "netns",
+            "exec",
+            &name,
+            "sysctl",
+            "-q",
+            "-w",
+            "net.ipv4.ip_local_port_range=41000 60999",
+        ]));
         Netns(name)
     }
 
