@@ -61,6 +61,12 @@ fuzz_target!(|data: &[u8]| {
     let now = Instant::from_secs(1_764_000_000);
     for chunk in data.split(|&b| b == 0xff) {
         match s.handle_client(now, UnixTime(now.as_secs()), &mut h, tuple, chunk, &mut out) {
+            ClientOutput::Reply { len, .. } if stun_core::classic::is_classic(chunk) => {
+                // An RFC 3489 Binding: a classic answer, at its transaction.
+                assert!(out[..2] == [1, 1] || out[..2] == [1, 0x11]);
+                assert_eq!(out.get(4..20), chunk.get(4..20));
+                assert!(len <= chunk.len() + 32);
+            }
             ClientOutput::Reply { len, .. } => {
                 let m = stun_core::Message::new_checked(&out[..len]).expect("replies parse");
                 assert!(m.verify_fingerprint().is_ok());

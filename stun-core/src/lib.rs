@@ -21,6 +21,7 @@
 //! - [`channel_data`]: the TURN ChannelData framing (RFC 8656 §12).
 //! - [`demux`]: first-byte demultiplexing (RFC 7983) and stream framing.
 //! - [`binding`]: a complete sans-IO Binding responder.
+//! - [`classic`]: the answer to an RFC 3489 Binding request (no magic cookie).
 //! - [`escape`]: client text (usernames, realms, host names) escaped and bounded
 //!   for log lines.
 //!
@@ -67,6 +68,7 @@ pub mod attributes;
 pub mod binding;
 mod builder;
 pub mod channel_data;
+pub mod classic;
 pub mod credentials;
 pub mod demux;
 mod error;

@@ -126,14 +126,20 @@ fn a_relayed_address_stops_counting_once_its_allocation_ends() {
         a.send_raw(&mut s, &mut h, T0, &ind).0,
         ClientOutput::Drop(Some(Refusal::NotLiveRelay(_)))
     ));
-    // No channel can be bound to it any more; a permission (per IP, the port
-    // ignored) still can, but reaches nothing.
+    // No channel can be bound to it any more, nor a permission naming it (its
+    // packets would never pass); one naming no port still can, and reaches
+    // nothing.
     let mut a = a;
     assert_eq!(
         a.bind(&mut s, &mut h, T0, 0x4001, &rb.to_string()).code(),
         Some(403)
     );
-    assert_success(&a.permit(&mut s, &mut h, T0, &rb.to_string()), &a);
+    assert_eq!(
+        a.permit(&mut s, &mut h, T0, &rb.to_string()).code(),
+        Some(403)
+    );
+    let any_port = format!("{}:0", rb.ip());
+    assert_success(&a.permit(&mut s, &mut h, T0, &any_port), &a);
     let ind = a.send_indication(&rb.to_string(), b"x");
     assert!(matches!(
         a.send_raw(&mut s, &mut h, T0, &ind).0,

@@ -66,6 +66,10 @@ pub(crate) struct ServeArgs {
     /// Extra denied peers (repeatable CIDR; beats --allow-peer).
     #[arg(long, value_name = "CIDR")]
     pub(crate) deny_peer: Vec<String>,
+    /// A service of this host clients may relay to, exactly (repeatable
+    /// IP:PORT or IP:FIRST-LAST; e.g. a media server on the relay's address).
+    #[arg(long, value_name = "IP:PORT")]
+    pub(crate) allow_local_peer: Vec<String>,
     /// TCP load balancers that send a PROXY protocol header first (repeatable CIDR).
     #[arg(long, value_name = "CIDR")]
     pub(crate) proxy_protocol_from: Vec<String>,

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::wait::{self, PATIENCE};
-use common::{Server, coturn_tool, run_with_timeout};
+use common::{Server, coturn_tool, ensure_package, run_with_timeout};
 use stun_core::attributes::{ErrorCode, Software, UnknownAttributes, XorMappedAddress};
 use stun_core::{
     AttributeType, Class, Message, MessageBuilder, MessageType, Method, TransactionId,
@@ -176,4 +176,65 @@ fn bad_config_is_refused_naming_the_field() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("log_levle"), "stderr: {err}");
+}
+
+/// Debian's `stun` (stun-client, an RFC 3489 client: no magic cookie) runs its
+/// test I (a Binding with a CHANGE-REQUEST asking for no change) and gets its
+/// mapped address, and nothing a one-address server would be wrong to claim.
+#[test]
+fn a_classic_stun_client_gets_its_mapped_address() {
+    ensure_package("/usr/bin/stun", "stun-client");
+    let server = Server::start(&["--listen", "127.0.0.1:0"]);
+    let target = format!("127.0.0.1:{}", server.addr().port());
+    // UDP: the tool sends once, so it is run again should loopback lose one.
+    let out = wait::until("the stun client's mapped address", PATIENCE, || {
+        let (_, out) = run_with_timeout(
+            Command::new("/usr/bin/stun").args([target.as_str(), "1", "-v"]),
+            Duration::from_secs(20),
+        );
+        if out.contains("MappedAddress = 127.0.0.1:") {
+            Ok(out)
+        } else {
+            Err(out)
+        }
+    });
+    assert!(
+        !out.contains("ChangedAddress") && !out.contains("SourceAddress"),
+        "only MAPPED-ADDRESS is sent: {out}"
+    );
+}
+
+/// A classic Binding asking to be answered elsewhere (RESPONSE-ADDRESS) or from
+/// another address (CHANGE-REQUEST) gets a 420 at its source, and nothing is
+/// sent to the address it named.
+#[test]
+fn a_classic_binding_is_never_answered_elsewhere() {
+    let server = Server::start(&["--listen", "127.0.0.1:0"]);
+    let victim = UdpSocket::bind("127.0.0.1:0").unwrap();
+    victim.set_nonblocking(true).unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    sock.connect(server.addr()).unwrap();
+    let mut elsewhere = vec![0u8, 2, 0, 8, 0, 1];
+    elsewhere.extend_from_slice(&victim.local_addr().unwrap().port().to_be_bytes());
+    elsewhere.extend_from_slice(&[127, 0, 0, 1]);
+    for (tid, attr) in [(0x31u8, elsewhere), (0x32, vec![0, 3, 0, 4, 0, 0, 0, 6])] {
+        let mut req = vec![0u8, 1, 0, attr.len() as u8];
+        req.extend_from_slice(&[tid; 16]);
+        req.extend_from_slice(&attr);
+        let mut buf = [0u8; 1500];
+        let n = wait::until("a classic 420", PATIENCE, || {
+            sock.send(&req)?;
+            sock.recv(&mut buf)
+        });
+        assert_eq!(buf[..2], [0x01, 0x11], "an error response");
+        assert_eq!(buf[4..20], [tid; 16]);
+        assert_eq!(buf[24..28], [0, 0, 4, 20], "420");
+        assert_eq!(buf[n - 4..n - 2], attr[..2], "names the attribute");
+    }
+    assert!(
+        victim.recv(&mut [0u8; 64]).is_err(),
+        "nothing was sent to RESPONSE-ADDRESS"
+    );
 }

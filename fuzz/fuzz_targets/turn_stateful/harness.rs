@@ -335,6 +335,14 @@ impl World {
     /// Checks what the server answered for a client's packet.
     fn check_output(&mut self, o: ClientOutput, packet: &[u8], key: Option<(&Key, bool)>) {
         match o {
+            ClientOutput::Reply { len, .. } if stun_core::classic::is_classic(packet) => {
+                let reply = self.out.get(..len).expect("a reply within the buffer");
+                assert!(
+                    reply[..2] == [1, 1] || reply[..2] == [1, 0x11],
+                    "a classic answer"
+                );
+                assert_eq!(reply.get(4..20), packet.get(4..20));
+            }
             ClientOutput::Reply { len, refusal } => {
                 let reply = self
                     .out

@@ -141,7 +141,10 @@ impl Failure {
             Failure::Code(441) => "wrong credentials: a different user owns this allocation",
             Failure::Code(442) => "the server does not relay this transport (UDP relays only)",
             Failure::Code(440) => "the server has no relay address of the requested family",
-            Failure::Code(403) => "the server's peer policy forbids this peer address",
+            Failure::Code(403) => {
+                "the server's peer policy forbids this peer address (one on the relay's own host \
+                 is opened with allow_local_peer)"
+            }
             Failure::Code(486) => "the user's allocation quota is reached",
             Failure::Code(508) => "the server is out of capacity or relay ports",
             Failure::Draining => {

@@ -102,6 +102,11 @@ pub struct Config {
     /// new allocations are refused while the last second's traffic (plus one
     /// allocation's limit) would pass it. None by default.
     pub capacity_bytes_per_sec: Option<u64>,
+    /// Answer RFC 3489 Binding requests (no magic cookie) with MAPPED-ADDRESS,
+    /// as RFC 8489 §12.2 allows (see [`stun_core::classic`]: never to another
+    /// address, never from another); off, they are dropped and counted. On by
+    /// default, as coturn does.
+    pub classic_stun: bool,
 }
 
 /// A configuration the server refuses, naming the field.
@@ -160,6 +165,7 @@ impl Config {
             allocation_bandwidth: None,
             user_bandwidth: None,
             capacity_bytes_per_sec: None,
+            classic_stun: true,
         }
     }
 
@@ -208,6 +214,20 @@ impl Config {
         }
         if self.capacity_bytes_per_sec == Some(0) {
             return e("bandwidth.capacity", "must be above 0");
+        }
+        let relay_ports = |l: &&super::policy::LocalPeer| {
+            self.relay_ips()
+                .into_iter()
+                .flatten()
+                .any(|ip| l.names_ip(ip))
+                && l.overlaps(self.port_min, self.port_max)
+        };
+        if self.policy.local.iter().any(|l| relay_ports(&l)) {
+            return e(
+                "allow_local_peer",
+                "must not cover the relay port range on a relay address (relay to relay needs no \
+                 entry)",
+            );
         }
         Ok(())
     }

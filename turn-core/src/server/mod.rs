@@ -111,7 +111,7 @@ mod table;
 use core::net::SocketAddr;
 
 use stun_core::demux::{self, PacketKind};
-use stun_core::{Class, Message, Method};
+use stun_core::{AttributeType, Class, Message, Method, ParseError, classic};
 
 pub use allocation::{Allocation, Relay, Traffic};
 pub use bandwidth::{Bandwidth, MIN_BURST, TokenBucket};
@@ -335,6 +335,9 @@ where
         packet: &[u8],
         out: &mut [u8],
     ) -> ClientOutput {
+        if classic::is_classic(packet) {
+            return self.classic(tuple, packet, out);
+        }
         let msg = match Message::new_checked(packet) {
             Ok(m) => m,
             Err(e) => return ClientOutput::Drop(Some(Refusal::Malformed(e))),
@@ -346,6 +349,30 @@ where
             (Class::Indication, Method::SEND) => self.send_indication(now, host, tuple, &msg),
             (Class::Request, _) => self.request(now, unix, host, tuple, &msg, out),
             _ => ClientOutput::Drop(Some(Refusal::Unexpected)),
+        }
+    }
+
+    /// A packet without the magic cookie: an RFC 3489 Binding is answered with
+    /// MAPPED-ADDRESS (or 420 for what this server cannot honour) when
+    /// `classic_stun` is on; anything else is dropped.
+    fn classic(&mut self, tuple: &FiveTuple, packet: &[u8], out: &mut [u8]) -> ClientOutput {
+        if !self.cfg.classic_stun {
+            return ClientOutput::Drop(Some(Refusal::ClassicOff));
+        }
+        match classic::respond(packet, tuple.client, out) {
+            classic::Answer::Mapped(len) => ClientOutput::Reply { len, refusal: None },
+            classic::Answer::Refused { len, attribute } => ClientOutput::Reply {
+                len,
+                refusal: Some(Refusal::UnknownAttribute(AttributeType::new(attribute))),
+            },
+            classic::Answer::Drop => {
+                ClientOutput::Drop(Some(Refusal::Malformed(ParseError::BadMagicCookie {
+                    found: packet
+                        .get(4..8)
+                        .and_then(|b| b.try_into().ok())
+                        .map_or(0, u32::from_be_bytes),
+                })))
+            }
         }
     }
 

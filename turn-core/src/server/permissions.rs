@@ -25,12 +25,15 @@ where
     /// relay of its family exists (443) and the policy allows it (403).
     ///
     /// A permission is for an IP (RFC 8656 §9.1: the port is ignored, and clients
-    /// may send 0), so one for the server's own relay IP is granted, and each
-    /// packet later must reach a live relayed address; it is kept for the
-    /// address named, not the IP every allocation shares (see
-    /// [`Permission`](super::allocation::Permission)). A channel is for an
-    /// address: it must be a live relayed address now (and each packet is
-    /// checked again).
+    /// may send 0), so one for the server's own relay IP naming no port is
+    /// granted, and each packet later must reach a live relayed address; one
+    /// naming a port must name a live relayed address (or a local peer) now,
+    /// since packets to any other would never pass. It is kept for the address
+    /// named, not the IP every allocation shares (see
+    /// [`Permission`](super::allocation::Permission)). The same holds on an IP
+    /// a local peer entry names (a media server on this host): its other ports
+    /// stay closed. A channel is for an address: it must be a live relayed
+    /// address or a local peer now (and each packet is checked again).
     fn check_peer(
         &self,
         now: Instant,
@@ -43,9 +46,15 @@ where
         if a.relay_for(&peer.ip(), now).is_none() {
             return Err(Refusal::PeerFamilyMismatch);
         }
-        let mut live = false;
-        let verdict = self.cfg.policy.check(peer, |addr| {
-            live = if channel {
+        let policy = &self.cfg.policy;
+        // A permission naming no port on an IP with local peers: packets will be
+        // checked against the entries.
+        if !channel && peer.port() == 0 && policy.names_local_ip(peer.ip()) {
+            return Ok(());
+        }
+        let mut live = policy.allows_local(peer);
+        let verdict = policy.check(peer, |addr| {
+            live |= if channel || addr.port() != 0 {
                 self.live_relay(host, addr).is_some()
             } else {
                 self.cfg.is_relay_ip(addr.ip())
@@ -203,10 +212,17 @@ where
         Ok(self.empty_success(msg, auth.signer(), out))
     }
 
+    /// Whether permissions toward `ip` are kept per transport address: a relay
+    /// IP of this server, or one a local peer entry names.
+    pub(crate) fn exact_ip(&self, ip: IpAddr) -> bool {
+        self.cfg.is_relay_ip(ip) || self.cfg.policy.names_local_ip(ip)
+    }
+
     /// What a permission for `peer` is kept as: its IP and port for a peer on
-    /// this server's relay IPs, its IP alone (port 0) for any other.
+    /// this server's relay IPs or a local peer's IP, its IP alone (port 0) for
+    /// any other.
     fn permission_key(&self, peer: SocketAddr) -> (IpAddr, u16) {
-        if self.cfg.is_relay_ip(peer.ip()) {
+        if self.exact_ip(peer.ip()) {
             (peer.ip(), peer.port())
         } else {
             (peer.ip(), 0)

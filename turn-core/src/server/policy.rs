@@ -8,11 +8,16 @@
 //!    which is per IP, the relay IP itself; for a channel, the live address. Every
 //!    packet is checked again, in both directions, so a permission for the
 //!    server's IP never opens its other ports;
-//! 2. the server's **own addresses** (relay and advertised IPs, which the server
+//! 2. an exact **local peer** (`allow_local_peer`: a transport address of this
+//!    host an embedder or operator names, such as a media server beside the
+//!    relay) is **allowed**, whatever the rules below say. Its IP's other ports
+//!    stay denied (permissions for such an IP are kept per address, and every
+//!    packet is checked again);
+//! 3. the server's **own addresses** (relay and advertised IPs, which the server
 //!    adds itself, and whatever the host adds: listeners, the admin interface) are
 //!    **denied**, even when an allow entry covers them;
-//! 3. an entry of the configured **deny** list denies (`--deny-peer`);
-//! 4. every form of the address must then pass: an entry of the configured
+//! 4. an entry of the configured **deny** list denies (`--deny-peer`);
+//! 5. every form of the address must then pass: an entry of the configured
 //!    **allow** list (`--allow-peer`) passes it (this is how the meeting server's
 //!    media addresses on the private side are permitted), else the built-in deny
 //!    list denies it: unspecified and "this network", loopback, private (10/8,
@@ -21,7 +26,7 @@
 //!    multicast, broadcast and reserved (224/3), documentation and benchmarking
 //!    ranges, IETF protocol assignments, discard-only `100::/64`, and the local-use
 //!    NAT64 prefix `64:ff9b:1::/48` (RFC 8215), whose embedding is not known;
-//! 5. anything else is allowed.
+//! 6. anything else is allowed.
 //!
 //! The **forms** of an address are the address itself and every IPv4 address it
 //! embeds ([`forms`]): IPv4-mapped `::ffff:0:0/96`, IPv4-translated
@@ -32,8 +37,8 @@
 //! the IPv4 it names.
 //!
 //! So an explicit deny entry beats an explicit allow entry, an allow entry beats
-//! the built-in list, and nothing beats the server's own addresses. Ranges are
-//! compared numerically on whole addresses.
+//! the built-in list, and only an exact local peer beats the server's own
+//! addresses. Ranges are compared numerically on whole addresses.
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -191,6 +196,109 @@ pub const DEFAULT_DENY: &[Cidr] = &[
     c6(0xff00, 0, 8),                                            // multicast
 ];
 
+/// An exact transport address of this host that clients may relay to (an SFU
+/// or media server beside the relay): an IP and a port, or a range of ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct LocalPeer {
+    /// The address (IPv4 wrapped in IPv6 is compared as IPv4).
+    pub ip: IpAddr,
+    /// The first port.
+    pub first: u16,
+    /// The last port (the first for a single one).
+    pub last: u16,
+}
+
+/// Why text is not a local peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalPeerParseError;
+
+impl core::fmt::Display for LocalPeerParseError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(
+            "expected an address and a port or port range, such as 127.0.0.1:7882, \
+             10.0.0.5:50000-50100 or [fd00::5]:7882 (port 0 is none)",
+        )
+    }
+}
+
+impl core::error::Error for LocalPeerParseError {}
+
+impl LocalPeer {
+    /// Parses `IP:PORT`, `IP:FIRST-LAST`, `[IPv6]:PORT` or `[IPv6]:FIRST-LAST`.
+    ///
+    /// ```
+    /// use turn_core::server::policy::LocalPeer;
+    /// let sfu = LocalPeer::parse("127.0.0.1:7882").unwrap();
+    /// assert!(sfu.contains(&"127.0.0.1:7882".parse().unwrap()));
+    /// assert!(!sfu.contains(&"127.0.0.1:3478".parse().unwrap()));
+    /// let media = LocalPeer::parse("[fd00::5]:50000-50100").unwrap();
+    /// assert!(media.contains(&"[fd00::5]:50042".parse().unwrap()));
+    /// assert!(LocalPeer::parse("127.0.0.1").is_err());
+    /// ```
+    pub fn parse(s: &str) -> Result<LocalPeer, LocalPeerParseError> {
+        let (ip, ports) = match s.strip_prefix('[') {
+            Some(rest) => rest.split_once("]:"),
+            None => s.split_once(':'),
+        }
+        .ok_or(LocalPeerParseError)?;
+        let ip: IpAddr = ip.parse().map_err(|_| LocalPeerParseError)?;
+        let port = |p: &str| {
+            if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(LocalPeerParseError);
+            }
+            p.parse::<u16>().map_err(|_| LocalPeerParseError)
+        };
+        let (first, last) = match ports.split_once('-') {
+            Some((a, b)) => (port(a)?, port(b)?),
+            None => (port(ports)?, port(ports)?),
+        };
+        if first == 0 || first > last || ip.is_unspecified() || ip.is_multicast() {
+            return Err(LocalPeerParseError);
+        }
+        Ok(LocalPeer {
+            ip: normalize(ip),
+            first,
+            last,
+        })
+    }
+
+    /// Whether `addr` is one of its transport addresses.
+    pub fn contains(&self, addr: &SocketAddr) -> bool {
+        self.names_ip(addr.ip()) && (self.first..=self.last).contains(&addr.port())
+    }
+
+    /// Whether `ip` is its address.
+    pub fn names_ip(&self, ip: IpAddr) -> bool {
+        normalize(ip) == normalize(self.ip)
+    }
+
+    /// Whether it covers what `listener` listens on (a wildcard listener
+    /// listens on every address): an entry must never open a TURN listener,
+    /// an admin interface or a redirect port.
+    pub fn covers_listener(&self, listener: SocketAddr) -> bool {
+        (self.first..=self.last).contains(&listener.port())
+            && (listener.ip().is_unspecified() || self.names_ip(listener.ip()))
+    }
+
+    /// Whether any of its ports lies in `first..=last`.
+    pub fn overlaps(&self, first: u16, last: u16) -> bool {
+        self.first <= last && first <= self.last
+    }
+}
+
+impl core::fmt::Display for LocalPeer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let ip = self.ip;
+        match (ip, self.first == self.last) {
+            (IpAddr::V4(_), true) => write!(f, "{ip}:{}", self.first),
+            (IpAddr::V4(_), false) => write!(f, "{ip}:{}-{}", self.first, self.last),
+            (IpAddr::V6(_), true) => write!(f, "[{ip}]:{}", self.first),
+            (IpAddr::V6(_), false) => write!(f, "[{ip}]:{}-{}", self.first, self.last),
+        }
+    }
+}
+
 /// The forms an address is judged in (see the module docs): up to three.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Forms([Option<IpAddr>; 3]);
@@ -271,6 +379,8 @@ pub enum Verdict {
 pub const OWN_MAX: usize = 32;
 /// Most ranges in each of a policy's allow and deny lists.
 pub const RANGES_MAX: usize = 32;
+/// Most local peers a policy holds.
+pub const LOCAL_MAX: usize = 16;
 
 /// The peer policy: configured allow and deny lists over the built-in rules.
 #[derive(Debug, Clone, Default)]
@@ -283,6 +393,9 @@ pub struct PeerPolicy {
     /// (which the server adds itself): listeners, the admin interface, the host's
     /// interface addresses when listening on a wildcard.
     pub own: heapless::Vec<IpAddr, OWN_MAX>,
+    /// Exact transport addresses of this host clients may relay to (step 2 of
+    /// the module docs), up to [`LOCAL_MAX`].
+    pub local: heapless::Vec<LocalPeer, LOCAL_MAX>,
 }
 
 impl PeerPolicy {
@@ -298,6 +411,17 @@ impl PeerPolicy {
             .any(|f| self.own.iter().any(|o| *o == f || normalize(*o) == f))
     }
 
+    /// Whether `peer` is an exact local peer (step 2 of the module docs).
+    pub fn allows_local(&self, peer: SocketAddr) -> bool {
+        self.local.iter().any(|l| l.contains(&peer))
+    }
+
+    /// Whether a local peer entry names `ip` (whose permissions are then kept
+    /// per transport address).
+    pub fn names_local_ip(&self, ip: IpAddr) -> bool {
+        self.local.iter().any(|l| l.names_ip(ip))
+    }
+
     /// Judges `peer`; `live_relayed` says whether an address is a relayed
     /// transport address of this server that is bound right now.
     pub fn check(
@@ -305,7 +429,7 @@ impl PeerPolicy {
         peer: SocketAddr,
         live_relayed: impl FnOnce(SocketAddr) -> bool,
     ) -> Verdict {
-        if live_relayed(peer) {
+        if live_relayed(peer) || self.allows_local(peer) {
             return Verdict::Allow;
         }
         let forms = forms(peer.ip());
@@ -464,5 +588,50 @@ mod test {
             Verdict::DeniedByDefault
         );
         assert!(!pol.add_own("0.0.0.0".parse().unwrap()) || pol.own.is_empty());
+    }
+
+    #[test]
+    fn a_local_peer_beats_own_and_built_in_rules_on_its_ports_alone() {
+        let mut pol = PeerPolicy::default();
+        assert!(pol.add_own("127.0.0.1".parse().unwrap()));
+        pol.local
+            .push(LocalPeer::parse("127.0.0.1:7882").unwrap())
+            .unwrap();
+        pol.local
+            .push(LocalPeer::parse("[::ffff:10.0.0.5]:50000-50002").unwrap())
+            .unwrap();
+        let none = |_| false;
+        assert_eq!(pol.check(p("127.0.0.1:7882"), none), Verdict::Allow);
+        assert_eq!(
+            pol.check(p("[::ffff:127.0.0.1]:7882"), none),
+            Verdict::Allow
+        );
+        assert_eq!(
+            pol.check(p("127.0.0.1:3478"), none),
+            Verdict::DeniedOwnAddress
+        );
+        assert_eq!(pol.check(p("10.0.0.5:50002"), none), Verdict::Allow);
+        assert_eq!(
+            pol.check(p("10.0.0.5:50003"), none),
+            Verdict::DeniedByDefault
+        );
+        assert!(pol.names_local_ip("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!pol.names_local_ip("127.0.0.2".parse().unwrap()));
+        for bad in [
+            "127.0.0.1",
+            "127.0.0.1:0",
+            "127.0.0.1:9-8",
+            "0.0.0.0:5",
+            "[::]:5",
+            "127.0.0.1:+5",
+            "127.0.0.1:70000",
+            "fd00::5:7882",
+        ] {
+            assert!(LocalPeer::parse(bad).is_err(), "{bad}");
+        }
+        let mut text: heapless::String<32> = heapless::String::new();
+        use core::fmt::Write;
+        write!(text, "{}", LocalPeer::parse("[fd00::5]:1-2").unwrap()).unwrap();
+        assert_eq!(text, "[fd00::5]:1-2");
     }
 }

@@ -43,10 +43,11 @@ pub enum Reason {
     NoChannel,
     NoAllocation,
     OutputTooSmall,
+    ClassicOff,
 }
 
 /// How many reasons there are.
-pub const REASONS: usize = 31;
+pub const REASONS: usize = 32;
 
 impl Reason {
     /// Every reason, in a fixed order (the index of [`RefusalCounts`]).
@@ -82,6 +83,7 @@ impl Reason {
         Reason::NoChannel,
         Reason::NoAllocation,
         Reason::OutputTooSmall,
+        Reason::ClassicOff,
     ];
 
     /// A short name for labels (`snake_case`, stable).
@@ -118,6 +120,7 @@ impl Reason {
             Reason::NoChannel => "no_channel",
             Reason::NoAllocation => "no_allocation",
             Reason::OutputTooSmall => "output_too_small",
+            Reason::ClassicOff => "classic_off",
         }
     }
 
@@ -139,7 +142,8 @@ impl Reason {
             | Reason::OverBandwidth
             | Reason::NoChannel
             | Reason::NoAllocation
-            | Reason::OutputTooSmall => Group::Dropped,
+            | Reason::OutputTooSmall
+            | Reason::ClassicOff => Group::Dropped,
             _ => Group::Refused,
         }
     }
@@ -198,6 +202,7 @@ impl Refusal {
             Refusal::NoChannel(_) => Reason::NoChannel,
             Refusal::NoAllocation => Reason::NoAllocation,
             Refusal::OutputTooSmall => Reason::OutputTooSmall,
+            Refusal::ClassicOff => Reason::ClassicOff,
         }
     }
 }
@@ -316,6 +321,7 @@ mod tests {
             Refusal::NoChannel(0x4000),
             Refusal::NoAllocation,
             Refusal::OutputTooSmall,
+            Refusal::ClassicOff,
         ];
         for r in samples {
             assert_eq!(

@@ -128,6 +128,9 @@ pub enum Refusal {
     NoAllocation,
     /// The response did not fit the output buffer.
     OutputTooSmall,
+    /// An RFC 3489 Binding (no magic cookie) while
+    /// [`Config::classic_stun`](super::Config::classic_stun) is off: dropped.
+    ClassicOff,
 }
 
 impl Refusal {
@@ -165,7 +168,8 @@ impl Refusal {
             | Refusal::OverBandwidth
             | Refusal::NoChannel(_)
             | Refusal::NoAllocation
-            | Refusal::OutputTooSmall => return None,
+            | Refusal::OutputTooSmall
+            | Refusal::ClassicOff => return None,
         })
     }
 
@@ -252,7 +256,8 @@ impl fmt::Display for Refusal {
                 let rule = match why {
                     Verdict::DeniedByConfig => "denied by deny_peer",
                     Verdict::DeniedOwnAddress => {
-                        "an address of this server that is no live relayed address"
+                        "an address of this server that is no live relayed address; a service \
+                         of this host is opened with allow_local_peer = [\"IP:PORT\"]"
                     }
                     Verdict::DeniedByDefault | Verdict::Allow => {
                         "in the built-in deny list; open it with allow_peer"
@@ -290,12 +295,17 @@ impl fmt::Display for Refusal {
             Refusal::NoPermission(ip) => write!(f, "dropped: no permission for peer {ip}"),
             Refusal::NotLiveRelay(a) => write!(
                 f,
-                "dropped: {a} is an address of this server but no live relayed address"
+                "dropped: {a} is an address of this server but no live relayed address (nor \
+                 in allow_local_peer)"
             ),
             Refusal::NoChannel(c) => write!(f, "dropped: channel 0x{c:04x} is not bound"),
             Refusal::OverBandwidth => f.write_str("dropped: over the bandwidth limit"),
             Refusal::NoAllocation => f.write_str("dropped: no allocation for this 5-tuple"),
             Refusal::OutputTooSmall => f.write_str("dropped: response did not fit the buffer"),
+            Refusal::ClassicOff => f.write_str(
+                "dropped: an RFC 3489 Binding (no magic cookie) from an old client; classic_stun = \
+                 true answers it",
+            ),
         }
     }
 }

@@ -163,14 +163,16 @@ where
         data: core::ops::Range<usize>,
     ) -> ClientOutput {
         // To one of this server's own relay addresses: a live relayed address only,
-        // reached at its socket's own address.
-        let destination = if self.cfg.is_relay_ip(peer.ip()) {
+        // reached at its socket's own address; on an IP local peer entries name,
+        // those entries' ports only.
+        let exact = self.exact_ip(peer.ip());
+        let destination = if self.cfg.policy.allows_local(peer) || !exact {
+            peer
+        } else {
             match self.live_relay(host, peer) {
                 Some(local) => local,
                 None => return ClientOutput::Drop(Some(Refusal::NotLiveRelay(peer))),
             }
-        } else {
-            peer
         };
         let generation = self.table.generation(slot).unwrap_or(0);
         let Some(a) = self.table.get_mut(slot) else {
@@ -179,7 +181,7 @@ where
         if now >= a.expires {
             return ClientOutput::Drop(Some(Refusal::NoAllocation));
         }
-        let permitted = if self.cfg.is_relay_ip(peer.ip()) {
+        let permitted = if exact {
             a.sends_to_relay(&peer, now)
         } else {
             a.permits(&peer.ip(), now)
@@ -226,14 +228,15 @@ where
         let buf = &mut *datagram.buf;
         // From one of this server's own relay IPs: only from a live relayed address,
         // shown under the address the client permitted (the advertised one, or the
-        // socket's own).
-        let peer = if self.cfg.is_relay_ip(peer.ip()) {
+        // socket's own); on an IP local peer entries name, from those entries'
+        // ports only.
+        let peer = if self.cfg.policy.allows_local(peer) || !self.exact_ip(peer.ip()) {
+            Some(peer)
+        } else {
             match self.live_relay(host, peer) {
                 Some(_) => self.permitted_form(relay, peer, now),
                 None => None,
             }
-        } else {
-            Some(peer)
         };
         let out = match peer {
             Some(peer) => self.wrap_for_client(host, now, relay, peer, buf, len),
@@ -276,10 +279,15 @@ where
         let Some(a) = self.table.get_mut(slot) else {
             return PeerOutput::Drop;
         };
-        // (A peer on this server's relay IPs was judged by its exact address
-        // when its permitted form was found.)
-        let relay_peer = self.cfg.is_relay_ip(peer.ip());
-        if now >= a.expires || (!relay_peer && !a.permits(&peer.ip(), now)) {
+        // (A live relayed address was judged by its exact address when its
+        // permitted form was found; a local peer is let in by its exact
+        // permission.)
+        let permitted = if self.cfg.policy.allows_local(peer) {
+            a.admits_relay(&peer, now)
+        } else {
+            self.cfg.is_relay_ip(peer.ip()) || a.permits(&peer.ip(), now)
+        };
+        if now >= a.expires || !permitted {
             return PeerOutput::Drop;
         }
         let pad = a.tuple.transport.is_stream();

@@ -56,6 +56,11 @@ pub(crate) struct Config {
     pub(crate) allow_peer: Vec<String>,
     /// Extra peers never relayed to (wins over `allow_peer`).
     pub(crate) deny_peer: Vec<String>,
+    /// Exact transport addresses of this host clients may relay to (`IP:PORT`
+    /// or `IP:FIRST-LAST`): a media server beside the relay, on its address,
+    /// which the own-address rule denies otherwise. Never a TURN listener, the
+    /// admin port, the redirect port or the relay range.
+    pub(crate) allow_local_peer: Vec<String>,
     /// The prefix length an IPv6 client is counted by in per-source limits
     /// (`tcp.max_per_source`, `http.max_per_source`): 64, a subscriber's network.
     pub(crate) ipv6_source_prefix: u8,
@@ -94,6 +99,9 @@ pub(crate) struct Config {
     pub(crate) alternate_server: Option<SocketAddr>,
     /// Accept channels 0x5000-0x7FFF as RFC 5766 did (coturn's tools, pjnath).
     pub(crate) legacy_channels: bool,
+    /// Answer RFC 3489 Binding requests (no magic cookie) with MAPPED-ADDRESS;
+    /// `false` drops them (counted as `classic_off`).
+    pub(crate) classic_stun: bool,
     /// Longest allocation lifetime granted, seconds.
     pub(crate) max_lifetime: u64,
     /// Seconds before a nonce is stale.
@@ -208,6 +216,7 @@ impl Default for Config {
             proxy_protocol_from: Vec::new(),
             ipv6_source_prefix: 64,
             deny_peer: Vec::new(),
+            allow_local_peer: Vec::new(),
             tls_listen: Vec::new(),
             cert: None,
             key: None,
@@ -224,6 +233,7 @@ impl Default for Config {
                 .to_vec(),
             alternate_server: None,
             legacy_channels: true,
+            classic_stun: true,
             max_lifetime: 3600,
             nonce_lifetime: 600,
             threads: 0,
@@ -441,6 +451,7 @@ impl Config {
         extend(&mut self.external_ip, &a.external_ip);
         extend(&mut self.allow_peer, &a.allow_peer);
         extend(&mut self.deny_peer, &a.deny_peer);
+        extend(&mut self.allow_local_peer, &a.allow_local_peer);
         extend(&mut self.proxy_protocol_from, &a.proxy_protocol_from);
         set(&mut self.realm, &a.realm);
         set(&mut self.software, &a.software);

@@ -14,7 +14,7 @@ use proxy_core::allow::Rule;
 use proxy_core::runtime::Upstream;
 use proxy_core::timer::Deadlines;
 use turn_core::adapters::std::{Settings, TcpLimits};
-use turn_core::server::policy::{Cidr, RANGES_MAX};
+use turn_core::server::policy::{Cidr, LOCAL_MAX, LocalPeer, RANGES_MAX};
 use turn_core::server::{REALM_MAX, SECRET_MAX, SECRETS_MAX, SOFTWARE_MAX, Secret, USERNAME_MAX};
 
 use super::{Config, ConfigError, field};
@@ -324,6 +324,7 @@ fn turn(c: &Config, relay: &mut Settings) -> Result<(), ConfigError> {
     t.max_lifetime_secs = c.max_lifetime;
     t.alternate_server = c.alternate_server;
     t.legacy_channels = c.legacy_channels;
+    t.classic_stun = c.classic_stun;
     t.unauth_burst = c.limits.unauth_burst;
     t.unauth_per_sec = c.limits.unauth_per_sec;
     t.unauth_global_per_sec = c.limits.unauth_total_per_sec;
@@ -362,6 +363,31 @@ fn turn(c: &Config, relay: &mut Settings) -> Result<(), ConfigError> {
             let cidr = Cidr::parse(s).map_err(|e| field(name, format!("`{s}`: {e}")))?;
             let _ = dst.push(cidr);
         }
+    }
+    if c.allow_local_peer.len() > LOCAL_MAX {
+        return Err(field(
+            "allow_local_peer",
+            format!("at most {LOCAL_MAX} entries"),
+        ));
+    }
+    let ours = c
+        .listen
+        .iter()
+        .chain(&c.tls_listen)
+        .map(|a| ("TURN listener", *a))
+        .chain([("admin port", c.admin)])
+        .chain(c.http_redirect.map(|a| ("redirect port", a)));
+    let ours: Vec<_> = ours.collect();
+    for s in &c.allow_local_peer {
+        let local =
+            LocalPeer::parse(s).map_err(|e| field("allow_local_peer", format!("`{s}`: {e}")))?;
+        if let Some((what, a)) = ours.iter().find(|(_, a)| local.covers_listener(*a)) {
+            return Err(field(
+                "allow_local_peer",
+                format!("`{s}` covers the {what} {a}: never open it to peers"),
+            ));
+        }
+        let _ = t.policy.local.push(local);
     }
     for s in &c.proxy_protocol_from {
         let cidr =

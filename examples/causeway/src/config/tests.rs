@@ -60,6 +60,18 @@ fn bad_values_name_the_field() {
     check(&|c| c.allow_peer = vec!["10.0.0.0/33".into()], "allow_peer");
     check(&|c| c.deny_peer = vec!["nonsense".into()], "deny_peer");
     check(
+        &|c| c.allow_local_peer = vec!["127.0.0.1".into()],
+        "allow_local_peer",
+    );
+    check(
+        &|c| c.allow_local_peer = vec!["127.0.0.1:4400-4500".into()],
+        "allow_local_peer",
+    );
+    check(
+        &|c| c.allow_local_peer = vec![format!("{}", c.listen[0])],
+        "allow_local_peer",
+    );
+    check(
         &|c| c.external_ip = vec!["2001:db8::1".parse().unwrap()],
         "external_ip",
     );

@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::server::policy::{Cidr, RANGES_MAX};
+use crate::server::policy::{Cidr, LOCAL_MAX, LocalPeer, RANGES_MAX};
 use crate::server::{Config, REALM_MAX, SECRET_MAX, SECRETS_MAX, Secret};
 
 use super::credentials::{Credentials, Users};
@@ -333,6 +333,32 @@ impl RelayBuilder {
         self
     }
 
+    /// A transport address of this host clients may relay to: a media server
+    /// beside the relay, on its address, which the own-address rule denies
+    /// otherwise (see [`policy`](crate::server::policy)). Exact: the IP's other
+    /// ports stay closed. Refused at start if it covers a TURN listener or the
+    /// relay port range on a relay address.
+    ///
+    /// ```no_run
+    /// use turn_core::adapters::std::Relay;
+    /// use turn_core::server::policy::LocalPeer;
+    /// let relay = Relay::builder()
+    ///     .listen("127.0.0.1:3478".parse().unwrap())
+    ///     .user("alice", "s3cret")
+    ///     .allow_local_peer(LocalPeer::parse("127.0.0.1:7882").unwrap())
+    ///     .start()
+    ///     .unwrap();
+    /// ```
+    pub fn allow_local_peer(mut self, peer: LocalPeer) -> Self {
+        if self.settings.turn.policy.local.push(peer).is_err() {
+            return self.refuse(
+                "turn.policy.local",
+                format!("more than {LOCAL_MAX} local peers"),
+            );
+        }
+        self
+    }
+
     /// Peers never relayed to (wins over [`RelayBuilder::allow_peer`]).
     pub fn deny_peer(mut self, range: Cidr) -> Self {
         if self.settings.turn.policy.deny.push(range).is_err() {
@@ -386,6 +412,13 @@ impl RelayBuilder {
     /// on by default.
     pub fn legacy_channels(mut self, on: bool) -> Self {
         self.settings.turn.legacy_channels = on;
+        self
+    }
+
+    /// Answer RFC 3489 Binding requests (no magic cookie) with MAPPED-ADDRESS
+    /// (see [`stun_core::classic`]); on by default, off drops them.
+    pub fn classic_stun(mut self, on: bool) -> Self {
+        self.settings.turn.classic_stun = on;
         self
     }
 

@@ -220,6 +220,20 @@ pub(crate) fn check(parts: &mut Parts) -> Result<OwnAddresses, StartError> {
     }
     let own = resolve(&mut parts.settings)?;
     parts.settings.turn.validate().map_err(StartError::Config)?;
+    let s = &parts.settings;
+    for local in &s.turn.policy.local {
+        if let Some(l) = s
+            .listen
+            .iter()
+            .chain(&s.tls_listen)
+            .find(|l| local.covers_listener(**l))
+        {
+            return Err(StartError::Settings {
+                field: "turn.policy.local",
+                problem: format!("{local} covers the TURN listener {l}: never open it to peers"),
+            });
+        }
+    }
     Ok(own)
 }
 
