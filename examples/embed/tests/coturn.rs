@@ -146,3 +146,55 @@ fn the_embedded_client_relays_through_coturn() {
         "{out}"
     );
 }
+
+/// The README's way out, followed literally: coturn's `turnutils_peer -L
+/// 127.0.0.1` on the relay's own address is denied by the own-address rule
+/// until `allow_local_peer` names it; then `turnutils_uclient` relays to it
+/// without loss.
+#[test]
+fn a_peer_on_the_relays_own_address_is_reached_through_allow_local_peer() {
+    use turn_core::adapters::std::Relay;
+    use turn_core::server::policy::LocalPeer;
+    let uclient = coturn_tool("turnutils_uclient");
+    let peer = Peer::start_on([127, 0, 0, 1].into());
+    let relay = Relay::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .relay_range(61000, 61999) // above the ephemeral port the peer drew
+        .realm("example")
+        .user("alice", "wonderland")
+        // uclient binds a channel to the peer's port and the next (RTCP).
+        .allow_local_peer(
+            LocalPeer::parse(&format!("127.0.0.1:{}-{}", peer.1, peer.1 + 1)).unwrap(),
+        )
+        .start()
+        .unwrap();
+    let port = relay.local_addrs()[0].port().to_string();
+    let (_, out) = run_with_timeout(
+        Command::new(&uclient).args([
+            "-u",
+            "alice",
+            "-w",
+            "wonderland",
+            "-e",
+            "127.0.0.1",
+            "-r",
+            &peer.1.to_string(),
+            "-p",
+            &port,
+            "-n",
+            "50",
+            "-m",
+            "4",
+            "-l",
+            "160",
+            "127.0.0.1",
+        ]),
+        2 * PATIENCE,
+    );
+    match totals(&out) {
+        Some((sent, received, 0)) if sent > 0 && sent == received => {}
+        t => panic!("{t:?}\n{out}"),
+    }
+    relay.shutdown();
+    relay.join();
+}
