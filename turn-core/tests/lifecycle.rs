@@ -290,3 +290,47 @@ fn an_allocation_names_its_peers_a_channel_standing_for_its_permission() {
         ]
     );
 }
+
+/// The end's event is a usage record's worth: when it started, its relayed
+/// address, what it relayed, and what was refused on it, both sides (the
+/// routine 401 of its first Allocate not among them).
+#[test]
+fn an_ended_allocation_says_when_it_started_where_it_relayed_and_what_was_refused() {
+    let mut s = server();
+    let mut h = FakeHost::new();
+    let mut c = Client::new("198.51.100.7:5000", "alice", "wonderland");
+    let relayed_at = relayed(&c.allocate(&mut s, &mut h, T0));
+    let later = T0.plus_secs(42);
+    assert_success(&c.permit(&mut s, &mut h, later, "8.8.8.8:53"), &c);
+    // A forbidden peer (403) and a Send to an unpermitted one (dropped).
+    assert_eq!(
+        c.permit(&mut s, &mut h, later, "10.9.9.9:1").code(),
+        Some(403)
+    );
+    let ind = c.send_indication("9.9.9.9:53", b"x");
+    let _ = c.send_raw(&mut s, &mut h, later, &ind);
+    let ind = c.send_indication("8.8.8.8:53", b"hello");
+    let _ = c.send_raw(&mut s, &mut h, later, &ind);
+    // A scan from a peer never permitted, and one that was.
+    let local = relay_local(&h);
+    assert!(from_peer(&mut s, &mut h, later, local, "1.2.3.4:9", b"scan").is_none());
+    assert!(from_peer(&mut s, &mut h, later, local, "8.8.8.8:53", b"answer").is_some());
+    while s.poll_event().is_some() {}
+    assert_success(&c.refresh(&mut s, &mut h, later, 0), &c);
+    match s.poll_event() {
+        Some(Event::Ended {
+            started,
+            relayed,
+            traffic,
+            reason: EndReason::Released,
+            ..
+        }) => {
+            assert_eq!(started, T0);
+            assert_eq!(relayed, [Some(relayed_at), None]);
+            assert_eq!((traffic.to_peer_packets, traffic.to_peer_bytes), (1, 5));
+            assert_eq!((traffic.from_peer_packets, traffic.from_peer_bytes), (1, 6));
+            assert_eq!((traffic.refused, traffic.peer_refused), (2, 1));
+        }
+        e => panic!("{e:?}"),
+    }
+}

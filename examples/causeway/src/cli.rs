@@ -66,6 +66,10 @@ pub(crate) struct ServeArgs {
     /// Extra denied peers (repeatable CIDR; beats --allow-peer).
     #[arg(long, value_name = "CIDR")]
     pub(crate) deny_peer: Vec<String>,
+    /// Usage records, one JSON line per allocation when it ends, appended to
+    /// this file (reopened on SIGHUP).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) usage_log: Option<PathBuf>,
     /// A service of this host clients may relay to, exactly (repeatable
     /// IP:PORT or IP:FIRST-LAST; e.g. a media server on the relay's address).
     #[arg(long, value_name = "IP:PORT")]

@@ -6,6 +6,7 @@
 //! configuration. Flags override the TOML file given with `--config`; every flag has
 //! a config key of the same name.
 
+mod accounting;
 mod admin;
 mod cli;
 mod config;

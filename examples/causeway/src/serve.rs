@@ -23,6 +23,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use turn_core::adapters::std::{Relay, RelayBuilder, StartError};
 
+use crate::accounting::Accounting;
 use crate::admin::access::{self, Rules};
 use crate::admin::{Access, Admin, Command};
 use crate::cli::ServeArgs;
@@ -137,8 +138,12 @@ fn builder(
     if let Some(p) = &proxy {
         b = b.web_proxy(p.clone());
     }
-    // Nobody reads events here: the log says the same.
-    Ok((b.event_queue(0), proxy))
+    // Events feed the usage records and the heaviest accounts; nobody reads
+    // them otherwise (the log says the same).
+    Ok((
+        b.event_queue(if accounts(plan) { USAGE_QUEUE } else { 0 }),
+        proxy,
+    ))
 }
 
 /// The admin port's rules of `plan`, with `token` when the plan names no file.
@@ -152,6 +157,15 @@ fn admin_rules(plan: &Plan, token: &str) -> Rules {
         names: plan.admin_access.names.clone(),
         open: plan.admin_access.open.clone(),
     }
+}
+
+/// Events queued for the usage thread (a stop ends every allocation at once:
+/// the workers then wait for room).
+const USAGE_QUEUE: usize = 4096;
+
+/// Whether `plan` keeps usage records (a file, or the heaviest accounts).
+fn accounts(plan: &Plan) -> bool {
+    plan.usage_log.is_some() || plan.metrics_top_accounts > 0
 }
 
 /// What a running server is, besides its relay: what a reload changes.
@@ -175,6 +189,8 @@ struct Running {
     drain_for: Duration,
     /// When the drain ends, once draining.
     drained_by: Option<Instant>,
+    /// Usage records and the heaviest accounts.
+    accounting: Arc<Accounting>,
 }
 
 impl Running {
@@ -191,6 +207,7 @@ impl Running {
                 self.started.http_redirect != plan.http_redirect,
             ),
             ("demo_user", self.started.demo_user != plan.demo_user),
+            ("usage_log", !accounts(&self.started) && accounts(&plan)),
         ];
         if let Some((key, _)) = fixed.iter().find(|(_, changed)| *changed) {
             return Err(format!(
@@ -226,6 +243,7 @@ impl Running {
         self.access.set(admin_rules(&plan, &self.drawn_token));
         *self.view.lock().unwrap_or_else(|e| e.into_inner()) = AdminView::of(&plan);
         self.drain_for = Duration::from_secs(plan.drain_timeout_secs);
+        self.accounting.set_path(plan.usage_log.clone());
         crate::set_log_level(&plan.log_level);
         for w in &plan.warnings {
             warn!("{w}");
@@ -281,6 +299,16 @@ pub(crate) fn run(args: &ServeArgs, plan: Plan) -> Result<(), ServeError> {
     let (b, proxy) = builder(&plan, demo.as_deref(), None)
         .map_err(|e| ServeError::Setup("set up the web proxy", e))?;
     let relay = b.start().map_err(ServeError::Relay)?;
+    let accounting = Arc::new(Accounting::default());
+    accounting.set_path(plan.usage_log.clone());
+    let accounting_thread = match relay.take_events() {
+        Some(events) => Some(
+            accounting
+                .spawn(events)
+                .map_err(|e| ServeError::Setup("spawn the usage thread", e.to_string()))?,
+        ),
+        None => None,
+    };
 
     let redirect_addr = redirect.as_ref().and_then(|l| l.local_addr().ok());
     if let Some(listener) = redirect {
@@ -305,6 +333,7 @@ pub(crate) fn run(args: &ServeArgs, plan: Plan) -> Result<(), ServeError> {
             commands,
             web: web_now.clone(),
             access: access.clone(),
+            accounting: accounting.clone(),
         };
         std::thread::Builder::new()
             .name("causeway-admin".into())
@@ -348,6 +377,7 @@ pub(crate) fn run(args: &ServeArgs, plan: Plan) -> Result<(), ServeError> {
 
     let mut running = Running {
         drain_for: Duration::from_secs(plan.drain_timeout_secs),
+        accounting: accounting.clone(),
         started: plan,
         proxy,
         web_now,
@@ -360,10 +390,15 @@ pub(crate) fn run(args: &ServeArgs, plan: Plan) -> Result<(), ServeError> {
     'run: loop {
         for sig in signals.pending() {
             match sig {
-                SIGHUP => match running.reload(args, &relay) {
-                    Ok(()) => info!("SIGHUP: configuration reloaded"),
-                    Err(e) => warn!("SIGHUP: {e}; the running configuration is kept"),
-                },
+                SIGHUP => {
+                    // After a rotation (logrotate's postrotate), even if the
+                    // new configuration is refused.
+                    running.accounting.reopen();
+                    match running.reload(args, &relay) {
+                        Ok(()) => info!("SIGHUP: configuration reloaded"),
+                        Err(e) => warn!("SIGHUP: {e}; the running configuration is kept"),
+                    }
+                }
                 SIGTERM if running.drained_by.is_none() => running.drain(&relay, "SIGTERM"),
                 _ => {
                     info!("signal {sig} received: stopping now");
@@ -407,6 +442,9 @@ pub(crate) fn run(args: &ServeArgs, plan: Plan) -> Result<(), ServeError> {
     }
     relay.shutdown();
     relay.join();
+    if let Some(t) = accounting_thread {
+        accounting.finish(t);
+    }
     if running.started.admin_access.token.is_none() {
         let _ = std::fs::remove_file(&token_file);
     }
@@ -421,6 +459,8 @@ pub(crate) struct AdminView {
     pub(crate) realm: String,
     /// Metrics per username.
     pub(crate) per_user_metrics: bool,
+    /// The heaviest accounts on `/metrics`.
+    pub(crate) top_accounts: usize,
 }
 
 impl AdminView {
@@ -428,6 +468,7 @@ impl AdminView {
         AdminView {
             realm: plan.relay.turn.realm.to_string(),
             per_user_metrics: plan.metrics_per_user,
+            top_accounts: plan.metrics_top_accounts,
         }
     }
 }

@@ -75,6 +75,13 @@ pub struct Traffic {
     pub to_peer_dropped: u64,
     /// Packets from peers dropped over a bandwidth limit.
     pub from_peer_dropped: u64,
+    /// The client's requests on this allocation refused with an error, and its
+    /// packets dropped (no permission or channel for them, a peer the policy
+    /// forbids), the routine 401 and 438 aside.
+    pub refused: u64,
+    /// Peers' datagrams to its relayed addresses dropped: no permission for
+    /// them (scans, peers the client never permitted).
+    pub peer_refused: u64,
 }
 
 /// An allocation.

@@ -92,6 +92,8 @@
 mod allocate;
 mod allocation;
 mod auth;
+#[cfg(feature = "std")]
+pub(crate) use auth::quota_user;
 pub mod bandwidth;
 mod config;
 mod host;
@@ -322,6 +324,13 @@ where
         } = &output
         {
             self.counters.count(why.reason());
+            // The allocation's own record counts what an operator acts on.
+            if why.reason().group() != reason::Group::Challenge
+                && let Some(slot) = self.table.find(&tuple)
+                && let Some(a) = self.table.get_mut(slot)
+            {
+                a.traffic.refused += 1;
+            }
         }
         output
     }
@@ -570,6 +579,8 @@ where
             username: a.username,
             reason,
             traffic: a.traffic,
+            started: a.created,
+            relayed: a.relays.map(|r| r.map(|r| r.advertised)),
         });
     }
 }

@@ -81,7 +81,7 @@ pub enum Event {
         /// Lifetime granted, seconds.
         lifetime: u64,
     },
-    /// An allocation ended.
+    /// An allocation ended: a usage record's worth.
     Ended {
         /// The client's 5-tuple.
         tuple: FiveTuple,
@@ -89,8 +89,12 @@ pub enum Event {
         username: heapless::String<USERNAME_MAX>,
         /// Why.
         reason: EndReason,
-        /// What it relayed.
+        /// What it relayed (and refused).
         traffic: Traffic,
+        /// When it was created.
+        started: crate::Instant,
+        /// Its advertised relayed addresses (IPv4, IPv6) when it ended.
+        relayed: [Option<SocketAddr>; 2],
     },
 }
 

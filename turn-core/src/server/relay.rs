@@ -244,6 +244,12 @@ where
         };
         if out == PeerOutput::Drop {
             self.counters.peer_dropped += 1;
+            let slot = relay.slot as usize;
+            if self.table.generation(slot) == Some(relay.generation)
+                && let Some(a) = self.table.get_mut(slot)
+            {
+                a.traffic.peer_refused += 1;
+            }
         }
         out
     }

@@ -226,6 +226,28 @@ pub(crate) fn metrics_text(stats: &Stats, ready: bool, per_user: bool) -> String
     m.0
 }
 
+/// The heaviest accounts by bytes relayed (`metrics_top_accounts` of them):
+/// a bounded label set, and an account is the user part of a time-limited
+/// credential, the same every hour.
+pub(crate) fn accounts_text(top: &[(String, u64)]) -> String {
+    let mut m = Text(String::new());
+    if top.is_empty() {
+        return m.0;
+    }
+    let samples: Vec<(String, u64)> = top
+        .iter()
+        .map(|(a, b)| (format!("{{account=\"{}\"}}", label(a)), *b))
+        .collect();
+    m.family(
+        "causeway_account_relayed_bytes_total",
+        "counter",
+        "Bytes relayed both ways by ended allocations, for the heaviest accounts since \
+         the start (metrics_top_accounts).",
+        &samples,
+    );
+    m.0
+}
+
 /// The web proxy's families, after the relay's.
 pub(crate) fn web_metrics_text(w: &proxy_core::runtime::ProxyStats) -> String {
     let mut m = Text(String::new());

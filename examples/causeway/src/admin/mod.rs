@@ -58,6 +58,8 @@ pub(crate) struct Admin {
     pub(crate) web: Arc<Mutex<Option<Arc<proxy_core::runtime::Proxy>>>>,
     /// Who may ask what.
     pub(crate) access: Access,
+    /// Usage records and the heaviest accounts.
+    pub(crate) accounting: Arc<crate::accounting::Accounting>,
 }
 
 /// The current web proxy's figures, if there is one.
@@ -268,6 +270,9 @@ fn answer(stream: &mut TcpStream, req: &access::Request, admin: &Admin, history:
                 admin.stats.is_ready(),
                 view.per_user_metrics,
             );
+            text.push_str(&metrics::accounts_text(
+                &admin.accounting.top(view.top_accounts),
+            ));
             let web = admin.web.lock().map(|w| w.as_ref().map(|p| p.stats()));
             if let Ok(Some(w)) = web {
                 text.push_str(&metrics::web_metrics_text(&w));

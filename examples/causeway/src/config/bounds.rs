@@ -22,6 +22,13 @@ fn table(c: &Config) -> Vec<Bound> {
         Bound("nonce_lifetime", c.nonce_lifetime, 1, DAY, "seconds"),
         Bound("drain_timeout", c.drain_timeout, 1, DAY, "seconds"),
         Bound(
+            "metrics_top_accounts",
+            n(c.metrics_top_accounts),
+            0,
+            100,
+            "accounts",
+        ),
+        Bound(
             "threads",
             n(c.threads),
             0,

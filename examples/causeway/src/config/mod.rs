@@ -131,6 +131,12 @@ pub(crate) struct Config {
     /// Metrics per username (`causeway_user_allocations`); off by default, as a
     /// time-limited credential is a new username every hour.
     pub(crate) metrics_per_user: bool,
+    /// The heaviest accounts by traffic on `/metrics`
+    /// (`causeway_account_relayed_bytes_total`); 0 for none.
+    pub(crate) metrics_top_accounts: usize,
+    /// Usage records (one JSON line per allocation when it ends) appended to
+    /// this file; reopened on SIGHUP (logrotate's `postrotate`).
+    pub(crate) usage_log: Option<PathBuf>,
     /// The file it was read from (not a key).
     #[serde(skip)]
     pub(crate) source: Option<PathBuf>,
@@ -247,6 +253,8 @@ impl Default for Config {
             xdp_mode: "auto".into(),
             drain_timeout: 600,
             metrics_per_user: false,
+            metrics_top_accounts: 10,
+            usage_log: None,
             source: None,
         }
     }
@@ -447,6 +455,7 @@ impl Config {
         }
         extend(&mut self.listen, &a.listen);
         extend(&mut self.user, &a.user);
+        set(&mut self.usage_log, &a.usage_log.clone().map(Some));
         extend(&mut self.relay_ip, &a.relay_ip);
         extend(&mut self.external_ip, &a.external_ip);
         extend(&mut self.allow_peer, &a.allow_peer);

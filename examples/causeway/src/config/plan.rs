@@ -48,6 +48,10 @@ pub(crate) struct Plan {
     pub(crate) drain_timeout_secs: u64,
     /// Metrics per username.
     pub(crate) metrics_per_user: bool,
+    /// The heaviest accounts on `/metrics`.
+    pub(crate) metrics_top_accounts: usize,
+    /// Where usage records go.
+    pub(crate) usage_log: Option<PathBuf>,
 }
 
 /// How a user's long-term credential is given.
@@ -203,6 +207,8 @@ impl TryFrom<&Config> for Plan {
             log_level: c.log_level.clone(),
             drain_timeout_secs: c.drain_timeout,
             metrics_per_user: c.metrics_per_user,
+            metrics_top_accounts: c.metrics_top_accounts,
+            usage_log: c.usage_log.clone(),
         })
     }
 }

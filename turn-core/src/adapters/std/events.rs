@@ -7,6 +7,7 @@ use crate::FiveTuple;
 use crate::server::{Event, Refusal};
 
 use super::stats::Username;
+use super::usage::UsageRecord;
 
 /// Something that happened on the relay, for the embedder (the same things are
 /// logged with `log`). Events queue up to the builder's
@@ -15,6 +16,14 @@ use super::stats::Username;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RelayEvent {
+    /// An allocation ended: its usage record (sent before the
+    /// [`RelayEvent::Allocation`] of the same end).
+    Usage {
+        /// The worker that held it.
+        worker: usize,
+        /// Who used how much.
+        record: UsageRecord,
+    },
     /// An allocation was created or ended.
     Allocation {
         /// The worker that holds it.

@@ -62,9 +62,11 @@ impl Host for WorkerHost<'_> {
         }
         #[cfg(feature = "xdp")]
         if let Some(fast) = &self.shared.fast {
-            fast.lock()
+            let relayed = fast
+                .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove_relay(self.worker, handle);
+            self.relays.kernel_ended.extend(relayed);
         }
     }
 

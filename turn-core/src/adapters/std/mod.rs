@@ -116,6 +116,7 @@ mod relays;
 mod shared;
 mod sources;
 mod stats;
+mod usage;
 mod worker;
 #[cfg(feature = "xdp")]
 mod xdp;
@@ -129,5 +130,6 @@ pub use handle::{Relay, StatsHandle, Stopper};
 pub use stats::{
     AllocationStats, PEERS_SHOWN, Stats, TlsRefused, UserStats, Username, WorkerStats,
 };
+pub use usage::{UsageRecord, reason_name};
 #[cfg(feature = "xdp")]
 pub use xdp::{KernelStats, XdpMode, XdpSettings};

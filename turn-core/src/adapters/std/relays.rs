@@ -32,6 +32,10 @@ pub(crate) struct Relays {
     by_local: std::collections::HashMap<SocketAddr, usize>,
     /// Why the last bind failed for a reason other than a taken port.
     pub(crate) last_error: Option<(SocketAddr, io::Error)>,
+    /// What the kernel relayed for clients whose relay sockets closed, by
+    /// (client, listener), until their usage record takes it.
+    #[cfg(feature = "xdp")]
+    pub(crate) kernel_ended: Vec<((SocketAddr, SocketAddr), [u64; 4])>,
 }
 
 fn index(handle: RelayHandle) -> usize {

@@ -140,11 +140,27 @@ impl EventQueue {
     }
 
     pub(crate) fn push(&self, e: RelayEvent) {
-        if let Some(tx) = &self.tx {
+        self.push_within(e, std::time::Duration::ZERO);
+    }
+
+    /// Pushes `e`, waiting up to `patience` for room: only where no packet
+    /// waits on it (a stop ending every allocation at once, each with its
+    /// usage record, may fill the queue faster than its reader empties it).
+    pub(crate) fn push_within(&self, mut e: RelayEvent, patience: std::time::Duration) {
+        let Some(tx) = &self.tx else {
+            return;
+        };
+        let until = std::time::Instant::now() + patience;
+        loop {
             match tx.try_send(e) {
-                Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+                Ok(()) | Err(TrySendError::Disconnected(_)) => return,
+                Err(TrySendError::Full(back)) if std::time::Instant::now() < until => {
+                    e = back;
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
                 Err(TrySendError::Full(_)) => {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
+                    return;
                 }
             }
         }

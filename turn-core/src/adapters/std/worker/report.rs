@@ -10,11 +10,12 @@ use stun_core::attributes::Username;
 use stun_core::escape::Escaped;
 
 use crate::FiveTuple;
-use crate::server::{EndReason, Event, Refusal};
+use crate::server::{Event, Refusal};
 
 use super::super::events::RelayEvent;
 use super::super::shared::Shared;
 use super::super::stats::Username as Name;
+use super::super::usage::UsageRecord;
 use super::Worker;
 use stun_core::escape::{Held, LineBudget};
 
@@ -80,10 +81,11 @@ pub(super) fn refused(
 }
 
 impl Worker {
-    /// Logs allocations created and ended, and reports them as events.
+    /// Logs allocations created and ended, and reports them as events (an
+    /// ended one with its usage record).
     pub(super) fn report_events(&mut self) {
         while let Some(e) = self.turn.poll_event() {
-            report_event(&self.shared, self.id, e);
+            self.report(e);
         }
         if let Some((addr, e)) = self.relays.last_error.take() {
             warn!("cannot bind a relay socket on {addr}: {e} (check relay_ip and relay_range)");
@@ -99,56 +101,74 @@ impl Worker {
 
     /// Ends every allocation left (the relay stops), each with its line.
     pub(super) fn stop_allocations(&mut self) {
-        let (shared, id) = (self.shared.clone(), self.id);
+        let mut ended = Vec::new();
         let mut host = host_of!(self);
         self.turn.stop(&mut host, |turn| {
-            while let Some(e) = turn.poll_event() {
-                report_event(&shared, id, e);
-            }
+            ended.extend(core::iter::from_fn(|| turn.poll_event()));
         });
+        self.stopping = true;
+        for e in ended {
+            self.report(e);
+        }
     }
-}
 
-/// Logs an allocation made or ended, and reports it as an event.
-fn report_event(shared: &Shared, worker: usize, e: Event) {
-    match &e {
-        Event::Allocated {
-            tuple,
-            username,
-            relayed,
-            lifetime,
-        } => info!(
-            "{} {}: allocation for `{}` relayed at {relayed} ({lifetime} s)",
-            tuple.transport.name(),
-            tuple.client,
-            Escaped::new(username)
-        ),
-        Event::Ended {
-            tuple,
-            username,
-            reason,
-            traffic,
-        } => info!(
-            "{} {}: allocation of `{}` ended ({}): relayed {} packets / {} bytes \
-                     to peers, {} / {} from peers",
-            tuple.transport.name(),
-            tuple.client,
-            Escaped::new(username),
-            match reason {
-                EndReason::Expired => "expired",
-                EndReason::Released => "released by the client",
-                EndReason::ConnectionClosed => "connection closed",
-                EndReason::Stopped => "cut: the server stopped",
-            },
-            traffic.to_peer_packets,
-            traffic.to_peer_bytes,
-            traffic.from_peer_packets,
-            traffic.from_peer_bytes
-        ),
-    }
-    if shared.events.wanted() {
-        shared
-            .events
-            .push(RelayEvent::Allocation { worker, event: e });
+    /// Logs one event and reports it; an allocation that ended gets what the
+    /// kernel relayed for it added, and its usage record.
+    fn report(&mut self, #[allow(unused_mut)] mut e: Event) {
+        #[cfg(feature = "xdp")]
+        if let Event::Ended { tuple, traffic, .. } = &mut e {
+            let key = (tuple.client, tuple.server);
+            let kernel = &mut self.relays.kernel_ended;
+            while let Some(i) = kernel.iter().position(|(k, _)| *k == key) {
+                let (_, n) = kernel.swap_remove(i);
+                traffic.to_peer_packets += n[0];
+                traffic.to_peer_bytes += n[1];
+                traffic.from_peer_packets += n[2];
+                traffic.from_peer_bytes += n[3];
+            }
+        }
+        let shared = &self.shared;
+        match UsageRecord::of(&shared.clock, self.turn.config(), &e) {
+            Some(record) => {
+                info!("{record}");
+                if shared.events.wanted() {
+                    // At a stop, the records wait for room (nothing else does).
+                    let patience = if self.stopping {
+                        std::time::Duration::from_secs(1)
+                    } else {
+                        std::time::Duration::ZERO
+                    };
+                    shared.events.push_within(
+                        RelayEvent::Usage {
+                            worker: self.id,
+                            record,
+                        },
+                        patience,
+                    );
+                }
+            }
+            None => {
+                if let Event::Allocated {
+                    tuple,
+                    username,
+                    relayed,
+                    lifetime,
+                } = &e
+                {
+                    info!(
+                        "{} {}: allocation for `{}` relayed at {relayed} ({lifetime} s)",
+                        tuple.transport.name(),
+                        tuple.client,
+                        Escaped::new(username)
+                    );
+                }
+            }
+        }
+        if shared.events.wanted() {
+            shared.events.push(RelayEvent::Allocation {
+                worker: self.id,
+                event: e,
+            });
+        }
     }
 }

@@ -12,6 +12,7 @@ use crate::adapters::std::prelude::*;
 
 use std::collections::HashMap as StdHashMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -31,7 +32,7 @@ mod view;
 /// (Aligned: the ELF parser reads it in place.)
 static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/relay.bpf.o"));
 
-use maps::{Key, Route, from_peer_key, route, to_peer_key};
+use maps::{Key, Route, counters, from_peer_key, route, socket_addr, to_peer_key};
 pub(crate) use view::KernelView;
 
 /// How to attach the program.
@@ -275,14 +276,40 @@ impl FastPath {
         }
     }
 
-    /// Removes every route of relay socket `handle` of worker `worker`.
-    pub(crate) fn remove_relay(&mut self, worker: usize, handle: RelayHandle) {
+    /// Removes every route of relay socket `handle` of worker `worker`; what
+    /// they relayed in the kernel, by client (its address and listener):
+    /// packets and bytes to peers, then from peers.
+    pub(crate) fn remove_relay(
+        &mut self,
+        worker: usize,
+        handle: RelayHandle,
+    ) -> Vec<((SocketAddr, SocketAddr), [u64; 4])> {
+        let mut relayed: Vec<((SocketAddr, SocketAddr), [u64; 4])> = Vec::new();
         if let Some(keys) = self.by_relay.remove(&(worker, handle)) {
             self.view.routes.fetch_sub(keys.len(), Ordering::Relaxed);
             for (up, down) in keys {
+                let client = (
+                    socket_addr(&up, 0, 32, up[38]),
+                    socket_addr(&up, 16, 34, up[38]),
+                );
+                let (to_p, to_b) = self.to_peer.get(&up, 0).map_or((0, 0), |r| counters(&r));
+                let (from_p, from_b) = self
+                    .from_peer
+                    .get(&down, 0)
+                    .map_or((0, 0), |r| counters(&r));
+                match relayed.iter_mut().find(|(c, _)| *c == client) {
+                    Some((_, n)) => {
+                        n[0] += to_p;
+                        n[1] += to_b;
+                        n[2] += from_p;
+                        n[3] += from_b;
+                    }
+                    None => relayed.push((client, [to_p, to_b, from_p, from_b])),
+                }
                 let _ = self.to_peer.remove(&up);
                 let _ = self.from_peer.remove(&down);
             }
         }
+        relayed
     }
 }
