@@ -24,7 +24,7 @@ use std::time::{Duration, Instant as StdInstant};
 
 use stun_core::attributes::AddressFamily;
 use turn_core::Instant;
-use turn_core::adapters::std::{KernelStats, Relay, Settings};
+use turn_core::adapters::std::{KernelStats, Relay, RelayEvent, Settings};
 use turn_core::client::{Client, ClientConfig, ClientEvent};
 use turn_core::server::policy::Cidr;
 
@@ -319,6 +319,7 @@ fn every_family_pairing_relays_byte_for_byte_in_the_kernel() {
         .user("alice", "wonderland")
         .start()
         .unwrap();
+    let events = relay.take_events().unwrap();
     let k = kernel(&relay);
     assert_eq!(k.attached.len(), 2, "{k:?}");
     assert!(
@@ -343,10 +344,29 @@ fn every_family_pairing_relays_byte_for_byte_in_the_kernel() {
     }
     // The kernel's packets are in the totals and in the allocations' traffic.
     let s = relay.stats();
+    let in_kernel = kernel(&relay);
     assert!(
-        s.totals().to_peer_packets >= kernel(&relay).to_peer_packets,
-        "{:?}",
-        kernel(&relay)
+        s.totals().to_peer_packets >= in_kernel.to_peer_packets,
+        "{in_kernel:?}"
+    );
+    // ...and in the usage records the stop writes (the roles' allocations
+    // are still live): what the kernel relayed for each is added as its
+    // routes go.
+    relay.shutdown();
+    relay.join();
+    let records: Vec<_> = events
+        .try_iter()
+        .filter_map(|e| match e {
+            RelayEvent::Usage { record, .. } => Some(record),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(records.len(), 4, "{records:#?}");
+    let to_peer: u64 = records.iter().map(|r| r.traffic.to_peer_packets).sum();
+    let from_peer: u64 = records.iter().map(|r| r.traffic.from_peer_packets).sum();
+    assert!(
+        to_peer >= in_kernel.to_peer_packets && from_peer >= in_kernel.from_peer_packets,
+        "records {to_peer} / {from_peer}, the kernel {in_kernel:?}"
     );
 }
 
