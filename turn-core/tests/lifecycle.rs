@@ -334,3 +334,31 @@ fn an_ended_allocation_says_when_it_started_where_it_relayed_and_what_was_refuse
         e => panic!("{e:?}"),
     }
 }
+
+/// A meeting's allocations expiring in one sweep each get their end event (a
+/// usage record's worth) when the host reads events after each call: the
+/// sweep ends no more than the queue holds and asks to be called again at
+/// once.
+#[test]
+fn a_crowd_expiring_together_loses_no_end_event() {
+    let mut s = server_with(config(), 64);
+    let mut h = FakeHost::new();
+    for i in 0..40 {
+        let mut c = Client::new(&format!("198.51.100.7:{}", 5000 + i), "alice", "wonderland");
+        assert_success(&c.allocate(&mut s, &mut h, T0), &c);
+    }
+    while s.poll_event().is_some() {}
+    let end = T0.plus_secs(601);
+    let mut ended = 0;
+    let mut calls = 0;
+    while let Some(t) = s.poll_timeout().filter(|t| *t <= end) {
+        s.handle_timeout(t.max(T0), &mut h);
+        ended += std::iter::from_fn(|| s.poll_event())
+            .filter(|e| matches!(e, Event::Ended { .. }))
+            .count();
+        calls += 1;
+        assert!(calls < 10_000, "the sweep keeps asking");
+    }
+    assert_eq!(s.allocation_count(), 0);
+    assert_eq!(ended, 40);
+}

@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use turn_core::Instant;
-use turn_core::server::policy::{LocalPeer, Verdict};
+use turn_core::server::policy::{Cidr, LocalPeer, Verdict};
 use turn_core::server::{ClientOutput, Refusal, Server, Slot};
 
 const T0: Instant = Instant::from_secs(1_764_000_000);
@@ -136,4 +136,98 @@ fn an_entry_over_the_relay_range_is_refused() {
         .push(LocalPeer::parse("10.0.0.5:30000").unwrap())
         .unwrap();
     assert!(Server::new(cfg, vec![Slot::<8, 8>::EMPTY; 4], [1; 32]).is_ok());
+}
+
+/// An entry's IP that another rule allows whole (an allow_peer range over the
+/// host's private NIC, which is no own address when the listener is on the
+/// public one): still only the entry's port, by permission, channel or kernel
+/// route.
+#[test]
+fn an_entrys_ip_keeps_its_other_ports_closed_whatever_else_allows_it() {
+    let mut cfg = config();
+    cfg.policy
+        .allow
+        .push(Cidr::parse("10.9.0.0/16").unwrap())
+        .unwrap();
+    cfg.policy
+        .local
+        .push(LocalPeer::parse("10.9.0.9:7882").unwrap())
+        .unwrap();
+    let mut s = server_with(cfg, 16);
+    let mut h = FakeHost::new();
+    let mut c = Client::new("198.51.100.7:1", "alice", "wonderland");
+    assert_success(&c.allocate(&mut s, &mut h, T0), &c);
+    assert_eq!(
+        c.permit(&mut s, &mut h, T0, "10.9.0.9:22").code(),
+        Some(403)
+    );
+    assert_eq!(
+        c.bind(&mut s, &mut h, T0, 0x4000, "10.9.0.9:22").code(),
+        Some(403)
+    );
+    assert!(h.routes.iter().all(|r| r.peer.port() != 22));
+    // The entry's own port: a channel, and its kernel route, with its own
+    // permission's lifetime.
+    assert_success(&c.bind(&mut s, &mut h, T0, 0x4001, "10.9.0.9:7882"), &c);
+    assert!(h.routes.iter().any(|r| r.peer == addr("10.9.0.9:7882")));
+    // The rest of the range is whole-IP as before.
+    assert_success(&c.permit(&mut s, &mut h, T0, "10.9.0.10:22"), &c);
+}
+
+/// A reload that removes an entry leaves its exact permissions exact: they
+/// never become whole-IP ones opening the host's other ports (here an admin
+/// address of the host, 10.0.0.7, with a media server on 7882).
+#[test]
+fn a_removed_entry_opens_nothing_more() {
+    let own = |with_entry: bool| {
+        let mut cfg = config();
+        assert!(cfg.policy.add_own("10.0.0.7".parse().unwrap()));
+        if with_entry {
+            cfg.policy
+                .local
+                .push(LocalPeer::parse("10.0.0.7:7882").unwrap())
+                .unwrap();
+        }
+        cfg
+    };
+    let mut s = server_with(own(true), 16);
+    let mut h = FakeHost::new();
+    let mut c = Client::new("198.51.100.7:1", "alice", "wonderland");
+    assert_success(&c.allocate(&mut s, &mut h, T0), &c);
+    let local = relay_local(&h);
+    assert_success(&c.permit(&mut s, &mut h, T0, "10.0.0.7:7882"), &c);
+    s.reconfigure(own(false)).unwrap();
+    for other in ["10.0.0.7:4455", "10.0.0.7:22", "10.0.0.7:7882"] {
+        let ind = c.send_indication(other, b"x");
+        assert!(
+            matches!(
+                c.send_raw(&mut s, &mut h, T0, &ind).0,
+                ClientOutput::Drop(Some(_))
+            ),
+            "{other}"
+        );
+        assert!(
+            from_peer(&mut s, &mut h, T0, local, other, b"x").is_none(),
+            "{other}"
+        );
+    }
+}
+
+/// Only the address itself, or it as IPv4-mapped IPv6: no other embedding
+/// (6to4, ISATAP, Teredo, NAT64) of it reaches the entry.
+#[test]
+fn an_entry_is_one_address_not_its_embeddings() {
+    let mut s = with_sfu();
+    let mut h = FakeHost::new();
+    let mut c = Client::new("198.51.100.7:1", "alice", "wonderland");
+    assert_success(&c.allocate(&mut s, &mut h, T0), &c);
+    let entry = LocalPeer::parse(SFU).unwrap();
+    assert!(entry.contains(&addr("[::ffff:10.0.0.5]:7882")));
+    for embedded in [
+        "[2002:a00:5::1]:7882",        // 6to4
+        "[2001:db8::5efe:a00:5]:7882", // ISATAP
+        "[64:ff9b::a00:5]:7882",       // NAT64
+    ] {
+        assert!(!entry.contains(&addr(embedded)), "{embedded}");
+    }
 }

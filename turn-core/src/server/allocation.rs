@@ -188,9 +188,12 @@ impl<const P: usize, const C: usize> Allocation<P, C> {
     /// Whether data to or from `ip` (a peer on no relay IP of this server) is
     /// permitted at `now`.
     pub(crate) fn permits(&self, ip: &IpAddr, now: Instant) -> bool {
+        // Only a whole-IP permission (port 0): one kept for a transport
+        // address never opens its IP's other ports, even once its IP is no
+        // longer kept per address (a reload that removed a local peer entry).
         self.permissions
             .iter()
-            .any(|p| p.ip == *ip && now < p.expires)
+            .any(|p| p.ip == *ip && p.port == 0 && now < p.expires)
     }
 
     /// Whether data from `peer`, a relayed address of this server, is let in:

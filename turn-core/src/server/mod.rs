@@ -393,6 +393,14 @@ where
     /// Expires what is due at `now`: allocations (closing their relay sockets and
     /// releasing their quota), permissions and channel bindings, and asks the host
     /// to expire reservations.
+    ///
+    /// Each allocation that ends queues an [`Event::Ended`] (a usage record's
+    /// worth). A sweep ends no more allocations than the event queue has room
+    /// for, and asks to be called again at once ([`Server::poll_timeout`] says
+    /// `now`) for the rest, so a host that reads events after each call loses
+    /// none when a whole meeting's allocations expire together. A host that
+    /// reads none (its queue full before the sweep) still sees every
+    /// allocation end, the oldest events dropped.
     pub fn handle_timeout(&mut self, now: Instant, host: &mut impl Host) {
         if self.cfg.capacity_bytes_per_sec.is_some() {
             let _ = self.over_capacity(now);
@@ -400,7 +408,13 @@ where
         if self.next_sweep.is_none_or(|t| now < t) {
             return;
         }
+        let read = !self.events.is_full();
+        let mut deferred = false;
         for slot in 0..self.table.capacity() {
+            if read && self.events.is_full() {
+                deferred = true;
+                break;
+            }
             let (expired, relay_gone) = match self.table.get_mut(slot) {
                 Some(a) if now >= a.expires => (true, None),
                 Some(a) => {
@@ -422,6 +436,9 @@ where
         }
         host.expire_reservations(now);
         self.schedule(now);
+        if deferred {
+            self.next_sweep = Some(now);
+        }
     }
 
     /// Sets the next sweep a second from `now`, or none if nothing can expire.
@@ -495,10 +512,21 @@ where
             return;
         }
         for c in a.channels.iter().filter(|c| c.is_live(now)) {
-            if self.cfg.is_relay_ip(c.peer.ip()) {
+            // Relay to relay stays in userspace; so does any peer on an IP kept
+            // per transport address but a local peer entry's (whose
+            // permission is then its own port's).
+            let local = self.cfg.policy.allows_local(c.peer);
+            if self.cfg.is_relay_ip(c.peer.ip())
+                || (!local && self.cfg.policy.names_local_ip(c.peer.ip()))
+            {
                 continue;
             }
-            let Some(permission) = a.permissions.iter().find(|p| p.ip == c.peer.ip()) else {
+            let port = if local { c.peer.port() } else { 0 };
+            let Some(permission) = a
+                .permissions
+                .iter()
+                .find(|p| p.ip == c.peer.ip() && p.port == port)
+            else {
                 continue;
             };
             let Some((which, relay)) = a.relay_for(&c.peer.ip(), now) else {

@@ -61,6 +61,16 @@ where
             };
             live
         });
+        // On an IP kept per transport address (a relay IP, or one a local
+        // entry names, whatever else allows it), a port is reached only as a
+        // live relayed address or a local peer: packets to any other would
+        // never pass.
+        let verdict =
+            if verdict == Verdict::Allow && !live && peer.port() != 0 && self.exact_ip(peer.ip()) {
+                Verdict::DeniedOwnAddress
+            } else {
+                verdict
+            };
         // The host's own addresses past the policy's list lose to every allow
         // entry too (a live relayed address aside).
         let verdict = if verdict == Verdict::Allow

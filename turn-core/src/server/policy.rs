@@ -201,7 +201,7 @@ pub const DEFAULT_DENY: &[Cidr] = &[
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct LocalPeer {
-    /// The address (IPv4 wrapped in IPv6 is compared as IPv4).
+    /// The address (IPv4-mapped IPv6 is compared as IPv4).
     pub ip: IpAddr,
     /// The first port.
     pub first: u16,
@@ -257,7 +257,7 @@ impl LocalPeer {
             return Err(LocalPeerParseError);
         }
         Ok(LocalPeer {
-            ip: normalize(ip),
+            ip: ip.to_canonical(),
             first,
             last,
         })
@@ -268,9 +268,10 @@ impl LocalPeer {
         self.names_ip(addr.ip()) && (self.first..=self.last).contains(&addr.port())
     }
 
-    /// Whether `ip` is its address.
+    /// Whether `ip` is its address: the same, or it wrapped as IPv4-mapped
+    /// IPv6 (no other embedding: an entry names one address exactly).
     pub fn names_ip(&self, ip: IpAddr) -> bool {
-        normalize(ip) == normalize(self.ip)
+        ip.to_canonical() == self.ip.to_canonical()
     }
 
     /// Whether it covers what `listener` listens on (a wildcard listener

@@ -240,18 +240,26 @@ where
         };
         let out = match peer {
             Some(peer) => self.wrap_for_client(host, now, relay, peer, buf, len),
-            None => PeerOutput::Drop,
+            None => {
+                self.peer_refused(relay);
+                PeerOutput::Drop
+            }
         };
         if out == PeerOutput::Drop {
             self.counters.peer_dropped += 1;
-            let slot = relay.slot as usize;
-            if self.table.generation(slot) == Some(relay.generation)
-                && let Some(a) = self.table.get_mut(slot)
-            {
-                a.traffic.peer_refused += 1;
-            }
         }
         out
+    }
+
+    /// Counts a peer's datagram refused (no permission for it) on the
+    /// allocation of `relay`, for its usage record.
+    fn peer_refused(&mut self, relay: RelayHandle) {
+        let slot = relay.slot as usize;
+        if self.table.generation(slot) == Some(relay.generation)
+            && let Some(a) = self.table.get_mut(slot)
+        {
+            a.traffic.peer_refused += 1;
+        }
     }
 
     /// The form of a relayed address `local` that the allocation of `relay`
@@ -293,7 +301,11 @@ where
         } else {
             self.cfg.is_relay_ip(peer.ip()) || a.permits(&peer.ip(), now)
         };
-        if now >= a.expires || !permitted {
+        if now >= a.expires {
+            return PeerOutput::Drop;
+        }
+        if !permitted {
+            a.traffic.peer_refused += 1;
             return PeerOutput::Drop;
         }
         let pad = a.tuple.transport.is_stream();

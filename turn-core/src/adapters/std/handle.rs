@@ -205,7 +205,11 @@ impl Relay {
     /// The receiving end of the event queue, the first time it is asked for
     /// (`None` after, or when the queue was turned off with a size of 0).
     pub fn take_events(&self) -> Option<Receiver<RelayEvent>> {
-        self.events.lock().unwrap_or_else(|e| e.into_inner()).take()
+        let rx = self.events.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if rx.is_some() {
+            self.shared.events.taken.store(true, Ordering::Relaxed);
+        }
+        rx
     }
 
     /// Detaches the kernel fast path from every interface (to compare, or to rule

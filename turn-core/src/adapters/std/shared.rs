@@ -102,6 +102,7 @@ impl Shared {
             events: EventQueue {
                 tx: events,
                 dropped: AtomicU64::new(0),
+                taken: std::sync::atomic::AtomicBool::new(false),
             },
             handoffs: (0..threads).map(|_| Handoff::new()).collect(),
             #[cfg(feature = "tls")]
@@ -131,6 +132,9 @@ pub(crate) fn tls_rate(tcp: &TcpLimits, seed: u64) -> crate::server::RateLimiter
 pub(crate) struct EventQueue {
     tx: Option<SyncSender<RelayEvent>>,
     dropped: AtomicU64,
+    /// Whether the embedder took the receiving end (only then is waiting for
+    /// room worth it).
+    pub(crate) taken: std::sync::atomic::AtomicBool,
 }
 
 impl EventQueue {
@@ -140,21 +144,22 @@ impl EventQueue {
     }
 
     pub(crate) fn push(&self, e: RelayEvent) {
-        self.push_within(e, std::time::Duration::ZERO);
+        self.push_until(e, std::time::Instant::now());
     }
 
-    /// Pushes `e`, waiting up to `patience` for room: only where no packet
-    /// waits on it (a stop ending every allocation at once, each with its
-    /// usage record, may fill the queue faster than its reader empties it).
-    pub(crate) fn push_within(&self, mut e: RelayEvent, patience: std::time::Duration) {
+    /// Pushes `e`, waiting until `until` for room if someone reads the queue:
+    /// only where no packet waits on it (a stop ending every allocation at
+    /// once, each with its usage record, may fill the queue faster than its
+    /// reader empties it).
+    pub(crate) fn push_until(&self, mut e: RelayEvent, until: std::time::Instant) {
         let Some(tx) = &self.tx else {
             return;
         };
-        let until = std::time::Instant::now() + patience;
+        let patient = self.taken.load(Ordering::Relaxed);
         loop {
             match tx.try_send(e) {
                 Ok(()) | Err(TrySendError::Disconnected(_)) => return,
-                Err(TrySendError::Full(back)) if std::time::Instant::now() < until => {
+                Err(TrySendError::Full(back)) if patient && std::time::Instant::now() < until => {
                     e = back;
                     std::thread::sleep(std::time::Duration::from_millis(1));
                 }

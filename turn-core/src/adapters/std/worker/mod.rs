@@ -110,9 +110,9 @@ pub(crate) struct Worker {
     random: Random,
     shared: Arc<Shared>,
     shutdown: Arc<AtomicBool>,
-    /// Set once the relay stops: usage records then wait for room in the
+    /// Once the relay stops: until when usage records wait for room in the
     /// event queue.
-    stopping: bool,
+    stopping: Option<std::time::Instant>,
     logs: LineBudget,
     /// Lines for packets dropped unanswered (a Send indication or ChannelData
     /// toward what cannot be reached): one each ten seconds, with the count.
@@ -189,7 +189,7 @@ impl Worker {
             random: Random::new(seed),
             shared,
             shutdown,
-            stopping: false,
+            stopping: None,
             logs: LineBudget::new(20),
             dropped_logs: LineBudget::per(1, 10_000),
             rx: vec![0; udp::BATCH * udp::SLOT],

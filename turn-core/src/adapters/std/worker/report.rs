@@ -80,6 +80,10 @@ pub(super) fn refused(
     }
 }
 
+/// How long a stop waits in all for room in the event queue for its usage
+/// records (when the embedder reads the queue).
+const STOP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Worker {
     /// Logs allocations created and ended, and reports them as events (an
     /// ended one with its usage record).
@@ -106,7 +110,8 @@ impl Worker {
         self.turn.stop(&mut host, |turn| {
             ended.extend(core::iter::from_fn(|| turn.poll_event()));
         });
-        self.stopping = true;
+        // Records wait for room until then, all of them together.
+        self.stopping = Some(std::time::Instant::now() + STOP_PATIENCE);
         for e in ended {
             self.report(e);
         }
@@ -115,8 +120,12 @@ impl Worker {
     /// Logs one event and reports it; an allocation that ended gets what the
     /// kernel relayed for it added, and its usage record.
     fn report(&mut self, #[allow(unused_mut)] mut e: Event) {
+        // (Only UDP allocations have kernel routes: a TCP client on the same
+        // address pair takes nothing of theirs.)
         #[cfg(feature = "xdp")]
-        if let Event::Ended { tuple, traffic, .. } = &mut e {
+        if let Event::Ended { tuple, traffic, .. } = &mut e
+            && tuple.transport == crate::Transport::Udp
+        {
             let key = (tuple.client, tuple.server);
             let kernel = &mut self.relays.kernel_ended;
             while let Some(i) = kernel.iter().position(|(k, _)| *k == key) {
@@ -133,17 +142,13 @@ impl Worker {
                 info!("{record}");
                 if shared.events.wanted() {
                     // At a stop, the records wait for room (nothing else does).
-                    let patience = if self.stopping {
-                        std::time::Duration::from_secs(1)
-                    } else {
-                        std::time::Duration::ZERO
-                    };
-                    shared.events.push_within(
+                    let until = self.stopping.unwrap_or_else(std::time::Instant::now);
+                    shared.events.push_until(
                         RelayEvent::Usage {
                             worker: self.id,
                             record,
                         },
-                        patience,
+                        until,
                     );
                 }
             }
