@@ -247,6 +247,12 @@ impl World {
             .push(Cidr::parse("10.66.0.0/16").unwrap())
             .unwrap();
         cfg.policy.add_own(listener().ip());
+        // A media server beside the relay on its own address: that port alone
+        // (the invariant below judges relayed packets by the same policy).
+        cfg.policy
+            .local
+            .push(turn_core::server::policy::LocalPeer::parse("10.0.0.5:7882").unwrap())
+            .unwrap();
         let server = Server::new(cfg.clone(), vec![Slot::EMPTY; 4], [5; 32]).unwrap();
         // The server adds its relay and advertised addresses to the policy.
         cfg.policy.add_own("10.0.0.5".parse().unwrap());
@@ -294,6 +300,9 @@ impl World {
                 "10.0.0.5:24002",
                 "[64:ff9b::a00:5]:24001",
                 "[fd00::5]:24003",
+                "10.0.0.5:7882",
+                "[::ffff:10.0.0.5]:7882",
+                "10.0.0.5:7883",
             ]
             .iter()
             .map(|a| a.parse().unwrap())
