@@ -77,12 +77,19 @@ impl Drop for Container {
     }
 }
 
+/// A UDP port free on 127.0.0.1 now, outside the relay range the container
+/// is given (61000-61999).
 fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    loop {
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !(61000..=61999).contains(&port) {
+            return port;
+        }
+    }
 }
 
 #[test]
@@ -116,7 +123,7 @@ fn the_scratch_image_serves_relays_and_drains() {
         &format!(
             "listen = [\"127.0.0.1:{port}\"]\nadmin = \"127.0.0.1:{admin}\"\nrealm = \
              \"example\"\nuser = [\"alice:wonderland\"]\nallow_peer = [\"127.0.0.2/32\"]\n\
-             drain_timeout = 5\n"
+             drain_timeout = 5\nrelay_range = \"61000-61999\"\n"
         ),
     );
     let name = format!("causeway-test-{}", std::process::id());
