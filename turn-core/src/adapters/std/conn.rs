@@ -116,6 +116,14 @@ pub(crate) enum Opening {
 
 /// A client connection and its buffers.
 pub(crate) struct Conn {
+    // The counts go first: fields drop in order, so a connection gives back
+    // its places before its socket closes, and a client that sees the close
+    // and connects again at once is not refused for the connection it left.
+    /// Its place in the per-source count.
+    pub(super) slot: Option<SourceSlot>,
+    /// Its place among its worker's connections still opening (counted against
+    /// `tcp.max_connections` until the worker takes it back, or it leaves).
+    pub(crate) opening: Option<OpeningTicket>,
     pub(crate) link: Link,
     pub(crate) tuple: FiveTuple,
     pub(crate) stage: Stage,
@@ -129,13 +137,8 @@ pub(crate) struct Conn {
     pub(crate) deadline: Option<Instant>,
     /// Whether the connection holds an allocation (its limits are then wider).
     pub(crate) allocated: bool,
-    /// Its place in the per-source count.
-    pub(super) slot: Option<SourceSlot>,
     /// From a load balancer: a PROXY header comes first.
     pub(crate) proxy_pending: bool,
-    /// Its place among its worker's connections still opening (counted against
-    /// `tcp.max_connections` until the worker takes it back, or it leaves).
-    pub(crate) opening: Option<OpeningTicket>,
 }
 
 /// A connection's place among its worker's openings; given back when dropped.
