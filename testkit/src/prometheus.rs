@@ -28,15 +28,11 @@ impl Drop for Prometheus {
 }
 
 impl Prometheus {
-    /// Starts Prometheus in `dir`, scraping `targets` every second.
+    /// Starts Prometheus in `dir`, scraping `targets` every second. Its web
+    /// port is drawn free and may be taken before it binds it: then it exits,
+    /// and it is started again on another.
     pub fn start(dir: &Path, targets: &[String]) -> Prometheus {
         ensure_package("/usr/bin/prometheus", "prometheus");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let web = format!("127.0.0.1:{port}");
         let list: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
         let cfg = dir.join("prometheus.yml");
         std::fs::write(
@@ -48,35 +44,49 @@ impl Prometheus {
             ),
         )
         .unwrap();
-        let mut child = Command::new("/usr/bin/prometheus")
-            .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address={web}"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start prometheus");
-        let output = Output::of(&mut child);
-        let prometheus = Prometheus { child, web, output };
-        let ready = wait::poll(Duration::from_secs(120), || {
-            match try_get(&prometheus.web, "/-/ready") {
-                Some(r) if r.starts_with("HTTP/1.1 200") => Ok(()),
-                other => Err(format!(
-                    "/-/ready: {:?}",
-                    other.map(|r| r.lines().next().map(str::to_string))
-                )),
+        let mut last = String::new();
+        for attempt in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let web = format!("127.0.0.1:{port}");
+            let mut child = Command::new("/usr/bin/prometheus")
+                .arg(format!("--config.file={}", cfg.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.join(format!("data-{attempt}")).display()
+                ))
+                .arg(format!("--web.listen-address={web}"))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start prometheus");
+            let output = Output::of(&mut child);
+            let mut prometheus = Prometheus { child, web, output };
+            let ready = wait::poll(Duration::from_secs(120), || {
+                if let Ok(Some(status)) = prometheus.child.try_wait() {
+                    return Ok(Err(format!("exited: {status}")));
+                }
+                match try_get(&prometheus.web, "/-/ready") {
+                    Some(r) if r.starts_with("HTTP/1.1 200") => Ok(Ok(())),
+                    other => Err(format!(
+                        "/-/ready: {:?}",
+                        other.map(|r| r.lines().next().map(str::to_string))
+                    )),
+                }
+            });
+            match ready {
+                Ok(Ok(())) => return prometheus,
+                Ok(Err(why)) => last = format!("{why}\n{}", prometheus.explain()),
+                Err(e) => panic!(
+                    "prometheus never became ready: {e}\n{}",
+                    prometheus.explain()
+                ),
             }
-        });
-        if let Err(e) = ready {
-            panic!(
-                "prometheus never became ready: {e}\n{}",
-                prometheus.explain()
-            );
         }
-        prometheus
+        panic!("prometheus did not start: {last}");
     }
 
     /// Its scrape targets' state and the end of its log, for a failure message.

@@ -38,24 +38,36 @@ fn uclient(port: &str, peer_port: &str, extra: &[&str]) -> (u64, u64) {
     }
 }
 
-/// The records in `file` once they account for `packets` relayed each way
-/// (uclient's allocations end as it exits, each with its record).
-fn records(file: &Path, packets: (u64, u64)) -> Vec<serde_json::Value> {
-    let what = format!("records of {packets:?} packets in {}", file.display());
+/// The records in `file` once every allocation has ended and been written:
+/// none in use, and as many lines in `file` (and `before`) as allocations the
+/// server has ended. (uclient's probe and RTCP allocations end as it exits,
+/// with no packets: waiting for the packets alone could read too early.)
+fn records(server: &Server, file: &Path, before: usize) -> Vec<serde_json::Value> {
+    let what = format!("every record written to {}", file.display());
     wait::until(&what, PATIENCE, || {
+        let metrics = server.admin("GET", "/metrics");
+        let metric = |name: &str| -> u64 {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+                .unwrap_or(u64::MAX)
+        };
         let text = std::fs::read_to_string(file).unwrap_or_default();
         let lines: Vec<serde_json::Value> = text
             .lines()
             .map(|l| serde_json::from_str(l).expect("a JSON line"))
             .collect();
-        let got = (
-            sum(&lines, "to_peer_packets"),
-            sum(&lines, "from_peer_packets"),
+        let (in_use, ended) = (
+            metric("causeway_allocations"),
+            metric("causeway_allocations_ended_total"),
         );
-        if got == packets {
+        if in_use == 0 && ended == (before + lines.len()) as u64 {
             Ok(lines)
         } else {
-            Err(format!("{got:?} so far in {} records", lines.len()))
+            Err(format!(
+                "{} records, {in_use} allocations in use, {ended} ended",
+                lines.len()
+            ))
         }
     })
 }
@@ -88,8 +100,10 @@ fn records_sum_to_what_uclient_relayed_and_follow_a_rotation() {
 
     // Two clients (and uclient's first probe): a record each.
     let (sent, received) = uclient(&port, &peer_port, &["-w", "wonderland"]);
-    let first = records(&file, (sent, received));
+    let first = records(&server, &file, 0);
     assert!(first.len() >= 2, "{first:#?}");
+    assert_eq!(sum(&first, "to_peer_packets"), sent, "{first:#?}");
+    assert_eq!(sum(&first, "from_peer_packets"), received, "{first:#?}");
     assert_eq!(sum(&first, "to_peer_bytes"), 160 * sent);
     assert_eq!(sum(&first, "from_peer_bytes"), 160 * received);
     for r in &first {
@@ -114,7 +128,9 @@ fn records_sum_to_what_uclient_relayed_and_follow_a_rotation() {
     assert!(hup.success());
     server.wait_log("SIGHUP: configuration reloaded");
     let (sent, received) = uclient(&port, &peer_port, &["-W", "usage-secret-for-this-test"]);
-    let second = records(&file, (sent, received));
+    let second = records(&server, &file, first.len());
+    assert_eq!(sum(&second, "to_peer_packets"), sent, "{second:#?}");
+    assert_eq!(sum(&second, "from_peer_packets"), received, "{second:#?}");
     for r in &second {
         // A time-limited credential: `expiry:alice`, counted for alice.
         assert!(r["user"].as_str().unwrap().ends_with(":alice"), "{r}");

@@ -18,6 +18,7 @@ const JOIN: &str = "join.example.test";
 
 struct Setup {
     _dir: TempDir,
+    _closed: socket2::Socket,
     ca: TestCa,
     server: Server,
     tls_addr: SocketAddr,
@@ -28,10 +29,14 @@ fn setup(extra_toml: &str) -> Setup {
     let ca = TestCa::new();
     let bridge = start_bridge(&ca.leaf(&["localhost"]));
     let dir = TempDir::new("proxy");
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
+    // A port bound and never listened on: connections to it are refused, and
+    // no other test can take it meanwhile.
+    let closed_sock =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    closed_sock
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
         .unwrap();
+    let closed = closed_sock.local_addr().unwrap().as_socket().unwrap();
     let toml = format!(
         r#"{front}proxy = ["{JOIN}=https://localhost:{bport}", "meet.example.test=https://localhost:{closed}"]
 {extra_toml}
@@ -46,6 +51,7 @@ fn setup(extra_toml: &str) -> Setup {
     let http_addr = server.startup_addr("causeway: redirecting http ");
     Setup {
         _dir: dir,
+        _closed: closed_sock,
         ca,
         server,
         tls_addr,
