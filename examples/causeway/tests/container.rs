@@ -142,8 +142,9 @@ fn the_scratch_image_serves_relays_and_drains() {
     args.extend(limits.iter().map(String::as_str));
     args.extend(["-v", &mount, IMAGE]);
     let (ok, out) = podman(&args);
+    // Removed however the run went (a failed run may leave it created).
+    let container = Container(name.clone());
     assert!(ok, "podman run: {out}");
-    let container = Container(name);
     let admin_addr = format!("127.0.0.1:{admin}");
     wait::until(
         "/readyz 200 from the container",
