@@ -160,8 +160,8 @@ fn admin_rules(plan: &Plan, token: &str) -> Rules {
 }
 
 /// Events queued for the usage thread (a stop ends every allocation at once:
-/// the workers then wait for room).
-const USAGE_QUEUE: usize = 4096;
+/// the workers then wait for room). Its slots are a fixed ~0.5 MB once used.
+const USAGE_QUEUE: usize = 1024;
 
 /// Whether `plan` keeps usage records (a file, or the heaviest accounts).
 fn accounts(plan: &Plan) -> bool {
