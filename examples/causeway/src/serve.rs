@@ -18,10 +18,10 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
-use proxy_core::runtime::Proxy;
+use proxy_core::runtime::{Link, Proxy};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use turn_core::adapters::std::{Relay, RelayBuilder, StartError};
+use turn_core::adapters::std::{Accepted, Relay, RelayBuilder, StartError};
 
 use crate::accounting::Accounting;
 use crate::admin::access::{self, Rules};
@@ -114,6 +114,12 @@ fn web_proxy(plan: &Plan, old: Option<&Proxy>) -> Result<Option<Arc<Proxy>>, Str
         .map_err(|e| format!("cannot set up the web proxy: {e}"))
 }
 
+/// Where the TLS listeners' HTTP connections go: port 443 is the relay's front,
+/// and the web proxy serves what it hands over.
+fn to_web_proxy(proxy: &Proxy, a: Accepted) {
+    proxy.hand_off(Link::accepted(a.stream, a.tls), a.buffered, a.sni, a.client);
+}
+
 /// The relay's builder for `plan` (with the demo user, if there is one), and
 /// the web proxy it hands HTTPS to.
 fn builder(
@@ -136,7 +142,8 @@ fn builder(
         b = b.tls(tls.clone());
     }
     if let Some(p) = &proxy {
-        b = b.web_proxy(p.clone());
+        let p = p.clone();
+        b = b.on_http(move |a| to_web_proxy(&p, a));
     }
     // Events feed the usage records and the heaviest accounts; nobody reads
     // them otherwise (the log says the same).
@@ -257,6 +264,9 @@ impl Running {
             return;
         }
         relay.drain(self.drain_for);
+        if let Some(p) = &self.proxy {
+            p.drain();
+        }
         self.drained_by = Some(Instant::now() + self.drain_for);
         // Logged once in effect: /readyz already answers 503.
         info!(

@@ -25,6 +25,16 @@ impl Link {
         Link { sock, tls: None }
     }
 
+    /// A link over a connection another front accepted (non-blocking), with the
+    /// server-side TLS session it opened, if any: what
+    /// [`Proxy::hand_off`](super::Proxy::hand_off) takes.
+    pub fn accepted(sock: std::net::TcpStream, tls: Option<rustls::ServerConnection>) -> Link {
+        Link {
+            sock: TcpStream::from_std(sock),
+            tls: tls.map(rustls::Connection::Server),
+        }
+    }
+
     /// Reads plaintext into `dst`: `Ok(0)` at the end of the stream,
     /// `Err(WouldBlock)` when nothing is available now.
     pub fn read_plain(&mut self, dst: &mut [u8]) -> io::Result<usize> {

@@ -6,7 +6,7 @@
 //!
 //! - `std`: [`std::Relay`], the relay on Linux threads (a worker per core with
 //!   SO_REUSEPORT listeners, batched UDP, TURN over TCP, and with `tls` TURN over
-//!   TLS and HTTPS hand-off to the web proxy), and [`std::client::TurnClient`], a
+//!   TLS, sharing the port with the embedder's HTTP server), and [`std::client::TurnClient`], a
 //!   blocking client.
 //! - `smoltcp`: [`smoltcp::SmoltcpTurn`], poll-based over an `Interface` and a
 //!   `SocketSet` the caller owns.

@@ -13,6 +13,8 @@ use crate::server::{Config, REALM_MAX, SECRET_MAX, SECRETS_MAX, Secret};
 
 use super::credentials::{Credentials, Users};
 use super::error::StartError;
+#[cfg(feature = "tls")]
+use super::front::http::{Accepted, HttpHook};
 use super::handle::Relay;
 
 /// Limits for stream clients (TURN over TCP and TLS).
@@ -61,7 +63,8 @@ impl Default for TcpLimits {
 pub struct Settings {
     /// UDP and TCP STUN/TURN listeners.
     pub listen: Vec<SocketAddr>,
-    /// TURN over TLS listeners (and, with a web proxy, HTTPS on the same port).
+    /// TURN over TLS listeners (and HTTPS on the same port, to the
+    /// hook given to [`RelayBuilder::on_http`]).
     pub tls_listen: Vec<SocketAddr>,
     /// The TURN server's settings: realm, shared secrets, relay and advertised
     /// addresses, relay ports, peer policy, lifetimes, budgets. A relay address
@@ -161,7 +164,7 @@ pub struct RelayBuilder {
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
     #[cfg(feature = "tls")]
-    pub(crate) web_proxy: Option<Arc<proxy_core::runtime::Proxy>>,
+    pub(crate) on_http: Option<HttpHook>,
     pub(crate) events: usize,
     /// The first setting that did not fit, reported by `start`.
     problem: Option<(&'static str, String)>,
@@ -189,7 +192,7 @@ impl Relay {
             #[cfg(feature = "tls")]
             tls: None,
             #[cfg(feature = "tls")]
-            web_proxy: None,
+            on_http: None,
             events: 1024,
             problem: None,
         }
@@ -210,20 +213,29 @@ impl RelayBuilder {
         self
     }
 
-    /// A UDP and TCP listener (repeatable; the first replaces the default).
-    pub fn listen(mut self, addr: SocketAddr) -> Self {
+    /// The first listener of any kind replaces the default one.
+    fn own_listeners(&mut self) {
         if !self.listen_given {
             self.settings.listen.clear();
             self.listen_given = true;
         }
+    }
+
+    /// A UDP and TCP listener (repeatable; the first listener given, of any
+    /// kind, replaces the default).
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.own_listeners();
         self.settings.listen.push(addr);
         self
     }
 
     /// A TURN over TLS listener (repeatable), with the server's TLS configuration
-    /// given by [`RelayBuilder::tls`].
+    /// given by [`RelayBuilder::tls`]. Like [`RelayBuilder::listen`], the first
+    /// replaces the default UDP and TCP listener: a relay given only TLS
+    /// listeners opens nothing else.
     #[cfg(feature = "tls")]
     pub fn tls_listen(mut self, addr: SocketAddr) -> Self {
+        self.own_listeners();
         self.settings.tls_listen.push(addr);
         self
     }
@@ -235,11 +247,22 @@ impl RelayBuilder {
         self
     }
 
-    /// The web proxy the TLS listeners hand HTTP connections to (TURN and HTTPS
-    /// share the port); without one, they are closed.
+    /// Who serves the HTTP connections of the TLS listeners (TURN and HTTPS
+    /// share the port): `hook` gets each one once its opening says HTTP, on a
+    /// front thread, and should hand it to its own threads. Without one, they
+    /// are closed. causeway wires its web proxy here:
+    ///
+    /// ```
+    /// use turn_core::adapters::std::{Accepted, Relay};
+    /// let builder = Relay::builder().on_http(|a: Accepted| {
+    ///     // Hand `a.stream`, `a.tls` and `a.buffered` to an HTTP server.
+    ///     log::info!("HTTPS for {:?} from {}", a.sni, a.client);
+    /// });
+    /// # drop(builder);
+    /// ```
     #[cfg(feature = "tls")]
-    pub fn web_proxy(mut self, proxy: Arc<proxy_core::runtime::Proxy>) -> Self {
-        self.web_proxy = Some(proxy);
+    pub fn on_http(mut self, hook: impl Fn(Accepted) + Send + Sync + 'static) -> Self {
+        self.on_http = Some(Arc::new(hook));
         self
     }
 
@@ -467,7 +490,7 @@ impl RelayBuilder {
             #[cfg(feature = "tls")]
             tls: self.tls,
             #[cfg(feature = "tls")]
-            web_proxy: self.web_proxy,
+            on_http: self.on_http,
         })
     }
 }
@@ -480,5 +503,5 @@ pub(crate) struct Parts {
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
     #[cfg(feature = "tls")]
-    pub(crate) web_proxy: Option<Arc<proxy_core::runtime::Proxy>>,
+    pub(crate) on_http: Option<HttpHook>,
 }

@@ -1,7 +1,7 @@
-//! One TCP or TLS client connection: on a TLS listener it first demultiplexes the
-//! opening (TLS or plain; inside TLS, TURN or HTTPS) with `proxy-core`, on the TLS
-//! thread; as a TURN connection it reads frames (STUN messages, ChannelData) off
-//! the stream and queues replies, on its worker, with bounded buffers.
+//! One TCP or TLS client connection and its buffers: as a TURN connection it
+//! reads frames (STUN messages, ChannelData) off the stream and queues replies,
+//! on its worker, with bounded buffers. On a TLS listener the front opens it
+//! first (`front::opening`: TLS or plain; inside TLS, TURN or HTTP).
 //!
 //! Until it holds an allocation, a connection is held to little: frames of at
 //! most [`MAX_UNAUTH_FRAME`] bytes and [`MAX_UNAUTH_WRITE`] bytes of replies
@@ -12,53 +12,15 @@
 use crate::adapters::std::prelude::*;
 
 use std::io;
-#[cfg(feature = "tls")]
-use std::io::Read;
-#[cfg(feature = "tls")]
-use std::sync::Arc;
 use std::time::Instant;
 
 use mio::net::TcpStream;
-#[cfg(feature = "tls")]
-use proxy_core::demux::{self as opening, MAX_OPENING};
-#[cfg(feature = "tls")]
-pub(crate) use proxy_core::runtime::Link;
 use stun_core::demux::{self, Frame};
 
 use crate::FiveTuple;
-#[cfg(feature = "tls")]
-use crate::Transport;
 
 use super::sources::SourceSlot;
-
-/// A plain TCP stream, with the calls the TLS link of `proxy-core` has.
-#[cfg(not(feature = "tls"))]
-pub(crate) struct Link {
-    pub(crate) sock: TcpStream,
-}
-
-#[cfg(not(feature = "tls"))]
-impl Link {
-    pub(crate) fn plain(sock: TcpStream) -> Link {
-        Link { sock }
-    }
-
-    pub(crate) fn read_plain(&mut self, dst: &mut [u8]) -> io::Result<usize> {
-        io::Read::read(&mut self.sock, dst)
-    }
-
-    pub(crate) fn write_plain(&mut self, src: &[u8]) -> io::Result<usize> {
-        io::Write::write(&mut self.sock, src)
-    }
-
-    pub(crate) fn flush(&mut self) -> io::Result<bool> {
-        Ok(true)
-    }
-
-    pub(crate) fn wants_write(&self) -> bool {
-        false
-    }
-}
+pub(crate) use super::stream::ServerStream;
 
 /// Largest frame accepted: a maximal STUN message.
 pub(crate) const MAX_FRAME: usize = 20 + 65535;
@@ -69,9 +31,6 @@ pub(crate) const MAX_UNAUTH_FRAME: usize = 4096;
 const MAX_PENDING_WRITE: usize = 256 * 1024;
 /// Replies queued before the connection holds an allocation.
 const MAX_UNAUTH_WRITE: usize = 16 * 1024;
-/// TLS records rustls may queue for a connection that does not read.
-#[cfg(feature = "tls")]
-const TLS_BUFFER: usize = 16 * 1024;
 
 /// Why a connection that opens with a PROXY header from an address not
 /// configured as a load balancer is closed.
@@ -97,23 +56,6 @@ pub(crate) enum Stage {
     Turn,
 }
 
-/// What the opening of a connection on a TLS listener turned out to be.
-#[cfg(feature = "tls")]
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Opening {
-    /// Not known yet: wait for more bytes.
-    Wait,
-    /// A TLS ClientHello: answering it costs a signature, so the caller decides
-    /// whether to ([`Conn::start_tls`]) before it goes on.
-    Hello,
-    /// TURN: handle it here.
-    Turn,
-    /// HTTP (inside TLS or not): hand it to the web proxy.
-    Http,
-    /// Neither: close it.
-    Close(&'static str),
-}
-
 /// A client connection and its buffers.
 pub(crate) struct Conn {
     // The counts go first: fields drop in order, so a connection gives back
@@ -124,11 +66,11 @@ pub(crate) struct Conn {
     /// Its place among its worker's connections still opening (counted against
     /// `tcp.max_connections` until the worker takes it back, or it leaves).
     pub(crate) opening: Option<OpeningTicket>,
-    pub(crate) link: Link,
+    pub(crate) link: ServerStream,
     pub(crate) tuple: FiveTuple,
     pub(crate) stage: Stage,
-    pub(super) rbuf: Vec<u8>,
-    pub(super) rlen: usize,
+    pub(crate) rbuf: Vec<u8>,
+    pub(crate) rlen: usize,
     wbuf: Vec<u8>,
     pub(crate) last_active: Instant,
     pub(crate) wants_write: bool,
@@ -171,7 +113,7 @@ impl Conn {
         slot: Option<SourceSlot>,
     ) -> Self {
         Conn {
-            link: Link::plain(stream),
+            link: ServerStream::plain(stream),
             tuple,
             stage,
             rbuf: vec![0; 4096],
@@ -201,117 +143,6 @@ impl Conn {
         } else {
             MAX_UNAUTH_WRITE
         }
-    }
-
-    /// Answers the ClientHello [`Conn::open`] found (the signature is spent
-    /// here); then [`Conn::open`] goes on inside TLS.
-    #[cfg(feature = "tls")]
-    pub(crate) fn start_tls(
-        &mut self,
-        tls: &Arc<rustls::ServerConfig>,
-    ) -> Result<(), &'static str> {
-        let mut conn =
-            rustls::ServerConnection::new(tls.clone()).map_err(|_| "TLS setup failed")?;
-        conn.set_buffer_limit(Some(TLS_BUFFER));
-        let mut hello = self.rbuf.get(..self.rlen).unwrap_or(&[]);
-        while !hello.is_empty() {
-            if conn.read_tls(&mut hello).is_err() {
-                return Err("TLS record rejected");
-            }
-        }
-        conn.process_new_packets()
-            .map_err(|_| "TLS handshake failed")?;
-        self.rlen = 0;
-        self.link.tls = Some(rustls::Connection::Server(conn));
-        self.tuple.transport = Transport::Tls;
-        let _ = self.link.flush();
-        Ok(())
-    }
-
-    /// Reads the opening of a connection on a TLS listener and decides what it
-    /// is; what TLS decrypts stays buffered for the next owner. A ClientHello
-    /// stops it ([`Opening::Hello`]) until [`Conn::start_tls`].
-    #[cfg(feature = "tls")]
-    pub(crate) fn open(&mut self, now: Instant) -> Opening {
-        loop {
-            if self.link.tls.is_none() {
-                match opening::classify(self.rbuf.get(..self.rlen).unwrap_or(&[])) {
-                    opening::Opening::NeedMore => {}
-                    opening::Opening::Stun => {
-                        self.stage = Stage::Turn;
-                        return Opening::Turn;
-                    }
-                    opening::Opening::Http => return Opening::Http,
-                    opening::Opening::Unknown => {
-                        return Opening::Close("neither TLS, TURN nor HTTP");
-                    }
-                    opening::Opening::ProxyHeader => return Opening::Close(UNTRUSTED_PROXY),
-                    opening::Opening::Tls { .. } => return Opening::Hello,
-                }
-                if self.rlen >= MAX_OPENING {
-                    return Opening::Close("opening too long");
-                }
-                if self.rbuf.len() < MAX_OPENING {
-                    self.rbuf.resize(MAX_OPENING, 0);
-                }
-                match self
-                    .link
-                    .sock
-                    .read(self.rbuf.get_mut(self.rlen..).unwrap_or_default())
-                {
-                    Ok(0) => return Opening::Close("closed by peer"),
-                    Ok(n) => {
-                        self.rlen += n;
-                        self.last_active = now;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Opening::Wait,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => return Opening::Close("read error"),
-                }
-            } else {
-                match opening::classify_inner(self.rbuf.get(..self.rlen).unwrap_or(&[])) {
-                    opening::Opening::NeedMore => {}
-                    opening::Opening::Stun => {
-                        self.stage = Stage::Turn;
-                        return Opening::Turn;
-                    }
-                    opening::Opening::Http => return Opening::Http,
-                    _ => return Opening::Close("inside TLS: neither TURN nor HTTP"),
-                }
-                if self.rlen >= 64 {
-                    return Opening::Close("inside TLS: neither TURN nor HTTP");
-                }
-                match self
-                    .link
-                    .read_plain(self.rbuf.get_mut(self.rlen..).unwrap_or_default())
-                {
-                    Ok(0) => return Opening::Close("closed by peer"),
-                    Ok(n) => {
-                        self.rlen += n;
-                        self.last_active = now;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        let _ = self.link.flush();
-                        return Opening::Wait;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => return Opening::Close("TLS handshake failed"),
-                }
-            }
-        }
-    }
-
-    /// Gives the link, the bytes read past the opening and the SNI to another
-    /// owner. The SNI is the one the TLS handshake negotiated (rustls read the
-    /// whole ClientHello, however many records it spans), not the first record's.
-    #[cfg(feature = "tls")]
-    pub(crate) fn into_parts(mut self) -> (Link, Vec<u8>, Option<String>) {
-        self.rbuf.truncate(self.rlen);
-        let sni = match &self.link.tls {
-            Some(rustls::Connection::Server(c)) => c.server_name().map(str::to_string),
-            _ => None,
-        };
-        (self.link, self.rbuf, sni)
     }
 
     /// Reads what is available and hands each complete frame to `on_frame`, which

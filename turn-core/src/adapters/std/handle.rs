@@ -34,7 +34,7 @@ pub struct Relay {
     pub(crate) settings: Mutex<Settings>,
     /// What the TLS listeners serve, when there are any.
     #[cfg(feature = "tls")]
-    pub(crate) front: Option<Arc<std::sync::RwLock<super::handshake::Front>>>,
+    pub(crate) front: Option<Arc<std::sync::RwLock<super::front::Front>>>,
 }
 
 impl fmt::Debug for Relay {
@@ -129,7 +129,7 @@ pub struct Stopper {
     pub(crate) flag: Arc<AtomicBool>,
     pub(crate) wakers: Vec<Arc<Waker>>,
     #[cfg(feature = "tls")]
-    pub(crate) tls: Option<super::handshake::Handshakes>,
+    pub(crate) tls: Option<super::front::Handshakes>,
 }
 
 impl fmt::Debug for Stopper {
@@ -222,12 +222,12 @@ impl Relay {
         }
     }
 
-    /// Takes new settings, credentials and (with `tls`) TLS configuration and web
-    /// proxy from `builder`, without a restart: allocations, permissions,
+    /// Takes new settings, credentials and (with `tls`) TLS configuration and
+    /// HTTP hook from `builder`, without a restart: allocations, permissions,
     /// channels and open connections live on. What changes applies from the next
     /// request (or connection): secrets and users, the peer policy, lifetimes,
     /// budgets, quotas, TCP limits, the alternate server, the certificate, the
-    /// web proxy's routes and rules. Listeners, relay addresses and ports, worker
+    /// HTTP hook. Listeners, relay addresses and ports, worker
     /// threads and the kernel fast path stay as started: changing them is
     /// refused, naming the field. A refused reload changes nothing.
     pub fn reload(&self, builder: RelayBuilder) -> Result<(), StartError> {
@@ -273,7 +273,7 @@ impl Relay {
             if let Some(tls) = &parts.tls {
                 f.tls = tls.clone();
             }
-            f.proxy = parts.web_proxy.clone();
+            f.on_http = parts.on_http.clone();
         }
         let shared = &self.shared;
         *shared
@@ -311,9 +311,10 @@ impl Relay {
     }
 
     /// Drains the relay: no new allocations from now on (300 to the alternate
-    /// server, or 508), no allocation refreshed past `within` from now, the web
-    /// proxy answering new connections 503; what exists relays on. Stop the relay
-    /// when [`Relay::drained`] says so, or at the deadline.
+    /// server, or 508), no allocation refreshed past `within` from now; what exists
+    /// relays on. Stop the relay when [`Relay::drained`] says so, or at the
+    /// deadline. An HTTP server behind [`RelayBuilder::on_http`] is the
+    /// embedder's to drain.
     pub fn drain(&self, within: std::time::Duration) {
         let until = self
             .shared
@@ -332,12 +333,6 @@ impl Relay {
             self.shared
                 .drain_started_ms
                 .store(self.shared.clock.now().as_millis(), Ordering::Release);
-        }
-        #[cfg(feature = "tls")]
-        if let Some(front) = &self.front
-            && let Some(p) = &front.read().unwrap_or_else(|e| e.into_inner()).proxy
-        {
-            p.drain();
         }
         self.stop.wake_all();
     }

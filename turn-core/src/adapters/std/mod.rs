@@ -1,5 +1,6 @@
 //! The TURN relay and a blocking TURN client on std sockets (feature `std`; TURN
-//! over TLS and the web proxy's port 443 behind `tls`): the same state machines as
+//! over TLS on port 443 behind `tls`, sharing it with whatever HTTP server the
+//! embedder wires in): the same state machines as
 //! the embedded adapters, on Linux threads.
 //!
 //! # The relay, embedded
@@ -64,7 +65,8 @@
 //! - with TLS listeners, **TLS threads** (`turn-tls-N`, one per core by
 //!   default, each with a bounded queue) that run every handshake, so
 //!   handshakes never delay relayed media, and hand TURN connections back to
-//!   their worker and HTTP ones to the web proxy. A ClientHello is answered
+//!   their worker and HTTP ones to the hook the embedder gave
+//!   ([`RelayBuilder::on_http`]; causeway wires its web proxy there). A ClientHello is answered
 //!   only within its connection's opening deadline and its source's handshake
 //!   rate ([`TcpLimits`]): a replayed ClientHello flood from one address costs
 //!   no signatures past the rate. ECDSA keys cost far less per handshake than
@@ -102,10 +104,10 @@ mod conn;
 mod credentials;
 mod error;
 mod events;
+#[cfg(feature = "tls")]
+mod front;
 mod handle;
 mod handoff;
-#[cfg(feature = "tls")]
-mod handshake;
 mod host;
 mod meters;
 mod net;
@@ -116,6 +118,7 @@ mod relays;
 mod shared;
 mod sources;
 mod stats;
+mod stream;
 mod usage;
 mod worker;
 #[cfg(feature = "xdp")]
@@ -126,6 +129,8 @@ pub use capacity::Capacity;
 pub use credentials::{Credentials, Users};
 pub use error::StartError;
 pub use events::RelayEvent;
+#[cfg(feature = "tls")]
+pub use front::http::{Accepted, HttpHook};
 pub use handle::{Relay, StatsHandle, Stopper};
 pub use stats::{
     AllocationStats, PEERS_SHOWN, Stats, TlsRefused, UserStats, Username, WorkerStats,

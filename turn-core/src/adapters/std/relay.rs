@@ -247,7 +247,7 @@ pub(crate) fn start(mut parts: Parts) -> Result<Relay, StartError> {
         #[cfg(feature = "tls")]
         tls,
         #[cfg(feature = "tls")]
-        web_proxy,
+        on_http,
     } = parts;
     let threads = settings.worker_threads();
     let Bound {
@@ -328,17 +328,17 @@ pub(crate) fn start(mut parts: Parts) -> Result<Relay, StartError> {
     let tls_thread = match (&tls, tls_local.is_empty()) {
         (Some(tls), false) => {
             let inboxes = workers.iter().map(Worker::inbox).collect();
-            let front = Arc::new(std::sync::RwLock::new(super::handshake::Front {
+            let front = Arc::new(std::sync::RwLock::new(super::front::Front {
                 tls: tls.clone(),
-                proxy: web_proxy,
+                on_http,
             }));
             let tls_threads = match settings.tcp.tls_threads {
                 0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
                 n => n,
             };
-            let (h, handles) = super::handshake::spawn(
+            let (h, handles) = super::front::spawn(
                 tls_threads,
-                super::handshake::Common {
+                super::front::Common {
                     front: front.clone(),
                     inboxes,
                     shutdown: flag.clone(),

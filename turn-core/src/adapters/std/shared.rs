@@ -59,7 +59,7 @@ pub(crate) struct Shared {
     pub(crate) tls_rate: Arc<Mutex<crate::server::RateLimiter>>,
     /// What the TLS threads refused.
     #[cfg(feature = "tls")]
-    pub(crate) tls_refusals: Arc<super::handshake::Refusals>,
+    pub(crate) tls_refusals: Arc<super::front::Refusals>,
     /// The kernel fast path, when it is on.
     #[cfg(feature = "xdp")]
     pub(crate) fast: Option<Mutex<super::xdp::FastPath>>,

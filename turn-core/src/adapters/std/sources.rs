@@ -1,6 +1,6 @@
 //! Stream connections counted per source address, over every worker and the TLS
 //! thread: a place is taken when a connection is accepted and given back when it
-//! closes (or leaves TURN for the web proxy), by dropping its [`SourceSlot`]. An
+//! closes (or leaves TURN for the HTTP hook), by dropping its [`SourceSlot`]. An
 //! IPv6 source is its network of a prefix (/64 by default: proxy-core's
 //! [`source_key`](proxy_core::source::source_key)).
 

@@ -43,7 +43,7 @@ use crate::{FiveTuple, Instant, Transport, UnixTime};
 
 use super::conn::Conn;
 #[cfg(feature = "tls")]
-use super::handshake::{Handshakes, Inbox};
+use super::front::{Handshakes, Inbox};
 use super::host::WorkerHost;
 use super::relays::{FIRST_RELAY, Relays};
 use super::shared::{Handed, Shared};

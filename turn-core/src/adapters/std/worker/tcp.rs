@@ -19,7 +19,7 @@ use super::super::clock::unix_now;
 use super::super::conn::OpeningTicket;
 use super::super::conn::{Conn, ReadState, Stage, UNTRUSTED_PROXY};
 #[cfg(feature = "tls")]
-use super::super::handshake::Incoming;
+use super::super::front::Incoming;
 use super::super::proxied::ProxyRead;
 use super::{FIRST_CONN, Worker};
 
@@ -111,7 +111,7 @@ impl Worker {
                     {
                         info!(
                             "tls {peer}: refused: every TLS thread has {} connections queued{}",
-                            super::super::handshake::QUEUE,
+                            super::super::front::QUEUE,
                             Held(s)
                         );
                     }

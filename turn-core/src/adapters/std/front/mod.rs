@@ -1,15 +1,17 @@
-//! The TLS threads: connections accepted on a TLS listener (port 443) are opened
-//! here, not on the packet threads, so a burst of TLS handshakes (each a
-//! signature, up to milliseconds of CPU with an RSA key) never delays relayed
-//! media.
+//! The front of the TLS listeners (port 443): what arrives there is opened
+//! here, on the front threads, not on the packet threads, so a burst of TLS
+//! handshakes (each a signature, up to milliseconds of CPU with an RSA key)
+//! never delays relayed media.
 //!
-//! A worker accepts, counts the source, and queues the stream to one of the TLS
-//! threads (`turn-tls-N`, one per core by default), each with an event loop of
-//! its own and a bounded queue: when every queue is full the connection is
-//! closed at once. A thread demultiplexes the opening (TLS or plain; inside TLS,
-//! TURN or HTTP) and runs the handshake, then gives a TURN connection back to
-//! the worker that accepted it (which owns its allocation's shard), hands an
-//! HTTP one to the web proxy, or closes it.
+//! A worker accepts, counts the source, and queues the stream to one of the
+//! front threads (`turn-tls-N`, one per core by default), each with an event
+//! loop of its own and a bounded queue: when every queue is full the connection
+//! is closed at once. A thread reads a load balancer's PROXY header, then
+//! demultiplexes the opening (TLS or plain; inside TLS, TURN or HTTP:
+//! [`opening`]) and runs the handshake; it gives a TURN connection back to the
+//! worker that accepted it (which owns its allocation's shard), hands an HTTP
+//! one to the embedder's hook ([`http`]: causeway wires its web proxy there),
+//! or closes it.
 //!
 //! What a ClientHello may cost is bounded before it is answered: a connection
 //! past the opening deadline fixed when it was accepted is closed unsigned
@@ -34,13 +36,16 @@ use log::{debug, info};
 use mio::{Events, Interest, Poll, Token, Waker};
 use stun_core::escape::{Held, LineBudget};
 
-use proxy_core::runtime::Proxy;
+pub(crate) mod http;
+pub(crate) mod opening;
 
 use super::clock::Clock;
-use super::conn::{Conn, Opening, UNTRUSTED_PROXY};
+use super::conn::{Conn, UNTRUSTED_PROXY};
 use super::proxied::ProxyRead;
 use super::sources::Sources;
 use crate::server::RateLimiter;
+use http::HttpHook;
+use opening::Opening;
 
 const WAKER: Token = Token(usize::MAX);
 
@@ -118,13 +123,13 @@ impl Handshakes {
     }
 }
 
-/// What the TLS listeners serve: the server's TLS configuration and the web
-/// proxy HTTP connections go to. A reload replaces it; connections opened
-/// before keep what they started with.
+/// What the TLS listeners serve: the server's TLS configuration and the hook
+/// HTTP connections go to. A reload replaces it; connections opened before keep
+/// what they started with.
 #[derive(Clone)]
 pub(crate) struct Front {
     pub(crate) tls: Arc<rustls::ServerConfig>,
-    pub(crate) proxy: Option<Arc<Proxy>>,
+    pub(crate) on_http: Option<HttpHook>,
 }
 
 /// What every TLS thread shares.
@@ -363,10 +368,14 @@ impl Thread {
                 }
                 Opening::Http => {
                     if let Some(Incoming { conn, .. }) = self.release(idx) {
-                        let peer = conn.tuple.client;
-                        let (link, buffered, sni) = conn.into_parts();
-                        if let Some(p) = &front.proxy {
-                            p.hand_off(link, buffered, sni, peer);
+                        match &front.on_http {
+                            Some(hook) => hook(conn.into_accepted()),
+                            None => debug!(
+                                "{} {}: closed: HTTP on a TLS listener, and nothing serves \
+                                 HTTP here (RelayBuilder::on_http)",
+                                conn.tuple.transport.name(),
+                                conn.tuple.client
+                            ),
                         }
                     }
                     return;
