@@ -76,7 +76,10 @@ impl Pair {
             ) {
                 ClientOutput::Reply { len, .. } => {
                     let from = self.c.server();
+                    assert!(self.c.accepts(&reply[..len]), "a response to its request");
+                    assert!(!self.c.accepts(&out[..n]), "its own request");
                     assert!(self.c.handle_input(self.now, from, &reply[..len]).is_none());
+                    assert!(!self.c.accepts(&reply[..len]), "answered already");
                 }
                 ClientOutput::Relay {
                     from, peer, data, ..
@@ -145,6 +148,7 @@ impl Pair {
             return None;
         };
         let wire = &buf[range];
+        assert!(self.c.accepts(wire), "data from its server");
         let server = self.c.server();
         let r = self.c.handle_input(self.now, server, wire)?;
         Some((r.peer, wire[r.data].to_vec()))
@@ -210,6 +214,10 @@ fn allocate_permission_channel_and_data_both_ways() {
             b"by channel".to_vec()
         )
     );
+    // ChannelData on a channel it never asked for is someone else's.
+    let mut other = [0u8; 16];
+    let n = stun_core::channel_data::encode(&mut other, 0x4abc, b"x", false).unwrap();
+    assert!(!p.c.accepts(&other[..n]));
     let (peer, data) = p.peer_sends("8.8.4.4:6000", b"channel back").unwrap();
     assert_eq!(
         (peer, data.as_slice()),
@@ -351,8 +359,9 @@ fn selector_picks_the_lowest_rtt_and_fails_over() {
     sel.probe_all(t0);
     let mut out = [0u8; 128];
     let mut sent = Vec::new();
-    while let Some((i, to, _, n)) = sel.poll_transmit(t0, &mut out) {
-        sent.push((i, to, out[..n].to_vec()));
+    while let Some(p) = sel.poll_transmit(t0, &mut out) {
+        let t = p.transmit;
+        sent.push((p.entry, t.destination, out[..t.len].to_vec()));
     }
     assert_eq!(sent.len(), 3);
     // Server 1 answers after 80 ms, server 2 after 20 ms, server 3 never.

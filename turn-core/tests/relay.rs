@@ -38,13 +38,18 @@ fn send_indication_needs_a_permission() {
     assert_success(&r, &c);
     let (o, _) = c.send_raw(&mut s, &mut h, T0, &ind);
     let ClientOutput::Relay {
-        from, peer, data, ..
+        from,
+        peer,
+        own_relay,
+        data,
+        ..
     } = o
     else {
         panic!("{o:?}")
     };
     assert_eq!(from, local);
     assert_eq!(peer, addr("8.8.8.8:4000"));
+    assert_eq!(own_relay, None, "a peer on the internet");
     assert_eq!(&ind[data], b"hello peer");
     let ind2 = c.send_indication("1.1.1.1:53", b"x");
     assert!(matches!(

@@ -47,11 +47,20 @@ fn data_flows_between_two_live_allocations_through_the_relay_sockets() {
     // to bob's relay socket itself, not through a NAT that may not hairpin.
     let ind = a.send_indication(&rb.to_string(), b"to bob");
     let (o, _) = a.send_raw(&mut s, &mut h, T0, &ind);
-    let ClientOutput::Relay { peer, from, .. } = o else {
+    let ClientOutput::Relay {
+        peer,
+        from,
+        own_relay,
+        ..
+    } = o
+    else {
         panic!("relayed: {o:?}")
     };
     assert_eq!(peer, local_of(rb));
     assert_eq!(from, local_of(ra));
+    // The core names it one of its own relay sockets: the host delivers it
+    // without the kernel, deciding nothing itself.
+    assert_eq!(own_relay, Some(local_of(rb)));
     // It arrives on bob's relay socket from alice's: bob's client sees alice's
     // advertised address, the one it permitted.
     let (tuple, bytes) = from_peer(

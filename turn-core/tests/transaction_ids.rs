@@ -57,7 +57,8 @@ fn selector_ids(seed: [u8; 32]) -> Vec<TransactionId> {
     sel.probe_all(T0);
     let mut out = [0u8; 128];
     let mut ids = Vec::new();
-    while let Some((_, _, _, n)) = sel.poll_transmit(T0, &mut out) {
+    while let Some(p) = sel.poll_transmit(T0, &mut out) {
+        let n = p.transmit.len;
         ids.push(Message::new_checked(&out[..n]).unwrap().transaction_id());
     }
     ids

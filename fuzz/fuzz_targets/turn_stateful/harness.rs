@@ -374,9 +374,16 @@ impl World {
                 relay,
                 from,
                 peer,
+                own_relay,
                 data,
             } => {
                 assert!(data.end <= packet.len() && data.start <= data.end);
+                if self.host.bound.contains_key(&peer) {
+                    assert_eq!(own_relay, Some(peer), "a live relay socket named as one");
+                }
+                if let Some(to) = own_relay {
+                    assert_eq!(to.port(), peer.port(), "the relay socket {to} for {peer}");
+                }
                 assert_eq!(
                     self.host.bound.get(&from),
                     Some(&relay),

@@ -213,7 +213,9 @@ where
                         let _ = refusal;
                         let _ = self.listener.send_to(bytes, endpoint).await;
                     }
-                    Outgoing::Peer { relay, peer, bytes } => {
+                    Outgoing::Peer {
+                        relay, peer, bytes, ..
+                    } => {
                         if let Some(sock) =
                             self.parts.slot_of(relay).and_then(|i| self.relays.get(i))
                         {

@@ -152,6 +152,7 @@ where
     }
 
     /// When [`Self::process`] must run again at the latest.
+    #[must_use]
     pub fn poll_at(&self) -> Option<Instant> {
         self.server.poll_timeout()
     }
@@ -201,7 +202,9 @@ where
                         .get_mut::<udp::Socket>(self.listener)
                         .send_slice(bytes, endpoint);
                 }
-                Outgoing::Peer { relay, peer, bytes } => {
+                Outgoing::Peer {
+                    relay, peer, bytes, ..
+                } => {
                     if let Some(h) = self
                         .parts
                         .slot_of(relay)

@@ -12,8 +12,9 @@ use stun_core::channel_data::{self, ChannelData};
 use stun_core::credentials::long_term_key;
 use stun_core::{Class, Message, Method};
 
+use super::retransmit::Retransmit;
 use super::timers::refresh_time;
-use super::{CHANNEL_REFRESH_SECS, PERMISSION_REFRESH_SECS, RTO_MS};
+use super::{CHANNEL_REFRESH_SECS, PERMISSION_REFRESH_SECS};
 use super::{Client, ClientEvent, Failure, Perm, Received, RequestKind, State, Transaction};
 use crate::Instant;
 
@@ -74,12 +75,8 @@ impl<const P: usize, const C: usize> Client<P, C> {
             return;
         };
         let t = self.transactions.swap_remove(i);
-        if t.transmissions == 1
-            && let Some(sent) = t.first_sent
-        {
-            self.push_event(ClientEvent::Rtt {
-                ms: now.millis_since(sent),
-            });
+        if let Some(ms) = t.timer.rtt_ms(now, false) {
+            self.push_event(ClientEvent::Rtt { ms });
         }
         if msg.class() == Class::Error {
             let code = msg
@@ -202,11 +199,7 @@ impl<const P: usize, const C: usize> Client<P, C> {
             // The same request again, with credentials and a new transaction id.
             t.tid = self.next_tid();
             if self.encode(&mut t).is_ok() {
-                t.pending_send = true;
-                t.transmissions = 0;
-                t.first_sent = None;
-                t.rto_ms = RTO_MS;
-                t.next_send = now;
+                t.timer = Retransmit::new(now);
                 let _ = self.transactions.push(t);
                 return;
             }

@@ -24,12 +24,13 @@
 //! the caller derives with [`stun_core::credentials::SharedSecret`].
 
 mod input;
+mod retransmit;
 mod selection;
 mod server_type;
 mod timers;
 mod types;
 
-pub use selection::{Candidate, CandidateState, Selector};
+pub use selection::{Candidate, CandidateState, ProbeTransmit, Selector};
 pub use server_type::{ServerType, ServerTypeError};
 pub use types::{
     ClientConfig, ClientError, ClientEvent, Failure, Received, RequestKind, State, Transmit,
@@ -47,6 +48,7 @@ use stun_core::{Class, MessageBuilder, MessageType, Method, TransactionId};
 
 use crate::rng::Random;
 use crate::{Instant, Transport};
+use retransmit::Retransmit;
 
 /// Longest credential strings the client stores.
 pub const CREDENTIAL_MAX: usize = 128;
@@ -72,16 +74,12 @@ struct Transaction {
     tid: TransactionId,
     kind: RequestKind,
     bytes: heapless::Vec<u8, MAX_REQUEST>,
-    first_sent: Option<Instant>,
-    next_send: Instant,
-    transmissions: u32,
-    rto_ms: u64,
+    timer: Retransmit,
     /// Whether it carries credentials (a 401 to an unauthenticated request is the
     /// normal first round).
     authenticated: bool,
     /// Whether a 438 already made it retry with a fresh nonce: a second one fails.
     stale_retried: bool,
-    pending_send: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -205,13 +203,9 @@ impl<const P: usize, const C: usize> Client<P, C> {
             tid,
             kind,
             bytes: heapless::Vec::new(),
-            first_sent: None,
-            next_send: now,
-            transmissions: 0,
-            rto_ms: RTO_MS,
+            timer: Retransmit::new(now),
             authenticated: false,
             stale_retried: false,
-            pending_send: true,
         };
         self.encode(&mut t)?;
         self.transactions.push(t).map_err(|_| ClientError::Busy)
@@ -323,34 +317,47 @@ impl<const P: usize, const C: usize> Client<P, C> {
     /// The next message for the server, written into `out`; `None` when there is
     /// nothing to send now. Call again until it returns `None`, after every input,
     /// timeout or request.
+    #[must_use]
     pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<Transmit> {
         let destination = self.cfg.server;
-        let t = self.transactions.iter_mut().find(|t| t.pending_send)?;
+        let stream = self.cfg.transport.is_stream();
+        let t = self
+            .transactions
+            .iter_mut()
+            .find(|t| t.timer.is_pending())?;
         let n = t.bytes.len();
         out.get_mut(..n)?.copy_from_slice(&t.bytes);
-        t.pending_send = false;
-        t.transmissions += 1;
-        if t.first_sent.is_none() {
-            t.first_sent = Some(now);
-        }
-        let stream = self.cfg.transport.is_stream();
-        if !stream && t.transmissions > 1 {
-            t.rto_ms *= 2;
-        }
-        t.next_send = if stream {
-            now.plus_millis(TCP_TIMEOUT_MS)
-        } else if t.transmissions >= RC {
-            now.plus_millis(RTO_MS * RM)
-        } else {
-            now.plus_millis(t.rto_ms)
-        };
+        t.timer.sent(now, stream);
         Some(Transmit {
             destination,
+            transport: self.cfg.transport,
             len: n,
         })
     }
 
+    /// Whether `bytes` are for this client: a response to one of its requests in
+    /// flight, a Data indication, or ChannelData on a channel it asked for. A
+    /// host with several clients (or a [`Selector`]) on one socket hands each
+    /// packet to the one that accepts it.
+    pub fn accepts(&self, bytes: &[u8]) -> bool {
+        if let Ok(cd) = channel_data::ChannelData::new_checked(bytes) {
+            return self.channels.iter().any(|c| c.number == cd.channel());
+        }
+        let Ok(msg) = stun_core::Message::new_checked(bytes) else {
+            return false;
+        };
+        match msg.class() {
+            Class::Indication => msg.method() == Method::DATA,
+            Class::Success | Class::Error => {
+                let tid = msg.transaction_id();
+                self.transactions.iter().any(|t| t.tid == tid)
+            }
+            Class::Request => false,
+        }
+    }
+
     /// The next event, if any.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
         self.events.pop_front()
     }
@@ -367,8 +374,12 @@ impl<const P: usize, const C: usize> Client<P, C> {
         if self.state != State::Allocated {
             return Err(ClientError::NotAllocated);
         }
-        let destination = self.cfg.server;
-        let sent = |len| Transmit { destination, len };
+        let (destination, transport) = (self.cfg.server, self.cfg.transport);
+        let sent = |len| Transmit {
+            destination,
+            transport,
+            len,
+        };
         if let Some(c) = self.channels.iter().find(|c| c.peer == peer && c.bound) {
             return channel_data::encode(out, c.number, data, self.cfg.transport.is_stream())
                 .map(sent)

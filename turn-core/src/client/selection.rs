@@ -11,7 +11,8 @@ use core::net::SocketAddr;
 
 use stun_core::{Class, Message, MessageBuilder, MessageType, Method, TransactionId};
 
-use super::{CREDENTIAL_MAX, ClientConfig, ClientError, Failure, RC, RM, RTO_MS, TCP_TIMEOUT_MS};
+use super::retransmit::{Expiry, Retransmit};
+use super::{CREDENTIAL_MAX, ClientConfig, ClientError, Failure, Transmit};
 use crate::rng::Random;
 use crate::{Instant, Transport};
 
@@ -137,11 +138,18 @@ impl Candidate {
 #[derive(Debug, Clone, Copy)]
 struct Probe {
     tid: TransactionId,
-    first_sent: Option<Instant>,
-    next_send: Instant,
-    transmissions: u32,
-    rto_ms: u64,
-    pending: bool,
+    timer: Retransmit,
+}
+
+/// A probe to send: which entry it is for, and the Binding request written at the
+/// start of the caller's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "the probe must be sent"]
+pub struct ProbeTransmit {
+    /// The entry's index (as [`Selector::add`] gave it).
+    pub entry: usize,
+    /// Where to send it, over what, and its length.
+    pub transmit: Transmit,
 }
 
 /// Up to `N` candidate servers and their probes.
@@ -185,25 +193,18 @@ impl<const N: usize> Selector<N> {
                 c.state = CandidateState::Probing;
                 *p = Some(Probe {
                     tid,
-                    first_sent: None,
-                    next_send: now,
-                    transmissions: 0,
-                    rto_ms: RTO_MS,
-                    pending: true,
+                    timer: Retransmit::new(now),
                 });
             }
         }
     }
 
-    /// The next probe to send: the entry's index, where to, over what, and the
-    /// Binding request's length in `out`.
-    pub fn poll_transmit(
-        &mut self,
-        now: Instant,
-        out: &mut [u8],
-    ) -> Option<(usize, SocketAddr, Transport, usize)> {
-        for (i, (c, probe)) in self.candidates.iter_mut().enumerate() {
-            let Some(p) = probe.as_mut().filter(|p| p.pending) else {
+    /// The next probe to send, written into `out`; `None` when there is nothing
+    /// to send now. Call again until it returns `None`.
+    #[must_use]
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<ProbeTransmit> {
+        for (entry, (c, probe)) in self.candidates.iter_mut().enumerate() {
+            let Some(p) = probe.as_mut().filter(|p| p.timer.is_pending()) else {
                 continue;
             };
             let mut b = MessageBuilder::new(
@@ -213,31 +214,41 @@ impl<const N: usize> Selector<N> {
             )
             .ok()?;
             b.add_fingerprint().ok()?;
-            let n = b.finish();
-            p.pending = false;
-            p.transmissions += 1;
-            p.first_sent.get_or_insert(now);
-            let stream = c.transport.is_stream();
-            if !stream && p.transmissions > 1 {
-                p.rto_ms *= 2;
-            }
-            p.next_send = if stream {
-                now.plus_millis(TCP_TIMEOUT_MS)
-            } else if p.transmissions >= RC {
-                now.plus_millis(RTO_MS * RM)
-            } else {
-                now.plus_millis(p.rto_ms)
-            };
-            return Some((i, c.target(), c.transport, n));
+            let len = b.finish();
+            p.timer.sent(now, c.transport.is_stream());
+            return Some(ProbeTransmit {
+                entry,
+                transmit: Transmit {
+                    destination: c.target(),
+                    transport: c.transport,
+                    len,
+                },
+            });
         }
         None
     }
 
+    /// Whether `bytes` answer one of the probes in flight (so a host sharing a
+    /// socket knows to hand them to [`Selector::handle_input`]).
+    pub fn accepts(&self, bytes: &[u8]) -> bool {
+        let Ok(msg) = Message::new_checked(bytes) else {
+            return false;
+        };
+        let tid = msg.transaction_id();
+        msg.method() == Method::BINDING
+            && msg.class().is_response()
+            && self
+                .candidates
+                .iter()
+                .any(|(_, p)| p.is_some_and(|p| p.tid == tid))
+    }
+
     /// When [`Selector::handle_timeout`] must next be called.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.candidates
             .iter()
-            .filter_map(|(_, p)| p.as_ref().filter(|p| !p.pending).map(|p| p.next_send))
+            .filter_map(|(_, p)| p.as_ref().and_then(|p| p.timer.deadline()))
             .min()
     }
 
@@ -245,15 +256,10 @@ impl<const N: usize> Selector<N> {
     pub fn handle_timeout(&mut self, now: Instant) {
         for (c, probe) in self.candidates.iter_mut() {
             let Some(p) = probe.as_mut() else { continue };
-            if p.pending || now < p.next_send {
-                continue;
-            }
-            if c.transport.is_stream() || p.transmissions >= RC {
+            if p.timer.expire(now, c.transport.is_stream()) == Expiry::GiveUp {
                 c.state = CandidateState::Failed(Failure::Timeout);
                 c.last_error = Some(Failure::Timeout);
                 *probe = None;
-            } else {
-                p.pending = true;
             }
         }
     }
@@ -274,11 +280,7 @@ impl<const N: usize> Selector<N> {
         // Karn's rule: only an answer to a single transmission measures the RTT.
         // One to a retransmitted probe still shows the server reachable; its RTT
         // is a rough estimate (elapsed time over transmissions), not a measure.
-        let rtt_ms = match p.first_sent {
-            Some(t) if p.transmissions == 1 => now.millis_since(t),
-            Some(t) => now.millis_since(t) / u64::from(p.transmissions.max(1)),
-            None => 0,
-        };
+        let rtt_ms = p.timer.rtt_ms(now, true).unwrap_or(0);
         c.state = if msg.class() == Class::Success {
             CandidateState::Reachable { rtt_ms }
         } else {
@@ -342,13 +344,23 @@ mod test {
         let mut sent = [([0u8; 64], 0); 2];
         for _ in 0..2 {
             let mut out = [0u8; 64];
-            let (i, _, _, n) = s.poll_transmit(t0, &mut out).unwrap();
-            sent[i] = (out, n);
+            let p = s.poll_transmit(t0, &mut out).unwrap();
+            let entry = s.get(p.entry).unwrap();
+            assert_eq!(p.transmit.transport, entry.transport);
+            assert_eq!(p.transmit.destination, entry.target());
+            sent[p.entry] = (out, p.transmit.len);
         }
+        assert!(s.poll_transmit(t0, &mut [0u8; 64]).is_none());
         // TCP answers first, UDP later: UDP is still the choice.
         let mut a = [0u8; 64];
         let n = answer(&sent[tcp].0[..sent[tcp].1], &mut a);
+        assert!(s.accepts(&a[..n]), "an answer to a probe in flight");
+        assert!(
+            !s.accepts(&sent[tcp].0[..sent[tcp].1]),
+            "a request is no answer"
+        );
         assert_eq!(s.handle_input(t0.plus_millis(5), &a[..n]), Some(tcp));
+        assert!(!s.accepts(&a[..n]), "answered already");
         let n = answer(&sent[udp].0[..sent[udp].1], &mut a);
         assert_eq!(s.handle_input(t0.plus_millis(50), &a[..n]), Some(udp));
         assert_eq!(s.best(), Some(udp));

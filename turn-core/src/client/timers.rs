@@ -2,18 +2,19 @@
 //! wait over TCP), giving up, and the refreshes of the allocation, its
 //! permissions and its channels.
 
-use super::{CHANNEL_REFRESH_SECS, PERMISSION_REFRESH_SECS, RC, RTO_MS};
+use super::retransmit::Expiry;
+use super::{CHANNEL_REFRESH_SECS, PERMISSION_REFRESH_SECS, RTO_MS};
 use super::{Client, ClientEvent, Failure, RequestKind, State};
 use crate::Instant;
 
 impl<const P: usize, const C: usize> Client<P, C> {
     /// When [`Client::handle_timeout`] must next be called.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let tx = self
             .transactions
             .iter()
-            .filter(|t| !t.pending_send)
-            .map(|t| t.next_send)
+            .filter_map(|t| t.timer.deadline())
             .min();
         // Refreshes happen only while allocated (see `handle_timeout`).
         if self.state != State::Allocated {
@@ -37,16 +38,11 @@ impl<const P: usize, const C: usize> Client<P, C> {
         let stream = self.cfg.transport.is_stream();
         let mut i = 0;
         while let Some(t) = self.transactions.get_mut(i) {
-            if t.pending_send || now < t.next_send {
-                i += 1;
-                continue;
-            }
-            if stream || t.transmissions >= RC {
+            if t.timer.expire(now, stream) == Expiry::GiveUp {
                 let t = self.transactions.swap_remove(i);
                 self.fail(t.kind, Failure::Timeout);
                 continue;
             }
-            t.pending_send = true;
             i += 1;
         }
         if self.state != State::Allocated {

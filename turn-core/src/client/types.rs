@@ -240,6 +240,8 @@ pub enum ClientEvent {
 pub struct Transmit {
     /// Where to send it: the server (which a 300 redirect changes).
     pub destination: SocketAddr,
+    /// Over what: the client's transport (or the probed entry's).
+    pub transport: Transport,
     /// Bytes written at the start of the buffer.
     pub len: usize,
 }

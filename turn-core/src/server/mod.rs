@@ -386,6 +386,7 @@ where
     }
 
     /// When [`Self::handle_timeout`] must next be called, if anything can expire.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.next_sweep
     }
@@ -474,6 +475,7 @@ where
     }
 
     /// The next event for the log, if any.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }

@@ -32,6 +32,10 @@ pub enum ClientOutput {
         from: SocketAddr,
         /// The peer.
         peer: SocketAddr,
+        /// When the peer is one of this server's own relay sockets (relay to
+        /// relay, a meeting server's calls): that socket's bound address, so the
+        /// host can deliver it without the kernel.
+        own_relay: Option<SocketAddr>,
         /// The payload's range in the packet.
         data: Range<usize>,
     },
@@ -162,6 +166,7 @@ impl Counters {
 /// The bytes an output says to send, and where: what every adapter does after
 /// calling the server, whatever its sockets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a reply or relayed data must be sent"]
 pub enum Outgoing<'a> {
     /// To the client of `tuple`, from the socket it talks to (`tuple.socket`).
     Client {
@@ -178,6 +183,9 @@ pub enum Outgoing<'a> {
         relay: RelayHandle,
         /// The peer.
         peer: SocketAddr,
+        /// When the peer is one of this server's relay sockets: its bound
+        /// address (see [`ClientOutput::Relay`]).
+        own_relay: Option<SocketAddr>,
         /// What to send.
         bytes: &'a [u8],
     },
@@ -199,11 +207,16 @@ impl ClientOutput {
                 None => Outgoing::Nothing(Some(Refusal::OutputTooSmall)),
             },
             ClientOutput::Relay {
-                relay, peer, data, ..
+                relay,
+                peer,
+                own_relay,
+                data,
+                ..
             } => match packet.get(data.clone()) {
                 Some(bytes) => Outgoing::Peer {
                     relay: *relay,
                     peer: *peer,
+                    own_relay: *own_relay,
                     bytes,
                 },
                 None => Outgoing::Nothing(None),

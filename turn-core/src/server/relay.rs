@@ -210,6 +210,7 @@ where
             },
             from,
             peer: destination,
+            own_relay: self.cfg.relay_local(destination),
             data,
         }
     }

@@ -121,8 +121,10 @@ pub fn probe<const N: usize>(selector: &mut Selector<N>, within: Duration) -> io
     loop {
         let now = clock.now();
         selector.handle_timeout(now);
-        while let Some((i, target, transport, n)) = selector.poll_transmit(now, &mut out) {
-            let request = out.get(..n).unwrap_or_default();
+        while let Some(probe) = selector.poll_transmit(now, &mut out) {
+            let (i, t) = (probe.entry, probe.transmit);
+            let (target, transport) = (t.destination, t.transport);
+            let request = out.get(..t.len).unwrap_or_default();
             match transport {
                 Transport::Udp => {
                     let sock = sockets.iter().find(|s| {

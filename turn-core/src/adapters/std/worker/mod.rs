@@ -327,12 +327,15 @@ impl Worker {
                 }
             }
             Outgoing::Peer {
-                relay, peer, bytes, ..
+                relay,
+                peer,
+                own_relay,
+                bytes,
             } => {
                 if let Some(r) = relays.get(relay) {
                     // To another relay socket of this server: handed to the worker
                     // that owns it, without the kernel, when it fits.
-                    let handed = turn.config().relay_local(peer).is_some_and(|to| {
+                    let handed = own_relay.is_some_and(|to| {
                         shared.live.owner(to).is_some_and(|owner| {
                             shared
                                 .handoffs
