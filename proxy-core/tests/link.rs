@@ -1,7 +1,8 @@
-//! [`Link`] over a real TLS session on loopback: a write that finds the TLS
-//! buffer full but the socket free moves the buffer out and takes the new
-//! bytes (before, it took nothing though the socket had room, and nothing
-//! was left to wake the writer: a large response stalled).
+//! [`Link`] over real sockets on loopback: a write that finds the TLS buffer
+//! full but the socket free moves the buffer out and takes the new bytes
+//! (before, it took nothing though the socket had room, and nothing was left to
+//! wake the writer: a large response stalled); a drained socket is not read
+//! again until its event loop says it is readable.
 #![cfg(feature = "tls")]
 
 use std::io::{Read, Write};
@@ -51,13 +52,12 @@ fn linked() -> (Link, std::thread::JoinHandle<usize>) {
     let (sock, _) = listener.accept().unwrap();
     sock.set_nonblocking(true).unwrap();
     let tls = rustls::ServerConnection::new(server_cfg).unwrap();
-    let mut link = Link {
-        sock: mio::net::TcpStream::from_std(sock),
-        tls: Some(tls.into()),
-    };
+    let mut link = Link::new(mio::net::TcpStream::from_std(sock), Some(tls.into()));
     let start = Instant::now();
     while link.tls.as_ref().unwrap().is_handshaking() {
         assert!(start.elapsed() < PATIENCE, "no handshake");
+        // No event loop here: every pass counts as a readable event.
+        link.readable();
         let _ = link.read_plain(&mut [0u8; 1]);
         let _ = link.flush();
         std::thread::yield_now();
@@ -85,4 +85,47 @@ fn a_full_tls_buffer_the_socket_can_take_does_not_refuse_a_write() {
     link.close();
     drop(link);
     assert_eq!(client.join().unwrap(), filled + n);
+}
+
+#[test]
+fn a_drained_socket_is_read_again_only_once_readable() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (sock, _) = listener.accept().unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let mut link = Link::plain(mio::net::TcpStream::from_std(sock));
+    let mut buf = [0u8; 64];
+    let would_block = |r: std::io::Result<usize>| matches!(r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    assert!(would_block(link.read_plain(&mut buf)), "nothing sent yet");
+    peer.write_all(b"hello").unwrap();
+    // Until the event loop sees it readable, the link does not ask the kernel.
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    while seen.len() < 5 {
+        assert!(start.elapsed() < PATIENCE, "the bytes never came");
+        assert!(
+            would_block(link.read_plain(&mut buf)),
+            "read without an event"
+        );
+        link.readable();
+        match link.read_plain(&mut buf) {
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock),
+        }
+    }
+    assert_eq!(seen, b"hello");
+    // A short read drained the queue: the next read costs nothing.
+    assert!(would_block(link.read_plain(&mut buf)));
+    // The end of the stream is seen once readable.
+    drop(peer);
+    let start = Instant::now();
+    loop {
+        assert!(start.elapsed() < PATIENCE, "the end never came");
+        link.readable();
+        match link.read_plain(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => panic!("{n} bytes after the end"),
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock),
+        }
+    }
 }

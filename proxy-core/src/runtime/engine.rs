@@ -184,10 +184,13 @@ impl Loop {
                     woken = true;
                 } else {
                     let idx = ev.token().0 >> 1;
-                    if ev.token().0 & 1 == 1
-                        && let Some(Some(e)) = self.slab.get_mut(idx)
-                    {
-                        e.conn.up_event();
+                    let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                    if let Some(Some(e)) = self.slab.get_mut(idx) {
+                        if ev.token().0 & 1 == 1 {
+                            e.conn.up_event(readable);
+                        } else if readable {
+                            e.conn.client_readable();
+                        }
                     }
                     self.drive(idx, now, false);
                 }

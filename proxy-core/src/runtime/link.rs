@@ -1,6 +1,11 @@
-//! A non-blocking TCP stream with or without TLS, seen as plaintext: what the
-//! TURN workers use for TURN over TCP and TLS, and what the web proxy's WebSocket
-//! tunnel uses on both sides.
+//! A non-blocking TCP stream with or without TLS, seen as plaintext: both sides
+//! of every connection the web proxy serves.
+//!
+//! It remembers when its socket was drained (a read found nothing, or took less
+//! than it asked for, so the kernel queue was empty): further reads answer
+//! `WouldBlock` without a syscall until the event loop sees the socket readable
+//! again ([`Link::readable`]). Event loops are edge-triggered, so an empty read
+//! after every write and every pass is wasted work.
 
 use crate::runtime::prelude::*;
 use std::io::{self, Read, Write};
@@ -13,6 +18,22 @@ pub struct Link {
     pub sock: TcpStream,
     /// The TLS session over it, if any.
     pub tls: Option<rustls::Connection>,
+    /// The socket's receive queue was found empty since it was last readable.
+    drained: bool,
+}
+
+/// The socket as rustls reads it, noting a short read (the queue is drained).
+struct Counted<'a> {
+    sock: &'a mut TcpStream,
+    short: bool,
+}
+
+impl Read for Counted<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.sock.read(buf)?;
+        self.short = n < buf.len();
+        Ok(n)
+    }
 }
 
 fn tls_error(e: rustls::Error) -> io::Error {
@@ -22,24 +43,48 @@ fn tls_error(e: rustls::Error) -> io::Error {
 impl Link {
     /// A plain link.
     pub fn plain(sock: TcpStream) -> Link {
-        Link { sock, tls: None }
+        Link::new(sock, None)
+    }
+
+    /// A link over `sock`, with `tls` if it speaks TLS.
+    pub fn new(sock: TcpStream, tls: Option<rustls::Connection>) -> Link {
+        Link {
+            sock,
+            tls,
+            drained: false,
+        }
+    }
+
+    /// The event loop saw the socket readable: the next read asks the kernel.
+    pub fn readable(&mut self) {
+        self.drained = false;
     }
 
     /// A link over a connection another front accepted (non-blocking), with the
     /// server-side TLS session it opened, if any: what
     /// [`Proxy::hand_off`](super::Proxy::hand_off) takes.
     pub fn accepted(sock: std::net::TcpStream, tls: Option<rustls::ServerConnection>) -> Link {
-        Link {
-            sock: TcpStream::from_std(sock),
-            tls: tls.map(rustls::Connection::Server),
-        }
+        Link::new(
+            TcpStream::from_std(sock),
+            tls.map(rustls::Connection::Server),
+        )
     }
 
     /// Reads plaintext into `dst`: `Ok(0)` at the end of the stream,
     /// `Err(WouldBlock)` when nothing is available now.
     pub fn read_plain(&mut self, dst: &mut [u8]) -> io::Result<usize> {
+        let would_block = || io::Error::from(io::ErrorKind::WouldBlock);
         let Some(tls) = self.tls.as_mut() else {
-            return self.sock.read(dst);
+            if self.drained {
+                return Err(would_block());
+            }
+            let read = self.sock.read(dst);
+            match &read {
+                Ok(n) if *n > 0 && *n < dst.len() => self.drained = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.drained = true,
+                _ => {}
+            }
+            return read;
         };
         loop {
             match tls.reader().read(dst) {
@@ -47,9 +92,17 @@ impl Link {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }
-            match tls.read_tls(&mut self.sock) {
+            if self.drained {
+                return Err(would_block());
+            }
+            let mut counted = Counted {
+                sock: &mut self.sock,
+                short: false,
+            };
+            match tls.read_tls(&mut counted) {
                 Ok(0) => return Ok(0),
                 Ok(_) => {
+                    self.drained = counted.short;
                     let state = tls.process_new_packets().map_err(|e| {
                         // Tell the peer why before giving up.
                         let _ = tls.write_tls(&mut self.sock);
@@ -66,7 +119,12 @@ impl Link {
                         }
                     }
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    if e.kind() == io::ErrorKind::WouldBlock {
+                        self.drained = true;
+                    }
+                    return Err(e);
+                }
             }
         }
     }

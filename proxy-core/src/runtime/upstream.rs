@@ -142,10 +142,10 @@ impl Upstream {
         s.set_read_timeout(None).map_err(ConnectError::Tls)?;
         s.set_write_timeout(None).map_err(ConnectError::Tls)?;
         s.set_nonblocking(true).map_err(ConnectError::Tls)?;
-        Ok(Link {
-            sock: mio::net::TcpStream::from_std(s),
-            tls: Some(rustls::Connection::Client(conn)),
-        })
+        Ok(Link::new(
+            mio::net::TcpStream::from_std(s),
+            Some(rustls::Connection::Client(conn)),
+        ))
     }
 }
 

@@ -210,7 +210,7 @@ fn open(
 
 /// Drives the TLS handshake as far as the socket allows.
 fn handshake(addr: SocketAddr, mut side: Side) -> Dialled {
-    let Link { sock, tls } = &mut side.link;
+    let Link { sock, tls, .. } = &mut side.link;
     let Some(tls) = tls.as_mut() else {
         return Dialled::Ready(side);
     };

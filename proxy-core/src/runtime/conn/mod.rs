@@ -262,10 +262,18 @@ impl Conn {
         }
     }
 
-    /// The web bridge side's socket had an event: a kept connection is probed
-    /// before it is reused.
-    pub(crate) fn up_event(&mut self) {
+    /// The web bridge side's socket had an event (`readable`: data, its end or
+    /// an error): a kept connection is probed before it is reused.
+    pub(crate) fn up_event(&mut self, readable: bool) {
         self.up_stirred = true;
+        if readable && let Some(up) = self.up.as_mut() {
+            up.side.link.readable();
+        }
+    }
+
+    /// The browser side's socket is readable (data, its end or an error).
+    pub(crate) fn client_readable(&mut self) {
+        self.client.link.readable();
     }
 
     /// One pass of the current phase; whether anything moved.
@@ -487,5 +495,7 @@ impl Conn {
 /// open, and has sent nothing nobody asked for.
 pub(crate) fn clean(link: &mut Link) -> bool {
     let mut probe = [0u8; 1];
+    // Asked of the kernel, whatever an earlier read found.
+    link.readable();
     matches!(link.read_plain(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
