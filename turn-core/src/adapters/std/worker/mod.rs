@@ -280,15 +280,16 @@ impl Worker {
         debug!("worker {} stopped", self.id);
     }
 
-    /// One packet from a client, found at `range` of `self.rx` (TCP frames are
-    /// copied there first). A TCP connection passes its write queue as
-    /// `tcp_out`; a UDP reply goes out of the listener `tuple.socket` names.
+    /// One packet from a client: a datagram where recvmmsg put it, or a TCP or
+    /// TLS frame where its connection read it (neither is copied). A TCP
+    /// connection passes its write queue as `tcp_out`; a UDP reply goes out of
+    /// the listener `tuple.socket` names.
     fn client_packet(
         &mut self,
         now: Instant,
         unix: UnixTime,
         tuple: FiveTuple,
-        range: core::ops::Range<usize>,
+        packet: &[u8],
         tcp_out: Option<&mut Vec<u8>>,
     ) {
         let Worker {
@@ -296,7 +297,6 @@ impl Worker {
             relays,
             shared,
             poll,
-            rx,
             tx,
             logs,
             dropped_logs,
@@ -306,7 +306,6 @@ impl Worker {
             id,
             ..
         } = self;
-        let Some(packet) = rx.get(range) else { return };
         let mut host = WorkerHost {
             worker: *id,
             shared,

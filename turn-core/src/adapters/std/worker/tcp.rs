@@ -203,13 +203,10 @@ impl Worker {
             }
         }
         let tuple = conn.tuple;
-        // Each frame is copied into the receive buffer and handled there, as a UDP
-        // datagram is; replies go to this connection's write queue.
+        // Each frame is handled where the connection read it; replies go to its
+        // write queue.
         let mut state = conn.read_frames(now_std, |frame, wbuf| {
-            if let Some(dst) = self.rx.get_mut(..frame.len()) {
-                dst.copy_from_slice(frame);
-                self.client_packet(now, unix, tuple, 0..frame.len(), Some(wbuf));
-            }
+            self.client_packet(now, unix, tuple, frame, Some(wbuf));
         });
         if state == ReadState::Open && !conn.flush() {
             state = ReadState::Closed("write error");

@@ -82,6 +82,9 @@ impl Worker {
             let local = l.local;
             let now = self.shared.clock.now();
             let unix = unix_now();
+            // Handled where they landed: the buffer is lent to the packets'
+            // handling for the batch and given back after it.
+            let rx = core::mem::take(&mut self.rx);
             for (k, m) in meta.iter().take(n).enumerate() {
                 let tuple = FiveTuple {
                     client: m.addr,
@@ -94,10 +97,13 @@ impl Worker {
                 while off < m.len {
                     let end = (off + stride).min(m.len);
                     let start = k * SLOT;
-                    self.client_packet(now, unix, tuple, start + off..start + end, None);
+                    if let Some(packet) = rx.get(start + off..start + end) {
+                        self.client_packet(now, unix, tuple, packet, None);
+                    }
                     off = end;
                 }
             }
+            self.rx = rx;
             if n < BATCH {
                 // Fewer than asked: the queue was empty; edge-triggered readiness
                 // will report the next datagram.
