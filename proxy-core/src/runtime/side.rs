@@ -195,6 +195,27 @@ impl Side {
         self.settle();
     }
 
+    /// Queues what `write` puts into at most `max` bytes at the end of the queue
+    /// (a head written in place rather than built elsewhere and copied in):
+    /// how many, or `None`, queuing nothing, when `write` refuses.
+    pub(crate) fn queue_written(
+        &mut self,
+        max: usize,
+        now: Instant,
+        write: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> Option<usize> {
+        let was_pending = self.pending();
+        let start = self.out.len();
+        self.out.resize(start + max, 0);
+        let n = write(self.out.get_mut(start..).unwrap_or_default()).map(|n| n.min(max));
+        self.out.truncate(start + n.unwrap_or(0));
+        if !was_pending && n.is_some_and(|n| n > 0) {
+            self.wrote_at = now;
+        }
+        self.settle();
+        n
+    }
+
     /// Writes what the socket takes; `true` if it took anything.
     pub(crate) fn flush(&mut self, now: Instant) -> io::Result<bool> {
         let mut moved = false;

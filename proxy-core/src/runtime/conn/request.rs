@@ -9,7 +9,7 @@ use super::*;
 use crate::body::{Chunked, Length};
 use crate::decide;
 use crate::forward::{self, Request};
-use crate::http::{Limits, Parsed, after_refusal, parse_request};
+use crate::http::{Limits, Parsed, RequestHead, after_refusal, parse_request};
 use crate::response::{redirect_host, write_redirect, write_refusal};
 use crate::{Reason, Refusal as R};
 
@@ -35,21 +35,23 @@ impl Conn {
             self.phase = Phase::Head(timer);
             return false;
         }
-        let parsed = {
+        // Parsed once: what to do is decided while the head borrows the buffer,
+        // and done after.
+        let judged = {
             let mut headers = [httparse::EMPTY_HEADER; 64];
             match parse_request(&self.cin, &mut headers, Limits::default()) {
-                Ok(Parsed::Complete(head)) => Ok(Some(head.head_len)),
+                Ok(Parsed::Complete(head)) => Ok(Some(self.judge(&head, &headers))),
                 Ok(Parsed::Partial) => Ok(None),
                 Err(r) => Err(r),
             }
         };
-        match parsed {
+        match judged {
             Err(r) => {
                 self.refuse(cx, &r, AfterRefusal::Close, "request");
                 true
             }
-            Ok(Some(head_len)) => {
-                self.judged(cx, head_len);
+            Ok(Some(judged)) => {
+                self.judged(cx, judged);
                 true
             }
             Ok(None) => match self.read_client(cx, HEAD_BUFFER) {
@@ -72,9 +74,9 @@ impl Conn {
         }
     }
 
-    /// Acts on the head at the start of `cin`.
-    fn judged(&mut self, cx: &mut Ctx<'_>, head_len: usize) {
-        match self.judge(head_len) {
+    /// Acts on what was decided of the head at the start of `cin`.
+    fn judged(&mut self, cx: &mut Ctx<'_>, judged: Judged) {
+        match judged {
             Judged::Answer(bytes) => self.answer_and_close(cx, &bytes),
             Judged::Refuse(r, after, what) => {
                 if let AfterRefusal::Next { consumed } = after {
@@ -89,17 +91,10 @@ impl Conn {
         }
     }
 
-    /// Decides on the head at the start of `cin`.
-    fn judge(&self, head_len: usize) -> Judged {
+    /// Decides on `head`, parsed at the start of `cin` with its `headers`.
+    fn judge(&self, head: &RequestHead<'_>, headers: &[httparse::Header<'_>]) -> Judged {
         let cfg = &self.cfg;
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let head = match parse_request(&self.cin, &mut headers, Limits::default()) {
-            Ok(Parsed::Complete(h)) if h.head_len == head_len => h,
-            _ => {
-                let r = R::new(Reason::Malformed);
-                return Judged::Refuse(r, AfterRefusal::Close, "request".into());
-            }
-        };
+        let head_len = head.head_len;
         let what = format!(
             "{} {} {}",
             Escaped::new(head.host),
@@ -111,7 +106,7 @@ impl Conn {
             // Plain HTTP reached the TLS port: send the browser to https, at a
             // configured join URL.
             let mut out = vec![0u8; 8192];
-            return match write_redirect(&mut out, &head, &sites) {
+            return match write_redirect(&mut out, head, &sites) {
                 Some(n) => {
                     out.truncate(n);
                     Judged::Answer(out)
@@ -138,9 +133,9 @@ impl Conn {
             port: cfg.port,
         };
         let mut path_buf = [0u8; 4096];
-        let f = match decide::decide(&dcfg, &head, self.sni.as_deref(), &mut path_buf) {
+        let f = match decide::decide(&dcfg, head, self.sni.as_deref(), &mut path_buf) {
             Ok(f) => f,
-            Err(r) => return Judged::Refuse(r, after_refusal(&r, Some(&head)), what),
+            Err(r) => return Judged::Refuse(r, after_refusal(&r, Some(head)), what),
         };
         let mut out = vec![0u8; head_len + HEAD_EXTRA + 2 * head.host.len() + f.path.len()];
         let req = Request {

@@ -117,12 +117,14 @@ impl Conn {
             upgrade: accepted,
             close: close && !interim,
         };
-        let mut out = vec![0u8; h.head_len + 256];
-        let Ok(n) = forward::write_response(&mut out, &res, &rh) else {
+        // Written straight into the browser's queue.
+        let written = self.client.queue_written(h.head_len + 256, cx.now, |out| {
+            forward::write_response(out, &res, &rh).ok()
+        });
+        if written.is_none() {
             self.bad_gateway(cx, &plan.what, "response head too large");
             return true;
-        };
-        self.client.queue(out.get(..n).unwrap_or_default(), cx.now);
+        }
         self.uin.drain(..h.head_len.min(self.uin.len()));
         if interim {
             // 100 Continue, 103 Early Hints: the final head follows.
