@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use stun_core::attributes::*;
 use stun_core::{AttributeType, Class, Method};
-use turn_core::server::{ClientOutput, Refusal};
+use turn_core::server::{ClientOutput, Group, Refusal};
 use turn_core::{Instant, Transport};
 
 const T0: Instant = Instant::from_secs(1_764_000_000);
@@ -27,7 +27,11 @@ fn challenge_then_allocate() {
     );
     let r = c.exchange(&mut s, &mut h, T0, &req).unwrap();
     assert_eq!(r.code(), Some(401));
-    assert_eq!(r.refusal, Some(Refusal::Challenge));
+    // The routine first round is no refusal: counted as a challenge only.
+    assert_eq!(r.refusal, None);
+    let counters = s.counters();
+    assert_eq!((counters.challenges, counters.refused), (1, 0));
+    assert_eq!(counters.refusals.in_group(Group::Challenge), 0);
     assert_eq!(r.msg().attribute::<Realm>().unwrap(), Some(Realm(REALM)));
     assert!(r.nonce().is_some());
     assert!(!r.msg().has_integrity());

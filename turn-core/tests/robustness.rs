@@ -156,3 +156,79 @@ fn flood_of_garbage_and_unauthenticated_requests() {
         "answers ({answered_bytes} B) outweigh the flood ({sent_bytes} B)"
     );
 }
+
+/// Each packet the server drops in silence says why, in its own words: what an
+/// operator reads in a debug line or a by-reason counter names the cause.
+#[test]
+fn each_silent_drop_names_its_cause() {
+    use turn_core::server::Refusal;
+    let mut s = server();
+    let mut h = FakeHost::new();
+    let mut c = Client::new("192.0.2.1:5000", "alice", "wonderland");
+    assert_success(&c.allocate(&mut s, &mut h, T0), &c);
+    assert_success(&c.permit(&mut s, &mut h, T0, "8.8.8.8:1"), &c);
+
+    let indication = |add: &dyn Fn(&mut MessageBuilder<'_>)| {
+        let mut buf = vec![0u8; 256];
+        let mut b = MessageBuilder::new(
+            &mut buf[..],
+            MessageType::new(Method::SEND, Class::Indication),
+            TransactionId::new([7; 12]),
+        )
+        .unwrap();
+        add(&mut b);
+        let n = b.finish();
+        buf.truncate(n);
+        buf
+    };
+    let response = {
+        let mut buf = vec![0u8; 64];
+        let b = MessageBuilder::new(
+            &mut buf[..],
+            MessageType::new(Method::BINDING, Class::Success),
+            TransactionId::new([8; 12]),
+        )
+        .unwrap();
+        let n = b.finish();
+        buf.truncate(n);
+        buf
+    };
+    let peer = addr("8.8.8.8:4000");
+    let cases: [(&str, Vec<u8>, Refusal); 5] = [
+        ("RTP", vec![0x80, 0x60, 0, 1, 0, 0, 0, 0], Refusal::NotTurn),
+        ("a STUN response", response, Refusal::UnexpectedMessage),
+        (
+            "a Send without DATA",
+            indication(&|b| b.add(&XorPeerAddress(peer)).unwrap()),
+            Refusal::IncompleteSend,
+        ),
+        (
+            "a Send with DONT-FRAGMENT",
+            indication(&|b| {
+                b.add(&XorPeerAddress(peer)).unwrap();
+                b.add(&DontFragment).unwrap();
+                b.add(&Data(b"x")).unwrap();
+            }),
+            Refusal::DontFragment,
+        ),
+        (
+            "ChannelData longer than its packet",
+            vec![0x40, 0x00, 0x00, 0x10, 1, 2],
+            Refusal::BadChannelData,
+        ),
+    ];
+    for (what, packet, why) in cases {
+        let (o, _) = c.send_raw(&mut s, &mut h, T0, &packet);
+        assert_eq!(o, ClientOutput::Drop(Some(why)), "{what}");
+    }
+    let counts = &s.counters().refusals;
+    for r in [
+        Refusal::NotTurn,
+        Refusal::UnexpectedMessage,
+        Refusal::IncompleteSend,
+        Refusal::DontFragment,
+        Refusal::BadChannelData,
+    ] {
+        assert_eq!(counts.get(r.reason()), 1, "{r:?}");
+    }
+}

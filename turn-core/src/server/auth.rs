@@ -112,10 +112,11 @@ where
         out: &mut [u8],
     ) -> Result<Authenticated, ClientOutput> {
         let challenge = |s: &mut Self, out: &mut [u8], code, why| {
-            Err(s.challenge(now, unix, tuple, msg, out, code, why))
+            Err(s.challenge(now, unix, tuple, msg, out, code, Some(why)))
         };
         if !msg.has_integrity() {
-            return challenge(self, out, ErrorCode::UNAUTHORIZED, Refusal::Challenge);
+            // The first round of long-term authentication: no refusal.
+            return Err(self.challenge(now, unix, tuple, msg, out, ErrorCode::UNAUTHORIZED, None));
         }
         let bad = |s: &Self, out: &mut [u8], b: BadRequest| {
             Err(s.plain_error(msg, out, Refusal::BadRequest(b)))
@@ -249,7 +250,7 @@ where
         msg: &Message<&[u8]>,
         out: &mut [u8],
         code: ErrorCode<'static>,
-        why: Refusal,
+        why: Option<Refusal>,
     ) -> ClientOutput {
         if tuple.transport == Transport::Udp && !self.limiter.allow(tuple.client.ip(), now) {
             return ClientOutput::Drop(Some(Refusal::RateLimited));
@@ -259,10 +260,12 @@ where
         match respond::error(out, msg, code, None, |b| {
             respond::challenge(b, &cfg.realm, &nonce, &cfg.password_algorithms)
         }) {
-            Ok(len) => ClientOutput::Reply {
-                len,
-                refusal: Some(why),
-            },
+            Ok(len) => {
+                if why.is_none() {
+                    self.counters.challenges = self.counters.challenges.saturating_add(1);
+                }
+                ClientOutput::Reply { len, refusal: why }
+            }
             Err(_) => ClientOutput::Drop(Some(Refusal::OutputTooSmall)),
         }
     }

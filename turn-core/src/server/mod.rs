@@ -316,7 +316,7 @@ where
             (PacketKind::ChannelData, _) => self.client_channel_data(now, host, &tuple, packet),
             (_, Some(0x50..=0x7F)) if legacy => self.client_channel_data(now, host, &tuple, packet),
             (PacketKind::Stun, _) => self.client_stun(now, unix, host, &tuple, packet, out),
-            _ => ClientOutput::Drop(Some(Refusal::Unexpected)),
+            _ => ClientOutput::Drop(Some(Refusal::NotTurn)),
         };
         if let ClientOutput::Drop(Some(why))
         | ClientOutput::Reply {
@@ -357,7 +357,7 @@ where
         match (msg.class(), msg.method()) {
             (Class::Indication, Method::SEND) => self.send_indication(now, host, tuple, &msg),
             (Class::Request, _) => self.request(now, unix, host, tuple, &msg, out),
-            _ => ClientOutput::Drop(Some(Refusal::Unexpected)),
+            _ => ClientOutput::Drop(Some(Refusal::UnexpectedMessage)),
         }
     }
 

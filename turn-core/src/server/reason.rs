@@ -12,7 +12,6 @@ use super::refusal::Refusal;
 #[non_exhaustive]
 #[allow(missing_docs)] // each is the `Refusal` variant of the same name
 pub enum Reason {
-    Challenge,
     StaleNonce,
     UnknownUser,
     IntegrityFailure,
@@ -36,7 +35,16 @@ pub enum Reason {
     RateLimited,
     Malformed,
     BadFingerprint,
-    Unexpected,
+    /// Neither STUN nor ChannelData.
+    NotTurn,
+    /// A STUN response, or an indication other than Send.
+    UnexpectedMessage,
+    /// A Send indication without XOR-PEER-ADDRESS or DATA.
+    IncompleteSend,
+    /// A Send indication with DONT-FRAGMENT, not honoured.
+    DontFragment,
+    /// A ChannelData length that does not fit the packet.
+    BadChannelData,
     NoPermission,
     NotLiveRelay,
     OverBandwidth,
@@ -47,12 +55,11 @@ pub enum Reason {
 }
 
 /// How many reasons there are.
-pub const REASONS: usize = 32;
+pub const REASONS: usize = 35;
 
 impl Reason {
     /// Every reason, in a fixed order (the index of [`RefusalCounts`]).
     pub const ALL: [Reason; REASONS] = [
-        Reason::Challenge,
         Reason::StaleNonce,
         Reason::UnknownUser,
         Reason::IntegrityFailure,
@@ -76,7 +83,11 @@ impl Reason {
         Reason::RateLimited,
         Reason::Malformed,
         Reason::BadFingerprint,
-        Reason::Unexpected,
+        Reason::NotTurn,
+        Reason::UnexpectedMessage,
+        Reason::IncompleteSend,
+        Reason::DontFragment,
+        Reason::BadChannelData,
         Reason::NoPermission,
         Reason::NotLiveRelay,
         Reason::OverBandwidth,
@@ -89,7 +100,6 @@ impl Reason {
     /// A short name for labels (`snake_case`, stable).
     pub const fn name(self) -> &'static str {
         match self {
-            Reason::Challenge => "challenge",
             Reason::StaleNonce => "stale_nonce",
             Reason::UnknownUser => "unknown_user",
             Reason::IntegrityFailure => "integrity_failure",
@@ -113,7 +123,11 @@ impl Reason {
             Reason::RateLimited => "rate_limited",
             Reason::Malformed => "malformed",
             Reason::BadFingerprint => "bad_fingerprint",
-            Reason::Unexpected => "unexpected",
+            Reason::NotTurn => "not_turn",
+            Reason::UnexpectedMessage => "unexpected_message",
+            Reason::IncompleteSend => "incomplete_send",
+            Reason::DontFragment => "dont_fragment",
+            Reason::BadChannelData => "bad_channel_data",
             Reason::NoPermission => "no_permission",
             Reason::NotLiveRelay => "not_live_relay",
             Reason::OverBandwidth => "over_bandwidth",
@@ -132,11 +146,15 @@ impl Reason {
     /// The group it is counted in.
     pub const fn group(self) -> Group {
         match self {
-            Reason::Challenge | Reason::StaleNonce => Group::Challenge,
+            Reason::StaleNonce => Group::Challenge,
             Reason::RateLimited
             | Reason::Malformed
             | Reason::BadFingerprint
-            | Reason::Unexpected
+            | Reason::NotTurn
+            | Reason::UnexpectedMessage
+            | Reason::IncompleteSend
+            | Reason::DontFragment
+            | Reason::BadChannelData
             | Reason::NoPermission
             | Reason::NotLiveRelay
             | Reason::OverBandwidth
@@ -153,8 +171,10 @@ impl Reason {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Group {
-    /// The routine rounds of long-term authentication: a first 401 with a nonce,
-    /// a 438 with a fresh one. Every allocation costs one; nothing to act on.
+    /// The routine rounds of long-term authentication: a 438 with a fresh
+    /// nonce (the first 401 with a nonce is no refusal at all: it is counted in
+    /// [`Counters::challenges`](super::Counters::challenges) only). Nothing to
+    /// act on.
     Challenge,
     /// An error response an operator may act on (credentials, policy, quotas,
     /// capacity, malformed requests).
@@ -168,7 +188,6 @@ impl Refusal {
     /// Its kind.
     pub const fn reason(&self) -> Reason {
         match self {
-            Refusal::Challenge => Reason::Challenge,
             Refusal::RateLimited => Reason::RateLimited,
             Refusal::StaleNonce => Reason::StaleNonce,
             Refusal::UnknownUser => Reason::UnknownUser,
@@ -195,7 +214,11 @@ impl Refusal {
             Refusal::UnknownAttribute(_) => Reason::UnknownAttribute,
             Refusal::Malformed(_) => Reason::Malformed,
             Refusal::BadFingerprint => Reason::BadFingerprint,
-            Refusal::Unexpected => Reason::Unexpected,
+            Refusal::NotTurn => Reason::NotTurn,
+            Refusal::UnexpectedMessage => Reason::UnexpectedMessage,
+            Refusal::IncompleteSend => Reason::IncompleteSend,
+            Refusal::DontFragment => Reason::DontFragment,
+            Refusal::BadChannelData => Reason::BadChannelData,
             Refusal::NoPermission(_) => Reason::NoPermission,
             Refusal::NotLiveRelay(_) => Reason::NotLiveRelay,
             Refusal::OverBandwidth => Reason::OverBandwidth,
@@ -269,7 +292,7 @@ mod tests {
     #[test]
     fn groups_keep_the_routine_401_apart_from_what_an_operator_acts_on() {
         let mut c = RefusalCounts::default();
-        c.add(Refusal::Challenge.reason());
+        c.add(Refusal::StaleNonce.reason());
         c.add(Refusal::StaleNonce.reason());
         c.add(Refusal::IntegrityFailure.reason());
         c.add(Refusal::NoAllocation.reason());
@@ -280,7 +303,7 @@ mod tests {
         assert_eq!(c.get(Reason::RateLimited), 1);
         let mut d = c;
         d.merge(&c);
-        assert_eq!(d.get(Reason::Challenge), 2);
+        assert_eq!(d.get(Reason::StaleNonce), 4);
     }
 
     #[test]
@@ -290,7 +313,6 @@ mod tests {
         use stun_core::{AttributeType, ParseError};
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let samples = [
-            Refusal::Challenge,
             Refusal::RateLimited,
             Refusal::StaleNonce,
             Refusal::UnknownUser,
@@ -314,7 +336,11 @@ mod tests {
             Refusal::UnknownAttribute(AttributeType::new(0x7abc)),
             Refusal::Malformed(ParseError::NotStun),
             Refusal::BadFingerprint,
-            Refusal::Unexpected,
+            Refusal::NotTurn,
+            Refusal::UnexpectedMessage,
+            Refusal::IncompleteSend,
+            Refusal::DontFragment,
+            Refusal::BadChannelData,
             Refusal::NoPermission(ip),
             Refusal::NotLiveRelay(SocketAddr::new(ip, 1)),
             Refusal::OverBandwidth,

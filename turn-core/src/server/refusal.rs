@@ -48,8 +48,6 @@ pub enum BadRequest {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum Refusal {
-    /// 401 with REALM and NONCE: the normal first round of long-term auth.
-    Challenge,
     /// A source over its budget of unauthenticated requests: dropped.
     RateLimited,
     /// 438: the nonce is too old; a new one was sent.
@@ -113,8 +111,17 @@ pub enum Refusal {
     Malformed(ParseError),
     /// FINGERPRINT present but wrong: dropped.
     BadFingerprint,
-    /// A response or an unexpected indication: dropped.
-    Unexpected,
+    /// Neither STUN nor ChannelData (RTP, DTLS, anything else): dropped.
+    NotTurn,
+    /// A STUN response, or an indication other than Send: dropped.
+    UnexpectedMessage,
+    /// A Send indication without XOR-PEER-ADDRESS or DATA: dropped.
+    IncompleteSend,
+    /// A Send indication asking for DONT-FRAGMENT, which this server is set not
+    /// to honour (`dont_fragment = false`): dropped (RFC 8656 §11.2).
+    DontFragment,
+    /// A ChannelData message whose length does not fit the packet: dropped.
+    BadChannelData,
     /// Data for a peer without a permission: dropped.
     NoPermission(IpAddr),
     /// Data for an address of this server that is not a live relayed address
@@ -137,8 +144,7 @@ impl Refusal {
     /// The STUN error code sent, or `None` when the packet is dropped silently.
     pub const fn code(&self) -> Option<u16> {
         Some(match self {
-            Refusal::Challenge
-            | Refusal::UnknownUser
+            Refusal::UnknownUser
             | Refusal::IntegrityFailure
             | Refusal::CredentialExpired { .. }
             | Refusal::WrongRealm => 401,
@@ -162,7 +168,11 @@ impl Refusal {
             Refusal::RateLimited
             | Refusal::Malformed(_)
             | Refusal::BadFingerprint
-            | Refusal::Unexpected
+            | Refusal::NotTurn
+            | Refusal::UnexpectedMessage
+            | Refusal::IncompleteSend
+            | Refusal::DontFragment
+            | Refusal::BadChannelData
             | Refusal::NoPermission(_)
             | Refusal::NotLiveRelay(_)
             | Refusal::OverBandwidth
@@ -173,14 +183,17 @@ impl Refusal {
         })
     }
 
-    /// Whether an operator should see it at the default log level: the routine
-    /// first-round 401 and per-packet drops are not worth a line each.
+    /// Whether an operator should see it at the default log level: per-packet
+    /// drops are not worth a line each.
     pub const fn is_notable(&self) -> bool {
         !matches!(
             self,
-            Refusal::Challenge
-                | Refusal::Malformed(_)
-                | Refusal::Unexpected
+            Refusal::Malformed(_)
+                | Refusal::NotTurn
+                | Refusal::UnexpectedMessage
+                | Refusal::IncompleteSend
+                | Refusal::DontFragment
+                | Refusal::BadChannelData
                 | Refusal::NoPermission(_)
                 | Refusal::NoChannel(_)
                 | Refusal::NoAllocation
@@ -224,7 +237,6 @@ impl fmt::Display for BadRequest {
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Refusal::Challenge => f.write_str("401 challenge sent (first round of authentication)"),
             Refusal::RateLimited => {
                 f.write_str("dropped: too many unauthenticated requests from this address")
             }
@@ -291,7 +303,20 @@ impl fmt::Display for Refusal {
             Refusal::UnknownAttribute(t) => write!(f, "420 unknown attribute {t}"),
             Refusal::Malformed(e) => write!(f, "dropped: {e}"),
             Refusal::BadFingerprint => f.write_str("dropped: bad FINGERPRINT"),
-            Refusal::Unexpected => f.write_str("dropped: not a request the server answers"),
+            Refusal::NotTurn => f.write_str("dropped: neither STUN nor ChannelData"),
+            Refusal::UnexpectedMessage => {
+                f.write_str("dropped: a STUN response, or an indication other than Send")
+            }
+            Refusal::IncompleteSend => {
+                f.write_str("dropped: a Send indication without XOR-PEER-ADDRESS or DATA")
+            }
+            Refusal::DontFragment => f.write_str(
+                "dropped: a Send indication with DONT-FRAGMENT, which dont_fragment = false \
+                 does not honour",
+            ),
+            Refusal::BadChannelData => {
+                f.write_str("dropped: a ChannelData length that does not fit the packet")
+            }
             Refusal::NoPermission(ip) => write!(f, "dropped: no permission for peer {ip}"),
             Refusal::NotLiveRelay(a) => write!(
                 f,

@@ -113,10 +113,10 @@ where
             msg.attribute::<XorPeerAddress>(),
             msg.raw_attribute(AttributeType::DATA),
         ) else {
-            return ClientOutput::Drop(Some(Refusal::Unexpected));
+            return ClientOutput::Drop(Some(Refusal::IncompleteSend));
         };
         if !self.cfg.dont_fragment && matches!(msg.attribute::<DontFragment>(), Ok(Some(_))) {
-            return ClientOutput::Drop(Some(Refusal::Unexpected));
+            return ClientOutput::Drop(Some(Refusal::DontFragment));
         }
         self.relay_to_peer(now, host, slot, peer, data.value_range())
     }
@@ -130,7 +130,7 @@ where
         packet: &[u8],
     ) -> ClientOutput {
         let Ok(cd) = ChannelData::new_checked(packet) else {
-            return ClientOutput::Drop(Some(Refusal::Unexpected));
+            return ClientOutput::Drop(Some(Refusal::BadChannelData));
         };
         let Some(slot) = self.table.find(tuple) else {
             return ClientOutput::Drop(Some(Refusal::NoAllocation));
