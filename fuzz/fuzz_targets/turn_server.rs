@@ -79,7 +79,7 @@ fuzz_target!(|data: &[u8]| {
         let handle = RelayHandle {
             slot: 0,
             generation: 0,
-            which: 0,
+            family: turn_core::server::RelayFamily::Ipv4,
         };
         if let Ok(mut datagram) = PeerBuffer::new(&mut buf, chunk.len()) {
             let _ = s.handle_peer(now, &mut h, handle, "8.8.8.8:1".parse().unwrap(), &mut datagram);

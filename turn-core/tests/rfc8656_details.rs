@@ -8,7 +8,7 @@ use common::*;
 use stun_core::attributes::*;
 use stun_core::{Class, Method};
 use turn_core::Instant;
-use turn_core::server::{BadRequest, ClientOutput, Refusal};
+use turn_core::server::{BadRequest, ClientOutput, Refusal, RelayFamily};
 
 const T0: Instant = Instant::from_secs(1_764_000_000);
 
@@ -73,7 +73,7 @@ fn an_ipv6_reservation_is_claimed_on_the_ipv6_relay() {
     // The relay socket is the allocation's IPv6 one: IPv6 peers work...
     assert_success(&b.permit(&mut s, &mut h, T0, "[2001:4860::8888]:5000"), &b);
     let handle = h.bound[&rtcp];
-    assert_eq!(handle.which, 1);
+    assert_eq!(handle.family, RelayFamily::Ipv6);
     let ind = b.send_indication("[2001:4860::8888]:5000", b"rtcp");
     assert!(matches!(
         b.send_raw(&mut s, &mut h, T0, &ind).0,

@@ -67,13 +67,14 @@ proptest! {
     }
 
     #[test]
-    fn arbitrary_peer_datagrams_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300), slot in 0u32..20, which in 0u8..4, generation in 0u32..3) {
+    fn arbitrary_peer_datagrams_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300), slot in 0u32..20, v6 in any::<bool>(), generation in 0u32..3) {
         let mut s = server();
         let mut h = FakeHost::new();
         let mut c = Client::new("198.51.100.7:1", "alice", "wonderland");
         c.allocate(&mut s, &mut h, T0);
         c.permit(&mut s, &mut h, T0, "8.8.8.8:1");
-        let handle = turn_core::server::RelayHandle { slot, generation, which };
+        let family = if v6 { turn_core::server::RelayFamily::Ipv6 } else { turn_core::server::RelayFamily::Ipv4 };
+        let handle = turn_core::server::RelayHandle { slot, generation, family };
         let mut buf = vec![0u8; turn_core::server::PEER_HEADROOM + bytes.len() + 3];
         buf[turn_core::server::PEER_HEADROOM..][..bytes.len()].copy_from_slice(&bytes);
         let mut datagram = turn_core::server::PeerBuffer::new(&mut buf, bytes.len()).unwrap();

@@ -31,7 +31,7 @@ use stun_core::{
 use turn_core::server::policy::{Cidr, Verdict};
 use turn_core::server::{
     BindError, ClientOutput, Config, Host, PEER_HEADROOM, PeerBuffer, PeerOutput, QuotaError,
-    RelayHandle, Server, Slot,
+    RelayFamily, RelayHandle, Server, Slot,
 };
 use turn_core::{FiveTuple, Instant, Transport, UnixTime};
 
@@ -674,7 +674,11 @@ impl World {
             None => RelayHandle {
                 slot: u32::from(pick % 5),
                 generation: u32::from(pick >> 5),
-                which: pick & 1,
+                family: if pick & 1 == 0 {
+                    RelayFamily::Ipv4
+                } else {
+                    RelayFamily::Ipv6
+                },
             },
         };
         let n = usize::from(u.byte() % 96);

@@ -226,7 +226,7 @@ impl<T: RelaySockets, G: FnMut(&mut [u8]), const R: usize> crate::server::Host
         let placeholder = RelayHandle {
             slot: u32::MAX,
             generation: 0,
-            which: 0,
+            family: crate::server::RelayFamily::Ipv4,
         };
         if let Some(s) = self.slots.get_mut(i) {
             *s = Slot {

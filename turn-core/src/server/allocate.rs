@@ -3,6 +3,7 @@
 //! §7.2 ADDITIONAL-ADDRESS-FAMILY), lifetimes per relayed address, quotas.
 
 use super::bandwidth::TokenBucket;
+use crate::server::RelayFamily;
 use core::net::SocketAddr;
 
 use stun_core::attributes::{
@@ -227,12 +228,16 @@ where
             QuotaError::Total => Refusal::Capacity,
         })?;
 
-        let handle = |which: u8| RelayHandle {
+        let handle = |family: RelayFamily| RelayHandle {
             slot: slot as u32,
             generation,
-            which,
+            family,
         };
-        let primary = handle(u8::from(primary_v6));
+        let primary = handle(if primary_v6 {
+            RelayFamily::Ipv6
+        } else {
+            RelayFamily::Ipv4
+        });
         let bound = match token {
             Some(t) => host
                 .claim_port(&t.0, primary, now)
@@ -267,7 +272,7 @@ where
         }
         let mut v6_refused = false;
         if aaf.is_some() {
-            match self.bind_new(now, host, handle(1), true, false, false) {
+            match self.bind_new(now, host, handle(RelayFamily::Ipv6), true, false, false) {
                 Ok((l6, _)) => relays[1] = Some(relay(&self.cfg, l6)),
                 Err(_) => v6_refused = true,
             }
@@ -290,8 +295,8 @@ where
         if self.table.insert(alloc) != Some(slot) {
             // Cannot happen: the slot was free and nothing ran in between.
             for (i, r) in relays.iter().enumerate() {
-                if let Some(r) = r {
-                    host.close_relay(handle(i as u8), r.local);
+                if let (Some(r), Some(family)) = (r, RelayFamily::at(i)) {
+                    host.close_relay(handle(family), r.local);
                 }
             }
             host.release_quota(quota);

@@ -2,6 +2,7 @@
 //! permissions, channel bindings and traffic counters. Sizes are fixed by the const
 //! generics `P` (permissions) and `C` (channels).
 
+use crate::server::RelayFamily;
 use core::net::{IpAddr, SocketAddr};
 
 use stun_core::TransactionId;
@@ -169,13 +170,13 @@ impl<const P: usize, const C: usize> Allocation<P, C> {
 
     /// The live relay for a peer of `ip`'s family at `now`, and its index (0 IPv4,
     /// 1 IPv6).
-    pub(crate) fn relay_for(&self, ip: &IpAddr, now: Instant) -> Option<(u8, &Relay)> {
-        let i = u8::from(ip.is_ipv6());
+    pub(crate) fn relay_for(&self, ip: &IpAddr, now: Instant) -> Option<(RelayFamily, &Relay)> {
+        let family = RelayFamily::of(ip);
         self.relays
-            .get(usize::from(i))
+            .get(family.index())
             .and_then(Option::as_ref)
             .filter(|r| now < r.expires)
-            .map(|r| (i, r))
+            .map(|r| (family, r))
     }
 
     /// Recomputes the allocation's expiry from its relays'.

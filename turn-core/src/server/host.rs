@@ -17,8 +17,47 @@ pub struct RelayHandle {
     pub slot: u32,
     /// Generation of the slot when the socket was bound.
     pub generation: u32,
-    /// 0: IPv4 relay, 1: IPv6 relay.
-    pub which: u8,
+    /// Which of the allocation's relay sockets.
+    pub family: RelayFamily,
+}
+
+/// Which of an allocation's relay sockets (RFC 8656 §7.1: a dual allocation has
+/// one of each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum RelayFamily {
+    /// The IPv4 relay socket.
+    Ipv4,
+    /// The IPv6 relay socket.
+    Ipv6,
+}
+
+impl RelayFamily {
+    /// The relay socket for peers of `ip`'s family.
+    pub const fn of(ip: &core::net::IpAddr) -> RelayFamily {
+        if ip.is_ipv6() {
+            RelayFamily::Ipv6
+        } else {
+            RelayFamily::Ipv4
+        }
+    }
+
+    /// Its place in an allocation's pair of relays: 0 for IPv4, 1 for IPv6.
+    pub const fn index(self) -> usize {
+        match self {
+            RelayFamily::Ipv4 => 0,
+            RelayFamily::Ipv6 => 1,
+        }
+    }
+
+    /// The family at place `index` of the pair.
+    pub const fn at(index: usize) -> Option<RelayFamily> {
+        match index {
+            0 => Some(RelayFamily::Ipv4),
+            1 => Some(RelayFamily::Ipv6),
+            _ => None,
+        }
+    }
 }
 
 /// Why the host could not bind a relay socket.

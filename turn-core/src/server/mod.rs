@@ -122,7 +122,7 @@ pub use config::{
     REALM_MAX, RESERVATION_LIFETIME_SECS, SECRET_MAX, SECRETS_MAX, SOFTWARE_MAX, Secret,
     USERNAME_MAX,
 };
-pub use host::{BindError, ChannelRoute, Host, QuotaError, RelayHandle};
+pub use host::{BindError, ChannelRoute, Host, QuotaError, RelayFamily, RelayHandle};
 pub use local::{LocalQuota, Reservations};
 pub use nonce::{COOKIE_LEN, NONCE_LEN, NonceCheck, NonceText, Nonces, SecurityFeatures};
 pub use output::{ClientOutput, Counters, EndReason, Event, Outgoing, PeerOutput};
@@ -531,7 +531,7 @@ where
             else {
                 continue;
             };
-            let Some((which, relay)) = a.relay_for(&c.peer.ip(), now) else {
+            let Some((family, relay)) = a.relay_for(&c.peer.ip(), now) else {
                 continue;
             };
             host.route(&ChannelRoute {
@@ -539,7 +539,7 @@ where
                 handle: RelayHandle {
                     slot: slot as u32,
                     generation,
-                    which,
+                    family,
                 },
                 channel: c.number,
                 relay: relay.local,
@@ -573,11 +573,13 @@ where
         let Some(a) = self.table.get_mut(slot) else {
             return;
         };
-        if let Some(r) = a.relays.get_mut(which).and_then(Option::take) {
+        if let Some(r) = a.relays.get_mut(which).and_then(Option::take)
+            && let Some(family) = RelayFamily::at(which)
+        {
             let handle = RelayHandle {
                 slot: slot as u32,
                 generation,
-                which: which as u8,
+                family,
             };
             host.close_relay(handle, r.local);
         }
@@ -593,11 +595,11 @@ where
             return;
         };
         for (which, r) in a.relays.iter().enumerate() {
-            if let Some(r) = r {
+            if let (Some(r), Some(family)) = (r, RelayFamily::at(which)) {
                 let handle = RelayHandle {
                     slot: slot as u32,
                     generation,
-                    which: which as u8,
+                    family,
                 };
                 host.close_relay(handle, r.local);
             }

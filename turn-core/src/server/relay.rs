@@ -189,7 +189,7 @@ where
         if !permitted {
             return ClientOutput::Drop(Some(Refusal::NoPermission(peer.ip())));
         }
-        let Some((which, relay)) = a.relay_for(&destination.ip(), now) else {
+        let Some((family, relay)) = a.relay_for(&destination.ip(), now) else {
             return ClientOutput::Drop(Some(Refusal::PeerFamilyMismatch));
         };
         let from = relay.local;
@@ -206,7 +206,7 @@ where
             relay: RelayHandle {
                 slot: slot as u32,
                 generation,
-                which,
+                family,
             },
             from,
             peer: destination,
@@ -288,7 +288,7 @@ where
         len: usize,
     ) -> PeerOutput {
         let slot = relay.slot as usize;
-        if self.table.generation(slot) != Some(relay.generation) || relay.which > 1 {
+        if self.table.generation(slot) != Some(relay.generation) {
             return PeerOutput::Drop;
         }
         let Some(a) = self.table.get_mut(slot) else {

@@ -14,7 +14,7 @@ use stun_core::{
 };
 use turn_core::server::{
     BindError, ChannelRoute, ClientOutput, Config, Host, PEER_HEADROOM, PEER_TAILROOM, PeerBuffer,
-    PeerOutput, QuotaError, RelayHandle, Server, Slot,
+    PeerOutput, QuotaError, RelayFamily, RelayHandle, Server, Slot,
 };
 use turn_core::{FiveTuple, Instant, Transport, UnixTime};
 
@@ -499,7 +499,7 @@ pub fn from_peer(
 pub fn relay_local(h: &FakeHost) -> SocketAddr {
     *h.bound
         .iter()
-        .find(|(a, handle)| a.is_ipv4() && handle.which == 0)
+        .find(|(a, handle)| a.is_ipv4() && handle.family == RelayFamily::Ipv4)
         .expect("an IPv4 relay is bound")
         .0
 }

@@ -39,7 +39,7 @@ pub(crate) struct Relays {
 }
 
 fn index(handle: RelayHandle) -> usize {
-    handle.slot as usize * 2 + usize::from(handle.which)
+    handle.slot as usize * 2 + handle.family.index()
 }
 
 impl Relays {
