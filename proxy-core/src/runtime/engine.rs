@@ -42,7 +42,7 @@ pub(crate) struct Handoff {
 }
 
 /// What a loop shares with the proxy.
-struct Shared {
+struct LoopShared {
     inbox: Mutex<Vec<Handoff>>,
     waker: Arc<Waker>,
     /// Set when the proxy is dropped.
@@ -55,7 +55,7 @@ struct Shared {
 
 /// The loops of one proxy.
 pub(crate) struct Engine {
-    loops: Vec<Arc<Shared>>,
+    loops: Vec<Arc<LoopShared>>,
     next: AtomicUsize,
 }
 
@@ -68,7 +68,7 @@ impl Engine {
             let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
             let answered = Arc::new(AtomicBool::new(false));
             resolver.wake_on_answer(waker.clone(), answered.clone());
-            let shared = Arc::new(Shared {
+            let shared = Arc::new(LoopShared {
                 inbox: Mutex::new(Vec::new()),
                 waker,
                 closed: AtomicBool::new(false),
@@ -135,7 +135,7 @@ struct Entry {
 /// One event loop.
 struct Loop {
     poll: Poll,
-    shared: Arc<Shared>,
+    shared: Arc<LoopShared>,
     slab: Vec<Option<Entry>>,
     free: Vec<usize>,
     generations: u64,
@@ -147,7 +147,7 @@ struct Loop {
 }
 
 impl Loop {
-    fn new(poll: Poll, shared: Arc<Shared>) -> Loop {
+    fn new(poll: Poll, shared: Arc<LoopShared>) -> Loop {
         Loop {
             poll,
             shared,

@@ -13,7 +13,7 @@ use stun_core::attributes::{
 };
 use stun_core::{AttributeType, Message, MessageBuilder};
 
-use super::allocation::{Allocation, Relay};
+use super::allocation::{Allocation, RelaySocket};
 use super::auth::{Authenticated, quota_user};
 use super::config::RESERVATION_LIFETIME_SECS;
 use super::refusal::{BadRequest, Refusal};
@@ -261,7 +261,7 @@ where
             }
         };
         let expires = now.plus_secs(lifetime);
-        let relay = |cfg: &super::Config, local| Relay {
+        let relay = |cfg: &super::Config, local| RelaySocket {
             local,
             advertised: cfg.advertised(local),
             expires,

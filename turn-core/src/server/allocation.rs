@@ -51,7 +51,7 @@ impl Channel {
 /// it lives (a dual allocation's two relayed addresses are refreshed and deleted
 /// separately with REQUESTED-ADDRESS-FAMILY, RFC 8656 §7.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Relay {
+pub struct RelaySocket {
     /// The address the socket is bound to (the private side).
     pub local: SocketAddr,
     /// The address sent in XOR-RELAYED-ADDRESS (static NAT's public side).
@@ -90,7 +90,7 @@ pub struct Traffic {
 pub struct Allocation<const P: usize, const C: usize> {
     pub(crate) tuple: FiveTuple,
     /// IPv4 relay in slot 0, IPv6 relay in slot 1.
-    pub(crate) relays: [Option<Relay>; 2],
+    pub(crate) relays: [Option<RelaySocket>; 2],
     pub(crate) username: heapless::String<USERNAME_MAX>,
     pub(crate) created: Instant,
     /// The latest of the relays' expiries: the allocation ends then.
@@ -115,7 +115,7 @@ impl<const P: usize, const C: usize> Allocation<P, C> {
     }
 
     /// The relay sockets (one or two: IPv4 and IPv6).
-    pub fn relays(&self) -> impl Iterator<Item = &Relay> {
+    pub fn relays(&self) -> impl Iterator<Item = &RelaySocket> {
         self.relays.iter().flatten()
     }
 
@@ -170,7 +170,11 @@ impl<const P: usize, const C: usize> Allocation<P, C> {
 
     /// The live relay for a peer of `ip`'s family at `now`, and its index (0 IPv4,
     /// 1 IPv6).
-    pub(crate) fn relay_for(&self, ip: &IpAddr, now: Instant) -> Option<(RelayFamily, &Relay)> {
+    pub(crate) fn relay_for(
+        &self,
+        ip: &IpAddr,
+        now: Instant,
+    ) -> Option<(RelayFamily, &RelaySocket)> {
         let family = RelayFamily::of(ip);
         self.relays
             .get(family.index())

@@ -115,7 +115,7 @@ use core::net::SocketAddr;
 use stun_core::demux::{self, PacketKind};
 use stun_core::{AttributeType, Class, Message, Method, ParseError, classic};
 
-pub use allocation::{Allocation, Relay, Traffic};
+pub use allocation::{Allocation, RelaySocket, Traffic};
 pub use bandwidth::{Bandwidth, MIN_BURST, TokenBucket};
 pub use config::{
     CHANNEL_COOLDOWN_SECS, CHANNEL_LIFETIME_SECS, Config, ConfigError, PERMISSION_LIFETIME_SECS,

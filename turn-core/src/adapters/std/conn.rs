@@ -57,7 +57,7 @@ pub(crate) enum Stage {
 }
 
 /// A client connection and its buffers.
-pub(crate) struct Conn {
+pub(crate) struct ClientConn {
     // The counts go first: fields drop in order, so a connection gives back
     // its places before its socket closes, and a client that sees the close
     // and connects again at once is not refused for the connection it left.
@@ -102,7 +102,7 @@ impl Drop for OpeningTicket {
     }
 }
 
-impl Conn {
+impl ClientConn {
     /// A connection accepted at `now` that must finish its opening by `deadline`.
     pub(crate) fn new(
         stream: TcpStream,
@@ -112,7 +112,7 @@ impl Conn {
         deadline: Instant,
         slot: Option<SourceSlot>,
     ) -> Self {
-        Conn {
+        ClientConn {
             link: ServerStream::plain(stream),
             tuple,
             stage,

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 /// relay socket, without the kernel: a bounded ring of buffers made at start.
 /// A full ring (or a datagram larger than a slot) sends through the kernel
 /// instead.
-pub(crate) struct Handoff {
+pub(crate) struct Mailbox {
     ring: Mutex<Ring>,
     waker: std::sync::OnceLock<Arc<mio::Waker>>,
 }
@@ -36,15 +36,15 @@ pub(crate) struct Handed {
     pub(crate) data: [u8; HANDOFF_MAX],
 }
 
-impl Handoff {
-    pub(crate) fn new() -> Handoff {
+impl Mailbox {
+    pub(crate) fn new() -> Mailbox {
         let empty = Handed {
             to: SocketAddr::from(([0, 0, 0, 0], 0)),
             from: SocketAddr::from(([0, 0, 0, 0], 0)),
             len: 0,
             data: [0; HANDOFF_MAX],
         };
-        Handoff {
+        Mailbox {
             ring: Mutex::new(Ring {
                 items: vec![empty; HANDOFF_SLOTS],
                 head: 0,
@@ -124,7 +124,7 @@ mod tests {
 
     #[test]
     fn a_handoff_holds_what_fits_in_order() {
-        let h = Handoff::new();
+        let h = Mailbox::new();
         let to: SocketAddr = "10.0.0.5:24001".parse().unwrap();
         let from: SocketAddr = "10.0.0.5:24002".parse().unwrap();
         for i in 0..HANDOFF_SLOTS {
@@ -132,7 +132,7 @@ mod tests {
         }
         assert!(!h.push(to, from, b"full", true), "a full ring refuses");
         assert!(
-            !Handoff::new().push(to, from, &[0; HANDOFF_MAX + 1], true),
+            !Mailbox::new().push(to, from, &[0; HANDOFF_MAX + 1], true),
             "too large"
         );
         let mut out = Handed {

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use proxy_core::proxy_protocol::{self, Header, ProxyHeaderError, V2_MAX};
 
-use super::conn::Conn;
+use super::conn::ClientConn;
 use super::sources::Sources;
 use crate::server::policy::Cidr;
 
@@ -36,7 +36,7 @@ pub(crate) fn is_balancer(balancers: &[Cidr], peer: IpAddr) -> bool {
     balancers.iter().any(|c| c.contains(&peer))
 }
 
-impl Conn {
+impl ClientConn {
     /// Reads the PROXY header off the raw socket; what follows it stays
     /// buffered for the connection's next stage. The client's address replaces
     /// the balancer's, and the connection takes its place in the client's

@@ -20,7 +20,7 @@ use super::events::RelayEvent;
 use super::sources::Sources;
 use super::stats::WorkerSnapshot;
 
-pub(crate) use super::handoff::{HANDOFF_MAX, Handed, Handoff};
+pub(crate) use super::handoff::{HANDOFF_MAX, Handed, Mailbox};
 
 /// Read-mostly state shared by all workers.
 pub(crate) struct Shared {
@@ -53,7 +53,7 @@ pub(crate) struct Shared {
     pub(crate) stats: Mutex<Vec<WorkerSnapshot>>,
     pub(crate) events: EventQueue,
     /// Each worker's relay-to-relay inbox.
-    pub(crate) handoffs: Vec<Handoff>,
+    pub(crate) handoffs: Vec<Mailbox>,
     /// TLS handshakes per source, over the TLS threads.
     #[cfg(feature = "tls")]
     pub(crate) tls_rate: Arc<Mutex<crate::server::RateLimiter>>,
@@ -104,7 +104,7 @@ impl Shared {
                 dropped: AtomicU64::new(0),
                 taken: std::sync::atomic::AtomicBool::new(false),
             },
-            handoffs: (0..threads).map(|_| Handoff::new()).collect(),
+            handoffs: (0..threads).map(|_| Mailbox::new()).collect(),
             #[cfg(feature = "tls")]
             tls_rate: Arc::new(Mutex::new(tls_rate(&tcp, rate_seed))),
             #[cfg(feature = "tls")]

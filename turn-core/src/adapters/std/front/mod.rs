@@ -40,12 +40,12 @@ pub(crate) mod http;
 pub(crate) mod opening;
 
 use super::clock::Clock;
-use super::conn::{Conn, UNTRUSTED_PROXY};
+use super::conn::{ClientConn, UNTRUSTED_PROXY};
 use super::proxied::ProxyRead;
 use super::sources::Sources;
 use crate::server::RateLimiter;
 use http::HttpHook;
-use opening::Opening;
+use opening::Demuxed;
 
 const WAKER: Token = Token(usize::MAX);
 
@@ -55,13 +55,13 @@ pub(crate) const QUEUE: usize = 1024;
 /// A worker's inbox for TURN connections the TLS threads opened.
 #[derive(Clone)]
 pub(crate) struct Inbox {
-    pub(crate) tx: mpsc::Sender<Conn>,
+    pub(crate) tx: mpsc::Sender<ClientConn>,
     pub(crate) waker: Arc<Waker>,
 }
 
 /// A connection for a TLS thread, and the worker it goes back to.
 pub(crate) struct Incoming {
-    pub(crate) conn: Conn,
+    pub(crate) conn: ClientConn,
     pub(crate) worker: usize,
 }
 
@@ -341,8 +341,8 @@ impl Thread {
             }
             let outcome = incoming.conn.open(Instant::now());
             match outcome {
-                Opening::Wait => return,
-                Opening::Hello => {
+                Demuxed::Wait => return,
+                Demuxed::Hello => {
                     let answered = self.may_answer(idx, Instant::now()).and_then(|()| {
                         match self.conns.get_mut(idx) {
                             Some(Some(i)) => i.conn.start_tls(&front.tls),
@@ -357,7 +357,7 @@ impl Thread {
                     }
                     // On to what is inside TLS.
                 }
-                Opening::Turn => {
+                Demuxed::Turn => {
                     if let Some(Incoming { conn, worker }) = self.release(idx)
                         && let Some(inbox) = self.common.inboxes.get(worker)
                         && inbox.tx.send(conn).is_ok()
@@ -366,7 +366,7 @@ impl Thread {
                     }
                     return;
                 }
-                Opening::Http => {
+                Demuxed::Http => {
                     if let Some(Incoming { conn, .. }) = self.release(idx) {
                         match &front.on_http {
                             Some(hook) => hook(conn.into_accepted()),
@@ -380,13 +380,13 @@ impl Thread {
                     }
                     return;
                 }
-                Opening::Close(why) if why == UNTRUSTED_PROXY => {
+                Demuxed::Close(why) if why == UNTRUSTED_PROXY => {
                     if let Some(Incoming { conn, .. }) = self.release(idx) {
                         self.log_refusal(format_args!("tcp {}: {why}", conn.tuple.client));
                     }
                     return;
                 }
-                Opening::Close(why) => {
+                Demuxed::Close(why) => {
                     if let Some(Incoming { conn, .. }) = self.release(idx) {
                         debug!(
                             "{} {}: {why}",

@@ -13,7 +13,7 @@ use proxy_core::demux::{self as opening, MAX_OPENING};
 
 use super::http::Accepted;
 use crate::Transport;
-use crate::adapters::std::conn::{Conn, Stage, UNTRUSTED_PROXY};
+use crate::adapters::std::conn::{ClientConn, Stage, UNTRUSTED_PROXY};
 
 /// TLS records rustls may queue for a connection that does not read.
 const TLS_BUFFER: usize = 16 * 1024;
@@ -23,11 +23,11 @@ const MAX_INNER_OPENING: usize = 64;
 
 /// What the opening of a connection on a TLS listener turned out to be.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Opening {
+pub(crate) enum Demuxed {
     /// Not known yet: wait for more bytes.
     Wait,
     /// A TLS ClientHello: answering it costs a signature, so the caller decides
-    /// whether to ([`Conn::start_tls`]) before it goes on.
+    /// whether to ([`ClientConn::start_tls`]) before it goes on.
     Hello,
     /// TURN: back to the worker that accepted it.
     Turn,
@@ -37,9 +37,9 @@ pub(crate) enum Opening {
     Close(&'static str),
 }
 
-impl Conn {
-    /// Answers the ClientHello [`Conn::open`] found (the signature is spent
-    /// here); then [`Conn::open`] goes on inside TLS.
+impl ClientConn {
+    /// Answers the ClientHello [`ClientConn::open`] found (the signature is spent
+    /// here); then [`ClientConn::open`] goes on inside TLS.
     pub(crate) fn start_tls(
         &mut self,
         tls: &Arc<rustls::ServerConfig>,
@@ -64,8 +64,8 @@ impl Conn {
 
     /// Reads the opening of a connection on a TLS listener and decides what it
     /// is; what TLS decrypts stays buffered for the next owner. A ClientHello
-    /// stops it ([`Opening::Hello`]) until [`Conn::start_tls`].
-    pub(crate) fn open(&mut self, now: Instant) -> Opening {
+    /// stops it ([`Demuxed::Hello`]) until [`ClientConn::start_tls`].
+    pub(crate) fn open(&mut self, now: Instant) -> Demuxed {
         loop {
             let inside = self.link.tls.is_some();
             let seen = self.rbuf.get(..self.rlen).unwrap_or(&[]);
@@ -78,13 +78,13 @@ impl Conn {
                 opening::Opening::NeedMore => {}
                 opening::Opening::Stun => {
                     self.stage = Stage::Turn;
-                    return Opening::Turn;
+                    return Demuxed::Turn;
                 }
-                opening::Opening::Http => return Opening::Http,
-                _ if inside => return Opening::Close("inside TLS: neither TURN nor HTTP"),
-                opening::Opening::Unknown => return Opening::Close("neither TLS, TURN nor HTTP"),
-                opening::Opening::ProxyHeader => return Opening::Close(UNTRUSTED_PROXY),
-                opening::Opening::Tls { .. } => return Opening::Hello,
+                opening::Opening::Http => return Demuxed::Http,
+                _ if inside => return Demuxed::Close("inside TLS: neither TURN nor HTTP"),
+                opening::Opening::Unknown => return Demuxed::Close("neither TLS, TURN nor HTTP"),
+                opening::Opening::ProxyHeader => return Demuxed::Close(UNTRUSTED_PROXY),
+                opening::Opening::Tls { .. } => return Demuxed::Hello,
             }
             let limit = if inside {
                 MAX_INNER_OPENING
@@ -92,7 +92,7 @@ impl Conn {
                 MAX_OPENING
             };
             if self.rlen >= limit {
-                return Opening::Close(if inside {
+                return Demuxed::Close(if inside {
                     "inside TLS: neither TURN nor HTTP"
                 } else {
                     "opening too long"
@@ -108,7 +108,7 @@ impl Conn {
                 self.link.sock.read(dst)
             };
             match read {
-                Ok(0) => return Opening::Close("closed by peer"),
+                Ok(0) => return Demuxed::Close("closed by peer"),
                 Ok(n) => {
                     self.rlen += n;
                     self.last_active = now;
@@ -117,11 +117,11 @@ impl Conn {
                     if inside {
                         let _ = self.link.flush();
                     }
-                    return Opening::Wait;
+                    return Demuxed::Wait;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) if inside => return Opening::Close("TLS handshake failed"),
-                Err(_) => return Opening::Close("read error"),
+                Err(_) if inside => return Demuxed::Close("TLS handshake failed"),
+                Err(_) => return Demuxed::Close("read error"),
             }
         }
     }

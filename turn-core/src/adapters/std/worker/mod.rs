@@ -41,7 +41,7 @@ use crate::rng::Random;
 use crate::server::{Outgoing, PEER_HEADROOM, Server, Slot};
 use crate::{FiveTuple, Instant, Transport, UnixTime};
 
-use super::conn::Conn;
+use super::conn::ClientConn;
 #[cfg(feature = "tls")]
 use super::front::{Handshakes, Inbox};
 use super::host::WorkerHost;
@@ -96,11 +96,11 @@ pub(crate) struct Worker {
     handshakes: Option<Handshakes>,
     /// TURN connections the TLS thread opened, back to this worker.
     #[cfg(feature = "tls")]
-    inbox: std::sync::mpsc::Receiver<Conn>,
+    inbox: std::sync::mpsc::Receiver<ClientConn>,
     #[cfg(feature = "tls")]
-    inbox_tx: std::sync::mpsc::Sender<Conn>,
+    inbox_tx: std::sync::mpsc::Sender<ClientConn>,
     /// Stream clients by index: the index is their 5-tuple's `socket` tag.
-    conns: Vec<Option<Conn>>,
+    conns: Vec<Option<ClientConn>>,
     free: Vec<usize>,
     open_conns: usize,
     /// This worker's connections still opening on the TLS threads.

@@ -17,7 +17,7 @@ use crate::{FiveTuple, Transport};
 use super::super::clock::unix_now;
 #[cfg(feature = "tls")]
 use super::super::conn::OpeningTicket;
-use super::super::conn::{Conn, ReadState, Stage, UNTRUSTED_PROXY};
+use super::super::conn::{ClientConn, ReadState, Stage, UNTRUSTED_PROXY};
 #[cfg(feature = "tls")]
 use super::super::front::Incoming;
 use super::super::proxied::ProxyRead;
@@ -98,7 +98,8 @@ impl Worker {
             if tls {
                 #[cfg(feature = "tls")]
                 {
-                    let mut conn = Conn::new(stream, tuple, Stage::Opening, now, deadline, slot);
+                    let mut conn =
+                        ClientConn::new(stream, tuple, Stage::Opening, now, deadline, slot);
                     conn.proxy_pending = balancer;
                     conn.opening = Some(OpeningTicket::take(&self.openings));
                     let incoming = Incoming {
@@ -118,7 +119,7 @@ impl Worker {
                 }
                 continue;
             }
-            let mut conn = Conn::new(stream, tuple, Stage::Turn, now, deadline, slot);
+            let mut conn = ClientConn::new(stream, tuple, Stage::Turn, now, deadline, slot);
             conn.proxy_pending = balancer;
             self.adopt(conn);
             debug!("tcp {peer}: connected");
@@ -138,7 +139,7 @@ impl Worker {
 
     /// Registers a TURN connection with this loop; its index, which becomes its
     /// 5-tuple's socket tag.
-    fn adopt(&mut self, mut conn: Conn) -> Option<usize> {
+    fn adopt(&mut self, mut conn: ClientConn) -> Option<usize> {
         let idx = self.free.pop().unwrap_or_else(|| {
             self.conns.push(None);
             self.conns.len() - 1
@@ -236,7 +237,7 @@ impl Worker {
 
     /// Takes connection `idx` out of this loop, ends its allocation, and frees
     /// its index and its place in its source's count.
-    fn close(&mut self, idx: usize, mut conn: Conn) {
+    fn close(&mut self, idx: usize, mut conn: ClientConn) {
         let _ = self.poll.registry().deregister(&mut conn.link.sock);
         self.free.push(idx);
         self.open_conns = self.open_conns.saturating_sub(1);
@@ -299,7 +300,7 @@ impl Worker {
 }
 
 /// Asks for writability while replies are queued, and stops asking after.
-fn update_interest(registry: &Registry, idx: usize, conn: &mut Conn) {
+fn update_interest(registry: &Registry, idx: usize, conn: &mut ClientConn) {
     let want = conn.has_pending_write();
     if want != conn.wants_write {
         let interest = if want {
