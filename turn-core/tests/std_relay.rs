@@ -404,8 +404,7 @@ fn every_own_address_is_refused_as_a_peer_however_many_the_host_has() {
         .allow
         .push(Cidr::parse("10.0.0.0/8").unwrap())
         .unwrap();
-    let relay = Relay::builder()
-        .settings(settings)
+    let relay = Relay::with_settings(settings)
         .realm("example")
         .threads(1)
         .total(4)

@@ -314,8 +314,7 @@ fn every_family_pairing_relays_byte_for_byte_in_the_kernel() {
     let _one = one_at_a_time();
     let t = Topology::new();
     let _peer = t.echo_peer();
-    let relay = Relay::builder()
-        .settings(t.settings())
+    let relay = Relay::with_settings(t.settings())
         .user("alice", "wonderland")
         .start()
         .unwrap();
@@ -375,8 +374,7 @@ fn a_lying_length_is_never_relayed_and_detached_userspace_takes_over() {
     let _one = one_at_a_time();
     let t = Topology::new();
     let _peer = t.echo_peer();
-    let relay = Relay::builder()
-        .settings(t.settings())
+    let relay = Relay::with_settings(t.settings())
         .user("alice", "wonderland")
         .start()
         .unwrap();
@@ -436,8 +434,7 @@ fn a_route_stops_at_its_end() {
     // Short allocations: the route ends with its relayed address.
     settings.turn.default_lifetime_secs = EXPIRE_SECS;
     settings.turn.max_lifetime_secs = EXPIRE_SECS;
-    let relay = Relay::builder()
-        .settings(settings)
+    let relay = Relay::with_settings(settings)
         .user("alice", "wonderland")
         .start()
         .unwrap();
@@ -460,8 +457,7 @@ fn turnutils_uclient_relays_through_the_kernel_without_loss() {
     let _one = one_at_a_time();
     let t = Topology::new();
     let _peer = t.echo_peer();
-    let relay = Relay::builder()
-        .settings(t.settings())
+    let relay = Relay::with_settings(t.settings())
         .user("alice", "wonderland")
         .start()
         .unwrap();
@@ -568,8 +564,7 @@ fn a_spoofed_frame_from_another_interface_does_not_re_point_a_client() {
     let _one = one_at_a_time();
     let t = Topology::new();
     let _peer = t.echo_peer();
-    let relay = Relay::builder()
-        .settings(t.settings())
+    let relay = Relay::with_settings(t.settings())
         .user("alice", "wonderland")
         .start()
         .unwrap();

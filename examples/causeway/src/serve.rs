@@ -50,7 +50,7 @@ pub(crate) enum ServeError {
 impl fmt::Display for ServeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ServeError::Relay(e) => write!(f, "{e}"),
+            ServeError::Relay(e) => f.write_str(&relay_error(e)),
             ServeError::Bind { what, addr, source } => write!(
                 f,
                 "cannot listen on {what} {addr}: {source} (is another server already on this port?)"
@@ -60,7 +60,37 @@ impl fmt::Display for ServeError {
     }
 }
 
-impl std::error::Error for ServeError {}
+impl std::error::Error for ServeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ServeError::Relay(e) => Some(e),
+            ServeError::Bind { source, .. } => Some(source),
+            ServeError::Setup(..) => None,
+        }
+    }
+}
+
+/// The configuration key (as the file and the flags name it) of a setting the
+/// relay refused under its library name.
+fn config_key(field: &str) -> &str {
+    match field {
+        "turn.policy.local" => "allow_local_peer",
+        "turn.policy.allow" => "allow_peer",
+        "turn.policy.deny" => "deny_peer",
+        "turn.relay_v4" | "turn.relay_v6" => "relay_ip",
+        "turn.realm" => "realm",
+        // listen, tls_listen, threads, tcp.tls_threads, user, xdp: the same.
+        other => other,
+    }
+}
+
+/// What the relay refused, naming the configuration key the operator wrote.
+fn relay_error(e: &StartError) -> String {
+    match e {
+        StartError::Settings { field, problem } => format!("`{}`: {problem}", config_key(field)),
+        other => other.to_string(),
+    }
+}
 
 /// Draws a password for the demo user.
 fn demo_password() -> Result<String, ServeError> {
@@ -128,7 +158,7 @@ fn builder(
     old: Option<&Proxy>,
 ) -> Result<(RelayBuilder, Option<Arc<Proxy>>), String> {
     let proxy = web_proxy(plan, old)?;
-    let mut b = Relay::builder().settings(plan.relay.clone());
+    let mut b = Relay::with_settings(plan.relay.clone());
     for (name, secret) in &plan.users {
         b = match secret {
             UserSecret::Password(p) => b.user(name, p),
@@ -240,7 +270,7 @@ impl Running {
         // The relay checks all it takes before it changes anything.
         relay
             .reload(b)
-            .map_err(|e| format!("reload refused: {e}"))?;
+            .map_err(|e| format!("reload refused: {}", relay_error(&e)))?;
         // From here on, nothing can fail: everything switches.
         if let Some(p) = &proxy {
             p.take_over();
@@ -479,6 +509,27 @@ impl AdminView {
             realm: plan.relay.turn.realm.to_string(),
             per_user_metrics: plan.metrics_per_user,
             top_accounts: plan.metrics_top_accounts,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_refusals_name_the_configuration_key() {
+        for (field, key) in [
+            ("turn.policy.deny", "deny_peer"),
+            ("turn.policy.local", "allow_local_peer"),
+            ("turn.relay_v6", "relay_ip"),
+            ("tls_listen", "tls_listen"),
+        ] {
+            let e = StartError::Settings {
+                field,
+                problem: "wrong".into(),
+            };
+            assert_eq!(relay_error(&e), format!("`{key}`: wrong"));
         }
     }
 }

@@ -183,9 +183,28 @@ impl Relay {
     /// A builder with the [`Settings`] defaults: listening on 127.0.0.1:3478,
     /// realm `causeway`, no users yet.
     pub fn builder() -> RelayBuilder {
+        Relay::builder_with(Settings::default(), false)
+    }
+
+    /// A builder starting from `settings` (a deployment's, read from its
+    /// configuration), which the builder's setters then change: all the
+    /// settings at once come first, so nothing set one by one is lost.
+    ///
+    /// ```
+    /// use turn_core::adapters::std::{Relay, Settings};
+    /// let mut settings = Settings::default();
+    /// settings.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    /// let builder = Relay::with_settings(settings).realm("example").user("alice", "s3cret");
+    /// # drop(builder);
+    /// ```
+    pub fn with_settings(settings: Settings) -> RelayBuilder {
+        Relay::builder_with(settings, true)
+    }
+
+    fn builder_with(settings: Settings, listen_given: bool) -> RelayBuilder {
         RelayBuilder {
-            settings: Settings::default(),
-            listen_given: false,
+            settings,
+            listen_given,
             users: Vec::new(),
             user_keys: Vec::new(),
             credentials: None,
@@ -203,13 +222,6 @@ impl RelayBuilder {
     /// Notes the first setting that does not fit; `start` refuses with it.
     fn refuse(mut self, field: &'static str, problem: String) -> Self {
         self.problem.get_or_insert((field, problem));
-        self
-    }
-
-    /// All the settings at once (replacing what was set so far).
-    pub fn settings(mut self, settings: Settings) -> Self {
-        self.listen_given = true;
-        self.settings = settings;
         self
     }
 

@@ -64,7 +64,8 @@ impl std::error::Error for StartError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             StartError::Bind { source, .. } | StartError::Setup { source, .. } => Some(source),
-            _ => None,
+            StartError::Config(e) => Some(e),
+            StartError::Settings { .. } => None,
         }
     }
 }
