@@ -1,11 +1,8 @@
 //! The TURN server driven by sequences of authenticated requests, bad
 //! credentials, raw packets, client and peer data, closed connections and time
-//! steps, with its invariants checked after each (see `turn_stateful/harness.rs`).
+//! steps, with its invariants checked after each (see `turn_harness::stateful`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-#[path = "turn_stateful/harness.rs"]
-mod harness;
-
-fuzz_target!(|data: &[u8]| harness::run(data));
+fuzz_target!(|data: &[u8]| turn_harness::stateful::run(data));

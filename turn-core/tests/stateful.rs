@@ -1,12 +1,10 @@
-//! The stateful fuzz harness of the TURN server (`fuzz/fuzz_targets/turn_stateful`)
+//! The stateful fuzz harness of the TURN server (`turn_harness::stateful`)
 //! on stable Rust: random operation sequences, and the inputs kept under
 //! `fuzz/regressions/turn_stateful`, with the harness's invariants checked after
 //! every operation (quotas, relay sockets, policy, no state from unauthenticated
 //! packets).
 
-#[allow(dead_code, unreachable_pub)]
-#[path = "../../fuzz/fuzz_targets/turn_stateful/harness.rs"]
-mod harness;
+use turn_harness::stateful as harness;
 
 use proptest::prelude::*;
 

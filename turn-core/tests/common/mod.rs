@@ -4,19 +4,20 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
 use stun_core::attributes::*;
-use stun_core::credentials::{Algorithm, Key, LongTermKey, long_term_key};
+use stun_core::credentials::{LongTermKey, long_term_key};
 use stun_core::{
     AttributeType, Class, Message, MessageBuilder, MessageType, Method, TransactionId,
 };
 use turn_core::server::{
-    BindError, ChannelRoute, ClientOutput, Config, Host, PEER_HEADROOM, PEER_TAILROOM, PeerBuffer,
-    PeerOutput, QuotaError, RelayFamily, RelayHandle, Server, Slot,
+    ClientOutput, Config, PEER_HEADROOM, PEER_TAILROOM, PeerBuffer, PeerOutput, RelayFamily,
+    Server, Slot,
 };
 use turn_core::{FiveTuple, Instant, Transport, UnixTime};
+
+pub use turn_harness::FakeHost;
 
 pub const REALM: &str = "TANDBERG";
 pub const P: usize = 8;
@@ -25,175 +26,6 @@ pub type TestServer = Server<Vec<Slot<P, C>>, P, C>;
 
 pub fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
-}
-
-/// The fake environment.
-#[derive(Default)]
-pub struct FakeHost {
-    pub users: HashMap<String, String>,
-    pub bound: HashMap<SocketAddr, RelayHandle>,
-    pub reserved: HashMap<[u8; 8], (SocketAddr, Instant)>,
-    pub taken: HashSet<u16>,
-    pub unavailable: bool,
-    pub per_user: HashMap<String, usize>,
-    pub user_quota: usize,
-    pub total_quota: usize,
-    pub rng: u64,
-    /// Channel routes the server announced, in order.
-    pub routes: Vec<ChannelRoute>,
-    /// Per-user bandwidth buckets, by user and direction (to peer).
-    pub user_buckets: HashMap<(String, bool), turn_core::server::TokenBucket>,
-    /// The host's own addresses past the policy's list.
-    pub own: HashSet<std::net::IpAddr>,
-}
-
-impl FakeHost {
-    pub fn new() -> Self {
-        let mut h = FakeHost {
-            user_quota: 100,
-            total_quota: 1000,
-            rng: 0x1234_5678,
-            ..Default::default()
-        };
-        h.users.insert("alice".into(), "wonderland".into());
-        h.users.insert("bob".into(), "builder".into());
-        h
-    }
-
-    pub fn in_use(&self, local: SocketAddr) -> bool {
-        self.taken.contains(&local.port())
-            || self.bound.contains_key(&local)
-            || self.reserved.values().any(|(a, _)| *a == local)
-    }
-
-    pub fn total(&self) -> usize {
-        self.per_user.values().sum()
-    }
-}
-
-impl Host for FakeHost {
-    fn route(&mut self, route: &ChannelRoute) {
-        self.routes.push(*route);
-    }
-
-    fn user_bandwidth(
-        &mut self,
-        user: &str,
-        to_peer: bool,
-        rate: turn_core::server::Bandwidth,
-        now: Instant,
-        bytes: usize,
-    ) -> bool {
-        self.user_buckets
-            .entry((user.to_string(), to_peer))
-            .or_default()
-            .take(now, rate, bytes)
-    }
-
-    fn long_term_key(&mut self, username: &str, realm: &str, algorithm: Algorithm) -> Option<Key> {
-        self.users
-            .get(username)
-            .map(|p| Key::derive(algorithm, username, realm, p))
-    }
-
-    fn username_by_hash(
-        &mut self,
-        userhash: &[u8; 32],
-        realm: &str,
-    ) -> Option<heapless::String<128>> {
-        self.users
-            .keys()
-            .find(|u| stun_core::credentials::userhash(u, realm) == *userhash)
-            .map(|u| heapless::String::try_from(u.as_str()).unwrap())
-    }
-
-    fn is_relay(&mut self, local: SocketAddr) -> bool {
-        self.bound.contains_key(&local)
-    }
-
-    fn is_own_address(&mut self, ip: std::net::IpAddr) -> bool {
-        self.own.contains(&ip)
-    }
-
-    fn bind_relay(&mut self, handle: RelayHandle, local: SocketAddr) -> Result<(), BindError> {
-        if self.unavailable {
-            return Err(BindError::Unavailable);
-        }
-        if self.in_use(local) {
-            return Err(BindError::InUse);
-        }
-        self.bound.insert(local, handle);
-        Ok(())
-    }
-
-    fn reserve_port(
-        &mut self,
-        token: [u8; 8],
-        local: SocketAddr,
-        expires: Instant,
-    ) -> Result<(), BindError> {
-        if self.in_use(local) {
-            return Err(BindError::InUse);
-        }
-        self.reserved.insert(token, (local, expires));
-        Ok(())
-    }
-
-    fn claim_port(
-        &mut self,
-        token: &[u8; 8],
-        handle: RelayHandle,
-        now: Instant,
-    ) -> Option<SocketAddr> {
-        let (local, expires) = self.reserved.remove(token)?;
-        if now >= expires {
-            return None;
-        }
-        self.bound.insert(local, handle);
-        Some(local)
-    }
-
-    fn expire_reservations(&mut self, now: Instant) {
-        self.reserved.retain(|_, (_, e)| now < *e);
-    }
-
-    fn close_relay(&mut self, handle: RelayHandle, local: SocketAddr) {
-        let h = self.bound.remove(&local);
-        assert_eq!(
-            h,
-            Some(handle),
-            "closing a relay that was not bound with this handle"
-        );
-    }
-
-    fn acquire_quota(&mut self, username: &str) -> Result<(), QuotaError> {
-        if self.per_user.get(username).copied().unwrap_or(0) >= self.user_quota {
-            return Err(QuotaError::User);
-        }
-        if self.total() >= self.total_quota {
-            return Err(QuotaError::Total);
-        }
-        *self.per_user.entry(username.into()).or_default() += 1;
-        Ok(())
-    }
-
-    fn release_quota(&mut self, username: &str) {
-        let n = self
-            .per_user
-            .get_mut(username)
-            .expect("release of an unknown user");
-        assert!(*n > 0, "quota released twice");
-        *n -= 1;
-    }
-
-    fn random(&mut self, buf: &mut [u8]) {
-        for b in buf {
-            self.rng ^= self.rng << 13;
-            self.rng ^= self.rng >> 7;
-            self.rng ^= self.rng << 17;
-            *b = self.rng as u8;
-        }
-    }
 }
 
 pub fn config() -> Config {

@@ -15,10 +15,12 @@
 //!
 //! The fuzz target `turn_server_stateful` runs it; turn-core's tests replay it on
 //! random inputs and on the inputs kept under `fuzz/regressions/turn_stateful`.
+//! The host is the tests' [`FakeHost`] (alice and bob, three allocations per
+//! user and five in all).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 
+use crate::FakeHost;
 use stun_core::attributes::{
     AdditionalAddressFamily, AddressFamily, ChannelNumber, Data, DontFragment, ErrorCode, EvenPort,
     Lifetime, Nonce, PasswordAlgorithm, PasswordAlgorithms, Realm, RequestedAddressFamily,
@@ -30,8 +32,8 @@ use stun_core::{
 };
 use turn_core::server::policy::{Cidr, Verdict};
 use turn_core::server::{
-    BindError, ClientOutput, Config, Host, PEER_HEADROOM, PeerBuffer, PeerOutput, QuotaError,
-    RelayFamily, RelayHandle, Server, Slot,
+    ClientOutput, Config, PEER_HEADROOM, PeerBuffer, PeerOutput, RelayFamily, RelayHandle, Server,
+    Slot,
 };
 use turn_core::{FiveTuple, Instant, Transport, UnixTime};
 
@@ -42,117 +44,6 @@ const TOTAL: usize = 5;
 const T0: u64 = 1_764_000_000;
 
 type FuzzServer = Server<Vec<Slot<4, 4>>, 4, 4>;
-
-/// The server's environment, checking that the server uses it consistently.
-#[derive(Default)]
-struct FuzzHost {
-    bound: HashMap<SocketAddr, RelayHandle>,
-    reserved: HashMap<[u8; 8], (SocketAddr, Instant)>,
-    users: HashMap<String, usize>,
-    rng: u64,
-}
-
-impl FuzzHost {
-    fn total(&self) -> usize {
-        self.users.values().sum()
-    }
-}
-
-fn password(user: &str) -> Option<&'static str> {
-    match user {
-        "alice" => Some("wonderland"),
-        "bob" => Some("builder"),
-        _ => None,
-    }
-}
-
-impl Host for FuzzHost {
-    fn long_term_key(&mut self, username: &str, realm: &str, a: Algorithm) -> Option<Key> {
-        password(username).map(|p| Key::derive(a, username, realm, p))
-    }
-
-    fn bind_relay(&mut self, handle: RelayHandle, local: SocketAddr) -> Result<(), BindError> {
-        if self.bound.contains_key(&local) || self.reserved.values().any(|r| r.0 == local) {
-            return Err(BindError::InUse);
-        }
-        self.bound.insert(local, handle);
-        Ok(())
-    }
-
-    fn close_relay(&mut self, handle: RelayHandle, local: SocketAddr) {
-        assert_eq!(
-            self.bound.remove(&local),
-            Some(handle),
-            "closed a relay it did not bind"
-        );
-    }
-
-    fn is_relay(&mut self, local: SocketAddr) -> bool {
-        self.bound.contains_key(&local)
-    }
-
-    fn acquire_quota(&mut self, user: &str) -> Result<(), QuotaError> {
-        if self.total() >= TOTAL {
-            return Err(QuotaError::Total);
-        }
-        let n = self.users.entry(user.to_string()).or_default();
-        if *n >= PER_USER {
-            return Err(QuotaError::User);
-        }
-        *n += 1;
-        Ok(())
-    }
-
-    fn release_quota(&mut self, user: &str) {
-        let n = self
-            .users
-            .get_mut(user)
-            .expect("released a user never counted");
-        assert!(*n > 0, "released more than acquired");
-        *n -= 1;
-    }
-
-    fn reserve_port(
-        &mut self,
-        token: [u8; 8],
-        local: SocketAddr,
-        expires: Instant,
-    ) -> Result<(), BindError> {
-        if self.bound.contains_key(&local) || self.reserved.values().any(|r| r.0 == local) {
-            return Err(BindError::InUse);
-        }
-        self.reserved.insert(token, (local, expires));
-        Ok(())
-    }
-
-    fn claim_port(
-        &mut self,
-        token: &[u8; 8],
-        handle: RelayHandle,
-        now: Instant,
-    ) -> Option<SocketAddr> {
-        let (local, expires) = self.reserved.remove(token)?;
-        if now >= expires {
-            return None;
-        }
-        self.bound.insert(local, handle);
-        Some(local)
-    }
-
-    fn expire_reservations(&mut self, now: Instant) {
-        self.reserved.retain(|_, (_, e)| now < *e);
-    }
-
-    fn random(&mut self, buf: &mut [u8]) {
-        for b in buf {
-            self.rng = self
-                .rng
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            *b = (self.rng >> 33) as u8;
-        }
-    }
-}
 
 /// A cursor over the fuzzer's bytes; past the end every read is 0.
 struct Input<'a>(&'a [u8]);
@@ -199,7 +90,7 @@ struct Peerless {
 /// The harness's world: the server, its host, clients, peers, time.
 struct World {
     server: FuzzServer,
-    host: FuzzHost,
+    host: FakeHost,
     cfg: Config,
     clients: Vec<Peerless>,
     peers: Vec<SocketAddr>,
@@ -276,7 +167,7 @@ impl World {
         };
         World {
             server,
-            host: FuzzHost::default(),
+            host: FakeHost::with_quotas(PER_USER, TOTAL),
             clients: vec![
                 client("198.51.100.1:1000", Transport::Udp, "alice", "wonderland"),
                 client("198.51.100.1:1001", Transport::Udp, "alice", "wonderland"),
@@ -333,7 +224,7 @@ impl World {
         bound.sort();
         let mut users: Vec<_> = self
             .host
-            .users
+            .per_user
             .iter()
             .map(|(u, n)| (u.clone(), *n))
             .collect();
@@ -403,7 +294,7 @@ impl World {
         let total = self.host.total();
         assert!(total <= TOTAL, "total quota exceeded");
         assert!(
-            self.host.users.values().all(|n| *n <= PER_USER),
+            self.host.per_user.values().all(|n| *n <= PER_USER),
             "user quota exceeded"
         );
         assert_eq!(
