@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use libfuzzer_sys::fuzz_target;
 use stun_core::credentials::{Algorithm, Key};
 use turn_core::server::{
-    BindError, ClientOutput, Config, Host, PEER_HEADROOM, PeerBuffer, QuotaError, RelayHandle, Server, Slot,
+    BindError, Config, Host, Outgoing, PEER_HEADROOM, PeerBuffer, QuotaError, RelayHandle, Server,
+    Slot,
 };
 use turn_core::{FiveTuple, Instant, Transport, UnixTime};
 
@@ -61,18 +62,26 @@ fuzz_target!(|data: &[u8]| {
     let now = Instant::from_secs(1_764_000_000);
     for chunk in data.split(|&b| b == 0xff) {
         match s.handle_client(now, UnixTime(now.as_secs()), &mut h, tuple, chunk, &mut out) {
-            ClientOutput::Reply { len, .. } if stun_core::classic::is_classic(chunk) => {
+            Outgoing::Client { bytes: reply, .. } if stun_core::classic::is_classic(chunk) => {
                 // An RFC 3489 Binding: a classic answer, at its transaction.
-                assert!(out[..2] == [1, 1] || out[..2] == [1, 0x11]);
-                assert_eq!(out.get(4..20), chunk.get(4..20));
-                assert!(len <= chunk.len() + 32);
+                assert!(reply[..2] == [1, 1] || reply[..2] == [1, 0x11]);
+                assert_eq!(reply.get(4..20), chunk.get(4..20));
+                assert!(reply.len() <= chunk.len() + 32);
             }
-            ClientOutput::Reply { len, .. } => {
-                let m = stun_core::Message::new_checked(&out[..len]).expect("replies parse");
+            Outgoing::Client { bytes: reply, .. } => {
+                let m = stun_core::Message::new_checked(reply).expect("replies parse");
                 assert!(m.verify_fingerprint().is_ok());
             }
-            ClientOutput::Relay { data, .. } => assert!(data.end <= chunk.len()),
-            ClientOutput::Drop(_) => {}
+            Outgoing::Peer { bytes, .. } => {
+                // The payload is part of what the client sent.
+                let (start, end) = (
+                    chunk.as_ptr() as usize,
+                    chunk.as_ptr() as usize + chunk.len(),
+                );
+                let at = bytes.as_ptr() as usize;
+                assert!(at >= start && at + bytes.len() <= end);
+            }
+            Outgoing::Nothing(_) => {}
         }
         let mut buf = vec![0u8; PEER_HEADROOM + chunk.len() + 3];
         buf[PEER_HEADROOM..PEER_HEADROOM + chunk.len()].copy_from_slice(chunk);
@@ -82,7 +91,13 @@ fuzz_target!(|data: &[u8]| {
             family: turn_core::server::RelayFamily::Ipv4,
         };
         if let Ok(mut datagram) = PeerBuffer::new(&mut buf, chunk.len()) {
-            let _ = s.handle_peer(now, &mut h, handle, "8.8.8.8:1".parse().unwrap(), &mut datagram);
+            let _ = s.handle_peer(
+                now,
+                &mut h,
+                handle,
+                "8.8.8.8:1".parse().unwrap(),
+                &mut datagram,
+            );
         }
     }
     assert_eq!(s.allocation_count(), 0);

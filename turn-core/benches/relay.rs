@@ -11,8 +11,8 @@ use stun_core::attributes::*;
 use stun_core::credentials::{Algorithm, Key, long_term_key};
 use stun_core::{Class, Message, MessageBuilder, MessageType, Method, TransactionId};
 use turn_core::server::{
-    BindError, ClientOutput, Config, Host, PEER_HEADROOM, PeerBuffer, PeerOutput, QuotaError,
-    RelayHandle, Server, Slot,
+    BindError, Config, Host, Outgoing, PEER_HEADROOM, PeerBuffer, QuotaError, RelayHandle, Server,
+    Slot,
 };
 use turn_core::{FiveTuple, Instant, Transport, UnixTime};
 
@@ -102,17 +102,18 @@ fn relay(c: &mut Criterion) {
             b.add(&RequestedTransport::UDP).unwrap()
         })
     };
-    let ClientOutput::Reply { len, .. } = s.handle_client(
+    let first = alloc(None);
+    let Outgoing::Client { bytes: reply, .. } = s.handle_client(
         now,
         UnixTime(now.as_secs()),
         &mut h,
         tuple,
-        &alloc(None),
+        &first,
         &mut out,
     ) else {
         panic!()
     };
-    let nonce = Message::new_checked(&out[..len])
+    let nonce = Message::new_checked(reply)
         .unwrap()
         .attribute::<Nonce>()
         .unwrap()
@@ -134,7 +135,7 @@ fn relay(c: &mut Criterion) {
     });
     assert!(matches!(
         s.handle_client(now, UnixTime(now.as_secs()), &mut h, tuple, &bind, &mut out),
-        ClientOutput::Reply { refusal: None, .. }
+        Outgoing::Client { refusal: None, .. }
     ));
     let handle = h.relay.unwrap();
 
@@ -150,7 +151,7 @@ fn relay(c: &mut Criterion) {
                 black_box(&cd),
                 &mut out,
             ) {
-                ClientOutput::Relay { data, .. } => data.len(),
+                Outgoing::Peer { bytes, .. } => bytes.len(),
                 o => panic!("{o:?}"),
             }
         })
@@ -166,8 +167,8 @@ fn relay(c: &mut Criterion) {
                 peer,
                 &mut PeerBuffer::new(black_box(&mut buf), 160).unwrap(),
             ) {
-                PeerOutput::Forward { data, .. } => data.len(),
-                PeerOutput::Drop => panic!(),
+                Outgoing::Client { bytes, .. } => bytes.len(),
+                o => panic!("{o:?}"),
             }
         })
     });
@@ -186,7 +187,11 @@ fn relay(c: &mut Criterion) {
                 black_box(&perm),
                 &mut out,
             ) {
-                ClientOutput::Reply { len, refusal: None } => len,
+                Outgoing::Client {
+                    bytes,
+                    refusal: None,
+                    ..
+                } => bytes.len(),
                 o => panic!("{o:?}"),
             }
         })
@@ -200,8 +205,8 @@ fn relay(c: &mut Criterion) {
                 other,
                 &mut PeerBuffer::new(black_box(&mut buf), 160).unwrap(),
             ) {
-                PeerOutput::Forward { data, .. } => data.len(),
-                PeerOutput::Drop => panic!(),
+                Outgoing::Client { bytes, .. } => bytes.len(),
+                o => panic!("{o:?}"),
             }
         })
     });

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use stun_core::attributes::*;
 use stun_core::{AttributeType, Class, Method};
-use turn_core::server::{ClientOutput, Group, Refusal};
+use turn_core::server::{Group, Refusal};
 use turn_core::{Instant, Transport};
 
 const T0: Instant = Instant::from_secs(1_764_000_000);
@@ -586,7 +586,7 @@ fn unauthenticated_answers_are_rate_limited_per_source() {
             &|_| {},
             false,
         );
-        if let (ClientOutput::Reply { .. }, _) = c.send_raw(&mut s, &mut h, T0, &req) {
+        if let (Answer::ToClient { .. }, _) = c.send_raw(&mut s, &mut h, T0, &req) {
             answered += 1;
         }
     }
@@ -601,7 +601,7 @@ fn unauthenticated_answers_are_rate_limited_per_source() {
     );
     assert!(matches!(
         d.send_raw(&mut s, &mut h, T0, &req).0,
-        ClientOutput::Reply { .. }
+        Answer::ToClient { .. }
     ));
     let req = c.build(
         Method::ALLOCATE,
@@ -611,7 +611,7 @@ fn unauthenticated_answers_are_rate_limited_per_source() {
     );
     assert!(matches!(
         c.send_raw(&mut s, &mut h, T0.plus_secs(1), &req).0,
-        ClientOutput::Reply { .. }
+        Answer::ToClient { .. }
     ));
 }
 

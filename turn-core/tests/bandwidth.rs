@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use stun_core::channel_data;
-use turn_core::server::{Bandwidth, ClientOutput, Config, Refusal};
+use turn_core::server::{Bandwidth, Config, Refusal};
 use turn_core::{Instant, Transport};
 
 const T0: Instant = Instant::from_secs(1_764_000_000);
@@ -44,8 +44,8 @@ fn offer(
     for i in 0..packets {
         let now = start.plus_millis(i * gap_us / 1000);
         match c.send_raw(s, h, now, &frame).0 {
-            ClientOutput::Relay { data, .. } => relayed += data.len() as u64,
-            ClientOutput::Drop(Some(Refusal::OverBandwidth)) => {}
+            Answer::ToPeer { data, .. } => relayed += data.len() as u64,
+            Answer::Nothing(Some(Refusal::OverBandwidth)) => {}
             o => panic!("{o:?}"),
         }
     }
@@ -124,7 +124,7 @@ fn a_users_allocations_share_its_limit() {
         for c in [&a1, &a2] {
             if matches!(
                 c.send_raw(&mut s, &mut h, now, &frame).0,
-                ClientOutput::Relay { .. }
+                Answer::ToPeer { .. }
             ) {
                 alice += 1000;
             }
@@ -133,7 +133,7 @@ fn a_users_allocations_share_its_limit() {
         if i % 2 == 0
             && matches!(
                 b.send_raw(&mut s, &mut h, now, &frame).0,
-                ClientOutput::Relay { .. }
+                Answer::ToPeer { .. }
             )
         {
             bob += 1000;

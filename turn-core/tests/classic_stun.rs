@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use turn_core::server::{ClientOutput, Reason, Refusal};
+use turn_core::server::{Reason, Refusal};
 use turn_core::{Instant, Transport};
 
 const T0: Instant = Instant::from_secs(1_764_000_000);
@@ -24,10 +24,7 @@ fn a_classic_binding_gets_mapped_address() {
     let mut h = FakeHost::new();
     let c = Client::new("198.51.100.7:4000", "alice", "wonderland");
     let (o, out) = c.send_raw(&mut s, &mut h, T0, &classic(&[0, 3, 0, 4, 0, 0, 0, 0]));
-    assert!(
-        matches!(o, ClientOutput::Reply { refusal: None, .. }),
-        "{o:?}"
-    );
+    assert!(matches!(o, Answer::ToClient { refusal: None, .. }), "{o:?}");
     assert_eq!(
         out,
         [
@@ -55,7 +52,7 @@ fn a_classic_binding_for_another_address_gets_420() {
         T0,
         &classic(&[0, 2, 0, 8, 0, 1, 0, 80, 192, 0, 2, 1]),
     );
-    let ClientOutput::Reply {
+    let Answer::ToClient {
         refusal: Some(Refusal::UnknownAttribute(t)),
         ..
     } = o
@@ -75,7 +72,7 @@ fn off_drops_and_counts_them() {
     let mut h = FakeHost::new();
     let c = Client::new("198.51.100.7:4000", "alice", "wonderland");
     let (o, _) = c.send_raw(&mut s, &mut h, T0, &classic(&[]));
-    assert_eq!(o, ClientOutput::Drop(Some(Refusal::ClassicOff)));
+    assert_eq!(o, Answer::Nothing(Some(Refusal::ClassicOff)));
     assert_eq!(s.counters().refusals.get(Reason::ClassicOff), 1);
     // Not a Binding, or not well formed: dropped either way, as before.
     let mut s = server();
@@ -83,7 +80,7 @@ fn off_drops_and_counts_them() {
     other[1] = 3; // Allocate without the cookie
     let (o, _) = c.send_raw(&mut s, &mut h, T0, &other);
     assert!(
-        matches!(o, ClientOutput::Drop(Some(Refusal::Malformed(_)))),
+        matches!(o, Answer::Nothing(Some(Refusal::Malformed(_)))),
         "{o:?}"
     );
 }

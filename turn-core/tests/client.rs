@@ -10,7 +10,7 @@ use turn_core::client::{
     Candidate, CandidateState, Client, ClientConfig, ClientEvent, Failure, RequestKind, Selector,
     State,
 };
-use turn_core::server::{ClientOutput, PEER_HEADROOM, PeerBuffer, PeerOutput};
+use turn_core::server::{Outgoing, PEER_HEADROOM, PeerBuffer};
 use turn_core::{FiveTuple, Instant, Transport, UnixTime};
 
 const T0: Instant = Instant::from_secs(1_764_000_000);
@@ -74,19 +74,19 @@ impl Pair {
                 &out[..n],
                 &mut reply,
             ) {
-                ClientOutput::Reply { len, .. } => {
+                Outgoing::Client { bytes: reply, .. } => {
                     let from = self.c.server();
-                    assert!(self.c.accepts(&reply[..len]), "a response to its request");
+                    assert!(self.c.accepts(reply), "a response to its request");
                     assert!(!self.c.accepts(&out[..n]), "its own request");
-                    assert!(self.c.handle_input(self.now, from, &reply[..len]).is_none());
-                    assert!(!self.c.accepts(&reply[..len]), "answered already");
+                    assert!(self.c.handle_input(self.now, from, reply).is_none());
+                    assert!(!self.c.accepts(reply), "answered already");
                 }
-                ClientOutput::Relay {
-                    from, peer, data, ..
+                Outgoing::Peer {
+                    from, peer, bytes, ..
                 } => {
-                    self.to_peers.push((from, peer, out[data].to_vec()));
+                    self.to_peers.push((from, peer, bytes.to_vec()));
                 }
-                ClientOutput::Drop(_) => {}
+                Outgoing::Nothing(_) => {}
             }
         }
         while let Some(e) = self.c.poll_event() {
@@ -120,8 +120,8 @@ impl Pair {
         let mut out = [0u8; 1500];
         let n = self.c.send_to(addr(peer), data, &mut out).unwrap().len;
         let mut reply = [0u8; 1500];
-        if let ClientOutput::Relay {
-            from, peer, data, ..
+        if let Outgoing::Peer {
+            from, peer, bytes, ..
         } = self.s.handle_client(
             self.now,
             UnixTime(self.now.as_secs()),
@@ -130,7 +130,7 @@ impl Pair {
             &out[..n],
             &mut reply,
         ) {
-            self.to_peers.push((from, peer, out[data].to_vec()));
+            self.to_peers.push((from, peer, bytes.to_vec()));
         }
     }
 
@@ -141,13 +141,12 @@ impl Pair {
         let mut buf = vec![0u8; PEER_HEADROOM + data.len() + 3];
         buf[PEER_HEADROOM..PEER_HEADROOM + data.len()].copy_from_slice(data);
         let mut datagram = PeerBuffer::new(&mut buf, data.len()).unwrap();
-        let PeerOutput::Forward { data: range, .. } =
+        let Outgoing::Client { bytes: wire, .. } =
             self.s
                 .handle_peer(self.now, &mut self.h, handle, addr(peer), &mut datagram)
         else {
             return None;
         };
-        let wire = &buf[range];
         assert!(self.c.accepts(wire), "data from its server");
         let server = self.c.server();
         let r = self.c.handle_input(self.now, server, wire)?;

@@ -9,7 +9,7 @@ mod common;
 use common::*;
 use turn_core::Instant;
 use turn_core::server::policy::{Cidr, LocalPeer, Verdict};
-use turn_core::server::{ClientOutput, Refusal, Server, Slot};
+use turn_core::server::{Refusal, Server, Slot};
 
 const T0: Instant = Instant::from_secs(1_764_000_000);
 
@@ -45,7 +45,7 @@ fn without_an_entry_the_permission_is_refused_not_granted_and_dead() {
     let ind = c.send_indication(SFU, b"x");
     assert!(matches!(
         c.send_raw(&mut s, &mut h, T0, &ind).0,
-        ClientOutput::Drop(Some(Refusal::NotLiveRelay(_)))
+        Answer::Nothing(Some(Refusal::NotLiveRelay(_)))
     ));
 }
 
@@ -60,7 +60,7 @@ fn the_named_address_is_reached_both_ways_and_nothing_else() {
     // Send indication to the SFU: relayed from the allocation's socket.
     let ind = c.send_indication(SFU, b"offer");
     match c.send_raw(&mut s, &mut h, T0, &ind).0 {
-        ClientOutput::Relay { peer, from, .. } => {
+        Answer::ToPeer { peer, from, .. } => {
             assert_eq!(peer, addr(SFU));
             assert_eq!(from, local);
         }
@@ -78,7 +78,7 @@ fn the_named_address_is_reached_both_ways_and_nothing_else() {
         assert!(
             matches!(
                 c.send_raw(&mut s, &mut h, T0, &ind).0,
-                ClientOutput::Drop(Some(_))
+                Answer::Nothing(Some(_))
             ),
             "{other}"
         );
@@ -110,12 +110,12 @@ fn a_permission_naming_no_port_opens_the_entries_alone() {
     let ind = c.send_indication(SFU, b"x");
     assert!(matches!(
         c.send_raw(&mut s, &mut h, T0, &ind).0,
-        ClientOutput::Relay { .. }
+        Answer::ToPeer { .. }
     ));
     let ind = c.send_indication("10.0.0.5:22", b"x");
     assert!(matches!(
         c.send_raw(&mut s, &mut h, T0, &ind).0,
-        ClientOutput::Drop(Some(Refusal::NotLiveRelay(_)))
+        Answer::Nothing(Some(Refusal::NotLiveRelay(_)))
     ));
     assert!(from_peer(&mut s, &mut h, T0, local, SFU, b"answer").is_some());
     assert!(from_peer(&mut s, &mut h, T0, local, "10.0.0.5:22", b"x").is_none());
@@ -202,7 +202,7 @@ fn a_removed_entry_opens_nothing_more() {
         assert!(
             matches!(
                 c.send_raw(&mut s, &mut h, T0, &ind).0,
-                ClientOutput::Drop(Some(_))
+                Answer::Nothing(Some(_))
             ),
             "{other}"
         );

@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use stun_core::{Method, TransactionId};
 use turn_core::Instant;
-use turn_core::server::{ClientOutput, Refusal};
+use turn_core::server::Refusal;
 
 const T0: Instant = Instant::from_secs(1_764_000_000);
 
@@ -52,7 +52,7 @@ fn a_thousand_browsers_behind_one_address_all_allocate_on_their_first_retransmis
     // answered, the rest dropped.
     let mut challenged = Vec::new();
     for (i, b) in browsers.iter().enumerate() {
-        if let (ClientOutput::Reply { .. }, out) =
+        if let (Answer::ToClient { .. }, out) =
             b.send_raw(&mut s, &mut h, T0, &first_allocate(b, 1))
         {
             challenged.push((i, out));
@@ -97,7 +97,7 @@ fn a_spoofer_cycling_addresses_never_refills_a_victims_budget() {
                 victim
                     .send_raw(&mut s, &mut h, T0, &first_allocate(&victim, i))
                     .0,
-                ClientOutput::Reply { .. }
+                Answer::ToClient { .. }
             )
         })
         .count();
@@ -110,5 +110,5 @@ fn a_spoofer_cycling_addresses_never_refills_a_victims_budget() {
         let _ = other.send_raw(&mut s, &mut h, T0, &first_allocate(&other, 1));
     }
     let (o, _) = victim.send_raw(&mut s, &mut h, T0, &first_allocate(&victim, 99));
-    assert_eq!(o, ClientOutput::Drop(Some(Refusal::RateLimited)));
+    assert_eq!(o, Answer::Nothing(Some(Refusal::RateLimited)));
 }

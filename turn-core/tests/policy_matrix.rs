@@ -10,7 +10,6 @@ use common::*;
 use stun_core::attributes::*;
 use stun_core::{Class, Method};
 use turn_core::Instant;
-use turn_core::server::ClientOutput;
 
 const T0: Instant = Instant::from_secs(1_764_000_000);
 
@@ -119,7 +118,7 @@ fn every_denied_range_in_every_encoding_is_refused() {
         assert_eq!(r.code(), Some(403), "ChannelBind to {peer}");
         let ind = c.send_indication(&peer.to_string(), b"x");
         let (o, _) = c.send_raw(&mut s, &mut h, T0, &ind);
-        assert!(matches!(o, ClientOutput::Drop(_)), "Send to {peer}: {o:?}");
+        assert!(matches!(o, Answer::Nothing(_)), "Send to {peer}: {o:?}");
     }
     let a = s.allocations().next().unwrap();
     assert_eq!(a.permission_count(), 0);
@@ -140,7 +139,7 @@ fn public_peers_and_relayed_addresses_are_allowed() {
     let ind = c.send_indication("8.8.8.8:3000", b"x");
     assert!(matches!(
         c.send_raw(&mut s, &mut h, T0, &ind).0,
-        ClientOutput::Relay { .. }
+        Answer::ToPeer { .. }
     ));
     // The relayed address of another allocation on this server (private relay IP,
     // external IP) is allowed: relay to relay.

@@ -7,7 +7,7 @@ use common::*;
 use stun_core::attributes::*;
 use stun_core::channel_data::ChannelData;
 use stun_core::{Class, Message, Method};
-use turn_core::server::{ClientOutput, Refusal};
+use turn_core::server::Refusal;
 use turn_core::{Instant, Transport};
 
 const T0: Instant = Instant::from_secs(1_764_000_000);
@@ -28,7 +28,7 @@ fn send_indication_needs_a_permission() {
     let (o, _) = c.send_raw(&mut s, &mut h, T0, &ind);
     assert_eq!(
         o,
-        ClientOutput::Drop(Some(Refusal::NoPermission(addr("8.8.8.8:1").ip())))
+        Answer::Nothing(Some(Refusal::NoPermission(addr("8.8.8.8:1").ip())))
     );
     // CreatePermission with several peers in one request.
     let r = c.request(&mut s, &mut h, T0, Method::CREATE_PERMISSION, &|b| {
@@ -37,7 +37,7 @@ fn send_indication_needs_a_permission() {
     });
     assert_success(&r, &c);
     let (o, _) = c.send_raw(&mut s, &mut h, T0, &ind);
-    let ClientOutput::Relay {
+    let Answer::ToPeer {
         from,
         peer,
         own_relay,
@@ -50,11 +50,11 @@ fn send_indication_needs_a_permission() {
     assert_eq!(from, local);
     assert_eq!(peer, addr("8.8.8.8:4000"));
     assert_eq!(own_relay, None, "a peer on the internet");
-    assert_eq!(&ind[data], b"hello peer");
+    assert_eq!(data, b"hello peer");
     let ind2 = c.send_indication("1.1.1.1:53", b"x");
     assert!(matches!(
         c.send_raw(&mut s, &mut h, T0, &ind2).0,
-        ClientOutput::Relay { .. }
+        Answer::ToPeer { .. }
     ));
 
     // Peer to client without a channel: a Data indication with XOR-PEER-ADDRESS.
@@ -89,11 +89,11 @@ fn channel_data_both_ways_udp_and_tcp_padding() {
             frame.truncate(9);
         }
         let (o, _) = c.send_raw(&mut s, &mut h, T0, &frame);
-        let ClientOutput::Relay { peer, data, .. } = o else {
+        let Answer::ToPeer { peer, data, .. } = o else {
             panic!("{o:?}")
         };
         assert_eq!(peer, addr("8.8.8.8:5000"));
-        assert_eq!(&frame[data], b"hello");
+        assert_eq!(data, b"hello");
         // Peer to client: ChannelData, padded to 4 over TCP only.
         let (_, bytes) = from_peer(&mut s, &mut h, T0, local, "8.8.8.8:5000", b"howdy").unwrap();
         let cd = ChannelData::new_checked(&bytes[..]).unwrap();
@@ -113,14 +113,14 @@ fn channel_data_traps() {
     assert_success(&c.bind(&mut s, &mut h, T0, 0x4000, "8.8.8.8:5000"), &c);
     // Declared length larger than the datagram: dropped.
     let (o, _) = c.send_raw(&mut s, &mut h, T0, &[0x40, 0x00, 0x00, 0x40, 1, 2, 3]);
-    assert!(matches!(o, ClientOutput::Drop(_)));
+    assert!(matches!(o, Answer::Nothing(_)));
     // Unbound channel: dropped.
     let (o, _) = c.send_raw(&mut s, &mut h, T0, &[0x40, 0x01, 0x00, 0x01, 1]);
-    assert_eq!(o, ClientOutput::Drop(Some(Refusal::NoChannel(0x4001))));
+    assert_eq!(o, Answer::Nothing(Some(Refusal::NoChannel(0x4001))));
     // From another 5-tuple: dropped.
     let other = Client::new("198.51.100.8:1", "alice", "wonderland");
     let (o, _) = other.send_raw(&mut s, &mut h, T0, &[0x40, 0x00, 0x00, 0x01, 1]);
-    assert_eq!(o, ClientOutput::Drop(Some(Refusal::NoAllocation)));
+    assert_eq!(o, Answer::Nothing(Some(Refusal::NoAllocation)));
     let a = s.allocations().next().unwrap();
     assert_eq!(a.traffic().to_peer_packets, 0);
 }
@@ -230,7 +230,7 @@ fn legacy_channel_range_when_enabled() {
         Some(400)
     );
     let (o, _) = c.send_raw(&mut s, &mut h, T0, &[0x7f, 0xfe, 0x00, 0x01, 7]);
-    assert!(matches!(o, ClientOutput::Relay { .. }), "{o:?}");
+    assert!(matches!(o, Answer::ToPeer { .. }), "{o:?}");
     let local = relay_local(&h);
     let (_, bytes) = from_peer(&mut s, &mut h, T0, local, "8.8.8.8:5000", b"x").unwrap();
     assert_eq!(&bytes[..2], &[0x7f, 0xfe]);

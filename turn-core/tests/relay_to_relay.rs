@@ -9,7 +9,7 @@ use common::*;
 use stun_core::Message;
 use stun_core::attributes::XorPeerAddress;
 use turn_core::Instant;
-use turn_core::server::{ClientOutput, Refusal, policy::Cidr};
+use turn_core::server::{Refusal, policy::Cidr};
 
 const T0: Instant = Instant::from_secs(1_764_000_000);
 
@@ -47,7 +47,7 @@ fn data_flows_between_two_live_allocations_through_the_relay_sockets() {
     // to bob's relay socket itself, not through a NAT that may not hairpin.
     let ind = a.send_indication(&rb.to_string(), b"to bob");
     let (o, _) = a.send_raw(&mut s, &mut h, T0, &ind);
-    let ClientOutput::Relay {
+    let Answer::ToPeer {
         peer,
         from,
         own_relay,
@@ -93,8 +93,8 @@ fn the_servers_other_ports_stay_closed_in_both_directions() {
         assert!(
             matches!(
                 o,
-                ClientOutput::Drop(Some(Refusal::NotLiveRelay(_)))
-                    | ClientOutput::Drop(Some(Refusal::NoPermission(_)))
+                Answer::Nothing(Some(Refusal::NotLiveRelay(_)))
+                    | Answer::Nothing(Some(Refusal::NoPermission(_)))
             ),
             "send to {target}: {o:?}"
         );
@@ -114,14 +114,14 @@ fn the_servers_other_ports_stay_closed_in_both_directions() {
     let ind = a.send_indication(&format!("203.0.113.5:{}", free.port()), b"x");
     assert!(matches!(
         a.send_raw(&mut s, &mut h, T0, &ind).0,
-        ClientOutput::Drop(Some(Refusal::NotLiveRelay(_)))
+        Answer::Nothing(Some(Refusal::NotLiveRelay(_)))
     ));
     assert!(from_peer(&mut s, &mut h, T0, local_of(ra), &free.to_string(), b"x").is_none());
     // The live one still works.
     let ind = a.send_indication(&rb.to_string(), b"x");
     assert!(matches!(
         a.send_raw(&mut s, &mut h, T0, &ind).0,
-        ClientOutput::Relay { .. }
+        Answer::ToPeer { .. }
     ));
 }
 
@@ -133,7 +133,7 @@ fn a_relayed_address_stops_counting_once_its_allocation_ends() {
     let ind = a.send_indication(&rb.to_string(), b"x");
     assert!(matches!(
         a.send_raw(&mut s, &mut h, T0, &ind).0,
-        ClientOutput::Drop(Some(Refusal::NotLiveRelay(_)))
+        Answer::Nothing(Some(Refusal::NotLiveRelay(_)))
     ));
     // No channel can be bound to it any more, nor a permission naming it (its
     // packets would never pass); one naming no port still can, and reaches
@@ -152,7 +152,7 @@ fn a_relayed_address_stops_counting_once_its_allocation_ends() {
     let ind = a.send_indication(&rb.to_string(), b"x");
     assert!(matches!(
         a.send_raw(&mut s, &mut h, T0, &ind).0,
-        ClientOutput::Drop(Some(Refusal::NotLiveRelay(_)))
+        Answer::Nothing(Some(Refusal::NotLiveRelay(_)))
     ));
 }
 
@@ -252,7 +252,7 @@ fn a_permission_for_another_allocation_on_this_server_admits_that_one_only() {
     assert_success(&m.permit(&mut s, &mut h, T0, &ra.to_string()), &m);
     let ind = m.send_indication(&ra.to_string(), b"injected");
     let (o, _) = m.send_raw(&mut s, &mut h, T0, &ind);
-    assert!(matches!(o, ClientOutput::Relay { .. }), "{o:?}");
+    assert!(matches!(o, Answer::ToPeer { .. }), "{o:?}");
     // It reaches alice's relay socket from mallory's: alice never hears of it.
     assert!(
         from_peer(
@@ -310,7 +310,7 @@ fn a_relay_permission_named_without_a_port_opens_what_the_client_sends_to() {
     );
     let ind = a.send_indication(&rb.to_string(), b"hello bob");
     let (o, _) = a.send_raw(&mut s, &mut h, T0, &ind);
-    assert!(matches!(o, ClientOutput::Relay { .. }), "{o:?}");
+    assert!(matches!(o, Answer::ToPeer { .. }), "{o:?}");
     // Now bob's answers come in; mallory's do not.
     assert!(
         from_peer(

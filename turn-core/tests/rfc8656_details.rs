@@ -8,7 +8,7 @@ use common::*;
 use stun_core::attributes::*;
 use stun_core::{Class, Method};
 use turn_core::Instant;
-use turn_core::server::{BadRequest, ClientOutput, Refusal, RelayFamily};
+use turn_core::server::{BadRequest, Refusal, RelayFamily};
 
 const T0: Instant = Instant::from_secs(1_764_000_000);
 
@@ -77,7 +77,7 @@ fn an_ipv6_reservation_is_claimed_on_the_ipv6_relay() {
     let ind = b.send_indication("[2001:4860::8888]:5000", b"rtcp");
     assert!(matches!(
         b.send_raw(&mut s, &mut h, T0, &ind).0,
-        ClientOutput::Relay { from, .. } if from == rtcp
+        Answer::ToPeer { from, .. } if from == rtcp
     ));
     // ...and the reply comes back to the client.
     assert!(from_peer(&mut s, &mut h, T0, rtcp, "[2001:4860::8888]:5000", b"x").is_some());
@@ -134,12 +134,12 @@ fn refresh_with_requested_family_deletes_only_that_family() {
     let v4 = c.send_indication("8.8.8.8:1", b"x");
     assert!(matches!(
         c.send_raw(&mut s, &mut h, T0, &v4).0,
-        ClientOutput::Relay { .. }
+        Answer::ToPeer { .. }
     ));
     let v6 = c.send_indication("[2001:4860::8888]:1", b"x");
     assert!(matches!(
         c.send_raw(&mut s, &mut h, T0, &v6).0,
-        ClientOutput::Drop(Some(Refusal::PeerFamilyMismatch))
+        Answer::Nothing(Some(Refusal::PeerFamilyMismatch))
     ));
     // Refreshing the family that is gone: 443.
     let r = refresh_family(&mut s, &mut h, &mut c, T0, AddressFamily::Ipv6, 600);

@@ -7,7 +7,7 @@ use common::*;
 use proptest::prelude::*;
 use stun_core::attributes::*;
 use stun_core::{Class, MessageBuilder, MessageType, Method, TransactionId};
-use turn_core::server::ClientOutput;
+use turn_core::server::Outgoing;
 use turn_core::{Instant, Transport, UnixTime};
 
 // Over TCP there is no reflection to guard against (see `allocate.rs`); the flood
@@ -52,12 +52,12 @@ proptest! {
         }
         let mut out = vec![0u8; 1500];
         let o = s.handle_client(T0, UnixTime(T0.as_secs()), &mut h, c.tuple, &pkt, &mut out);
-        if let ClientOutput::Reply { len, .. } = o {
+        if let Outgoing::Client { bytes: reply, .. } = o {
             if stun_core::classic::is_classic(&pkt) {
                 // An RFC 3489 Binding drawn at random: a classic answer.
-                prop_assert!(out[..2] == [1, 1] || out[..2] == [1, 0x11]);
+                prop_assert!(reply[..2] == [1, 1] || reply[..2] == [1, 0x11]);
             } else {
-                let m = stun_core::Message::new_checked(&out[..len]).expect("replies parse");
+                let m = stun_core::Message::new_checked(reply).expect("replies parse");
                 prop_assert!(m.verify_fingerprint().is_ok());
             }
         }
@@ -135,11 +135,11 @@ fn flood_of_garbage_and_unauthenticated_requests() {
         };
         sent_bytes += pkt.len();
         let now = T0.plus_millis(u64::from(i / 100));
-        if let ClientOutput::Reply { len, .. } =
+        if let Outgoing::Client { bytes, .. } =
             s.handle_client(now, UnixTime(now.as_secs()), &mut h, t, &pkt, &mut out)
         {
             answered += 1;
-            answered_bytes += len;
+            answered_bytes += bytes.len();
         }
         if i % 10_000 == 0 {
             let now = T0.plus_millis(u64::from(i / 100));
@@ -220,7 +220,7 @@ fn each_silent_drop_names_its_cause() {
     ];
     for (what, packet, why) in cases {
         let (o, _) = c.send_raw(&mut s, &mut h, T0, &packet);
-        assert_eq!(o, ClientOutput::Drop(Some(why)), "{what}");
+        assert_eq!(o, Answer::Nothing(Some(why)), "{what}");
     }
     let counts = &s.counters().refusals;
     for r in [

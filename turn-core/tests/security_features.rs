@@ -11,7 +11,7 @@ use stun_core::{
     AttributeType, Class, Message, MessageBuilder, MessageType, Method, TransactionId,
 };
 use turn_core::Instant;
-use turn_core::server::{BadRequest, ClientOutput, Refusal};
+use turn_core::server::{BadRequest, Refusal};
 
 const T0: Instant = Instant::from_secs(1_764_000_000);
 /// RFC 8489 Appendix B.1's user: "マトリックス", password "TheMatrIX" (after
@@ -85,7 +85,7 @@ fn send(s: &mut TestServer, h: &mut FakeHost, bytes: &[u8]) -> (Vec<u8>, Option<
     let c = Client::new("198.51.100.7:50000", "alice", "wonderland");
     let (o, out) = c.send_raw(s, h, T0, bytes);
     match o {
-        ClientOutput::Reply { refusal, .. } => (out, refusal),
+        Answer::ToClient { refusal, .. } => (out, refusal),
         other => panic!("no reply: {other:?}"),
     }
 }

@@ -85,7 +85,7 @@ fn client_ids(seed: [u8; 32]) -> Vec<TransactionId> {
         while let Some(t) = c.poll_transmit(T0, &mut out) {
             let n = t.len;
             ids.push(Message::new_checked(&out[..n]).unwrap().transaction_id());
-            if let turn_core::server::ClientOutput::Reply { len, .. } = s.handle_client(
+            if let turn_core::server::Outgoing::Client { bytes, .. } = s.handle_client(
                 T0,
                 UnixTime(T0.as_secs()),
                 &mut h,
@@ -94,7 +94,7 @@ fn client_ids(seed: [u8; 32]) -> Vec<TransactionId> {
                 &mut reply,
             ) {
                 let from = c.server();
-                let _ = c.handle_input(T0, from, &reply[..len]);
+                let _ = c.handle_input(T0, from, bytes);
             }
         }
     };

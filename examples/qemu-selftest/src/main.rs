@@ -14,7 +14,7 @@ use cortex_m_semihosting::{debug, hprintln};
 use stun_core::credentials::{Algorithm, Key};
 use turn_core::client::{Client, ClientConfig, ClientEvent, State};
 use turn_core::server::{
-    BindError, ClientOutput, Config, Host, PEER_HEADROOM, PeerBuffer, PeerOutput, QuotaError, RelayHandle,
+    BindError, Config, Host, Outgoing, PEER_HEADROOM, PeerBuffer, QuotaError, RelayHandle,
     Server, Slot,
 };
 use turn_core::{FiveTuple, Instant, Transport, UnixTime};
@@ -105,17 +105,15 @@ impl Run<'_> {
                 &out[..n],
                 &mut reply,
             ) {
-                ClientOutput::Reply { len, .. } => {
-                    let _ = self
-                        .client
-                        .handle_input(self.now, t.destination, &reply[..len]);
+                Outgoing::Client { bytes, .. } => {
+                    let _ = self.client.handle_input(self.now, t.destination, bytes);
                 }
-                ClientOutput::Relay { data, .. } => {
+                Outgoing::Peer { bytes, .. } => {
                     let mut v = heapless::Vec::new();
-                    let _ = v.extend_from_slice(&out[data]);
+                    let _ = v.extend_from_slice(bytes);
                     let _ = self.to_peer.push(v);
                 }
-                ClientOutput::Drop(_) => {}
+                Outgoing::Nothing(_) => {}
             }
         }
     }
@@ -221,7 +219,7 @@ fn main() -> ! {
     let mut reply = [0u8; 128];
     if let Ok(t) = run.client.send_to(peer, b"to the peer", &mut out) {
         let wall = run.wall();
-        if let ClientOutput::Relay { data, .. } = run.server.handle_client(
+        if let Outgoing::Peer { bytes, .. } = run.server.handle_client(
             run.now,
             wall,
             &mut run.host,
@@ -232,7 +230,7 @@ fn main() -> ! {
         {
             let _ = run
                 .to_peer
-                .push(heapless::Vec::from_slice(&out[data]).unwrap_or_default());
+                .push(heapless::Vec::from_slice(bytes).unwrap_or_default());
         }
     }
     check(
@@ -248,13 +246,11 @@ fn main() -> ! {
     let mut got = false;
     if let Some(relay) = relay
         && let Ok(mut datagram) = PeerBuffer::new(&mut buf, 13)
-        && let PeerOutput::Forward { data, .. } =
+        && let Outgoing::Client { bytes, .. } =
             run.server.handle_peer(run.now, &mut run.host, relay, peer, &mut datagram)
-        && let Some(rx) =
-            run.client
-                .handle_input(run.now, server_addr, &datagram.as_slice()[data.clone()])
+        && let Some(rx) = run.client.handle_input(run.now, server_addr, bytes)
     {
-        got = rx.peer == peer && datagram.as_slice()[data][rx.data] == *b"from the peer";
+        got = rx.peer == peer && bytes.get(rx.data) == Some(&b"from the peer"[..]);
     }
     check("data relayed from the peer", got, &mut failures);
 
@@ -272,7 +268,7 @@ fn main() -> ! {
     for _ in 0..3 {
         while let Some(t) = bad.poll_transmit(run.now, &mut out) {
             let wall = run.wall();
-            if let ClientOutput::Reply { len, .. } = run.server.handle_client(
+            if let Outgoing::Client { bytes, .. } = run.server.handle_client(
                 run.now,
                 wall,
                 &mut run.host,
@@ -280,7 +276,7 @@ fn main() -> ! {
                 &out[..t.len],
                 &mut reply,
             ) {
-                let _ = bad.handle_input(run.now, t.destination, &reply[..len]);
+                let _ = bad.handle_input(run.now, t.destination, bytes);
             }
         }
     }

@@ -20,7 +20,7 @@
 
 use std::net::SocketAddr;
 
-use crate::FakeHost;
+use crate::{Answer, FakeHost};
 use stun_core::attributes::{
     AdditionalAddressFamily, AddressFamily, ChannelNumber, Data, DontFragment, ErrorCode, EvenPort,
     Lifetime, Nonce, PasswordAlgorithm, PasswordAlgorithms, Realm, RequestedAddressFamily,
@@ -32,8 +32,7 @@ use stun_core::{
 };
 use turn_core::server::policy::{Cidr, Verdict};
 use turn_core::server::{
-    ClientOutput, Config, PEER_HEADROOM, PeerBuffer, PeerOutput, RelayFamily, RelayHandle, Server,
-    Slot,
+    Config, Outgoing, PEER_HEADROOM, PeerBuffer, RelayFamily, RelayHandle, Server, Slot,
 };
 use turn_core::{FiveTuple, Instant, Transport, UnixTime};
 
@@ -233,22 +232,20 @@ impl World {
     }
 
     /// Checks what the server answered for a client's packet.
-    fn check_output(&mut self, o: ClientOutput, packet: &[u8], key: Option<(&Key, bool)>) {
+    fn check_output(&mut self, o: Answer, packet: &[u8], key: Option<(&Key, bool)>) {
         match o {
-            ClientOutput::Reply { len, .. } if stun_core::classic::is_classic(packet) => {
-                let reply = self.out.get(..len).expect("a reply within the buffer");
+            Answer::ToClient { bytes: reply, .. } if stun_core::classic::is_classic(packet) => {
                 assert!(
                     reply[..2] == [1, 1] || reply[..2] == [1, 0x11],
                     "a classic answer"
                 );
                 assert_eq!(reply.get(4..20), packet.get(4..20));
             }
-            ClientOutput::Reply { len, refusal } => {
-                let reply = self
-                    .out
-                    .get(..len)
-                    .expect("a reply within the buffer")
-                    .to_vec();
+            Answer::ToClient {
+                bytes: reply,
+                refusal,
+                ..
+            } => {
                 let m = Message::new_checked(&reply[..]).expect("replies parse");
                 m.verify_fingerprint()
                     .expect("replies carry a valid FINGERPRINT");
@@ -261,14 +258,17 @@ impl World {
                     ok.expect("a success is signed with the request's key");
                 }
             }
-            ClientOutput::Relay {
+            Answer::ToPeer {
                 relay,
                 from,
                 peer,
                 own_relay,
                 data,
             } => {
-                assert!(data.end <= packet.len() && data.start <= data.end);
+                assert!(
+                    data.is_empty() || packet.windows(data.len()).any(|w| w == data),
+                    "relayed bytes the client did not send"
+                );
                 if self.host.bound.contains_key(&peer) {
                     assert_eq!(own_relay, Some(peer), "a live relay socket named as one");
                 }
@@ -286,7 +286,7 @@ impl World {
                     "relayed to {peer} ({verdict:?}), neither allowed nor a live relay"
                 );
             }
-            ClientOutput::Drop(_) => {}
+            Answer::Nothing(_) => {}
         }
     }
 
@@ -330,9 +330,10 @@ impl World {
             packet,
             &mut self.out,
         );
+        let o = Answer::from(o);
         // A fresh nonce is what an unauthenticated request may earn.
-        if let ClientOutput::Reply { len, .. } = &o
-            && let Ok(m) = Message::new_checked(&self.out[..*len])
+        if let Some(reply) = o.to_client()
+            && let Ok(m) = Message::new_checked(reply)
             && let Ok(Some(n)) = m.attribute::<Nonce>()
         {
             self.clients[c].nonce = Some(n.0.to_string());
@@ -503,8 +504,9 @@ impl World {
             &packet,
             &mut self.out,
         );
-        if let ClientOutput::Reply { len, .. } = &o
-            && let Ok(m) = Message::new_checked(&self.out[..*len])
+        let o = Answer::from(o);
+        if let Some(reply) = o.to_client()
+            && let Ok(m) = Message::new_checked(reply)
         {
             if let Ok(Some(n)) = m.attribute::<Nonce>() {
                 self.clients[c].nonce = Some(n.0.to_string());
@@ -552,6 +554,7 @@ impl World {
             &packet,
             &mut self.out,
         );
+        let o = Answer::from(o);
         self.check_output(o, &packet, None);
     }
 
@@ -582,14 +585,15 @@ impl World {
             .server
             .handle_peer(self.now, &mut self.host, handle, peer, &mut datagram)
         {
-            PeerOutput::Forward { tuple, data } => {
-                assert!(data.end <= datagram.as_slice().len());
+            Outgoing::Client { tuple, bytes, .. } => {
+                assert!(bytes.len() <= PEER_HEADROOM + payload.len() + 3);
                 assert!(
                     self.server.has_allocation(&tuple),
                     "forwarded to a client without an allocation"
                 );
             }
-            PeerOutput::Drop => {}
+            Outgoing::Peer { .. } => panic!("a peer's datagram sent to a peer"),
+            Outgoing::Nothing(_) => {}
         }
         assert_eq!(before, self.snapshot(), "a peer datagram changed state");
     }

@@ -204,7 +204,7 @@ where
                 let output =
                     self.server
                         .handle_client(now, unix, &mut host, tuple, packet, &mut self.tx);
-                match output.outgoing(tuple, packet, &self.tx) {
+                match output {
                     Outgoing::Client { bytes, refusal, .. } => {
                         #[cfg(feature = "defmt")]
                         if let Some(r) = refusal {
@@ -243,7 +243,7 @@ where
                     self.server
                         .handle_peer(now, &mut host, handle, peer.into(), &mut datagram)
                 };
-                if let Outgoing::Client { tuple, bytes, .. } = out.outgoing(datagram.as_slice()) {
+                if let Outgoing::Client { tuple, bytes, .. } = out {
                     let _ = self
                         .listener
                         .send_to(bytes, IpEndpoint::from(tuple.client))

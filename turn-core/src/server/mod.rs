@@ -4,13 +4,13 @@
 //! # Driving it
 //! - [`Server::handle_client`] with every packet a client sends to a listener (a
 //!   UDP datagram, or one frame cut from a TCP/TLS stream with
-//!   [`stun_core::demux::stream_frame`]). It returns a [`ClientOutput`]: a reply to
+//!   [`stun_core::demux::stream_frame`]). It returns an [`Outgoing`]: a reply to
 //!   send back on the same 5-tuple, data to send from a relay socket to a peer, or
-//!   nothing (with the [`Refusal`] to log).
+//!   nothing (with the [`Refusal`] to log), borrowing the packet or the reply.
 //! - [`Server::handle_peer`] with every datagram a relay socket receives, in a
 //!   [`PeerBuffer`] (room before and after it), so the server can wrap it in a
-//!   ChannelData or Data indication header in place. It returns what to send to
-//!   the client.
+//!   ChannelData or Data indication header in place. It returns the same
+//!   [`Outgoing`]: what to send to the client, borrowing the buffer.
 //! - [`Server::poll_timeout`] says when [`Server::handle_timeout`] must next be
 //!   called; it expires allocations, permissions, channels and reservations.
 //! - [`Server::poll_event`] yields allocations created and deleted, for logs.
@@ -67,9 +67,11 @@
 //! for _ in 0..2 {
 //!     let t = client.poll_transmit(now, &mut request).unwrap();
 //!     let packet = &request[..t.len];
-//!     let out = server.handle_client(now, unix, &mut Memory, tuple, packet, &mut reply);
-//!     if let Outgoing::Client { bytes, .. } = out.outgoing(tuple, packet, &reply) {
-//!         let _ = client.handle_input(now, t.destination, bytes);
+//!     match server.handle_client(now, unix, &mut Memory, tuple, packet, &mut reply) {
+//!         Outgoing::Client { bytes, .. } => {
+//!             let _ = client.handle_input(now, t.destination, bytes);
+//!         }
+//!         Outgoing::Peer { .. } | Outgoing::Nothing(_) => {}
 //!     }
 //! }
 //! let allocated = core::iter::from_fn(|| client.poll_event())
@@ -125,7 +127,8 @@ pub use config::{
 pub use host::{BindError, ChannelRoute, Host, QuotaError, RelayFamily, RelayHandle};
 pub use local::{LocalQuota, Reservations};
 pub use nonce::{COOKIE_LEN, NONCE_LEN, NonceCheck, NonceText, Nonces, SecurityFeatures};
-pub use output::{ClientOutput, Counters, EndReason, Event, Outgoing, PeerOutput};
+pub(crate) use output::{ClientOutput, PeerOutput};
+pub use output::{Counters, EndReason, Event, Outgoing};
 pub use ratelimit::{RateLimiter, SOURCE_BUCKETS, VERIFIED_MAX};
 pub use reason::{Group, REASONS, Reason, RefusalCounts};
 pub use refusal::{BadRequest, DRAINING_PHRASE, Refusal};
@@ -300,9 +303,24 @@ where
         self.table.iter().map(|(_, a)| a)
     }
 
-    /// Handles a packet from a client. `out` receives a reply (1500 bytes is
-    /// plenty; a reply that does not fit is dropped).
-    pub fn handle_client(
+    /// Handles a packet from a client: what to send, and where. `out` receives
+    /// a reply (1500 bytes is plenty; a reply that does not fit is dropped); the
+    /// answer borrows it, or `packet` for data relayed to a peer.
+    pub fn handle_client<'a>(
+        &mut self,
+        now: Instant,
+        unix: UnixTime,
+        host: &mut impl Host,
+        tuple: FiveTuple,
+        packet: &'a [u8],
+        out: &'a mut [u8],
+    ) -> Outgoing<'a> {
+        let output = self.client_output(now, unix, host, tuple, packet, out);
+        let out: &'a [u8] = out;
+        output.outgoing(tuple, packet, out)
+    }
+
+    fn client_output(
         &mut self,
         now: Instant,
         unix: UnixTime,

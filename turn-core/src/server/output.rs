@@ -1,6 +1,8 @@
-//! What the server's calls return: what to send where ([`ClientOutput`],
-//! [`PeerOutput`], and the [`Outgoing`] bytes both come down to, which every
-//! adapter sends the same way), events for logs, and counters.
+//! What the server's calls return: what to send where ([`Outgoing`], one answer
+//! for a client's packet and for a peer's datagram, borrowing the bytes, which
+//! every adapter sends the same way), events for logs, and counters. Inside, the
+//! server decides in ranges ([`ClientOutput`], [`PeerOutput`]) and hands out the
+//! bytes they name.
 
 use core::net::SocketAddr;
 use core::ops::Range;
@@ -13,7 +15,7 @@ use crate::FiveTuple;
 /// What to do with a client's packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use = "a reply or relayed data must be sent"]
-pub enum ClientOutput {
+pub(crate) enum ClientOutput {
     /// Nothing to send; the refusal says why, if there is one to log.
     Drop(Option<Refusal>),
     /// Send `out[..len]` back to the client on the same 5-tuple. `refusal` is set
@@ -44,7 +46,7 @@ pub enum ClientOutput {
 /// What to do with a peer's datagram.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use = "relayed data must be sent"]
-pub enum PeerOutput {
+pub(crate) enum PeerOutput {
     /// Drop it (no permission, no allocation).
     Drop,
     /// Send `buf[data]` to the client of `tuple` (from its listener).
@@ -177,14 +179,17 @@ pub enum Outgoing<'a> {
         /// Why a request was refused, when this is an error response.
         refusal: Option<Refusal>,
     },
-    /// From relay socket `relay` to `peer`.
+    /// From relay socket `relay` (bound to `from`) to `peer`.
     Peer {
         /// The relay socket.
         relay: RelayHandle,
+        /// The relay socket's local address.
+        from: SocketAddr,
         /// The peer.
         peer: SocketAddr,
-        /// When the peer is one of this server's relay sockets: its bound
-        /// address (see [`ClientOutput::Relay`]).
+        /// When the peer is one of this server's own relay sockets (relay to
+        /// relay, a meeting server's calls): that socket's bound address, so the
+        /// host can deliver it without the kernel.
         own_relay: Option<SocketAddr>,
         /// What to send.
         bytes: &'a [u8],
@@ -196,7 +201,12 @@ pub enum Outgoing<'a> {
 impl ClientOutput {
     /// The bytes to send: a reply from `out`, or relayed data from `packet` (the
     /// client's packet, for the client of `tuple`).
-    pub fn outgoing<'a>(&self, tuple: FiveTuple, packet: &'a [u8], out: &'a [u8]) -> Outgoing<'a> {
+    pub(crate) fn outgoing<'a>(
+        &self,
+        tuple: FiveTuple,
+        packet: &'a [u8],
+        out: &'a [u8],
+    ) -> Outgoing<'a> {
         match self {
             ClientOutput::Reply { len, refusal } => match out.get(..*len) {
                 Some(bytes) => Outgoing::Client {
@@ -208,13 +218,14 @@ impl ClientOutput {
             },
             ClientOutput::Relay {
                 relay,
+                from,
                 peer,
                 own_relay,
                 data,
-                ..
             } => match packet.get(data.clone()) {
                 Some(bytes) => Outgoing::Peer {
                     relay: *relay,
+                    from: *from,
                     peer: *peer,
                     own_relay: *own_relay,
                     bytes,
@@ -229,7 +240,7 @@ impl ClientOutput {
 impl PeerOutput {
     /// The bytes to send to the client, from `buf` (the peer buffer the server
     /// wrapped the datagram in).
-    pub fn outgoing<'a>(&self, buf: &'a [u8]) -> Outgoing<'a> {
+    pub(crate) fn outgoing<'a>(&self, buf: &'a [u8]) -> Outgoing<'a> {
         match self {
             PeerOutput::Forward { tuple, data } => match buf.get(data.clone()) {
                 Some(bytes) => Outgoing::Client {

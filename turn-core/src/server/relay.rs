@@ -15,6 +15,7 @@ use stun_core::attributes::{DontFragment, XorPeerAddress};
 use stun_core::channel_data::{self, ChannelData};
 use stun_core::{AttributeType, Class, HEADER_LEN, Message, MessageBuilder, MessageType, Method};
 
+use super::Outgoing;
 use super::refusal::Refusal;
 use super::{ClientOutput, Host, PeerOutput, RelayHandle, Server, Slot};
 use crate::{FiveTuple, Instant};
@@ -87,7 +88,7 @@ impl<'b> PeerBuffer<'b> {
             .unwrap_or_default()
     }
 
-    /// The whole buffer, where [`PeerOutput::Forward`]'s range points.
+    /// The whole buffer, headroom and tailroom included.
     pub fn as_slice(&self) -> &[u8] {
         self.buf
     }
@@ -216,8 +217,22 @@ where
     }
 
     /// Handles a datagram from `peer` received on relay socket `relay`. Wraps it
-    /// for the client in place and says what to send: a range of the buffer.
-    pub fn handle_peer(
+    /// for the client in place and says what to send: part of the buffer, to
+    /// the client of a 5-tuple (or nothing).
+    pub fn handle_peer<'a>(
+        &mut self,
+        now: Instant,
+        host: &mut impl Host,
+        relay: RelayHandle,
+        peer: SocketAddr,
+        datagram: &'a mut PeerBuffer<'_>,
+    ) -> Outgoing<'a> {
+        let output = self.peer_output(now, host, relay, peer, datagram);
+        let datagram: &'a PeerBuffer<'_> = datagram;
+        output.outgoing(datagram.as_slice())
+    }
+
+    fn peer_output(
         &mut self,
         now: Instant,
         host: &mut impl Host,

@@ -12,12 +12,11 @@ use stun_core::{
     AttributeType, Class, Message, MessageBuilder, MessageType, Method, TransactionId,
 };
 use turn_core::server::{
-    ClientOutput, Config, PEER_HEADROOM, PEER_TAILROOM, PeerBuffer, PeerOutput, RelayFamily,
-    Server, Slot,
+    Config, Outgoing, PEER_HEADROOM, PEER_TAILROOM, PeerBuffer, RelayFamily, Server, Slot,
 };
 use turn_core::{FiveTuple, Instant, Transport, UnixTime};
 
-pub use turn_harness::FakeHost;
+pub use turn_harness::{Answer, FakeHost};
 
 pub const REALM: &str = "TANDBERG";
 pub const P: usize = 8;
@@ -158,16 +157,12 @@ impl Client {
         h: &mut FakeHost,
         now: Instant,
         bytes: &[u8],
-    ) -> (ClientOutput, Vec<u8>) {
+    ) -> (Answer, Vec<u8>) {
         let mut out = vec![0u8; 1500];
         let wall = self.wall.unwrap_or(UnixTime(now.as_secs()));
-        let o = s.handle_client(now, wall, h, self.tuple, bytes, &mut out);
-        if let ClientOutput::Reply { len, .. } = o {
-            out.truncate(len);
-        } else {
-            out.clear();
-        }
-        (o, out)
+        let o = Answer::from(s.handle_client(now, wall, h, self.tuple, bytes, &mut out));
+        let reply = o.to_client().map(<[u8]>::to_vec).unwrap_or_default();
+        (o, reply)
     }
 
     /// Sends an authenticated request (doing the 401 round first if no nonce is
@@ -211,7 +206,7 @@ impl Client {
     ) -> Option<Reply> {
         let (o, out) = self.send_raw(s, h, now, bytes);
         match o {
-            ClientOutput::Reply { refusal, .. } => {
+            Answer::ToClient { refusal, .. } => {
                 let r = Reply {
                     bytes: out,
                     refusal,
@@ -322,8 +317,8 @@ pub fn from_peer(
     buf[PEER_HEADROOM..PEER_HEADROOM + data.len()].copy_from_slice(data);
     let mut datagram = PeerBuffer::new(&mut buf, data.len()).unwrap();
     match s.handle_peer(now, h, handle, addr(peer), &mut datagram) {
-        PeerOutput::Forward { tuple, data } => Some((tuple, datagram.as_slice()[data].to_vec())),
-        PeerOutput::Drop => None,
+        Outgoing::Client { tuple, bytes, .. } => Some((tuple, bytes.to_vec())),
+        Outgoing::Peer { .. } | Outgoing::Nothing(_) => None,
     }
 }
 

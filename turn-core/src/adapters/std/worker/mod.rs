@@ -314,7 +314,7 @@ impl Worker {
             random,
         };
         let out = turn.handle_client(now, unix, &mut host, tuple, packet, tx);
-        match out.outgoing(tuple, packet, tx) {
+        match out {
             Outgoing::Client { bytes, refusal, .. } => {
                 if let Some(why) = refusal {
                     report::refused(logs, shared, *id, &tuple, packet, why);
@@ -330,6 +330,7 @@ impl Worker {
                 peer,
                 own_relay,
                 bytes,
+                ..
             } => {
                 if let Some(r) = relays.get(relay) {
                     // To another relay socket of this server: handed to the worker

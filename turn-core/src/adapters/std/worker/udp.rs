@@ -172,7 +172,7 @@ impl Worker {
         let out = self
             .turn
             .handle_peer(now, &mut host, handle, peer, &mut datagram);
-        if let Outgoing::Client { tuple, bytes, .. } = out.outgoing(datagram.as_slice()) {
+        if let Outgoing::Client { tuple, bytes, .. } = out {
             if is_stream(&tuple) {
                 self.queue_tcp(&tuple, bytes);
             } else if let Some((l, o)) = listener_at(&self.udp, &mut self.outboxes, &tuple) {
