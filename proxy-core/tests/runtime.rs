@@ -1,0 +1,324 @@
+//! The web proxy's runtime in-process, without the causeway program: connections
+//! handed to [`Proxy::hand_off`] over loopback socket pairs (the browser's side
+//! speaks TLS with a throwaway CA), a plain-HTTP web bridge stand-in that
+//! records what it was sent, and a table of requests with the answer each must
+//! get. Then the connection machine's longer paths: keep-alive reuse of a
+//! bridge connection, a WebSocket tunnel, plain HTTP redirected, a drain.
+#![cfg(feature = "tls")]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex, mpsc};
+
+use causeway_testkit::bridge::TestCa;
+use causeway_testkit::wait::PATIENCE;
+use proxy_core::runtime::{Link, Proxy, Upstream};
+use rustls::pki_types::ServerName;
+
+const JOIN: &str = "join.example.test";
+
+/// A web bridge speaking plain HTTP/1.1 on loopback: answers every request
+/// `200 hello <path>` (keep-alive), a WebSocket upgrade with 101 and then
+/// echoes; sends every request head it reads to the test.
+struct Bridge {
+    addr: SocketAddr,
+    heads: mpsc::Receiver<String>,
+    connections: Arc<Mutex<usize>>,
+}
+
+fn bridge() -> Bridge {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, heads) = mpsc::channel();
+    let connections = Arc::new(Mutex::new(0));
+    let counted = connections.clone();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(s) = s else { return };
+            *counted.lock().unwrap() += 1;
+            let tx = tx.clone();
+            std::thread::spawn(move || serve_bridge(s, tx));
+        }
+    });
+    Bridge {
+        addr,
+        heads,
+        connections,
+    }
+}
+
+fn serve_bridge(s: TcpStream, heads: mpsc::Sender<String>) {
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    loop {
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            head.push_str(&line);
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let _ = heads.send(head.clone());
+        let path = head.split(' ').nth(1).unwrap_or("").to_string();
+        if head.to_ascii_lowercase().contains("upgrade: websocket") {
+            let key = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            let accept = proxy_core::websocket::accept_key(&key);
+            let accept = String::from_utf8_lossy(&accept);
+            let _ = write!(
+                w,
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+            );
+            // Echo raw bytes from here on: frames come back as they went.
+            let mut buf = [0u8; 4096];
+            loop {
+                match r.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        if w.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        let body = format!("hello {path}");
+        let _ = write!(
+            w,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+    }
+}
+
+/// The proxy in front of `bridge`, with its TLS configuration for browsers.
+fn proxy(bridge: &Bridge, ca: &TestCa) -> (Arc<Proxy>, Arc<rustls::ServerConfig>) {
+    let up = Upstream::parse(&format!("http://{}", bridge.addr)).unwrap();
+    let proxy = Proxy::builder().site(JOIN, up).loops(1).build().unwrap();
+    let leaf = ca.leaf(&[JOIN]);
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![leaf.cert_der.clone()], leaf.key_der.clone_key())
+    .unwrap();
+    (proxy, Arc::new(tls))
+}
+
+/// A browser's connection handed to the proxy as a TLS front would: the
+/// server end of a loopback pair with a fresh TLS session, the SNI the browser
+/// sends. Returns the browser's end, speaking TLS (or plain, without `tls`).
+fn browser(
+    proxy: &Proxy,
+    tls: Option<&Arc<rustls::ServerConfig>>,
+    ca: &TestCa,
+) -> Box<dyn ReadWrite> {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, peer) = listener.accept().unwrap();
+    server.set_nonblocking(true).unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    let session = tls.map(|cfg| rustls::ServerConnection::new(cfg.clone()).unwrap());
+    let sni = tls.map(|_| JOIN.to_string());
+    proxy.hand_off(Link::accepted(server, session), Vec::new(), sni, peer);
+    match tls {
+        None => Box::new(client),
+        Some(_) => {
+            let conn = rustls::ClientConnection::new(
+                ca.client_config(),
+                ServerName::try_from(JOIN).unwrap(),
+            )
+            .unwrap();
+            Box::new(rustls::StreamOwned::new(conn, client))
+        }
+    }
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+/// Reads one response: its head, and as much body as Content-Length says.
+fn response(s: &mut dyn ReadWrite) -> (u16, String, String) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).expect("a response");
+        assert!(n > 0, "closed before a whole response: {got:?}");
+        got.extend_from_slice(&buf[..n]);
+        let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&got[..end]).to_string();
+        let len = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse::<usize>().unwrap())
+            })
+            .unwrap_or(0);
+        if got.len() >= end + 4 + len {
+            let status = head[9..12].parse().unwrap();
+            let body = String::from_utf8_lossy(&got[end + 4..end + 4 + len]).to_string();
+            return (status, head, body);
+        }
+    }
+}
+
+#[test]
+fn each_request_gets_the_answer_its_case_says() {
+    let ca = TestCa::new();
+    let bridge = bridge();
+    let (proxy, tls) = proxy(&bridge, &ca);
+    // (what, request, status, what the body or head must hold)
+    let cases: &[(&str, String, u16, &str)] = &[
+        (
+            "a page, forwarded",
+            format!("GET /meeting/1 HTTP/1.1\r\nHost: {JOIN}\r\n\r\n"),
+            200,
+            "hello /meeting/1",
+        ),
+        (
+            "a path normalised before it goes on",
+            format!("GET /a/../b/./c HTTP/1.1\r\nHost: {JOIN}\r\n\r\n"),
+            200,
+            "hello /b/c",
+        ),
+        (
+            "a host that is no join URL",
+            "GET / HTTP/1.1\r\nHost: other.example.test\r\n\r\n".to_string(),
+            421,
+            "",
+        ),
+        (
+            "a method the web bridge rule does not allow",
+            format!("TRACE / HTTP/1.1\r\nHost: {JOIN}\r\n\r\n"),
+            405,
+            "",
+        ),
+        (
+            "conflicting lengths (request smuggling)",
+            format!(
+                "POST / HTTP/1.1\r\nHost: {JOIN}\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+            ),
+            400,
+            "",
+        ),
+    ];
+    for (what, request, status, holds) in cases {
+        let mut b = browser(&proxy, Some(&tls), &ca);
+        b.write_all(request.as_bytes()).unwrap();
+        let (got, head, body) = response(&mut *b);
+        assert_eq!(got, *status, "{what}: {head}");
+        assert!(
+            body.contains(holds) || head.contains(holds),
+            "{what}: {head}\n{body}"
+        );
+    }
+    // What the web bridge was sent carries the client's address, and no
+    // hop-by-hop field of the browser's.
+    let head = bridge.heads.recv_timeout(PATIENCE).unwrap();
+    assert!(head.contains("X-Forwarded-For: 127.0.0.1"), "{head}");
+    assert!(head.contains("X-Forwarded-Proto: https"), "{head}");
+}
+
+#[test]
+fn a_kept_alive_bridge_connection_carries_the_next_requests() {
+    let ca = TestCa::new();
+    let bridge = bridge();
+    let (proxy, tls) = proxy(&bridge, &ca);
+    let mut b = browser(&proxy, Some(&tls), &ca);
+    for i in 0..3 {
+        write!(b, "GET /r{i} HTTP/1.1\r\nHost: {JOIN}\r\n\r\n").unwrap();
+        let (status, _, body) = response(&mut *b);
+        assert_eq!((status, body), (200, format!("hello /r{i}")));
+    }
+    assert_eq!(
+        *bridge.connections.lock().unwrap(),
+        1,
+        "one bridge connection"
+    );
+    let stats = proxy.stats();
+    assert_eq!((stats.bridge_connections, stats.bridge_reuses), (1, 2));
+}
+
+#[test]
+fn a_websocket_tunnel_relays_both_ways_and_is_counted() {
+    let ca = TestCa::new();
+    let bridge = bridge();
+    let (proxy, tls) = proxy(&bridge, &ca);
+    let mut b = browser(&proxy, Some(&tls), &ca);
+    write!(
+        b,
+        "GET /ws HTTP/1.1\r\nHost: {JOIN}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    let (status, head, _) = response(&mut *b);
+    assert_eq!(status, 101, "{head}");
+    assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+    // A masked text frame "ping" goes up; the bridge echoes it down as is.
+    let frame = [
+        0x81,
+        0x84,
+        1,
+        2,
+        3,
+        4,
+        b'p' ^ 1,
+        b'i' ^ 2,
+        b'n' ^ 3,
+        b'g' ^ 4,
+    ];
+    b.write_all(&frame).unwrap();
+    let mut back = [0u8; 10];
+    b.read_exact(&mut back).unwrap();
+    assert_eq!(back, frame);
+    assert_eq!(proxy.stats().tunnels, 1);
+}
+
+#[test]
+fn plain_http_on_the_tls_port_is_sent_to_https() {
+    let ca = TestCa::new();
+    let bridge = bridge();
+    let (proxy, _) = proxy(&bridge, &ca);
+    let mut b = browser(&proxy, None, &ca);
+    write!(b, "GET /join?id=1 HTTP/1.1\r\nHost: {JOIN}\r\n\r\n").unwrap();
+    let (status, head, _) = response(&mut *b);
+    assert_eq!(status, 301, "{head}");
+    assert!(
+        head.contains(&format!("Location: https://{JOIN}/join?id=1")),
+        "{head}"
+    );
+}
+
+#[test]
+fn a_draining_proxy_refuses_a_new_connection_and_serves_a_kept_one() {
+    let ca = TestCa::new();
+    let bridge = bridge();
+    let (proxy, tls) = proxy(&bridge, &ca);
+    let mut kept = browser(&proxy, Some(&tls), &ca);
+    write!(kept, "GET /before HTTP/1.1\r\nHost: {JOIN}\r\n\r\n").unwrap();
+    assert_eq!(response(&mut *kept).0, 200);
+    proxy.drain();
+    let mut new = browser(&proxy, Some(&tls), &ca);
+    write!(new, "GET / HTTP/1.1\r\nHost: {JOIN}\r\n\r\n").unwrap();
+    assert_eq!(response(&mut *new).0, 503);
+    // The kept connection's next request is answered, and it is closed after.
+    write!(kept, "GET /after HTTP/1.1\r\nHost: {JOIN}\r\n\r\n").unwrap();
+    let (status, head, _) = response(&mut *kept);
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+}
