@@ -98,7 +98,8 @@ pub type RulePath = heapless::String<128>;
 pub struct Rule {
     /// Schemes it covers.
     pub schemes: &'static [Scheme],
-    /// The listener port it covers.
+    /// The listener port it covers; 0: the port the proxy serves on (each
+    /// connection's own, when the proxy is not told one).
     pub port: u16,
     /// Prefix or exact.
     pub matching: Match,
@@ -173,7 +174,7 @@ pub fn check(
 ) -> Result<(), Refusal> {
     let mut path_covered = false;
     for r in rules {
-        if r.port != port || !r.schemes.contains(&scheme) || !r.covers(path) {
+        if (r.port != 0 && r.port != port) || !r.schemes.contains(&scheme) || !r.covers(path) {
             continue;
         }
         path_covered = true;

@@ -39,6 +39,9 @@ pub enum Reason {
     MethodNotAllowed,
     /// The Host (or the TLS SNI) names no configured join URL, or they disagree.
     UnknownHost,
+    /// The Host names a port other than the one the join URLs are served on
+    /// (421).
+    WrongPort,
     /// A WebSocket upgrade request that is incomplete or carries a body.
     BadUpgrade,
     /// A chunked body whose framing is broken (bad or overflowing chunk size).
@@ -74,7 +77,7 @@ impl Refusal {
             Reason::NotAllowed => 403,
             Reason::MethodNotAllowed => 405,
             Reason::UriTooLong => 414,
-            Reason::UnknownHost => 421,
+            Reason::UnknownHost | Reason::WrongPort => 421,
             Reason::HeadersTooLarge => 431,
             Reason::HeaderTimeout | Reason::BodyTimeout | Reason::BodyTooSlow => 408,
             Reason::Version => 505,
@@ -89,7 +92,7 @@ impl Refusal {
     pub const fn must_close(&self) -> bool {
         !matches!(
             self.reason,
-            Reason::NotAllowed | Reason::MethodNotAllowed | Reason::UnknownHost
+            Reason::NotAllowed | Reason::MethodNotAllowed | Reason::UnknownHost | Reason::WrongPort
         )
     }
 }
@@ -114,6 +117,9 @@ impl fmt::Display for Reason {
             Reason::NotAllowed => "path not in the allow list",
             Reason::MethodNotAllowed => "method not allowed for this path",
             Reason::UnknownHost => "host is not a configured join URL",
+            Reason::WrongPort => {
+                "the Host names another port than the one the join URLs are served on"
+            }
             Reason::BadUpgrade => "invalid WebSocket upgrade",
             Reason::BadChunk => "broken chunked framing",
             Reason::Version => "HTTP version not supported",

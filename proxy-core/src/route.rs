@@ -51,7 +51,7 @@ pub fn route(
     let unknown = Refusal::new(Reason::UnknownHost);
     let (name, p) = split_port(host).ok_or(unknown)?;
     if p.is_some_and(|p| p != port) {
-        return Err(unknown);
+        return Err(Refusal::new(Reason::WrongPort));
     }
     let name = name.strip_suffix('.').unwrap_or(name);
     // RFC 6066 forbids IP literals in SNI; some clients send them anyway: ignore.
@@ -100,10 +100,8 @@ mod test {
             Ok(1)
         );
         assert_eq!(
-            route(&sites, "join.example.com:8443", None, 443)
-                .unwrap_err()
-                .status,
-            421
+            route(&sites, "join.example.com:8443", None, 443).unwrap_err(),
+            Refusal::new(Reason::WrongPort)
         );
         assert_eq!(
             route(&sites, "other.example.com", None, 443)

@@ -201,6 +201,12 @@ fn each_request_gets_the_answer_its_case_says() {
             "",
         ),
         (
+            "a Host naming a port the proxy is not reached on",
+            format!("GET / HTTP/1.1\r\nHost: {JOIN}:1\r\n\r\n"),
+            421,
+            "another port",
+        ),
+        (
             "a method the web bridge rule does not allow",
             format!("TRACE / HTTP/1.1\r\nHost: {JOIN}\r\n\r\n"),
             405,

@@ -110,8 +110,8 @@ fn web_proxy(plan: &Plan, old: Option<&Proxy>) -> Result<Option<Arc<Proxy>>, Str
     let Some(web) = &plan.web else {
         return Ok(None);
     };
+    // The port each browser reached is the one its connection arrived on.
     let mut b = Proxy::builder()
-        .port(plan.relay.tls_listen.first().map_or(443, |a| a.port()))
         .web_bridge_rules(web.web_bridge_rules)
         .deadlines(web.deadlines)
         .send_stall(web.send_stall)

@@ -493,3 +493,59 @@ fn bad_tls_configurations_are_refused_at_start() {
     assert_eq!(code, Some(2));
     assert!(err.contains("`proxy`"), "{err}");
 }
+
+/// A node that is only the web proxy: no TURN listener, no TURN users. It
+/// starts (with a warning saying what it is), serves HTTPS on its TLS listener
+/// with the listener's own port in the Host, and opens nothing else for TURN.
+#[test]
+fn a_web_proxy_only_node_serves_https_with_no_turn_listener() {
+    let ca = TestCa::new();
+    let bridge = start_bridge(&ca.leaf(&["localhost"]));
+    let dir = TempDir::new("web-only");
+    let front = ca.leaf(&[JOIN]);
+    let cert = dir.write("front.pem", &front.cert_pem);
+    let key = dir.write("front.key", &front.key_pem);
+    let ca_file = dir.write("ca.pem", &ca.cert_pem);
+    let toml = format!(
+        r#"listen = []
+tls_listen = ["127.0.0.1:0"]
+admin = "127.0.0.1:0"
+cert = "{cert}"
+key = "{key}"
+upstream_ca = "{ca}"
+proxy = ["{JOIN}=https://localhost:{bport}"]
+"#,
+        cert = cert.display(),
+        key = key.display(),
+        ca = ca_file.display(),
+        bport = bridge.port(),
+    );
+    let cfg = dir.write("causeway.toml", &toml);
+    let server = Server::start(&["--config", cfg.to_str().unwrap()]);
+    let tls_addr = server.startup_addr("causeway: listening on tls ");
+    server.wait_log("a web-proxy-only node");
+    let s = Setup {
+        _dir: dir,
+        _closed: socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap(),
+        ca,
+        server,
+        tls_addr,
+        http_addr: tls_addr,
+    };
+    let mut t = connect(&s, JOIN);
+    // The Host names the port the browser reached: the listener's own.
+    let request = format!(
+        "GET /index.html HTTP/1.1\r\nHost: {JOIN}:{}\r\n\r\n",
+        tls_addr.port()
+    );
+    let (status, head, body) = exchange(&mut t, request.as_bytes());
+    assert_eq!(status, 200, "{head}{body}");
+    assert!(
+        !s.server
+            .log_lines()
+            .iter()
+            .any(|l| l.starts_with("causeway: listening on udp")),
+        "a TURN listener was opened: {}",
+        s.server.log_tail()
+    );
+}

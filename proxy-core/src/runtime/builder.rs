@@ -23,7 +23,7 @@ pub struct ProxyBuilder {
     sites: Vec<(String, Upstream)>,
     rules: Vec<Rule>,
     web_bridge_rules: bool,
-    port: u16,
+    port: Option<u16>,
     client_tls: Option<Arc<rustls::ClientConfig>>,
     deadlines: Deadlines,
     send_stall: Duration,
@@ -49,7 +49,7 @@ impl Proxy {
             sites: Vec::new(),
             rules: Vec::new(),
             web_bridge_rules: true,
-            port: 443,
+            port: None,
             client_tls: None,
             deadlines: Deadlines::default(),
             send_stall: Duration::from_secs(60),
@@ -110,9 +110,11 @@ impl ProxyBuilder {
         self
     }
 
-    /// The TLS port browsers use (443).
+    /// The TLS port browsers reach, when a NAT or a load balancer maps it to
+    /// another on this host (the Host header names this one). By default each
+    /// connection's own: the port of the listener it arrived on.
     pub fn port(mut self, port: u16) -> Self {
-        self.port = port;
+        self.port = Some(port);
         self
     }
 
@@ -215,11 +217,13 @@ impl ProxyBuilder {
             upstreams.push(up);
         }
         let mut rules = self.rules;
-        for r in rules.iter_mut().filter(|r| r.port == 0) {
-            r.port = self.port;
+        if let Some(port) = self.port {
+            for r in rules.iter_mut().filter(|r| r.port == 0) {
+                r.port = port;
+            }
         }
         if !hosts.is_empty() && self.web_bridge_rules {
-            rules.push(Rule::web_bridge_default(self.port));
+            rules.push(Rule::web_bridge_default(self.port.unwrap_or(0)));
         }
         // Without web bridges that speak TLS, a configuration that trusts nothing:
         // it is never asked to connect.

@@ -22,7 +22,8 @@ pub(crate) struct Config {
     pub(crate) hosts: Vec<(String, usize)>,
     pub(crate) upstreams: Vec<Upstream>,
     pub(crate) rules: Vec<Rule>,
-    pub(crate) port: u16,
+    /// The port browsers reach; `None`: each connection's own.
+    pub(crate) port: Option<u16>,
     pub(crate) client_tls: Arc<rustls::ClientConfig>,
     pub(crate) deadlines: Deadlines,
     pub(crate) send_stall: Duration,

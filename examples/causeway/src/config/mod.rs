@@ -292,7 +292,7 @@ impl Default for LimitsConfig {
 pub(crate) struct RuleConfig {
     /// `https`, `wss`, or both.
     pub(crate) scheme: Vec<String>,
-    /// Listener port; default: the TLS listener's port (443).
+    /// Listener port; default: whichever TLS listener the request arrived on.
     pub(crate) port: Option<u16>,
     /// `prefix` or `exact`.
     #[serde(rename = "match")]

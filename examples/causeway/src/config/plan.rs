@@ -228,6 +228,13 @@ fn warnings(c: &Config) -> Vec<String> {
     if let Some(t) = &c.admin_token_file {
         w.extend(readable_by_others(t, "admin_token_file"));
     }
+    if c.listen.is_empty() && c.user.is_empty() && c.shared_secret.is_empty() && !c.demo_user {
+        w.push(
+            "a web-proxy-only node: no TURN listener and no TURN credentials, so TURN clients \
+             reaching tls_listen are refused (401)"
+                .to_string(),
+        );
+    }
     for s in &c.shared_secret {
         if s.len() < SECRET_MIN {
             w.push(format!(
@@ -277,8 +284,11 @@ fn admin_access(c: &Config) -> Result<AdminPlan, ConfigError> {
 }
 
 fn listeners(c: &Config) -> Result<(), ConfigError> {
-    if c.listen.is_empty() {
-        return Err(field("listen", "at least one address is needed"));
+    if c.listen.is_empty() && c.tls_listen.is_empty() {
+        return Err(field(
+            "listen",
+            "at least one address is needed (listen, or tls_listen for a web-proxy-only node)",
+        ));
     }
     let mut seen = HashSet::new();
     for a in &c.listen {
@@ -503,7 +513,9 @@ fn users(c: &Config) -> Result<Vec<(String, UserSecret)>, ConfigError> {
         }
         users.push((name.to_string(), secret));
     }
-    if users.is_empty() && c.shared_secret.is_empty() && !c.demo_user {
+    // A web-proxy-only node (join URLs, no TURN listener) needs no TURN users.
+    let web_only = c.listen.is_empty() && !c.proxy.is_empty();
+    if users.is_empty() && c.shared_secret.is_empty() && !c.demo_user && !web_only {
         return Err(field(
             "user",
             "no credentials: give --user NAME:PASS, --shared-secret, or demo_user = true",

@@ -152,6 +152,8 @@ struct Up {
 
 /// One browser connection.
 pub(crate) struct Conn {
+    /// The port its browser reached (the Host header must name it).
+    port: u16,
     client: Side,
     up: Option<Up>,
     /// Since when `up` has been idle, kept for the next request.
@@ -194,7 +196,9 @@ impl Conn {
         ticket: Ticket,
         now: Instant,
     ) -> Conn {
+        let local_port = link.sock.local_addr().map_or(443, |a| a.port());
         Conn {
+            port: cfg.port.unwrap_or(local_port),
             tls: link.tls.is_some(),
             client: Side::new(link, now, cfg.budget.clone()),
             up: None,

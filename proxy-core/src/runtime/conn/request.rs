@@ -130,12 +130,21 @@ impl Conn {
         let dcfg = decide::Config {
             sites: &sites,
             rules: &cfg.rules,
-            port: cfg.port,
+            port: self.port,
         };
         let mut path_buf = [0u8; 4096];
         let f = match decide::decide(&dcfg, head, self.sni.as_deref(), &mut path_buf) {
             Ok(f) => f,
-            Err(r) => return Judged::Refuse(r, after_refusal(&r, Some(head)), what),
+            Err(r) => {
+                // Which port was expected: an embedder behind a NAT sets it
+                // (ProxyBuilder::port), or the listener's own is taken.
+                let what = if r.reason == Reason::WrongPort {
+                    format!("{what} (join URLs are served on port {})", self.port)
+                } else {
+                    what
+                };
+                return Judged::Refuse(r, after_refusal(&r, Some(head)), what);
+            }
         };
         let mut out = vec![0u8; head_len + HEAD_EXTRA + 2 * head.host.len() + f.path.len()];
         let req = Request {
