@@ -328,3 +328,29 @@ fn a_draining_proxy_refuses_a_new_connection_and_serves_a_kept_one() {
         "{head}"
     );
 }
+
+#[test]
+fn a_tls_listener_of_the_proxys_own_serves_its_join_urls() {
+    let ca = TestCa::new();
+    let bridge = bridge();
+    let (proxy, tls) = proxy(&bridge, &ca);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serving = proxy.clone();
+    std::thread::spawn(move || serving.serve_tls(listener, tls));
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+    let conn =
+        rustls::ClientConnection::new(ca.client_config(), ServerName::try_from(JOIN).unwrap())
+            .unwrap();
+    let mut b = rustls::StreamOwned::new(conn, tcp);
+    // The Host names the listener's own port: no ProxyBuilder::port needed.
+    write!(
+        b,
+        "GET /own HTTP/1.1\r\nHost: {JOIN}:{}\r\n\r\n",
+        addr.port()
+    )
+    .unwrap();
+    let (status, head, body) = response(&mut b);
+    assert_eq!((status, body.as_str()), (200, "hello /own"), "{head}");
+}

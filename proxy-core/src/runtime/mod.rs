@@ -2,9 +2,11 @@
 //! bridges behind it, deciding with this crate's sans-IO functions and doing the
 //! I/O and TLS (rustls) here.
 //!
-//! Connections come from whoever owns the TLS listener: turn-core's std relay
-//! demultiplexes port 443 and hands every connection whose opening (inside TLS) is
-//! HTTP to [`Proxy::hand_off`]. A few event loops (one per core by default) serve
+//! Connections come from a TLS listener of the proxy's own
+//! ([`Proxy::serve_tls`]), or from a front that owns the port and hands over
+//! every connection whose opening is HTTP ([`Proxy::hand_off`]: turn-core's std
+//! relay, sharing port 443 with TURN, wired through its `on_http` hook). A few
+//! event loops (one per core by default) serve
 //! them all, each connection a state machine: requests read and judged one after
 //! another, each answered exactly once (refused, redirected, or forwarded with its
 //! body streamed both ways through bounded queues), and after a valid 101 the
@@ -40,9 +42,9 @@ mod conn;
 mod dns;
 mod engine;
 mod link;
+mod listener;
 mod pool;
 mod prelude;
-mod redirect;
 mod side;
 pub mod tls;
 mod upstream;
@@ -203,7 +205,31 @@ impl Proxy {
     /// configured join URL, until the process ends (run it on its own thread).
     /// The redirects follow the proxy that [took over](Proxy::take_over) last.
     pub fn serve_redirect(&self, listener: std::net::TcpListener) {
-        redirect::serve(self, listener);
+        listener::serve(self, listener, None);
+    }
+
+    /// Serves HTTPS on a TLS listener of the proxy's own, until the process
+    /// ends (run it on its own thread): for an embedder with no TLS front of
+    /// its own (turn-core's relay is one: it hands over what it demultiplexes,
+    /// and runs handshakes on threads of its own). Each handshake runs on the
+    /// event loops, under the connection limits; the Host must name the
+    /// listener's port unless [`ProxyBuilder::port`] says another.
+    ///
+    /// ```no_run
+    /// use std::net::TcpListener;
+    /// use proxy_core::runtime::{Proxy, Upstream, tls};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let proxy = Proxy::builder()
+    ///     .site("join.example.com", Upstream::parse("https://webbridge.internal:443")?)
+    ///     .upstream_tls(tls::client_config(Some("internal-ca.pem".as_ref()))?)
+    ///     .build()?;
+    /// let front = tls::server_config("front.pem".as_ref(), "front.key".as_ref(), &["join.example.com"])?;
+    /// proxy.serve_tls(TcpListener::bind("0.0.0.0:443")?, front);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn serve_tls(&self, listener: std::net::TcpListener, tls: Arc<rustls::ServerConfig>) {
+        listener::serve(self, listener, Some(&tls));
     }
 
     /// Makes this proxy, built [replacing](ProxyBuilder::replacing) another,

@@ -133,7 +133,14 @@ impl Conn {
             port: self.port,
         };
         let mut path_buf = [0u8; 4096];
-        let f = match decide::decide(&dcfg, head, self.sni.as_deref(), &mut path_buf) {
+        // The SNI the front read, or (a connection whose handshake ran here)
+        // the one this session negotiated.
+        let negotiated = match &self.client.link.tls {
+            Some(rustls::Connection::Server(c)) if self.sni.is_none() => c.server_name(),
+            _ => None,
+        };
+        let sni = self.sni.as_deref().or(negotiated);
+        let f = match decide::decide(&dcfg, head, sni, &mut path_buf) {
             Ok(f) => f,
             Err(r) => {
                 // Which port was expected: an embedder behind a NAT sets it

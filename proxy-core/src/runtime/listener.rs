@@ -1,7 +1,9 @@
-//! Plain HTTP on port 80: every request is answered with a 301 to https (the
-//! reference redirects 80 to 443) at the configured join URL its Host names (or
-//! the first one), never at the Host it sent. Malformed requests get 400, and
-//! without any join URL configured, 421.
+//! The proxy's own listeners. Plain HTTP on port 80: every request is answered
+//! with a 301 to https (the reference redirects 80 to 443) at the configured
+//! join URL its Host names (or the first one), never at the Host it sent.
+//! Malformed requests get 400, and without any join URL configured, 421. And a
+//! TLS listener of the proxy's own, for an embedder with no TLS front (no TURN
+//! relay sharing the port): each connection's handshake runs on the event loops.
 //!
 //! The connections are served by the proxy's event loops like those of port 443
 //! (a plain link is answered with the redirect: see the request half of
@@ -12,6 +14,7 @@
 use crate::runtime::prelude::*;
 use std::io;
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
 use log::warn;
@@ -20,8 +23,9 @@ use super::Proxy;
 use super::link::Link;
 
 /// Accepts on `listener` until the process ends and hands each connection to
-/// `proxy`'s loops, with the configuration of the proxy that took over last.
-pub(super) fn serve(proxy: &Proxy, listener: TcpListener) {
+/// `proxy`'s loops: plain, with the configuration of the proxy that took over
+/// last (port 80), or with a TLS session of `tls` and `proxy`'s own.
+pub(super) fn serve(proxy: &Proxy, listener: TcpListener, tls: Option<&Arc<rustls::ServerConfig>>) {
     for stream in listener.incoming() {
         let s = match stream {
             Ok(s) => s,
@@ -31,7 +35,7 @@ pub(super) fn serve(proxy: &Proxy, listener: TcpListener) {
                 if e.raw_os_error().is_some_and(|c| c == 23 || c == 24)
                     || e.kind() == io::ErrorKind::OutOfMemory
                 {
-                    warn!("http redirect: cannot accept: {e}");
+                    warn!("web proxy listener: cannot accept: {e}");
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 continue;
@@ -42,7 +46,12 @@ pub(super) fn serve(proxy: &Proxy, listener: TcpListener) {
             continue;
         }
         let _ = s.set_nodelay(true);
-        let link = Link::plain(mio::net::TcpStream::from_std(s));
-        proxy.hand_off_current(link, peer);
+        match tls.map(|cfg| rustls::ServerConnection::new(cfg.clone())) {
+            None => proxy.hand_off_current(Link::plain(mio::net::TcpStream::from_std(s)), peer),
+            Some(Ok(session)) => {
+                proxy.hand_off(Link::accepted(s, Some(session)), Vec::new(), None, peer)
+            }
+            Some(Err(e)) => warn!("https: cannot start a TLS session: {e}"),
+        }
     }
 }
