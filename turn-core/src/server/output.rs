@@ -201,6 +201,7 @@ pub enum Outgoing<'a> {
 impl ClientOutput {
     /// The bytes to send: a reply from `out`, or relayed data from `packet` (the
     /// client's packet, for the client of `tuple`).
+    #[inline]
     pub(crate) fn outgoing<'a>(
         &self,
         tuple: FiveTuple,
@@ -240,6 +241,7 @@ impl ClientOutput {
 impl PeerOutput {
     /// The bytes to send to the client, from `buf` (the peer buffer the server
     /// wrapped the datagram in).
+    #[inline]
     pub(crate) fn outgoing<'a>(&self, buf: &'a [u8]) -> Outgoing<'a> {
         match self {
             PeerOutput::Forward { tuple, data } => match buf.get(data.clone()) {
