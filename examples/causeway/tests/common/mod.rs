@@ -39,14 +39,17 @@ impl Server {
             .to_string()
     }
 
-    /// The admin token it printed the place of.
-    pub fn admin_token(&self) -> String {
-        let path = self
-            .startup
+    /// Where it drew its admin token, if it drew one (no `admin_token_file`).
+    fn token_path(&self) -> Option<&str> {
+        self.startup
             .iter()
             .find_map(|l| l.strip_prefix("causeway: admin token in "))
             .and_then(|r| r.split(" (").next())
-            .expect("the admin token's file printed");
+    }
+
+    /// The admin token it printed the place of.
+    pub fn admin_token(&self) -> String {
+        let path = self.token_path().expect("the admin token's file printed");
         std::fs::read_to_string(path)
             .unwrap_or_else(|e| panic!("{path}: {e}"))
             .trim()
@@ -198,6 +201,12 @@ impl Drop for Server {
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
             let _ = self.child.wait();
+            // Killed, it could not remove the token file it drew (a stop does).
+            if let Some(path) = self.token_path()
+                && path.starts_with(&std::env::temp_dir().display().to_string())
+            {
+                let _ = std::fs::remove_file(path);
+            }
         }
         if std::thread::panicking() {
             eprintln!(
