@@ -354,3 +354,18 @@ fn a_tls_listener_of_the_proxys_own_serves_its_join_urls() {
     let (status, head, body) = response(&mut b);
     assert_eq!((status, body.as_str()), (200, "hello /own"), "{head}");
 }
+
+#[test]
+fn settings_are_data_and_a_bad_set_is_refused_by_name() {
+    use proxy_core::runtime::{ProxyError, ProxySettings};
+    let up = Upstream::parse("http://127.0.0.1:9").unwrap();
+    let mut s = ProxySettings::default();
+    assert_eq!((s.max_per_source, s.bridge_keepalive), (8192, 64));
+    s.sites.push((JOIN.to_string(), up.clone()));
+    s.sites.push((JOIN.to_ascii_uppercase(), up));
+    s.event_loops = Some(1);
+    match Proxy::with_settings(s).build() {
+        Err(ProxyError::DuplicateSite(host)) => assert_eq!(host, JOIN),
+        other => panic!("{other:?}"),
+    }
+}

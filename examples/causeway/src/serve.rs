@@ -111,33 +111,9 @@ fn web_proxy(plan: &Plan, old: Option<&Proxy>) -> Result<Option<Arc<Proxy>>, Str
         return Ok(None);
     };
     // The port each browser reached is the one its connection arrived on.
-    let mut b = Proxy::builder()
-        .web_bridge_rules(web.web_bridge_rules)
-        .deadlines(web.deadlines)
-        .send_stall(web.send_stall)
-        .max_per_source(web.max_per_source)
-        .ipv6_source_prefix(web.ipv6_source_prefix)
-        .bridge_pool(web.bridge_keepalive, web.bridge_keepalive_idle);
-    if let Some(n) = web.max_connections {
-        b = b.max_connections(n);
-    }
-    if let Some(n) = web.event_loops {
-        b = b.loops(n);
-    }
-    if let Some(bytes) = web.memory_budget {
-        b = b.memory_budget(bytes);
-    }
+    let mut b = Proxy::with_settings(web.clone());
     if let Some(old) = old {
         b = b.replacing(old);
-    }
-    for (host, up) in &web.sites {
-        b = b.site(host, up.clone());
-    }
-    for r in &web.rules {
-        b = b.rule(r.clone());
-    }
-    if let Some(tls) = &web.upstream_tls {
-        b = b.upstream_tls(tls.clone());
     }
     b.build()
         .map(Some)

@@ -15,52 +15,27 @@ use crate::timer::Deadlines;
 use super::admission::Admission;
 use super::config::{Config, GENERATIONS};
 use super::engine::Engine;
-use super::{MAX_SITES, Proxy, Runtime, Upstream, dns, side, tls};
+use super::{MAX_SITES, Proxy, ProxySettings, Runtime, Upstream, dns, side, tls};
 
-/// Builds a [`Proxy`].
+/// Builds a [`Proxy`]: [`ProxySettings`] changed one setter at a time.
 #[derive(Debug)]
 pub struct ProxyBuilder {
-    sites: Vec<(String, Upstream)>,
-    rules: Vec<Rule>,
-    web_bridge_rules: bool,
-    port: Option<u16>,
-    client_tls: Option<Arc<rustls::ClientConfig>>,
-    deadlines: Deadlines,
-    send_stall: Duration,
-    upstream_timeout: Duration,
-    max_connections: Option<usize>,
-    max_per_source: usize,
-    v6_prefix: u8,
-    memory_budget: Option<usize>,
-    loops: Option<usize>,
-    pool_per_bridge: usize,
-    pool_idle: Duration,
+    s: ProxySettings,
     replacing: Option<Arc<Runtime>>,
 }
 
 impl Proxy {
-    /// A builder with the defaults of the reference deployment: port 443, the
-    /// web bridge rule for every site (prefix `/`, GET POST PUT HEAD DELETE, https
-    /// and wss), proxy-core's timers, one event loop per core, connections up to
-    /// what the open-file limit allows, 8192 from one address (an office NAT),
-    /// 64 idle connections per web bridge and loop kept 30 s.
+    /// A builder with the defaults of the reference deployment
+    /// ([`ProxySettings::default`]).
     pub fn builder() -> ProxyBuilder {
+        Proxy::with_settings(ProxySettings::default())
+    }
+
+    /// A builder starting from `settings` (a deployment's, read from its
+    /// configuration), which the setters then change.
+    pub fn with_settings(settings: ProxySettings) -> ProxyBuilder {
         ProxyBuilder {
-            sites: Vec::new(),
-            rules: Vec::new(),
-            web_bridge_rules: true,
-            port: None,
-            client_tls: None,
-            deadlines: Deadlines::default(),
-            send_stall: Duration::from_secs(60),
-            upstream_timeout: Duration::from_secs(60),
-            max_connections: None,
-            max_per_source: 8192,
-            v6_prefix: crate::source::DEFAULT_V6_PREFIX,
-            memory_budget: None,
-            loops: None,
-            pool_per_bridge: 64,
-            pool_idle: Duration::from_secs(30),
+            s: settings,
             replacing: None,
         }
     }
@@ -68,9 +43,12 @@ impl Proxy {
 
 /// Why a proxy cannot be built.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum ProxyError {
-    /// More join URLs than [`MAX_SITES`], or one twice.
-    Sites(String),
+    /// More join URLs than [`MAX_SITES`].
+    TooManySites,
+    /// A join URL given twice.
+    DuplicateSite(String),
     /// TLS toward the web bridges cannot be set up.
     Tls(String),
     /// The event loops cannot be started.
@@ -80,33 +58,42 @@ pub enum ProxyError {
 impl fmt::Display for ProxyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ProxyError::Sites(s) | ProxyError::Tls(s) => f.write_str(s),
+            ProxyError::TooManySites => write!(f, "at most {MAX_SITES} join URLs"),
+            ProxyError::DuplicateSite(host) => write!(f, "`{host}` is given twice"),
+            ProxyError::Tls(s) => f.write_str(s),
             ProxyError::Loops(e) => write!(f, "cannot start the web proxy's event loops: {e}"),
         }
     }
 }
 
-impl std::error::Error for ProxyError {}
+impl std::error::Error for ProxyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ProxyError::Loops(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 impl ProxyBuilder {
     /// A join URL `host` (for example `join.example.com`) and the web bridge it
     /// maps to.
     pub fn site(mut self, host: &str, upstream: Upstream) -> Self {
-        self.sites.push((host.to_ascii_lowercase(), upstream));
+        self.s.sites.push((host.to_ascii_lowercase(), upstream));
         self
     }
 
     /// An allow-list rule beyond the web bridge rule (port 0 means the proxy's
     /// port).
     pub fn rule(mut self, rule: Rule) -> Self {
-        self.rules.push(rule);
+        self.s.rules.push(rule);
         self
     }
 
     /// Whether each web bridge gets the reference's rule (prefix `/`, the five
     /// methods, https and wss); `false` leaves only [`ProxyBuilder::rule`]s.
     pub fn web_bridge_rules(mut self, on: bool) -> Self {
-        self.web_bridge_rules = on;
+        self.s.web_bridge_rules = on;
         self
     }
 
@@ -114,32 +101,32 @@ impl ProxyBuilder {
     /// another on this host (the Host header names this one). By default each
     /// connection's own: the port of the listener it arrived on.
     pub fn port(mut self, port: u16) -> Self {
-        self.port = Some(port);
+        self.s.port = Some(port);
         self
     }
 
     /// TLS toward the web bridges (see [`tls::client_config`]); without it, https
     /// web bridges cannot be reached.
     pub fn upstream_tls(mut self, cfg: Arc<rustls::ClientConfig>) -> Self {
-        self.client_tls = Some(cfg);
+        self.s.upstream_tls = Some(cfg);
         self
     }
 
     /// Read deadlines for clients.
     pub fn deadlines(mut self, d: Deadlines) -> Self {
-        self.deadlines = d;
+        self.s.deadlines = d;
         self
     }
 
     /// Longest stall of a write to a browser.
     pub fn send_stall(mut self, d: Duration) -> Self {
-        self.send_stall = d;
+        self.s.send_stall = d;
         self
     }
 
     /// How long a web bridge may take to answer, and to send each piece.
     pub fn upstream_timeout(mut self, d: Duration) -> Self {
-        self.upstream_timeout = d;
+        self.s.upstream_timeout = d;
         self
     }
 
@@ -147,21 +134,21 @@ impl ProxyBuilder {
     /// is raised to its hard limit when the proxy is built, less a reserve: each
     /// connection holds a socket to the browser and one to the web bridge).
     pub fn max_connections(mut self, n: usize) -> Self {
-        self.max_connections = Some(n);
+        self.s.max_connections = Some(n);
         self
     }
 
     /// Most connections served at once from one address (0: no such limit).
     /// Offices put many browsers behind one address: the default is 8192.
     pub fn max_per_source(mut self, n: usize) -> Self {
-        self.max_per_source = n;
+        self.s.max_per_source = n;
         self
     }
 
     /// The prefix length an IPv6 source is counted by for `max_per_source`
     /// (default 64: a subscriber's network, not one of its addresses).
     pub fn ipv6_source_prefix(mut self, bits: u8) -> Self {
-        self.v6_prefix = bits.min(128);
+        self.s.ipv6_source_prefix = bits.min(128);
         self
     }
 
@@ -175,21 +162,21 @@ impl ProxyBuilder {
     /// record), so traffic that moves keeps moving: the budget is exceeded by
     /// at most 20 KiB per connection that starts a response once it is spent.
     pub fn memory_budget(mut self, bytes: usize) -> Self {
-        self.memory_budget = Some(bytes);
+        self.s.memory_budget = Some(bytes);
         self
     }
 
     /// Event loops serving connections (default: one per core).
     pub fn loops(mut self, n: usize) -> Self {
-        self.loops = Some(n.max(1));
+        self.s.event_loops = Some(n.max(1));
         self
     }
 
     /// Idle web bridge connections kept per web bridge and loop (0: none), each
     /// at most `idle`.
     pub fn bridge_pool(mut self, per_bridge: usize, idle: Duration) -> Self {
-        self.pool_per_bridge = per_bridge;
-        self.pool_idle = idle;
+        self.s.bridge_keepalive = per_bridge;
+        self.s.bridge_keepalive_idle = idle;
         self
     }
 
@@ -204,36 +191,38 @@ impl ProxyBuilder {
 
     /// The proxy, its event loops started.
     pub fn build(self) -> Result<Arc<Proxy>, ProxyError> {
-        if self.sites.len() > MAX_SITES {
-            return Err(ProxyError::Sites(format!("at most {MAX_SITES} join URLs")));
+        let ProxyBuilder { s, replacing } = self;
+        if s.sites.len() > MAX_SITES {
+            return Err(ProxyError::TooManySites);
         }
         let mut hosts = Vec::new();
         let mut upstreams = Vec::new();
-        for (host, up) in self.sites {
+        for (host, up) in s.sites {
+            let host = host.to_ascii_lowercase();
             if hosts.iter().any(|(h, _)| *h == host) {
-                return Err(ProxyError::Sites(format!("`{host}` is given twice")));
+                return Err(ProxyError::DuplicateSite(host));
             }
             hosts.push((host, upstreams.len()));
             upstreams.push(up);
         }
-        let mut rules = self.rules;
-        if let Some(port) = self.port {
+        let mut rules = s.rules;
+        if let Some(port) = s.port {
             for r in rules.iter_mut().filter(|r| r.port == 0) {
                 r.port = port;
             }
         }
-        if !hosts.is_empty() && self.web_bridge_rules {
-            rules.push(Rule::web_bridge_default(self.port.unwrap_or(0)));
+        if !hosts.is_empty() && s.web_bridge_rules {
+            rules.push(Rule::web_bridge_default(s.port.unwrap_or(0)));
         }
         // Without web bridges that speak TLS, a configuration that trusts nothing:
         // it is never asked to connect.
-        let client_tls = match self.client_tls {
+        let client_tls = match s.upstream_tls {
             Some(c) => c,
             None => tls::client_config(None).map_err(ProxyError::Tls)?,
         };
-        let max = self.max_connections.unwrap_or_else(default_max_connections);
-        let budget_bytes = self.memory_budget.unwrap_or_else(default_memory_budget);
-        let (resolver, counters, budget) = match &self.replacing {
+        let max = s.max_connections.unwrap_or_else(default_max_connections);
+        let budget_bytes = s.memory_budget.unwrap_or_else(default_memory_budget);
+        let (resolver, counters, budget) = match &replacing {
             Some(r) => (r.resolver.clone(), r.counters.clone(), r.budget.clone()),
             None => (
                 Arc::new(dns::Resolver::default()),
@@ -245,30 +234,30 @@ impl ProxyBuilder {
             hosts,
             upstreams,
             rules,
-            port: self.port,
+            port: s.port,
             client_tls,
-            deadlines: self.deadlines,
-            send_stall: self.send_stall,
-            upstream_timeout: self.upstream_timeout,
-            pool_per_bridge: self.pool_per_bridge,
-            pool_idle: self.pool_idle,
+            deadlines: s.deadlines,
+            send_stall: s.send_stall,
+            upstream_timeout: s.upstream_timeout,
+            pool_per_bridge: s.bridge_keepalive,
+            pool_idle: s.bridge_keepalive_idle,
             resolver: resolver.clone(),
             counters: counters.clone(),
             budget: budget.clone(),
             generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
             draining: AtomicBool::new(false),
         });
-        let runtime = match self.replacing {
+        let runtime = match replacing {
             Some(r) => r,
             None => {
-                let loops = self.loops.unwrap_or_else(|| {
+                let loops = s.event_loops.unwrap_or_else(|| {
                     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
                 });
                 Arc::new(Runtime {
                     engine: Engine::start(loops, &resolver).map_err(ProxyError::Loops)?,
                     admission: {
-                        let a = Admission::new(max, self.max_per_source);
-                        a.set_limits(max, self.max_per_source, self.v6_prefix);
+                        let a = Admission::new(max, s.max_per_source);
+                        a.set_limits(max, s.max_per_source, s.ipv6_source_prefix);
                         a
                     },
                     resolver,
@@ -281,7 +270,7 @@ impl ProxyBuilder {
         Ok(Arc::new(Proxy {
             cfg,
             runtime,
-            limits: (max, self.max_per_source, self.v6_prefix),
+            limits: (max, s.max_per_source, s.ipv6_source_prefix),
             budget_bytes,
         }))
     }

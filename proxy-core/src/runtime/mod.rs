@@ -45,6 +45,7 @@ mod link;
 mod listener;
 mod pool;
 mod prelude;
+mod settings;
 mod side;
 pub mod tls;
 mod upstream;
@@ -61,6 +62,7 @@ use engine::{Engine, Handoff};
 
 pub use builder::{ProxyBuilder, ProxyError};
 pub use link::Link;
+pub use settings::ProxySettings;
 pub use upstream::{ConnectError, Upstream};
 
 /// Most join URLs one proxy serves.

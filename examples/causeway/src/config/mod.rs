@@ -175,19 +175,21 @@ pub(crate) struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        let d = proxy_core::timer::Deadlines::default();
+        // The library's defaults, in the file's units.
+        let p = proxy_core::runtime::ProxySettings::default();
+        let d = p.deadlines;
         HttpConfig {
             head_timeout_secs: d.head_ms / 1000,
             body_timeout_secs: d.body_idle_ms / 1000,
             body_grace_secs: d.body_grace_ms / 1000,
             body_min_rate: d.body_min_rate,
             keepalive_timeout_secs: d.idle_ms / 1000,
-            send_timeout_secs: 60,
-            max_connections: 0,
-            max_per_source: 8192,
-            event_loops: 0,
-            bridge_keepalive: 64,
-            bridge_keepalive_secs: 30,
+            send_timeout_secs: p.send_stall.as_secs(),
+            max_connections: p.max_connections.unwrap_or(0),
+            max_per_source: p.max_per_source,
+            event_loops: p.event_loops.unwrap_or(0),
+            bridge_keepalive: p.bridge_keepalive,
+            bridge_keepalive_secs: p.bridge_keepalive_idle.as_secs(),
             memory_budget_mb: 0,
         }
     }

@@ -10,9 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use proxy_core::allow::Rule;
-use proxy_core::runtime::Upstream;
-use proxy_core::timer::Deadlines;
+use proxy_core::runtime::ProxySettings;
 use turn_core::adapters::std::{Settings, TcpLimits};
 use turn_core::server::policy::{Cidr, LOCAL_MAX, LocalPeer, RANGES_MAX};
 use turn_core::server::{REALM_MAX, SECRET_MAX, SECRETS_MAX, SOFTWARE_MAX, Secret, USERNAME_MAX};
@@ -34,7 +32,7 @@ pub(crate) struct Plan {
     /// TLS for the TLS listeners, loaded and checked.
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
     /// The web proxy, with the TLS listeners.
-    pub(crate) web: Option<WebPlan>,
+    pub(crate) web: Option<ProxySettings>,
     /// Status JSON and metrics.
     pub(crate) admin: SocketAddr,
     /// Who may use the admin port (the token read from its file, if one is
@@ -93,37 +91,6 @@ impl std::fmt::Debug for AdminPlan {
     }
 }
 
-/// The web proxy's part.
-#[derive(Debug, Clone)]
-pub(crate) struct WebPlan {
-    /// Join URL hosts and their web bridges.
-    pub(crate) sites: Vec<(String, Upstream)>,
-    /// Extra allow-list rules (port 0: the TLS listener's).
-    pub(crate) rules: Vec<Rule>,
-    /// Whether each web bridge gets the reference's rule.
-    pub(crate) web_bridge_rules: bool,
-    /// TLS toward web bridges.
-    pub(crate) upstream_tls: Option<Arc<rustls::ClientConfig>>,
-    /// Timers against slow clients.
-    pub(crate) deadlines: Deadlines,
-    /// Longest stall of a write to a browser.
-    pub(crate) send_stall: Duration,
-    /// Most connections at once (`None`: from the open-file limit).
-    pub(crate) max_connections: Option<usize>,
-    /// Most connections at once from one address (0: no such limit).
-    pub(crate) max_per_source: usize,
-    /// The prefix an IPv6 source is counted by.
-    pub(crate) ipv6_source_prefix: u8,
-    /// Event loops (`None`: one per core).
-    pub(crate) event_loops: Option<usize>,
-    /// Idle connections kept per web bridge and loop.
-    pub(crate) bridge_keepalive: usize,
-    /// How long each is kept.
-    pub(crate) bridge_keepalive_idle: Duration,
-    /// What the queues may hold together, bytes (`None`: from the memory).
-    pub(crate) memory_budget: Option<usize>,
-}
-
 impl TryFrom<&Config> for Plan {
     type Error = ConfigError;
 
@@ -176,21 +143,25 @@ impl TryFrom<&Config> for Plan {
                     .map_err(ConfigError::Tls)?,
             )
         };
-        let web = tls.as_ref().map(|_| WebPlan {
-            sites,
-            rules,
-            web_bridge_rules: c.web_bridge_rules,
-            upstream_tls,
-            deadlines: c.http.deadlines(),
-            send_stall: Duration::from_secs(c.http.send_timeout_secs),
-            max_connections: (c.http.max_connections > 0).then_some(c.http.max_connections),
-            max_per_source: c.http.max_per_source,
-            ipv6_source_prefix: c.ipv6_source_prefix,
-            event_loops: (c.http.event_loops > 0).then_some(c.http.event_loops),
-            bridge_keepalive: c.http.bridge_keepalive,
-            bridge_keepalive_idle: Duration::from_secs(c.http.bridge_keepalive_secs),
-            memory_budget: (c.http.memory_budget_mb > 0)
-                .then(|| usize::try_from(c.http.memory_budget_mb << 20).unwrap_or(usize::MAX)),
+        let web = tls.as_ref().map(|_| {
+            // The library's settings, with its defaults for what the file
+            // leaves out.
+            let mut w = ProxySettings::default();
+            w.sites = sites;
+            w.rules = rules;
+            w.web_bridge_rules = c.web_bridge_rules;
+            w.upstream_tls = upstream_tls;
+            w.deadlines = c.http.deadlines();
+            w.send_stall = Duration::from_secs(c.http.send_timeout_secs);
+            w.max_connections = (c.http.max_connections > 0).then_some(c.http.max_connections);
+            w.max_per_source = c.http.max_per_source;
+            w.ipv6_source_prefix = c.ipv6_source_prefix;
+            w.event_loops = (c.http.event_loops > 0).then_some(c.http.event_loops);
+            w.bridge_keepalive = c.http.bridge_keepalive;
+            w.bridge_keepalive_idle = Duration::from_secs(c.http.bridge_keepalive_secs);
+            w.memory_budget = (c.http.memory_budget_mb > 0)
+                .then(|| usize::try_from(c.http.memory_budget_mb << 20).unwrap_or(usize::MAX));
+            w
         });
         let admin_access = admin_access(c)?;
         let warnings = warnings(c);
