@@ -209,20 +209,25 @@ impl HttpConfig {
 }
 
 impl Default for Config {
+    /// The library's defaults (turn-core's `Settings`, proxy-core's
+    /// `ProxySettings`), in the file's words; what only the program has (the
+    /// admin port, logs, usage records) is set here.
     fn default() -> Self {
+        let lib = turn_core::adapters::std::Settings::default();
+        let t = &lib.turn;
         Config {
-            listen: vec![SocketAddr::from(([127, 0, 0, 1], 3478))],
-            realm: "causeway".into(),
-            software: "causeway".into(),
+            listen: lib.listen.clone(),
+            realm: t.realm.to_string(),
+            software: t.software.to_string(),
             user: Vec::new(),
             demo_user: false,
             shared_secret: Vec::new(),
-            relay_range: "49152-65535".into(),
+            relay_range: format!("{}-{}", t.port_min, t.port_max),
             relay_ip: Vec::new(),
             external_ip: Vec::new(),
             allow_peer: Vec::new(),
             proxy_protocol_from: Vec::new(),
-            ipv6_source_prefix: 64,
+            ipv6_source_prefix: lib.tcp.ipv6_source_prefix,
             deny_peer: Vec::new(),
             allow_local_peer: Vec::new(),
             tls_listen: Vec::new(),
@@ -240,11 +245,11 @@ impl Default for Config {
                 .map(String::from)
                 .to_vec(),
             alternate_server: None,
-            legacy_channels: true,
-            classic_stun: true,
-            max_lifetime: 3600,
-            nonce_lifetime: 600,
-            threads: 0,
+            legacy_channels: t.legacy_channels,
+            classic_stun: t.classic_stun,
+            max_lifetime: t.max_lifetime_secs,
+            nonce_lifetime: t.nonce_lifetime_secs,
+            threads: lib.threads,
             log_level: "info".into(),
             quota: QuotaConfig::default(),
             bandwidth: Default::default(),
@@ -279,11 +284,12 @@ pub(crate) struct LimitsConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
+        let t = turn_core::server::Config::new("causeway");
         LimitsConfig {
-            unauth_burst: 100,
-            unauth_per_sec: 50,
-            unauth_total_per_sec: 2000,
-            unauth_verified_per_sec: 10_000,
+            unauth_burst: t.unauth_burst,
+            unauth_per_sec: t.unauth_per_sec,
+            unauth_total_per_sec: t.unauth_global_per_sec,
+            unauth_verified_per_sec: t.unauth_verified_per_sec,
         }
     }
 }
@@ -345,14 +351,15 @@ pub(crate) struct TcpConfig {
 
 impl Default for TcpConfig {
     fn default() -> Self {
+        let t = turn_core::adapters::std::TcpLimits::default();
         TcpConfig {
-            max_connections: 4096,
-            max_per_source: 1024,
-            handshake_timeout_secs: 10,
-            idle_timeout_secs: 60,
-            tls_threads: 0,
-            tls_handshakes_per_sec: 200,
-            tls_handshake_burst: 1000,
+            max_connections: t.max_connections,
+            max_per_source: t.max_per_source,
+            handshake_timeout_secs: t.handshake_timeout.as_secs(),
+            idle_timeout_secs: t.idle_timeout.as_secs(),
+            tls_threads: t.tls_threads,
+            tls_handshakes_per_sec: t.tls_handshakes_per_sec,
+            tls_handshake_burst: t.tls_handshake_burst,
         }
     }
 }

@@ -312,3 +312,36 @@ fn a_toml_error_names_the_place_and_never_the_text() {
     assert!(e.starts_with("/etc/causeway/causeway.toml:3:"), "{e}");
     assert!(!e.contains("hunter2"), "{e}");
 }
+
+/// What the file leaves out is what the libraries default to: one default per
+/// setting, kept in the type that uses it.
+#[test]
+fn what_the_file_leaves_out_is_the_librarys_default() {
+    let mut c = Config::default();
+    c.user = vec!["alice:a-long-enough-password".into()];
+    let p = Plan::try_from(&c).unwrap();
+    let lib = turn_core::adapters::std::Settings::default();
+    assert_eq!(p.relay.listen, lib.listen);
+    assert_eq!(p.relay.tcp, lib.tcp);
+    let (a, b) = (&p.relay.turn, &lib.turn);
+    assert_eq!(
+        (a.port_min, a.port_max, a.max_lifetime_secs, a.nonce_lifetime_secs),
+        (b.port_min, b.port_max, b.max_lifetime_secs, b.nonce_lifetime_secs)
+    );
+    assert_eq!(
+        (a.legacy_channels, a.classic_stun, a.unauth_burst, a.unauth_per_sec),
+        (b.legacy_channels, b.classic_stun, b.unauth_burst, b.unauth_per_sec)
+    );
+    assert_eq!(
+        (a.unauth_global_per_sec, a.unauth_verified_per_sec),
+        (b.unauth_global_per_sec, b.unauth_verified_per_sec)
+    );
+    let web = proxy_core::runtime::ProxySettings::default();
+    let h = HttpConfig::default();
+    assert_eq!(h.max_per_source, web.max_per_source);
+    assert_eq!(h.deadlines(), web.deadlines);
+    assert_eq!(
+        (h.bridge_keepalive, h.bridge_keepalive_secs),
+        (web.bridge_keepalive, web.bridge_keepalive_idle.as_secs())
+    );
+}
