@@ -325,12 +325,32 @@ fn what_the_file_leaves_out_is_the_librarys_default() {
     assert_eq!(p.relay.tcp, lib.tcp);
     let (a, b) = (&p.relay.turn, &lib.turn);
     assert_eq!(
-        (a.port_min, a.port_max, a.max_lifetime_secs, a.nonce_lifetime_secs),
-        (b.port_min, b.port_max, b.max_lifetime_secs, b.nonce_lifetime_secs)
+        (
+            a.port_min,
+            a.port_max,
+            a.max_lifetime_secs,
+            a.nonce_lifetime_secs
+        ),
+        (
+            b.port_min,
+            b.port_max,
+            b.max_lifetime_secs,
+            b.nonce_lifetime_secs
+        )
     );
     assert_eq!(
-        (a.legacy_channels, a.classic_stun, a.unauth_burst, a.unauth_per_sec),
-        (b.legacy_channels, b.classic_stun, b.unauth_burst, b.unauth_per_sec)
+        (
+            a.legacy_channels,
+            a.classic_stun,
+            a.unauth_burst,
+            a.unauth_per_sec
+        ),
+        (
+            b.legacy_channels,
+            b.classic_stun,
+            b.unauth_burst,
+            b.unauth_per_sec
+        )
     );
     assert_eq!(
         (a.unauth_global_per_sec, a.unauth_verified_per_sec),
