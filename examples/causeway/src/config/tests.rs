@@ -317,8 +317,10 @@ fn a_toml_error_names_the_place_and_never_the_text() {
 /// setting, kept in the type that uses it.
 #[test]
 fn what_the_file_leaves_out_is_the_librarys_default() {
-    let mut c = Config::default();
-    c.user = vec!["alice:a-long-enough-password".into()];
+    let c = Config {
+        user: vec!["alice:a-long-enough-password".into()],
+        ..Config::default()
+    };
     let p = Plan::try_from(&c).unwrap();
     let lib = turn_core::adapters::std::Settings::default();
     assert_eq!(p.relay.listen, lib.listen);
