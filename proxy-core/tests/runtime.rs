@@ -11,6 +11,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex, mpsc};
 
 use causeway_testkit::bridge::TestCa;
+use causeway_testkit::http::read_response;
 use causeway_testkit::wait::PATIENCE;
 use proxy_core::runtime::{Link, Proxy, Upstream};
 use rustls::pki_types::ServerName;
@@ -147,34 +148,6 @@ fn browser(
 trait ReadWrite: Read + Write {}
 impl<T: Read + Write> ReadWrite for T {}
 
-/// Reads one response: its head, and as much body as Content-Length says.
-fn response(s: &mut dyn ReadWrite) -> (u16, String, String) {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = s.read(&mut buf).expect("a response");
-        assert!(n > 0, "closed before a whole response: {got:?}");
-        got.extend_from_slice(&buf[..n]);
-        let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
-            continue;
-        };
-        let head = String::from_utf8_lossy(&got[..end]).to_string();
-        let len = head
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-length:")
-                    .map(|v| v.trim().parse::<usize>().unwrap())
-            })
-            .unwrap_or(0);
-        if got.len() >= end + 4 + len {
-            let status = head[9..12].parse().unwrap();
-            let body = String::from_utf8_lossy(&got[end + 4..end + 4 + len]).to_string();
-            return (status, head, body);
-        }
-    }
-}
-
 #[test]
 fn each_request_gets_the_answer_its_case_says() {
     let ca = TestCa::new();
@@ -224,7 +197,7 @@ fn each_request_gets_the_answer_its_case_says() {
     for (what, request, status, holds) in cases {
         let mut b = browser(&proxy, Some(&tls), &ca);
         b.write_all(request.as_bytes()).unwrap();
-        let (got, head, body) = response(&mut *b);
+        let (got, head, body) = read_response(&mut *b);
         assert_eq!(got, *status, "{what}: {head}");
         assert!(
             body.contains(holds) || head.contains(holds),
@@ -246,7 +219,7 @@ fn a_kept_alive_bridge_connection_carries_the_next_requests() {
     let mut b = browser(&proxy, Some(&tls), &ca);
     for i in 0..3 {
         write!(b, "GET /r{i} HTTP/1.1\r\nHost: {JOIN}\r\n\r\n").unwrap();
-        let (status, _, body) = response(&mut *b);
+        let (status, _, body) = read_response(&mut *b);
         assert_eq!((status, body), (200, format!("hello /r{i}")));
     }
     assert_eq!(
@@ -269,7 +242,7 @@ fn a_websocket_tunnel_relays_both_ways_and_is_counted() {
         "GET /ws HTTP/1.1\r\nHost: {JOIN}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )
     .unwrap();
-    let (status, head, _) = response(&mut *b);
+    let (status, head, _) = read_response(&mut *b);
     assert_eq!(status, 101, "{head}");
     assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
     // A masked text frame "ping" goes up; the bridge echoes it down as is.
@@ -299,7 +272,7 @@ fn plain_http_on_the_tls_port_is_sent_to_https() {
     let (proxy, _) = proxy(&bridge, &ca);
     let mut b = browser(&proxy, None, &ca);
     write!(b, "GET /join?id=1 HTTP/1.1\r\nHost: {JOIN}\r\n\r\n").unwrap();
-    let (status, head, _) = response(&mut *b);
+    let (status, head, _) = read_response(&mut *b);
     assert_eq!(status, 301, "{head}");
     assert!(
         head.contains(&format!("Location: https://{JOIN}/join?id=1")),
@@ -314,14 +287,14 @@ fn a_draining_proxy_refuses_a_new_connection_and_serves_a_kept_one() {
     let (proxy, tls) = proxy(&bridge, &ca);
     let mut kept = browser(&proxy, Some(&tls), &ca);
     write!(kept, "GET /before HTTP/1.1\r\nHost: {JOIN}\r\n\r\n").unwrap();
-    assert_eq!(response(&mut *kept).0, 200);
+    assert_eq!(read_response(&mut *kept).0, 200);
     proxy.drain();
     let mut new = browser(&proxy, Some(&tls), &ca);
     write!(new, "GET / HTTP/1.1\r\nHost: {JOIN}\r\n\r\n").unwrap();
-    assert_eq!(response(&mut *new).0, 503);
+    assert_eq!(read_response(&mut *new).0, 503);
     // The kept connection's next request is answered, and it is closed after.
     write!(kept, "GET /after HTTP/1.1\r\nHost: {JOIN}\r\n\r\n").unwrap();
-    let (status, head, _) = response(&mut *kept);
+    let (status, head, _) = read_response(&mut *kept);
     assert_eq!(status, 200);
     assert!(
         head.to_ascii_lowercase().contains("connection: close"),
@@ -351,7 +324,7 @@ fn a_tls_listener_of_the_proxys_own_serves_its_join_urls() {
         addr.port()
     )
     .unwrap();
-    let (status, head, body) = response(&mut b);
+    let (status, head, body) = read_response(&mut b);
     assert_eq!((status, body.as_str()), (200, "hello /own"), "{head}");
 }
 

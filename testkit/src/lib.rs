@@ -13,7 +13,8 @@
 //! - [`bridge`]: a throwaway CA, temporary directories, the stand-in web bridge;
 //! - [`chromium`], [`prometheus`]: Debian's Chromium (over DevTools) and
 //!   Prometheus;
-//! - [`delay`]: a UDP link of a known delay.
+//! - [`delay`]: a UDP link of a known delay;
+//! - [`http`]: one HTTP/1.1 response read off a stream.
 //!
 //! Every limit here is many times what an idle machine needs: CI runs on a busy
 //! two-core machine, and a limit only costs time when something is broken.
@@ -24,6 +25,7 @@ pub mod bridge;
 pub mod chromium;
 pub mod coturn;
 pub mod delay;
+pub mod http;
 pub mod output;
 pub mod prometheus;
 pub mod tools;

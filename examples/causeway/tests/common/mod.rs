@@ -8,7 +8,7 @@ pub mod turn;
 #[allow(unused_imports)]
 pub use causeway_testkit::{Output, coturn_tool, ensure_package, run_with_timeout};
 #[allow(unused_imports)]
-pub use causeway_testkit::{bridge, chromium, delay, prometheus, tools, wait};
+pub use causeway_testkit::{bridge, chromium, delay, http, prometheus, tools, wait};
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};

@@ -1,0 +1,49 @@
+//! One HTTP/1.1 response read off a stream: what the web proxy tests check.
+
+use std::io::Read;
+
+/// Reads one response: its status, its head, and as much body as its
+/// Content-Length says (panicking, with what came, if the stream ends or fails
+/// first).
+pub fn read_response<R: Read + ?Sized>(t: &mut R) -> (u16, String, String) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        let n = t.read(&mut chunk).unwrap_or_else(|e| {
+            panic!(
+                "no response ({:?}) after {:?}",
+                e.kind(),
+                String::from_utf8_lossy(&buf)
+            )
+        });
+        assert!(
+            n > 0,
+            "connection closed before a response: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let len = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse::<usize>().unwrap())
+        })
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        let n = t.read(&mut chunk).unwrap();
+        assert!(n > 0);
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    (
+        status,
+        head,
+        String::from_utf8_lossy(&buf[head_end..head_end + len]).to_string(),
+    )
+}
