@@ -1,13 +1,18 @@
-//! One HTTP/1.1 response read off a stream: what the web proxy tests check.
+//! HTTP/1.1 responses read off a stream: what the web proxy tests check.
 
 use std::io::Read;
 
 /// Reads one response: its status, its head, and as much body as its
 /// Content-Length says (panicking, with what came, if the stream ends or fails
-/// first).
+/// first). Bytes past it are dropped; [`read_next`] keeps them.
 pub fn read_response<R: Read + ?Sized>(t: &mut R) -> (u16, String, String) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
+    read_next(t, &mut Vec::new())
+}
+
+/// As [`read_response`], starting with what `buf` holds and leaving in it what
+/// follows the response (the next of several pipelined ones).
+pub fn read_next<R: Read + ?Sized>(t: &mut R, buf: &mut Vec<u8>) -> (u16, String, String) {
+    let mut chunk = [0u8; 16384];
     let head_end = loop {
         if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break p + 4;
@@ -16,13 +21,13 @@ pub fn read_response<R: Read + ?Sized>(t: &mut R) -> (u16, String, String) {
             panic!(
                 "no response ({:?}) after {:?}",
                 e.kind(),
-                String::from_utf8_lossy(&buf)
+                String::from_utf8_lossy(buf)
             )
         });
         assert!(
             n > 0,
             "connection closed before a response: {:?}",
-            String::from_utf8_lossy(&buf)
+            String::from_utf8_lossy(buf)
         );
         buf.extend_from_slice(&chunk[..n]);
     };
@@ -37,13 +42,13 @@ pub fn read_response<R: Read + ?Sized>(t: &mut R) -> (u16, String, String) {
         })
         .unwrap_or(0);
     while buf.len() < head_end + len {
-        let n = t.read(&mut chunk).unwrap();
-        assert!(n > 0);
+        let n = t
+            .read(&mut chunk)
+            .unwrap_or_else(|e| panic!("inside a body: {:?}", e.kind()));
+        assert!(n > 0, "closed inside a body");
         buf.extend_from_slice(&chunk[..n]);
     }
-    (
-        status,
-        head,
-        String::from_utf8_lossy(&buf[head_end..head_end + len]).to_string(),
-    )
+    let body = String::from_utf8_lossy(&buf[head_end..head_end + len]).to_string();
+    buf.drain(..head_end + len);
+    (status, head, body)
 }

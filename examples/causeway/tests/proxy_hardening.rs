@@ -101,43 +101,8 @@ impl Answer {
 
 /// Reads one response from `t`, keeping what follows it in `buf`.
 fn read_one(t: &mut impl Read, buf: &mut Vec<u8>) -> Answer {
-    let mut chunk = [0u8; 16384];
-    let head_end = loop {
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
-        }
-        let n = t.read(&mut chunk).unwrap_or_else(|e| {
-            panic!(
-                "no response ({:?}) after {:?}",
-                e.kind(),
-                String::from_utf8_lossy(buf)
-            )
-        });
-        assert!(
-            n > 0,
-            "closed before a response: {:?}",
-            String::from_utf8_lossy(buf)
-        );
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let mut a = Answer {
-        status,
-        head,
-        body: String::new(),
-    };
-    let len: usize = a.field("content-length").map_or(0, |v| v.parse().unwrap());
-    while buf.len() < head_end + len {
-        let n = t
-            .read(&mut chunk)
-            .unwrap_or_else(|e| panic!("inside a body: {:?}", e.kind()));
-        assert!(n > 0, "closed inside a body");
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    a.body = String::from_utf8_lossy(&buf[head_end..head_end + len]).to_string();
-    buf.drain(..head_end + len);
-    a
+    let (status, head, body) = common::http::read_next(t, buf);
+    Answer { status, head, body }
 }
 
 fn send(t: &mut Tls, bytes: &[u8]) {
