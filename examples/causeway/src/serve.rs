@@ -70,24 +70,12 @@ impl std::error::Error for ServeError {
     }
 }
 
-/// The configuration key (as the file and the flags name it) of a setting the
-/// relay refused under its library name.
-fn config_key(field: &str) -> &str {
-    match field {
-        "turn.policy.local" => "allow_local_peer",
-        "turn.policy.allow" => "allow_peer",
-        "turn.policy.deny" => "deny_peer",
-        "turn.relay_v4" | "turn.relay_v6" => "relay_ip",
-        "turn.realm" => "realm",
-        // listen, tls_listen, threads, tcp.tls_threads, user, xdp: the same.
-        other => other,
-    }
-}
-
 /// What the relay refused, naming the configuration key the operator wrote.
 fn relay_error(e: &StartError) -> String {
     match e {
-        StartError::Settings { field, problem } => format!("`{}`: {problem}", config_key(field)),
+        StartError::Settings { field, problem } => {
+            format!("`{}`: {problem}", crate::config::config_key(field))
+        }
         other => other.to_string(),
     }
 }

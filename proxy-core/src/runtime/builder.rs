@@ -50,7 +50,7 @@ pub enum ProxyError {
     /// A join URL given twice.
     DuplicateSite(String),
     /// TLS toward the web bridges cannot be set up.
-    Tls(String),
+    Tls(super::tls::TlsError),
     /// The event loops cannot be started.
     Loops(std::io::Error),
 }
@@ -60,7 +60,7 @@ impl fmt::Display for ProxyError {
         match self {
             ProxyError::TooManySites => write!(f, "at most {MAX_SITES} join URLs"),
             ProxyError::DuplicateSite(host) => write!(f, "`{host}` is given twice"),
-            ProxyError::Tls(s) => f.write_str(s),
+            ProxyError::Tls(e) => write!(f, "TLS toward the web bridges: {e}"),
             ProxyError::Loops(e) => write!(f, "cannot start the web proxy's event loops: {e}"),
         }
     }
@@ -70,7 +70,8 @@ impl std::error::Error for ProxyError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             ProxyError::Loops(e) => Some(e),
-            _ => None,
+            ProxyError::Tls(e) => Some(e),
+            ProxyError::TooManySites | ProxyError::DuplicateSite(_) => None,
         }
     }
 }

@@ -63,7 +63,7 @@ use engine::{Engine, Handoff};
 pub use builder::{ProxyBuilder, ProxyError};
 pub use link::Link;
 pub use settings::ProxySettings;
-pub use upstream::{ConnectError, Upstream};
+pub use upstream::{ConnectError, Upstream, UpstreamError};
 
 /// Most join URLs one proxy serves.
 pub const MAX_SITES: usize = 64;

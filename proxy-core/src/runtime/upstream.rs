@@ -35,8 +35,30 @@ impl fmt::Display for Upstream {
     }
 }
 
+/// Why a web bridge address is not one: what [`Upstream::parse`] refuses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UpstreamError {
+    /// The port is not a number from 1 to 65535.
+    BadPort(String),
+    /// The host is missing.
+    NoHost(String),
+}
+
+impl fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpstreamError::BadPort(s) => write!(f, "`{s}`: the port is not 1 to 65535"),
+            UpstreamError::NoHost(s) => write!(f, "`{s}` is not [https://]HOST[:PORT]"),
+        }
+    }
+}
+
+impl std::error::Error for UpstreamError {}
+
 /// Why a web bridge could not be reached: the causes the reference troubleshoots.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum ConnectError {
     /// The name does not resolve.
     Dns(io::Error),
@@ -59,9 +81,17 @@ impl fmt::Display for ConnectError {
     }
 }
 
+impl std::error::Error for ConnectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConnectError::Dns(e) | ConnectError::Refused(_, e) | ConnectError::Tls(e) => Some(e),
+        }
+    }
+}
+
 impl Upstream {
     /// Parses `https://host:port`, `http://host:port` or `host:port` (TLS).
-    pub fn parse(s: &str) -> Result<Upstream, String> {
+    pub fn parse(s: &str) -> Result<Upstream, UpstreamError> {
         let (tls, rest) = if let Some(r) = s.strip_prefix("https://") {
             (true, r)
         } else if let Some(r) = s.strip_prefix("http://") {
@@ -71,14 +101,19 @@ impl Upstream {
         };
         let rest = rest.trim_end_matches('/');
         let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-                (h, p.parse::<u16>().map_err(|_| format!("`{s}`: bad port"))?)
-            }
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
+                h,
+                p.parse::<u16>()
+                    .map_err(|_| UpstreamError::BadPort(s.into()))?,
+            ),
             _ => (rest, if tls { 443 } else { 80 }),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        if host.is_empty() || port == 0 {
-            return Err(format!("`{s}` is not [https://]HOST[:PORT]"));
+        if port == 0 {
+            return Err(UpstreamError::BadPort(s.into()));
+        }
+        if host.is_empty() {
+            return Err(UpstreamError::NoHost(s.into()));
         }
         Ok(Upstream {
             host: host.to_string(),

@@ -190,6 +190,20 @@ impl Config {
         {
             return e("relay_ip", "must be a unicast address of this host");
         }
+        if self
+            .external_v4
+            .is_some_and(|a| a.is_unspecified() || a.is_multicast())
+            || self
+                .external_v6
+                .is_some_and(|a| a.is_unspecified() || a.is_multicast())
+        {
+            return e("external_ip", "must be a unicast address");
+        }
+        if (self.external_v4.is_some() && self.relay_v4.is_none())
+            || (self.external_v6.is_some() && self.relay_v6.is_none())
+        {
+            return e("external_ip", "has no relay address of its family");
+        }
         if self.default_lifetime_secs == 0 || self.max_lifetime_secs < self.default_lifetime_secs {
             return e(
                 "max_lifetime",

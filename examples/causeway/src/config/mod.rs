@@ -19,7 +19,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::cli::ServeArgs;
 
-pub(crate) use plan::{Plan, UserSecret};
+pub(crate) use plan::{Plan, UserSecret, config_key};
 
 /// The embedded default configuration (loopback only).
 pub(crate) const DEFAULT_TOML: &str = include_str!("default.toml");
@@ -381,8 +381,9 @@ pub(crate) enum ConfigError {
     },
     /// A field's value is not acceptable.
     Field(&'static str, String),
-    /// The certificate, key or CA cannot be used (the message names the field).
-    Tls(String),
+    /// The certificate, key or CA cannot be used; the key is the one the
+    /// failing input came from.
+    Tls(proxy_core::runtime::tls::TlsError),
 }
 
 impl fmt::Display for ConfigError {
@@ -398,12 +399,29 @@ impl fmt::Display for ConfigError {
                 source, message, ..
             } => write!(f, "{source}: {message}"),
             ConfigError::Field(field, why) => write!(f, "`{field}`: {why}"),
-            ConfigError::Tls(why) => f.write_str(why),
+            ConfigError::Tls(e) => {
+                use proxy_core::runtime::tls::TlsInput;
+                let key = match e.input() {
+                    TlsInput::Certificate => "cert",
+                    TlsInput::Key => "key",
+                    TlsInput::CaBundle => "upstream_ca",
+                    _ => "proxy",
+                };
+                write!(f, "`{key}`: {e}")
+            }
         }
     }
 }
 
-impl std::error::Error for ConfigError {}
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConfigError::Read(_, e) => Some(e),
+            ConfigError::Tls(e) => Some(e),
+            ConfigError::Parse { .. } | ConfigError::Field(..) => None,
+        }
+    }
+}
 
 fn field(name: &'static str, why: impl Into<String>) -> ConfigError {
     ConfigError::Field(name, why.into())

@@ -4,14 +4,13 @@
 //! port, the redirect listener, the log level). `TryFrom<&Config>` validates
 //! and converts, naming the faulty field; limits are the library's own.
 
-use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use proxy_core::runtime::ProxySettings;
-use turn_core::adapters::std::{Settings, TcpLimits};
+use turn_core::adapters::std::{Settings, StartError, TcpLimits};
 use turn_core::server::policy::{Cidr, LOCAL_MAX, LocalPeer, RANGES_MAX};
 use turn_core::server::{REALM_MAX, SECRET_MAX, SECRETS_MAX, SOFTWARE_MAX, Secret, USERNAME_MAX};
 
@@ -112,16 +111,19 @@ impl TryFrom<&Config> for Plan {
                 tls_handshake_burst: c.tcp.tls_handshake_burst,
             },
             // The admin and redirect listeners are this host's too.
-            own_addresses: std::iter::once(c.admin)
-                .chain(c.http_redirect)
-                .map(|a| a.ip())
-                .collect(),
+            own_listeners: std::iter::once(c.admin).chain(c.http_redirect).collect(),
             ..Settings::default()
         };
         listeners(c)?;
         turn(c, &mut relay)?;
         c.bandwidth.apply(&mut relay.turn)?;
         fast_path(c, &mut relay)?;
+        // What the library refuses, in its words mapped to the file's keys.
+        relay.check().map_err(|e| match e {
+            StartError::Settings { field, problem } => super::field(config_key(field), problem),
+            StartError::Config(e) => super::field(e.field, e.problem.to_string()),
+            other => super::field("listen", other.to_string()),
+        })?;
         let users = users(c)?;
         super::bounds::check(c)?;
         let (sites, rules) = super::web::web(c)?;
@@ -255,18 +257,6 @@ fn admin_access(c: &Config) -> Result<AdminPlan, ConfigError> {
 }
 
 fn listeners(c: &Config) -> Result<(), ConfigError> {
-    if c.listen.is_empty() && c.tls_listen.is_empty() {
-        return Err(field(
-            "listen",
-            "at least one address is needed (listen, or tls_listen for a web-proxy-only node)",
-        ));
-    }
-    let mut seen = HashSet::new();
-    for a in &c.listen {
-        if !seen.insert(a) {
-            return Err(field("listen", format!("{a} is listed twice")));
-        }
-    }
     if c.admin.port() == 443 {
         return Err(field("admin", "the admin interface never shares port 443"));
     }
@@ -276,11 +266,28 @@ fn listeners(c: &Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The configuration key a setting of the library's (named as in turn-core's
+/// `Settings`) comes from; the library's own checks already name the TURN
+/// core's settings by their keys (`relay_range`, `max_lifetime`, ...).
+pub(crate) fn config_key(field: &'static str) -> &'static str {
+    match field {
+        "turn.policy.local" => "allow_local_peer",
+        "turn.policy.allow" => "allow_peer",
+        "turn.policy.deny" => "deny_peer",
+        "turn.relay_v4" | "turn.relay_v6" => "relay_ip",
+        "turn.realm" => "realm",
+        "turn.shared_secrets" => "shared_secret",
+        "xdp" => "xdp_interface",
+        // listen, tls_listen, threads, tcp.tls_threads, user: the same.
+        other => other,
+    }
+}
+
 /// The TURN core's settings: realm, secrets, relay addresses and ports, peers.
 fn turn(c: &Config, relay: &mut Settings) -> Result<(), ConfigError> {
     let t = &mut relay.turn;
-    if c.realm.is_empty() || c.realm.len() > REALM_MAX {
-        return Err(field("realm", format!("must be 1 to {REALM_MAX} bytes")));
+    if c.realm.len() > REALM_MAX {
+        return Err(field("realm", format!("longer than {REALM_MAX} bytes")));
     }
     t.realm.clear();
     let _ = t.realm.push_str(&c.realm);
@@ -323,9 +330,6 @@ fn turn(c: &Config, relay: &mut Settings) -> Result<(), ConfigError> {
         {
             return Err(field(name, "at most one IPv4 and one IPv6 address"));
         }
-        if list.iter().any(|a| a.is_unspecified() || a.is_multicast()) {
-            return Err(field(name, "must be unicast addresses of this host"));
-        }
     }
     for ip in &c.relay_ip {
         match ip {
@@ -357,23 +361,9 @@ fn turn(c: &Config, relay: &mut Settings) -> Result<(), ConfigError> {
             format!("at most {LOCAL_MAX} entries"),
         ));
     }
-    let ours = c
-        .listen
-        .iter()
-        .chain(&c.tls_listen)
-        .map(|a| ("TURN listener", *a))
-        .chain([("admin port", c.admin)])
-        .chain(c.http_redirect.map(|a| ("redirect port", a)));
-    let ours: Vec<_> = ours.collect();
     for s in &c.allow_local_peer {
         let local =
             LocalPeer::parse(s).map_err(|e| field("allow_local_peer", format!("`{s}`: {e}")))?;
-        if let Some((what, a)) = ours.iter().find(|(_, a)| local.covers_listener(*a)) {
-            return Err(field(
-                "allow_local_peer",
-                format!("`{s}` covers the {what} {a}: never open it to peers"),
-            ));
-        }
         let _ = t.policy.local.push(local);
     }
     for s in &c.proxy_protocol_from {
@@ -381,33 +371,19 @@ fn turn(c: &Config, relay: &mut Settings) -> Result<(), ConfigError> {
             Cidr::parse(s).map_err(|e| field("proxy_protocol_from", format!("`{s}`: {e}")))?;
         relay.proxy_protocol.push(cidr);
     }
-    if c.max_lifetime < 600 {
-        return Err(field(
-            "max_lifetime",
-            "must be at least 600 s (the default lifetime)",
-        ));
-    }
-    if c.nonce_lifetime == 0 {
-        return Err(field("nonce_lifetime", "must be at least 1 s"));
-    }
-    relay_addresses(c, relay)
+    relay_ports(c, relay)
 }
 
-/// A relay address per family, none of them a listener's port inside the range.
-fn relay_addresses(c: &Config, relay: &Settings) -> Result<(), ConfigError> {
+/// No listener's port inside the relay range on the relay address (the
+/// library allows it, as a relay socket skips a port taken; in a file it is a
+/// mistake that costs relay ports).
+fn relay_ports(c: &Config, relay: &Settings) -> Result<(), ConfigError> {
     let (v4, v6) = relay.relay_addresses();
-    if v4.is_none() && v6.is_none() {
-        return Err(field(
-            "relay_ip",
-            "no relay address: listen on a specific address or set relay_ip",
-        ));
-    }
     let (lo, hi) = (relay.turn.port_min, relay.turn.port_max);
     for a in &c.listen {
-        let relay_ip = if a.is_ipv4() {
-            v4.map(IpAddr::V4)
-        } else {
-            v6.map(IpAddr::V6)
+        let relay_ip = match a {
+            SocketAddr::V4(_) => v4.map(IpAddr::V4),
+            SocketAddr::V6(_) => v6.map(IpAddr::V6),
         };
         let shares_ip = a.ip().is_unspecified() || relay_ip == Some(a.ip());
         if a.port() != 0 && (lo..=hi).contains(&a.port()) && shares_ip {
@@ -417,19 +393,6 @@ fn relay_addresses(c: &Config, relay: &Settings) -> Result<(), ConfigError> {
                     "{a} is inside relay_range {lo}-{hi} on the relay address: relay sockets \
                      would compete with the listener for it; move one of them"
                 ),
-            ));
-        }
-    }
-    for e in &c.external_ip {
-        let has = if e.is_ipv4() {
-            v4.is_some()
-        } else {
-            v6.is_some()
-        };
-        if !has {
-            return Err(field(
-                "external_ip",
-                format!("{e} has no relay address of its family"),
             ));
         }
     }

@@ -31,7 +31,7 @@ fn embedded_default_is_valid_and_loopback() {
         p.relay.relay_addresses().0,
         Some("127.0.0.1".parse().unwrap())
     );
-    assert_eq!(p.relay.own_addresses, vec![p.admin.ip()]);
+    assert_eq!(p.relay.own_listeners, vec![p.admin]);
 }
 
 #[test]
@@ -86,6 +86,23 @@ fn bad_values_name_the_field() {
         "user",
     );
     check(&|c| c.max_lifetime = 10, "max_lifetime");
+    check(&|c| c.nonce_lifetime = 0, "nonce_lifetime");
+    check(&|c| c.realm = String::new(), "realm");
+    check(
+        &|c| c.relay_ip = vec!["0.0.0.0".parse().unwrap()],
+        "relay_ip",
+    );
+    check(
+        &|c| c.external_ip = vec!["224.0.0.1".parse().unwrap()],
+        "external_ip",
+    );
+    // The relay range holding the listener's port on the relay address.
+    check(&|c| c.relay_range = "3000-4000".into(), "listen");
+    // An entry over the admin port (a listener of the program's, not TURN's).
+    check(
+        &|c| c.allow_local_peer = vec![format!("{}", c.admin)],
+        "allow_local_peer",
+    );
 }
 
 #[test]

@@ -75,7 +75,7 @@ pub(super) fn web(c: &Config) -> Result<Web, ConfigError> {
         if sites.iter().any(|(h, _)| *h == host) {
             return Err(field("proxy", format!("`{host}` is listed twice")));
         }
-        let up = Upstream::parse(up.trim()).map_err(|e| field("proxy", e))?;
+        let up = Upstream::parse(up.trim()).map_err(|e| field("proxy", e.to_string()))?;
         if up.tls && c.upstream_ca.is_none() {
             return Err(field(
                 "upstream_ca",

@@ -94,7 +94,8 @@ impl ServerArgs {
             .ca
             .as_deref()
             .ok_or("--transport tls needs --ca FILE")?;
-        let config = proxy_core::runtime::tls::client_config(Some(ca))?;
+        let config =
+            proxy_core::runtime::tls::client_config(Some(ca)).map_err(|e| format!("--ca: {e}"))?;
         let name = self
             .server_name
             .clone()

@@ -81,10 +81,14 @@ pub struct Settings {
     pub tcp: TcpLimits,
     /// Worker threads; 0 for one per core.
     pub threads: usize,
-    /// Addresses of this host that peers may never be, besides the listeners and
-    /// relay addresses (which the relay adds): an admin interface, a redirect
-    /// listener.
+    /// Addresses of this host that peers may never be, besides the listeners,
+    /// the relay addresses and [`Settings::own_listeners`] (which the relay
+    /// adds).
     pub own_addresses: Vec<IpAddr>,
+    /// This program's other listening sockets (an admin interface, a redirect
+    /// listener): their addresses are own addresses too, and no
+    /// `turn.policy.local` entry may cover them.
+    pub own_listeners: Vec<SocketAddr>,
     /// TCP load balancers in front (HAProxy's PROXY protocol, v1 or v2): a TCP
     /// or TLS connection from one of these ranges must start with a PROXY
     /// header, and the client it names is the connection's client in logs,
@@ -114,6 +118,7 @@ impl Default for Settings {
             tcp: TcpLimits::default(),
             threads: 0,
             own_addresses: Vec::new(),
+            own_listeners: Vec::new(),
             proxy_protocol: Vec::new(),
             #[cfg(feature = "xdp")]
             xdp: super::XdpSettings::default(),

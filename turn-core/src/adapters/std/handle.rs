@@ -232,7 +232,7 @@ impl Relay {
     /// refused, naming the field. A refused reload changes nothing.
     pub fn reload(&self, builder: RelayBuilder) -> Result<(), StartError> {
         let mut parts = builder.into_parts()?;
-        let own = super::relay::check(&mut parts)?;
+        let own = super::check::check(&mut parts)?;
         let mut running = self.settings.lock().unwrap_or_else(|e| e.into_inner());
         let new = &parts.settings;
         // The running listeners are as bound: a port 0 asked for again is theirs.

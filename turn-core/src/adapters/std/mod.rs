@@ -98,6 +98,7 @@
 
 mod builder;
 mod capacity;
+mod check;
 pub mod client;
 mod clock;
 mod conn;

@@ -10,12 +10,14 @@
 use crate::adapters::std::prelude::*;
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
 
-use log::{info, warn};
+use log::info;
+#[cfg(feature = "xdp")]
+use log::warn;
 
 use crate::server::Slot;
 
@@ -23,6 +25,7 @@ use super::error::StartError;
 
 use super::builder::{Parts, Settings};
 use super::capacity::Capacity;
+use super::check::check;
 use super::handle::{Relay, Stopper};
 use super::net;
 use super::shared::{Quota, Shared};
@@ -39,96 +42,6 @@ fn random<const N: usize>() -> Result<[u8; N], StartError> {
         source: io::Error::other(e.to_string()),
     })?;
     Ok(b)
-}
-
-/// Fills in what the settings leave to the listeners: the relay addresses, and
-/// the own addresses peers may never be. Returns every own address: the
-/// policy holds the first [`OWN_MAX`](crate::server::policy::OWN_MAX), the
-/// workers' [`Host`](crate::server::Host) answers for all of them (a host may
-/// have hundreds: every ClusterIP of a Kubernetes node sits on one interface).
-fn resolve(settings: &mut Settings) -> Result<OwnAddresses, StartError> {
-    if settings.listen.is_empty() && settings.tls_listen.is_empty() {
-        return Err(StartError::Settings {
-            field: "listen",
-            problem: "at least one listener is needed".into(),
-        });
-    }
-    let (v4, v6) = settings.relay_addresses();
-    settings.turn.relay_v4 = v4;
-    settings.turn.relay_v6 = v6;
-    if v4.is_none() && v6.is_none() {
-        return Err(StartError::Settings {
-            field: "turn.relay_v4",
-            problem: "no relay address: listen on a specific address or set one".into(),
-        });
-    }
-    let listeners: Vec<SocketAddr> = settings
-        .listen
-        .iter()
-        .chain(&settings.tls_listen)
-        .copied()
-        .collect();
-    let own = own_addresses(&listeners, &settings.own_addresses);
-    // The relay and advertised addresses first (the core needs them in its
-    // list), then the others while there is room: past it the host's set
-    // answers (see above).
-    for ip in settings
-        .turn
-        .relay_ips()
-        .into_iter()
-        .flatten()
-        .chain(own.iter().copied())
-    {
-        let _ = settings.turn.policy.add_own(ip);
-    }
-    Ok(OwnAddresses::new(own))
-}
-
-/// Every address of this host that peers may never be, in every form a
-/// policy compares (IPv4 wrapped in IPv6 unwrapped), sorted for lookups.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct OwnAddresses(Arc<[IpAddr]>);
-
-impl OwnAddresses {
-    fn new(own: Vec<IpAddr>) -> OwnAddresses {
-        let mut all: Vec<IpAddr> = own
-            .iter()
-            .flat_map(|&ip| [ip, crate::server::policy::normalize(ip)])
-            .collect();
-        all.sort();
-        all.dedup();
-        OwnAddresses(all.into())
-    }
-
-    /// Whether `ip` (one form of a peer's address) is among them.
-    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
-        self.0.binary_search(&ip).is_ok()
-    }
-
-    /// How many addresses (forms included).
-    pub(crate) fn len(&self) -> usize {
-        self.0.len()
-    }
-}
-
-/// The addresses of this host that peers may never be: every listener and the
-/// given ones, and, when a listener is on a wildcard, every address of the
-/// host's interfaces. (The core adds the relay and advertised addresses.)
-pub(crate) fn own_addresses(listeners: &[SocketAddr], extra: &[IpAddr]) -> Vec<IpAddr> {
-    let mut own: Vec<IpAddr> = listeners.iter().map(SocketAddr::ip).collect();
-    own.extend_from_slice(extra);
-    if own.iter().any(IpAddr::is_unspecified) {
-        match if_addrs::get_if_addrs() {
-            Ok(ifs) => own.extend(ifs.iter().map(|i| i.ip())),
-            Err(e) => {
-                warn!("cannot list the host's addresses ({e}): deny them as peers with deny_peer")
-            }
-        }
-    }
-    own.retain(|ip| !ip.is_unspecified());
-    own.sort();
-    own.dedup();
-    own
 }
 
 /// Every worker's listeners, and the addresses bound (UDP and TCP, TLS).
@@ -199,42 +112,6 @@ fn bind_all(settings: &Settings, threads: usize) -> Result<Bound, StartError> {
         local: bound,
         tls_local: tls_bound,
     })
-}
-
-/// Checks what a start or a reload needs of the settings, and completes them
-/// (relay and own addresses).
-pub(crate) fn check(parts: &mut Parts) -> Result<OwnAddresses, StartError> {
-    #[cfg(feature = "tls")]
-    if !parts.settings.tls_listen.is_empty() && parts.tls.is_none() {
-        return Err(StartError::Settings {
-            field: "tls_listen",
-            problem: "TLS listeners need the server's TLS configuration (RelayBuilder::tls)".into(),
-        });
-    }
-    #[cfg(not(feature = "tls"))]
-    if !parts.settings.tls_listen.is_empty() {
-        return Err(StartError::Settings {
-            field: "tls_listen",
-            problem: "TLS listeners need turn-core's `tls` feature".into(),
-        });
-    }
-    let own = resolve(&mut parts.settings)?;
-    parts.settings.turn.validate().map_err(StartError::Config)?;
-    let s = &parts.settings;
-    for local in &s.turn.policy.local {
-        if let Some(l) = s
-            .listen
-            .iter()
-            .chain(&s.tls_listen)
-            .find(|l| local.covers_listener(**l))
-        {
-            return Err(StartError::Settings {
-                field: "turn.policy.local",
-                problem: format!("{local} covers the TURN listener {l}: never open it to peers"),
-            });
-        }
-    }
-    Ok(own)
 }
 
 /// Starts the relay (see [`RelayBuilder::start`](super::RelayBuilder::start)).
@@ -397,47 +274,4 @@ pub(crate) fn start(mut parts: Parts) -> Result<Relay, StartError> {
         #[cfg(feature = "tls")]
         front: front_handle,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn own_addresses_are_the_listeners_the_extras_and_a_wildcards_interfaces() {
-        let listeners: Vec<SocketAddr> = vec![
-            "10.0.0.5:3478".parse().unwrap(),
-            "10.0.0.7:443".parse().unwrap(),
-        ];
-        let extra: Vec<IpAddr> = vec!["10.0.0.8".parse().unwrap()];
-        let own = own_addresses(&listeners, &extra);
-        for ip in ["10.0.0.5", "10.0.0.7", "10.0.0.8"] {
-            assert!(own.contains(&ip.parse().unwrap()), "{ip}: {own:?}");
-        }
-        let own = own_addresses(&["0.0.0.0:3478".parse().unwrap()], &[]);
-        assert!(own.contains(&"127.0.0.1".parse().unwrap()), "{own:?}");
-        assert!(own.iter().all(|ip| !ip.is_unspecified()));
-    }
-
-    #[test]
-    fn relay_addresses_default_to_the_first_specific_listener_of_each_family() {
-        let mut s = Settings {
-            listen: vec![
-                "0.0.0.0:3478".parse().unwrap(),
-                "192.0.2.10:3478".parse().unwrap(),
-                "[2001:db8::10]:3478".parse().unwrap(),
-            ],
-            ..Settings::default()
-        };
-        resolve(&mut s).unwrap();
-        assert_eq!(s.turn.relay_v4, Some("192.0.2.10".parse().unwrap()));
-        assert_eq!(s.turn.relay_v6, Some("2001:db8::10".parse().unwrap()));
-
-        let mut s = Settings {
-            listen: vec!["0.0.0.0:3478".parse().unwrap()],
-            ..Settings::default()
-        };
-        let e = resolve(&mut s).unwrap_err();
-        assert!(e.to_string().starts_with("`turn.relay_v4`"), "{e}");
-    }
 }

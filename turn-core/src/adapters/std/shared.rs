@@ -43,7 +43,7 @@ pub(crate) struct Shared {
     /// Load balancers whose connections start with a PROXY header.
     pub(crate) balancers: RwLock<Vec<crate::server::policy::Cidr>>,
     /// Every own address (the policy holds only the first few).
-    pub(crate) own: RwLock<super::relay::OwnAddresses>,
+    pub(crate) own: RwLock<super::check::OwnAddresses>,
     pub(crate) quota: Quota,
     /// Per-user bandwidth buckets.
     pub(crate) meters: super::meters::UserMeters,
