@@ -166,10 +166,7 @@ pub struct RelayBuilder {
     users: Vec<(String, String)>,
     user_keys: Vec<(String, crate::credentials::Key)>,
     pub(crate) credentials: Option<Arc<dyn Credentials>>,
-    #[cfg(feature = "tls")]
-    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
-    #[cfg(feature = "tls")]
-    pub(crate) on_http: Option<HttpHook>,
+    pub(crate) front: FrontParts,
     pub(crate) events: usize,
     /// The first setting that did not fit, reported by `start`.
     problem: Option<(&'static str, String)>,
@@ -213,10 +210,7 @@ impl Relay {
             users: Vec::new(),
             user_keys: Vec::new(),
             credentials: None,
-            #[cfg(feature = "tls")]
-            tls: None,
-            #[cfg(feature = "tls")]
-            on_http: None,
+            front: FrontParts::default(),
             events: 1024,
             problem: None,
         }
@@ -260,7 +254,7 @@ impl RelayBuilder {
     /// The TLS configuration of the TLS listeners.
     #[cfg(feature = "tls")]
     pub fn tls(mut self, cfg: Arc<rustls::ServerConfig>) -> Self {
-        self.tls = Some(cfg);
+        self.front.tls = Some(cfg);
         self
     }
 
@@ -279,7 +273,7 @@ impl RelayBuilder {
     /// ```
     #[cfg(feature = "tls")]
     pub fn on_http(mut self, hook: impl Fn(Accepted) + Send + Sync + 'static) -> Self {
-        self.on_http = Some(Arc::new(hook));
+        self.front.on_http = Some(Arc::new(hook));
         self
     }
 
@@ -504,10 +498,7 @@ impl RelayBuilder {
             settings: self.settings,
             credentials,
             events: self.events,
-            #[cfg(feature = "tls")]
-            tls: self.tls,
-            #[cfg(feature = "tls")]
-            on_http: self.on_http,
+            front: self.front,
         })
     }
 }
@@ -517,6 +508,13 @@ pub(crate) struct Parts {
     pub(crate) settings: Settings,
     pub(crate) credentials: Arc<dyn Credentials>,
     pub(crate) events: usize,
+    pub(crate) front: FrontParts,
+}
+
+/// What the front of the TLS port starts with: the server's TLS configuration
+/// and the hook HTTP connections go to (nothing without feature `tls`).
+#[derive(Default)]
+pub(crate) struct FrontParts {
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
     #[cfg(feature = "tls")]

@@ -110,7 +110,7 @@ pub(crate) fn own_addresses(listeners: &[SocketAddr], extra: &[IpAddr]) -> Vec<I
 /// (relay and own addresses).
 pub(crate) fn check(parts: &mut Parts) -> Result<OwnAddresses, StartError> {
     #[cfg(feature = "tls")]
-    if !parts.settings.tls_listen.is_empty() && parts.tls.is_none() {
+    if !parts.settings.tls_listen.is_empty() && parts.front.tls.is_none() {
         return Err(StartError::Settings {
             field: "tls_listen",
             problem: "TLS listeners need the server's TLS configuration (RelayBuilder::tls)".into(),

@@ -270,10 +270,10 @@ impl Relay {
         #[cfg(feature = "tls")]
         if let Some(front) = &self.front {
             let mut f = front.write().unwrap_or_else(|e| e.into_inner());
-            if let Some(tls) = &parts.tls {
+            if let Some(tls) = &parts.front.tls {
                 f.tls = tls.clone();
             }
-            f.on_http = parts.on_http.clone();
+            f.on_http = parts.front.on_http.clone();
         }
         let shared = &self.shared;
         *shared

@@ -121,11 +121,10 @@ pub(crate) fn start(mut parts: Parts) -> Result<Relay, StartError> {
         settings,
         credentials,
         events: event_queue,
-        #[cfg(feature = "tls")]
-        tls,
-        #[cfg(feature = "tls")]
-        on_http,
+        front: front_parts,
     } = parts;
+    #[cfg(not(feature = "tls"))]
+    let super::builder::FrontParts {} = front_parts;
     let threads = settings.worker_threads();
     let Bound {
         listeners,
@@ -202,12 +201,12 @@ pub(crate) fn start(mut parts: Parts) -> Result<Relay, StartError> {
     #[cfg(feature = "tls")]
     let mut front_handle = None;
     #[cfg(feature = "tls")]
-    let tls_thread = match (&tls, tls_local.is_empty()) {
+    let tls_thread = match (front_parts.tls, tls_local.is_empty()) {
         (Some(tls), false) => {
             let inboxes = workers.iter().map(Worker::inbox).collect();
             let front = Arc::new(std::sync::RwLock::new(super::front::Front {
-                tls: tls.clone(),
-                on_http,
+                tls,
+                on_http: front_parts.on_http,
             }));
             let tls_threads = match settings.tcp.tls_threads {
                 0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
