@@ -137,6 +137,40 @@ fn chromium_draws_the_usage_page_from_the_admin_port() {
         fits.split(' ').all(|f| f == "ok"),
         "labels cut at the plot's edge: {fits}"
     );
+    // /status lists a page, heaviest first, and counts what matched; the
+    // summaries cover every allocation whatever the page holds.
+    let page_of = |query: &str| {
+        let text = server.admin("GET", &format!("/status?{query}"));
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+        serde_json::from_str::<serde_json::Value>(body).unwrap_or_else(|e| panic!("{e}: {text}"))
+    };
+    let one = page_of("limit=1");
+    assert_eq!(
+        one["allocations"].as_array().map(Vec::len),
+        Some(1),
+        "{one}"
+    );
+    assert_eq!(one["allocations_matching"], 2, "{one}");
+    assert_eq!(one["groups"]["peer"]["top"][0]["allocations"], 2, "{one}");
+    let both = page_of("limit=2");
+    let weight = |a: &serde_json::Value| {
+        a["to_peer_bytes"].as_u64().unwrap_or(0) + a["from_peer_bytes"].as_u64().unwrap_or(0)
+    };
+    assert!(
+        weight(&both["allocations"][0]) >= weight(&both["allocations"][1]),
+        "{both}"
+    );
+    let past = page_of("limit=1&offset=2");
+    assert_eq!(
+        past["allocations"].as_array().map(Vec::len),
+        Some(0),
+        "{past}"
+    );
+    assert_eq!(past["allocations_matching"], 2, "{past}");
+    let none = page_of("user=nobody");
+    assert_eq!(none["allocations_matching"], 0, "{none}");
+    let refused = server.admin("GET", "/status?limit=many");
+    assert!(refused.starts_with("HTTP/1.1 400"), "{refused}");
     let _ = load.kill();
     let _ = load.wait();
 }

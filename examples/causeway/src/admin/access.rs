@@ -25,7 +25,10 @@ pub(crate) const TOKEN_MIN: usize = 16;
 #[derive(Debug, Default)]
 pub(crate) struct Request {
     pub(crate) method: String,
+    /// The path, without the query.
     pub(crate) path: String,
+    /// What follows `?` (empty without one).
+    pub(crate) query: String,
     pub(crate) host: Option<String>,
     pub(crate) origin: Option<String>,
     pub(crate) fetch_site: Option<String>,

@@ -14,6 +14,7 @@
 
 pub(crate) mod access;
 mod history;
+mod listing;
 mod metrics;
 mod status;
 
@@ -204,6 +205,11 @@ fn read_request(
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(buf.get(..len)?) {
             Ok(httparse::Status::Complete(_)) => {
+                let (path, query) = req
+                    .path
+                    .unwrap_or("/")
+                    .split_once('?')
+                    .unwrap_or((req.path.unwrap_or("/"), ""));
                 let field = |name: &str| {
                     req.headers
                         .iter()
@@ -213,7 +219,8 @@ fn read_request(
                 };
                 return Some(Ok(access::Request {
                     method: req.method.unwrap_or("GET").to_string(),
-                    path: req.path.unwrap_or("/").to_string(),
+                    path: path.to_string(),
+                    query: query.to_string(),
                     host: field("host"),
                     origin: field("origin"),
                     fetch_site: field("sec-fetch-site"),
@@ -259,11 +266,19 @@ fn answer(stream: &mut TcpStream, req: &access::Request, admin: &Admin, history:
     }
     let (status, ctype, body) = match (method.as_str(), path.as_str()) {
         ("GET", "/history") => ("200 OK", "application/json", history.json()),
-        ("GET", "/status" | "/status.json") => (
-            "200 OK",
-            "application/json",
-            status_json(&admin.stats.stats(), &view.realm, web_stats(admin)),
-        ),
+        ("GET", "/status" | "/status.json") => match listing::Listing::parse(&req.query) {
+            Ok(listing) => (
+                "200 OK",
+                "application/json",
+                status_json(
+                    &admin.stats.stats(),
+                    &view.realm,
+                    web_stats(admin),
+                    &listing,
+                ),
+            ),
+            Err(e) => ("400 Bad Request", "text/plain", format!("{e}\n")),
+        },
         ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", {
             let mut text = metrics_text(
                 &admin.stats.stats(),

@@ -9,6 +9,8 @@ use serde::Serialize;
 use turn_core::adapters::std::{AllocationStats, Stats};
 use turn_core::server::Counters;
 
+use super::listing::{Listing, Summaries};
+
 /// One allocation as the status page shows it.
 #[derive(Debug, Serialize)]
 struct AllocationStatus<'a> {
@@ -95,8 +97,17 @@ struct StatusDoc<'a> {
     quota_total: usize,
     events_dropped: u64,
     workers: Vec<WorkerSummary>,
+    /// The [`GROUPS_MAX`](super::listing::GROUPS_MAX) users with the most
+    /// allocations (`groups.user.count` says how many there are).
     users: BTreeMap<&'a str, UserUsage>,
     totals: Totals,
+    /// Per user, client address and peer, over every allocation, bounded.
+    groups: Summaries,
+    /// How many allocations the query matched (all, or one user's).
+    allocations_matching: usize,
+    /// The page of them listed: `?limit=` (default 1000), `?offset=`, heaviest first.
+    offset: usize,
+    limit: usize,
     allocations: Vec<AllocationStatus<'a>>,
     /// The kernel fast path, when one was asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -221,7 +232,10 @@ pub(crate) fn status_json(
     stats: &Stats,
     realm: &str,
     web: Option<proxy_core::runtime::ProxyStats>,
+    listing: &Listing,
 ) -> String {
+    let groups = Summaries::of(&stats.allocations);
+    let (page, allocations_matching) = listing.select(&stats.allocations);
     let doc = StatusDoc {
         realm,
         allocations_in_use: stats.in_use(),
@@ -243,6 +257,7 @@ pub(crate) fn status_json(
         users: stats
             .users()
             .into_iter()
+            .filter(|(u, _)| groups.user.top.iter().any(|g| g.name == *u))
             .map(|(u, s)| {
                 (
                     u,
@@ -255,7 +270,11 @@ pub(crate) fn status_json(
             })
             .collect(),
         totals: stats.totals().into(),
-        allocations: stats.allocations.iter().map(AllocationStatus::of).collect(),
+        groups,
+        allocations_matching,
+        offset: listing.offset,
+        limit: listing.limit,
+        allocations: page.into_iter().map(AllocationStatus::of).collect(),
         kernel: kernel(stats),
         web: web.map(Web::from),
     };
