@@ -1,4 +1,5 @@
-//! How many allocations this machine can hold, when [`Settings::total`] is not set:
+//! How many allocations this machine can hold (the default of [`Settings::total`],
+//! and the bound a total set by hand is checked against):
 //! the smallest of the relay ports (per relay address family), the file
 //! descriptors (one relay socket per allocation, after those kept for listeners
 //! and TCP clients; the soft limit is raised to the hard one first), and half the
@@ -97,6 +98,28 @@ impl Capacity {
     }
 }
 
+impl Capacity {
+    /// What to tell the operator when a total set by hand is more than this
+    /// machine holds: allocations past it would be refused (508) with a relay
+    /// socket's error, so the start says it once, naming the bound.
+    pub fn short_of(&self, total: usize) -> Option<String> {
+        let bound = if self.fds <= self.ports.min(self.memory) {
+            "file descriptors: raise the open-file limit (LimitNOFILE=)"
+        } else if self.ports <= self.memory {
+            "relay ports: widen relay_range or add a relay address of the other family"
+        } else {
+            "memory"
+        };
+        (total > self.total).then(|| {
+            format!(
+                "the allocation total {total} is more than this machine holds, {self}; past \
+                 {} allocations are refused with 508. Bound: {bound}",
+                self.total
+            )
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,5 +139,18 @@ mod tests {
             c.to_string()
                 .starts_with(&format!("{} allocations", c.total))
         );
+    }
+
+    #[test]
+    fn a_total_set_beyond_the_machine_is_named_with_its_bound() {
+        let c = Capacity::compute(16384, 1024, Some(64 << 30), 4096, 2);
+        assert_eq!(c.short_of(c.total), None);
+        let why = c.short_of(10_000).unwrap();
+        assert!(
+            why.contains("10000") && why.contains("LimitNOFILE"),
+            "{why}"
+        );
+        let c = Capacity::compute(6000, 1 << 20, Some(64 << 30), 4096, 2);
+        assert!(c.short_of(8000).unwrap().contains("relay_range"));
     }
 }

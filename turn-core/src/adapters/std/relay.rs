@@ -15,9 +15,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
 
-use log::info;
-#[cfg(feature = "xdp")]
-use log::warn;
+use log::{info, warn};
 
 use crate::server::Slot;
 
@@ -132,18 +130,20 @@ pub(crate) fn start(mut parts: Parts) -> Result<Relay, StartError> {
         tls_local,
     } = bind_all(&settings, threads)?;
 
-    let capacity = match settings.total {
-        Some(_) => None,
-        None => Some(Capacity::measure(&settings, threads)),
-    };
-    let total = settings
-        .total
-        .or(capacity.as_ref().map(|c| c.total))
-        .unwrap_or(1)
-        .max(1);
-    if let Some(c) = &capacity {
-        info!("allocation total not set: {c}");
+    // Measured whether or not a total is set: the measure raises the soft
+    // limit of open files (a total of 10,000 under a soft limit of 1,024
+    // would fail from the thousandth allocation on).
+    let measured = Capacity::measure(&settings, threads);
+    let total = settings.total.unwrap_or(measured.total).max(1);
+    match settings.total {
+        None => info!("allocation total not set: {measured}"),
+        Some(t) => {
+            if let Some(why) = measured.short_of(t) {
+                warn!("{why}");
+            }
+        }
     }
+    let capacity = settings.total.is_none().then_some(measured);
     let (events_tx, events_rx) = if event_queue > 0 {
         let (tx, rx) = sync_channel(event_queue);
         (Some(tx), Some(rx))

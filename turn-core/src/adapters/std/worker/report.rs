@@ -92,7 +92,14 @@ impl Worker {
             self.report(e);
         }
         if let Some((addr, e)) = self.relays.last_error.take() {
-            warn!("cannot bind a relay socket on {addr}: {e} (check relay_ip and relay_range)");
+            // EMFILE and ENFILE: the open-file limits, not the addresses.
+            let hint = match e.raw_os_error() {
+                Some(24 | 23) => {
+                    "raise the open-file limit (LimitNOFILE=) or lower the quota total"
+                }
+                _ => "check relay_ip and relay_range",
+            };
+            warn!("cannot bind a relay socket on {addr}: {e} ({hint})");
             if self.shared.events.wanted() {
                 self.shared.events.push(RelayEvent::RelaySocketFailed {
                     worker: self.id,
