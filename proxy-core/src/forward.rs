@@ -47,11 +47,11 @@ const FORWARDING: &[&str] = &[
 pub(crate) const NEVER_HOP_BY_HOP: &[&str] = &["host", "content-length", "transfer-encoding"];
 
 /// Most tokens a `Connection` field may carry.
-pub const MAX_CONNECTION_TOKENS: usize = 16;
+pub(crate) const MAX_CONNECTION_TOKENS: usize = 16;
 
 /// The tokens of every `Connection` field, or `None` when there are more than
 /// [`MAX_CONNECTION_TOKENS`].
-pub fn connection_tokens<'b>(
+pub(crate) fn connection_tokens<'b>(
     headers: &[httparse::Header<'b>],
 ) -> Option<heapless::Vec<&'b [u8], MAX_CONNECTION_TOKENS>> {
     let mut tokens = heapless::Vec::new();

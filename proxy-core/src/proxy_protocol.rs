@@ -9,7 +9,7 @@
 //!   the addresses, then TLVs, skipped. Headers longer than [`V2_MAX`] are refused:
 //!   a balancer adds a few TLVs, not kilobytes.
 //! - **v1**: one text line, `PROXY TCP4|TCP6 src dst sport dport\r\n` or
-//!   `PROXY UNKNOWN ...\r\n`, at most [`V1_MAX`] bytes.
+//!   `PROXY UNKNOWN ...\r\n`, at most 107 bytes.
 //!
 //! ```
 //! use proxy_core::proxy_protocol::{parse, Header};
@@ -26,7 +26,7 @@ use core::str::FromStr;
 /// The v2 header's first 12 bytes.
 pub const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 /// Longest v1 line, CRLF included (the specification's limit).
-pub const V1_MAX: usize = 107;
+pub(crate) const V1_MAX: usize = 107;
 /// Longest v2 header accepted: 16 bytes, IPv6 addresses, and TLVs to 512 bytes.
 pub const V2_MAX: usize = 16 + 36 + 512;
 
@@ -97,7 +97,7 @@ impl core::error::Error for ProxyHeaderError {}
 
 /// Whether `buf` starts (or, being short, may start) like a PROXY header: to
 /// tell an operator that a balancer not configured as one sent it.
-pub fn looks_like(buf: &[u8]) -> bool {
+pub(crate) fn looks_like(buf: &[u8]) -> bool {
     let n = buf.len().min(V2_SIGNATURE.len());
     let v1 = b"PROXY ";
     let m = buf.len().min(v1.len());

@@ -7,7 +7,7 @@ use crate::refusal::Refusal;
 use crate::route::Site;
 
 /// The reason phrase of the statuses the proxy sends.
-pub const fn reason_phrase(status: u16) -> &'static str {
+pub(crate) const fn reason_phrase(status: u16) -> &'static str {
     match status {
         301 => "Moved Permanently",
         400 => "Bad Request",
@@ -96,7 +96,7 @@ pub fn write_refusal(out: &mut [u8], r: &Refusal, close: bool) -> Option<usize> 
 /// Host names (in the configuration's spelling), else the first configured join
 /// URL; `None` when there is none. The request's Host is never copied into the
 /// redirect, so the proxy cannot be made to send browsers elsewhere.
-pub fn redirect_host<'s>(sites: &[Site<'s>], host: &str) -> Option<&'s str> {
+pub(crate) fn redirect_host<'s>(sites: &[Site<'s>], host: &str) -> Option<&'s str> {
     let name = crate::route::split_port(host).map_or(host, |(n, _)| n);
     let name = name.strip_suffix('.').unwrap_or(name);
     sites
@@ -106,8 +106,9 @@ pub fn redirect_host<'s>(sites: &[Site<'s>], host: &str) -> Option<&'s str> {
         .map(|s| s.host)
 }
 
-/// Writes a 301 redirect of `head` to https on the default port, at the join URL
-/// [`redirect_host`] picks, with the request's path and query. `None` when `out`
+/// Writes a 301 redirect of `head` to https on the default port, at the
+/// configured join URL the request's Host names (never the Host itself), else
+/// the first configured one, with the request's path and query. `None` when `out`
 /// is too small, no join URL is configured, or the path holds bytes a Location
 /// cannot carry.
 pub fn write_redirect(out: &mut [u8], head: &RequestHead<'_>, sites: &[Site<'_>]) -> Option<usize> {

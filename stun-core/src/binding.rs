@@ -83,7 +83,7 @@ impl fmt::Display for Why {
 /// `understood` says which attribute types the server understands. Returns the
 /// parsed request, or an [`Outcome`] to act on instead (already written into `out`
 /// when it is an error response).
-pub fn check_request<'m>(
+pub(crate) fn check_request<'m>(
     request: &'m [u8],
     understood: impl Fn(AttributeType) -> bool,
     software: Option<&str>,
@@ -126,7 +126,7 @@ pub fn check_request<'m>(
 
 /// Writes an error response to `request` with `code`, optional UNKNOWN-ATTRIBUTES,
 /// SOFTWARE and FINGERPRINT.
-pub fn error_response<T: AsRef<[u8]>>(
+pub(crate) fn error_response<T: AsRef<[u8]>>(
     request: &Message<T>,
     code: ErrorCode<'_>,
     unknown: Option<&[AttributeType]>,

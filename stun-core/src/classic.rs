@@ -42,7 +42,7 @@ pub const RESPONSE_ADDRESS: u16 = 0x0002;
 pub const CHANGE_REQUEST: u16 = 0x0003;
 /// The reason phrase of the 420 error (padded with spaces to a multiple of four
 /// bytes, as RFC 3489 §11.2.9 requires).
-pub const UNKNOWN_PHRASE: &str = "Unknown Attribute";
+pub(crate) const UNKNOWN_PHRASE: &str = "Unknown Attribute";
 
 /// What to do with a packet that lacks the magic cookie.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

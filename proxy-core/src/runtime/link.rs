@@ -153,7 +153,7 @@ impl Link {
     }
 
     /// As [`Link::flush`], also saying how many bytes the socket took.
-    pub fn flush_counting(&mut self) -> io::Result<(bool, usize)> {
+    pub(crate) fn flush_counting(&mut self) -> io::Result<(bool, usize)> {
         let Some(tls) = self.tls.as_mut() else {
             return Ok((true, 0));
         };
@@ -179,7 +179,7 @@ impl Link {
 
     /// What the TLS session holds: bytes of records waiting for the socket, and
     /// plaintext received that nobody read yet (nothing without TLS).
-    pub fn buffered(&mut self) -> (usize, usize) {
+    pub(crate) fn buffered(&mut self) -> (usize, usize) {
         match self.tls.as_mut().map(|t| t.process_new_packets()) {
             Some(Ok(state)) => (state.tls_bytes_to_write(), state.plaintext_bytes_to_read()),
             _ => (0, 0),

@@ -54,7 +54,7 @@ pub struct MessageIntegritySha256<'a>(pub &'a [u8]);
 
 impl MessageIntegritySha256<'_> {
     /// Whether `len` is a valid length for the attribute's value.
-    pub const fn valid_len(len: usize) -> bool {
+    pub(crate) const fn valid_len(len: usize) -> bool {
         len >= 16 && len <= 32 && len.is_multiple_of(4)
     }
 }

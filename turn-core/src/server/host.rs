@@ -43,7 +43,7 @@ impl RelayFamily {
     }
 
     /// Its place in an allocation's pair of relays: 0 for IPv4, 1 for IPv6.
-    pub const fn index(self) -> usize {
+    pub(crate) const fn index(self) -> usize {
         match self {
             RelayFamily::Ipv4 => 0,
             RelayFamily::Ipv6 => 1,
@@ -51,7 +51,7 @@ impl RelayFamily {
     }
 
     /// The family at place `index` of the pair.
-    pub const fn at(index: usize) -> Option<RelayFamily> {
+    pub(crate) const fn at(index: usize) -> Option<RelayFamily> {
         match index {
             0 => Some(RelayFamily::Ipv4),
             1 => Some(RelayFamily::Ipv6),

@@ -126,10 +126,10 @@ pub use config::{
 };
 pub use host::{BindError, ChannelRoute, Host, QuotaError, RelayFamily, RelayHandle};
 pub use local::{LocalQuota, Reservations};
-pub use nonce::{COOKIE_LEN, NONCE_LEN, NonceCheck, NonceText, Nonces, SecurityFeatures};
+pub(crate) use nonce::{Nonces, SecurityFeatures};
 pub(crate) use output::{ClientOutput, PeerOutput};
 pub use output::{Counters, EndReason, Event, Outgoing};
-pub use ratelimit::{RateLimiter, SOURCE_BUCKETS, VERIFIED_MAX};
+pub(crate) use ratelimit::RateLimiter;
 pub use reason::{Group, REASONS, Reason, RefusalCounts};
 pub use refusal::{BadRequest, DRAINING_PHRASE, Refusal};
 pub use relay::{BufferTooSmall, PEER_HEADROOM, PEER_TAILROOM, PeerBuffer};

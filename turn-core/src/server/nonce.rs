@@ -17,27 +17,27 @@ use sha1::Sha1;
 use crate::UnixTime;
 
 /// Length of a nonce's part after the cookie, in characters.
-pub const NONCE_LEN: usize = 16;
+pub(crate) const NONCE_LEN: usize = 16;
 /// Length of the nonce cookie: `obMatJos2` and 4 base64 characters.
-pub const COOKIE_LEN: usize = 13;
+pub(crate) const COOKIE_LEN: usize = 13;
 
 /// A nonce's text.
-pub type NonceText = heapless::String<{ COOKIE_LEN + NONCE_LEN }>;
+pub(crate) type NonceText = heapless::String<{ COOKIE_LEN + NONCE_LEN }>;
 
 /// The STUN security features of RFC 8489 §18.1 that a nonce cookie announces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct SecurityFeatures {
+pub(crate) struct SecurityFeatures {
     /// Bit 0: PASSWORD-ALGORITHMS negotiation.
-    pub password_algorithms: bool,
+    pub(crate) password_algorithms: bool,
     /// Bit 1: username anonymity (USERHASH).
-    pub username_anonymity: bool,
+    pub(crate) username_anonymity: bool,
 }
 
 impl SecurityFeatures {
     /// The cookie: `obMatJos2` then the base64 of the 24-bit feature set, bit 0
     /// being the most significant bit of its first byte.
-    pub fn cookie(&self) -> [u8; COOKIE_LEN] {
+    pub(crate) fn cookie(&self) -> [u8; COOKIE_LEN] {
         let mut c = *b"obMatJos2AAAA";
         // The first base64 character carries the top six bits of the first byte:
         // bit 0 (0x80) is 32 in base64's alphabet, bit 1 (0x40) is 16.
@@ -55,7 +55,7 @@ const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz
 /// What a client's nonce turned out to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum NonceCheck {
+pub(crate) enum NonceCheck {
     /// Issued by us to this IP, and fresh.
     Valid,
     /// Issued by us to this IP, but older than the lifetime.
@@ -66,7 +66,7 @@ pub enum NonceCheck {
 
 /// Issues and checks nonces with a secret the caller draws at start.
 #[derive(Clone)]
-pub struct Nonces {
+pub(crate) struct Nonces {
     secret: [u8; 32],
     lifetime_secs: u64,
     cookie: [u8; COOKIE_LEN],
@@ -88,7 +88,7 @@ fn base64_val(c: u8) -> Option<u32> {
 impl Nonces {
     /// Nonces keyed with `secret`, stale after `lifetime_secs`, announcing
     /// `features` in their cookie.
-    pub fn new(secret: [u8; 32], lifetime_secs: u64, features: SecurityFeatures) -> Nonces {
+    pub(crate) fn new(secret: [u8; 32], lifetime_secs: u64, features: SecurityFeatures) -> Nonces {
         Nonces {
             secret,
             lifetime_secs,
@@ -116,12 +116,12 @@ impl Nonces {
     /// node of a cluster can check it against its own clock).
     /// The same secret with a new lifetime and security features (nonces issued
     /// before stay valid for the new lifetime).
-    pub fn reconfigure(&mut self, lifetime_secs: u64, features: SecurityFeatures) {
+    pub(crate) fn reconfigure(&mut self, lifetime_secs: u64, features: SecurityFeatures) {
         *self = Nonces::new(self.secret, lifetime_secs, features);
     }
 
     /// A fresh nonce for `ip`.
-    pub fn issue(&self, now: UnixTime, ip: &IpAddr) -> NonceText {
+    pub(crate) fn issue(&self, now: UnixTime, ip: &IpAddr) -> NonceText {
         let issued = now.as_secs() as u32;
         let mut s = NonceText::new();
         for c in self.cookie {
@@ -149,7 +149,7 @@ impl Nonces {
     }
 
     /// Checks a nonce a client at `ip` sent back.
-    pub fn check(&self, nonce: &str, now: UnixTime, ip: &IpAddr) -> NonceCheck {
+    pub(crate) fn check(&self, nonce: &str, now: UnixTime, ip: &IpAddr) -> NonceCheck {
         let Some(b) = nonce.as_bytes().strip_prefix(&self.cookie[..]) else {
             return NonceCheck::Invalid;
         };

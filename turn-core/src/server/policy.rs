@@ -29,7 +29,7 @@
 //! 6. anything else is allowed.
 //!
 //! The **forms** of an address are the address itself and every IPv4 address it
-//! embeds ([`forms`]): IPv4-mapped `::ffff:0:0/96`, IPv4-translated
+//! embeds: IPv4-mapped `::ffff:0:0/96`, IPv4-translated
 //! `::ffff:0:0:0/96`, IPv4-compatible `::/96`, NAT64 `64:ff9b::/96`, 6to4
 //! `2002::/16` are judged by their IPv4 alone; Teredo `2001::/32` by the IPv6
 //! address, its server's IPv4 and its client's (obfuscated) IPv4; an ISATAP
@@ -270,7 +270,7 @@ impl LocalPeer {
 
     /// Whether `ip` is its address: the same, or it wrapped as IPv4-mapped
     /// IPv6 (no other embedding: an entry names one address exactly).
-    pub fn names_ip(&self, ip: IpAddr) -> bool {
+    pub(crate) fn names_ip(&self, ip: IpAddr) -> bool {
         ip.to_canonical() == self.ip.to_canonical()
     }
 
@@ -283,7 +283,7 @@ impl LocalPeer {
     }
 
     /// Whether any of its ports lies in `first..=last`.
-    pub fn overlaps(&self, first: u16, last: u16) -> bool {
+    pub(crate) fn overlaps(&self, first: u16, last: u16) -> bool {
         self.first <= last && first <= self.last
     }
 }
@@ -302,7 +302,7 @@ impl core::fmt::Display for LocalPeer {
 
 /// The forms an address is judged in (see the module docs): up to three.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Forms([Option<IpAddr>; 3]);
+pub(crate) struct Forms([Option<IpAddr>; 3]);
 
 impl Forms {
     fn of(items: [Option<IpAddr>; 3]) -> Forms {
@@ -310,14 +310,14 @@ impl Forms {
     }
 
     /// Every form.
-    pub fn iter(&self) -> impl Iterator<Item = IpAddr> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = IpAddr> + '_ {
         self.0.iter().flatten().copied()
     }
 }
 
 /// The forms of `ip`: the address itself unless it only wraps an IPv4 address,
 /// and every IPv4 address it embeds.
-pub fn forms(ip: IpAddr) -> Forms {
+pub(crate) fn forms(ip: IpAddr) -> Forms {
     let v6 = match ip {
         IpAddr::V4(_) => return Forms::of([Some(ip), None, None]),
         IpAddr::V6(a) => a,
@@ -353,7 +353,7 @@ pub fn forms(ip: IpAddr) -> Forms {
 
 /// The address policies judge when one is needed: IPv6 forms that only wrap
 /// IPv4 become that IPv4 (the first form).
-pub fn normalize(ip: IpAddr) -> IpAddr {
+pub(crate) fn normalize(ip: IpAddr) -> IpAddr {
     forms(ip)
         .iter()
         .last()
@@ -406,20 +406,20 @@ impl PeerPolicy {
     }
 
     /// Whether `ip`, in any of its forms, is one of the own addresses.
-    pub fn is_own(&self, ip: IpAddr) -> bool {
+    pub(crate) fn is_own(&self, ip: IpAddr) -> bool {
         forms(ip)
             .iter()
             .any(|f| self.own.iter().any(|o| *o == f || normalize(*o) == f))
     }
 
     /// Whether `peer` is an exact local peer (step 2 of the module docs).
-    pub fn allows_local(&self, peer: SocketAddr) -> bool {
+    pub(crate) fn allows_local(&self, peer: SocketAddr) -> bool {
         self.local.iter().any(|l| l.contains(&peer))
     }
 
     /// Whether a local peer entry names `ip` (whose permissions are then kept
     /// per transport address).
-    pub fn names_local_ip(&self, ip: IpAddr) -> bool {
+    pub(crate) fn names_local_ip(&self, ip: IpAddr) -> bool {
         self.local.iter().any(|l| l.names_ip(ip))
     }
 

@@ -27,9 +27,9 @@ use super::table::KeyedHasher;
 use crate::Instant;
 
 /// Per-source buckets.
-pub const SOURCE_BUCKETS: usize = 256;
+pub(crate) const SOURCE_BUCKETS: usize = 256;
 /// Verified sources remembered at once.
-pub const VERIFIED_MAX: usize = 128;
+pub(crate) const VERIFIED_MAX: usize = 128;
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
@@ -75,7 +75,7 @@ struct Verified {
 
 /// The budgets of unauthenticated answers (see the module docs).
 #[derive(Debug, Clone)]
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     buckets: [Bucket; SOURCE_BUCKETS],
     verified: heapless::Vec<Verified, VERIFIED_MAX>,
     burst: u32,
@@ -91,7 +91,7 @@ impl RateLimiter {
     /// `global_per_sec` a second (with a burst of as many) over all addresses;
     /// a verified address gets `verified_per_sec` (and as large a burst) instead.
     /// `seed` keys the hash of addresses to buckets (draw it at random).
-    pub const fn new(
+    pub(crate) const fn new(
         burst: u32,
         per_sec: u32,
         global_per_sec: u32,
@@ -111,7 +111,7 @@ impl RateLimiter {
     }
 
     /// New budgets, keeping what each source has spent.
-    pub fn set_rates(
+    pub(crate) fn set_rates(
         &mut self,
         burst: u32,
         per_sec: u32,
@@ -133,7 +133,7 @@ impl RateLimiter {
 
     /// Takes a token for `ip` (and one from the global budget); false when either
     /// budget is spent. A verified source takes from its own budget only.
-    pub fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
+    pub(crate) fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
         let rate = self.verified_per_sec;
         if let Some(v) = self
             .verified
@@ -158,14 +158,15 @@ impl RateLimiter {
     }
 
     /// Whether `ip` completed an authenticated request recently enough.
-    pub fn is_verified(&self, ip: IpAddr, now: Instant) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_verified(&self, ip: IpAddr, now: Instant) -> bool {
         self.verified.iter().any(|v| v.ip == ip && now < v.until)
     }
 
     /// Records that `ip` completed an authenticated request: it stays verified
     /// until `until`. When the table is full, the entry that ends first makes
     /// room (that source is budgeted again, which is safe).
-    pub fn verify(&mut self, ip: IpAddr, until: Instant) {
+    pub(crate) fn verify(&mut self, ip: IpAddr, until: Instant) {
         if let Some(v) = self.verified.iter_mut().find(|v| v.ip == ip) {
             v.until = v.until.max(until);
             return;

@@ -139,12 +139,12 @@ impl Reason {
     }
 
     /// Its place in [`Reason::ALL`].
-    pub const fn index(self) -> usize {
+    pub(crate) const fn index(self) -> usize {
         self as usize
     }
 
     /// The group it is counted in.
-    pub const fn group(self) -> Group {
+    pub(crate) const fn group(self) -> Group {
         match self {
             Reason::StaleNonce => Group::Challenge,
             Reason::RateLimited

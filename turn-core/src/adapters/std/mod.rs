@@ -131,7 +131,7 @@ pub use credentials::{Credentials, Users};
 pub use error::StartError;
 pub use events::RelayEvent;
 #[cfg(feature = "tls")]
-pub use front::http::{Accepted, HttpHook};
+pub use front::http::Accepted;
 pub use handle::{Relay, StatsHandle, Stopper};
 pub use stats::{
     AllocationStats, PEERS_SHOWN, Stats, TlsRefused, UserStats, Username, WorkerStats,

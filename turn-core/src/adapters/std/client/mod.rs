@@ -50,7 +50,7 @@ use connection::Connection;
 #[cfg(feature = "tls")]
 pub use connection::TlsTarget;
 pub use error::ClientIoError;
-pub use select::{Chosen, allocate_best, failure_of, probe};
+pub use select::{Chosen, allocate_best, probe};
 
 /// The clients' monotonic clock: milliseconds since the first client started.
 fn now() -> Instant {

@@ -49,7 +49,7 @@ pub struct Chosen {
 }
 
 /// What a failure to use a candidate counts as for the selector.
-pub fn failure_of(e: &ClientIoError) -> Failure {
+pub(crate) fn failure_of(e: &ClientIoError) -> Failure {
     match e {
         ClientIoError::Failed { failure, .. } => *failure,
         _ => Failure::Timeout,

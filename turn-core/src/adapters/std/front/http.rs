@@ -100,4 +100,4 @@ impl fmt::Debug for Accepted {
 
 /// Whoever serves the HTTP connections of the TLS listeners. Called on a front
 /// thread: it should hand the connection to its own threads and return.
-pub type HttpHook = Arc<dyn Fn(Accepted) + Send + Sync>;
+pub(crate) type HttpHook = Arc<dyn Fn(Accepted) + Send + Sync>;
