@@ -231,6 +231,20 @@ impl ProxyBuilder {
                 side::Budget::new(budget_bytes),
             ),
         };
+        // Connections arriving for a join URL served by connectors wake the
+        // loops, as the resolver's answers do.
+        for pool in upstreams.iter().filter_map(|u| u.tunnels.as_ref()) {
+            let r = Arc::downgrade(&resolver);
+            let id = Arc::as_ptr(&resolver) as usize;
+            pool.on_arrival(
+                id,
+                Box::new(move || {
+                    if let Some(r) = r.upgrade() {
+                        r.poke();
+                    }
+                }),
+            );
+        }
         let cfg = Arc::new(Config {
             hosts,
             upstreams,

@@ -61,6 +61,15 @@ impl Resolver {
             .push((waker, answered));
     }
 
+    /// Wakes every loop as an answer does (a connector's connection arrived).
+    pub(crate) fn poke(&self) {
+        let wakers = self.inner.wakers.lock().unwrap_or_else(|e| e.into_inner());
+        for (waker, answered) in wakers.iter() {
+            answered.store(true, Ordering::SeqCst);
+            let _ = waker.wake();
+        }
+    }
+
     /// The addresses of `host:port` if known, else asks for them.
     pub(crate) fn lookup(&self, host: &str, port: u16, now: Instant) -> Lookup {
         if let Ok(ip) = host.parse::<IpAddr>() {

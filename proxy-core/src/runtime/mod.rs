@@ -48,6 +48,7 @@ mod prelude;
 mod settings;
 mod side;
 pub mod tls;
+pub mod traversal;
 mod upstream;
 
 use std::fmt;

@@ -142,7 +142,10 @@ impl StdError for TlsError {
 }
 
 /// The certificates of a PEM file, at least one.
-fn certificates(input: TlsInput, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub(crate) fn certificates(
+    input: TlsInput,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem = |source| TlsError::Pem {
         input,
         path: path.to_path_buf(),
@@ -161,18 +164,27 @@ fn certificates(input: TlsInput, path: &Path) -> Result<Vec<CertificateDer<'stat
     Ok(certs)
 }
 
-/// Loads the certificate chain and key, and checks that the leaf covers `hosts`.
-pub fn server_config(
+/// A certificate chain and its private key, from PEM files.
+pub(crate) fn load_pair(
     cert: &Path,
     key: &Path,
-    hosts: &[&str],
-) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
     let chain = certificates(TlsInput::Certificate, cert)?;
     let key = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::Pem {
         input: TlsInput::Key,
         path: key.to_path_buf(),
         source,
     })?;
+    Ok((chain, key))
+}
+
+/// Loads the certificate chain and key, and checks that the leaf covers `hosts`.
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    hosts: &[&str],
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let (chain, key) = load_pair(cert, key)?;
     let ee = chain
         .first()
         .map(webpki::EndEntityCert::try_from)

@@ -21,10 +21,17 @@ pub struct Upstream {
     pub port: u16,
     /// Whether it speaks TLS.
     pub tls: bool,
+    /// Served through connectors instead ([`Upstream::traversal`]): the
+    /// request goes into one of their connections, and `host`, `port` and
+    /// `tls` are not used.
+    pub tunnels: Option<Arc<super::traversal::TunnelPool>>,
 }
 
 impl fmt::Display for Upstream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.tunnels.is_some() {
+            return f.write_str("the traversal's connectors");
+        }
         write!(
             f,
             "{}://{}:{}",
@@ -62,6 +69,8 @@ impl std::error::Error for UpstreamError {}
 pub enum ConnectError {
     /// The name does not resolve.
     Dns(io::Error),
+    /// No connector had a connection ready for the join URL in time.
+    NoConnector,
     /// Nothing answers at the address.
     Refused(SocketAddr, io::Error),
     /// The TLS handshake failed (certificate not trusted, or name mismatch).
@@ -72,6 +81,10 @@ impl fmt::Display for ConnectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConnectError::Dns(e) => write!(f, "DNS failure: {e}"),
+            ConnectError::NoConnector => f.write_str(
+                "no connector has a connection ready at the edge (is `causeway connect` running \
+                 inside, and does it reach the traversal port?)",
+            ),
             ConnectError::Refused(a, e) => write!(f, "cannot connect to {a}: {e}"),
             ConnectError::Tls(e) => write!(
                 f,
@@ -85,6 +98,7 @@ impl std::error::Error for ConnectError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             ConnectError::Dns(e) | ConnectError::Refused(_, e) | ConnectError::Tls(e) => Some(e),
+            ConnectError::NoConnector => None,
         }
     }
 }
@@ -119,7 +133,19 @@ impl Upstream {
             host: host.to_string(),
             port,
             tls,
+            tunnels: None,
         })
+    }
+
+    /// A join URL served through the traversal: its requests go into the
+    /// connections connectors registered in `pool` for it.
+    pub fn traversal(pool: Arc<super::traversal::TunnelPool>) -> Upstream {
+        Upstream {
+            host: String::new(),
+            port: 0,
+            tls: false,
+            tunnels: Some(pool),
+        }
     }
 
     /// Connects (resolving the name each time, so DNS changes are followed) and

@@ -26,6 +26,8 @@ pub(crate) enum Dial {
     },
     /// The TLS handshake in progress.
     Handshaking { addr: SocketAddr, side: Side },
+    /// Waiting for a connector's connection (the traversal).
+    Tunnel,
 }
 
 impl Dial {
@@ -42,6 +44,7 @@ impl Dial {
                 e(),
             ),
             Dial::Handshaking { .. } => ConnectError::Tls(e()),
+            Dial::Tunnel => ConnectError::NoConnector,
         }
     }
 }
@@ -70,7 +73,13 @@ impl Conn {
             self.phase = Phase::Done;
             return false;
         };
-        match step(cx, &cfg, upstream, *dial) {
+        // The join URL as configured (the pool's key), not the Host header.
+        let join = cfg
+            .hosts
+            .iter()
+            .find(|(_, i)| *i == plan.upstream)
+            .map_or("", |(h, _)| h.as_str());
+        match step(cx, &cfg, upstream, join, *dial) {
             Dialled::Going(dial, progress) => {
                 let dial = Box::new(dial);
                 self.phase = Phase::Connect { plan, dial, until };
@@ -124,8 +133,17 @@ impl Conn {
     }
 }
 
-/// One step of a dial to `u`.
-fn step(cx: &mut Ctx<'_>, cfg: &Config, u: &crate::runtime::Upstream, dial: Dial) -> Dialled {
+/// One step of a dial to `u` for join URL `host`.
+fn step(
+    cx: &mut Ctx<'_>,
+    cfg: &Config,
+    u: &crate::runtime::Upstream,
+    host: &str,
+    dial: Dial,
+) -> Dialled {
+    if let Some(pool) = &u.tunnels {
+        return tunnel(cx, cfg, pool, host);
+    }
     match dial {
         Dial::Resolving => match cfg.resolver.lookup(&u.host, u.port, cx.now) {
             Lookup::Ready(addrs) => open(cx, cfg, addrs, 0, None),
@@ -173,7 +191,27 @@ fn step(cx: &mut Ctx<'_>, cfg: &Config, u: &crate::runtime::Upstream, dial: Dial
             }
         }
         Dial::Handshaking { addr, side } => handshake(addr, side),
+        Dial::Tunnel => Dialled::Going(Dial::Tunnel, false),
     }
+}
+
+/// A connector's connection for `host`, registered with this loop; or wait
+/// for one (the pool wakes the loops when one arrives).
+fn tunnel(
+    cx: &mut Ctx<'_>,
+    cfg: &Config,
+    pool: &crate::runtime::traversal::TunnelPool,
+    host: &str,
+) -> Dialled {
+    let Some(t) = pool.take(host, cx.now) else {
+        return Dialled::Going(Dial::Tunnel, false);
+    };
+    let mut link = Link::accepted(t.sock, Some(t.tls));
+    let interest = mio::Interest::READABLE | mio::Interest::WRITABLE;
+    if let Err(e) = cx.registry.register(&mut link.sock, cx.up_token, interest) {
+        return Dialled::Failed(ConnectError::Tls(e));
+    }
+    Dialled::Ready(Side::new(link, cx.now, cfg.budget.clone()))
 }
 
 /// Starts a connect to `addrs[at]` (or the next that can be started); `last`

@@ -228,7 +228,7 @@ impl Conn {
 
     /// Whether it waits for a web bridge's name to resolve.
     pub(crate) fn is_resolving(&self) -> bool {
-        matches!(&self.phase, Phase::Connect { dial, .. } if matches!(**dial, Dial::Resolving))
+        matches!(&self.phase, Phase::Connect { dial, .. } if matches!(**dial, Dial::Resolving | Dial::Tunnel))
     }
 
     /// Does everything that can be done without waiting.

@@ -1,0 +1,244 @@
+//! The traversal in-process: an edge (a web proxy whose join URL is served by
+//! connectors, and its traversal listener) and a connector that dials out to
+//! it and in to a plain-HTTP web bridge. The edge is never given the bridge's
+//! address. Requests reach the bridge through the connector's pre-opened
+//! connections with the browser's address in `X-Forwarded-For`; the pool is
+//! refilled as it is used; a connector that is not pinned, or asks for a join
+//! URL it may not serve, is refused and says why; with no connector ready the
+//! browser gets 502 naming the cause.
+#![cfg(feature = "tls")]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+use causeway_testkit::bridge::{TempDir, TestCa};
+use causeway_testkit::http::read_response;
+use causeway_testkit::wait::{self, PATIENCE};
+use proxy_core::runtime::traversal::{
+    Connector, ConnectorIdentity, ConnectorSettings, EdgeTrust, Fingerprint, TraversalListener,
+    TunnelPool,
+};
+use proxy_core::runtime::{Link, Proxy, Upstream, tls};
+
+const JOIN: &str = "join.example.test";
+
+/// A plain-HTTP web bridge: `200 hello PATH`, keep-alive; each head to `heads`.
+fn bridge() -> (String, mpsc::Receiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, heads) = mpsc::channel();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(s) = s else { return };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut w = s.try_clone().unwrap();
+                let mut r = BufReader::new(s);
+                loop {
+                    let mut head = String::new();
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push_str(&line);
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let path = head.split(' ').nth(1).unwrap_or("").to_string();
+                    let _ = tx.send(head);
+                    let body = format!("hello {path}");
+                    let _ = write!(
+                        w,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), heads)
+}
+
+/// A browser's TLS connection handed to the proxy as a front would; its end.
+fn browser(e: &Ends) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, peer) = listener.accept().unwrap();
+    server.set_nonblocking(true).unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    let session = rustls::ServerConnection::new(e.front.clone()).unwrap();
+    e.proxy.hand_off(
+        Link::accepted(server, Some(session)),
+        Vec::new(),
+        Some(JOIN.into()),
+        peer,
+    );
+    let name = rustls::pki_types::ServerName::try_from(JOIN).unwrap();
+    let conn = rustls::ClientConnection::new(e.ca.client_config(), name).unwrap();
+    rustls::StreamOwned::new(conn, client)
+}
+
+fn get(e: &Ends, path: &str) -> (u16, String) {
+    let mut b = browser(e);
+    write!(b, "GET {path} HTTP/1.1\r\nHost: {JOIN}\r\n\r\n").unwrap();
+    let (status, _, body) = read_response(&mut b);
+    (status, body)
+}
+
+struct Ends {
+    _dir: TempDir,
+    ca: TestCa,
+    /// The TLS of the proxy's front (browsers).
+    front: Arc<rustls::ServerConfig>,
+    pool: Arc<TunnelPool>,
+    edge: TraversalListener,
+    proxy: Arc<Proxy>,
+    edge_pin: Fingerprint,
+    connector_pin: Fingerprint,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+}
+
+/// The edge: its certificate, the traversal listener trusting `trusted` for
+/// the join URL, and the web proxy serving the join URL through the pool.
+fn edge(trusted: &[&str]) -> Ends {
+    let dir = TempDir::new("traversal");
+    let ca = TestCa::new();
+    let edge_leaf = ca.leaf(&["edge.example.test", JOIN]);
+    let connector_leaf = ca.leaf(&["connector.example.test"]);
+    let edge_cert = dir.write("edge.pem", &edge_leaf.cert_pem);
+    let edge_key = dir.write("edge.key", &edge_leaf.key_pem);
+    let cert = dir.write("connector.pem", &connector_leaf.cert_pem);
+    let key = dir.write("connector.key", &connector_leaf.key_pem);
+    let connector_pin = Fingerprint::of(&connector_leaf.cert_der);
+    let pool = Arc::new(TunnelPool::default());
+    let edge = TraversalListener::start(
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        &edge_cert,
+        &edge_key,
+        vec![ConnectorIdentity {
+            name: "inside".into(),
+            pin: connector_pin,
+            join: trusted.iter().map(|s| s.to_string()).collect(),
+        }],
+        pool.clone(),
+    )
+    .unwrap();
+    let proxy = Proxy::builder()
+        .site(JOIN, Upstream::traversal(pool.clone()))
+        // A new connector connection for each request (none kept alive), so
+        // the pool is seen to refill.
+        .bridge_pool(0, Duration::from_secs(1))
+        .loops(1)
+        .build()
+        .unwrap();
+    let front = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![edge_leaf.cert_der.clone()],
+            edge_leaf.key_der.clone_key(),
+        )
+        .unwrap(),
+    );
+    Ends {
+        _dir: dir,
+        ca,
+        front,
+        pool,
+        edge,
+        proxy,
+        edge_pin: Fingerprint::of(&edge_leaf.cert_der),
+        connector_pin,
+        cert,
+        key,
+    }
+}
+
+fn connector(e: &Ends, bridge: &str, pin: Fingerprint, pool: usize) -> Connector {
+    Connector::start(ConnectorSettings {
+        edges: vec![e.edge.local_addr().to_string()],
+        edge_name: "edge.example.test".into(),
+        edge_trust: EdgeTrust::Pin(pin),
+        cert: e.cert.clone(),
+        key: e.key.clone(),
+        sites: vec![(JOIN.into(), Upstream::parse(bridge).unwrap())],
+        upstream_tls: tls::client_config(None).unwrap(),
+        pool,
+    })
+    .unwrap()
+}
+
+#[test]
+fn requests_reach_the_bridge_through_connections_the_inside_opened() {
+    let e = edge(&[JOIN]);
+    let (bridge, heads) = bridge();
+    // No connector yet: the browser is told why, after the dial's time.
+    let (status, body) = get(&e, "/early");
+    assert_eq!(status, 502, "{body}");
+    let c = connector(&e, &bridge, e.edge_pin, 2);
+    wait::until("two connections ready at the edge", PATIENCE, || {
+        match e.pool.ready(JOIN) {
+            2 => Ok(()),
+            n => Err(format!("{n} ready; {:?}", c.status())),
+        }
+    });
+    for i in 0..5 {
+        let (status, body) = get(&e, &format!("/meeting/{i}"));
+        assert_eq!(
+            (status, body.as_str()),
+            (200, &*format!("hello /meeting/{i}"))
+        );
+        let head = heads.recv_timeout(PATIENCE).unwrap();
+        assert!(
+            head.contains("X-Forwarded-For: 127.0.0.1"),
+            "the browser's address: {head}"
+        );
+    }
+    // Used connections were replaced.
+    wait::until("the pool refilled", PATIENCE, || match e.pool.ready(JOIN) {
+        n if n >= 2 => Ok(()),
+        n => Err(format!("{n} ready")),
+    });
+    let status = e.pool.status();
+    assert_eq!(status.len(), 1, "{status:?}");
+    assert_eq!(status[0].connector, "inside");
+    assert!(status[0].used >= 5, "{status:?}");
+    assert!(c.status()[0].used >= 5, "{:?}", c.status());
+}
+
+#[test]
+fn an_unpinned_connector_or_a_join_url_it_may_not_serve_is_refused_with_the_reason() {
+    // The edge trusts the connector for another join URL only.
+    let e = edge(&["other.example.test"]);
+    let (bridge, _heads) = bridge();
+    let c = connector(&e, &bridge, e.edge_pin, 1);
+    let why = wait::until("the refusal", PATIENCE, || {
+        match c.status().first().and_then(|s| s.last_error.clone()) {
+            Some((w, _)) => Ok(w),
+            None => Err("no error yet".to_string()),
+        }
+    });
+    assert!(why.contains("join URL not allowed"), "{why}");
+    assert_eq!(e.pool.ready(JOIN), 0);
+    drop(c);
+    // A connector pinning another certificate for the edge does not talk to it.
+    let e = edge(&[JOIN]);
+    let c = connector(&e, &bridge, e.connector_pin, 1);
+    let why = wait::until("the refusal", PATIENCE, || {
+        match c.status().first().and_then(|s| s.last_error.clone()) {
+            Some((w, _)) => Ok(w),
+            None => Err("no error yet".to_string()),
+        }
+    });
+    assert!(why.contains("not the pinned one"), "{why}");
+    assert_eq!(e.pool.ready(JOIN), 0);
+}
