@@ -30,6 +30,9 @@ pub(crate) enum Command {
     /// Choose a TURN server from a turnServers-style list by round-trip time,
     /// and allocate there, failing over to the next.
     Select(crate::tools::select::SelectArgs),
+    /// Run the inside end of the traversal: dial out to the edge and serve its
+    /// join URLs from the web bridges inside.
+    Connect(crate::connect::ConnectArgs),
 }
 
 /// Flags of `causeway serve`.

@@ -10,8 +10,10 @@ mod accounting;
 mod admin;
 mod cli;
 mod config;
+mod connect;
 mod serve;
 mod tools;
+mod traversal;
 
 use std::process::ExitCode;
 
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
         cli::Command::Load(args) => exit(tools::load::run(&args)),
         cli::Command::Select(args) => exit(tools::select::run(&args)),
         cli::Command::Key(args) => exit(tools::key::run(&args)),
+        cli::Command::Connect(args) => exit(connect::run(&args)),
     }
 }
 

@@ -192,6 +192,8 @@ struct Running {
     drained_by: Option<Instant>,
     /// Usage records and the heaviest accounts.
     accounting: Arc<Accounting>,
+    /// The traversal port, when connectors serve join URLs.
+    traversal: Option<proxy_core::runtime::traversal::TraversalListener>,
 }
 
 impl Running {
@@ -209,6 +211,11 @@ impl Running {
             ),
             ("demo_user", self.started.demo_user != plan.demo_user),
             ("usage_log", !accounts(&self.started) && accounts(&plan)),
+            (
+                "traversal.listen",
+                self.started.traversal.as_ref().map(|t| t.listen)
+                    != plan.traversal.as_ref().map(|t| t.listen),
+            ),
         ];
         if let Some((key, _)) = fixed.iter().find(|(_, changed)| *changed) {
             return Err(format!(
@@ -245,6 +252,11 @@ impl Running {
         *self.view.lock().unwrap_or_else(|e| e.into_inner()) = AdminView::of(&plan);
         self.drain_for = Duration::from_secs(plan.drain_timeout_secs);
         self.accounting.set_path(plan.usage_log.clone());
+        if let (Some(l), Some(t)) = (&self.traversal, &plan.traversal)
+            && let Err(e) = l.reconfigure(&t.cert, &t.key, t.connectors.clone())
+        {
+            warn!("traversal: the reload's certificate is unusable, the old one stays: {e}");
+        }
         crate::set_log_level(&plan.log_level);
         for w in &plan.warnings {
             warn!("{w}");
@@ -327,6 +339,12 @@ pub(crate) fn run(args: &ServeArgs, plan: Plan) -> Result<(), ServeError> {
             .spawn(move || proxy.serve_redirect(listener))
             .map_err(|e| ServeError::Setup("spawn the redirect thread", e.to_string()))?;
     }
+    let traversal = plan
+        .traversal
+        .as_ref()
+        .map(crate::traversal::start)
+        .transpose()
+        .map_err(|e| ServeError::Setup("start the traversal port", e))?;
     let (commands, inbox) = mpsc::channel();
     let web_now = Arc::new(Mutex::new(proxy.clone()));
     let view = Arc::new(Mutex::new(AdminView::of(&plan)));
@@ -358,6 +376,12 @@ pub(crate) fn run(args: &ServeArgs, plan: Plan) -> Result<(), ServeError> {
     if let Some(a) = redirect_addr {
         println!("causeway: redirecting http {a} to https");
     }
+    if let Some(t) = &traversal {
+        println!(
+            "causeway: listening on traversal {} (connectors dial in)",
+            t.local_addr()
+        );
+    }
     println!("causeway: admin on http://{admin_addr}/status and /metrics");
     println!(
         "causeway: admin token in {} ({})",
@@ -382,6 +406,7 @@ pub(crate) fn run(args: &ServeArgs, plan: Plan) -> Result<(), ServeError> {
     let mut running = Running {
         drain_for: Duration::from_secs(plan.drain_timeout_secs),
         accounting: accounting.clone(),
+        traversal,
         started: plan,
         proxy,
         web_now,

@@ -164,6 +164,11 @@ pub(crate) fn certificates(
     Ok(certs)
 }
 
+/// The certificates of a PEM file (a chain, the leaf first), at least one.
+pub fn certificates_of(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    certificates(TlsInput::Certificate, path)
+}
+
 /// A certificate chain and its private key, from PEM files.
 pub(crate) fn load_pair(
     cert: &Path,

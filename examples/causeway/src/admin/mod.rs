@@ -292,6 +292,7 @@ fn answer(stream: &mut TcpStream, req: &access::Request, admin: &Admin, history:
             if let Ok(Some(w)) = web {
                 text.push_str(&metrics::web_metrics_text(&w));
             }
+            text.push_str(&crate::traversal::metrics_text());
             text
         }),
         ("GET", "/healthz") => {

@@ -9,6 +9,7 @@ mod plan;
 mod secrets;
 #[cfg(test)]
 mod tests;
+mod traversal;
 mod web;
 
 use std::fmt;
@@ -20,6 +21,8 @@ use serde::{Deserialize, Deserializer};
 use crate::cli::ServeArgs;
 
 pub(crate) use plan::{Plan, UserSecret, config_key};
+pub(crate) use secrets::redact;
+pub(crate) use traversal::{CONNECTOR, TraversalPlan};
 
 /// The embedded default configuration (loopback only).
 pub(crate) const DEFAULT_TOML: &str = include_str!("default.toml");
@@ -120,6 +123,8 @@ pub(crate) struct Config {
     pub(crate) limits: LimitsConfig,
     /// The web proxy's timers against slow clients.
     pub(crate) http: HttpConfig,
+    /// The traversal: connectors inside that dial out to this edge.
+    pub(crate) traversal: traversal::TraversalConfig,
     /// Interfaces to attach the kernel fast path (XDP) to: those clients and
     /// peers reach the relay on. Needs a build with feature `xdp`.
     pub(crate) xdp_interface: Vec<String>,
@@ -256,6 +261,7 @@ impl Default for Config {
             tcp: TcpConfig::default(),
             limits: LimitsConfig::default(),
             http: HttpConfig::default(),
+            traversal: Default::default(),
             xdp_interface: Vec::new(),
             xdp_mode: "auto".into(),
             drain_timeout: 600,

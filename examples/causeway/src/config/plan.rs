@@ -32,6 +32,8 @@ pub(crate) struct Plan {
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
     /// The web proxy, with the TLS listeners.
     pub(crate) web: Option<ProxySettings>,
+    /// The traversal port, when connectors serve join URLs.
+    pub(crate) traversal: Option<super::TraversalPlan>,
     /// Status JSON and metrics.
     pub(crate) admin: SocketAddr,
     /// Who may use the admin port (the token read from its file, if one is
@@ -127,6 +129,12 @@ impl TryFrom<&Config> for Plan {
         let users = users(c)?;
         super::bounds::check(c)?;
         let (sites, rules) = super::web::web(c)?;
+        let served: Vec<String> = sites
+            .iter()
+            .filter(|(_, u)| u.tunnels.is_some())
+            .map(|(h, _)| h.clone())
+            .collect();
+        let traversal = super::traversal::plan(c, &served)?;
         let tls = match (&c.cert, &c.key) {
             (Some(cert), Some(key)) => {
                 let hosts: Vec<&str> = sites.iter().map(|(h, _)| h.as_str()).collect();
@@ -174,6 +182,7 @@ impl TryFrom<&Config> for Plan {
             demo_user: c.demo_user,
             tls,
             web,
+            traversal,
             admin: c.admin,
             admin_access,
             http_redirect: c.http_redirect,

@@ -44,7 +44,8 @@ pub(super) fn web(c: &Config) -> Result<Web, ConfigError> {
         .map(|a| (*a, "listen"))
         .chain(c.tls_listen.iter().map(|a| (*a, "tls_listen")))
         .chain(std::iter::once((c.admin, "admin")))
-        .chain(c.http_redirect.iter().map(|a| (*a, "http_redirect")));
+        .chain(c.http_redirect.iter().map(|a| (*a, "http_redirect")))
+        .chain(c.traversal.listen.iter().map(|a| (*a, "traversal.listen")));
     for (addr, name) in all {
         if let Some((other, other_name)) = claims.iter().find(|(o, _)| overlaps(o, &addr)) {
             return Err(field(
@@ -74,6 +75,10 @@ pub(super) fn web(c: &Config) -> Result<Web, ConfigError> {
         }
         if sites.iter().any(|(h, _)| *h == host) {
             return Err(field("proxy", format!("`{host}` is listed twice")));
+        }
+        if up.trim() == super::CONNECTOR {
+            sites.push((host, Upstream::traversal(crate::traversal::pool())));
+            continue;
         }
         let up = Upstream::parse(up.trim()).map_err(|e| field("proxy", e.to_string()))?;
         if up.tls && c.upstream_ca.is_none() {

@@ -1,0 +1,146 @@
+//! The traversal with the real binary: `causeway serve` as the edge serves a
+//! join URL through connectors (`proxy = ["JOIN=connector"]`, `[traversal]`),
+//! knowing nothing of the web bridge; `causeway connect` inside dials out to
+//! it, each end pinning the other's certificate (pins printed by
+//! `causeway connect --fingerprint`), and dials the HTTPS web bridge. A
+//! browser's request reaches the bridge with its address in
+//! `X-Forwarded-For`, and `/metrics` counts each join URL's ready and used
+//! connections. A join URL served by connectors without a traversal port is
+//! refused at start, naming the key.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+
+use common::bridge::{TempDir, TestCa, start_bridge};
+use common::http::read_response;
+use common::wait::{self, PATIENCE};
+use common::{Output, Server, front_toml};
+use rustls::pki_types::ServerName;
+
+const JOIN: &str = "join.example.test";
+
+fn causeway() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_causeway"))
+}
+
+/// The pin `causeway connect --fingerprint` prints for `cert`.
+fn fingerprint(cert: &std::path::Path) -> String {
+    let out = causeway()
+        .args(["connect", "--fingerprint", cert.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let pin = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert_eq!(pin.len(), 64, "{pin}");
+    pin
+}
+
+fn metric(server: &Server, name: &str) -> Option<u64> {
+    let text = server.admin("GET", "/metrics");
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn a_browser_reaches_the_inside_web_bridge_through_the_connector_that_dialled_out() {
+    let ca = TestCa::new();
+    let dir = TempDir::new("traversal");
+    let bridge = start_bridge(&ca.leaf(&["localhost"]));
+    let connector_leaf = ca.leaf(&["connector.example.test"]);
+    let connector_cert = dir.write("connector.pem", &connector_leaf.cert_pem);
+    let connector_key = dir.write("connector.key", &connector_leaf.key_pem);
+    // The edge: the front's certificate also shown on the traversal port.
+    let edge = format!(
+        "{}proxy = [\"{JOIN}=connector\"]\n\n[traversal]\nlisten = \"127.0.0.1:0\"\n\n\
+         [[traversal.connector]]\nname = \"inside\"\npin = \"{pin}\"\njoin = [\"{JOIN}\"]\n",
+        front_toml(&ca, &[JOIN], &dir),
+        pin = fingerprint(&connector_cert),
+    );
+    let edge_file = dir.write("edge.toml", &edge);
+    let server = Server::start(&["--config", edge_file.to_str().unwrap()]);
+    let traversal = server.startup_addr("causeway: listening on traversal ");
+    let tls = server.startup_addr("causeway: listening on tls ");
+    // The inside: nothing listens; it dials the edge and the web bridge.
+    let inside = format!(
+        "edge = [\"{traversal}\"]\nedge_name = \"{JOIN}\"\nedge_pin = \"{edge_pin}\"\n\
+         cert = \"{cert}\"\nkey = \"{key}\"\npool = 2\n\
+         proxy = [\"{JOIN}=https://localhost:{port}\"]\nupstream_ca = \"{ca}\"\n",
+        edge_pin = fingerprint(&dir.path().join("front.pem")),
+        cert = connector_cert.display(),
+        key = connector_key.display(),
+        port = bridge.port(),
+        ca = dir.path().join("ca.pem").display(),
+    );
+    let inside_file = dir.write("inside.toml", &inside);
+    let mut connector = causeway()
+        .args(["connect", "--config", inside_file.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = Output::of(&mut connector);
+    let ready = format!("causeway_traversal_ready{{join=\"{JOIN}\",connector=\"inside\"}}");
+    wait::until(
+        "two connections ready at the edge",
+        PATIENCE,
+        || match metric(&server, &ready) {
+            Some(2) => Ok(()),
+            n => Err(format!("{n:?}; connector: {}", log.tail(5))),
+        },
+    );
+    // A browser, through the edge's port 443 stand-in.
+    for i in 0..3 {
+        let tcp = TcpStream::connect(tls).unwrap();
+        tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+        let conn = rustls::ClientConnection::new(
+            ca.client_config(),
+            ServerName::try_from(JOIN.to_string()).unwrap(),
+        )
+        .unwrap();
+        let mut t = rustls::StreamOwned::new(conn, tcp);
+        write!(t, "GET /api/echo/{i} HTTP/1.1\r\nHost: {JOIN}\r\n\r\n").unwrap();
+        t.flush().unwrap();
+        let (status, _, body) = read_response(&mut t);
+        assert_eq!(status, 200, "{body}\n{}", server.log_tail());
+        assert!(body.starts_with(&format!("GET /api/echo/{i}")), "{body}");
+        assert!(
+            body.contains("xff=127.0.0.1"),
+            "the browser's address: {body}"
+        );
+    }
+    let used = format!("causeway_traversal_used_total{{join=\"{JOIN}\",connector=\"inside\"}}");
+    assert!(
+        metric(&server, &used) >= Some(1),
+        "{}",
+        server.admin("GET", "/metrics")
+    );
+    let _ = connector.kill();
+    let _ = connector.wait();
+}
+
+#[test]
+fn a_join_url_served_by_connectors_needs_the_traversal_port() {
+    let ca = TestCa::new();
+    let dir = TempDir::new("traversal-config");
+    let edge = format!(
+        "{}proxy = [\"{JOIN}=connector\"]\n",
+        front_toml(&ca, &[JOIN], &dir)
+    );
+    let file = dir.write("edge.toml", &edge);
+    let out = causeway()
+        .args([
+            "serve",
+            "--check-config",
+            "--config",
+            file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("`traversal.listen`"), "{err}");
+}
