@@ -101,6 +101,10 @@ struct Ends {
     connector_pin: Fingerprint,
     cert: std::path::PathBuf,
     key: std::path::PathBuf,
+    cert2: std::path::PathBuf,
+    key2: std::path::PathBuf,
+    /// A certificate the edge does not pin.
+    stranger: (std::path::PathBuf, std::path::PathBuf),
 }
 
 /// The edge: its certificate, the traversal listener trusting `trusted` for
@@ -110,6 +114,9 @@ fn edge(trusted: &[&str]) -> Ends {
     let ca = TestCa::new();
     let edge_leaf = ca.leaf(&["edge.example.test", JOIN]);
     let connector_leaf = ca.leaf(&["connector.example.test"]);
+    let second_leaf = ca.leaf(&["second.example.test"]);
+    let cert2 = dir.write("second.pem", &second_leaf.cert_pem);
+    let key2 = dir.write("second.key", &second_leaf.key_pem);
     let edge_cert = dir.write("edge.pem", &edge_leaf.cert_pem);
     let edge_key = dir.write("edge.key", &edge_leaf.key_pem);
     let cert = dir.write("connector.pem", &connector_leaf.cert_pem);
@@ -120,11 +127,18 @@ fn edge(trusted: &[&str]) -> Ends {
         TcpListener::bind("127.0.0.1:0").unwrap(),
         &edge_cert,
         &edge_key,
-        vec![ConnectorIdentity {
-            name: "inside".into(),
-            pin: connector_pin,
-            join: trusted.iter().map(|s| s.to_string()).collect(),
-        }],
+        vec![
+            ConnectorIdentity {
+                name: "inside".into(),
+                pin: connector_pin,
+                join: trusted.iter().map(|s| s.to_string()).collect(),
+            },
+            ConnectorIdentity {
+                name: "second".into(),
+                pin: Fingerprint::of(&second_leaf.cert_der),
+                join: trusted.iter().map(|s| s.to_string()).collect(),
+            },
+        ],
         pool.clone(),
     )
     .unwrap();
@@ -136,6 +150,11 @@ fn edge(trusted: &[&str]) -> Ends {
         .loops(1)
         .build()
         .unwrap();
+    let stranger_leaf = ca.leaf(&["stranger.example.test"]);
+    let stranger = (
+        dir.write("stranger.pem", &stranger_leaf.cert_pem),
+        dir.write("stranger.key", &stranger_leaf.key_pem),
+    );
     let front = Arc::new(
         rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
@@ -160,16 +179,29 @@ fn edge(trusted: &[&str]) -> Ends {
         connector_pin,
         cert,
         key,
+        cert2,
+        key2,
+        stranger,
     }
 }
 
 fn connector(e: &Ends, bridge: &str, pin: Fingerprint, pool: usize) -> Connector {
+    connector_as(e, (&e.cert, &e.key), bridge, pin, pool)
+}
+
+fn connector_as(
+    e: &Ends,
+    (cert, key): (&std::path::Path, &std::path::Path),
+    bridge: &str,
+    pin: Fingerprint,
+    pool: usize,
+) -> Connector {
     Connector::start(ConnectorSettings {
         edges: vec![e.edge.local_addr().to_string()],
         edge_name: "edge.example.test".into(),
         edge_trust: EdgeTrust::Pin(pin),
-        cert: e.cert.clone(),
-        key: e.key.clone(),
+        cert: cert.to_path_buf(),
+        key: key.to_path_buf(),
         sites: vec![(JOIN.into(), Upstream::parse(bridge).unwrap())],
         upstream_tls: tls::client_config(None).unwrap(),
         pool,
@@ -240,5 +272,64 @@ fn an_unpinned_connector_or_a_join_url_it_may_not_serve_is_refused_with_the_reas
         }
     });
     assert!(why.contains("not the pinned one"), "{why}");
+    assert_eq!(e.pool.ready(JOIN), 0);
+}
+
+#[test]
+fn two_connectors_share_a_join_url_and_one_carries_on_when_the_other_stops() {
+    let e = edge(&[JOIN]);
+    let (bridge, _heads) = bridge();
+    let first = connector(&e, &bridge, e.edge_pin, 2);
+    let second = connector_as(&e, (&e.cert2, &e.key2), &bridge, e.edge_pin, 2);
+    wait::until("both connectors ready", PATIENCE, || {
+        let s = e.pool.status();
+        match s.iter().filter(|s| s.idle == 2).count() {
+            2 => Ok(()),
+            _ => Err(format!("{s:?}")),
+        }
+    });
+    for i in 0..4 {
+        let (status, body) = get(&e, &format!("/{i}"));
+        assert_eq!(status, 200, "{body} {:?}", e.pool.status());
+    }
+    let status = e.pool.status();
+    assert!(
+        status.iter().all(|s| s.used >= 1),
+        "both carried: {status:?}"
+    );
+    // The first stops: its connections close, and the second serves alone.
+    drop(first);
+    wait::until("the first's connections gone", PATIENCE, || {
+        match second.status()[0].ready {
+            2 => {
+                // Requests go through, skipping the first's closed connections.
+                let (status, body) = get(&e, "/after");
+                if status == 200 {
+                    Ok(())
+                } else {
+                    Err(format!("{status} {body}"))
+                }
+            }
+            n => Err(format!("second has {n} ready")),
+        }
+    });
+    for i in 0..4 {
+        assert_eq!(get(&e, &format!("/later/{i}")).0, 200);
+    }
+}
+
+#[test]
+fn a_connector_the_edge_does_not_pin_is_refused_at_the_handshake() {
+    let e = edge(&[JOIN]);
+    let (bridge, _heads) = bridge();
+    let (cert, key) = e.stranger.clone();
+    let c = connector_as(&e, (&cert, &key), &bridge, e.edge_pin, 1);
+    let why = wait::until("the refusal", PATIENCE, || {
+        match c.status().first().and_then(|s| s.last_error.clone()) {
+            Some((w, _)) => Ok(w),
+            None => Err("no error yet".to_string()),
+        }
+    });
+    assert!(why.contains("TLS failed"), "{why}");
     assert_eq!(e.pool.ready(JOIN), 0);
 }

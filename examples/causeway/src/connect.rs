@@ -133,15 +133,8 @@ fn settings(c: ConnectConfig) -> Result<ConnectorSettings, String> {
     })
 }
 
-/// Runs `causeway connect`.
-pub(crate) fn run(args: &ConnectArgs) -> Result<(), String> {
-    if let Some(cert) = &args.fingerprint {
-        let certs = proxy_core::runtime::tls::certificates_of(cert).map_err(|e| e.to_string())?;
-        let first = certs.first().ok_or("no certificate")?;
-        println!("{}", Fingerprint::of(first));
-        return Ok(());
-    }
-    let path = args.config.as_ref().ok_or("--config FILE is needed")?;
+/// The connector's settings and log level from its file.
+fn load(path: &std::path::Path) -> Result<(ConnectorSettings, String), String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let c: ConnectConfig = toml::from_str(&text).map_err(|e| {
@@ -152,7 +145,61 @@ pub(crate) fn run(args: &ConnectArgs) -> Result<(), String> {
         )
     })?;
     let level = c.log_level.clone();
-    let s = settings(c)?;
+    Ok((settings(c)?, level))
+}
+
+/// `causeway check --traversal FILE`: each join URL's path from the inside,
+/// step by step; `Err` when a step failed.
+pub(crate) fn check(path: &std::path::Path) -> Result<(), String> {
+    let (s, _) = load(path)?;
+    let probes = Connector::probe(&s).map_err(|e| format!("the connector's TLS: {e}"))?;
+    let mut failed = false;
+    for p in probes {
+        for (step, outcome) in &p.steps {
+            match outcome {
+                Ok(seen) => println!("[PASS] {} {step}: {seen}", p.host),
+                Err(why) => {
+                    failed = true;
+                    let fix = match *step {
+                        "edge" => {
+                            "let this host open TCP to the edge's traversal port (`edge`), and \
+                             check `causeway serve` there has [traversal] listen"
+                        }
+                        "trust" => {
+                            "compare `edge_pin` with `causeway connect --fingerprint` of the \
+                             edge's certificate, and the edge's traversal.connector.pin with \
+                             this connector's"
+                        }
+                        "registration" => {
+                            "on the edge, list the join URL in this connector's `join` and \
+                             serve it with proxy = [\"JOIN=connector\"]"
+                        }
+                        _ => {
+                            "check `proxy` and `upstream_ca` here: the web bridge is dialled from this host"
+                        }
+                    };
+                    println!("[FAIL] {} {step}: {why}\n       fix: {fix}", p.host);
+                }
+            }
+        }
+    }
+    if failed {
+        Err("the traversal check failed".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// Runs `causeway connect`.
+pub(crate) fn run(args: &ConnectArgs) -> Result<(), String> {
+    if let Some(cert) = &args.fingerprint {
+        let certs = proxy_core::runtime::tls::certificates_of(cert).map_err(|e| e.to_string())?;
+        let first = certs.first().ok_or("no certificate")?;
+        println!("{}", Fingerprint::of(first));
+        return Ok(());
+    }
+    let path = args.config.as_ref().ok_or("--config FILE is needed")?;
+    let (s, level) = load(path)?;
     crate::init_logging(&level);
     let hosts: Vec<String> = s.sites.iter().map(|(h, _)| h.clone()).collect();
     let edges = s.edges.join(", ");

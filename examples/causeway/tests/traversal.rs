@@ -120,6 +120,52 @@ fn a_browser_reaches_the_inside_web_bridge_through_the_connector_that_dialled_ou
     );
     let _ = connector.kill();
     let _ = connector.wait();
+    // The check from the inside: every step passes; then each misconfiguration
+    // is named at its step.
+    let check = |toml: &str| {
+        let file = dir.write("check.toml", toml);
+        let out = causeway()
+            .args(["check", "--traversal", file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let (ok, said) = check(&inside);
+    assert!(ok, "{said}");
+    for step in ["edge", "trust", "registration", "web bridge"] {
+        assert!(
+            said.contains(&format!("[PASS] {JOIN} {step}")),
+            "{step}: {said}"
+        );
+    }
+    let wrong_pin = inside.replace(
+        &fingerprint(&dir.path().join("front.pem")),
+        &fingerprint(&connector_cert),
+    );
+    let (ok, said) = check(&wrong_pin);
+    assert!(
+        !ok && said.contains(&format!("[FAIL] {JOIN} trust")),
+        "{said}"
+    );
+    let other = inside.replace(
+        &format!("proxy = [\"{JOIN}="),
+        "proxy = [\"other.example.test=",
+    );
+    let (ok, said) = check(&other);
+    assert!(
+        !ok && said.contains("[FAIL] other.example.test registration")
+            && said.contains("not allowed"),
+        "{said}"
+    );
+    let gone = inside.replace(&format!(":{}\"]", bridge.port()), ":1\"]");
+    let (ok, said) = check(&gone);
+    assert!(
+        !ok && said.contains(&format!("[FAIL] {JOIN} web bridge")),
+        "{said}"
+    );
 }
 
 #[test]

@@ -30,6 +30,11 @@ pub(crate) struct CheckArgs {
     /// this host.
     #[arg(long, value_name = "ADDR")]
     pub(crate) peer: Option<SocketAddr>,
+    /// Instead of a TURN server: walk the traversal from the inside with a
+    /// `causeway connect` configuration (edge reachable, certificates trusted
+    /// both ways, join URLs accepted, web bridges reachable).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["server", "servers"])]
+    pub(crate) traversal: Option<std::path::PathBuf>,
     /// Seconds to wait for each step.
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     pub(crate) timeout: u64,
@@ -54,6 +59,9 @@ impl Report {
 pub(crate) fn run(args: &CheckArgs) -> Result<(), String> {
     if let Some(file) = &args.servers {
         return super::select::check(file, args.timeout);
+    }
+    if let Some(file) = &args.traversal {
+        return crate::connect::check(file);
     }
     let server_args = &args.server;
     if server_args.server.is_none() {

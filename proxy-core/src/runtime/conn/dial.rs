@@ -86,6 +86,11 @@ impl Conn {
                 progress
             }
             Dialled::Ready(side) => {
+                let mut plan = plan;
+                // A connector's connection waited in a pool, as a kept-alive one
+                // does: if it fails before answering, a request that may be
+                // sent again goes on another.
+                plan.reused |= upstream.tunnels.is_some();
                 self.cfg.counters.dialled();
                 self.up = Some(Up {
                     index: plan.upstream,

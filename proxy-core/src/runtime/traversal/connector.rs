@@ -71,21 +71,34 @@ pub struct ConnectorStatus {
     pub last_error: Option<(String, SystemTime)>,
 }
 
-struct Site {
-    host: String,
-    upstream: Upstream,
-    ready: AtomicUsize,
-    active: AtomicUsize,
-    used: std::sync::atomic::AtomicU64,
-    last_error: Mutex<Option<(String, SystemTime)>>,
+pub(super) struct Site {
+    pub(super) host: String,
+    pub(super) upstream: Upstream,
+    pub(super) ready: AtomicUsize,
+    pub(super) active: AtomicUsize,
+    pub(super) used: std::sync::atomic::AtomicU64,
+    pub(super) last_error: Mutex<Option<(String, SystemTime)>>,
 }
 
-struct Shared {
-    edges: Vec<String>,
-    name: ServerName<'static>,
-    tls: Arc<rustls::ClientConfig>,
-    upstream_tls: Arc<rustls::ClientConfig>,
-    stop: AtomicBool,
+impl Site {
+    pub(super) fn new(host: &str, upstream: Upstream) -> Site {
+        Site {
+            host: host.to_ascii_lowercase(),
+            upstream,
+            ready: AtomicUsize::new(0),
+            active: AtomicUsize::new(0),
+            used: Default::default(),
+            last_error: Mutex::new(None),
+        }
+    }
+}
+
+pub(super) struct Shared {
+    pub(super) edges: Vec<String>,
+    pub(super) name: ServerName<'static>,
+    pub(super) tls: Arc<rustls::ClientConfig>,
+    pub(super) upstream_tls: Arc<rustls::ClientConfig>,
+    pub(super) stop: AtomicBool,
 }
 
 /// The inside end of the traversal; stops its keepers when dropped (tunnels in
@@ -104,7 +117,7 @@ impl std::fmt::Debug for Connector {
 }
 
 /// The connector's client configuration: its identity and the edge's trust.
-fn client_config(s: &ConnectorSettings) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+pub(super) fn client_config(s: &ConnectorSettings) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let (chain, key) = crate::runtime::tls::load_pair(&s.cert, &s.key)?;
     let (pin, ca) = match &s.edge_trust {
         EdgeTrust::Pin(p) => (Some(*p), None),
@@ -167,14 +180,7 @@ impl Connector {
         });
         let mut sites = Vec::new();
         for (host, upstream) in settings.sites {
-            let site = Arc::new(Site {
-                host: host.to_ascii_lowercase(),
-                upstream,
-                ready: AtomicUsize::new(0),
-                active: AtomicUsize::new(0),
-                used: Default::default(),
-                last_error: Mutex::new(None),
-            });
+            let site = Arc::new(Site::new(&host, upstream));
             for i in 0..settings.pool.max(1) {
                 let (sh, si) = (shared.clone(), site.clone());
                 let spawned = std::thread::Builder::new()
@@ -215,12 +221,26 @@ impl Drop for Connector {
     }
 }
 
-/// Why a connection did not become ready.
-enum Failed {
-    /// The edge said no (its reason).
+/// Why a connection did not become ready: the step that failed.
+#[derive(Debug)]
+pub(super) enum Failed {
+    /// No TCP connection to the edge.
+    Unreachable(io::Error),
+    /// The TLS handshake failed: the edge's certificate is not the one
+    /// expected, or the edge refused this connector's.
+    Tls(io::Error),
+    /// The edge refused the registration (its reason).
     Refused(String),
-    /// Anything else: no answer, TLS, a closed connection.
-    Io(io::Error),
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failed::Unreachable(e) => write!(f, "unreachable: {e}"),
+            Failed::Tls(e) => write!(f, "TLS failed: {e}"),
+            Failed::Refused(r) => write!(f, "refused: {r}"),
+        }
+    }
 }
 
 /// One keeper: a connection ready at the edge, again and again.
@@ -252,10 +272,7 @@ fn keep(shared: &Arc<Shared>, site: &Arc<Site>) {
                 }
             }
             Err(f) => {
-                let why = match f {
-                    Failed::Refused(r) => format!("the edge {target} refused: {r}"),
-                    Failed::Io(e) => format!("cannot reach the edge {target}: {e}"),
-                };
+                let why = format!("the edge {target}: {f}");
                 let mut last = site.last_error.lock().unwrap_or_else(|e| e.into_inner());
                 if last.as_ref().is_none_or(|(w, _)| *w != why) {
                     warn!("connector: join URL `{}`: {why}", site.host);
@@ -271,12 +288,15 @@ fn keep(shared: &Arc<Shared>, site: &Arc<Site>) {
 }
 
 /// TCP, TLS and the registration.
-fn open(
+pub(super) fn open(
     shared: &Shared,
     site: &Site,
     target: &str,
 ) -> Result<(TcpStream, rustls::ClientConnection), Failed> {
-    let addrs: Vec<_> = target.to_socket_addrs().map_err(Failed::Io)?.collect();
+    let addrs: Vec<_> = target
+        .to_socket_addrs()
+        .map_err(Failed::Unreachable)?
+        .collect();
     let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
     let mut sock = None;
     for a in addrs {
@@ -288,20 +308,28 @@ fn open(
             Err(e) => last = e,
         }
     }
-    let mut sock = sock.ok_or(Failed::Io(last))?;
-    let io = Failed::Io;
-    sock.set_read_timeout(Some(HANDSHAKE_TIMEOUT)).map_err(io)?;
-    sock.set_write_timeout(Some(HANDSHAKE_TIMEOUT))
-        .map_err(Failed::Io)?;
-    sock.set_nodelay(true).map_err(Failed::Io)?;
+    let mut sock = sock.ok_or(Failed::Unreachable(last))?;
+    let setup = |r: io::Result<()>| r.map_err(Failed::Unreachable);
+    setup(sock.set_read_timeout(Some(HANDSHAKE_TIMEOUT)))?;
+    setup(sock.set_write_timeout(Some(HANDSHAKE_TIMEOUT)))?;
+    setup(sock.set_nodelay(true))?;
     let mut conn = rustls::ClientConnection::new(shared.tls.clone(), shared.name.clone())
-        .map_err(|e| Failed::Io(io::Error::other(e)))?;
+        .map_err(|e| Failed::Tls(io::Error::other(e)))?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock).map_err(Failed::Tls)?;
+    }
     let mut stream = rustls::Stream::new(&mut conn, &mut sock);
+    // The edge checks this connector's certificate after the client's side of
+    // the handshake: its refusal arrives as an alert on the first read.
+    let tls_or_io = |e: io::Error| match e.kind() {
+        io::ErrorKind::InvalidData => Failed::Tls(e),
+        _ => Failed::Unreachable(e),
+    };
     stream
         .write_all(format!("{HELLO} {}\r\n", site.host).as_bytes())
-        .map_err(Failed::Io)?;
-    stream.flush().map_err(Failed::Io)?;
-    let answer = read_line(&mut stream).map_err(Failed::Io)?;
+        .map_err(tls_or_io)?;
+    stream.flush().map_err(tls_or_io)?;
+    let answer = read_line(&mut stream).map_err(tls_or_io)?;
     if answer != "OK" {
         let reason = answer.strip_prefix("NO ").unwrap_or(&answer);
         return Err(Failed::Refused(
@@ -313,7 +341,9 @@ fn open(
 }
 
 /// Waits for the edge's first bytes (a browser's request); `None` when the
-/// connection ends first or the connector stops.
+/// connection ends first, or the connector stops. A stopping connector says
+/// [`BYE`](super::BYE) first (the edge then takes the connection no more) and
+/// still serves a request the edge sent before it heard, for a grace period.
 fn wait(
     shared: &Shared,
     mut sock: TcpStream,
@@ -321,8 +351,17 @@ fn wait(
 ) -> Option<(TcpStream, rustls::ClientConnection, Vec<u8>)> {
     sock.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
     let mut buf = vec![0u8; 16 * 1024];
+    let mut leaving: Option<std::time::Instant> = None;
     loop {
-        if shared.stop.load(Ordering::SeqCst) {
+        if leaving.is_none() && shared.stop.load(Ordering::SeqCst) {
+            let mut stream = rustls::Stream::new(&mut conn, &mut sock);
+            let bye = format!("{}\r\n", super::BYE);
+            if stream.write_all(bye.as_bytes()).is_err() || stream.flush().is_err() {
+                return None;
+            }
+            leaving = Some(std::time::Instant::now());
+        }
+        if leaving.is_some_and(|at| at.elapsed() >= super::BYE_GRACE) {
             return None;
         }
         let mut stream = rustls::Stream::new(&mut conn, &mut sock);

@@ -24,15 +24,19 @@
 //! The wire, after the TLS handshake (ALPN [`ALPN`]): the connector sends
 //! `CAUSEWAY-TUNNEL/1 JOIN-HOST\r\n`; the edge answers `OK\r\n`, or
 //! `NO REASON\r\n` and closes. Then the connection waits; the first bytes the
-//! edge sends are a browser's request.
+//! edge sends are a browser's request. A connector that stops says `BYE\r\n`
+//! on its waiting connections (the edge takes them no more) and serves what
+//! the edge sent before it heard.
 
 mod connector;
 mod edge;
+mod probe;
 mod splice;
 pub mod trust;
 
-pub use connector::{Connector, ConnectorSettings, EdgeTrust};
+pub use connector::{Connector, ConnectorSettings, ConnectorStatus, EdgeTrust};
 pub use edge::{ConnectorIdentity, TraversalListener};
+pub use probe::Probe;
 pub use trust::Fingerprint;
 
 use crate::runtime::prelude::*;
@@ -47,6 +51,14 @@ pub const ALPN: &[u8] = b"causeway-tunnel/1";
 
 /// The registration line's first word.
 pub(crate) const HELLO: &str = "CAUSEWAY-TUNNEL/1";
+
+/// What a stopping connector says on each ready connection: the edge (which
+/// never hears a connector speak otherwise) takes it no more.
+pub(crate) const BYE: &str = "BYE";
+
+/// How long a stopping connector still serves a request the edge sent before
+/// it heard [`BYE`].
+pub(crate) const BYE_GRACE: Duration = Duration::from_secs(5);
 
 /// The longest registration line.
 pub(crate) const LINE_MAX: usize = 300;
