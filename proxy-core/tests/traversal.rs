@@ -261,6 +261,12 @@ fn an_unpinned_connector_or_a_join_url_it_may_not_serve_is_refused_with_the_reas
     });
     assert!(why.contains("join URL not allowed"), "{why}");
     assert_eq!(e.pool.ready(JOIN), 0);
+    let status = e.pool.status();
+    let said = status
+        .iter()
+        .find(|s| s.connector == "inside")
+        .and_then(|s| s.last_refusal.clone());
+    assert!(said.is_some_and(|(w, _)| w.contains(JOIN)), "{status:?}");
     drop(c);
     // A connector pinning another certificate for the edge does not talk to it.
     let e = edge(&[JOIN]);
@@ -332,4 +338,12 @@ fn a_connector_the_edge_does_not_pin_is_refused_at_the_handshake() {
     });
     assert!(why.contains("TLS failed"), "{why}");
     assert_eq!(e.pool.ready(JOIN), 0);
+    // The edge says why too.
+    let status = e.pool.status();
+    let refused = status.iter().find(|s| s.connector == "(not pinned)");
+    let said = refused.and_then(|s| s.last_refusal.clone()).map(|(w, _)| w);
+    assert!(
+        said.is_some_and(|w| w.contains("is not pinned")),
+        "{status:?}"
+    );
 }

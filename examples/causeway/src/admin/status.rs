@@ -115,6 +115,51 @@ struct StatusDoc<'a> {
     /// The web proxy, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     web: Option<Web>,
+    /// The traversal: each join URL and connector seen at this edge.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    traversal: Vec<Traversal>,
+}
+
+/// One join URL and connector at the edge, as the reference shows a tunnel.
+#[derive(Serialize)]
+struct Traversal {
+    join: String,
+    connector: String,
+    /// `active` (connections ready), `refused` (its last attempt was), or
+    /// `connecting` (none ready, none refused since the last registration).
+    state: &'static str,
+    ready: usize,
+    used: u64,
+    registered_secs_ago: Option<u64>,
+    last_refusal: Option<String>,
+    refused_secs_ago: Option<u64>,
+}
+
+impl Traversal {
+    fn of(t: proxy_core::runtime::traversal::TunnelStatus) -> Traversal {
+        let ago = |at: std::time::SystemTime| at.elapsed().map_or(0, |d| d.as_secs());
+        let refused_last = match (&t.last_refusal, t.last_registered) {
+            (Some((_, r)), Some(g)) => *r > g,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        Traversal {
+            state: if t.idle > 0 {
+                "active"
+            } else if refused_last {
+                "refused"
+            } else {
+                "connecting"
+            },
+            join: t.host,
+            connector: t.connector,
+            ready: t.idle,
+            used: t.used,
+            registered_secs_ago: t.last_registered.map(ago),
+            refused_secs_ago: t.last_refusal.as_ref().map(|(_, at)| ago(*at)),
+            last_refusal: t.last_refusal.map(|(why, _)| why),
+        }
+    }
 }
 
 /// The web proxy's connections and what it did.
@@ -277,6 +322,11 @@ pub(crate) fn status_json(
         allocations: page.into_iter().map(AllocationStatus::of).collect(),
         kernel: kernel(stats),
         web: web.map(Web::from),
+        traversal: crate::traversal::pool()
+            .status()
+            .into_iter()
+            .map(Traversal::of)
+            .collect(),
     };
     serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }

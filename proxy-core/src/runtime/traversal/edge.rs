@@ -196,7 +196,13 @@ fn register(mut sock: TcpStream, state: &RwLock<State>, pool: &TunnelPool) -> io
     };
     let mut conn = rustls::ServerConnection::new(tls).map_err(io::Error::other)?;
     while conn.is_handshaking() {
-        conn.complete_io(&mut sock)?;
+        if let Err(e) = conn.complete_io(&mut sock) {
+            // A certificate not pinned fails here (the verifier's error).
+            if e.kind() == io::ErrorKind::InvalidData {
+                pool.refused(super::UNKNOWN, "", &e.to_string());
+            }
+            return Err(e);
+        }
     }
     let pin = conn
         .peer_certificates()
@@ -212,6 +218,7 @@ fn register(mut sock: TcpStream, state: &RwLock<State>, pool: &TunnelPool) -> io
         Some(h) if !h.is_empty() && !h.contains(' ') => h.to_ascii_lowercase(),
         _ => {
             let _ = stream.write_all(b"NO bad registration\r\n");
+            pool.refused(&who.name, "", "bad registration");
             return Err(io::Error::other(format!(
                 "connector `{}` sent `{}`, not a registration",
                 who.name,
@@ -221,6 +228,9 @@ fn register(mut sock: TcpStream, state: &RwLock<State>, pool: &TunnelPool) -> io
     };
     if !who.join.iter().any(|j| j.eq_ignore_ascii_case(&host)) {
         let _ = stream.write_all(b"NO join URL not allowed for this connector\r\n");
+        // Under no join URL: a connector's names must not grow the status.
+        let why = format!("join URL `{}` not allowed", Escaped::new(&host));
+        pool.refused(&who.name, "", &why);
         return Err(io::Error::other(format!(
             "connector `{}` may not serve join URL `{}` (its traversal join list)",
             who.name,

@@ -106,7 +106,14 @@ pub struct TunnelStatus {
     pub used: u64,
     /// When the last connection registered.
     pub last_registered: Option<SystemTime>,
+    /// The last refusal of this connector at this edge (why, when): a join URL
+    /// it may not serve, a bad registration; connectors whose certificate is
+    /// not pinned are counted under the name `(not pinned)`.
+    pub last_refusal: Option<(String, SystemTime)>,
 }
+
+/// The name refusals of unknown connectors are kept under.
+pub(crate) const UNKNOWN: &str = "(not pinned)";
 
 #[derive(Default)]
 struct Inner {
@@ -180,10 +187,19 @@ impl TunnelPool {
                 idle: 0,
                 used: 0,
                 last_registered: None,
+                last_refusal: None,
             });
         }
         seen.iter_mut()
             .find(|s| s.host == host && s.connector == name)
+    }
+
+    /// Notes a refusal of connector `name` (for `host`, empty when unknown).
+    pub(crate) fn refused(&self, name: &str, host: &str, why: &str) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = TunnelPool::entry(&mut inner.seen, host, name) {
+            s.last_refusal = Some((why.to_string(), SystemTime::now()));
+        }
     }
 
     /// Keeps `t`, registered for `host`.
