@@ -118,6 +118,33 @@ fn a_browser_reaches_the_inside_web_bridge_through_the_connector_that_dialled_ou
         "{}",
         server.admin("GET", "/metrics")
     );
+    // /status shows the tunnel as the reference's verification 1c does.
+    let status = server.status();
+    let t = &status["traversal"][0];
+    assert_eq!(
+        (
+            t["join"].as_str(),
+            t["connector"].as_str(),
+            t["state"].as_str()
+        ),
+        (Some(JOIN), Some("inside"), Some("active")),
+        "{status}"
+    );
+    // The usage page shows it in its traversal table (headless Chromium).
+    common::tools::ensure_package("/usr/bin/chromium", "chromium");
+    let chromium = common::chromium::Chromium::start(dir.path(), &[]);
+    let mut page = chromium.open(&format!(
+        "http://{}/#token={}",
+        server.admin_addr(),
+        server.admin_token()
+    ));
+    let shown = page.poll(
+        "(() => { const r = document.querySelector('#traversal tbody tr'); \
+           return r ? [...r.cells].map((c) => c.textContent).slice(0, 3).join('|') : ''; })()",
+        PATIENCE,
+        |v| !v.is_empty(),
+    );
+    assert_eq!(shown, format!("{JOIN}|inside|active"));
     let _ = connector.kill();
     let _ = connector.wait();
     // The check from the inside: every step passes; then each misconfiguration
