@@ -20,7 +20,7 @@ use proxy_core::runtime::traversal::{
     Connector, ConnectorIdentity, ConnectorSettings, EdgeTrust, Fingerprint, TraversalListener,
     TunnelPool,
 };
-use proxy_core::runtime::{Link, Proxy, Upstream, tls};
+use proxy_core::runtime::{Link, Proxy, Upstream};
 
 const JOIN: &str = "join.example.test";
 
@@ -203,7 +203,8 @@ fn connector_as(
         cert: cert.to_path_buf(),
         key: key.to_path_buf(),
         sites: vec![(JOIN.into(), Upstream::parse(bridge).unwrap())],
-        upstream_tls: tls::client_config(None).unwrap(),
+        // The HTTPS bridge of the test kit is signed by the edge's test CA.
+        upstream_tls: e.ca.client_config(),
         pool,
     })
     .unwrap()
@@ -216,6 +217,7 @@ fn requests_reach_the_bridge_through_connections_the_inside_opened() {
     // No connector yet: the browser is told why, after the dial's time.
     let (status, body) = get(&e, "/early");
     assert_eq!(status, 502, "{body}");
+    assert!(body.contains("no connector ready"), "{body}");
     let c = connector(&e, &bridge, e.edge_pin, 2);
     wait::until("two connections ready at the edge", PATIENCE, || {
         match e.pool.ready(JOIN) {
@@ -346,4 +348,82 @@ fn a_connector_the_edge_does_not_pin_is_refused_at_the_handshake() {
         said.is_some_and(|w| w.contains("is not pinned")),
         "{status:?}"
     );
+}
+
+/// A WSS tunnel through the edge: the browser's end after the 101.
+fn wss(e: &Ends) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let mut b = browser(e);
+    write!(
+        b,
+        "GET /ws HTTP/1.1\r\nHost: {JOIN}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    let (status, head, _) = read_response(&mut b);
+    assert_eq!(status, 101, "{head}");
+    b
+}
+
+/// Sends a masked text frame "ping" and reads the echo: whether it came back.
+fn echoes(b: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>) -> bool {
+    use std::io::Read;
+    let frame = [
+        0x81,
+        0x84,
+        1,
+        2,
+        3,
+        4,
+        b'p' ^ 1,
+        b'i' ^ 2,
+        b'n' ^ 3,
+        b'g' ^ 4,
+    ];
+    if b.write_all(&frame).and_then(|()| b.flush()).is_err() {
+        return false;
+    }
+    let mut back = [0u8; 6];
+    b.read_exact(&mut back).is_ok() && back == [0x81, 4, b'p', b'i', b'n', b'g']
+}
+
+#[test]
+fn wss_tunnels_of_a_stopped_connector_close_and_the_others_keep_echoing() {
+    let e = edge(&[JOIN]);
+    let bridge = causeway_testkit::bridge::start_bridge(&e.ca.leaf(&["localhost"]));
+    let up = format!("https://localhost:{}", bridge.port());
+    let first = connector(&e, &up, e.edge_pin, 4);
+    let second = connector_as(&e, (&e.cert2, &e.key2), &up, e.edge_pin, 4);
+    wait::until("both connectors ready", PATIENCE, || {
+        let s = e.pool.status();
+        match s.iter().filter(|s| s.idle == 4).count() {
+            2 => Ok(()),
+            _ => Err(format!("{s:?}")),
+        }
+    });
+    let mut tunnels: Vec<_> = (0..100).map(|_| wss(&e)).collect();
+    for (i, t) in tunnels.iter_mut().enumerate() {
+        assert!(echoes(t), "tunnel {i} does not echo");
+    }
+    let on_first = first.status()[0].active;
+    let on_second = second.status()[0].active;
+    assert_eq!(on_first + on_second, 100);
+    assert!(on_first > 0 && on_second > 0, "{on_first} and {on_second}");
+    // The first stops (as a killed connector's connections all close).
+    first.stop();
+    wait::until("the first's tunnels ended", PATIENCE, || {
+        match first.status()[0].active {
+            0 => Ok(()),
+            n => Err(format!("{n} still carried")),
+        }
+    });
+    let echoed = tunnels.iter_mut().map(echoes).filter(|e| *e).count();
+    assert_eq!(
+        echoed, on_second,
+        "the second's keep echoing, the first's are closed"
+    );
+    // New tunnels go through the second.
+    for i in 0..10 {
+        let mut t = wss(&e);
+        assert!(echoes(&mut t), "new tunnel {i}");
+    }
 }

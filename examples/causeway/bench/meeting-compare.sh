@@ -18,11 +18,19 @@
 # per connection) share the machine with the server; stderr has each run's raw
 # line, with the load tool's and the bridge's CPU seconds.
 #
+# SERVERS="causeway traversal" compares the join URL served directly with the
+# same join URL served through the traversal: `causeway serve` as the edge
+# (`proxy = ["JOIN=connector"]`, `[traversal]`) and `causeway connect` beside it
+# (POOL connections kept ready, 32 by default) dialling the bridge. Its server
+# rows are the edge's; the connector's peak RSS, RSS per tunnel and CPU have
+# rows of their own.
+#
 # Usage: examples/causeway/bench/meeting-compare.sh   (needs Debian's nginx; root
 #        only to lift limits)
 # Knobs: TUNNELS ("1000 4000 8000"), SECS (20), ROUNDS (1), SETTLE (5, seconds
-#        between runs), SERVERS ("causeway nginx"), NO_HTTPS (set: skip the HTTPS
-#        runs), NO_BUILD (set: use the binaries already in target/release).
+#        between runs), SERVERS ("causeway nginx", or "causeway traversal"),
+#        POOL (32), NO_HTTPS (set: skip the HTTPS runs), NO_BUILD (set: use the
+#        binaries already in target/release).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 # shellcheck source=nginx-proxy.sh
@@ -32,6 +40,8 @@ SECS=${SECS:-20}
 ROUNDS=${ROUNDS:-1}
 SETTLE=${SETTLE:-5}
 SERVERS=${SERVERS:-causeway nginx}
+POOL=${POOL:-32}
+TRAVERSAL_PORT=${TRAVERSAL_PORT:-24314}
 # Listening ports outside the ephemeral ones (32768-60999): a run leaves thousands
 # of TIME_WAIT sockets on random local ports, and one on a listening port makes
 # the next server's bind fail. That includes causeway's TURN listener: given port
@@ -39,7 +49,9 @@ SERVERS=${SERVERS:-causeway nginx}
 CW_PORT=${CW_PORT:-24311}
 NG_PORT=${NG_PORT:-24312}
 TURN_PORT=${TURN_PORT:-24313}
-command -v nginx >/dev/null || { echo "nginx is not installed: apt-get install nginx-light" >&2; exit 2; }
+case " $SERVERS " in
+  *" nginx "*) command -v nginx >/dev/null || { echo "nginx is not installed: apt-get install nginx-light" >&2; exit 2; } ;;
+esac
 
 if [ -z "${NO_BUILD:-}" ]; then
   cargo build --release -q -p causeway --example bridge_standin --example proxy_load --example meeting_load
@@ -117,11 +129,42 @@ start_bridge() {
   bport=$(cat "$1/bridge.port")
 }
 
+# The edge (server) and the connector beside it, in directory $1.
+start_traversal() {
+  local d=$1 pin
+  pin=$(target/release/causeway connect --fingerprint "$d/front.pem")
+  printf '%s\n' "listen = [\"127.0.0.1:$TURN_PORT\"]" 'admin = "127.0.0.1:0"' 'user = ["a:b"]' \
+    "tls_listen = [\"127.0.0.1:$port\"]" "cert = \"$d/front.pem\"" "key = \"$d/front.key\"" \
+    'proxy = ["join.example.test=connector"]' 'log_level = "warn"' '' '[traversal]' \
+    "listen = \"127.0.0.1:$TRAVERSAL_PORT\"" '' '[[traversal.connector]]' 'name = "bench"' \
+    "pin = \"$pin\"" 'join = ["join.example.test"]' >"$d/edge.toml"
+  target/release/causeway serve --config "$d/edge.toml" >"$d/server.out" 2>"$d/server.log" &
+  server=$!
+  # The connector shows the same certificate as the edge: each pins it.
+  printf '%s\n' "edge = [\"127.0.0.1:$TRAVERSAL_PORT\"]" 'edge_name = "join.example.test"' \
+    "edge_pin = \"$pin\"" "cert = \"$d/front.pem\"" "key = \"$d/front.key\"" "pool = $POOL" \
+    "proxy = [\"join.example.test=https://localhost:$bport\"]" "upstream_ca = \"$d/ca.pem\"" \
+    'log_level = "warn"' >"$d/inside.toml"
+  for _ in $(seq 100); do listening "$TRAVERSAL_PORT" && break; sleep 0.1; done
+  target/release/causeway connect --config "$d/inside.toml" >"$d/connector.out" 2>"$d/connector.log" &
+  connector=$!
+  live+=("$connector")
+  # Ready once the edge holds the pool.
+  for _ in $(seq 100); do
+    [ "$(ss -Htn state established "( sport = :$TRAVERSAL_PORT )" | wc -l)" -ge "$POOL" ] && break
+    sleep 0.1
+  done
+}
+
 # Starts SERVER ($1) in directory $2; sets server (the child to stop), procs (the
 # processes to measure) and port.
 start_server() {
   local d=$2
-  if [ "$1" = causeway ]; then
+  connector=
+  if [ "$1" = traversal ]; then
+    port=$CW_PORT
+    start_traversal "$d"
+  elif [ "$1" = causeway ]; then
     port=$CW_PORT
     target/release/causeway serve --listen "127.0.0.1:$TURN_PORT" --admin 127.0.0.1:0 --user a:b \
       --tls-listen "127.0.0.1:$port" --cert "$d/front.pem" --key "$d/front.key" \
@@ -164,7 +207,7 @@ field() { sed -nE "s/(^|.* )$1=([^ ]*).*/\2/p" <<<"$2"; }
 # One run: a fresh bridge and SERVER ($1), then meeting_load with $2 tunnels, or
 # proxy_load HTTPS when $2 is "https".
 run() {
-  local name=$1 n=$2 d line cpu0 cpu1 bcpu0 bcpu1 sampler rss rss0
+  local name=$1 n=$2 d line cpu0 cpu1 bcpu0 bcpu1 sampler rss rss0 ccpu0 crss0 crss csampler
   d=$(mktemp -d "$root/$name-$n.XXXX")
   start_bridge "$d"
   start_server "$name" "$d"
@@ -172,6 +215,14 @@ run() {
   rss0=$(rss_kib "${procs[@]}")
   cpu0=$(cpu_ticks "${procs[@]}")
   bcpu0=$(cpu_ticks "$bridge")
+  ccpu0=0 crss0=0
+  if [ -n "$connector" ]; then
+    ccpu0=$(cpu_ticks "$connector")
+    crss0=$(rss_kib "$connector")
+    sample_rss "$d/crss" "$connector" &
+    csampler=$!
+    live+=("$csampler")
+  fi
   sample_rss "$d/rss" "${procs[@]}" &
   sampler=$!
   live+=("$sampler")
@@ -181,6 +232,17 @@ run() {
   else
     line=$(MEASURE_PIDS="${procs[*]}" target/release/examples/meeting_load "127.0.0.1:$port" "$d/ca.pem" "$n" "$SECS" 2>"$d/load.err") ||
       line="meeting_load failed: $(tail -n 3 "$d/load.err")"
+  fi
+  if [ -n "$connector" ]; then
+    put "$name,$n" conn_cpu_s "$(secs $(($(cpu_ticks "$connector") - ccpu0)))"
+    kill "$csampler" 2>/dev/null || true
+    wait "$csampler" 2>/dev/null || true
+    crss=$(cat "$d/crss" 2>/dev/null || echo 0)
+    put "$name,$n" conn_rss_mib "$(awk -v r="$crss" 'BEGIN { printf "%.1f", r / 1024 }')"
+    if [ "$n" != https ]; then
+      put "$name,$n" conn_per_tunnel_kib "$(awk -v m="$crss" -v r="$crss0" -v n="$n" 'BEGIN { printf "%.1f", (m - r) / n }')"
+    fi
+    stop "$connector"
   fi
   cpu1=$(cpu_ticks "${procs[@]}")
   bcpu1=$(cpu_ticks "$bridge")
@@ -226,13 +288,16 @@ if [ -z "${NO_HTTPS:-}" ]; then
 fi
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+read -r A B _ <<<"$SERVERS"
+B=${B:-$A}
 row() { # label, key, metric
   local a b
-  a=$(get "causeway,$2" "$3")
-  b=$(get "nginx,$2" "$3")
+  a=$(get "$A,$2" "$3")
+  b=$(get "$B,$2" "$3")
   echo "| $1 | $a | $b | $(ratio "$a" "$b") |"
 }
-echo "| metric ($SECS s meeting window, median of $ROUNDS) | causeway | nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') | causeway / nginx |"
+label() { if [ "$1" = nginx ]; then echo "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///')"; else echo "$1"; fi; }
+echo "| metric ($SECS s meeting window, median of $ROUNDS) | $(label "$A") | $(label "$B") | $A / $B |"
 echo "|---|---|---|---|"
 for n in $TUNNELS; do
   row "$n tunnels: opened" "$n" opened
@@ -248,6 +313,11 @@ for n in $TUNNELS; do
   row "$n tunnels: server RSS growth (peak - idle), MiB" "$n" rss_growth_mib
   row "$n tunnels: server RSS per open tunnel (mid-window - idle), KiB" "$n" per_tunnel_kib
   row "$n tunnels: server CPU, s" "$n" cpu_s
+  if [ -n "${res[traversal,$n,conn_cpu_s]:-}" ]; then
+    row "$n tunnels: connector peak RSS, MiB" "$n" conn_rss_mib
+    row "$n tunnels: connector RSS per tunnel (peak - idle), KiB" "$n" conn_per_tunnel_kib
+    row "$n tunnels: connector CPU, s" "$n" conn_cpu_s
+  fi
 done
 if [ -z "${NO_HTTPS:-}" ]; then
   row "HTTPS requests/s (16 keep-alive connections, 10 s)" https rps

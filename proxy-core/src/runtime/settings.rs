@@ -27,7 +27,7 @@ use super::Upstream;
 /// settings.max_per_source = 1024;
 /// let builder = Proxy::with_settings(settings);
 /// # drop(builder);
-/// # Ok::<(), String>(())
+/// # Ok::<(), proxy_core::runtime::UpstreamError>(())
 /// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]

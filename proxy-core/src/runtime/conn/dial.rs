@@ -118,8 +118,12 @@ impl Conn {
             Escaped::new(&plan.host),
             u.map_or_else(String::new, ToString::to_string)
         );
+        let reason = match e {
+            ConnectError::NoConnector => "no connector ready for this join URL",
+            _ => "web bridge unreachable",
+        };
         let mut out = [0u8; 512];
-        let n = write_status(&mut out, 502, "web bridge unreachable", true).unwrap_or(0);
+        let n = write_status(&mut out, 502, reason, true).unwrap_or(0);
         self.answer_and_close(cx, out.get(..n).unwrap_or_default());
     }
 

@@ -215,9 +215,18 @@ impl Connector {
     }
 }
 
+impl Connector {
+    /// Stops: ready connections say `BYE` to the edge and close (serving what
+    /// the edge sent before it heard), tunnels in use end within a second, no
+    /// new connection is opened. Dropping the connector does the same.
+    pub fn stop(&self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+    }
+}
+
 impl Drop for Connector {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
+        self.stop();
     }
 }
 
