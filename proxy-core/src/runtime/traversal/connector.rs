@@ -377,7 +377,9 @@ fn wait(
         match stream.read(&mut buf) {
             Ok(0) => return None,
             Ok(n) => {
+                // Held for the tunnel's life: only what was read.
                 buf.truncate(n);
+                buf.shrink_to_fit();
                 return Some((sock, conn, buf));
             }
             Err(e)
