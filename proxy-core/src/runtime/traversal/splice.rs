@@ -119,7 +119,9 @@ pub(crate) fn splice(
         let now = Instant::now();
         if moved {
             quiet_since = now;
-        } else if now.saturating_duration_since(quiet_since) >= IDLE
+        }
+        // A stop ends a busy tunnel too.
+        if now.saturating_duration_since(quiet_since) >= IDLE
             || stop.load(std::sync::atomic::Ordering::Relaxed)
         {
             edge.close();
