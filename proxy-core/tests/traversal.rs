@@ -8,7 +8,7 @@
 //! browser gets 502 naming the cause.
 #![cfg(feature = "tls")]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
@@ -24,43 +24,10 @@ use proxy_core::runtime::{Link, Proxy, Upstream};
 
 const JOIN: &str = "join.example.test";
 
-/// A plain-HTTP web bridge: `200 hello PATH`, keep-alive; each head to `heads`.
+/// The plain-HTTP web bridge of the test kit: its URL and the heads it reads.
 fn bridge() -> (String, mpsc::Receiver<String>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, heads) = mpsc::channel();
-    std::thread::spawn(move || {
-        for s in listener.incoming() {
-            let Ok(s) = s else { return };
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                let mut w = s.try_clone().unwrap();
-                let mut r = BufReader::new(s);
-                loop {
-                    let mut head = String::new();
-                    loop {
-                        let mut line = String::new();
-                        if r.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        head.push_str(&line);
-                        if line == "\r\n" {
-                            break;
-                        }
-                    }
-                    let path = head.split(' ').nth(1).unwrap_or("").to_string();
-                    let _ = tx.send(head);
-                    let body = format!("hello {path}");
-                    let _ = write!(
-                        w,
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
-                }
-            });
-        }
-    });
-    (format!("http://{addr}"), heads)
+    let b = causeway_testkit::plain_bridge::bridge();
+    (format!("http://{}", b.addr), b.heads)
 }
 
 /// A browser's TLS connection handed to the proxy as a front would; its end.

@@ -27,6 +27,7 @@ pub mod coturn;
 pub mod delay;
 pub mod http;
 pub mod output;
+pub mod plain_bridge;
 pub mod prometheus;
 pub mod tools;
 pub mod wait;

@@ -172,3 +172,17 @@ pub fn totals(out: &str) -> Option<(u64, u64, u64)> {
         num_after("Total lost packets")?,
     ))
 }
+
+/// Runs a command (`args[0]` with the rest) that must succeed, such as `ip` or
+/// `nft` setting up a namespace; panics with its stderr if it fails.
+pub fn sh(args: &[&str]) {
+    let Some((program, rest)) = args.split_first() else {
+        return;
+    };
+    let out = Command::new(program).args(rest).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -22,6 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant as StdInstant};
 
+use causeway_testkit::tools::sh;
 use stun_core::attributes::AddressFamily;
 use turn_core::Instant;
 use turn_core::adapters::std::{KernelStats, Relay, RelayEvent, Settings};
@@ -48,15 +49,6 @@ const EXPIRE_SECS: u64 = 8;
 /// How long after a route's end a packet sent may still meet it (the client
 /// dates its packets from the answer to its Allocate, after the server did).
 const EXPIRE_MARGIN: Duration = Duration::from_millis(300);
-
-fn sh(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Client and peer namespaces, each joined to this one by a veth pair.
 struct Topology {

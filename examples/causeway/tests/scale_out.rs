@@ -20,21 +20,13 @@ use common::bridge::TempDir;
 use common::delay::delayed;
 use common::prometheus::Prometheus;
 use common::tools::run_with_timeout;
+use common::tools::sh;
 use common::wait::PATIENCE;
 
 /// One-way delay per node: node 2 is the fastest, then node 3, then node 1.
 const DELAY_MS: [u32; 3] = [150, 10, 50];
 /// How long `select` waits for a probe's answer: many times the slowest RTT.
 const PROBE_TIMEOUT: &str = "10";
-
-fn sh(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// The namespaces (and with them their veth pairs), deleted when dropped.
 struct Topology {

@@ -17,6 +17,7 @@ use std::process::{Child, Command, Stdio};
 use common::bridge::{TempDir, TestCa, start_bridge};
 use common::chromium::{Chromium, trust_ca};
 use common::http::read_response;
+use common::tools::sh;
 use common::wait::{self, PATIENCE};
 use common::{Output, ensure_package, front_toml};
 use rustls::pki_types::ServerName;
@@ -24,15 +25,6 @@ use rustls::pki_types::ServerName;
 const JOIN: &str = "join.example.test";
 /// A join URL the edge would serve by dialling inward.
 const DIRECT: &str = "direct.example.test";
-
-fn sh(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// The `dmz` namespace and its veth pair (deleted when dropped).
 struct Dmz {
