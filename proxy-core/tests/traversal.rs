@@ -214,6 +214,8 @@ fn requests_reach_the_bridge_through_connections_the_inside_opened() {
     assert_eq!(status[0].connector, "inside");
     assert!(status[0].used >= 5, "{status:?}");
     assert!(c.status()[0].used >= 5, "{:?}", c.status());
+    // The refills resumed a TLS session with the edge (no signatures).
+    assert!(c.status()[0].resumed >= 1, "{:?}", c.status());
 }
 
 #[test]

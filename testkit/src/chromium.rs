@@ -49,6 +49,8 @@ pub fn trust_ca(home: &Path, ca_pem: &Path) {
 pub struct Chromium {
     child: Child,
     devtools: SocketAddr,
+    /// The network namespace it runs in, if not this process's.
+    netns: Option<String>,
     /// What it printed on stderr.
     pub output: Output,
 }
@@ -70,8 +72,23 @@ impl Chromium {
     /// Starts Chromium with `args` besides the headless ones, its profile under
     /// `home`, which is also its HOME (where an NSS database may wait).
     pub fn start(home: &Path, args: &[&str]) -> Chromium {
+        Chromium::start_in(None, home, args)
+    }
+
+    /// As [`Chromium::start`], in network namespace `netns` (a name `ip netns`
+    /// knows; root): its only networks are that namespace's, and its DevTools
+    /// endpoint is reached from there.
+    pub fn start_in(netns: Option<&str>, home: &Path, args: &[&str]) -> Chromium {
         let profile = home.join("profile");
-        let mut child = Command::new("/usr/bin/chromium")
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "/usr/bin/chromium"]);
+                c
+            }
+            None => Command::new("/usr/bin/chromium"),
+        };
+        let mut child = cmd
             .args([
                 "--headless",
                 "--no-sandbox",
@@ -113,21 +130,31 @@ impl Chromium {
         Chromium {
             child,
             devtools,
+            netns: netns.map(str::to_string),
             output,
         }
     }
 
     /// A new page at `url`.
     pub fn open(&self, url: &str) -> Page {
-        let body = devtools_http(self.devtools, "PUT", &format!("/json/new?{url}"));
+        let body = devtools_http(
+            connect_in(self.netns.as_deref(), self.devtools),
+            self.devtools,
+            "PUT",
+            &format!("/json/new?{url}"),
+        );
         let page: serde_json::Value = serde_json::from_str(&body)
             .unwrap_or_else(|e| panic!("DevTools /json/new: {e}: {body:?}"));
         let ws = page["webSocketDebuggerUrl"]
             .as_str()
             .unwrap_or_else(|| panic!("DevTools /json/new: no webSocketDebuggerUrl: {body}"))
             .to_string();
-        let (cdp, _) =
-            tungstenite::connect(&ws).unwrap_or_else(|e| panic!("DevTools session {ws}: {e}"));
+        let stream = tungstenite::stream::MaybeTlsStream::Plain(connect_in(
+            self.netns.as_deref(),
+            self.devtools,
+        ));
+        let (cdp, _) = tungstenite::client(ws.as_str(), stream)
+            .unwrap_or_else(|e| panic!("DevTools session {ws}: {e}"));
         if let tungstenite::stream::MaybeTlsStream::Plain(s) = cdp.get_ref() {
             s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         }
@@ -207,9 +234,26 @@ impl Page {
     }
 }
 
-/// One HTTP request to the DevTools endpoint; returns the body.
-fn devtools_http(addr: SocketAddr, method: &str, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("DevTools {addr} {path}: {e}"));
+/// A TCP connection to the DevTools endpoint at `addr`, made from network
+/// namespace `netns` if given (on a thread of its own that enters it: the
+/// socket stays that namespace's wherever it is used).
+fn connect_in(netns: Option<&str>, addr: SocketAddr) -> TcpStream {
+    let Some(ns) = netns else {
+        return TcpStream::connect(addr).unwrap_or_else(|e| panic!("DevTools {addr}: {e}"));
+    };
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::spawn(move || -> std::io::Result<TcpStream> {
+        let f = std::fs::File::open(&path)?;
+        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)?;
+        TcpStream::connect(addr)
+    })
+    .join()
+    .unwrap_or_else(|_| panic!("DevTools {addr} in {ns}: the thread panicked"))
+    .unwrap_or_else(|e| panic!("DevTools {addr} in {ns}: {e}"))
+}
+
+/// One HTTP request to the DevTools endpoint over `s`; returns the body.
+fn devtools_http(mut s: TcpStream, addr: SocketAddr, method: &str, path: &str) -> String {
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     write!(
         s,

@@ -187,6 +187,15 @@ fn a_browser_reaches_the_inside_web_bridge_through_the_connector_that_dialled_ou
             && said.contains("not allowed"),
         "{said}"
     );
+    // Every edge address is walked: a second one that is down fails the
+    // check while the first passes.
+    let second = inside.replacen("\"]\n", "\", \"127.0.0.1:1\"]\n", 1);
+    let (ok, said) = check(&second);
+    assert!(
+        !ok && said.contains(&format!("[PASS] {JOIN} edge"))
+            && said.contains(&format!("[FAIL] {JOIN} edge: 127.0.0.1:1")),
+        "{said}"
+    );
     let gone = inside.replace(&format!(":{}\"]", bridge.port()), ":1\"]");
     let (ok, said) = check(&gone);
     assert!(

@@ -40,6 +40,27 @@ fn tls_error(e: rustls::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
+/// How far a TLS handshake got ([`Link::handshake`]).
+pub(crate) enum Handshake {
+    /// Over (or no TLS).
+    Done,
+    /// Waiting for the socket; whether this step moved anything.
+    Going(bool),
+}
+
+/// Whether a non-blocking connect of `sock` is done: `Ok(true)` connected,
+/// `Ok(false)` still in progress, `Err` why it failed.
+pub(crate) fn connected(sock: &TcpStream) -> io::Result<bool> {
+    if let Some(e) = sock.take_error()? {
+        return Err(e);
+    }
+    match sock.peer_addr() {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 impl Link {
     /// A plain link.
     pub fn plain(sock: TcpStream) -> Link {
@@ -183,6 +204,52 @@ impl Link {
         match self.tls.as_mut().map(|t| t.process_new_packets()) {
             Some(Ok(state)) => (state.tls_bytes_to_write(), state.plaintext_bytes_to_read()),
             _ => (0, 0),
+        }
+    }
+
+    /// Drives the TLS handshake as far as the socket allows. Errors: the peer
+    /// closed (`UnexpectedEof`), a TLS failure (`InvalidData`, the peer told
+    /// why first), the socket's own.
+    pub(crate) fn handshake(&mut self) -> io::Result<Handshake> {
+        let Link { sock, tls, .. } = self;
+        let Some(tls) = tls.as_mut() else {
+            return Ok(Handshake::Done);
+        };
+        let mut progress = false;
+        loop {
+            while tls.wants_write() {
+                match tls.write_tls(sock) {
+                    Ok(_) => progress = true,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            if !tls.is_handshaking() {
+                return Ok(Handshake::Done);
+            }
+            if !tls.wants_read() {
+                return Ok(Handshake::Going(progress));
+            }
+            match tls.read_tls(sock) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "closed during the TLS handshake",
+                    ));
+                }
+                Ok(_) => {
+                    progress = true;
+                    if let Err(e) = tls.process_new_packets() {
+                        // Tell the peer why before giving up.
+                        let _ = tls.write_tls(sock);
+                        return Err(tls_error(e));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok(Handshake::Going(progress));
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 

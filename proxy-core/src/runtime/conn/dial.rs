@@ -12,6 +12,7 @@ use stun_core::escape::Escaped;
 use super::*;
 use crate::response::write_status;
 use crate::runtime::dns::Lookup;
+use crate::runtime::link::{Handshake, connected};
 use crate::runtime::upstream::ConnectError;
 
 /// How far a dial got.
@@ -169,15 +170,9 @@ fn step(
                 .copied()
                 .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
             let sock = &side.link.sock;
-            match sock.take_error() {
-                Ok(Some(e)) | Err(e) => return open(cx, cfg, addrs, at + 1, Some((addr, e))),
-                Ok(None) => {}
-            }
-            match sock.peer_addr() {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                    return Dialled::Going(Dial::Connecting { addrs, at, side }, false);
-                }
+            match connected(sock) {
+                Ok(true) => {}
+                Ok(false) => return Dialled::Going(Dial::Connecting { addrs, at, side }, false),
                 Err(e) => return open(cx, cfg, addrs, at + 1, Some((addr, e))),
             }
             let _ = sock.set_nodelay(true);
@@ -257,46 +252,11 @@ fn open(
 
 /// Drives the TLS handshake as far as the socket allows.
 fn handshake(addr: SocketAddr, mut side: Side) -> Dialled {
-    let Link { sock, tls, .. } = &mut side.link;
-    let Some(tls) = tls.as_mut() else {
-        return Dialled::Ready(side);
-    };
-    let mut progress = false;
-    loop {
-        while tls.wants_write() {
-            match tls.write_tls(sock) {
-                Ok(_) => progress = true,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Dialled::Failed(ConnectError::Tls(e)),
-            }
+    match side.link.handshake() {
+        Ok(Handshake::Done) => Dialled::Ready(side),
+        Ok(Handshake::Going(progress)) => {
+            Dialled::Going(Dial::Handshaking { addr, side }, progress)
         }
-        if !tls.is_handshaking() {
-            return Dialled::Ready(side);
-        }
-        if !tls.wants_read() {
-            break;
-        }
-        match tls.read_tls(sock) {
-            Ok(0) => {
-                return Dialled::Failed(ConnectError::Tls(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the web bridge closed during the TLS handshake",
-                )));
-            }
-            Ok(_) => {
-                progress = true;
-                if let Err(e) = tls.process_new_packets() {
-                    // Tell the bridge why before giving up.
-                    let _ = tls.write_tls(sock);
-                    return Dialled::Failed(ConnectError::Tls(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        e,
-                    )));
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) => return Dialled::Failed(ConnectError::Tls(e)),
-        }
+        Err(e) => Dialled::Failed(ConnectError::Tls(e)),
     }
-    Dialled::Going(Dial::Handshaking { addr, side }, progress)
 }

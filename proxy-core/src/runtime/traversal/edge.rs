@@ -20,7 +20,7 @@ use crate::runtime::tls::TlsError;
 
 /// Registrations being handled at once; past it a connection is closed (a
 /// connector retries after its backoff).
-const PENDING_MAX: usize = 64;
+const PENDING_MAX: usize = 256;
 
 /// A connector the edge trusts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +77,13 @@ fn server_config(
             source,
         })?;
     cfg.alpn_protocols = vec![ALPN.to_vec()];
+    // Stateless tickets: connectors resume (the pool refills at half the
+    // work), and the edge keeps nothing per ticket. A resumed session still
+    // presents the connector's certificate, checked against the pins below.
+    cfg.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|source| TlsError::Rejected {
+        input: crate::runtime::tls::TlsInput::Key,
+        source,
+    })?;
     Ok(Arc::new(cfg))
 }
 

@@ -30,8 +30,8 @@
 
 mod connector;
 mod edge;
+mod pipe;
 mod probe;
-mod splice;
 pub mod trust;
 
 pub use connector::{Connector, ConnectorSettings, ConnectorStatus, EdgeTrust};
@@ -68,7 +68,10 @@ pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// TCP keepalive of idle tunnels (both ends): a connection a firewall dropped
 /// silently is found within a minute or so.
-pub(crate) fn keepalive(sock: &TcpStream) {
+pub(crate) fn keepalive<'a, S>(sock: &'a S)
+where
+    socket2::SockRef<'a>: From<&'a S>,
+{
     let ka = socket2::TcpKeepalive::new()
         .with_time(Duration::from_secs(30))
         .with_interval(Duration::from_secs(10));

@@ -4,12 +4,15 @@
 //! accepted, the web bridge unreachable or untrusted.
 
 use crate::runtime::prelude::*;
-use std::sync::atomic::AtomicBool;
+use std::io::{self, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 
 use rustls::pki_types::ServerName;
 
-use super::HANDSHAKE_TIMEOUT;
-use super::connector::{Connector, ConnectorSettings, Failed, Shared, Site, client_config, open};
+use super::connector::{Connector, ConnectorSettings, Failed, client_config};
+use super::edge::read_line;
+use super::{HANDSHAKE_TIMEOUT, HELLO};
 use crate::runtime::tls::TlsError;
 
 /// What `probe` found for one join URL, step by step: each step's outcome
@@ -31,48 +34,100 @@ impl Connector {
     /// accepted, the web bridge reachable and trusted. Opens one connection
     /// of each kind and closes it.
     pub fn probe(settings: &ConnectorSettings) -> Result<Vec<Probe>, TlsError> {
-        let shared = Shared {
-            edges: settings.edges.clone(),
-            name: ServerName::try_from(settings.edge_name.clone())
-                .map_err(|_| TlsError::BadHostName(settings.edge_name.clone()))?,
-            tls: client_config(settings)?,
-            upstream_tls: settings.upstream_tls.clone(),
-            stop: AtomicBool::new(false),
-        };
+        let name = ServerName::try_from(settings.edge_name.clone())
+            .map_err(|_| TlsError::BadHostName(settings.edge_name.clone()))?;
+        let tls = client_config(settings)?;
         let mut out = Vec::new();
         for (host, upstream) in &settings.sites {
-            let site = Site::new(host, upstream.clone());
-            let target = settings.edges.first().cloned().unwrap_or_default();
+            let host = host.to_ascii_lowercase();
             let mut steps = Vec::new();
-            match open(&shared, &site, &target) {
-                Ok(_) => {
-                    steps.push(("edge", Ok(format!("{target} answers"))));
-                    steps.push(("trust", Ok("both certificates accepted".to_string())));
-                    steps.push(("registration", Ok(format!("`{}` accepted", site.host))));
-                    steps.push((
-                        "web bridge",
-                        upstream
-                            .connect(&shared.upstream_tls, HANDSHAKE_TIMEOUT)
-                            .map(|_| format!("{upstream} answers"))
-                            .map_err(|e| format!("{upstream}: {e}")),
-                    ));
-                }
-                Err(Failed::Unreachable(e)) => steps.push(("edge", Err(format!("{target}: {e}")))),
-                Err(Failed::Tls(e)) => {
-                    steps.push(("edge", Ok(format!("{target} answers"))));
-                    steps.push(("trust", Err(e.to_string())));
-                }
-                Err(Failed::Refused(r)) => {
-                    steps.push(("edge", Ok(format!("{target} answers"))));
-                    steps.push(("trust", Ok("both certificates accepted".to_string())));
-                    steps.push(("registration", Err(r)));
+            // Every edge address, each on its own steps: one that fails is
+            // found even while another serves.
+            for target in &settings.edges {
+                match open(&tls, &name, &host, target) {
+                    Ok(_) => {
+                        steps.push(("edge", Ok(format!("{target} answers"))));
+                        steps.push(("trust", Ok("both certificates accepted".to_string())));
+                        steps.push(("registration", Ok(format!("`{host}` accepted"))));
+                    }
+                    Err(Failed::Unreachable(e)) => {
+                        steps.push(("edge", Err(format!("{target}: {e}"))));
+                    }
+                    Err(Failed::Tls(e)) => {
+                        steps.push(("edge", Ok(format!("{target} answers"))));
+                        steps.push(("trust", Err(format!("{target}: {e}"))));
+                    }
+                    Err(Failed::Refused(r)) => {
+                        steps.push(("edge", Ok(format!("{target} answers"))));
+                        steps.push(("trust", Ok("both certificates accepted".to_string())));
+                        steps.push(("registration", Err(format!("{target}: {r}"))));
+                    }
                 }
             }
-            out.push(Probe {
-                host: site.host,
-                steps,
-            });
+            if steps.iter().all(|(_, r)| r.is_ok()) {
+                steps.push((
+                    "web bridge",
+                    upstream
+                        .connect(&settings.upstream_tls, HANDSHAKE_TIMEOUT)
+                        .map(|_| format!("{upstream} answers"))
+                        .map_err(|e| format!("{upstream}: {e}")),
+                ));
+            }
+            out.push(Probe { host, steps });
         }
         Ok(out)
     }
+}
+
+/// TCP, TLS and the registration for `host` at edge address `target`,
+/// blocking (the probe's one connection).
+fn open(
+    tls: &Arc<rustls::ClientConfig>,
+    name: &ServerName<'static>,
+    host: &str,
+    target: &str,
+) -> Result<(TcpStream, rustls::ClientConnection), Failed> {
+    let addrs: Vec<_> = target
+        .to_socket_addrs()
+        .map_err(Failed::Unreachable)?
+        .collect();
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+    let mut sock = None;
+    for a in addrs {
+        match TcpStream::connect_timeout(&a, HANDSHAKE_TIMEOUT) {
+            Ok(s) => {
+                sock = Some(s);
+                break;
+            }
+            Err(e) => last = e,
+        }
+    }
+    let mut sock = sock.ok_or(Failed::Unreachable(last))?;
+    let setup = |r: io::Result<()>| r.map_err(Failed::Unreachable);
+    setup(sock.set_read_timeout(Some(HANDSHAKE_TIMEOUT)))?;
+    setup(sock.set_write_timeout(Some(HANDSHAKE_TIMEOUT)))?;
+    let mut conn = rustls::ClientConnection::new(tls.clone(), name.clone())
+        .map_err(|e| Failed::Tls(io::Error::other(e)))?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock).map_err(Failed::Tls)?;
+    }
+    let mut stream = rustls::Stream::new(&mut conn, &mut sock);
+    // The edge checks this connector's certificate after the client's side of
+    // the handshake: its refusal arrives as an alert on the first read.
+    let tls_or_io = |e: io::Error| match e.kind() {
+        io::ErrorKind::InvalidData => Failed::Tls(e),
+        _ => Failed::Unreachable(e),
+    };
+    stream
+        .write_all(format!("{HELLO} {host}\r\n").as_bytes())
+        .map_err(tls_or_io)?;
+    stream.flush().map_err(tls_or_io)?;
+    let answer = read_line(&mut stream).map_err(tls_or_io)?;
+    if answer != "OK" {
+        let reason = answer.strip_prefix("NO ").unwrap_or(&answer);
+        return Err(Failed::Refused(
+            stun_core::escape::Escaped::new(reason).to_string(),
+        ));
+    }
+    Ok((sock, conn))
 }
