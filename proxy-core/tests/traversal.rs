@@ -213,6 +213,12 @@ fn requests_reach_the_bridge_through_connections_the_inside_opened() {
     assert_eq!(status.len(), 1, "{status:?}");
     assert_eq!(status[0].connector, "inside");
     assert!(status[0].used >= 5, "{status:?}");
+    // Bytes counted per join URL and connector: the five requests and their
+    // answers, at least.
+    assert!(
+        status[0].bytes_to_bridge >= 5 * 30 && status[0].bytes_from_bridge >= 5 * 20,
+        "{status:?}"
+    );
     assert!(c.status()[0].used >= 5, "{:?}", c.status());
     // The refills resumed a TLS session with the edge (no signatures).
     assert!(c.status()[0].resumed >= 1, "{:?}", c.status());

@@ -74,5 +74,22 @@ pub(crate) fn metrics_text() -> String {
             s.used
         );
     }
+    out.push_str(
+        "# HELP causeway_traversal_bytes_total Bytes through connector connections, toward the web bridge (to_bridge) and back.\n\
+         # TYPE causeway_traversal_bytes_total counter\n",
+    );
+    for s in &status {
+        for (direction, n) in [
+            ("to_bridge", s.bytes_to_bridge),
+            ("from_bridge", s.bytes_from_bridge),
+        ] {
+            let _ = writeln!(
+                out,
+                "causeway_traversal_bytes_total{{join=\"{}\",connector=\"{}\",direction=\"{direction}\"}} {n}",
+                label(&s.host),
+                label(&s.connector),
+            );
+        }
+    }
     out
 }

@@ -118,9 +118,24 @@ fn a_browser_reaches_the_inside_web_bridge_through_the_connector_that_dialled_ou
         "{}",
         server.admin("GET", "/metrics")
     );
+    // Bytes per join URL and connector, both ways.
+    let bytes = |direction: &str| {
+        metric(
+            &server,
+            &format!(
+                "causeway_traversal_bytes_total{{join=\"{JOIN}\",connector=\"inside\",direction=\"{direction}\"}}"
+            ),
+        )
+    };
+    assert!(
+        bytes("to_bridge") > Some(0) && bytes("from_bridge") > Some(0),
+        "{}",
+        server.admin("GET", "/metrics")
+    );
     // /status shows the tunnel as the reference's verification 1c does.
     let status = server.status();
     let t = &status["traversal"][0];
+    assert!(t["bytes_from_bridge"].as_u64() > Some(0), "{status}");
     assert_eq!(
         (
             t["join"].as_str(),
@@ -145,6 +160,13 @@ fn a_browser_reaches_the_inside_web_bridge_through_the_connector_that_dialled_ou
         |v| !v.is_empty(),
     );
     assert_eq!(shown, format!("{JOIN}|inside|active"));
+    let headers = page.eval(
+        "[...document.querySelectorAll('#traversal thead th')].map((c) => c.textContent).join('|')",
+    );
+    assert!(
+        headers.contains("to web bridge|from web bridge"),
+        "{headers}"
+    );
     let _ = connector.kill();
     let _ = connector.wait();
     // The check from the inside: every step passes; then each misconfiguration

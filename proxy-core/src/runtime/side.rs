@@ -13,7 +13,7 @@
 use crate::runtime::prelude::*;
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use super::link::Link;
@@ -99,6 +99,18 @@ pub(crate) struct Side {
     /// What it draws on the budget now (`held_out` and plaintext rustls has
     /// read from its peer that nobody took yet).
     charged: usize,
+    /// Where its bytes are counted, if anywhere (a connector's connection).
+    pub(crate) meter: Option<Arc<Meter>>,
+}
+
+/// Bytes through a web bridge's sides, counted as they move (the traversal
+/// counts them per join URL and connector).
+#[derive(Debug, Default)]
+pub(crate) struct Meter {
+    /// Written toward the web bridge.
+    pub(crate) to_bridge: AtomicU64,
+    /// Read from it.
+    pub(crate) from_bridge: AtomicU64,
 }
 
 impl Drop for Side {
@@ -134,6 +146,7 @@ impl Side {
             budget,
             held_out: 0,
             charged: 0,
+            meter: None,
         }
     }
 
@@ -226,6 +239,9 @@ impl Side {
                     let n = n.min(self.out.len());
                     self.out.drain(..n);
                     moved = true;
+                    if let Some(m) = &self.meter {
+                        m.to_bridge.fetch_add(n as u64, Ordering::Relaxed);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -247,6 +263,9 @@ impl Side {
     /// Reads plaintext into `scratch`.
     pub(crate) fn read(&mut self, scratch: &mut [u8]) -> io::Result<Read> {
         let read = self.read_plain(scratch);
+        if let (Some(m), Ok(Read::Data(n))) = (&self.meter, &read) {
+            m.from_bridge.fetch_add(*n as u64, Ordering::Relaxed);
+        }
         self.settle();
         read
     }

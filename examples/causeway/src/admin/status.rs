@@ -130,6 +130,9 @@ struct Traversal {
     state: &'static str,
     ready: usize,
     used: u64,
+    /// Bytes through its connections toward the web bridge, and back.
+    bytes_to_bridge: u64,
+    bytes_from_bridge: u64,
     registered_secs_ago: Option<u64>,
     last_refusal: Option<String>,
     refused_secs_ago: Option<u64>,
@@ -155,6 +158,8 @@ impl Traversal {
             connector: t.connector,
             ready: t.idle,
             used: t.used,
+            bytes_to_bridge: t.bytes_to_bridge,
+            bytes_from_bridge: t.bytes_from_bridge,
             registered_secs_ago: t.last_registered.map(ago),
             refused_secs_ago: t.last_refusal.as_ref().map(|(_, at)| ago(*at)),
             last_refusal: t.last_refusal.map(|(why, _)| why),

@@ -215,7 +215,9 @@ fn tunnel(
     if let Err(e) = cx.registry.register(&mut link.sock, cx.up_token, interest) {
         return Dialled::Failed(ConnectError::Tls(e));
     }
-    Dialled::Ready(Side::new(link, cx.now, cfg.budget.clone()))
+    let mut side = Side::new(link, cx.now, cfg.budget.clone());
+    side.meter = Some(t.meter);
+    Dialled::Ready(side)
 }
 
 /// Starts a connect to `addrs[at]` (or the next that can be started); `last`

@@ -15,7 +15,7 @@ use log::{info, warn};
 use stun_core::escape::Escaped;
 
 use super::trust::{Connectors, Fingerprint};
-use super::{ALPN, HANDSHAKE_TIMEOUT, HELLO, LINE_MAX, Tunnel, TunnelPool, keepalive};
+use super::{ALPN, HANDSHAKE_TIMEOUT, HELLO, LINE_MAX, TunnelPool, keepalive};
 use crate::runtime::tls::TlsError;
 
 /// Registrations being handled at once; past it a connection is closed (a
@@ -250,14 +250,7 @@ fn register(mut sock: TcpStream, state: &RwLock<State>, pool: &TunnelPool) -> io
     sock.set_write_timeout(None)?;
     sock.set_nonblocking(true)?;
     keepalive(&sock);
-    pool.put(
-        &host,
-        Tunnel {
-            sock,
-            tls: conn,
-            connector: index,
-        },
-    );
+    pool.put(&host, index, sock, conn);
     Ok(())
 }
 

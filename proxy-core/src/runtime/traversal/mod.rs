@@ -43,7 +43,10 @@ use crate::runtime::prelude::*;
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::TcpStream;
-use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use crate::runtime::side::Meter;
 use std::time::{Duration, Instant, SystemTime};
 
 /// The ALPN protocol of a traversal connection.
@@ -83,6 +86,8 @@ pub(crate) struct Tunnel {
     pub(crate) sock: TcpStream,
     pub(crate) tls: rustls::ServerConnection,
     pub(crate) connector: usize,
+    /// Where its bytes are counted (its join URL and connector's).
+    pub(crate) meter: Arc<Meter>,
 }
 
 impl Tunnel {
@@ -113,6 +118,10 @@ pub struct TunnelStatus {
     /// it may not serve, a bad registration; connectors whose certificate is
     /// not pinned are counted under the name `(not pinned)`.
     pub last_refusal: Option<(String, SystemTime)>,
+    /// Bytes sent through its connections toward the web bridge.
+    pub bytes_to_bridge: u64,
+    /// Bytes received through them from the web bridge.
+    pub bytes_from_bridge: u64,
 }
 
 /// The name refusals of unknown connectors are kept under.
@@ -122,8 +131,8 @@ pub(crate) const UNKNOWN: &str = "(not pinned)";
 struct Inner {
     /// Per join URL, ready connections, oldest first.
     idle: HashMap<String, VecDeque<Tunnel>>,
-    /// Per join URL and connector, what status shows.
-    seen: Vec<TunnelStatus>,
+    /// Per join URL and connector, what status shows, and its bytes.
+    seen: Vec<(TunnelStatus, Arc<Meter>)>,
 }
 
 /// The edge's registered connections, per join URL; the web proxy takes one
@@ -150,7 +159,15 @@ impl TunnelPool {
     /// when one last registered.
     pub fn status(&self) -> Vec<TunnelStatus> {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner.seen.clone()
+        inner
+            .seen
+            .iter()
+            .map(|(s, m)| TunnelStatus {
+                bytes_to_bridge: m.to_bridge.load(Ordering::Relaxed),
+                bytes_from_bridge: m.from_bridge.load(Ordering::Relaxed),
+                ..s.clone()
+            })
+            .collect()
     }
 
     /// Connections ready for `host` now.
@@ -176,44 +193,66 @@ impl TunnelPool {
         }
     }
 
-    /// The status of `host` and connector `name`, added if new.
+    /// The status of `host` and connector `name` and its meter, added if new.
     fn entry<'a>(
-        seen: &'a mut Vec<TunnelStatus>,
+        seen: &'a mut Vec<(TunnelStatus, Arc<Meter>)>,
         host: &str,
         name: &str,
-    ) -> Option<&'a mut TunnelStatus> {
-        let known = seen.iter().any(|s| s.host == host && s.connector == name);
+    ) -> Option<&'a mut (TunnelStatus, Arc<Meter>)> {
+        let known = seen
+            .iter()
+            .any(|(s, _)| s.host == host && s.connector == name);
         if !known {
-            seen.push(TunnelStatus {
+            let status = TunnelStatus {
                 host: host.to_string(),
                 connector: name.to_string(),
                 idle: 0,
                 used: 0,
                 last_registered: None,
                 last_refusal: None,
-            });
+                bytes_to_bridge: 0,
+                bytes_from_bridge: 0,
+            };
+            seen.push((status, Arc::default()));
         }
         seen.iter_mut()
-            .find(|s| s.host == host && s.connector == name)
+            .find(|(s, _)| s.host == host && s.connector == name)
     }
 
     /// Notes a refusal of connector `name` (for `host`, empty when unknown).
     pub(crate) fn refused(&self, name: &str, host: &str, why: &str) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = TunnelPool::entry(&mut inner.seen, host, name) {
+        if let Some((s, _)) = TunnelPool::entry(&mut inner.seen, host, name) {
             s.last_refusal = Some((why.to_string(), SystemTime::now()));
         }
     }
 
-    /// Keeps `t`, registered for `host`.
-    pub(crate) fn put(&self, host: &str, t: Tunnel) {
-        let name = self.name(t.connector);
+    /// Keeps a connection of connector number `connector`, registered for
+    /// `host`.
+    pub(crate) fn put(
+        &self,
+        host: &str,
+        connector: usize,
+        sock: TcpStream,
+        tls: rustls::ServerConnection,
+    ) {
+        let name = self.name(connector);
         {
             let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(s) = TunnelPool::entry(&mut inner.seen, host, &name) {
-                s.idle += 1;
-                s.last_registered = Some(SystemTime::now());
-            }
+            let meter = match TunnelPool::entry(&mut inner.seen, host, &name) {
+                Some((s, m)) => {
+                    s.idle += 1;
+                    s.last_registered = Some(SystemTime::now());
+                    m.clone()
+                }
+                None => Arc::default(),
+            };
+            let t = Tunnel {
+                sock,
+                tls,
+                connector,
+                meter,
+            };
             inner.idle.entry(host.to_string()).or_default().push_back(t);
         }
         let arrivals = self.arrivals.lock().unwrap_or_else(|e| e.into_inner());
@@ -232,7 +271,7 @@ impl TunnelPool {
         while let Some(t) = queue.pop_front() {
             let name = names.get(t.connector).cloned().unwrap_or_default();
             let alive = t.alive();
-            if let Some(s) = TunnelPool::entry(seen, host, &name) {
+            if let Some((s, _)) = TunnelPool::entry(seen, host, &name) {
                 s.idle = s.idle.saturating_sub(1);
                 s.used += u64::from(alive);
             }
