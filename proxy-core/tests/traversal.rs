@@ -14,7 +14,7 @@ use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use causeway_testkit::bridge::{TempDir, TestCa};
-use causeway_testkit::http::read_response;
+use causeway_testkit::http::{read_response, ws_echoes, ws_upgrade};
 use causeway_testkit::wait::{self, PATIENCE};
 use proxy_core::runtime::traversal::{
     Connector, ConnectorIdentity, ConnectorSettings, EdgeTrust, Fingerprint, TraversalListener,
@@ -328,37 +328,8 @@ fn a_connector_the_edge_does_not_pin_is_refused_at_the_handshake() {
 /// A WSS tunnel through the edge: the browser's end after the 101.
 fn wss(e: &Ends) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
     let mut b = browser(e);
-    write!(
-        b,
-        "GET /ws HTTP/1.1\r\nHost: {JOIN}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .unwrap();
-    let (status, head, _) = read_response(&mut b);
-    assert_eq!(status, 101, "{head}");
+    ws_upgrade(&mut b, JOIN);
     b
-}
-
-/// Sends a masked text frame "ping" and reads the echo: whether it came back.
-fn echoes(b: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>) -> bool {
-    use std::io::Read;
-    let frame = [
-        0x81,
-        0x84,
-        1,
-        2,
-        3,
-        4,
-        b'p' ^ 1,
-        b'i' ^ 2,
-        b'n' ^ 3,
-        b'g' ^ 4,
-    ];
-    if b.write_all(&frame).and_then(|()| b.flush()).is_err() {
-        return false;
-    }
-    let mut back = [0u8; 6];
-    b.read_exact(&mut back).is_ok() && back == [0x81, 4, b'p', b'i', b'n', b'g']
 }
 
 #[test]
@@ -377,7 +348,7 @@ fn wss_tunnels_of_a_stopped_connector_close_and_the_others_keep_echoing() {
     });
     let mut tunnels: Vec<_> = (0..100).map(|_| wss(&e)).collect();
     for (i, t) in tunnels.iter_mut().enumerate() {
-        assert!(echoes(t), "tunnel {i} does not echo");
+        assert!(ws_echoes(t), "tunnel {i} does not echo");
     }
     let on_first = first.status()[0].active;
     let on_second = second.status()[0].active;
@@ -391,7 +362,7 @@ fn wss_tunnels_of_a_stopped_connector_close_and_the_others_keep_echoing() {
             n => Err(format!("{n} still carried")),
         }
     });
-    let echoed = tunnels.iter_mut().map(echoes).filter(|e| *e).count();
+    let echoed = tunnels.iter_mut().map(ws_echoes).filter(|e| *e).count();
     assert_eq!(
         echoed, on_second,
         "the second's keep echoing, the first's are closed"
@@ -399,6 +370,6 @@ fn wss_tunnels_of_a_stopped_connector_close_and_the_others_keep_echoing() {
     // New tunnels go through the second.
     for i in 0..10 {
         let mut t = wss(&e);
-        assert!(echoes(&mut t), "new tunnel {i}");
+        assert!(ws_echoes(&mut t), "new tunnel {i}");
     }
 }

@@ -1,6 +1,6 @@
 //! HTTP/1.1 responses read off a stream: what the web proxy tests check.
 
-use std::io::Read;
+use std::io::{Read, Write};
 
 /// Reads one response: its status, its head, and as much body as its
 /// Content-Length says (panicking, with what came, if the stream ends or fails
@@ -51,4 +51,39 @@ pub fn read_next<R: Read + ?Sized>(t: &mut R, buf: &mut Vec<u8>) -> (u16, String
     let body = String::from_utf8_lossy(&buf[head_end..head_end + len]).to_string();
     buf.drain(..head_end + len);
     (status, head, body)
+}
+
+/// Asks for a WebSocket on `/ws` of `host` over `t` and checks the 101.
+pub fn ws_upgrade<S: Read + Write>(t: &mut S, host: &str) {
+    write!(
+        t,
+        "GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .and_then(|()| t.flush())
+    .unwrap_or_else(|e| panic!("WebSocket request: {e}"));
+    let (status, head, _) = read_response(t);
+    assert_eq!(status, 101, "{head}");
+}
+
+/// Sends a masked text frame "ping" on a WebSocket and reads the echo (the
+/// stand-in web bridges echo): whether it came back.
+pub fn ws_echoes<S: Read + Write>(t: &mut S) -> bool {
+    let frame = [
+        0x81,
+        0x84,
+        1,
+        2,
+        3,
+        4,
+        b'p' ^ 1,
+        b'i' ^ 2,
+        b'n' ^ 3,
+        b'g' ^ 4,
+    ];
+    if t.write_all(&frame).and_then(|()| t.flush()).is_err() {
+        return false;
+    }
+    let mut back = [0u8; 6];
+    t.read_exact(&mut back).is_ok() && back == [0x81, 4, b'p', b'i', b'n', b'g']
 }

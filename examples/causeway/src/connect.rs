@@ -17,13 +17,13 @@
 //! ```
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Args;
-use log::info;
+use log::{info, warn};
 use proxy_core::runtime::traversal::{Connector, ConnectorSettings, EdgeTrust, Fingerprint};
 use proxy_core::runtime::{Upstream, tls};
 use serde::Deserialize;
@@ -203,10 +203,10 @@ pub(crate) fn run(args: &ConnectArgs) -> Result<(), String> {
     crate::init_logging(&level);
     let hosts: Vec<String> = s.sites.iter().map(|(h, _)| h.clone()).collect();
     let edges = s.edges.join(", ");
-    let connector =
+    let mut connector =
         Connector::start(s).map_err(|e| format!("the connector's TLS configuration: {e}"))?;
     println!(
-        "causeway: connector for {} dialling the edge at {edges}",
+        "causeway: connector for {} dialling the edge at {edges}; reload with SIGHUP",
         hosts.join(", ")
     );
     let stop = Arc::new(AtomicBool::new(false));
@@ -214,9 +214,15 @@ pub(crate) fn run(args: &ConnectArgs) -> Result<(), String> {
         signal_hook::flag::register(sig, stop.clone())
             .map_err(|e| format!("cannot handle signals: {e}"))?;
     }
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+        .map_err(|e| format!("cannot handle signals: {e}"))?;
     // Say when a join URL's ready count changes (not each tunnel).
     let mut said: HashMap<String, usize> = HashMap::new();
     while !stop.load(Ordering::SeqCst) {
+        if hup.swap(false, Ordering::SeqCst) {
+            connector = reload(path, connector);
+        }
         for s in connector.status() {
             let before = said.insert(s.host.clone(), s.ready);
             if before != Some(s.ready) && (s.ready == 0 || before.unwrap_or(0) == 0) {
@@ -230,4 +236,30 @@ pub(crate) fn run(args: &ConnectArgs) -> Result<(), String> {
     }
     info!("connector: stopping");
     Ok(())
+}
+
+/// SIGHUP: the file read again; a new connector with it, and once it holds a
+/// connection at the edge for each join URL (or after the handshake's time),
+/// the old one retires: it offers nothing more and carries its tunnels in
+/// use to their end. A file that fails its checks leaves the old one running.
+fn reload(path: &Path, old: Connector) -> Connector {
+    let started = load(path).and_then(|(s, _)| {
+        Connector::start(s).map_err(|e| format!("the connector's TLS configuration: {e}"))
+    });
+    let new = match started {
+        Ok(c) => c,
+        Err(e) => {
+            warn!("SIGHUP: configuration not reloaded, the running one is kept: {e}");
+            return old;
+        }
+    };
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until && new.status().iter().any(|s| s.ready == 0) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    old.retire();
+    info!(
+        "SIGHUP: configuration reloaded; the previous connections carry their tunnels to their end"
+    );
+    new
 }

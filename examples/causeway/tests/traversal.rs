@@ -6,16 +6,17 @@
 //! browser's request reaches the bridge with its address in
 //! `X-Forwarded-For`, and `/metrics` counts each join URL's ready and used
 //! connections. A join URL served by connectors without a traversal port is
-//! refused at start, naming the key.
+//! refused at start, naming the key. A WSS tunnel outlives a reload of either
+//! side, and the connector comes back on its own to an edge that restarted.
 
 mod common;
 
 use std::io::Write;
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 
 use common::bridge::{TempDir, TestCa, start_bridge};
-use common::http::read_response;
+use common::http::{read_response, ws_echoes, ws_upgrade};
 use common::wait::{self, PATIENCE};
 use common::{Output, Server, front_toml};
 use rustls::pki_types::ServerName;
@@ -247,4 +248,123 @@ fn a_join_url_served_by_connectors_needs_the_traversal_port() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("`traversal.listen`"), "{err}");
+}
+
+/// A browser's TLS connection to the edge's port for the join URL.
+fn browser(
+    ca: &TestCa,
+    tls: SocketAddr,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let tcp = TcpStream::connect(tls).unwrap();
+    tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+    let conn = rustls::ClientConnection::new(
+        ca.client_config(),
+        ServerName::try_from(JOIN.to_string()).unwrap(),
+    )
+    .unwrap();
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+/// A GET through the edge: its status.
+fn get_status(ca: &TestCa, tls: SocketAddr) -> u16 {
+    let mut b = browser(ca, tls);
+    write!(b, "GET / HTTP/1.1\r\nHost: {JOIN}\r\n\r\n").unwrap();
+    b.flush().unwrap();
+    read_response(&mut b).0
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill {sig} {pid}");
+}
+
+#[test]
+fn tunnels_outlive_reloads_of_either_side_and_the_connector_returns_after_an_edge_restart() {
+    let ca = TestCa::new();
+    let dir = TempDir::new("traversal-lifecycle");
+    let bridge = start_bridge(&ca.leaf(&["localhost"]));
+    let connector_leaf = ca.leaf(&["connector.example.test"]);
+    let connector_cert = dir.write("connector.pem", &connector_leaf.cert_pem);
+    let connector_key = dir.write("connector.key", &connector_leaf.key_pem);
+    // The same certificate after the restart (the connector pins it).
+    let front = front_toml(&ca, &[JOIN], &dir);
+    let edge_toml = |traversal: &str| {
+        format!(
+            "{front}proxy = [\"{JOIN}=connector\"]\n\n[traversal]\nlisten = \"{traversal}\"\n\n\
+             [[traversal.connector]]\nname = \"inside\"\npin = \"{pin}\"\njoin = [\"{JOIN}\"]\n",
+            pin = fingerprint(&connector_cert),
+        )
+    };
+    let edge_file = dir.write("edge.toml", &edge_toml("127.0.0.1:0"));
+    let server = Server::start(&["--config", edge_file.to_str().unwrap()]);
+    let traversal = server.startup_addr("causeway: listening on traversal ");
+    let tls = server.startup_addr("causeway: listening on tls ");
+    let inside = format!(
+        "edge = [\"{traversal}\"]\nedge_name = \"{JOIN}\"\nedge_pin = \"{edge_pin}\"\n\
+         cert = \"{cert}\"\nkey = \"{key}\"\npool = 2\n\
+         proxy = [\"{JOIN}=https://localhost:{port}\"]\nupstream_ca = \"{ca}\"\n",
+        edge_pin = fingerprint(&dir.path().join("front.pem")),
+        cert = connector_cert.display(),
+        key = connector_key.display(),
+        port = bridge.port(),
+        ca = dir.path().join("ca.pem").display(),
+    );
+    let inside_file = dir.write("inside.toml", &inside);
+    let mut connector = causeway()
+        .args(["connect", "--config", inside_file.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = Output::of(&mut connector);
+    let ready = format!("causeway_traversal_ready{{join=\"{JOIN}\",connector=\"inside\"}}");
+    let ready_at = |server: &Server| {
+        wait::until("connections ready at the edge", PATIENCE, || {
+            match metric(server, &ready) {
+                Some(n) if n >= 1 => Ok(()),
+                n => Err(format!("{n:?}; connector: {}", log.tail(5))),
+            }
+        });
+    };
+    ready_at(&server);
+    let mut ws = browser(&ca, tls);
+    ws_upgrade(&mut ws, JOIN);
+    assert!(ws_echoes(&mut ws));
+
+    // The connector reloads: its tunnel in use goes on, new browsers pass.
+    signal(connector.id(), "-HUP");
+    assert!(
+        log.wait_for("SIGHUP: configuration reloaded", PATIENCE),
+        "{}",
+        log.tail(10)
+    );
+    assert!(
+        ws_echoes(&mut ws),
+        "the tunnel through the reloaded connector"
+    );
+    assert_eq!(get_status(&ca, tls), 200, "{}", log.tail(10));
+
+    // The edge reloads: the same.
+    signal(server.child.id(), "-HUP");
+    server.wait_log("SIGHUP: configuration reloaded");
+    assert!(ws_echoes(&mut ws), "the tunnel through the reloaded edge");
+    assert_eq!(get_status(&ca, tls), 200, "{}", server.log_tail());
+    drop(ws);
+
+    // The edge dies and starts again on the same traversal port: the
+    // connector comes back on its own.
+    let mut server = server;
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    drop(server);
+    let edge_file = dir.write("edge.toml", &edge_toml(&traversal.to_string()));
+    let server = Server::start(&["--config", edge_file.to_str().unwrap()]);
+    let tls = server.startup_addr("causeway: listening on tls ");
+    ready_at(&server);
+    assert_eq!(get_status(&ca, tls), 200, "{}", server.log_tail());
+    let _ = connector.kill();
+    let _ = connector.wait();
 }

@@ -115,6 +115,8 @@ pub(super) struct Shared {
     pub(super) tls: Arc<rustls::ClientConfig>,
     pub(super) upstream_tls: Arc<rustls::ClientConfig>,
     pub(super) stop: AtomicBool,
+    /// Retired: nothing new offered, tunnels in use carried to their end.
+    pub(super) retiring: AtomicBool,
     /// Names (the edge's, web bridges') looked up off the loops.
     pub(super) resolver: Resolver,
     /// Each loop's waker (a stop wakes them).
@@ -207,6 +209,7 @@ impl Connector {
             tls,
             upstream_tls: settings.upstream_tls,
             stop: AtomicBool::new(false),
+            retiring: AtomicBool::new(false),
             resolver: Resolver::default(),
             wakers: Mutex::new(Vec::new()),
         });
@@ -259,6 +262,19 @@ impl Connector {
     /// new connection is opened. Dropping the connector does the same.
     pub fn stop(&self) {
         self.shared.stop.store(true, Ordering::SeqCst);
+        self.wake();
+    }
+
+    /// Retires it (a reload: another connector takes over): ready
+    /// connections say `BYE` and close, no new one is opened, and the tunnels
+    /// in use are carried until their browsers or web bridges end them; then
+    /// its loops end.
+    pub fn retire(self) {
+        self.shared.retiring.store(true, Ordering::SeqCst);
+        self.wake();
+    }
+
+    fn wake(&self) {
         let wakers = self.shared.wakers.lock().unwrap_or_else(|e| e.into_inner());
         for w in wakers.iter() {
             let _ = w.wake();
@@ -268,7 +284,9 @@ impl Connector {
 
 impl Drop for Connector {
     fn drop(&mut self) {
-        self.stop();
+        if !self.shared.retiring.load(Ordering::SeqCst) {
+            self.stop();
+        }
     }
 }
 

@@ -126,7 +126,9 @@ impl Worker {
         loop {
             let now = Instant::now();
             if !self.stopping && self.shared.stop.load(Ordering::SeqCst) {
-                self.stop(now);
+                self.stop(now, true);
+            } else if !self.stopping && self.shared.retiring.load(Ordering::SeqCst) {
+                self.stop(now, false);
             }
             if now >= next_tick {
                 next_tick = now + TICK;
@@ -390,14 +392,16 @@ impl Worker {
         );
     }
 
-    /// The connector stops: ready connections say `BYE`, the rest close.
-    fn stop(&mut self, now: Instant) {
+    /// The connector stops (`hard`: tunnels in use too) or retires: ready
+    /// connections say `BYE`, those opening close.
+    fn stop(&mut self, now: Instant, hard: bool) {
         self.stopping = true;
         self.each(
             |t, _| {
                 match t.stage.kind() {
                     Kind::Ready => t.leave(now),
                     Kind::Leaving => return None,
+                    Kind::Active if !hard => return None,
                     _ => t.close(),
                 }
                 Some(Outcome::Quiet)
