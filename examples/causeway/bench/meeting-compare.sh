@@ -25,10 +25,17 @@
 # rows are the edge's; the connector's peak RSS, RSS per tunnel and CPU have
 # rows of their own.
 #
+# SERVERS="traversal hop" measures what any inside hop costs on this machine:
+# "hop" is the same edge dialling an nginx inside (one process, TLS both ways,
+# keep-alive and session reuse toward the bridge) that dials the bridge, the
+# classic reverse proxy a DMZ rule forbids but the same two extra TLS sessions
+# on every byte's path; its nginx has the connector's rows.
+#
 # Usage: examples/causeway/bench/meeting-compare.sh   (needs Debian's nginx; root
 #        only to lift limits)
 # Knobs: TUNNELS ("1000 4000 8000"), SECS (20), ROUNDS (1), SETTLE (5, seconds
-#        between runs), SERVERS ("causeway nginx", or "causeway traversal"),
+#        between runs), SERVERS ("causeway nginx", "causeway traversal" or
+#        "traversal hop"),
 #        POOL (32), NO_HTTPS (set: skip the HTTPS runs), NO_BUILD (set: use the
 #        binaries already in target/release).
 set -euo pipefail
@@ -54,9 +61,10 @@ TRAVERSAL_PORT=${TRAVERSAL_PORT:-24314}
 # 0, it binds TCP on the port the kernel chose for its UDP socket.
 CW_PORT=${CW_PORT:-24311}
 NG_PORT=${NG_PORT:-24312}
+HOP_PORT=${HOP_PORT:-24315}
 TURN_PORT=${TURN_PORT:-24313}
 case " $SERVERS " in
-  *" nginx "*) command -v nginx >/dev/null || { echo "nginx is not installed: apt-get install nginx-light" >&2; exit 2; } ;;
+  *" nginx "* | *" hop "*) command -v nginx >/dev/null || { echo "nginx is not installed: apt-get install nginx-light" >&2; exit 2; } ;;
 esac
 
 if [ -z "${NO_BUILD:-}" ]; then
@@ -162,6 +170,19 @@ start_traversal() {
   done
 }
 
+# An nginx inside (one process) between the edge and the bridge, in directory
+# $1, on HOP_PORT: the connector's rows are its.
+start_hop() {
+  local d=$1
+  nginx_proxy_conf "$d" "$HOP_PORT" "$bport" "$nofile" "$d/hop.log"
+  sed -i 's/^worker_processes 2;/master_process off;/' "$d/nginx.conf"
+  nginx -c "$d/nginx.conf" -g 'daemon off;' >"$d/hop.out" 2>&1 &
+  connector=$!
+  live+=("$connector")
+  for _ in $(seq 100); do listening "$HOP_PORT" && break; sleep 0.1; done
+  listening "$HOP_PORT" || { echo "the inside nginx does not listen: $(cat "$d/hop.out")" >&2; exit 1; }
+}
+
 # Starts SERVER ($1) in directory $2; sets server (the child to stop), procs (the
 # processes to measure) and port.
 start_server() {
@@ -170,12 +191,17 @@ start_server() {
   if [ "$1" = traversal ]; then
     port=$CW_PORT
     start_traversal "$d"
-  elif [ "$1" = causeway ]; then
+  elif [ "$1" = causeway ] || [ "$1" = hop ]; then
     port=$CW_PORT
+    local up=$bport
+    if [ "$1" = hop ]; then
+      start_hop "$d"
+      up=$HOP_PORT
+    fi
     printf '%s\n' "$BENCH_TCP" >"$d/bench.toml"
     target/release/causeway serve --config "$d/bench.toml" --listen "127.0.0.1:$TURN_PORT" --admin 127.0.0.1:0 --user a:b \
       --tls-listen "127.0.0.1:$port" --cert "$d/front.pem" --key "$d/front.key" \
-      --upstream-ca "$d/ca.pem" --proxy "join.example.test=https://localhost:$bport" \
+      --upstream-ca "$d/ca.pem" --proxy "join.example.test=https://localhost:$up" \
       --log-level warn >"$d/server.out" 2>"$d/server.log" &
     server=$!
   else
@@ -320,14 +346,17 @@ for n in $TUNNELS; do
   row "$n tunnels: server RSS growth (peak - idle), MiB" "$n" rss_growth_mib
   row "$n tunnels: server RSS per open tunnel (mid-window - idle), KiB" "$n" per_tunnel_kib
   row "$n tunnels: server CPU, s" "$n" cpu_s
-  if [ -n "${res[traversal,$n,conn_cpu_s]:-}" ]; then
-    row "$n tunnels: connector peak RSS, MiB" "$n" conn_rss_mib
-    row "$n tunnels: connector RSS per tunnel (peak - idle), KiB" "$n" conn_per_tunnel_kib
-    row "$n tunnels: connector CPU, s" "$n" conn_cpu_s
+  if [ -n "${res[traversal,$n,conn_cpu_s]:-}${res[hop,$n,conn_cpu_s]:-}" ]; then
+    row "$n tunnels: inside hop (connector or nginx) peak RSS, MiB" "$n" conn_rss_mib
+    row "$n tunnels: inside hop RSS per tunnel (peak - idle), KiB" "$n" conn_per_tunnel_kib
+    row "$n tunnels: inside hop CPU, s" "$n" conn_cpu_s
   fi
 done
 if [ -z "${NO_HTTPS:-}" ]; then
   row "HTTPS requests/s (16 keep-alive connections, 10 s)" https rps
   row "HTTPS: server peak RSS, MiB" https rss_mib
   row "HTTPS: server CPU, s" https cpu_s
+  if [ -n "${res[traversal,https,conn_cpu_s]:-}${res[hop,https,conn_cpu_s]:-}" ]; then
+    row "HTTPS: inside hop CPU, s" https conn_cpu_s
+  fi
 fi

@@ -11,7 +11,8 @@ fn main() {
     let dir = std::path::PathBuf::from(std::env::args().nth(1).expect("usage: bridge_standin DIR"));
     std::fs::create_dir_all(&dir).expect("create DIR");
     let ca = bridge::TestCa::new();
-    let front = ca.leaf(&["join.example.test"]);
+    // Also `localhost`: meeting-compare.sh's inside nginx shows it to the edge.
+    let front = ca.leaf(&["join.example.test", "localhost"]);
     std::fs::write(dir.join("ca.pem"), &ca.cert_pem).expect("write");
     std::fs::write(dir.join("front.pem"), &front.cert_pem).expect("write");
     std::fs::write(dir.join("front.key"), &front.key_pem).expect("write");
