@@ -116,6 +116,17 @@ impl TokenBucket {
         }
     }
 
+    /// Its tokens (thousandths of a byte; `u64::MAX` for a bucket never used)
+    /// and when it was last charged: what a state image keeps.
+    pub(crate) fn parts(&self) -> (u64, Instant) {
+        (self.milli, self.last)
+    }
+
+    /// A bucket from its [`parts`](TokenBucket::parts).
+    pub(crate) fn from_parts(milli: u64, last: Instant) -> TokenBucket {
+        TokenBucket { milli, last }
+    }
+
     /// When the bucket was last charged (to prune idle ones: a bucket idle for
     /// its burst's refill time is as good as a new one).
     pub fn last_used(&self) -> Instant {

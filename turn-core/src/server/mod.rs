@@ -99,6 +99,7 @@ pub(crate) use auth::quota_user;
 pub mod bandwidth;
 mod config;
 mod host;
+pub mod image;
 mod local;
 mod nonce;
 mod output;
@@ -125,6 +126,7 @@ pub use config::{
     USERNAME_MAX,
 };
 pub use host::{BindError, ChannelRoute, Host, QuotaError, RelayFamily, RelayHandle};
+pub use image::{IMAGE_VERSION, ImageError};
 pub use local::{LocalQuota, Reservations};
 pub(crate) use nonce::{Nonces, SecurityFeatures};
 pub(crate) use output::{ClientOutput, PeerOutput};

@@ -120,6 +120,17 @@ impl Nonces {
         *self = Nonces::new(self.secret, lifetime_secs, features);
     }
 
+    /// The key nonces are made and checked with (a state image carries it).
+    pub(crate) fn secret(&self) -> &[u8; 32] {
+        &self.secret
+    }
+
+    /// Takes `secret` as the key (a state image's): nonces another process
+    /// issued with it stay valid.
+    pub(crate) fn set_secret(&mut self, secret: [u8; 32]) {
+        self.secret = secret;
+    }
+
     /// A fresh nonce for `ip`.
     pub(crate) fn issue(&self, now: UnixTime, ip: &IpAddr) -> NonceText {
         let issued = now.as_secs() as u32;
