@@ -606,14 +606,9 @@ where
         a.update_expiry();
     }
 
-    /// Removes the allocation in `slot`, closes its relays and releases its quota.
-    fn end_allocation(&mut self, slot: usize, host: &mut impl Host, reason: EndReason) {
-        let Some(generation) = self.table.generation(slot) else {
-            return;
-        };
-        let Some(a) = self.table.remove(slot) else {
-            return;
-        };
+    /// Closes the relay sockets of `a`, taken out of `slot` at `generation`,
+    /// and releases its quota.
+    fn let_go(&self, slot: usize, generation: u32, a: &Allocation<P, C>, host: &mut impl Host) {
         for (which, r) in a.relays.iter().enumerate() {
             if let (Some(r), Some(family)) = (r, RelayFamily::at(which)) {
                 let handle = RelayHandle {
@@ -625,6 +620,17 @@ where
             }
         }
         host.release_quota(auth::quota_user(&self.cfg, &a.username));
+    }
+
+    /// Removes the allocation in `slot`, closes its relays and releases its quota.
+    fn end_allocation(&mut self, slot: usize, host: &mut impl Host, reason: EndReason) {
+        let Some(generation) = self.table.generation(slot) else {
+            return;
+        };
+        let Some(a) = self.table.remove(slot) else {
+            return;
+        };
+        self.let_go(slot, generation, &a, host);
         self.counters.allocations_ended += 1;
         self.push_event(Event::Ended {
             tuple: a.tuple,

@@ -258,17 +258,7 @@ where
             let Some(a) = self.table.remove(slot) else {
                 continue;
             };
-            for (which, r) in a.relays.iter().enumerate() {
-                if let (Some(r), Some(family)) = (r, RelayFamily::at(which)) {
-                    let handle = RelayHandle {
-                        slot: slot as u32,
-                        generation,
-                        family,
-                    };
-                    host.close_relay(handle, r.local);
-                }
-            }
-            host.release_quota(auth::quota_user(&self.cfg, &a.username));
+            self.let_go(slot, generation, &a, host);
         }
     }
 }
