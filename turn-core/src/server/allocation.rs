@@ -85,6 +85,46 @@ pub struct Traffic {
     pub peer_refused: u64,
 }
 
+impl Traffic {
+    /// The counters in their order in a state image.
+    pub(crate) fn counts(&self) -> [u64; 8] {
+        [
+            self.to_peer_packets,
+            self.to_peer_bytes,
+            self.from_peer_packets,
+            self.from_peer_bytes,
+            self.to_peer_dropped,
+            self.from_peer_dropped,
+            self.refused,
+            self.peer_refused,
+        ]
+    }
+
+    /// The counters from [`Traffic::counts`]' order.
+    pub(crate) fn from_counts(c: [u64; 8]) -> Traffic {
+        let [
+            to_peer_packets,
+            to_peer_bytes,
+            from_peer_packets,
+            from_peer_bytes,
+            to_peer_dropped,
+            from_peer_dropped,
+            refused,
+            peer_refused,
+        ] = c;
+        Traffic {
+            to_peer_packets,
+            to_peer_bytes,
+            from_peer_packets,
+            from_peer_bytes,
+            to_peer_dropped,
+            from_peer_dropped,
+            refused,
+            peer_refused,
+        }
+    }
+}
+
 /// An allocation.
 #[derive(Debug, Clone)]
 pub struct Allocation<const P: usize, const C: usize> {

@@ -76,17 +76,7 @@ pub(super) fn write_record<const P: usize, const C: usize>(
         w.addr(&c.peer)?;
         w.i64(relative(c.expires, now))?;
     }
-    let t = &a.traffic;
-    for v in [
-        t.to_peer_packets,
-        t.to_peer_bytes,
-        t.from_peer_packets,
-        t.from_peer_bytes,
-        t.to_peer_dropped,
-        t.from_peer_dropped,
-        t.refused,
-        t.peer_refused,
-    ] {
+    for v in a.traffic.counts() {
         w.u64(v)?;
     }
     for b in &a.buckets {
@@ -185,26 +175,7 @@ pub(super) fn read_record<const P: usize, const C: usize>(
     for v in &mut t {
         *v = r.u64()?;
     }
-    let [
-        to_peer_packets,
-        to_peer_bytes,
-        from_peer_packets,
-        from_peer_bytes,
-        to_peer_dropped,
-        from_peer_dropped,
-        refused,
-        peer_refused,
-    ] = t;
-    let traffic = Traffic {
-        to_peer_packets,
-        to_peer_bytes,
-        from_peer_packets,
-        from_peer_bytes,
-        to_peer_dropped,
-        from_peer_dropped,
-        refused,
-        peer_refused,
-    };
+    let traffic = Traffic::from_counts(t);
     let mut buckets = [TokenBucket::new(); 2];
     for b in &mut buckets {
         let tokens = r.u64()?;

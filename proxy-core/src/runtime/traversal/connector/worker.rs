@@ -52,6 +52,20 @@ struct Quota {
 }
 
 impl Quota {
+    /// `share` connections kept, nothing open yet.
+    fn new(share: usize, now: Instant) -> Quota {
+        Quota {
+            share,
+            opening: 0,
+            ready: 0,
+            used_now: 0,
+            used_before: 0,
+            attempt: 0,
+            retry_at: now,
+            edge: 0,
+        }
+    }
+
     /// Connections to keep ready or opening now.
     fn want(&self) -> usize {
         let demand = self.used_now.max(self.used_before);
@@ -92,19 +106,7 @@ impl Worker {
             .unwrap_or_else(|e| e.into_inner())
             .push(waker);
         let now = Instant::now();
-        let quotas = shares
-            .iter()
-            .map(|&share| Quota {
-                share,
-                opening: 0,
-                ready: 0,
-                used_now: 0,
-                used_before: 0,
-                attempt: 0,
-                retry_at: now,
-                edge: 0,
-            })
-            .collect();
+        let quotas = shares.iter().map(|&share| Quota::new(share, now)).collect();
         Ok(Worker {
             poll,
             shared,
@@ -429,16 +431,7 @@ mod tests {
         assert_eq!(shares(5, 2), [3, 2]);
         assert_eq!(shares(1, 3), [1, 0, 0]);
         let now = Instant::now();
-        let mut q = Quota {
-            share: 8,
-            opening: 0,
-            ready: 0,
-            used_now: 0,
-            used_before: 0,
-            attempt: 0,
-            retry_at: now,
-            edge: 0,
-        };
+        let mut q = Quota::new(8, now);
         assert_eq!(q.want(), 8);
         q.used_before = 5;
         assert_eq!(q.want(), 13);
