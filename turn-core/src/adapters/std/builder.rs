@@ -16,6 +16,7 @@ use super::error::StartError;
 #[cfg(feature = "tls")]
 use super::front::http::{Accepted, HttpHook};
 use super::handle::Relay;
+use super::upgrade::Resumed;
 
 /// Limits for stream clients (TURN over TCP and TLS).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -468,6 +469,17 @@ impl RelayBuilder {
     /// take (naming it), and users given beside a credential store.
     pub fn start(self) -> Result<Relay, StartError> {
         super::relay::start(self.into_parts()?)
+    }
+
+    /// Starts the relay on what another process handed over through `from`
+    /// (its [`Relay::hand_over`]): the same listeners, the same number of
+    /// workers, and its UDP allocations, in place of binding anew (see
+    /// [`upgrade`](super::upgrade)). The settings are checked first, as by
+    /// [`start`](Self::start); listeners configured must be those handed (port
+    /// 0 matches any port). On any failure nothing is started and the other
+    /// process is told why, and serves on.
+    pub fn resume(self, from: &std::os::unix::net::UnixStream) -> Result<Resumed, StartError> {
+        super::relay::resume(self.into_parts()?, from)
     }
 
     /// What it holds, checked.

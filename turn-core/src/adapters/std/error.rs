@@ -31,6 +31,9 @@ pub enum StartError {
         /// The cause.
         source: io::Error,
     },
+    /// Resuming from another process's hand-over failed (that process serves
+    /// on).
+    HandOver(super::upgrade::HandOverError),
     /// Something else the start needs failed: an event loop, a thread, the OS
     /// random source.
     Setup {
@@ -56,6 +59,7 @@ impl fmt::Display for StartError {
                  coturn, already on this port?)"
             ),
             StartError::Setup { what, source } => write!(f, "cannot {what}: {source}"),
+            StartError::HandOver(e) => write!(f, "cannot resume the relay handed over: {e}"),
         }
     }
 }
@@ -65,6 +69,7 @@ impl std::error::Error for StartError {
         match self {
             StartError::Bind { source, .. } | StartError::Setup { source, .. } => Some(source),
             StartError::Config(e) => Some(e),
+            StartError::HandOver(e) => Some(e),
             StartError::Settings { .. } => None,
         }
     }

@@ -23,6 +23,10 @@ pub(crate) struct WorkerHost<'a> {
     pub(crate) relays: &'a mut Relays,
     pub(crate) registry: &'a Registry,
     pub(crate) random: &'a mut Random,
+    /// In a process resuming a hand-over: the relay sockets it inherited, by
+    /// address, which [`Host::bind_relay`] takes in place of binding.
+    pub(crate) inherited:
+        Option<&'a mut std::collections::HashMap<SocketAddr, std::net::UdpSocket>>,
 }
 
 impl Host for WorkerHost<'_> {
@@ -51,7 +55,13 @@ impl Host for WorkerHost<'_> {
     }
 
     fn bind_relay(&mut self, handle: RelayHandle, local: SocketAddr) -> Result<(), BindError> {
-        self.relays.bind(self.registry, handle, local)?;
+        match self.inherited.as_deref_mut() {
+            Some(inherited) => {
+                let sock = inherited.remove(&local).ok_or(BindError::Unavailable)?;
+                self.relays.adopt(self.registry, handle, sock, local)?;
+            }
+            None => self.relays.bind(self.registry, handle, local)?,
+        }
         self.shared.live.set(local, Some(self.worker));
         Ok(())
     }

@@ -120,6 +120,7 @@ mod shared;
 mod sources;
 mod stats;
 mod stream;
+pub mod upgrade;
 mod usage;
 mod worker;
 #[cfg(feature = "xdp")]
@@ -136,6 +137,7 @@ pub use handle::{Relay, StatsHandle, Stopper};
 pub use stats::{
     AllocationStats, PEERS_SHOWN, Stats, TlsRefused, UserStats, Username, WorkerStats,
 };
+pub use upgrade::{HAND_OVER_WITHIN, HandOverError, HandedOver, Resumed};
 pub use usage::{UsageRecord, reason_name};
 #[cfg(feature = "xdp")]
 pub use xdp::{KernelStats, XdpMode, XdpSettings};

@@ -11,6 +11,7 @@ use crate::adapters::std::prelude::*;
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
@@ -27,6 +28,7 @@ use super::check::check;
 use super::handle::{Relay, Stopper};
 use super::net;
 use super::shared::{Quota, Shared};
+use super::upgrade::{self, HandOverError, Handed, Resumed};
 use super::worker::{self, Turn, UdpListener, Worker};
 
 fn setup(what: &'static str) -> impl FnOnce(io::Error) -> StartError {
@@ -43,7 +45,7 @@ fn random<const N: usize>() -> Result<[u8; N], StartError> {
 }
 
 /// Every worker's listeners, and the addresses bound (UDP and TCP, TLS).
-struct Bound {
+pub(crate) struct Bound {
     listeners: Vec<worker::Listeners>,
     local: Vec<SocketAddr>,
     tls_local: Vec<SocketAddr>,
@@ -115,6 +117,99 @@ fn bind_all(settings: &Settings, threads: usize) -> Result<Bound, StartError> {
 /// Starts the relay (see [`RelayBuilder::start`](super::RelayBuilder::start)).
 pub(crate) fn start(mut parts: Parts) -> Result<Relay, StartError> {
     let own = check(&mut parts)?;
+    let threads = parts.settings.worker_threads();
+    let bound = bind_all(&parts.settings, threads)?;
+    launch(parts, own, threads, bound, None)
+}
+
+/// Starts the relay on what another process handed over (see
+/// [`RelayBuilder::resume`](super::RelayBuilder::resume)).
+pub(crate) fn resume(mut parts: Parts, from: &UnixStream) -> Result<Resumed, StartError> {
+    let own = check(&mut parts)?;
+    let mut handed = upgrade::receive(from).map_err(StartError::HandOver)?;
+    let result = take(parts, own, &mut handed, from);
+    if let Err(e) = &result {
+        upgrade::refuse(from, &e.to_string());
+    }
+    let (relay, allocations) = result?;
+    Ok(Resumed {
+        relay,
+        allocations,
+        sockets: std::mem::take(&mut handed.named),
+    })
+}
+
+/// The relay on the listeners handed, its workers holding the images.
+fn take(
+    parts: Parts,
+    own: super::check::OwnAddresses,
+    handed: &mut Handed,
+    from: &UnixStream,
+) -> Result<(Relay, usize), StartError> {
+    let settings = &parts.settings;
+    let listeners_of = |field: &'static str, want: &[SocketAddr], have: &[SocketAddr]| {
+        if upgrade::same_listeners(want, have) {
+            Ok(())
+        } else {
+            Err(StartError::Settings {
+                field,
+                problem: format!(
+                    "{want:?} configured, {have:?} handed over: listeners change with a \
+                     restart, not an upgrade"
+                ),
+            })
+        }
+    };
+    listeners_of("listen", &settings.listen, &handed.local)?;
+    #[cfg(feature = "tls")]
+    listeners_of("tls_listen", &settings.tls_listen, &handed.tls_local)?;
+    if handed.workers != settings.worker_threads() {
+        info!(
+            "resuming with the {} worker(s) handed over (the listeners' steering needs as many)",
+            handed.workers
+        );
+    }
+    let bound = Bound {
+        listeners: std::mem::take(&mut handed.listeners),
+        local: handed.local.clone(),
+        tls_local: handed.tls_local.clone(),
+    };
+    let images = std::mem::take(&mut handed.images);
+    let mut relays = std::mem::take(&mut handed.relays);
+    let mut taken = 0;
+    let mut hook = |workers: &mut [Worker]| -> Result<(), StartError> {
+        for (i, (w, (image, relays))) in workers
+            .iter_mut()
+            .zip(images.iter().zip(relays.iter_mut()))
+            .enumerate()
+        {
+            taken += w
+                .take_image(image, relays)
+                .map_err(|error| StartError::HandOver(HandOverError::Image { worker: i, error }))?;
+        }
+        upgrade::confirm(from).map_err(StartError::HandOver)
+    };
+    let relay = launch(parts, own, handed.workers, bound, Some(&mut hook))?;
+    let left: usize = relays.iter().map(|r| r.len()).sum();
+    if left > 0 {
+        warn!("{left} relay socket(s) handed over belong to no allocation: closed");
+    }
+    info!("resumed {taken} UDP allocation(s) handed over");
+    Ok((relay, taken))
+}
+
+/// What runs between making the workers and starting their threads (a
+/// resume reads the images there).
+type BeforeRun<'a> = &'a mut dyn FnMut(&mut [Worker]) -> Result<(), StartError>;
+
+/// Starts the relay on `bound` with `threads` workers.
+fn launch(
+    parts: Parts,
+    own: super::check::OwnAddresses,
+    threads: usize,
+    bound: Bound,
+    before_run: Option<BeforeRun<'_>>,
+) -> Result<Relay, StartError> {
     let Parts {
         settings,
         credentials,
@@ -123,12 +218,11 @@ pub(crate) fn start(mut parts: Parts) -> Result<Relay, StartError> {
     } = parts;
     #[cfg(not(feature = "tls"))]
     let super::builder::FrontParts {} = front_parts;
-    let threads = settings.worker_threads();
     let Bound {
         listeners,
         local,
         tls_local,
-    } = bind_all(&settings, threads)?;
+    } = bound;
 
     // Measured whether or not a total is set: the measure raises the soft
     // limit of open files (a total of 10,000 under a soft limit of 1,024
@@ -233,6 +327,9 @@ pub(crate) fn start(mut parts: Parts) -> Result<Relay, StartError> {
         }
         _ => None,
     };
+    if let Some(hook) = before_run {
+        hook(&mut workers)?;
+    }
     let mut handles = Vec::new();
     for (i, w) in workers.into_iter().enumerate() {
         let handle = std::thread::Builder::new()

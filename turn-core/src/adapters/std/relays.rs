@@ -114,6 +114,21 @@ impl Relays {
         false
     }
 
+    /// Takes the socket bound to `local` out of the event loop (a hand-over
+    /// pauses), or puts it back.
+    pub(crate) fn set_paused(&mut self, registry: &Registry, local: SocketAddr, paused: bool) {
+        let Some(&i) = self.by_local.get(&local) else {
+            return;
+        };
+        if let Some(Some(r)) = self.socks.get_mut(i) {
+            let _ = if paused {
+                registry.deregister(&mut r.sock)
+            } else {
+                registry.register(&mut r.sock, Token(FIRST_RELAY + i), Interest::READABLE)
+            };
+        }
+    }
+
     /// The socket for `handle`, if it is still the one bound for it.
     pub(crate) fn get(&self, handle: RelayHandle) -> Option<&RelaySock> {
         self.socks

@@ -54,6 +54,8 @@ pub(crate) struct Shared {
     pub(crate) events: EventQueue,
     /// Each worker's relay-to-relay inbox.
     pub(crate) handoffs: Vec<Mailbox>,
+    /// The steps of a hand-over to another process.
+    pub(crate) handover: super::upgrade::control::Control,
     /// TLS handshakes per source, over the TLS threads.
     #[cfg(feature = "tls")]
     pub(crate) tls_rate: Arc<Mutex<crate::server::RateLimiter>>,
@@ -105,6 +107,7 @@ impl Shared {
                 taken: std::sync::atomic::AtomicBool::new(false),
             },
             handoffs: (0..threads).map(|_| Mailbox::new()).collect(),
+            handover: super::upgrade::control::Control::new(threads),
             #[cfg(feature = "tls")]
             tls_rate: Arc::new(Mutex::new(tls_rate(&tcp, rate_seed))),
             #[cfg(feature = "tls")]

@@ -97,6 +97,8 @@ impl core::fmt::Display for ImageError {
     }
 }
 
+impl core::error::Error for ImageError {}
+
 impl<S, const P: usize, const C: usize> Server<S, P, C>
 where
     S: AsRef<[Slot<P, C>]> + AsMut<[Slot<P, C>]>,
@@ -248,17 +250,38 @@ where
         Ok(())
     }
 
+    /// Lets go of every allocation an image holds (those over UDP), once
+    /// another process has taken them over: each is removed with its relay
+    /// sockets closed ([`Host::close_relay`]: the new process holds its own
+    /// descriptors of them) and its quota released, and no event is queued,
+    /// since the allocation lives on. Allocations over TCP or TLS stay.
+    /// Returns how many were let go.
+    pub fn let_go_of_image(&mut self, host: &mut impl Host) -> usize {
+        self.forget(host, |a| a.tuple.transport == Transport::Udp)
+    }
+
     /// Drops every allocation, closing its relays and releasing its quota,
     /// with no event (a refused image).
     fn forget_all(&mut self, host: &mut impl Host) {
+        self.forget(host, |_| true);
+    }
+
+    /// Drops the allocations `which` picks, with no event.
+    fn forget(&mut self, host: &mut impl Host, which: impl Fn(&Allocation<P, C>) -> bool) -> usize {
+        let mut n = 0;
         for slot in 0..self.table.capacity() {
             let Some(generation) = self.table.generation(slot) else {
                 continue;
             };
+            if !self.table.get(slot).is_some_and(&which) {
+                continue;
+            }
             let Some(a) = self.table.remove(slot) else {
                 continue;
             };
             self.let_go(slot, generation, &a, host);
+            n += 1;
         }
+        n
     }
 }

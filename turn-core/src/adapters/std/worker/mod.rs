@@ -17,10 +17,12 @@ macro_rules! host_of {
             relays: &mut $w.relays,
             registry: $w.poll.registry(),
             random: &mut $w.random,
+            inherited: None,
         }
     };
 }
 
+mod handover;
 mod outbox;
 mod report;
 mod tcp;
@@ -60,7 +62,7 @@ pub(crate) const CHANNELS: usize = 16;
 pub(crate) type Turn = Server<Vec<Slot<PERMISSIONS, CHANNELS>>, PERMISSIONS, CHANNELS>;
 
 const WAKER: Token = Token(0);
-const FIRST_LISTENER: usize = 1;
+pub(super) const FIRST_LISTENER: usize = 1;
 const FIRST_CONN: usize = 1 << 20;
 /// How often idle connections are swept and stats are published.
 const TICK: Duration = Duration::from_secs(1);
@@ -128,6 +130,12 @@ pub(crate) struct Worker {
     handed_off: u64,
     /// The configuration generation this shard runs.
     generation: u64,
+    /// The last hand-over step carried out.
+    handover_seen: u64,
+    /// While a hand-over waits: the relayed addresses taken out of the loop.
+    paused: Option<Vec<std::net::SocketAddr>>,
+    /// Handed over: no listener left, stream clients served to their end.
+    moved: bool,
 }
 
 impl Worker {
@@ -204,6 +212,9 @@ impl Worker {
             },
             handed_off: 0,
             generation: 0,
+            handover_seen: 0,
+            paused: None,
+            moved: false,
         })
     }
 
@@ -312,6 +323,7 @@ impl Worker {
             relays,
             registry: poll.registry(),
             random,
+            inherited: None,
         };
         let out = turn.handle_client(now, unix, &mut host, tuple, packet, tx);
         match out {
@@ -378,6 +390,7 @@ impl Worker {
                 log::error!("worker {}: new configuration refused: {e}", self.id);
             }
         }
+        self.hand_over_step();
         let drain = self.shared.drain_until_ms.load(Ordering::Acquire);
         if drain != 0 && self.turn.draining_until().is_none() {
             self.turn.drain(Instant::from_millis(drain));
