@@ -37,20 +37,24 @@
 //! maps (the new process loads its own program and installs the routes of
 //! the allocations it took).
 //!
-//! ```no_run
+//! ```
+//! use std::net::SocketAddr;
 //! use std::os::unix::net::UnixStream;
 //! use turn_core::adapters::std::Relay;
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // In one program, for the example; in life, two processes and a socket
-//! // the old one listens on or passes to the new one.
+//! // the old one listens on (or passes to the new one it starts).
 //! let (old_end, new_end) = UnixStream::pair()?;
-//! let old = Relay::builder().listen("127.0.0.1:3478".parse()?).user("a", "b").start()?;
+//! let listen: SocketAddr = "127.0.0.1:0".parse()?;
+//! let old = Relay::builder().listen(listen).user("a", "b").start()?;
 //! let new = std::thread::spawn(move || {
-//!     Relay::builder().listen("127.0.0.1:3478".parse()?).user("a", "b").resume(&new_end)
+//!     // Port 0 takes the port handed over.
+//!     Relay::builder().listen(listen).user("a", "b").resume(&new_end)
 //! });
 //! let handed = old.hand_over(&old_end, &[])?;
 //! let resumed = new.join().expect("resumed")?;
 //! assert_eq!(resumed.allocations, handed.allocations);
+//! assert_eq!(resumed.relay.local_addrs(), old.local_addrs());
 //! // The old relay now serves its stream clients to their end.
 //! old.shutdown();
 //! old.join();
