@@ -187,6 +187,22 @@ fn a_refused_image_leaves_the_reader_holding_nothing() {
 }
 
 #[test]
+fn legacy_channel_numbers_cross_too() {
+    // coturn's tools bind 0x5000 and up, which `legacy_channels` accepts.
+    let mut cfg = config();
+    cfg.legacy_channels = true;
+    let mut s: TestServer = Server::new(cfg.clone(), vec![Slot::EMPTY; 16], [1; 32]).unwrap();
+    let mut h = FakeHost::new();
+    let now = Instant::from_secs(1000);
+    let mut a = Client::new("192.0.2.1:4000", "alice", "wonderland");
+    assert_success(&a.allocate(&mut s, &mut h, now), &a);
+    assert_success(&a.bind(&mut s, &mut h, now, 0x7FFF, PEER), &a);
+    let image = image_of(&s, now);
+    let mut s2: TestServer = Server::new(cfg, vec![Slot::EMPTY; 16], [7; 32]).unwrap();
+    assert_eq!(s2.read_image(&mut FakeHost::new(), &image, now), Ok(1));
+}
+
+#[test]
 fn the_writer_says_when_the_buffer_is_short() {
     let (s, _, _, then) = busy();
     let need = image_of(&s, then).len();

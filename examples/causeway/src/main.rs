@@ -14,6 +14,7 @@ mod connect;
 mod serve;
 mod tools;
 mod traversal;
+mod upgrade;
 
 use std::process::ExitCode;
 

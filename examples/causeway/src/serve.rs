@@ -14,12 +14,14 @@
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
-use proxy_core::runtime::{Link, Proxy};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use proxy_core::runtime::{Accepting, Link, Proxy};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR2};
 use signal_hook::iterator::Signals;
 use turn_core::adapters::std::{Accepted, Relay, RelayBuilder, StartError};
 
@@ -28,6 +30,7 @@ use crate::admin::access::{self, Rules};
 use crate::admin::{Access, Admin, Command};
 use crate::cli::ServeArgs;
 use crate::config::{Config, Plan, UserSecret};
+use crate::upgrade::{self, Launch};
 
 /// Why the server could not start.
 #[derive(Debug)]
@@ -90,6 +93,31 @@ fn demo_password() -> Result<String, ServeError> {
 
 fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeError> {
     TcpListener::bind(addr).map_err(|source| ServeError::Bind { what, addr, source })
+}
+
+/// The listener `what` handed over by the process being upgraded, if it is
+/// still on the address configured (port 0: any port), or a new one.
+fn adopt(
+    sockets: &mut Vec<(String, OwnedFd)>,
+    what: &'static str,
+    addr: SocketAddr,
+) -> Result<TcpListener, ServeError> {
+    if let Some(i) = sockets.iter().position(|(name, _)| name == what) {
+        let listener = TcpListener::from(sockets.swap_remove(i).1);
+        if let Ok(have) = listener.local_addr()
+            && (have == addr || (addr.port() == 0 && addr.ip() == have.ip()))
+        {
+            return Ok(listener);
+        }
+        info!("upgrade: the {what} listener moved to {addr}");
+    }
+    bind(what, addr)
+}
+
+/// Accepts on `listener` until the program's listeners move to a new process.
+fn accepting(listener: TcpListener, moved: &Arc<AtomicBool>) -> Result<Accepting, ServeError> {
+    Accepting::new(listener, moved.clone())
+        .map_err(|e| ServeError::Setup("watch a listener", e.to_string()))
 }
 
 /// The web proxy of the plan, for the TLS listeners (taking over from `old`'s
@@ -194,6 +222,14 @@ struct Running {
     accounting: Arc<Accounting>,
     /// The traversal port, when connectors serve join URLs.
     traversal: Option<proxy_core::runtime::traversal::TraversalListener>,
+    /// What an upgrade starts again.
+    launch: Launch,
+    /// The program's own listeners (duplicates), which an upgrade hands over.
+    own_listeners: Vec<(&'static str, TcpListener)>,
+    /// Set once they have moved: their accepting threads stop.
+    moved: Arc<AtomicBool>,
+    /// Once upgraded: when the clients left here are cut.
+    upgraded_by: Option<Instant>,
 }
 
 impl Running {
@@ -264,6 +300,49 @@ impl Running {
         Ok(())
     }
 
+    /// Starts the new binary and hands the relay over (see [`upgrade`]); what
+    /// happened, for the log and the admin port.
+    fn upgrade(&mut self, relay: &Relay) -> Result<String, String> {
+        if self.upgraded_by.is_some() {
+            return Err("upgrade refused: this process has handed over already".into());
+        }
+        if self.drained_by.is_some() {
+            return Err("upgrade refused: this node is draining".into());
+        }
+        if self.traversal.is_some() {
+            return Err(
+                "upgrade refused: an edge with a traversal port upgrades by a restart \
+                        (its connectors' connections cannot move; they reconnect)"
+                    .into(),
+            );
+        }
+        let named: Vec<_> = self
+            .own_listeners
+            .iter()
+            .map(|(name, l)| (*name, l.as_fd()))
+            .collect();
+        let done = upgrade::upgrade(&self.launch, relay, &named)
+            .map_err(|e| format!("upgrade refused: {e}; this process serves on"))?;
+        self.moved.store(true, Ordering::Release);
+        upgrade::notify(&format!(
+            "MAINPID={}\nSTATUS=upgraded: pid {} serves",
+            done.pid, done.pid
+        ));
+        if let Some(p) = &self.proxy {
+            p.drain();
+        }
+        self.upgraded_by = Some(Instant::now() + self.drain_for);
+        Ok(format!(
+            "upgraded: pid {} serves on ({} UDP allocation(s) moved, UDP paused {} ms); this \
+             process serves its TCP/TLS clients and web tunnels to their end (at the latest in \
+             {} s)",
+            done.pid,
+            done.allocations,
+            done.paused.as_millis(),
+            self.drain_for.as_secs()
+        ))
+    }
+
     /// Starts draining (once).
     fn drain(&mut self, relay: &Relay, why: &str) {
         if self.drained_by.is_some() {
@@ -290,13 +369,48 @@ pub(crate) fn run(args: &ServeArgs, plan: Plan) -> Result<(), ServeError> {
     } else {
         None
     };
-    // Bind the program's own listeners first, so a taken port stops the start
-    // before the relay binds anything.
-    let admin = bind("admin", plan.admin)?;
+    let launch = Launch::of_this_process()
+        .map_err(|e| ServeError::Setup("find this program's binary", e.to_string()))?;
+    let inherited = upgrade::inherited()
+        .transpose()
+        .map_err(|e| ServeError::Setup("take over", e))?;
+    let (b, proxy) = builder(&plan, demo.as_deref(), None)
+        .map_err(|e| ServeError::Setup("set up the web proxy", e))?;
+    let (relay, admin, redirect) = match &inherited {
+        None => {
+            // Bind the program's own listeners first, so a taken port stops
+            // the start before the relay binds anything.
+            let admin = bind("admin", plan.admin)?;
+            let redirect = plan.http_redirect.map(|a| bind("http", a)).transpose()?;
+            (b.start().map_err(ServeError::Relay)?, admin, redirect)
+        }
+        Some(from) => {
+            let resumed = b.resume(from).map_err(ServeError::Relay)?;
+            let mut sockets = resumed.sockets;
+            let admin = adopt(&mut sockets, "admin", plan.admin)?;
+            let redirect = plan
+                .http_redirect
+                .map(|a| adopt(&mut sockets, "http", a))
+                .transpose()?;
+            info!(
+                "upgrade: took over {} UDP allocation(s) and the listeners",
+                resumed.allocations
+            );
+            (resumed.relay, admin, redirect)
+        }
+    };
+    let moved = Arc::new(AtomicBool::new(false));
+    let dup = |l: &TcpListener| {
+        l.try_clone()
+            .map_err(|e| ServeError::Setup("keep a listener for an upgrade", e.to_string()))
+    };
+    let mut own_listeners = vec![("admin", dup(&admin)?)];
+    if let Some(r) = &redirect {
+        own_listeners.push(("http", dup(r)?));
+    }
     let admin_addr = admin
         .local_addr()
         .map_err(|e| ServeError::Setup("read a local address", e.to_string()))?;
-    let redirect = plan.http_redirect.map(|a| bind("http", a)).transpose()?;
     // The admin token: the configured file's, or one drawn now and written
     // where only this user reads it.
     let drawn_token =
@@ -312,9 +426,6 @@ pub(crate) fn run(args: &ServeArgs, plan: Plan) -> Result<(), ServeError> {
     };
     let access = Access::new(admin_rules(&plan, &drawn_token));
     let realm = plan.relay.turn.realm.to_string();
-    let (b, proxy) = builder(&plan, demo.as_deref(), None)
-        .map_err(|e| ServeError::Setup("set up the web proxy", e))?;
-    let relay = b.start().map_err(ServeError::Relay)?;
     let accounting = Arc::new(Accounting::default());
     accounting.set_path(plan.usage_log.clone());
     let accounting_thread = match relay.take_events() {
@@ -334,9 +445,10 @@ pub(crate) fn run(args: &ServeArgs, plan: Plan) -> Result<(), ServeError> {
                 .build()
                 .map_err(|e| ServeError::Setup("set up the redirect", e.to_string()))?,
         };
+        let connections = accepting(listener, &moved)?;
         std::thread::Builder::new()
             .name("causeway-http".into())
-            .spawn(move || proxy.serve_redirect(listener))
+            .spawn(move || proxy.serve_redirect_from(connections))
             .map_err(|e| ServeError::Setup("spawn the redirect thread", e.to_string()))?;
     }
     let traversal = plan
@@ -357,14 +469,15 @@ pub(crate) fn run(args: &ServeArgs, plan: Plan) -> Result<(), ServeError> {
             access: access.clone(),
             accounting: accounting.clone(),
         };
+        let connections = accepting(admin, &moved)?;
         std::thread::Builder::new()
             .name("causeway-admin".into())
-            .spawn(move || crate::admin::serve_admin(admin, admin_state))
+            .spawn(move || crate::admin::serve_admin(connections, admin_state))
             .map_err(|e| ServeError::Setup("spawn the admin thread", e.to_string()))?;
     }
 
     // Handlers go in before "ready", so a signal sent on seeing it is caught.
-    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR2])
         .map_err(|e| ServeError::Setup("install signal handlers", e.to_string()))?;
     for a in relay.local_addrs() {
         // On stdout, for scripts and tests that start the server on port 0.
@@ -395,10 +508,17 @@ pub(crate) fn run(args: &ServeArgs, plan: Plan) -> Result<(), ServeError> {
     if let Some(pass) = &demo {
         println!("causeway: demo user `demo`, password `{pass}`, realm `{realm}`");
     }
-    println!("causeway: ready");
+    match &inherited {
+        None => {
+            println!("causeway: ready");
+            upgrade::notify("READY=1\nSTATUS=serving");
+        }
+        Some(_) => println!("causeway: ready (took over from the process upgraded)"),
+    }
+    drop(inherited);
     info!(
         "serving with {} worker(s), {} allocations in all; reload with SIGHUP, drain with \
-         SIGTERM, stop with Ctrl-C",
+         SIGTERM, upgrade with SIGUSR2, stop with Ctrl-C",
         relay.threads(),
         relay.quota_total()
     );
@@ -415,6 +535,10 @@ pub(crate) fn run(args: &ServeArgs, plan: Plan) -> Result<(), ServeError> {
         view,
         demo,
         drained_by: None,
+        launch,
+        own_listeners,
+        moved,
+        upgraded_by: None,
     };
     'run: loop {
         for sig in signals.pending() {
@@ -427,6 +551,14 @@ pub(crate) fn run(args: &ServeArgs, plan: Plan) -> Result<(), ServeError> {
                         Ok(()) => info!("SIGHUP: configuration reloaded"),
                         Err(e) => warn!("SIGHUP: {e}; the running configuration is kept"),
                     }
+                }
+                SIGUSR2 => match running.upgrade(&relay) {
+                    Ok(done) => info!("SIGUSR2: {done}"),
+                    Err(e) => warn!("SIGUSR2: {e}"),
+                },
+                SIGTERM if running.upgraded_by.is_some() => {
+                    info!("SIGTERM after an upgrade: stopping now");
+                    break 'run;
                 }
                 SIGTERM if running.drained_by.is_none() => running.drain(&relay, "SIGTERM"),
                 _ => {
@@ -449,6 +581,14 @@ pub(crate) fn run(args: &ServeArgs, plan: Plan) -> Result<(), ServeError> {
                     running.drain(&relay, "admin");
                     let _ = reply.send(Ok(()));
                 }
+                Command::Upgrade(reply) => {
+                    let result = running.upgrade(&relay);
+                    match &result {
+                        Ok(done) => info!("admin: {done}"),
+                        Err(e) => warn!("admin: {e}"),
+                    }
+                    let _ = reply.send(result);
+                }
             }
         }
         if let Some(deadline) = running.drained_by {
@@ -466,6 +606,22 @@ pub(crate) fn run(args: &ServeArgs, plan: Plan) -> Result<(), ServeError> {
                 break;
             }
         }
+        if let Some(deadline) = running.upgraded_by {
+            let tunnels = running.proxy.as_ref().map_or(0, |p| p.connections());
+            let stats = relay.stats();
+            let clients: usize = stats.workers.iter().map(|w| w.connections).sum();
+            if clients == 0 && tunnels == 0 {
+                info!("upgrade: the last TCP/TLS client and web tunnel here ended; exiting");
+                break;
+            }
+            if Instant::now() >= deadline {
+                info!(
+                    "upgrade: deadline reached; {clients} TCP/TLS client(s) and {tunnels} web \
+                     tunnel(s) cut"
+                );
+                break;
+            }
+        }
         // The main loop's tick: signals and admin commands are looked at again.
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -474,7 +630,8 @@ pub(crate) fn run(args: &ServeArgs, plan: Plan) -> Result<(), ServeError> {
     if let Some(t) = accounting_thread {
         accounting.finish(t);
     }
-    if running.started.admin_access.token.is_none() {
+    // After an upgrade the file is the new process's.
+    if running.started.admin_access.token.is_none() && running.upgraded_by.is_none() {
         let _ = std::fs::remove_file(&token_file);
     }
     info!("stopped");

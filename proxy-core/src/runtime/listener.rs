@@ -13,7 +13,7 @@
 
 use crate::runtime::prelude::*;
 use std::io;
-use std::net::TcpListener;
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,11 +22,16 @@ use log::warn;
 use super::Proxy;
 use super::link::Link;
 
-/// Accepts on `listener` until the process ends and hands each connection to
+/// Takes the connections of a listener (until the process ends, or its
+/// [`Accepting`](super::Accepting) stops) and hands each connection to
 /// `proxy`'s loops: plain, with the configuration of the proxy that took over
 /// last (port 80), or with a TLS session of `tls` and `proxy`'s own.
-pub(super) fn serve(proxy: &Proxy, listener: TcpListener, tls: Option<&Arc<rustls::ServerConfig>>) {
-    for stream in listener.incoming() {
+pub(super) fn serve(
+    proxy: &Proxy,
+    connections: impl Iterator<Item = io::Result<TcpStream>>,
+    tls: Option<&Arc<rustls::ServerConfig>>,
+) {
+    for stream in connections {
         let s = match stream {
             Ok(s) => s,
             Err(e) => {

@@ -35,6 +35,7 @@
 //! ```
 
 use prelude::*;
+mod accepting;
 mod admission;
 mod builder;
 mod config;
@@ -61,6 +62,7 @@ use admission::Admission;
 use config::{Config, Counters};
 use engine::{Engine, Handoff};
 
+pub use accepting::Accepting;
 pub use builder::{ProxyBuilder, ProxyError};
 pub use link::Link;
 pub use settings::ProxySettings;
@@ -208,7 +210,14 @@ impl Proxy {
     /// configured join URL, until the process ends (run it on its own thread).
     /// The redirects follow the proxy that [took over](Proxy::take_over) last.
     pub fn serve_redirect(&self, listener: std::net::TcpListener) {
-        listener::serve(self, listener, None);
+        listener::serve(self, listener.incoming(), None);
+    }
+
+    /// [`serve_redirect`](Self::serve_redirect) until `connections` ends (an
+    /// [`Accepting`] whose flag is set: the listener moved to another
+    /// process).
+    pub fn serve_redirect_from(&self, connections: Accepting) {
+        listener::serve(self, connections, None);
     }
 
     /// Serves HTTPS on a TLS listener of the proxy's own, until the process
@@ -232,7 +241,7 @@ impl Proxy {
     /// # }
     /// ```
     pub fn serve_tls(&self, listener: std::net::TcpListener, tls: Arc<rustls::ServerConfig>) {
-        listener::serve(self, listener, Some(&tls));
+        listener::serve(self, listener.incoming(), Some(&tls));
     }
 
     /// Makes this proxy, built [replacing](ProxyBuilder::replacing) another,

@@ -20,7 +20,7 @@ mod status;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{IpAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, TcpStream};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -38,6 +38,8 @@ pub(crate) enum Command {
     Reload(mpsc::Sender<Result<(), String>>),
     /// Drain, then stop.
     Drain(mpsc::Sender<Result<(), String>>),
+    /// Hand over to the binary at the same path (what happened, or why not).
+    Upgrade(mpsc::Sender<Result<String, String>>),
 }
 
 /// Most admin connections served at once.
@@ -121,7 +123,7 @@ impl Drop for Place {
 }
 
 /// Serves the admin interface until the process ends.
-pub(crate) fn serve_admin(listener: TcpListener, admin: Admin) {
+pub(crate) fn serve_admin(connections: proxy_core::runtime::Accepting, admin: Admin) {
     let history = History::default();
     history.spawn_sampler(admin.stats.clone());
     let shared = Arc::new((admin, history));
@@ -129,7 +131,7 @@ pub(crate) fn serve_admin(listener: TcpListener, admin: Admin) {
     // One line a second at most about refused connections, with the count held.
     let started = Instant::now();
     let mut refusals = stun_core::escape::LineBudget::new(1);
-    for stream in listener.incoming() {
+    for stream in connections {
         let Ok(stream) = stream else { continue };
         let Some(source) = stream.peer_addr().ok().map(|a| a.ip()) else {
             continue;
@@ -234,13 +236,17 @@ fn read_request(
 }
 
 /// Asks the main thread and waits for its answer.
-fn ask(admin: &Admin, make: fn(mpsc::Sender<Result<(), String>>) -> Command) -> Result<(), String> {
+fn ask<T>(
+    admin: &Admin,
+    make: fn(mpsc::Sender<Result<T, String>>) -> Command,
+) -> Result<T, String> {
     let (tx, rx) = mpsc::channel();
     admin
         .commands
         .send(make(tx))
         .map_err(|_| "the server is stopping".to_string())?;
-    rx.recv_timeout(Duration::from_secs(30))
+    // An upgrade waits up to a minute for the new process to connect.
+    rx.recv_timeout(Duration::from_secs(90))
         .map_err(|_| "no answer from the server".to_string())?
 }
 
@@ -311,16 +317,23 @@ fn answer(stream: &mut TcpStream, req: &access::Request, admin: &Admin, history:
             Ok(()) => ("202 Accepted", "text/plain", "draining\n".into()),
             Err(e) => ("503 Service Unavailable", "text/plain", format!("{e}\n")),
         },
+        ("POST", "/upgrade") => match ask(admin, Command::Upgrade) {
+            Ok(done) => ("200 OK", "text/plain", format!("{done}\n")),
+            Err(e) => ("422 Unprocessable Content", "text/plain", format!("{e}\n")),
+        },
         (
             _,
             "/" | "/usage" | "/history" | "/status" | "/status.json" | "/metrics" | "/healthz"
             | "/readyz",
         ) => ("405 Method Not Allowed", "text/plain", "GET only\n".into()),
-        (_, "/reload" | "/drain") => ("405 Method Not Allowed", "text/plain", "POST only\n".into()),
+        (_, "/reload" | "/drain" | "/upgrade") => {
+            ("405 Method Not Allowed", "text/plain", "POST only\n".into())
+        }
         _ => (
             "404 Not Found",
             "text/plain",
-            "try /, /history, /status, /metrics, /healthz, /readyz, POST /reload, POST /drain\n"
+            "try /, /history, /status, /metrics, /healthz, /readyz, POST /reload, POST /drain, \
+             POST /upgrade\n"
                 .into(),
         ),
     };

@@ -13,7 +13,10 @@ use crate::server::host::RelayFamily;
 use crate::{FiveTuple, Instant, Transport};
 
 /// Channel numbers (RFC 8656 §12).
-const CHANNELS: core::ops::RangeInclusive<u16> = 0x4000..=0x4FFF;
+/// Channel numbers ChannelData can carry: RFC 8656's, and RFC 5766's
+/// 0x5000-0x7FFF that a server with `legacy_channels` binds (a reader whose
+/// configuration no longer allows them keeps those bound until they expire).
+const CHANNELS: core::ops::RangeInclusive<u16> = 0x4000..=0x7FFF;
 
 /// The most bytes one record of a `P`-permission, `C`-channel allocation takes.
 pub const fn record_max(p: usize, c: usize) -> usize {
