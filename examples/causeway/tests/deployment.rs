@@ -410,6 +410,11 @@ fn the_systemd_unit_starts_reloads_and_drains_as_the_program_expects() {
     );
     assert_eq!(key("KillSignal"), ["SIGTERM"], "SIGTERM drains");
     assert_eq!(
+        (key("Type"), key("NotifyAccess")),
+        (vec!["notify"], vec!["main"]),
+        "ready when it says so; an upgrade names the new main process"
+    );
+    assert_eq!(
         key("Restart"),
         ["always"],
         "a drain from the admin port ends with exit 0: the node must come back"
