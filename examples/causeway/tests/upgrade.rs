@@ -1,10 +1,12 @@
 //! Upgrading the real server in place: coturn's `turnutils_uclient` streams
 //! ChannelData over UDP and over TURN-TLS while `causeway serve` gets SIGUSR2;
 //! the binary starts again, takes the relay over (the UDP allocations with
-//! their relayed addresses, the listeners, the admin port) and tells the
-//! service manager it is the main process; no packet is lost on either
-//! client, new connections reach the new process, and the old one exits once
-//! its TLS client is done. Before that, an upgrade whose new process refuses
+//! their relayed addresses, the listeners, the admin and redirect ports) and
+//! tells the service manager it is the main process; no packet is lost on
+//! either client, a WSS tunnel open across it keeps echoing, TLS connections
+//! opened one after another throughout are all answered, new connections reach
+//! the new process, and the old one exits once its TLS client and tunnel are
+//! done. Before that, an upgrade whose new process refuses
 //! the configuration leaves the old one serving, and says why.
 
 mod common;
@@ -13,13 +15,17 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixDatagram;
 use std::process::Command;
 
-use common::bridge::{TempDir, TestCa};
+use common::bridge::{TempDir, TestCa, start_bridge};
+use common::http::{ws_echoes, ws_upgrade};
 use common::tools::{PEER_IP, Peer, coturn_tool, run_with_timeout, totals};
 use common::wait::{self, PATIENCE};
-use common::{Server, try_http_with};
+use common::{Server, front_toml, http_get, try_http_with};
 use rustls::pki_types::ServerName;
 
 const NAME: &str = "turn.example.test";
+const JOIN: &str = "join.example.test";
+
+type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
 /// Kills the process a pid names when dropped (the new server outlives the
 /// `Server` the test started).
@@ -61,16 +67,29 @@ fn notified(sock: &UnixDatagram) -> String {
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
-/// A TLS handshake with the TURN-TLS port: the new process answers it.
-fn handshake(ca: &TestCa, addr: SocketAddr) {
-    let mut tcp = TcpStream::connect(addr).unwrap();
-    tcp.set_read_timeout(Some(PATIENCE)).unwrap();
-    let mut conn =
-        rustls::ClientConnection::new(ca.client_config(), ServerName::try_from(NAME).unwrap())
-            .unwrap();
-    while conn.is_handshaking() {
-        conn.complete_io(&mut tcp).unwrap();
+/// A TLS connection to the TLS port, for `name`, its handshake done.
+fn tls_to(ca: &TestCa, addr: SocketAddr, name: &str) -> Result<Tls, String> {
+    let tcp = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(PATIENCE))
+        .map_err(|e| e.to_string())?;
+    let conn = rustls::ClientConnection::new(
+        ca.client_config(),
+        ServerName::try_from(name.to_string()).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut t = rustls::StreamOwned::new(conn, tcp);
+    while t.conn.is_handshaking() {
+        t.conn.complete_io(&mut t.sock).map_err(|e| e.to_string())?;
     }
+    Ok(t)
+}
+
+/// A WebSocket tunnel through the web proxy to the stand-in web bridge.
+fn tunnel(ca: &TestCa, addr: SocketAddr) -> Tls {
+    let mut ws = tls_to(ca, addr, JOIN).unwrap();
+    ws_upgrade(&mut ws, JOIN);
+    assert!(ws_echoes(&mut ws));
+    ws
 }
 
 fn uclient(flags: &[&str], port: u16, peer: u16, messages: &str) -> Command {
@@ -79,7 +98,7 @@ fn uclient(flags: &[&str], port: u16, peer: u16, messages: &str) -> Command {
         "-u",
         "alice",
         "-w",
-        "wonderland",
+        "pw",
         "-e",
         PEER_IP,
         "-r",
@@ -101,21 +120,13 @@ fn uclient(flags: &[&str], port: u16, peer: u16, messages: &str) -> Command {
 fn clients_relay_through_an_upgrade_and_a_refused_one_changes_nothing() {
     let peer = Peer::start();
     let ca = TestCa::new();
-    let leaf = ca.leaf(&[NAME]);
+    let bridge = start_bridge(&ca.leaf(&["localhost"]));
     let dir = TempDir::new("upgrade");
-    let cert = dir.write("turn.pem", &leaf.cert_pem);
-    let key = dir.write("turn.key", &leaf.key_pem);
     let good = format!(
-        r#"listen = ["127.0.0.1:0"]
-tls_listen = ["127.0.0.1:0"]
-cert = "{}"
-key = "{}"
-user = ["alice:wonderland"]
-allow_peer = ["127.0.0.0/8"]
-drain_timeout = 120
-"#,
-        cert.display(),
-        key.display()
+        "{}proxy = [\"{JOIN}=https://localhost:{}\"]\nallow_peer = [\"127.0.0.0/8\"]\n\
+         drain_timeout = 120\n",
+        front_toml(&ca, &[JOIN, NAME], &dir),
+        bridge.port()
     );
     let cfg = dir.write("causeway.toml", &good).display().to_string();
     let notify_path = dir.path().join("notify");
@@ -129,6 +140,7 @@ drain_timeout = 120
     assert!(notified(&manager).contains("READY=1"));
     let udp = server.addr();
     let tls = server.startup_addr("causeway: listening on tls ");
+    let redirect = server.startup_addr("causeway: redirecting http ");
 
     // A new binary that refuses its configuration: the old one serves on.
     dir.write("causeway.toml", "listen = [\"not an address\"]\n");
@@ -155,6 +167,34 @@ drain_timeout = 120
     server.wait_status("the clients' allocations", |s| {
         s["allocations_in_use"].as_u64() >= Some(5)
     });
+    let mut ws = tunnel(&ca, tls);
+    // TLS connections one after another, through the switch.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let opening = {
+        let (ca_cfg, stop) = (ca.client_config(), stop.clone());
+        std::thread::spawn(move || {
+            let (mut opened, mut failed) = (0, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let tcp = TcpStream::connect(tls).unwrap();
+                tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+                let mut conn = rustls::ClientConnection::new(
+                    ca_cfg.clone(),
+                    ServerName::try_from(NAME).unwrap(),
+                )
+                .unwrap();
+                let mut tcp = tcp;
+                let mut result = Ok(());
+                while conn.is_handshaking() && result.is_ok() {
+                    result = conn.complete_io(&mut tcp).map(|_| ());
+                }
+                match result {
+                    Ok(()) => opened += 1,
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (opened, failed)
+        })
+    };
     signal(old, "-USR2");
     let upgraded = server.wait_log("SIGUSR2: upgraded: pid ");
     let new: u32 = upgraded
@@ -174,8 +214,17 @@ drain_timeout = 120
     let said = notified(&manager);
     assert!(said.contains(&format!("MAINPID={new}")), "{said}");
 
-    // New connections, TLS and admin, reach the new process.
-    handshake(&ca, tls);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (opened, failed) = opening.join().unwrap();
+    assert!(
+        opened > 0 && failed.is_empty(),
+        "{opened} TLS connections opened across the switch, failed: {failed:?}"
+    );
+    // The tunnel open across it still echoes (the old process serves it); new
+    // ones, the redirect and the admin port are the new process's.
+    assert!(ws_echoes(&mut ws), "the tunnel opened before the upgrade");
+    let mut ws_new = tunnel(&ca, tls);
+    assert!(http_get(&redirect.to_string(), "/").starts_with("HTTP/1.1 301"));
     let token = server.admin_token();
     let status = try_http_with(
         &server.admin_addr(),
@@ -196,7 +245,13 @@ drain_timeout = 120
         );
     }
 
-    // The old process exits once its TLS client is done; the new one serves.
+    assert!(
+        ws_echoes(&mut ws),
+        "the tunnel, after the UDP clients are done"
+    );
+    drop(ws);
+    // The old process exits once its TLS client and tunnel are done; the new
+    // one serves.
     assert!(
         wait::holds(PATIENCE, || !alive(old)),
         "the old process is still running\n{}",
@@ -214,6 +269,7 @@ drain_timeout = 120
     );
     let (sent, received, lost) = totals(&out).unwrap_or_else(|| panic!("{out}"));
     assert!(sent > 0 && received == sent && lost == 0, "{out}");
+    assert!(ws_echoes(&mut ws_new));
     // And SIGHUP reaches it as the unit's main process would be reloaded.
     signal(new, "-HUP");
     server.wait_log("SIGHUP: configuration reloaded");
