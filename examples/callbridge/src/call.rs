@@ -2,7 +2,8 @@
 //! candidate, its packets carried by turn-core's client through the TURN
 //! allocation (a permission installed for each peer the first time str0m sends
 //! to it, so candidates that arrive late work too). Data-channel messages are
-//! echoed; the browser's audio packets counted.
+//! echoed; the browser's audio packets counted, and the longest gap between
+//! two of them kept.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -31,6 +32,9 @@ pub(crate) struct CallStats {
     pub(crate) echoed: u64,
     /// Audio packets (RTP) received.
     pub(crate) audio_packets: u64,
+    /// The longest time between two audio packets, in milliseconds (what a
+    /// listener would hear as a drop-out).
+    pub(crate) audio_gap_ms: u64,
     /// Why the call ended, once it has.
     pub(crate) ended: Option<String>,
 }
@@ -83,6 +87,7 @@ fn lock(s: &Arc<Mutex<CallStats>>) -> std::sync::MutexGuard<'_, CallStats> {
 fn run(mut rtc: Rtc, alloc: &mut Allocation, stats: &Arc<Mutex<CallStats>>) -> String {
     let mut permitted: HashSet<IpAddr> = HashSet::new();
     let mut buf = vec![0u8; 2048];
+    let mut last_audio: Option<Instant> = None;
     loop {
         let timeout = match rtc.poll_output() {
             Err(e) => return format!("str0m: {e}"),
@@ -120,7 +125,15 @@ fn run(mut rtc: Rtc, alloc: &mut Allocation, stats: &Arc<Mutex<CallStats>>) -> S
                             lock(stats).echoed += 1;
                         }
                     }
-                    Event::MediaData(_) => lock(stats).audio_packets += 1,
+                    Event::MediaData(_) => {
+                        let now = Instant::now();
+                        let mut s = lock(stats);
+                        s.audio_packets += 1;
+                        if let Some(last) = last_audio.replace(now) {
+                            let gap = u64::try_from((now - last).as_millis()).unwrap_or(u64::MAX);
+                            s.audio_gap_ms = s.audio_gap_ms.max(gap);
+                        }
+                    }
                     _ => {}
                 }
                 continue;

@@ -445,3 +445,119 @@ fn the_faster_server_is_chosen_and_a_new_call_fails_over_when_it_stops() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Kills the process a pid names when dropped (the TURN server an upgrade
+/// started outlives the `Running` the test started).
+struct Pid(u32);
+
+impl Drop for Pid {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.to_string()])
+            .status();
+    }
+}
+
+#[test]
+fn the_call_keeps_its_media_through_an_upgrade_of_the_turn_server() {
+    let _one = one_at_a_time();
+    let (dir, home) = scratch("upgrade");
+    let (mut turn_proc, lines) = turn_server("127.0.0.1", &[]);
+    let turn = addr_after(&lines, "causeway: listening on udp ");
+    let admin = addr_after(&lines, "causeway: admin on http://");
+    let (_bridge, http) = bridge(&dir, &[turn]);
+    tools::ensure_package("/usr/bin/chromium", "chromium");
+    let browser = Chromium::start(
+        &home,
+        &[
+            "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+            "--allow-loopback-in-peer-connection",
+        ],
+    );
+    let mut page = browser.open(&format!(
+        "http://{http}/?turn=turn:{turn}?transport=udp&user=browser&pass=browser-pw"
+    ));
+    let title = page.poll("document.title", 3 * PATIENCE, |t| {
+        t == "done" || t == "failed"
+    });
+    let result = page.eval("document.getElementById('result').textContent");
+    assert_eq!(title, "done", "{result}\nbridge: {}", get(&http, "/status"));
+    let status = || -> serde_json::Value {
+        let text = get(&http, "/status");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    };
+    let audio = || status()["audio_packets"].as_u64().unwrap_or(0);
+    assert!(
+        wait::holds(PATIENCE, || audio() > 20),
+        "no audio: {}",
+        get(&http, "/status")
+    );
+    let gap_before = status()["audio_gap_ms"].as_u64().unwrap();
+
+    // The upgrade: the binary at the same path takes both allocations over.
+    let old = turn_proc.0.id();
+    assert!(
+        Command::new("kill")
+            .args(["-USR2", &old.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let upgraded = turn_proc
+        .1
+        .wait_line(PATIENCE, |l| l.contains("SIGUSR2: upgraded: pid "))
+        .unwrap_or_else(|| panic!("no upgrade:\n{}", turn_proc.1.tail(30)));
+    let new: u32 = upgraded
+        .split("pid ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{upgraded}"));
+    let _new = Pid(new);
+    // The bridge's allocation and the browser's (one or more).
+    let moved: u64 = upgraded
+        .split("serves on (")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{upgraded}"));
+    assert!(moved >= 2, "{upgraded}");
+    // The old process has no TCP client to wait for: it exits.
+    assert!(
+        wait::holds(PATIENCE, || turn_proc.0.try_wait().ok().flatten().is_some()),
+        "the old process is still running:\n{}",
+        turn_proc.1.tail(30)
+    );
+    // Audio goes on through the new process alone: a second of it more.
+    let at_exit = audio();
+    assert!(
+        wait::holds(PATIENCE, || audio() > at_exit + 50),
+        "the audio stopped after the upgrade: {}",
+        get(&http, "/status")
+    );
+    let s = status();
+    assert!(s["ended"].is_null() && s["connected"] == true, "{s}");
+    let gap = s["audio_gap_ms"].as_u64().unwrap();
+    eprintln!(
+        "longest gap between audio packets: {gap} ms across the upgrade, {gap_before} ms \
+         before it; {}",
+        upgraded.trim()
+    );
+    // A gap of seconds is a call that lost its path and found it again (ICE
+    // consent allows 30 s), not a busy machine.
+    assert!(gap < 5000, "the media stopped for {gap} ms: {s}");
+
+    // The hang-up releases both allocations, in the new process (its admin
+    // port is the one the old process had).
+    assert_eq!(page.eval("hangup()"), "ok");
+    let mut held = u64::MAX;
+    assert!(
+        wait::holds(PATIENCE, || {
+            held = allocations(&admin);
+            held == 0
+        }),
+        "allocations left after the hang-up: {held}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
