@@ -3,7 +3,8 @@
 //!
 //! - `--mode echo`: several clients each allocate, bind a channel to a UDP echo
 //!   peer, and send fixed-size ChannelData at a fixed rate; it reports packets/s
-//!   received back, loss, and round-trip time percentiles.
+//!   received back, loss, round-trip time percentiles and the longest, and the
+//!   longest time a client waited between two echoes while sending.
 //! - `--mode allocations`: an allocation storm: `--count` allocations from
 //!   `--concurrency` threads, each on its own 5-tuple; it reports allocations/s, and
 //!   with `--hold` keeps them all open that long (to measure the server's memory).
@@ -106,12 +107,15 @@ fn echo(args: &LoadArgs) -> Result<(), String> {
         turn.bind_channel(peer, Duration::from_secs(10))
             .map_err(|e| e.to_string())?;
         let gate = start_gate.clone();
-        handles.push(thread::spawn(move || -> (u64, u64, u64, Vec<u64>) {
+        handles.push(thread::spawn(move || -> (u64, u64, u64, Vec<u64>, u64) {
             gate.wait();
             let mut payload = vec![0u8; size];
             let mut buf = [0u8; 2048];
             let mut rtts = Vec::with_capacity((duration.as_millis() as usize) * 2);
             let (mut sent, mut received, mut corrupt) = (0u64, 0u64, 0u64);
+            // The longest time between two echoes while sending (what a
+            // listener hears as a drop-out), in microseconds.
+            let (mut last_echo, mut gap) = (None::<StdInstant>, 0u64);
             let origin = StdInstant::now();
             let mut next = origin;
             let end = origin + duration;
@@ -144,6 +148,12 @@ fn echo(args: &LoadArgs) -> Result<(), String> {
                     let ns = u64::from_be_bytes(d[8..16].try_into().unwrap_or_default());
                     rtts.push((origin.elapsed().as_nanos() as u64).saturating_sub(ns) / 1000);
                     received += 1;
+                    let now = StdInstant::now();
+                    if now < end
+                        && let Some(last) = last_echo.replace(now)
+                    {
+                        gap = gap.max((now - last).as_micros() as u64);
+                    }
                     // Every byte must come back as sent.
                     if d.len() != size || !filled(&d[16..], seq) {
                         corrupt += 1;
@@ -151,22 +161,23 @@ fn echo(args: &LoadArgs) -> Result<(), String> {
                 }
             }
             let _ = turn.deallocate(Duration::ZERO);
-            (sent, received, corrupt, rtts)
+            (sent, received, corrupt, rtts, gap)
         }));
     }
-    let (mut sent, mut received, mut corrupt, mut rtts) = (0, 0, 0, Vec::new());
+    let (mut sent, mut received, mut corrupt, mut rtts, mut gap) = (0, 0, 0, Vec::new(), 0);
     for h in handles {
-        let (s, r, c, t) = h.join().map_err(|_| "a load thread panicked".to_string())?;
+        let (s, r, c, t, g) = h.join().map_err(|_| "a load thread panicked".to_string())?;
         sent += s;
         received += r;
         corrupt += c;
         rtts.extend(t);
+        gap = gap.max(g);
     }
     rtts.sort_unstable();
     let secs = duration.as_secs_f64().max(0.001);
     println!(
         "echo: clients={} size={} sent={sent} received={received} corrupt={corrupt} loss={:.3}% \
-         rate={:.0} pkt/s each way rtt_p50_us={} rtt_p99_us={}",
+         rate={:.0} pkt/s each way rtt_p50_us={} rtt_p99_us={} rtt_max_us={} gap_max_us={gap}",
         args.clients,
         size,
         if sent > 0 {
@@ -177,6 +188,7 @@ fn echo(args: &LoadArgs) -> Result<(), String> {
         received as f64 / secs,
         percentile(&rtts, 0.5),
         percentile(&rtts, 0.99),
+        rtts.last().copied().unwrap_or(0),
     );
     Ok(())
 }

@@ -119,15 +119,23 @@ pub(crate) fn start(mut parts: Parts) -> Result<Relay, StartError> {
     let own = check(&mut parts)?;
     let threads = parts.settings.worker_threads();
     let bound = bind_all(&parts.settings, threads)?;
-    launch(parts, own, threads, bound, None)
+    launch(prepare(parts, own, threads)?, bound, None)
 }
 
 /// Starts the relay on what another process handed over (see
 /// [`RelayBuilder::resume`](super::RelayBuilder::resume)).
 pub(crate) fn resume(mut parts: Parts, from: &UnixStream) -> Result<Resumed, StartError> {
     let own = check(&mut parts)?;
-    let mut handed = upgrade::receive(from).map_err(StartError::HandOver)?;
-    let result = take(parts, own, &mut handed, from);
+    // What takes time is made before the old relay pauses: it says how many
+    // workers it has, and waits until this side is prepared.
+    let workers = upgrade::hello(from).map_err(StartError::HandOver)?;
+    let mut named = Vec::new();
+    let result = prepare(parts, own, workers).and_then(|prepared| {
+        upgrade::prepared(from).map_err(StartError::HandOver)?;
+        let mut handed = upgrade::receive(from).map_err(StartError::HandOver)?;
+        named = std::mem::take(&mut handed.named);
+        take(prepared, &mut handed, from)
+    });
     if let Err(e) = &result {
         upgrade::refuse(from, &e.to_string());
     }
@@ -135,18 +143,17 @@ pub(crate) fn resume(mut parts: Parts, from: &UnixStream) -> Result<Resumed, Sta
     Ok(Resumed {
         relay,
         allocations,
-        sockets: std::mem::take(&mut handed.named),
+        sockets: named,
     })
 }
 
 /// The relay on the listeners handed, its workers holding the images.
 fn take(
-    parts: Parts,
-    own: super::check::OwnAddresses,
+    prepared: Prepared,
     handed: &mut Handed,
     from: &UnixStream,
 ) -> Result<(Relay, usize), StartError> {
-    let settings = &parts.settings;
+    let settings = &prepared.settings;
     let listeners_of = |field: &'static str, want: &[SocketAddr], have: &[SocketAddr]| {
         if upgrade::same_listeners(want, have) {
             Ok(())
@@ -163,11 +170,10 @@ fn take(
     listeners_of("listen", &settings.listen, &handed.local)?;
     #[cfg(feature = "tls")]
     listeners_of("tls_listen", &settings.tls_listen, &handed.tls_local)?;
-    if handed.workers != settings.worker_threads() {
-        info!(
-            "resuming with the {} worker(s) handed over (the listeners' steering needs as many)",
-            handed.workers
-        );
+    if handed.workers != prepared.threads {
+        return Err(StartError::HandOver(HandOverError::Protocol(
+            "the workers handed over are not as many as announced",
+        )));
     }
     let bound = Bound {
         listeners: std::mem::take(&mut handed.listeners),
@@ -189,7 +195,7 @@ fn take(
         }
         upgrade::confirm(from).map_err(StartError::HandOver)
     };
-    let relay = launch(parts, own, handed.workers, bound, Some(&mut hook))?;
+    let relay = launch(prepared, bound, Some(&mut hook))?;
     let left: usize = relays.iter().map(|r| r.len()).sum();
     if left > 0 {
         warn!("{left} relay socket(s) handed over belong to no allocation: closed");
@@ -202,27 +208,31 @@ fn take(
 /// resume reads the images there).
 type BeforeRun<'a> = &'a mut dyn FnMut(&mut [Worker]) -> Result<(), StartError>;
 
-/// Starts the relay on `bound` with `threads` workers.
-fn launch(
+/// What a start makes before it has its listeners: the shared state, the
+/// kernel fast path, and the shards (their tables are the slow part).
+pub(crate) struct Prepared {
+    settings: Settings,
+    front_parts: super::builder::FrontParts,
+    shared: Arc<Shared>,
+    events_rx: Option<std::sync::mpsc::Receiver<super::events::RelayEvent>>,
+    capacity: Option<Capacity>,
+    shards: Vec<Turn>,
+    slots: usize,
+    threads: usize,
+}
+
+/// Makes what `threads` workers need, before any listener.
+fn prepare(
     parts: Parts,
     own: super::check::OwnAddresses,
     threads: usize,
-    bound: Bound,
-    before_run: Option<BeforeRun<'_>>,
-) -> Result<Relay, StartError> {
+) -> Result<Prepared, StartError> {
     let Parts {
         settings,
         credentials,
         events: event_queue,
         front: front_parts,
     } = parts;
-    #[cfg(not(feature = "tls"))]
-    let super::builder::FrontParts {} = front_parts;
-    let Bound {
-        listeners,
-        local,
-        tls_local,
-    } = bound;
 
     // Measured whether or not a total is set: the measure raises the soft
     // limit of open files (a total of 10,000 under a soft limit of 1,024
@@ -278,12 +288,55 @@ fn launch(
     let shared = Arc::new(shared);
     // Each shard holds its share of the total with room for uneven hashing.
     let slots = (total.div_ceil(threads) * 5 / 4 + 64).min(total.max(64));
-    let flag = Arc::new(AtomicBool::new(false));
     let secret: [u8; 32] = random()?;
-    let mut workers = Vec::new();
-    for (i, l) in listeners.into_iter().enumerate() {
+    let mut shards = Vec::new();
+    for _ in 0..threads {
         let cfg = super::meters::for_shard(&settings.turn, threads);
-        let shard = Turn::new(cfg, vec![Slot::EMPTY; slots], secret).map_err(StartError::Config)?;
+        shards.push(Turn::new(cfg, vec![Slot::EMPTY; slots], secret).map_err(StartError::Config)?);
+    }
+    Ok(Prepared {
+        settings,
+        front_parts,
+        shared,
+        events_rx,
+        capacity,
+        shards,
+        slots,
+        threads,
+    })
+}
+
+/// Starts the relay prepared on `bound` (one set of listeners per worker).
+fn launch(
+    prepared: Prepared,
+    bound: Bound,
+    before_run: Option<BeforeRun<'_>>,
+) -> Result<Relay, StartError> {
+    let Prepared {
+        settings,
+        front_parts,
+        shared,
+        events_rx,
+        capacity,
+        shards,
+        slots,
+        threads,
+    } = prepared;
+    #[cfg(not(feature = "tls"))]
+    let super::builder::FrontParts {} = front_parts;
+    let Bound {
+        listeners,
+        local,
+        tls_local,
+    } = bound;
+    if listeners.len() != shards.len() {
+        return Err(StartError::HandOver(HandOverError::Protocol(
+            "listeners for another number of workers",
+        )));
+    }
+    let flag = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for (i, (l, shard)) in listeners.into_iter().zip(shards).enumerate() {
         let w = Worker::new(i, l, shard, random()?, shared.clone(), flag.clone())
             .map_err(setup("create an event loop"))?;
         workers.push(w);

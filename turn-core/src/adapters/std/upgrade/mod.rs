@@ -7,28 +7,31 @@
 //! [`RelayBuilder::resume`](super::RelayBuilder::resume) with the other end,
 //! in place of `start`. What happens:
 //!
-//! 1. The old relay's workers stop at a consistent point: each stops reading
+//! 1. The old relay says how many workers it has; the new one makes as many
+//!    (their tables are the slow part of a start) and says it is prepared,
+//!    while the old one still serves.
+//! 2. The old relay's workers stop at a consistent point: each stops reading
 //!    its UDP listeners and the relay sockets of its UDP allocations and
 //!    stops accepting connections, and writes its shard's state image
 //!    ([`Server::write_image`](crate::server::Server::write_image)).
 //!    Datagrams that arrive meanwhile wait in the same kernel sockets, and
 //!    connections in the same listen queues.
-//! 2. The images and every UDP, TCP and TLS listener and relay socket (plus
+//! 3. The images and every UDP, TCP and TLS listener and relay socket (plus
 //!    sockets of the embedder's, by name: an admin port, a redirect port) go
 //!    to the new process: a manifest, then the descriptors in batches of
 //!    `SCM_RIGHTS`.
-//! 3. The new process takes them: the same number of workers on the same
+//! 4. The new process takes them: the same number of workers on the same
 //!    listeners (a client's SO_REUSEPORT steering does not change), each
 //!    reading its image with the relay sockets it inherited. Its listeners
 //!    must be the ones it was handed (they change with a restart, not an
 //!    upgrade). It answers ready, or why not.
-//! 4. On ready, the old relay lets go of the UDP allocations (no usage record
+//! 5. On ready, the old relay lets go of the UDP allocations (no usage record
 //!    ends them: they live on) and of the listeners, tells the new one to run,
 //!    and goes on serving its TURN-over-TCP/TLS connections and whatever its
 //!    embedder holds (web proxy tunnels) until they end, as a drain: their
 //!    TLS state lives in this process. Every new connection goes to the new
 //!    process, on the same listening sockets: none is refused.
-//! 5. On a refusal, a timeout, or a new process that dies, the old relay's
+//! 6. On a refusal, a timeout, or a new process that dies, the old relay's
 //!    workers take their sockets back and serve on as if nothing happened.
 //!
 //! What does not move: TCP and TLS allocations and connections (they end in
@@ -195,6 +198,23 @@ impl Relay {
         if !control.claim() {
             return Err(HandOverError::Busy);
         }
+        // The new process prepares its workers while these still serve.
+        let announced = to
+            .set_read_timeout(Some(HAND_OVER_WITHIN))
+            .map_err(|source| HandOverError::Io {
+                what: "set a timeout on the hand-over socket",
+                source,
+            })
+            .and_then(|()| {
+                let workers = u16::try_from(self.threads)
+                    .map_err(|_| HandOverError::Protocol("more workers than the format holds"))?;
+                wire::hello(to, workers)?;
+                wire::read_answer(to, wire::PREPARED)
+            });
+        if let Err(e) = announced {
+            control.release(false);
+            return Err(e);
+        }
         let started = Instant::now();
         let result = self.hand_over_paused(to, named);
         let step = if result.is_ok() {
@@ -283,13 +303,8 @@ impl Relay {
             });
             borrowed.push(*fd);
         }
-        to.set_read_timeout(Some(HAND_OVER_WITHIN))
-            .map_err(|source| HandOverError::Io {
-                what: "set a timeout on the hand-over socket",
-                source,
-            })?;
         wire::send(to, &manifest, &borrowed)?;
-        wire::read_answer(to)?;
+        wire::read_answer(to, wire::READY)?;
         wire::go(to).map_err(|source| HandOverError::Io {
             what: "tell the new process to run",
             source,
@@ -320,10 +335,20 @@ fn setup(what: &'static str) -> impl FnOnce(io::Error) -> HandOverError {
     move |source| HandOverError::Io { what, source }
 }
 
-/// Receives a hand-over from `from` (see [`upgrade`](self)).
-pub(crate) fn receive(from: &UnixStream) -> Result<Handed, HandOverError> {
+/// The old process's announcement: how many workers it hands over.
+pub(crate) fn hello(from: &UnixStream) -> Result<usize, HandOverError> {
     from.set_read_timeout(Some(HAND_OVER_WITHIN))
         .map_err(setup("set a timeout on the hand-over socket"))?;
+    wire::read_hello(from).map(usize::from)
+}
+
+/// The new process is prepared: the old one may pause.
+pub(crate) fn prepared(to: &UnixStream) -> Result<(), HandOverError> {
+    wire::answer(to, wire::PREPARED).map_err(setup("answer the old process"))
+}
+
+/// Receives a hand-over from `from` (see [`upgrade`](self)).
+pub(crate) fn receive(from: &UnixStream) -> Result<Handed, HandOverError> {
     let (manifest, fds) = wire::receive(from)?;
     let workers = usize::from(manifest.workers);
     let mut handed = Handed {
@@ -408,11 +433,11 @@ pub(crate) fn same_listeners(want: &[SocketAddr], have: &[SocketAddr]) -> bool {
 
 /// The new process's answer: ready, then the old one's go; or why not.
 pub(crate) fn confirm(to: &UnixStream) -> Result<(), HandOverError> {
-    wire::answer(to, Ok(())).map_err(setup("answer the old process"))?;
+    wire::answer(to, wire::READY).map_err(setup("answer the old process"))?;
     wire::await_go(to)
 }
 
 /// The new process refuses (the old one serves on).
 pub(crate) fn refuse(to: &UnixStream, why: &str) {
-    let _ = wire::answer(to, Err(why));
+    let _ = wire::refuse(to, why);
 }

@@ -3,7 +3,10 @@
 //! image), the descriptors in batches of `SCM_RIGHTS`, and the new process's
 //! answer.
 //!
-//! Layout (integers little-endian): a u32 length, then the manifest: `CWHO`,
+//! First the old process says hello: `CWHI`, version (u16), workers (u16);
+//! the new one answers `P` (prepared) or refuses (below). Then, with the
+//! workers paused, the manifest. Layout (integers little-endian): a u32
+//! length, then the manifest: `CWHO`,
 //! version (u16), workers (u16), entries (u32), each a kind (u8), a worker
 //! (u16) and either an address (family 4 or 6, its bytes, port u16) or, for a
 //! socket of the embedder's, a name (u8 length, bytes); then per worker its
@@ -334,29 +337,65 @@ pub(crate) fn receive(from: &UnixStream) -> Result<(Manifest, Vec<OwnedFd>), Han
     Ok((manifest, fds))
 }
 
-/// The new process: ready to run (`Ok`) or refusing (why).
-pub(crate) fn answer(to: &UnixStream, answer: Result<(), &str>) -> io::Result<()> {
+const HELLO: [u8; 4] = *b"CWHI";
+/// The new process made its workers.
+pub(crate) const PREPARED: u8 = b'P';
+/// The new process holds the images and sockets and may run.
+pub(crate) const READY: u8 = b'R';
+
+/// The old process's hello: how many workers it hands over.
+pub(crate) fn hello(to: &UnixStream, workers: u16) -> Result<(), HandOverError> {
+    let mut out = HELLO.to_vec();
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&workers.to_le_bytes());
     let mut w = to;
-    match answer {
-        Ok(()) => w.write_all(b"R"),
-        Err(why) => {
-            let why = why.as_bytes().get(..1024).unwrap_or(why.as_bytes());
-            let mut out = vec![b'N'];
-            out.extend_from_slice(&(why.len() as u16).to_le_bytes());
-            out.extend_from_slice(why);
-            w.write_all(&out)
-        }
+    w.write_all(&out).map_err(io("greet the new process"))
+}
+
+/// The new process reads the hello: the workers to make.
+pub(crate) fn read_hello(from: &UnixStream) -> Result<u16, HandOverError> {
+    let mut r = from;
+    let mut b = [0u8; 8];
+    r.read_exact(&mut b)
+        .map_err(io("read the old process's hello"))?;
+    let [m0, m1, m2, m3, v0, v1, w0, w1] = b;
+    if [m0, m1, m2, m3] != HELLO {
+        return Err(HandOverError::Protocol("not a relay hand-over"));
+    }
+    let version = u16::from_le_bytes([v0, v1]);
+    if version != VERSION {
+        return Err(HandOverError::Version(version));
+    }
+    match u16::from_le_bytes([w0, w1]) {
+        0 => Err(HandOverError::Protocol("a hand-over of no worker")),
+        n => Ok(n),
     }
 }
 
-/// The old process: what the new one answered.
-pub(crate) fn read_answer(from: &UnixStream) -> Result<(), HandOverError> {
+/// The new process says where it is: [`PREPARED`] or [`READY`].
+pub(crate) fn answer(to: &UnixStream, tag: u8) -> io::Result<()> {
+    let mut w = to;
+    w.write_all(&[tag])
+}
+
+/// The new process refuses, and says why.
+pub(crate) fn refuse(to: &UnixStream, why: &str) -> io::Result<()> {
+    let why = why.as_bytes().get(..1024).unwrap_or(why.as_bytes());
+    let mut out = vec![b'N'];
+    out.extend_from_slice(&(why.len() as u16).to_le_bytes());
+    out.extend_from_slice(why);
+    let mut w = to;
+    w.write_all(&out)
+}
+
+/// The old process: what the new one answered (`want`, or a refusal).
+pub(crate) fn read_answer(from: &UnixStream, want: u8) -> Result<(), HandOverError> {
     let mut r = from;
     let mut tag = [0u8; 1];
     r.read_exact(&mut tag)
         .map_err(io("read the new process's answer"))?;
     match tag[0] {
-        b'R' => Ok(()),
+        t if t == want => Ok(()),
         b'N' => {
             let mut len = [0u8; 2];
             r.read_exact(&mut len)
@@ -368,9 +407,7 @@ pub(crate) fn read_answer(from: &UnixStream) -> Result<(), HandOverError> {
                 String::from_utf8_lossy(&why).into_owned(),
             ))
         }
-        _ => Err(HandOverError::Protocol(
-            "an answer that is neither ready nor a refusal",
-        )),
+        _ => Err(HandOverError::Protocol("an answer out of turn")),
     }
 }
 
@@ -477,15 +514,36 @@ mod tests {
     }
 
     #[test]
-    fn answers_carry_ready_or_why() {
+    fn answers_carry_where_the_new_process_is_or_why_not() {
         let (a, b) = UnixStream::pair().unwrap();
-        answer(&a, Err("configuration refused")).unwrap();
-        answer(&a, Ok(())).unwrap();
+        refuse(&a, "configuration refused").unwrap();
+        answer(&a, PREPARED).unwrap();
+        answer(&a, READY).unwrap();
+        answer(&a, READY).unwrap();
         assert!(
-            matches!(read_answer(&b), Err(HandOverError::Refused(w)) if w == "configuration refused")
+            matches!(read_answer(&b, PREPARED), Err(HandOverError::Refused(w)) if w == "configuration refused")
         );
-        assert!(read_answer(&b).is_ok());
+        assert!(read_answer(&b, PREPARED).is_ok());
+        assert!(read_answer(&b, READY).is_ok());
+        assert!(read_answer(&b, PREPARED).is_err(), "out of turn");
         drop(a);
-        assert!(read_answer(&b).is_err(), "a closed socket is no answer");
+        assert!(
+            read_answer(&b, READY).is_err(),
+            "a closed socket is no answer"
+        );
+    }
+
+    #[test]
+    fn a_hello_names_its_version_and_workers() {
+        let (a, b) = UnixStream::pair().unwrap();
+        hello(&a, 4).unwrap();
+        assert_eq!(read_hello(&b).unwrap(), 4);
+        let mut w = &a;
+        w.write_all(b"CWHI\x09\x00\x01\x00").unwrap();
+        assert!(matches!(read_hello(&b), Err(HandOverError::Version(9))));
+        w.write_all(b"CWHI\x01\x00\x00\x00").unwrap();
+        assert!(read_hello(&b).is_err(), "no worker");
+        w.write_all(b"GET / HT").unwrap();
+        assert!(matches!(read_hello(&b), Err(HandOverError::Protocol(_))));
     }
 }
