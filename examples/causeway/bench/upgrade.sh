@@ -57,7 +57,7 @@ run() {
   pids+=("$server")
   for _ in $(seq 100); do grep -q "causeway: ready" "$out" 2>/dev/null && break; sleep 0.1; done
   "$CW" load --server "127.0.0.1:$TURN_PORT" --user alice:wonderland --clients "$ALLOCATIONS" \
-    --rate "$RATE" --size 160 --duration "$SECS" >"$d/load.out" 2>&1 &
+    --rate "$RATE" --size 160 --duration "$SECS" --threads 1 >"$d/load.out" 2>&1 &
   local load=$!
   # Once every client sends: the allocations are all in (the admin port's
   # metrics), then half the sending time.

@@ -62,6 +62,10 @@ pub(crate) struct LoadArgs {
     /// Seconds to keep the storm's allocations before deleting them.
     #[arg(long, default_value_t = 0)]
     pub(crate) hold: u64,
+    /// Event loops driving the echo clients (UDP only), for many clients at
+    /// a modest rate; without it, a thread per client.
+    #[arg(long, value_name = "N")]
+    pub(crate) threads: Option<usize>,
 }
 
 /// Runs `load`.
@@ -99,6 +103,9 @@ fn echo(args: &LoadArgs) -> Result<(), String> {
     let size = args.size.max(16);
     let interval = Duration::from_nanos(1_000_000_000 / args.rate.max(1));
     let duration = Duration::from_secs(args.duration);
+    if let Some(threads) = args.threads {
+        return echo_in_loops(args, peer, size, duration, threads);
+    }
     let mut handles = Vec::new();
     let start_gate = Arc::new(std::sync::Barrier::new(args.clients));
     let (cfg, tls) = (args.server.client_config()?, args.server.tls()?);
@@ -173,6 +180,19 @@ fn echo(args: &LoadArgs) -> Result<(), String> {
         rtts.extend(t);
         gap = gap.max(g);
     }
+    report(args, size, duration, (sent, received, corrupt), rtts, gap);
+    Ok(())
+}
+
+/// The echo load's result line.
+fn report(
+    args: &LoadArgs,
+    size: usize,
+    duration: Duration,
+    (sent, received, corrupt): (u64, u64, u64),
+    mut rtts: Vec<u64>,
+    gap: u64,
+) {
     rtts.sort_unstable();
     let secs = duration.as_secs_f64().max(0.001);
     println!(
@@ -190,18 +210,65 @@ fn echo(args: &LoadArgs) -> Result<(), String> {
         percentile(&rtts, 0.99),
         rtts.last().copied().unwrap_or(0),
     );
+}
+
+/// The echo load with `threads` event loops sharing the clients.
+fn echo_in_loops(
+    args: &LoadArgs,
+    peer: SocketAddr,
+    size: usize,
+    duration: Duration,
+    threads: usize,
+) -> Result<(), String> {
+    let (cfg, tls) = (args.server.client_config()?, args.server.tls()?);
+    let loops = threads.clamp(1, args.clients.max(1));
+    let mut shares: Vec<Vec<(TurnClient, u16)>> = (0..loops).map(|_| Vec::new()).collect();
+    for i in 0..args.clients {
+        let mut turn = allocated(&cfg, tls.as_ref())?;
+        let channel = turn
+            .bind_channel(peer, Duration::from_secs(10))
+            .map_err(|e| e.to_string())?;
+        if let Some(share) = shares.get_mut(i % loops) {
+            share.push((turn, channel));
+        }
+    }
+    let rate = args.rate;
+    let handles: Vec<_> = shares
+        .into_iter()
+        .map(|share| {
+            thread::spawn(move || super::echo_loop::drive(share, rate, size, duration))
+        })
+        .collect();
+    let (mut sent, mut received, mut corrupt, mut rtts, mut gap) = (0, 0, 0, Vec::new(), 0);
+    let mut turns = Vec::new();
+    for h in handles {
+        let (seen, t) = h
+            .join()
+            .map_err(|_| "a load thread panicked".to_string())?
+            .map_err(|e| format!("an echo loop failed: {e}"))?;
+        sent += seen.sent;
+        received += seen.received;
+        corrupt += seen.corrupt;
+        rtts.extend(seen.rtts);
+        gap = gap.max(seen.gap);
+        turns.extend(t);
+    }
+    report(args, size, duration, (sent, received, corrupt), rtts, gap);
+    for mut turn in turns {
+        let _ = turn.deallocate(Duration::ZERO);
+    }
     Ok(())
 }
 
 /// The payload after the sequence number and timestamp: bytes that depend on
 /// the sequence number, so a corrupted or mixed-up echo shows.
-fn fill(buf: &mut [u8], seq: u64) {
+pub(super) fn fill(buf: &mut [u8], seq: u64) {
     for (i, b) in buf.iter_mut().enumerate() {
         *b = (seq as u8).wrapping_mul(31).wrapping_add(i as u8);
     }
 }
 
-fn filled(buf: &[u8], seq: u64) -> bool {
+pub(super) fn filled(buf: &[u8], seq: u64) -> bool {
     buf.iter()
         .enumerate()
         .all(|(i, b)| *b == (seq as u8).wrapping_mul(31).wrapping_add(i as u8))

@@ -3,6 +3,7 @@
 
 pub(crate) mod allocate;
 pub(crate) mod check;
+pub(crate) mod echo_loop;
 pub(crate) mod key;
 pub(crate) mod load;
 pub(crate) mod select;
@@ -162,6 +163,10 @@ pub(crate) fn echo_peer(ip: IpAddr, server: SocketAddr) -> io::Result<SocketAddr
     };
     let sock = UdpSocket::bind(SocketAddr::new(ip, 0))?;
     let addr = sock.local_addr()?;
+    // Room for the bursts of many clients while this thread waits for a core
+    // (the kernel caps it at net.core.rmem_max).
+    let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&sock, 4 << 20);
+    let _ = rustix::net::sockopt::set_socket_send_buffer_size(&sock, 4 << 20);
     std::thread::spawn(move || {
         let mut buf = [0u8; 2048];
         while let Ok((n, from)) = sock.recv_from(&mut buf) {

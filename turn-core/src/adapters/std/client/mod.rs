@@ -160,6 +160,18 @@ impl TurnClient {
         self.conn.local_addr()
     }
 
+    /// The connected UDP socket to the server (UDP clients only): for a
+    /// caller that frames its own ChannelData on a bound channel and reads the
+    /// answers itself, such as a load generator driving many allocations from
+    /// one event loop (the client is then no longer driven: nothing is
+    /// refreshed).
+    pub fn udp_socket(&self) -> Option<&std::net::UdpSocket> {
+        match &self.conn {
+            Connection::Udp(sock, _) => Some(sock),
+            Connection::Stream(..) => None,
+        }
+    }
+
     /// The relayed address, once allocated.
     pub fn relayed(&self) -> Option<SocketAddr> {
         self.client.relayed()

@@ -165,8 +165,8 @@ pub struct HandedOver {
     pub allocations: usize,
     /// Descriptors passed (listeners, relay sockets, the embedder's).
     pub sockets: usize,
-    /// How long the workers stopped reading UDP (datagrams waited in the
-    /// kernel meanwhile).
+    /// How long UDP went unread: from the workers' pause to the go given to
+    /// the new process (datagrams waited in the kernel meanwhile).
     pub paused: Duration,
 }
 
@@ -216,7 +216,10 @@ impl Relay {
             return Err(e);
         }
         let started = Instant::now();
-        let result = self.hand_over_paused(to, named);
+        // Timed until the go: the new process reads from then on.
+        let result = self
+            .hand_over_paused(to, named)
+            .map(|counts| (counts, started.elapsed()));
         let step = if result.is_ok() {
             Step::Commit
         } else {
@@ -229,11 +232,11 @@ impl Relay {
             warn!("hand-over: a worker did not answer the order to {step:?}");
         }
         control.release(result.is_ok());
-        let (allocations, sockets) = result?;
+        let ((allocations, sockets), paused) = result?;
         let handed = HandedOver {
             allocations,
             sockets,
-            paused: started.elapsed(),
+            paused,
         };
         info!(
             "handed over {} UDP allocation(s) and {} socket(s) to the new process; UDP paused \

@@ -1,0 +1,146 @@
+//! `causeway load --mode echo --threads N`: the echo load of many clients
+//! driven from a few event loops instead of a thread each, so that thousands
+//! of allocations at a modest rate (a meeting's participants) cost the
+//! generator little. Each client allocates and binds its channel with the
+//! blocking client, then its UDP socket is driven here: ChannelData framed by
+//! hand, sends spread evenly over each interval, echoes read as they come.
+
+use std::io;
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+use mio::net::UdpSocket as MioUdp;
+use mio::{Events, Interest, Poll, Token};
+use turn_core::adapters::std::client::TurnClient;
+
+use super::load::{fill, filled};
+
+/// What one loop's clients saw.
+#[derive(Debug, Default)]
+pub(crate) struct Seen {
+    pub(crate) sent: u64,
+    pub(crate) received: u64,
+    pub(crate) corrupt: u64,
+    /// Round trips, microseconds.
+    pub(crate) rtts: Vec<u64>,
+    /// The longest time a client waited between two echoes while sending,
+    /// microseconds.
+    pub(crate) gap: u64,
+}
+
+struct Client {
+    sock: MioUdp,
+    channel: u16,
+    sent: u64,
+    last_echo: Option<Instant>,
+}
+
+/// Drives `clients` (allocated, each with `channel` bound to the peer) at
+/// `rate` packets/s each, `size`-byte payloads, for `duration`; then waits
+/// up to 5 s for the echoes still on their way.
+pub(crate) fn drive(
+    clients: Vec<(TurnClient, u16)>,
+    rate: u64,
+    size: usize,
+    duration: Duration,
+) -> io::Result<(Seen, Vec<TurnClient>)> {
+    let mut poll = Poll::new()?;
+    let mut socks = Vec::with_capacity(clients.len());
+    let mut turns = Vec::with_capacity(clients.len());
+    for (i, (turn, channel)) in clients.into_iter().enumerate() {
+        let sock: UdpSocket = turn
+            .udp_socket()
+            .ok_or_else(|| io::Error::other("--threads drives UDP clients only"))?
+            .try_clone()?;
+        sock.set_nonblocking(true)?;
+        let mut sock = MioUdp::from_std(sock);
+        poll.registry()
+            .register(&mut sock, Token(i), Interest::READABLE)?;
+        socks.push(Client {
+            sock,
+            channel,
+            sent: 0,
+            last_echo: None,
+        });
+        turns.push(turn);
+    }
+    let n = socks.len().max(1) as u64;
+    // One send every `step`, round robin: each client every 1/rate s.
+    let step = Duration::from_nanos(1_000_000_000 / rate.max(1) / n).max(Duration::from_nanos(1));
+    let mut seen = Seen::default();
+    let mut events = Events::with_capacity(1024);
+    let mut frame = vec![0u8; 4 + size];
+    let mut buf = [0u8; 2048];
+    let origin = Instant::now();
+    let end = origin + duration;
+    let drain_end = end + Duration::from_secs(5);
+    let mut next = origin;
+    let mut k: usize = 0;
+    loop {
+        let now = Instant::now();
+        if now >= drain_end || (now >= end && seen.received >= seen.sent) {
+            break;
+        }
+        while now >= next && now < end {
+            let count = socks.len().max(1);
+            if let Some(c) = socks.get_mut(k % count) {
+                frame[..2].copy_from_slice(&c.channel.to_be_bytes());
+                frame[2..4].copy_from_slice(&(size as u16).to_be_bytes());
+                let payload = &mut frame[4..];
+                payload[..8].copy_from_slice(&c.sent.to_be_bytes());
+                let ns = origin.elapsed().as_nanos() as u64;
+                payload[8..16].copy_from_slice(&ns.to_be_bytes());
+                fill(&mut payload[16..], c.sent);
+                if c.sock.send(&frame).is_ok() {
+                    c.sent += 1;
+                    seen.sent += 1;
+                }
+            }
+            k += 1;
+            next += step;
+        }
+        let wait = if now < end {
+            next.saturating_duration_since(now)
+        } else {
+            Duration::from_millis(5)
+        };
+        poll.poll(&mut events, Some(wait.min(Duration::from_millis(5))))?;
+        for ev in events.iter() {
+            let Some(c) = socks.get_mut(ev.token().0) else {
+                continue;
+            };
+            loop {
+                let got = match c.sock.recv(&mut buf) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(_) => continue,
+                };
+                // ChannelData on our channel, its payload as sent.
+                let Some(d) = buf.get(..got) else { continue };
+                if d.len() < 4 + 16 || d[..2] != c.channel.to_be_bytes() {
+                    continue;
+                }
+                let len = usize::from(u16::from_be_bytes([d[2], d[3]]));
+                let Some(p) = d.get(4..4 + len) else {
+                    seen.corrupt += 1;
+                    continue;
+                };
+                let seq = u64::from_be_bytes(p[..8].try_into().unwrap_or_default());
+                let ns = u64::from_be_bytes(p[8..16].try_into().unwrap_or_default());
+                let at = Instant::now();
+                seen.rtts
+                    .push((origin.elapsed().as_nanos() as u64).saturating_sub(ns) / 1000);
+                seen.received += 1;
+                if len != size || !filled(&p[16..], seq) {
+                    seen.corrupt += 1;
+                }
+                if at < end
+                    && let Some(last) = c.last_echo.replace(at)
+                {
+                    seen.gap = seen.gap.max((at - last).as_micros() as u64);
+                }
+            }
+        }
+    }
+    Ok((seen, turns))
+}
