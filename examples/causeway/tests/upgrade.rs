@@ -6,7 +6,7 @@
 //! either client, a WSS tunnel open across it keeps echoing, TLS connections
 //! opened one after another throughout are all answered, new connections reach
 //! the new process, and the old one exits once its TLS client and tunnel are
-//! done. Before that, an upgrade whose new process refuses
+//! done. Before that, an upgrade (asked on the admin port) whose new process refuses
 //! the configuration leaves the old one serving, and says why.
 
 mod common;
@@ -142,11 +142,16 @@ fn clients_relay_through_an_upgrade_and_a_refused_one_changes_nothing() {
     let tls = server.startup_addr("causeway: listening on tls ");
     let redirect = server.startup_addr("causeway: redirecting http ");
 
-    // A new binary that refuses its configuration: the old one serves on.
+    // A new binary that refuses its configuration: the old one serves on and
+    // says why, on the admin port (POST /upgrade answers once it is over) and
+    // in its log.
     dir.write("causeway.toml", "listen = [\"not an address\"]\n");
-    signal(old, "-USR2");
-    let refused = server.wait_log("SIGUSR2: upgrade refused");
-    assert!(refused.contains("exited (exit status: 2)"), "{refused}");
+    let answer = server.admin("POST", "/upgrade");
+    assert!(
+        answer.starts_with("HTTP/1.1 422") && answer.contains("exited (exit status: 2)"),
+        "{answer}"
+    );
+    server.wait_log("admin: upgrade refused");
     dir.write("causeway.toml", &good);
     assert!(alive(old));
 

@@ -247,7 +247,7 @@ mod tests {
             Err(Denied::Token),
             "only GET is open"
         );
-        for path in ["/status", "/history", "/reload", "/drain"] {
+        for path in ["/status", "/history", "/reload", "/drain", "/upgrade"] {
             assert_eq!(
                 a.check(&req("GET", path, "127.0.0.1:4455")),
                 Err(Denied::Token)

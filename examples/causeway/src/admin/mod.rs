@@ -3,8 +3,9 @@
 //! rate and allocations, self-contained, drawing from `GET /history`), `GET
 //! /status` (JSON),
 //! `GET /metrics` (Prometheus), `GET /healthz` (the workers answer), `GET
-//! /readyz` (new allocations are taken), and `POST /reload` and `POST /drain`,
-//! which the main thread carries out as it does for SIGHUP and SIGTERM.
+//! /readyz` (new allocations are taken), and `POST /reload`, `POST /drain` and
+//! `POST /upgrade`, which the main thread carries out as it does for SIGHUP,
+//! SIGTERM and SIGUSR2.
 //!
 //! Who may ask what is [`access`]'s to say. Each connection is served on a
 //! thread of its own, at most [`MAX_CONNECTIONS`] at once and

@@ -235,9 +235,7 @@ fn echo_in_loops(
     let rate = args.rate;
     let handles: Vec<_> = shares
         .into_iter()
-        .map(|share| {
-            thread::spawn(move || super::echo_loop::drive(share, rate, size, duration))
-        })
+        .map(|share| thread::spawn(move || super::echo_loop::drive(share, rate, size, duration)))
         .collect();
     let (mut sent, mut received, mut corrupt, mut rtts, mut gap) = (0, 0, 0, Vec::new(), 0);
     let mut turns = Vec::new();
