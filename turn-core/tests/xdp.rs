@@ -498,6 +498,78 @@ fn turnutils_uclient_relays_through_the_kernel_without_loss() {
     }
 }
 
+#[test]
+fn kernel_relaying_goes_on_in_the_relay_a_hand_over_resumes() {
+    let _one = one_at_a_time();
+    let t = Topology::new();
+    let _peer = t.echo_peer();
+    let old = Relay::with_settings(t.settings())
+        .user("alice", "wonderland")
+        .start()
+        .unwrap();
+    let uclient = tools::coturn_tool("turnutils_uclient");
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &t.ns('c'), &uclient]).args([
+        "-u",
+        "alice",
+        "-w",
+        "wonderland",
+        "-e",
+        &t.peer_ip(false).to_string(),
+        "-r",
+        "3480",
+        "-n",
+        "300",
+        "-z",
+        "20",
+        "-m",
+        "2",
+        "-l",
+        "160",
+        "-p",
+        "3478",
+        &t.listener(false).ip().to_string(),
+    ]);
+    let streaming = std::thread::spawn(move || tools::run_with_timeout(&mut cmd, 3 * PATIENCE));
+    // Relaying in the old relay's kernel program, then the hand-over.
+    assert!(
+        wait::holds(PATIENCE, || kernel(&old).to_peer_packets >= 20),
+        "{:?}",
+        kernel(&old)
+    );
+    let (old_end, new_end) = std::os::unix::net::UnixStream::pair().unwrap();
+    let settings = t.settings();
+    let resuming = std::thread::spawn(move || {
+        Relay::with_settings(settings)
+            .user("alice", "wonderland")
+            .resume(&new_end)
+    });
+    let handed = old.hand_over(&old_end, &[]).unwrap();
+    let new = resuming.join().unwrap().unwrap().relay;
+    assert!(handed.allocations >= 2, "{handed:?}");
+    assert!(kernel(&old).attached.is_empty(), "the old program left");
+    assert_eq!(kernel(&new).attached.len(), 2, "{:?}", kernel(&new));
+    old.shutdown();
+    old.join();
+    let (_, out) = streaming.join().unwrap();
+    let (sent, received, lost) = tools::totals(&out).unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        sent >= 600 && received == sent && lost == 0,
+        "{sent} {received} {lost}\n{out}"
+    );
+    // The new relay's program relayed what came after (its routes went in
+    // with the allocations, before it attached).
+    let k = kernel(&new);
+    assert!(
+        k.to_peer_packets >= 100 && k.from_peer_packets >= 100,
+        "{k:?}"
+    );
+    eprintln!(
+        "handed {} allocations, UDP unread {:?}; the new kernel path: {k:?}",
+        handed.allocations, handed.paused
+    );
+}
+
 /// The interface index of `dev` in this namespace.
 fn ifindex(dev: &str) -> u32 {
     std::fs::read_to_string(format!("/sys/class/net/{dev}/ifindex"))

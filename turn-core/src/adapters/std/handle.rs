@@ -222,6 +222,23 @@ impl Relay {
         }
     }
 
+    #[cfg(feature = "xdp")]
+    /// Attaches the kernel fast path again after a detach (a hand-over that
+    /// failed after this relay let its program go).
+    pub(crate) fn reattach_fast_path(&self) {
+        let xdp = self
+            .settings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .xdp
+            .clone();
+        if let Some(fast) = &self.shared.fast
+            && let Err(e) = fast.lock().unwrap_or_else(|e| e.into_inner()).attach(&xdp)
+        {
+            log::warn!("kernel fast path off after a failed hand-over: {e}");
+        }
+    }
+
     /// Takes new settings, credentials and (with `tls`) TLS configuration and
     /// HTTP hook from `builder`, without a restart: allocations, permissions,
     /// channels and open connections live on. What changes applies from the next

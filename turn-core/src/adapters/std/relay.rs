@@ -119,7 +119,7 @@ pub(crate) fn start(mut parts: Parts) -> Result<Relay, StartError> {
     let own = check(&mut parts)?;
     let threads = parts.settings.worker_threads();
     let bound = bind_all(&parts.settings, threads)?;
-    launch(prepare(parts, own, threads)?, bound, None)
+    launch(prepare(parts, own, threads, Attach::Now)?, bound, None)
 }
 
 /// Starts the relay on what another process handed over (see
@@ -130,7 +130,7 @@ pub(crate) fn resume(mut parts: Parts, from: &UnixStream) -> Result<Resumed, Sta
     // workers it has, and waits until this side is prepared.
     let workers = upgrade::hello(from).map_err(StartError::HandOver)?;
     let mut named = Vec::new();
-    let result = prepare(parts, own, workers).and_then(|prepared| {
+    let result = prepare(parts, own, workers, Attach::AfterTheGo).and_then(|prepared| {
         upgrade::prepared(from).map_err(StartError::HandOver)?;
         let mut handed = upgrade::receive(from).map_err(StartError::HandOver)?;
         named = std::mem::take(&mut handed.named);
@@ -183,6 +183,8 @@ fn take(
     let images = std::mem::take(&mut handed.images);
     let mut relays = std::mem::take(&mut handed.relays);
     let mut taken = 0;
+    #[cfg(feature = "xdp")]
+    let (shared, xdp) = (prepared.shared.clone(), prepared.settings.xdp.clone());
     let mut hook = |workers: &mut [Worker]| -> Result<(), StartError> {
         for (i, (w, (image, relays))) in workers
             .iter_mut()
@@ -193,7 +195,20 @@ fn take(
                 .take_image(image, relays)
                 .map_err(|error| StartError::HandOver(HandOverError::Image { worker: i, error }))?;
         }
-        upgrade::confirm(from).map_err(StartError::HandOver)
+        upgrade::confirm(from).map_err(StartError::HandOver)?;
+        // The old process detached its program before the go: this one's
+        // takes over, with the routes of the channels taken already in.
+        #[cfg(feature = "xdp")]
+        if let Some(fast) = &shared.fast {
+            let mut fast = fast.lock().unwrap_or_else(|e| e.into_inner());
+            match fast.attach(&xdp) {
+                Ok(()) => info!("kernel fast path on after the hand-over: {fast:?}"),
+                Err(e) => {
+                    warn!("kernel fast path off after the hand-over, relaying in userspace: {e}")
+                }
+            }
+        }
+        Ok(())
     };
     let relay = launch(prepared, bound, Some(&mut hook))?;
     let left: usize = relays.iter().map(|r| r.len()).sum();
@@ -221,12 +236,25 @@ pub(crate) struct Prepared {
     threads: usize,
 }
 
+/// When the kernel fast path attaches to its interfaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attach {
+    /// At start.
+    Now,
+    /// Resuming: once the old process has detached its program (it does
+    /// before its go); meanwhile the routes of the allocations taken go in.
+    AfterTheGo,
+}
+
 /// Makes what `threads` workers need, before any listener.
 fn prepare(
     parts: Parts,
     own: super::check::OwnAddresses,
     threads: usize,
+    attach: Attach,
 ) -> Result<Prepared, StartError> {
+    #[cfg(not(feature = "xdp"))]
+    let _ = attach;
     let Parts {
         settings,
         credentials,
@@ -273,7 +301,11 @@ fn prepare(
     shared.own = std::sync::RwLock::new(own);
     #[cfg(feature = "xdp")]
     if !settings.xdp.interfaces.is_empty() {
-        match super::xdp::FastPath::start(&settings.xdp, &shared.clock) {
+        let fast = match attach {
+            Attach::Now => super::xdp::FastPath::start(&settings.xdp, &shared.clock),
+            Attach::AfterTheGo => super::xdp::FastPath::load(&settings.xdp, &shared.clock),
+        };
+        match fast {
             Ok(fast) => {
                 info!("kernel fast path on: {fast:?}");
                 shared.kernel = Some(fast.view());

@@ -34,11 +34,18 @@
 //! 6. On a refusal, a timeout, or a new process that dies, the old relay's
 //!    workers take their sockets back and serve on as if nothing happened.
 //!
+//! The kernel fast path (feature `xdp`) goes on too: the new process loads
+//! its program and makes its maps before the pause, installs the routes of
+//! the channels it takes while reading the images, and attaches right after
+//! the go; the old process detaches its own program just before the go
+//! (between the two, userspace relays on the sockets both share, so nothing
+//! is lost).
+//!
 //! What does not move: TCP and TLS allocations and connections (they end in
 //! the old process), ports held by an EVEN-PORT reservation (a later Allocate
-//! naming the token gets 508 and allocates anew), and the kernel fast path's
-//! maps (the new process loads its own program and installs the routes of
-//! the allocations it took).
+//! naming the token gets 508 and allocates anew), and what the old process's
+//! kernel program counted for the allocations that moved (their usage
+//! records count from the hand-over on for the kernel's share).
 //!
 //! ```
 //! use std::net::SocketAddr;
@@ -308,10 +315,19 @@ impl Relay {
         }
         wire::send(to, &manifest, &borrowed)?;
         wire::read_answer(to, wire::READY)?;
-        wire::go(to).map_err(|source| HandOverError::Io {
-            what: "tell the new process to run",
-            source,
-        })?;
+        // The new process attaches its kernel fast path once it has the go:
+        // this one's program leaves the interfaces first (meanwhile userspace
+        // relays, on the sockets both share).
+        #[cfg(feature = "xdp")]
+        self.detach_fast_path();
+        if let Err(source) = wire::go(to) {
+            #[cfg(feature = "xdp")]
+            self.reattach_fast_path();
+            return Err(HandOverError::Io {
+                what: "tell the new process to run",
+                source,
+            });
+        }
         Ok((allocations, borrowed.len()))
     }
 

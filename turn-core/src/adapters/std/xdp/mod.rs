@@ -153,14 +153,22 @@ impl FastPath {
     /// Loads the program and attaches it to every interface of `settings`; an
     /// interface that refuses stops the start (the relay then runs without).
     pub(crate) fn start(settings: &XdpSettings, clock: &Clock) -> Result<FastPath, XdpError> {
+        let mut fast = FastPath::load(settings, clock)?;
+        fast.attach(settings)?;
+        Ok(fast)
+    }
+
+    /// Loads and verifies the program and makes its maps, attached nowhere
+    /// yet: a relay resuming from another process installs the routes of the
+    /// allocations it takes first, and attaches once the other process has
+    /// detached its own program.
+    pub(crate) fn load(settings: &XdpSettings, clock: &Clock) -> Result<FastPath, XdpError> {
         let origin_ns = monotonic_ns()?.saturating_sub(clock.elapsed_ns());
         let mut ebpf = EbpfLoader::new()
             .set_max_entries("to_peer", settings.max_routes)
             .set_max_entries("from_peer", settings.max_routes)
             .load(PROGRAM)
             .map_err(|e| err("load the XDP program", e))?;
-        let mut attached = Vec::new();
-        let mut links = Vec::new();
         {
             let program: &mut Xdp = ebpf
                 .program_mut("turn_relay")
@@ -170,6 +178,42 @@ impl FastPath {
             program
                 .load()
                 .map_err(|e| err("verify the XDP program (the kernel refused it)", e))?;
+        }
+        let map = |ebpf: &mut Ebpf, name: &str| {
+            ebpf.take_map(name)
+                .ok_or_else(|| XdpError(format!("the object has no {name} map")))
+        };
+        let to_peer =
+            HashMap::try_from(map(&mut ebpf, "to_peer")?).map_err(|e| err("the to_peer map", e))?;
+        let from_peer = HashMap::try_from(map(&mut ebpf, "from_peer")?)
+            .map_err(|e| err("the from_peer map", e))?;
+        let stats: PerCpuArray<MapData, u64> =
+            PerCpuArray::try_from(map(&mut ebpf, "stats")?).map_err(|e| err("the stats map", e))?;
+        let view = Arc::new(KernelView::open(&to_peer, &from_peer, &stats, Vec::new())?);
+        Ok(FastPath {
+            ebpf,
+            links: Vec::new(),
+            to_peer,
+            from_peer,
+            by_relay: StdHashMap::new(),
+            origin_ns,
+            view,
+        })
+    }
+
+    /// Attaches the loaded program to every interface of `settings` (after a
+    /// [`detach`](Self::detach), again); an interface that refuses detaches
+    /// what was attached and says why.
+    pub(crate) fn attach(&mut self, settings: &XdpSettings) -> Result<(), XdpError> {
+        let mut attached = Vec::new();
+        let mut links = Vec::new();
+        let result = (|| {
+            let program: &mut Xdp = self
+                .ebpf
+                .program_mut("turn_relay")
+                .ok_or_else(|| XdpError("the object has no turn_relay program".into()))?
+                .try_into()
+                .map_err(|e| err("the XDP program", e))?;
             for iface in &settings.interfaces {
                 let native = match settings.mode {
                     XdpMode::Generic => None,
@@ -190,27 +234,15 @@ impl FastPath {
                 links.push(link);
                 attached.push((iface.clone(), mode));
             }
+            Ok(())
+        })();
+        self.links.extend(links);
+        if let Err(e) = result {
+            self.detach();
+            return Err(e);
         }
-        let map = |ebpf: &mut Ebpf, name: &str| {
-            ebpf.take_map(name)
-                .ok_or_else(|| XdpError(format!("the object has no {name} map")))
-        };
-        let to_peer =
-            HashMap::try_from(map(&mut ebpf, "to_peer")?).map_err(|e| err("the to_peer map", e))?;
-        let from_peer = HashMap::try_from(map(&mut ebpf, "from_peer")?)
-            .map_err(|e| err("the from_peer map", e))?;
-        let stats: PerCpuArray<MapData, u64> =
-            PerCpuArray::try_from(map(&mut ebpf, "stats")?).map_err(|e| err("the stats map", e))?;
-        let view = Arc::new(KernelView::open(&to_peer, &from_peer, &stats, attached)?);
-        Ok(FastPath {
-            ebpf,
-            links,
-            to_peer,
-            from_peer,
-            by_relay: StdHashMap::new(),
-            origin_ns,
-            view,
-        })
+        *self.view.attached.lock().unwrap_or_else(|e| e.into_inner()) = attached;
+        Ok(())
     }
 
     /// What the stats read (never this path's lock).
