@@ -8,6 +8,9 @@
 //! - `--mode allocations`: an allocation storm: `--count` allocations from
 //!   `--concurrency` threads, each on its own 5-tuple; it reports allocations/s, and
 //!   with `--hold` keeps them all open that long (to measure the server's memory).
+//! - `--mode bind`: `--clients` allocations each with a channel bound to
+//!   `--peer`, made one after another and held for `--hold` seconds (the state
+//!   of a meeting's participants; run several for several sources of load).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,6 +31,10 @@ pub(crate) enum Mode {
     Echo,
     /// Allocation storm.
     Allocations,
+    /// `--clients` allocations, each with a channel bound to `--peer` (so a
+    /// permission too), held for `--hold` seconds: the state a meeting's
+    /// participants keep on a relay. Prints how long it took, then holds.
+    Bind,
 }
 
 /// Flags of `causeway load`.
@@ -73,6 +80,7 @@ pub(crate) fn run(args: &LoadArgs) -> Result<(), String> {
     match args.mode {
         Mode::Echo => echo(args),
         Mode::Allocations => storm(args),
+        Mode::Bind => bind(args),
     }
 }
 
@@ -270,6 +278,34 @@ pub(super) fn filled(buf: &[u8], seq: u64) -> bool {
     buf.iter()
         .enumerate()
         .all(|(i, b)| *b == (seq as u8).wrapping_mul(31).wrapping_add(i as u8))
+}
+
+fn bind(args: &LoadArgs) -> Result<(), String> {
+    let peer = args
+        .peer
+        .ok_or("--mode bind needs --peer (where the channels are bound to)")?;
+    let (cfg, tls) = (args.server.client_config()?, args.server.tls()?);
+    let start = StdInstant::now();
+    let mut held = Vec::with_capacity(args.clients);
+    for _ in 0..args.clients {
+        let mut turn = allocated(&cfg, tls.as_ref())?;
+        turn.bind_channel(peer, Duration::from_secs(45))
+            .map_err(|e| e.to_string())?;
+        held.push(turn);
+    }
+    let elapsed = start.elapsed().as_secs_f64().max(0.001);
+    println!(
+        "bound: clients={} elapsed_s={elapsed:.3} rate={:.0} per s; holding {} s",
+        held.len(),
+        held.len() as f64 / elapsed,
+        args.hold
+    );
+    // Nothing to answer meanwhile: the state is what is measured.
+    thread::sleep(Duration::from_secs(args.hold));
+    for mut turn in held {
+        let _ = turn.deallocate(Duration::ZERO);
+    }
+    Ok(())
 }
 
 fn storm(args: &LoadArgs) -> Result<(), String> {

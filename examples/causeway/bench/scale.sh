@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Allocations at scale: one `causeway serve` (and, with COTURN=1, Debian's
+# coturn after it, same load) holding ALLOCATIONS allocations, each with a
+# permission and a channel (`causeway load --mode bind` from SOURCES processes
+# at once, each its own share), a tenth more of them relaying ChannelData
+# echoes at RATE packets/s each (`causeway load --threads 1`). Reports the rate the
+# channels were made at, the server's RSS before and with them (and per
+# allocation), and, under that load, the answer time and size of `/metrics`,
+# `/status` (its default page) and `/status?limit=0` (the summary), medians of
+# five.
+#
+# Each allocation holds a relay socket: the open-file limit bounds the count
+# (this machine's hard limit is 20,000; 100,000 needs `ulimit -Hn` over that
+# for the server and for each load process's share).
+#
+# Usage: examples/causeway/bench/scale.sh
+# Knobs: ALLOCATIONS (16000), SOURCES (4), RATE (10), COTURN (set: coturn
+#        too), SERVERS (instead: "causeway", "coturn" or both), NO_BUILD.
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+ALLOCATIONS=${ALLOCATIONS:-16000}
+SOURCES=${SOURCES:-4}
+RATE=${RATE:-10}
+PORT=${PORT:-3478}
+ADMIN=${ADMIN:-4472}
+if [ -z "${NO_BUILD:-}" ]; then cargo build --release -q -p causeway; fi
+CW=$PWD/target/release/causeway
+ulimit -n "$(ulimit -Hn)"
+traffic=$((ALLOCATIONS / 10))
+need=$((ALLOCATIONS + traffic + 200))
+if [ "$(ulimit -n)" -lt "$need" ]; then
+  echo "the open-file limit $(ulimit -n) is under $need (ALLOCATIONS + a tenth): lower ALLOCATIONS" >&2
+  exit 2
+fi
+
+d=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$d"
+}
+trap cleanup EXIT
+rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
+median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+# Median answer time (ms) and size (bytes) of five GETs of $1.
+answer() {
+  local t s
+  t=$(for _ in 1 2 3 4 5; do curl -s -o /dev/null -w '%{time_total}\n' -H "Authorization: Bearer $token" "http://127.0.0.1:$ADMIN$1"; done |
+    awk '{ print $1 * 1000 }' | median)
+  s=$(curl -s -H "Authorization: Bearer $token" "http://127.0.0.1:$ADMIN$1" | wc -c)
+  printf '%-22s %8.1f ms %10s bytes\n' "$1" "$t" "$s"
+}
+
+run() { # server: causeway or coturn
+  local server=$1 pid
+  case $server in
+    causeway)
+      cat >"$d/scale.toml" <<TOML
+listen = ["127.0.0.1:$PORT"]
+admin = "127.0.0.1:$ADMIN"
+user = ["alice:wonderland"]
+allow_peer = ["127.0.0.0/8"]
+relay_range = "10000-65000"
+log_level = "warn"
+
+[quota]
+total = $((ALLOCATIONS + traffic + 100))
+TOML
+      "$CW" serve --config "$d/scale.toml" >"$d/server.out" 2>"$d/server.log" &
+      pid=$!
+      for _ in $(seq 100); do grep -q "causeway: ready" "$d/server.out" 2>/dev/null && break; sleep 0.1; done
+      token=$(cat "$(sed -nE 's/.*admin token in ([^ ]+).*/\1/p' "$d/server.out")")
+      ;;
+    coturn)
+      turnserver -n --no-cli --no-tls --no-dtls --listening-ip 127.0.0.1 --listening-port "$PORT" \
+        --relay-ip 127.0.0.1 --min-port 10000 --max-port 65000 --lt-cred-mech --realm causeway \
+        --user alice:wonderland --allow-loopback-peers --no-stdout-log \
+        --log-file "$d/coturn.log" --simple-log >/dev/null 2>&1 &
+      pid=$!
+      for _ in $(seq 100); do ss -uln | grep -q "127.0.0.1:$PORT" && break; sleep 0.1; done
+      ;;
+  esac
+  pids+=("$pid")
+  sleep 1
+  local before
+  before=$(rss_kib "$pid")
+  local share=$((ALLOCATIONS / SOURCES)) t0 t1
+  t0=$(date +%s%N)
+  for i in $(seq "$SOURCES"); do
+    "$CW" load --mode bind --server "127.0.0.1:$PORT" --user alice:wonderland \
+      --peer 127.0.0.2:9 --clients "$share" --hold 100000 >"$d/bind.$i" 2>&1 &
+    pids+=($!)
+  done
+  for i in $(seq "$SOURCES"); do
+    for _ in $(seq 3000); do grep -q "^bound:\|rror" "$d/bind.$i" 2>/dev/null && break; sleep 0.1; done
+    grep -q "^bound:" "$d/bind.$i" || { echo "$server: binding failed: $(cat "$d/bind.$i")" >&2; exit 1; }
+  done
+  t1=$(date +%s%N)
+  local made=$((share * SOURCES))
+  "$CW" load --server "127.0.0.1:$PORT" --user alice:wonderland --clients "$traffic" --rate "$RATE" \
+    --duration 30 --threads 1 >"$d/echo.out" 2>&1 &
+  local echo_pid=$!
+  pids+=("$echo_pid")
+  sleep 12
+  local with
+  with=$(rss_kib "$pid")
+  echo "## $server"
+  echo "channels bound: $made from $SOURCES sources in $(awk -v ns=$((t1 - t0)) 'BEGIN { printf "%.1f", ns / 1e9 }') s ($(awk -v n="$made" -v ns=$((t1 - t0)) 'BEGIN { printf "%.0f", n / ns * 1e9 }') allocations+channels/s)"
+  echo "RSS: $((before / 1024)) MiB before, $((with / 1024)) MiB with $((made + traffic)) allocations: $(awk -v a="$before" -v b="$with" -v n=$((made + traffic)) 'BEGIN { printf "%.0f", (b - a) * 1024 / n }') B per allocation"
+  if [ "$server" = causeway ]; then
+    answer /metrics
+    answer /status
+    answer "/status?limit=0"
+  fi
+  wait "$echo_pid" || true
+  grep "^echo:" "$d/echo.out" || cat "$d/echo.out"
+  # SIGINT: causeway stops at once (SIGTERM would drain).
+  for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  pids=()
+}
+
+echo "# $ALLOCATIONS allocations with a channel each (+ $traffic relaying $RATE pkt/s each), $(nproc) cores"
+for server in ${SERVERS:-causeway${COTURN:+ coturn}}; do run "$server"; done
