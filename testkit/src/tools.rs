@@ -173,6 +173,20 @@ pub fn totals(out: &str) -> Option<(u64, u64, u64)> {
     ))
 }
 
+/// A process known by its pid only (one that another process started, such
+/// as the new `causeway serve` an upgrade starts), stopped with SIGINT when
+/// dropped.
+#[derive(Debug)]
+pub struct Pid(pub u32);
+
+impl Drop for Pid {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.to_string()])
+            .status();
+    }
+}
+
 /// Runs a command (`args[0]` with the rest) that must succeed, such as `ip` or
 /// `nft` setting up a namespace; panics with its stderr if it fails.
 pub fn sh(args: &[&str]) {

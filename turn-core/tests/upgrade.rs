@@ -97,20 +97,26 @@ fn udp_allocations_move_with_their_addresses_and_lose_nothing() {
 
     // The channel streams echoes on its own thread, across the hand-over.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let echoed = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let streaming = {
-        let stop = stop.clone();
+        let (stop, echoed) = (stop.clone(), echoed.clone());
         std::thread::spawn(move || {
             let mut longest = Duration::ZERO;
             let mut seq = 1;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) || seq < 200 {
                 longest = longest.max(echo(&mut on_channel, peer, seq));
+                echoed.store(seq, std::sync::atomic::Ordering::Relaxed);
                 seq += 1;
+                // The stream's pace: an echo every few milliseconds.
                 std::thread::sleep(Duration::from_millis(2));
             }
             (on_channel, seq, longest)
         })
     };
-    std::thread::sleep(Duration::from_millis(100));
+    // The hand-over comes once the stream is under way.
+    until("the stream's first echoes", || {
+        echoed.load(std::sync::atomic::Ordering::Relaxed) >= 20
+    });
 
     let (old_end, new_end) = UnixStream::pair().unwrap();
     let new = resume(server, new_end);

@@ -446,18 +446,6 @@ fn the_faster_server_is_chosen_and_a_new_call_fails_over_when_it_stops() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Kills the process a pid names when dropped (the TURN server an upgrade
-/// started outlives the `Running` the test started).
-struct Pid(u32);
-
-impl Drop for Pid {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-INT", &self.0.to_string()])
-            .status();
-    }
-}
-
 #[test]
 fn the_call_keeps_its_media_through_an_upgrade_of_the_turn_server() {
     let _one = one_at_a_time();
@@ -514,7 +502,7 @@ fn the_call_keeps_its_media_through_an_upgrade_of_the_turn_server() {
         .and_then(|r| r.split_whitespace().next())
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("{upgraded}"));
-    let _new = Pid(new);
+    let _new = tools::Pid(new);
     // The bridge's allocation and the browser's (one or more).
     let moved: u64 = upgraded
         .split("serves on (")

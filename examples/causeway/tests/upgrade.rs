@@ -17,7 +17,7 @@ use std::process::Command;
 
 use common::bridge::{TempDir, TestCa, start_bridge};
 use common::http::{ws_echoes, ws_upgrade};
-use common::tools::{PEER_IP, Peer, coturn_tool, run_with_timeout, totals};
+use common::tools::{PEER_IP, Peer, Pid, coturn_tool, run_with_timeout, totals};
 use common::wait::{self, PATIENCE};
 use common::{Server, front_toml, http_get, try_http_with};
 use rustls::pki_types::ServerName;
@@ -26,18 +26,6 @@ const NAME: &str = "turn.example.test";
 const JOIN: &str = "join.example.test";
 
 type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
-
-/// Kills the process a pid names when dropped (the new server outlives the
-/// `Server` the test started).
-struct Pid(u32);
-
-impl Drop for Pid {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-INT", &self.0.to_string()])
-            .status();
-    }
-}
 
 fn alive(pid: u32) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
