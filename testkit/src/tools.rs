@@ -187,6 +187,21 @@ impl Drop for Pid {
     }
 }
 
+/// The new process's pid and the UDP allocations moved, from the line
+/// `causeway serve` logs when an upgrade is done (`upgraded: pid N serves on
+/// (M UDP allocation(s) moved, ...`); panics on another line.
+pub fn upgraded(line: &str) -> (u32, u64) {
+    let after = |marker: &str| -> u64 {
+        line.split(marker)
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no `{marker}N` in {line}"))
+    };
+    let pid = u32::try_from(after("upgraded: pid ")).unwrap_or_else(|_| panic!("{line}"));
+    (pid, after("serves on ("))
+}
+
 /// Runs a command (`args[0]` with the rest) that must succeed, such as `ip` or
 /// `nft` setting up a namespace; panics with its stderr if it fails.
 pub fn sh(args: &[&str]) {

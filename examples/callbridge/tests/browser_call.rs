@@ -496,20 +496,9 @@ fn the_call_keeps_its_media_through_an_upgrade_of_the_turn_server() {
         .1
         .wait_line(PATIENCE, |l| l.contains("SIGUSR2: upgraded: pid "))
         .unwrap_or_else(|| panic!("no upgrade:\n{}", turn_proc.1.tail(30)));
-    let new: u32 = upgraded
-        .split("pid ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("{upgraded}"));
+    let (new, moved) = tools::upgraded(&upgraded);
     let _new = tools::Pid(new);
     // The bridge's allocation and the browser's (one or more).
-    let moved: u64 = upgraded
-        .split("serves on (")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{upgraded}"));
     assert!(moved >= 2, "{upgraded}");
     // The old process has no TCP client to wait for: it exits.
     assert!(

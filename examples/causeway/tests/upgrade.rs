@@ -190,19 +190,8 @@ fn clients_relay_through_an_upgrade_and_a_refused_one_changes_nothing() {
     };
     signal(old, "-USR2");
     let upgraded = server.wait_log("SIGUSR2: upgraded: pid ");
-    let new: u32 = upgraded
-        .split("pid ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("{upgraded}"));
+    let (new, moved) = common::tools::upgraded(&upgraded);
     let _new_guard = Pid(new);
-    let moved: u64 = upgraded
-        .split("serves on (")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{upgraded}"));
     assert!(moved >= 4, "the UDP clients' allocations moved: {upgraded}");
     let said = notified(&manager);
     assert!(said.contains(&format!("MAINPID={new}")), "{said}");
