@@ -9,7 +9,9 @@ use std::net::SocketAddr;
 
 use stun_core::credentials::{Algorithm, Key};
 use turn_core::Instant;
-use turn_core::server::{BindError, ChannelRoute, Host, QuotaError, RelayHandle};
+use turn_core::server::{
+    BindError, ChannelRoute, ConnectionId, ConnectionTraffic, Host, QuotaError, RelayHandle,
+};
 
 /// The fake environment the server runs in.
 #[derive(Default)]
@@ -38,6 +40,20 @@ pub struct FakeHost {
     pub user_buckets: HashMap<(String, bool), turn_core::server::TokenBucket>,
     /// The host's own addresses past the policy's list.
     pub own: HashSet<std::net::IpAddr>,
+    /// Whether it offers TCP relays (RFC 6062); off, an Allocate for TCP gets
+    /// 442.
+    pub tcp_relays: bool,
+    /// TCP relays listening (also in `bound`).
+    pub listening: HashSet<SocketAddr>,
+    /// Connections to peers the server asked for, in order: id, relay, from,
+    /// peer, deadline.
+    pub connects: Vec<(ConnectionId, RelayHandle, SocketAddr, SocketAddr, Instant)>,
+    /// Every connect fails to start.
+    pub connect_fails: bool,
+    /// Connections the server closed, in order.
+    pub closed: Vec<ConnectionId>,
+    /// What each connection relayed, reported when the server closes it.
+    pub relayed: HashMap<ConnectionId, ConnectionTraffic>,
 }
 
 impl FakeHost {
@@ -129,6 +145,41 @@ impl Host for FakeHost {
         Ok(())
     }
 
+    fn listen_relay(&mut self, handle: RelayHandle, local: SocketAddr) -> Result<(), BindError> {
+        if !self.tcp_relays {
+            return Err(BindError::NotOffered);
+        }
+        self.bind_relay(handle, local)?;
+        self.listening.insert(local);
+        Ok(())
+    }
+
+    fn connect_peer(
+        &mut self,
+        id: ConnectionId,
+        handle: RelayHandle,
+        from: SocketAddr,
+        peer: SocketAddr,
+        deadline: Instant,
+    ) -> bool {
+        assert_eq!(
+            self.bound.get(&from),
+            Some(&handle),
+            "a connection from an address that is not the allocation's relay"
+        );
+        if self.connect_fails {
+            return false;
+        }
+        self.connects.push((id, handle, from, peer, deadline));
+        true
+    }
+
+    fn close_connection(&mut self, id: ConnectionId) -> ConnectionTraffic {
+        assert!(!self.closed.contains(&id), "connection {id:?} closed twice");
+        self.closed.push(id);
+        self.relayed.get(&id).copied().unwrap_or_default()
+    }
+
     fn reserve_port(
         &mut self,
         token: [u8; 8],
@@ -161,6 +212,7 @@ impl Host for FakeHost {
     }
 
     fn close_relay(&mut self, handle: RelayHandle, local: SocketAddr) {
+        self.listening.remove(&local);
         let h = self.bound.remove(&local);
         assert_eq!(
             h,

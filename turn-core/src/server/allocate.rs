@@ -31,7 +31,7 @@ const PORT_ATTEMPTS: usize = 64;
 /// names no reservation.
 const TOKEN_V6: u8 = 0x01;
 
-impl<S, const P: usize, const C: usize> Server<S, P, C>
+impl<S, const P: usize, const C: usize, const T: usize> Server<S, P, C, T>
 where
     S: AsRef<[Slot<P, C>]> + AsMut<[Slot<P, C>]>,
 {
@@ -87,7 +87,9 @@ where
 
     /// Binds a relay socket on a random free port of the range for `handle`, even
     /// if asked; with `reserve_next`, also has the host hold the next port and
-    /// returns the reservation's token.
+    /// returns the reservation's token. With `tcp`, a TCP listener instead
+    /// (RFC 6062).
+    #[allow(clippy::too_many_arguments)]
     fn bind_new(
         &mut self,
         now: Instant,
@@ -96,6 +98,7 @@ where
         v6: bool,
         even: bool,
         reserve_next: bool,
+        tcp: bool,
     ) -> Result<(SocketAddr, Option<[u8; 8]>), Refusal> {
         let ip = self.cfg.relay_ip(v6).ok_or(Refusal::FamilyNotSupported)?;
         let (lo, hi) = (u32::from(self.cfg.port_min), u32::from(self.cfg.port_max));
@@ -114,9 +117,19 @@ where
                 continue;
             };
             let addr = SocketAddr::new(ip, port16);
-            match host.bind_relay(handle, addr) {
+            let bound = if tcp {
+                host.listen_relay(handle, addr)
+            } else {
+                host.bind_relay(handle, addr)
+            };
+            match bound {
                 Ok(()) => {}
                 Err(BindError::InUse) => continue,
+                Err(BindError::NotOffered) if tcp => {
+                    return Err(Refusal::UnsupportedTransport(
+                        RequestedTransport::TCP.protocol,
+                    ));
+                }
                 Err(BindError::Unavailable | BindError::NotOffered) => {
                     return Err(Refusal::NoRelayPort);
                 }
@@ -182,17 +195,19 @@ where
         }
         // Attributes were all decoded once already; errors cannot happen here.
         let transport = msg.attribute::<RequestedTransport>().ok().flatten();
-        match transport {
+        let tcp = match transport {
             None => {
                 return Err(Refusal::BadRequest(BadRequest::Missing(
                     AttributeType::REQUESTED_TRANSPORT,
                 )));
             }
-            Some(t) if t != RequestedTransport::UDP => {
-                return Err(Refusal::UnsupportedTransport(t.protocol));
+            Some(RequestedTransport::UDP) => false,
+            Some(RequestedTransport::TCP) => {
+                self.check_tcp_allocate(tuple, msg)?;
+                true
             }
-            Some(_) => {}
-        }
+            Some(t) => return Err(Refusal::UnsupportedTransport(t.protocol)),
+        };
         let token = msg.attribute::<ReservationToken>().ok().flatten();
         let even = msg.attribute::<EvenPort>().ok().flatten();
         let raf = msg.attribute::<RequestedAddressFamily>().ok().flatten();
@@ -251,6 +266,7 @@ where
                 primary_v6,
                 even.is_some(),
                 even.is_some_and(|e| e.reserve_next),
+                tcp,
             ),
         };
         let (local, new_token) = match bound {
@@ -272,7 +288,15 @@ where
         }
         let mut v6_refused = false;
         if aaf.is_some() {
-            match self.bind_new(now, host, handle(RelayFamily::Ipv6), true, false, false) {
+            match self.bind_new(
+                now,
+                host,
+                handle(RelayFamily::Ipv6),
+                true,
+                false,
+                false,
+                false,
+            ) {
                 Ok((l6, _)) => relays[1] = Some(relay(&self.cfg, l6)),
                 Err(_) => v6_refused = true,
             }
@@ -291,6 +315,7 @@ where
             allocate_tid: msg.transaction_id(),
             token: new_token,
             v6_refused,
+            tcp,
         };
         if self.table.insert(alloc) != Some(slot) {
             // Cannot happen: the slot was free and nothing ran in between.

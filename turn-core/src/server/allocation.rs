@@ -146,6 +146,8 @@ pub struct Allocation<const P: usize, const C: usize> {
     pub(crate) token: Option<[u8; 8]>,
     /// Whether a requested IPv6 half of a dual allocation failed (440).
     pub(crate) v6_refused: bool,
+    /// Whether its relayed address is a TCP listener (RFC 6062).
+    pub(crate) tcp: bool,
 }
 
 impl<const P: usize, const C: usize> Allocation<P, C> {
@@ -157,6 +159,12 @@ impl<const P: usize, const C: usize> Allocation<P, C> {
     /// The relay sockets (one or two: IPv4 and IPv6).
     pub fn relays(&self) -> impl Iterator<Item = &RelaySocket> {
         self.relays.iter().flatten()
+    }
+
+    /// Whether it is a TCP allocation (RFC 6062): its relayed address is a TCP
+    /// listener, its data goes on data connections.
+    pub fn is_tcp(&self) -> bool {
+        self.tcp
     }
 
     /// The user that created it.

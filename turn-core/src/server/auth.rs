@@ -97,7 +97,7 @@ fn negotiated(cfg: &Config, msg: &Message<&[u8]>) -> Result<Algorithm, BadReques
     }
 }
 
-impl<S, const P: usize, const C: usize> Server<S, P, C>
+impl<S, const P: usize, const C: usize, const T: usize> Server<S, P, C, T>
 where
     S: AsRef<[Slot<P, C>]> + AsMut<[Slot<P, C>]>,
 {

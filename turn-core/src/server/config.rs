@@ -82,6 +82,11 @@ pub struct Config {
     /// Accept ChannelBind for 0x5000-0x7FFF as RFC 5766 did (older clients such as
     /// coturn's tools and pjnath use them); RFC 8656 allows 0x4000-0x4FFF only.
     pub legacy_channels: bool,
+    /// Peer TCP connections one TCP allocation (RFC 6062) may hold at once
+    /// (connecting, waiting for a ConnectionBind, or bound): a Connect past it
+    /// gets 508, a peer's connection past it is closed. The server's own total
+    /// is its `T`.
+    pub peer_connections_per_allocation: usize,
     /// Whether the host can send with the DF bit set; without it, DONT-FRAGMENT is
     /// refused with 420 as RFC 8656 §7.2 requires.
     pub dont_fragment: bool,
@@ -159,6 +164,7 @@ impl Config {
             unauth_verified_per_sec: 10_000,
             dont_fragment: false,
             legacy_channels: false,
+            peer_connections_per_allocation: 32,
             password_algorithms: heapless::Vec::from_slice(&[Algorithm::Sha256, Algorithm::Md5])
                 .unwrap_or_default(),
             userhash: false,

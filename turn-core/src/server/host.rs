@@ -133,6 +133,42 @@ pub trait Host {
     /// Closes the relay socket bound for `handle`.
     fn close_relay(&mut self, handle: RelayHandle, local: SocketAddr);
 
+    /// Opens the relayed address of a TCP allocation (RFC 6062): a TCP
+    /// listener at `local` for `handle`, whose connections go to
+    /// [`Server::peer_accepted`](super::Server::peer_accepted); closed with
+    /// [`Host::close_relay`]. By default the host offers none, and an
+    /// Allocate for TCP gets 442.
+    fn listen_relay(&mut self, handle: RelayHandle, local: SocketAddr) -> Result<(), BindError> {
+        let _ = (handle, local);
+        Err(BindError::NotOffered)
+    }
+
+    /// Starts a TCP connection from `from` (the relayed address of `handle`'s
+    /// TCP allocation) to `peer`, and reports its outcome with
+    /// [`Server::peer_connected`](super::Server::peer_connected) by `deadline`
+    /// at the latest (a failure then). `false` when it cannot even start (the
+    /// Connect gets 447 at once). By default the host has no TCP relays.
+    fn connect_peer(
+        &mut self,
+        id: super::ConnectionId,
+        handle: RelayHandle,
+        from: SocketAddr,
+        peer: SocketAddr,
+        deadline: Instant,
+    ) -> bool {
+        let _ = (id, handle, from, peer, deadline);
+        false
+    }
+
+    /// Closes peer connection `id` and its client data connection, if bound
+    /// (its allocation ended, or its ConnectionBind did not come in time), and
+    /// returns what it relayed. Not called for a connection the host reported
+    /// ended with [`Server::connection_ended`](super::Server::connection_ended).
+    fn close_connection(&mut self, id: super::ConnectionId) -> super::ConnectionTraffic {
+        let _ = id;
+        super::ConnectionTraffic::default()
+    }
+
     /// Whether a relay socket of this server (of any shard, for a sharded host) is
     /// bound at `local` right now. Asked for peers on the server's own relay
     /// addresses, on every packet to or from them, so that relay-to-relay traffic

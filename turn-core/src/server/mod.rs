@@ -112,6 +112,7 @@ mod relay;
 mod requests;
 mod respond;
 mod table;
+pub mod tcp;
 
 use core::net::SocketAddr;
 
@@ -136,12 +137,17 @@ pub use reason::{Group, REASONS, Reason, RefusalCounts};
 pub use refusal::{BadRequest, DRAINING_PHRASE, Refusal};
 pub use relay::{BufferTooSmall, PEER_HEADROOM, PEER_TAILROOM, PeerBuffer};
 pub use table::Slot;
+pub use tcp::{BIND_TIMEOUT_SECS, CONNECT_TIMEOUT_SECS, ConnectionId, ConnectionTraffic};
 
 use crate::rng::{self, Random};
 use crate::{FiveTuple, Instant, UnixTime};
 
 /// The TURN server. See the module docs for how to drive it.
-pub struct Server<S, const P: usize, const C: usize> {
+///
+/// `T` is how many peer TCP connections of TCP allocations (RFC 6062) it holds
+/// at once; with the default, 0, it relays UDP only and answers an Allocate for
+/// TCP with 442 (see [`tcp`]).
+pub struct Server<S, const P: usize, const C: usize, const T: usize = 0> {
     cfg: Config,
     nonces: Nonces,
     table: table::Table<S, P, C>,
@@ -157,9 +163,11 @@ pub struct Server<S, const P: usize, const C: usize> {
     draining_until: Option<Instant>,
     /// What was relayed over the last second, against the capacity.
     throughput: bandwidth::Throughput,
+    /// The peer TCP connections of TCP allocations.
+    connections: tcp::Connections<T>,
 }
 
-impl<S, const P: usize, const C: usize> core::fmt::Debug for Server<S, P, C> {
+impl<S, const P: usize, const C: usize, const T: usize> core::fmt::Debug for Server<S, P, C, T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Server")
             .field("realm", &self.cfg.realm)
@@ -180,7 +188,22 @@ where
     /// The server's relay and advertised addresses join the peer policy's own
     /// addresses here, so relaying to them is refused (but to live relayed
     /// addresses) whatever the allow list says.
-    pub fn new(mut cfg: Config, slots: S, secret: [u8; 32]) -> Result<Self, ConfigError> {
+    ///
+    /// It relays UDP only; [`Server::with_tcp`] makes one that takes TCP
+    /// allocations too.
+    pub fn new(cfg: Config, slots: S, secret: [u8; 32]) -> Result<Self, ConfigError> {
+        Self::with_tcp(cfg, slots, secret)
+    }
+}
+
+impl<S, const P: usize, const C: usize, const T: usize> Server<S, P, C, T>
+where
+    S: AsRef<[Slot<P, C>]> + AsMut<[Slot<P, C>]>,
+{
+    /// [`Server::new`] for a server that also takes TCP allocations (RFC 6062),
+    /// holding up to `T` peer TCP connections at once, if its host offers TCP
+    /// relays ([`Host::listen_relay`]).
+    pub fn with_tcp(mut cfg: Config, slots: S, secret: [u8; 32]) -> Result<Self, ConfigError> {
         cfg.validate()?;
         if slots.as_ref().is_empty() || slots.as_ref().len() >= (u32::MAX / 2) as usize {
             return Err(ConfigError {
@@ -226,6 +249,7 @@ where
             counters: Counters::default(),
             draining_until: None,
             throughput: bandwidth::Throughput::default(),
+            connections: tcp::Connections::new(),
         })
     }
 
@@ -455,6 +479,7 @@ where
                 self.end_relay(slot, which, host);
             }
         }
+        self.expire_connections(now, host);
         host.expire_reservations(now);
         self.schedule(now);
         if deferred {
@@ -622,11 +647,13 @@ where
         host.release_quota(auth::quota_user(&self.cfg, &a.username));
     }
 
-    /// Removes the allocation in `slot`, closes its relays and releases its quota.
+    /// Removes the allocation in `slot`, closes its relays and peer TCP
+    /// connections (their traffic joins its record) and releases its quota.
     fn end_allocation(&mut self, slot: usize, host: &mut impl Host, reason: EndReason) {
         let Some(generation) = self.table.generation(slot) else {
             return;
         };
+        self.close_connections_of(slot, generation, host);
         let Some(a) = self.table.remove(slot) else {
             return;
         };

@@ -17,7 +17,7 @@ use super::respond::{self, Signer};
 use super::{ClientOutput, Host, Server, Slot};
 use crate::{FiveTuple, Instant};
 
-impl<S, const P: usize, const C: usize> Server<S, P, C>
+impl<S, const P: usize, const C: usize, const T: usize> Server<S, P, C, T>
 where
     S: AsRef<[Slot<P, C>]> + AsMut<[Slot<P, C>]>,
 {
@@ -34,7 +34,7 @@ where
     /// a local peer entry names (a media server on this host): its other ports
     /// stay closed. A channel is for an address: it must be a live relayed
     /// address or a local peer now (and each packet is checked again).
-    fn check_peer(
+    pub(crate) fn check_peer(
         &self,
         now: Instant,
         host: &mut impl Host,
@@ -151,6 +151,9 @@ where
         out: &mut [u8],
     ) -> Result<ClientOutput, Refusal> {
         let slot = self.owned_slot(now, tuple, auth)?;
+        if self.table.get(slot).is_some_and(|a| a.tcp) {
+            return Err(Refusal::BadRequest(BadRequest::NotOnTcpAllocation));
+        }
         let number = msg
             .attribute::<ChannelNumber>()
             .ok()

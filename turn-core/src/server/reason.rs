@@ -52,10 +52,13 @@ pub enum Reason {
     NoAllocation,
     OutputTooSmall,
     ClassicOff,
+    ConnectionExists,
+    ConnectionFailed,
+    TcpAllocation,
 }
 
 /// How many reasons there are.
-pub const REASONS: usize = 35;
+pub const REASONS: usize = 38;
 
 impl Reason {
     /// Every reason, in a fixed order (the index of [`RefusalCounts`]).
@@ -95,6 +98,9 @@ impl Reason {
         Reason::NoAllocation,
         Reason::OutputTooSmall,
         Reason::ClassicOff,
+        Reason::ConnectionExists,
+        Reason::ConnectionFailed,
+        Reason::TcpAllocation,
     ];
 
     /// A short name for labels (`snake_case`, stable).
@@ -135,6 +141,9 @@ impl Reason {
             Reason::NoAllocation => "no_allocation",
             Reason::OutputTooSmall => "output_too_small",
             Reason::ClassicOff => "classic_off",
+            Reason::ConnectionExists => "connection_exists",
+            Reason::ConnectionFailed => "connection_failed",
+            Reason::TcpAllocation => "tcp_allocation",
         }
     }
 
@@ -161,6 +170,7 @@ impl Reason {
             | Reason::NoChannel
             | Reason::NoAllocation
             | Reason::OutputTooSmall
+            | Reason::TcpAllocation
             | Reason::ClassicOff => Group::Dropped,
             _ => Group::Refused,
         }
@@ -226,6 +236,9 @@ impl Refusal {
             Refusal::NoAllocation => Reason::NoAllocation,
             Refusal::OutputTooSmall => Reason::OutputTooSmall,
             Refusal::ClassicOff => Reason::ClassicOff,
+            Refusal::ConnectionExists(_) => Reason::ConnectionExists,
+            Refusal::ConnectionFailed(_) => Reason::ConnectionFailed,
+            Refusal::TcpAllocation => Reason::TcpAllocation,
         }
     }
 }
@@ -348,6 +361,9 @@ mod tests {
             Refusal::NoAllocation,
             Refusal::OutputTooSmall,
             Refusal::ClassicOff,
+            Refusal::ConnectionExists(SocketAddr::new(ip, 1)),
+            Refusal::ConnectionFailed(SocketAddr::new(ip, 1)),
+            Refusal::TcpAllocation,
         ];
         for r in samples {
             assert_eq!(

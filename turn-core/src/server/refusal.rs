@@ -41,6 +41,21 @@ pub enum BadRequest {
     PasswordAlgorithmMismatch,
     /// RESERVATION-TOKEN together with ADDITIONAL-ADDRESS-FAMILY (RFC 8656 §7.2).
     TokenWithAdditionalFamily,
+    /// An Allocate for a TCP relay over UDP (RFC 6062 §5.1).
+    TcpRelayOverUdp,
+    /// An Allocate for a TCP relay with an attribute it cannot honour
+    /// (EVEN-PORT, RESERVATION-TOKEN, DONT-FRAGMENT, ADDITIONAL-ADDRESS-FAMILY).
+    NotForTcpRelay(AttributeType),
+    /// A Connect on a UDP allocation.
+    NotTcpAllocation,
+    /// A ChannelBind on a TCP allocation.
+    NotOnTcpAllocation,
+    /// A ConnectionBind naming no connection that waits for one.
+    UnknownConnection(u32),
+    /// A ConnectionBind on a UDP flow, on a connection that holds an
+    /// allocation, or on one bound already: it must open a new TCP or TLS
+    /// connection (RFC 6062 §5.4).
+    BindNotOnNewConnection,
 }
 
 /// Why a packet from a client was refused (with an error response) or dropped.
@@ -101,8 +116,16 @@ pub enum Refusal {
     /// 508: EVEN-PORT asked to reserve the next port, and the host keeps no
     /// reservations.
     ReservationNotOffered,
-    /// 508: the allocation holds as many permissions or channels as it can.
+    /// 508: the allocation holds as many permissions, channels or peer TCP
+    /// connections as it can.
     AllocationFull,
+    /// 446: the TCP allocation has a connection to this peer already (RFC 6062).
+    ConnectionExists(SocketAddr),
+    /// 447: the connection to this peer failed or timed out (RFC 6062).
+    ConnectionFailed(SocketAddr),
+    /// A Send indication or ChannelData on a TCP allocation, whose data goes on
+    /// its data connections: dropped.
+    TcpAllocation,
     /// 400 Bad Request.
     BadRequest(BadRequest),
     /// 420 Unknown Attribute (the first one).
@@ -163,6 +186,8 @@ impl Refusal {
             | Refusal::NoReservation
             | Refusal::ReservationNotOffered
             | Refusal::AllocationFull => 508,
+            Refusal::ConnectionExists(_) => 446,
+            Refusal::ConnectionFailed(_) => 447,
             Refusal::BadRequest(_) => 400,
             Refusal::UnknownAttribute(_) => 420,
             Refusal::RateLimited
@@ -179,6 +204,7 @@ impl Refusal {
             | Refusal::NoChannel(_)
             | Refusal::NoAllocation
             | Refusal::OutputTooSmall
+            | Refusal::TcpAllocation
             | Refusal::ClassicOff => return None,
         })
     }
@@ -230,6 +256,23 @@ impl fmt::Display for BadRequest {
             BadRequest::TokenWithAdditionalFamily => {
                 f.write_str("RESERVATION-TOKEN cannot come with ADDITIONAL-ADDRESS-FAMILY")
             }
+            BadRequest::TcpRelayOverUdp => {
+                f.write_str("a TCP relay is allocated over a TCP or TLS connection, not UDP")
+            }
+            BadRequest::NotForTcpRelay(t) => write!(f, "{t} cannot come with a TCP relay"),
+            BadRequest::NotTcpAllocation => f.write_str("Connect on a UDP allocation"),
+            BadRequest::NotOnTcpAllocation => {
+                f.write_str("ChannelBind on a TCP allocation (its data goes on data connections)")
+            }
+            BadRequest::UnknownConnection(id) => write!(
+                f,
+                "CONNECTION-ID 0x{id:08x} names no connection waiting for a ConnectionBind \
+                 (unknown, bound already, or past its 30 s)"
+            ),
+            BadRequest::BindNotOnNewConnection => f.write_str(
+                "ConnectionBind must come on a new TCP or TLS connection, not one holding an \
+                 allocation or a data connection",
+            ),
         }
     }
 }
@@ -258,7 +301,11 @@ impl fmt::Display for Refusal {
             }
             Refusal::AllocationMismatch => f.write_str("437 allocation mismatch"),
             Refusal::UnsupportedTransport(p) => {
-                write!(f, "442 unsupported transport protocol {p} (only UDP relays)")
+                write!(
+                    f,
+                    "442 unsupported transport protocol {p} (UDP relays, and TCP relays where \
+                     the server offers them)"
+                )
             }
             Refusal::FamilyNotSupported => {
                 f.write_str("440 address family not supported (no relay address of that family)")
@@ -297,8 +344,20 @@ impl fmt::Display for Refusal {
                 f.write_str("508 EVEN-PORT reservations are not offered by this server")
             }
             Refusal::AllocationFull => {
-                f.write_str("508 allocation holds as many permissions or channels as it can")
+                f.write_str("508 allocation holds as many permissions, channels or TCP connections as it can")
             }
+            Refusal::ConnectionExists(p) => {
+                write!(f, "446 connection already exists to peer {p} on this TCP allocation")
+            }
+            Refusal::ConnectionFailed(p) => write!(
+                f,
+                "447 connection to peer {p} failed or timed out (is it listening and reachable \
+                 from the relay address?)"
+            ),
+            Refusal::TcpAllocation => f.write_str(
+                "dropped: a Send indication or ChannelData on a TCP allocation (data goes on its \
+                 data connections)",
+            ),
             Refusal::BadRequest(b) => write!(f, "400 bad request: {b}"),
             Refusal::UnknownAttribute(t) => write!(f, "420 unknown attribute {t}"),
             Refusal::Malformed(e) => write!(f, "dropped: {e}"),

@@ -94,7 +94,7 @@ impl<'b> PeerBuffer<'b> {
     }
 }
 
-impl<S, const P: usize, const C: usize> Server<S, P, C>
+impl<S, const P: usize, const C: usize, const T: usize> Server<S, P, C, T>
 where
     S: AsRef<[Slot<P, C>]> + AsMut<[Slot<P, C>]>,
 {
@@ -181,6 +181,9 @@ where
         };
         if now >= a.expires {
             return ClientOutput::Drop(Some(Refusal::NoAllocation));
+        }
+        if a.tcp {
+            return ClientOutput::Drop(Some(Refusal::TcpAllocation));
         }
         let permitted = if exact {
             a.sends_to_relay(&peer, now)

@@ -1,8 +1,9 @@
 //! Requests: Binding (unauthenticated), then authentication, unknown attributes
 //! and attribute decoding for the TURN requests, dispatched to
 //! [`allocate`](super::allocate) (Allocate, Refresh) and
-//! [`permissions`](super::permissions) (CreatePermission, ChannelBind); 300 Try
-//! Alternate when full.
+//! [`permissions`](super::permissions) (CreatePermission, ChannelBind) and
+//! [`tcp`](super::tcp) (Connect, ConnectionBind, on a server with TCP
+//! allocations); 300 Try Alternate when full.
 
 use core::net::SocketAddr;
 
@@ -15,7 +16,7 @@ use super::refusal::{BadRequest, Refusal};
 use super::{ClientOutput, Host, Server, Slot, respond};
 use crate::{FiveTuple, Instant, UnixTime};
 
-impl<S, const P: usize, const C: usize> Server<S, P, C>
+impl<S, const P: usize, const C: usize, const T: usize> Server<S, P, C, T>
 where
     S: AsRef<[Slot<P, C>]> + AsMut<[Slot<P, C>]>,
 {
@@ -44,10 +45,16 @@ where
                 Outcome::Drop(_) => ClientOutput::Drop(Some(Refusal::OutputTooSmall)),
             };
         }
-        if !matches!(
-            method,
-            Method::ALLOCATE | Method::REFRESH | Method::CREATE_PERMISSION | Method::CHANNEL_BIND
-        ) {
+        let served = match method {
+            Method::ALLOCATE
+            | Method::REFRESH
+            | Method::CREATE_PERMISSION
+            | Method::CHANNEL_BIND => true,
+            // RFC 6062's, on a server with room for TCP connections.
+            Method::CONNECT | Method::CONNECTION_BIND => T > 0,
+            _ => false,
+        };
+        if !served {
             return self.plain_error(
                 msg,
                 out,
@@ -87,6 +94,8 @@ where
             Method::ALLOCATE => self.allocate(now, host, tuple, msg, &auth, out),
             Method::REFRESH => self.refresh(now, host, tuple, msg, &auth, out),
             Method::CREATE_PERMISSION => self.create_permission(now, host, tuple, msg, &auth, out),
+            Method::CONNECT => self.connect(now, host, tuple, msg, &auth),
+            Method::CONNECTION_BIND => self.connection_bind(now, tuple, msg, &auth, out),
             _ => self.channel_bind(now, host, tuple, msg, &auth, out),
         };
         match result {

@@ -19,7 +19,7 @@ pub(crate) struct Signer<'k> {
 }
 
 impl Signer<'_> {
-    fn sign(&self, b: &mut MessageBuilder<'_>) -> Result<(), EncodeError> {
+    pub(crate) fn sign(&self, b: &mut MessageBuilder<'_>) -> Result<(), EncodeError> {
         if self.sha256 {
             b.add_message_integrity_sha256(self.key)
         } else {

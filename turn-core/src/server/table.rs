@@ -293,6 +293,7 @@ mod test {
             allocate_tid: stun_core::TransactionId::new([0; 12]),
             token: None,
             v6_refused: false,
+            tcp: false,
         }
     }
 

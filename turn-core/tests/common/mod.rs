@@ -21,7 +21,9 @@ pub use turn_harness::{Answer, FakeHost};
 pub const REALM: &str = "TANDBERG";
 pub const P: usize = 8;
 pub const C: usize = 8;
-pub type TestServer = Server<Vec<Slot<P, C>>, P, C>;
+pub type TestServer = Srv<0>;
+/// A test server with room for `T` peer TCP connections (RFC 6062).
+pub type Srv<const T: usize> = Server<Vec<Slot<P, C>>, P, C, T>;
 
 pub fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -151,9 +153,9 @@ impl Client {
     }
 
     /// Sends bytes and returns the reply, if any.
-    pub fn send_raw(
+    pub fn send_raw<const T: usize>(
         &self,
-        s: &mut TestServer,
+        s: &mut Srv<T>,
         h: &mut FakeHost,
         now: Instant,
         bytes: &[u8],
@@ -167,9 +169,9 @@ impl Client {
 
     /// Sends an authenticated request (doing the 401 round first if no nonce is
     /// known, and retrying once on 438) and returns the final reply.
-    pub fn request(
+    pub fn request<const T: usize>(
         &mut self,
-        s: &mut TestServer,
+        s: &mut Srv<T>,
         h: &mut FakeHost,
         now: Instant,
         method: Method,
@@ -197,9 +199,9 @@ impl Client {
         r
     }
 
-    pub fn exchange(
+    pub fn exchange<const T: usize>(
         &self,
-        s: &mut TestServer,
+        s: &mut Srv<T>,
         h: &mut FakeHost,
         now: Instant,
         bytes: &[u8],
@@ -220,15 +222,20 @@ impl Client {
         }
     }
 
-    pub fn allocate(&mut self, s: &mut TestServer, h: &mut FakeHost, now: Instant) -> Reply {
+    pub fn allocate<const T: usize>(
+        &mut self,
+        s: &mut Srv<T>,
+        h: &mut FakeHost,
+        now: Instant,
+    ) -> Reply {
         self.request(s, h, now, Method::ALLOCATE, &|b| {
             b.add(&RequestedTransport::UDP).unwrap()
         })
     }
 
-    pub fn permit(
+    pub fn permit<const T: usize>(
         &mut self,
-        s: &mut TestServer,
+        s: &mut Srv<T>,
         h: &mut FakeHost,
         now: Instant,
         peer: &str,
@@ -239,9 +246,9 @@ impl Client {
         })
     }
 
-    pub fn bind(
+    pub fn bind<const T: usize>(
         &mut self,
-        s: &mut TestServer,
+        s: &mut Srv<T>,
         h: &mut FakeHost,
         now: Instant,
         ch: u16,
@@ -254,9 +261,9 @@ impl Client {
         })
     }
 
-    pub fn refresh(
+    pub fn refresh<const T: usize>(
         &mut self,
-        s: &mut TestServer,
+        s: &mut Srv<T>,
         h: &mut FakeHost,
         now: Instant,
         lifetime: u32,
@@ -304,8 +311,8 @@ pub fn relayed(r: &Reply) -> SocketAddr {
 
 /// Delivers a datagram from `peer` on the relay bound at `local`; returns what the
 /// client receives.
-pub fn from_peer(
-    s: &mut TestServer,
+pub fn from_peer<const T: usize>(
+    s: &mut Srv<T>,
     h: &mut FakeHost,
     now: Instant,
     local: SocketAddr,

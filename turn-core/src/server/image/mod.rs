@@ -99,7 +99,7 @@ impl core::fmt::Display for ImageError {
 
 impl core::error::Error for ImageError {}
 
-impl<S, const P: usize, const C: usize> Server<S, P, C>
+impl<S, const P: usize, const C: usize, const T: usize> Server<S, P, C, T>
 where
     S: AsRef<[Slot<P, C>]> + AsMut<[Slot<P, C>]>,
 {

@@ -204,6 +204,7 @@ pub(super) fn read_record<const P: usize, const C: usize>(
         allocate_tid,
         token,
         v6_refused,
+        tcp: false,
     };
     a.update_expiry();
     Ok(a)
