@@ -61,6 +61,15 @@ impl<const P: usize, const C: usize> Client<P, C> {
                         data: raw.value_range(),
                     })
             }
+            Class::Indication if msg.method() == Method::CONNECTION_ATTEMPT => {
+                let peer = msg.attribute::<XorPeerAddress>().ok()??.0;
+                let id = msg
+                    .attribute::<stun_core::attributes::ConnectionId>()
+                    .ok()??
+                    .0;
+                self.push_event(ClientEvent::ConnectionAttempt { peer, id });
+                None
+            }
             Class::Success | Class::Error => {
                 self.response(now, &msg);
                 None
@@ -162,6 +171,12 @@ impl<const P: usize, const C: usize> Client<P, C> {
                     });
                 }
                 self.push_event(ClientEvent::ChannelBound { channel, peer });
+            }
+            RequestKind::Connect(peer) => {
+                match msg.attribute::<stun_core::attributes::ConnectionId>() {
+                    Ok(Some(id)) => self.push_event(ClientEvent::Connected { peer, id: id.0 }),
+                    _ => self.fail(t.kind, Failure::Code(500)),
+                }
             }
         }
     }

@@ -25,11 +25,13 @@
 
 mod input;
 mod retransmit;
+mod rfc6062;
 mod selection;
 mod server_type;
 mod timers;
 mod types;
 
+pub use rfc6062::BindAnswer;
 pub use selection::{Candidate, CandidateState, ProbeTransmit, Selector};
 pub use server_type::{ServerType, ServerTypeError};
 pub use types::{
@@ -218,13 +220,18 @@ impl<const P: usize, const C: usize> Client<P, C> {
             RequestKind::Refresh(_) => Method::REFRESH,
             RequestKind::Permission(_) => Method::CREATE_PERMISSION,
             RequestKind::ChannelBind(..) => Method::CHANNEL_BIND,
+            RequestKind::Connect(_) => Method::CONNECT,
         };
         let (tid, kind) = (t.tid, t.kind);
         let write = |buf: &mut [u8]| -> Result<usize, stun_core::EncodeError> {
             let mut b = MessageBuilder::new(buf, MessageType::new(method, Class::Request), tid)?;
             match kind {
                 RequestKind::Allocate => {
-                    b.add(&RequestedTransport::UDP)?;
+                    b.add(if self.cfg.tcp_relay {
+                        &RequestedTransport::TCP
+                    } else {
+                        &RequestedTransport::UDP
+                    })?;
                     b.add(&Lifetime(self.cfg.lifetime_secs))?;
                     if self.cfg.family == AddressFamily::Ipv6 {
                         b.add(&RequestedAddressFamily(AddressFamily::Ipv6))?;
@@ -236,6 +243,7 @@ impl<const P: usize, const C: usize> Client<P, C> {
                     b.add(&ChannelNumber(ch))?;
                     b.add(&XorPeerAddress(peer))?;
                 }
+                RequestKind::Connect(peer) => b.add(&XorPeerAddress(peer))?,
             }
             if !self.cfg.software.is_empty() {
                 b.add(&Software(&self.cfg.software))?;
@@ -347,7 +355,9 @@ impl<const P: usize, const C: usize> Client<P, C> {
             return false;
         };
         match msg.class() {
-            Class::Indication => msg.method() == Method::DATA,
+            Class::Indication => {
+                msg.method() == Method::DATA || msg.method() == Method::CONNECTION_ATTEMPT
+            }
             Class::Success | Class::Error => {
                 let tid = msg.transaction_id();
                 self.transactions.iter().any(|t| t.tid == tid)

@@ -105,6 +105,7 @@ impl<const P: usize, const C: usize> Client<P, C> {
             }
             RequestKind::Permission(ip) => self.permissions.retain(|p| p.ip != ip),
             RequestKind::ChannelBind(n, _) => self.channels.retain(|c| c.number != n || c.bound),
+            RequestKind::Connect(_) => {}
         }
         self.push_event(ClientEvent::Failed {
             request: kind,

@@ -28,6 +28,12 @@ pub struct ClientConfig {
     pub family: AddressFamily,
     /// SOFTWARE to send; empty to omit.
     pub software: heapless::String<32>,
+    /// Ask for a TCP relay (RFC 6062) instead of UDP: the client then opens
+    /// peer connections with [`Client::connect`](super::Client::connect) and
+    /// joins them to data connections with
+    /// [`Client::connection_bind`](super::Client::connection_bind); over a TCP or
+    /// TLS transport only.
+    pub tcp_relay: bool,
 }
 
 impl ClientConfig {
@@ -48,6 +54,7 @@ impl ClientConfig {
             lifetime_secs: 600,
             family: AddressFamily::Ipv4,
             software: heapless::String::new(),
+            tcp_relay: false,
         })
     }
 
@@ -187,6 +194,8 @@ pub enum RequestKind {
     Permission(IpAddr),
     /// ChannelBind of a channel to a peer.
     ChannelBind(u16, SocketAddr),
+    /// Connect to a peer over a TCP relay (RFC 6062).
+    Connect(SocketAddr),
 }
 
 /// Something that happened.
@@ -231,6 +240,23 @@ pub enum ClientEvent {
     Rtt {
         /// Milliseconds.
         ms: u64,
+    },
+    /// The relay connected to a peer (RFC 6062 Connect): join the connection
+    /// `id` to a new data connection with
+    /// [`Client::connection_bind`](super::Client::connection_bind).
+    Connected {
+        /// The peer.
+        peer: SocketAddr,
+        /// The CONNECTION-ID.
+        id: u32,
+    },
+    /// A peer connected to the relayed address (RFC 6062 ConnectionAttempt):
+    /// join it to a new data connection within 30 s, or it is closed.
+    ConnectionAttempt {
+        /// The peer.
+        peer: SocketAddr,
+        /// The CONNECTION-ID.
+        id: u32,
     },
 }
 

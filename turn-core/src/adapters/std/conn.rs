@@ -46,6 +46,20 @@ pub(crate) enum ReadState {
     Closed(&'static str),
 }
 
+/// What the reader of a frame says next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flow {
+    /// On to the next frame.
+    Next,
+    /// The frame was handled and the stream is no longer framed (a
+    /// ConnectionBind that made it a data connection): stop, leaving what
+    /// follows in the read buffer.
+    Stop,
+    /// Stop before this frame, leaving it in the read buffer (for another
+    /// worker).
+    Hold,
+}
+
 /// Where a connection on a TLS listener stands.
 #[cfg_attr(not(feature = "tls"), allow(dead_code))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +95,9 @@ pub(crate) struct ClientConn {
     pub(crate) allocated: bool,
     /// From a load balancer: a PROXY header comes first.
     pub(crate) proxy_pending: bool,
+    /// A frame's reader said stop ([`Flow::Stop`] or [`Flow::Hold`]): no
+    /// more frames are read until the connection changes hands.
+    pub(crate) halted: bool,
 }
 
 /// A connection's place among its worker's openings; given back when dropped.
@@ -126,6 +143,7 @@ impl ClientConn {
             slot,
             proxy_pending: false,
             opening: None,
+            halted: false,
         }
     }
 
@@ -146,17 +164,22 @@ impl ClientConn {
     }
 
     /// Reads what is available and hands each complete frame to `on_frame`, which
-    /// may append a reply to the write buffer it is given.
+    /// may append a reply to the write buffer it is given, and says whether to
+    /// go on (see [`Flow`]; once halted, nothing more is read).
     pub(crate) fn read_frames(
         &mut self,
         now: Instant,
-        mut on_frame: impl FnMut(&[u8], &mut Vec<u8>),
+        mut on_frame: impl FnMut(&[u8], &mut Vec<u8>) -> Flow,
     ) -> ReadState {
+        self.halted = false;
         // Bytes buffered while the opening was classified come first.
         if let Some(reason) = self.drain_frames(&mut on_frame) {
             return ReadState::Closed(reason);
         }
         loop {
+            if self.halted {
+                return ReadState::Open;
+            }
             if self.rlen == self.rbuf.len() {
                 // Grow only as far as the frame at the front needs.
                 let need = demux::stream_frame(self.rbuf.get(..self.rlen).unwrap_or_default())
@@ -199,7 +222,7 @@ impl ClientConn {
     /// Hands every complete frame at the front of the read buffer to `on_frame`.
     fn drain_frames(
         &mut self,
-        on_frame: &mut impl FnMut(&[u8], &mut Vec<u8>),
+        on_frame: &mut impl FnMut(&[u8], &mut Vec<u8>) -> Flow,
     ) -> Option<&'static str> {
         let mut start = 0;
         let max = self.max_frame();
@@ -211,7 +234,7 @@ impl ClientConn {
         {
             return Some(UNTRUSTED_PROXY);
         }
-        loop {
+        while !self.halted {
             let pending = self.rbuf.get(start..self.rlen).unwrap_or_default();
             match demux::stream_frame(pending) {
                 Frame::NeedMore => break,
@@ -223,7 +246,14 @@ impl ClientConn {
                     if pending.len() < n {
                         break;
                     }
-                    on_frame(pending.get(..n).unwrap_or_default(), &mut self.wbuf);
+                    match on_frame(pending.get(..n).unwrap_or_default(), &mut self.wbuf) {
+                        Flow::Next => {}
+                        Flow::Stop => self.halted = true,
+                        Flow::Hold => {
+                            self.halted = true;
+                            break;
+                        }
+                    }
                     self.deadline = None;
                     start += n;
                 }

@@ -10,10 +10,13 @@ use mio::Registry;
 use crate::Instant;
 use crate::credentials::{Algorithm, Key};
 use crate::rng::Random;
-use crate::server::{BindError, Host, QuotaError, RelayHandle, USERNAME_MAX};
+use crate::server::{
+    BindError, ConnectionId, ConnectionTraffic, Host, QuotaError, RelayHandle, USERNAME_MAX,
+};
 
 use super::relays::Relays;
 use super::shared::Shared;
+use super::tcp_relay::TcpRelays;
 
 /// Borrows what a worker lends the TURN core for one call.
 pub(crate) struct WorkerHost<'a> {
@@ -27,6 +30,8 @@ pub(crate) struct WorkerHost<'a> {
     /// address, which [`Host::bind_relay`] takes in place of binding.
     pub(crate) inherited:
         Option<&'a mut std::collections::HashMap<SocketAddr, std::net::UdpSocket>>,
+    /// The worker's TCP relays (RFC 6062).
+    pub(crate) tcp: &'a mut TcpRelays,
 }
 
 impl Host for WorkerHost<'_> {
@@ -55,6 +60,10 @@ impl Host for WorkerHost<'_> {
     }
 
     fn bind_relay(&mut self, handle: RelayHandle, local: SocketAddr) -> Result<(), BindError> {
+        // A TCP relay holds the port (the relay map has one owner per port).
+        if self.inherited.is_none() && self.shared.live.contains(local) {
+            return Err(BindError::InUse);
+        }
         match self.inherited.as_deref_mut() {
             Some(inherited) => {
                 let sock = inherited.remove(&local).ok_or(BindError::Unavailable)?;
@@ -66,8 +75,41 @@ impl Host for WorkerHost<'_> {
         Ok(())
     }
 
+    fn listen_relay(&mut self, handle: RelayHandle, local: SocketAddr) -> Result<(), BindError> {
+        if self.shared.live.contains(local) {
+            return Err(BindError::InUse);
+        }
+        self.tcp.listen(self.registry, handle, local)?;
+        self.shared.live.set(local, Some(self.worker));
+        Ok(())
+    }
+
+    fn connect_peer(
+        &mut self,
+        id: ConnectionId,
+        _handle: RelayHandle,
+        from: SocketAddr,
+        peer: SocketAddr,
+        deadline: Instant,
+    ) -> bool {
+        let deadline = self.shared.clock.to_std(deadline);
+        match self.tcp.connect(self.registry, id, from, peer, deadline) {
+            Ok(()) => true,
+            Err(e) => {
+                log::debug!("tcp relay {from}: cannot connect to {peer}: {e}");
+                false
+            }
+        }
+    }
+
+    fn close_connection(&mut self, id: ConnectionId) -> ConnectionTraffic {
+        self.tcp.close(self.registry, id)
+    }
+
     fn close_relay(&mut self, handle: RelayHandle, local: SocketAddr) {
-        if self.relays.close(self.registry, handle) {
+        if self.relays.close(self.registry, handle)
+            || self.tcp.close_listener(self.registry, handle).is_some()
+        {
             self.shared.live.set(local, None);
         }
         #[cfg(feature = "xdp")]

@@ -120,6 +120,7 @@ mod shared;
 mod sources;
 mod stats;
 mod stream;
+mod tcp_relay;
 pub mod upgrade;
 mod usage;
 mod worker;

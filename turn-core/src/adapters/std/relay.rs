@@ -324,7 +324,11 @@ fn prepare(
     let mut shards = Vec::new();
     for _ in 0..threads {
         let cfg = super::meters::for_shard(&settings.turn, threads);
-        shards.push(Turn::new(cfg, vec![Slot::EMPTY; slots], secret).map_err(StartError::Config)?);
+        let mut shard =
+            Turn::with_tcp(cfg, vec![Slot::EMPTY; slots], secret).map_err(StartError::Config)?;
+        // A ConnectionBind goes to the worker whose shard holds the connection.
+        shard.set_shard(u8::try_from(shards.len()).unwrap_or(u8::MAX));
+        shards.push(shard);
     }
     Ok(Prepared {
         settings,
@@ -373,8 +377,9 @@ fn launch(
             .map_err(setup("create an event loop"))?;
         workers.push(w);
     }
-    for (w, h) in workers.iter().zip(&shared.handoffs) {
+    for ((w, h), t) in workers.iter().zip(&shared.handoffs).zip(&shared.transfers) {
         h.set_waker(w.waker());
+        t.set_waker(w.waker());
     }
     let wakers = workers.iter().map(Worker::waker).collect();
     #[cfg(feature = "tls")]

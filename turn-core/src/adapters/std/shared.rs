@@ -54,6 +54,9 @@ pub(crate) struct Shared {
     pub(crate) events: EventQueue,
     /// Each worker's relay-to-relay inbox.
     pub(crate) handoffs: Vec<Mailbox>,
+    /// Each worker's queue of connections whose ConnectionBind its shard
+    /// answers.
+    pub(crate) transfers: Vec<super::tcp_relay::Transfers>,
     /// The steps of a hand-over to another process.
     pub(crate) handover: super::upgrade::control::Control,
     /// TLS handshakes per source, over the TLS threads.
@@ -107,6 +110,7 @@ impl Shared {
                 taken: std::sync::atomic::AtomicBool::new(false),
             },
             handoffs: (0..threads).map(|_| Mailbox::new()).collect(),
+            transfers: (0..threads).map(|_| Default::default()).collect(),
             handover: super::upgrade::control::Control::new(threads),
             #[cfg(feature = "tls")]
             tls_rate: Arc::new(Mutex::new(tls_rate(&tcp, rate_seed))),

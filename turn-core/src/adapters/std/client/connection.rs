@@ -30,7 +30,7 @@ pub(super) enum Stream {
 }
 
 impl Stream {
-    fn tcp(&self) -> &TcpStream {
+    pub(super) fn tcp(&self) -> &TcpStream {
         match self {
             Stream::Plain(s) => s,
             #[cfg(feature = "tls")]
@@ -136,6 +136,21 @@ impl Connection {
             Transport::Tls => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 "TURN over TLS needs turn-core's `tls` feature",
+            )),
+        }
+    }
+
+    /// The stream, and what was read past the last message, for a data
+    /// connection.
+    pub(super) fn into_stream(self) -> io::Result<(Stream, Vec<u8>)> {
+        match self {
+            Connection::Stream(s, pending) => {
+                s.tcp().set_read_timeout(None)?;
+                Ok((s, pending))
+            }
+            Connection::Udp(..) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a data connection is a TCP or TLS connection",
             )),
         }
     }

@@ -87,5 +87,6 @@ fn request_name(r: &RequestKind) -> &'static str {
         RequestKind::Refresh(_) => "refresh",
         RequestKind::Permission(_) => "permission",
         RequestKind::ChannelBind(..) => "channel binding",
+        RequestKind::Connect(_) => "connection to the peer",
     }
 }

@@ -29,6 +29,7 @@
 use crate::adapters::std::prelude::*;
 
 mod connection;
+mod data;
 mod error;
 mod select;
 
@@ -49,6 +50,7 @@ use crate::client::{Client, ClientConfig, ClientEvent};
 use connection::Connection;
 #[cfg(feature = "tls")]
 pub use connection::TlsTarget;
+pub use data::DataConnection;
 pub use error::ClientIoError;
 pub use select::{Chosen, allocate_best, probe};
 

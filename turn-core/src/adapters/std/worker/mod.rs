@@ -18,6 +18,7 @@ macro_rules! host_of {
             registry: $w.poll.registry(),
             random: &mut $w.random,
             inherited: None,
+            tcp: &mut $w.tcp_relays,
         }
     };
 }
@@ -26,6 +27,7 @@ mod handover;
 mod outbox;
 mod report;
 mod tcp;
+mod tcp_relay;
 mod udp;
 
 use crate::adapters::std::prelude::*;
@@ -50,6 +52,7 @@ use super::host::WorkerHost;
 use super::relays::{FIRST_RELAY, Relays};
 use super::shared::{Handed, Shared};
 use super::stats::{AllocationStats, WorkerStats};
+use super::tcp_relay::{FIRST_TCP_RELAY, TcpRelays};
 use stun_core::escape::LineBudget;
 
 pub(crate) use udp::UdpListener;
@@ -58,8 +61,11 @@ pub(crate) use udp::UdpListener;
 pub(crate) const PERMISSIONS: usize = 16;
 /// Channel bindings per allocation.
 pub(crate) const CHANNELS: usize = 16;
+/// Peer TCP connections of TCP allocations (RFC 6062) per worker.
+pub(crate) const PEER_CONNECTIONS: usize = 256;
 /// The TURN shard a worker runs.
-pub(crate) type Turn = Server<Vec<Slot<PERMISSIONS, CHANNELS>>, PERMISSIONS, CHANNELS>;
+pub(crate) type Turn =
+    Server<Vec<Slot<PERMISSIONS, CHANNELS>>, PERMISSIONS, CHANNELS, PEER_CONNECTIONS>;
 
 const WAKER: Token = Token(0);
 pub(super) const FIRST_LISTENER: usize = 1;
@@ -108,6 +114,8 @@ pub(crate) struct Worker {
     /// This worker's connections still opening on the TLS threads.
     openings: Arc<std::sync::atomic::AtomicUsize>,
     relays: Relays,
+    /// TCP allocations' listeners and peer connections.
+    tcp_relays: TcpRelays,
     turn: Turn,
     random: Random,
     shared: Arc<Shared>,
@@ -193,6 +201,7 @@ impl Worker {
             open_conns: 0,
             openings: Arc::default(),
             relays: Relays::default(),
+            tcp_relays: TcpRelays::default(),
             turn,
             random: Random::new(seed),
             shared,
@@ -260,8 +269,11 @@ impl Worker {
                     #[cfg(feature = "tls")]
                     self.take_inbox();
                     self.take_handoffs();
+                    self.take_transfers();
                 } else if t >= FIRST_RELAY {
                     self.on_relay(t - FIRST_RELAY);
+                } else if t >= FIRST_TCP_RELAY {
+                    self.on_tcp_relay(t - FIRST_TCP_RELAY);
                 } else if t >= FIRST_CONN {
                     self.on_conn(t - FIRST_CONN);
                 } else if t - FIRST_LISTENER < self.udp.len() {
@@ -283,6 +295,7 @@ impl Worker {
             let std_now = StdInstant::now();
             if std_now >= next_tick {
                 self.sweep_idle(std_now);
+                self.sweep_connects(std_now);
                 self.publish(now);
                 next_tick = std_now + TICK;
             }
@@ -315,6 +328,7 @@ impl Worker {
             outboxes,
             random,
             id,
+            tcp_relays,
             ..
         } = self;
         let mut host = WorkerHost {
@@ -324,6 +338,7 @@ impl Worker {
             registry: poll.registry(),
             random,
             inherited: None,
+            tcp: tcp_relays,
         };
         let out = turn.handle_client(now, unix, &mut host, tuple, packet, tx);
         match out {
@@ -453,7 +468,7 @@ impl Worker {
             counters: *self.turn.counters(),
             allocations: self.snapshot.len(),
             capacity: self.turn.capacity(),
-            connections: self.open_conns,
+            connections: self.open_conns + self.tcp_relays.bound,
             handed_off: self.handed_off,
             client_datagrams: self.outboxes.iter().map(|o| o.datagrams).sum(),
             client_sends: self.outboxes.iter().map(|o| o.syscalls).sum(),

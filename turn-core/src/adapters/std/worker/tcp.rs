@@ -17,7 +17,7 @@ use crate::{FiveTuple, Transport};
 use super::super::clock::unix_now;
 #[cfg(feature = "tls")]
 use super::super::conn::OpeningTicket;
-use super::super::conn::{ClientConn, ReadState, Stage, UNTRUSTED_PROXY};
+use super::super::conn::{ClientConn, Flow, ReadState, Stage, UNTRUSTED_PROXY};
 #[cfg(feature = "tls")]
 use super::super::front::Incoming;
 use super::super::proxied::ProxyRead;
@@ -139,7 +139,7 @@ impl Worker {
 
     /// Registers a TURN connection with this loop; its index, which becomes its
     /// 5-tuple's socket tag.
-    fn adopt(&mut self, mut conn: ClientConn) -> Option<usize> {
+    pub(super) fn adopt(&mut self, mut conn: ClientConn) -> Option<usize> {
         let idx = self.free.pop().unwrap_or_else(|| {
             self.conns.push(None);
             self.conns.len() - 1
@@ -204,10 +204,29 @@ impl Worker {
             }
         }
         let tuple = conn.tuple;
+        // A ConnectionBind (RFC 6062) for another worker's shard, or one that
+        // made this a data connection.
+        let mut bound: Option<Result<crate::server::ConnectionId, usize>> = None;
         // Each frame is handled where the connection read it; replies go to its
         // write queue.
         let mut state = conn.read_frames(now_std, |frame, wbuf| {
+            let Some(id) = super::tcp_relay::bind_target(frame) else {
+                self.client_packet(now, unix, tuple, frame, Some(wbuf));
+                return Flow::Next;
+            };
+            let shard = usize::from(id.shard());
+            if shard != self.id && shard < self.shared.transfers.len() {
+                bound = Some(Err(shard));
+                return Flow::Hold;
+            }
             self.client_packet(now, unix, tuple, frame, Some(wbuf));
+            match self.turn.data_connection(&tuple) {
+                Some(id) => {
+                    bound = Some(Ok(id));
+                    Flow::Stop
+                }
+                None => Flow::Next,
+            }
         });
         if state == ReadState::Open && !conn.flush() {
             state = ReadState::Closed("write error");
@@ -228,6 +247,9 @@ impl Worker {
             self.close(idx, conn);
             return;
         }
+        let Some(mut conn) = self.after_bind(idx, conn, bound) else {
+            return;
+        };
         conn.allocated = self.turn.has_allocation(&tuple);
         update_interest(self.poll.registry(), idx, &mut conn);
         if let Some(slot) = self.conns.get_mut(idx) {
