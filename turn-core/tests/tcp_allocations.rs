@@ -446,3 +446,18 @@ fn a_server_without_room_for_connections_serves_neither_method() {
     });
     assert_eq!(r.code(), Some(400));
 }
+
+#[test]
+fn tcp_allocations_turned_off_are_442() {
+    let mut cfg = config();
+    cfg.tcp_allocations = false;
+    let mut s: Tcp = Server::with_tcp(cfg, vec![Slot::EMPTY; 16], [42; 32]).unwrap();
+    let mut h = FakeHost::new();
+    h.tcp_relays = true;
+    let mut c = Client::with_transport("198.51.100.7:40000", "alice", "wonderland", Transport::Tcp);
+    assert_eq!(allocate_tcp(&mut c, &mut s, &mut h).code(), Some(442));
+    assert!(h.listening.is_empty());
+    // UDP allocations are untouched.
+    let mut u = Client::new("198.51.100.7:40001", "alice", "wonderland");
+    assert_success(&u.allocate(&mut s, &mut h, T0), &u);
+}

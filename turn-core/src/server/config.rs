@@ -112,6 +112,9 @@ pub struct Config {
     /// address, never from another); off, they are dropped and counted. On by
     /// default, as coturn does.
     pub classic_stun: bool,
+    /// Take TCP allocations (RFC 6062) on a server with room for peer
+    /// connections; `false` answers an Allocate for TCP with 442.
+    pub tcp_allocations: bool,
 }
 
 /// A configuration the server refuses, naming the field.
@@ -172,6 +175,7 @@ impl Config {
             user_bandwidth: None,
             capacity_bytes_per_sec: None,
             classic_stun: true,
+            tcp_allocations: true,
         }
     }
 

@@ -105,6 +105,9 @@ pub(crate) struct Config {
     /// Answer RFC 3489 Binding requests (no magic cookie) with MAPPED-ADDRESS;
     /// `false` drops them (counted as `classic_off`).
     pub(crate) classic_stun: bool,
+    /// Take TCP allocations (RFC 6062: TURN clients relaying to TCP peers);
+    /// `false` answers them with 442.
+    pub(crate) tcp_allocations: bool,
     /// Longest allocation lifetime granted, seconds.
     pub(crate) max_lifetime: u64,
     /// Seconds before a nonce is stale.
@@ -252,6 +255,7 @@ impl Default for Config {
             alternate_server: None,
             legacy_channels: t.legacy_channels,
             classic_stun: t.classic_stun,
+            tcp_allocations: t.tcp_allocations,
             max_lifetime: t.max_lifetime_secs,
             nonce_lifetime: t.nonce_lifetime_secs,
             threads: lib.threads,

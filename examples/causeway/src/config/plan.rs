@@ -328,6 +328,7 @@ fn turn(c: &Config, relay: &mut Settings) -> Result<(), ConfigError> {
     t.alternate_server = c.alternate_server;
     t.legacy_channels = c.legacy_channels;
     t.classic_stun = c.classic_stun;
+    t.tcp_allocations = c.tcp_allocations;
     t.unauth_burst = c.limits.unauth_burst;
     t.unauth_per_sec = c.limits.unauth_per_sec;
     t.unauth_global_per_sec = c.limits.unauth_total_per_sec;

@@ -372,8 +372,16 @@ fn what_the_file_leaves_out_is_the_librarys_default() {
         )
     );
     assert_eq!(
-        (a.unauth_global_per_sec, a.unauth_verified_per_sec),
-        (b.unauth_global_per_sec, b.unauth_verified_per_sec)
+        (
+            a.unauth_global_per_sec,
+            a.unauth_verified_per_sec,
+            a.tcp_allocations
+        ),
+        (
+            b.unauth_global_per_sec,
+            b.unauth_verified_per_sec,
+            b.tcp_allocations
+        )
     );
     let web = proxy_core::runtime::ProxySettings::default();
     let h = HttpConfig::default();

@@ -450,6 +450,14 @@ impl RelayBuilder {
         self
     }
 
+    /// Take TCP allocations (RFC 6062: Connect to TCP peers, peers' connections
+    /// to the relayed address), under the same peer policy as UDP; on by
+    /// default, off answers them with 442.
+    pub fn tcp_allocations(mut self, on: bool) -> Self {
+        self.settings.turn.tcp_allocations = on;
+        self
+    }
+
     /// Answer RFC 3489 Binding requests (no magic cookie) with MAPPED-ADDRESS
     /// (see [`stun_core::classic`]); on by default, off drops them.
     pub fn classic_stun(mut self, on: bool) -> Self {

@@ -143,7 +143,7 @@ where
         tuple: &FiveTuple,
         msg: &Message<&[u8]>,
     ) -> Result<(), Refusal> {
-        if T == 0 {
+        if T == 0 || !self.cfg.tcp_allocations {
             return Err(Refusal::UnsupportedTransport(
                 stun_core::attributes::RequestedTransport::TCP.protocol,
             ));
