@@ -22,9 +22,10 @@ use std::net::SocketAddr;
 
 use crate::{Answer, FakeHost};
 use stun_core::attributes::{
-    AdditionalAddressFamily, AddressFamily, ChannelNumber, Data, DontFragment, ErrorCode, EvenPort,
-    Lifetime, Nonce, PasswordAlgorithm, PasswordAlgorithms, Realm, RequestedAddressFamily,
-    RequestedTransport, ReservationToken, Username, XorPeerAddress, XorRelayedAddress,
+    AdditionalAddressFamily, AddressFamily, ChannelNumber, ConnectionId, Data, DontFragment,
+    ErrorCode, EvenPort, Lifetime, Nonce, PasswordAlgorithm, PasswordAlgorithms, Realm,
+    RequestedAddressFamily, RequestedTransport, ReservationToken, Username, XorPeerAddress,
+    XorRelayedAddress,
 };
 use stun_core::credentials::{Algorithm, Key, SharedSecret};
 use stun_core::{
@@ -42,7 +43,9 @@ const PER_USER: usize = 3;
 const TOTAL: usize = 5;
 const T0: u64 = 1_764_000_000;
 
-type FuzzServer = Server<Vec<Slot<4, 4>>, 4, 4>;
+/// Peer TCP connections the server holds at most (RFC 6062).
+const CONNECTIONS: usize = 4;
+type FuzzServer = Server<Vec<Slot<4, 4>>, 4, 4, CONNECTIONS>;
 
 /// A cursor over the fuzzer's bytes; past the end every read is 0.
 struct Input<'a>(&'a [u8]);
@@ -94,6 +97,8 @@ struct World {
     clients: Vec<Peerless>,
     peers: Vec<SocketAddr>,
     tokens: Vec<[u8; 8]>,
+    /// Connections to peers the invariants have looked at.
+    connects_checked: usize,
     now: Instant,
     out: Vec<u8>,
 }
@@ -104,6 +109,7 @@ type Snapshot = (
     Vec<(FiveTuple, Instant, usize, usize, Vec<SocketAddr>)>,
     Vec<SocketAddr>,
     Vec<(String, usize)>,
+    (usize, usize),
 );
 
 fn listener() -> SocketAddr {
@@ -143,7 +149,7 @@ impl World {
             .local
             .push(turn_core::server::policy::LocalPeer::parse("10.0.0.5:7882").unwrap())
             .unwrap();
-        let server = Server::new(cfg.clone(), vec![Slot::EMPTY; 4], [5; 32]).unwrap();
+        let server = Server::with_tcp(cfg.clone(), vec![Slot::EMPTY; 4], [5; 32]).unwrap();
         // The server adds its relay and advertised addresses to the policy.
         cfg.policy.add_own("10.0.0.5".parse().unwrap());
         cfg.policy.add_own("fd00::5".parse().unwrap());
@@ -164,9 +170,11 @@ impl World {
             password: pw.into(),
             nonce: None,
         };
+        let mut host = FakeHost::with_quotas(PER_USER, TOTAL);
+        host.tcp_relays = true;
         World {
             server,
-            host: FakeHost::with_quotas(PER_USER, TOTAL),
+            host,
             clients: vec![
                 client("198.51.100.1:1000", Transport::Udp, "alice", "wonderland"),
                 client("198.51.100.1:1001", Transport::Udp, "alice", "wonderland"),
@@ -198,6 +206,7 @@ impl World {
             .map(|a| a.parse().unwrap())
             .collect(),
             tokens: Vec::new(),
+            connects_checked: 0,
             cfg,
             now: Instant::from_secs(T0),
             out: vec![0u8; 1500],
@@ -228,7 +237,11 @@ impl World {
             .map(|(u, n)| (u.clone(), *n))
             .collect();
         users.sort();
-        (allocs, bound, users)
+        let connections = (
+            self.server.peer_connection_count(),
+            self.host.connects.len(),
+        );
+        (allocs, bound, users, connections)
     }
 
     /// Checks what the server answered for a client's packet.
@@ -302,6 +315,16 @@ impl World {
             self.server.allocation_count(),
             "quota counts and allocations differ"
         );
+        assert!(self.server.peer_connection_count() <= CONNECTIONS);
+        // Each connection asked for, once, as it was asked for.
+        for (_, _, _, peer, _) in self.host.connects.iter().skip(self.connects_checked) {
+            let verdict = self.cfg.policy.check(*peer, |_| false);
+            assert!(
+                verdict == Verdict::Allow || self.host.bound.contains_key(peer),
+                "a connection to {peer} ({verdict:?}) asked for"
+            );
+        }
+        self.connects_checked = self.host.connects.len();
         let relays: usize = self.server.allocations().map(|a| a.relays().count()).sum();
         assert_eq!(
             relays,
@@ -376,7 +399,10 @@ impl World {
             Method::REFRESH,
             Method::CREATE_PERMISSION,
             Method::CHANNEL_BIND,
-        ][usize::from(u.byte() % 4)];
+            Method::CONNECT,
+            Method::CONNECTION_BIND,
+        ][usize::from(u.byte() % 6)];
+        let known_id = self.connection_id(u);
         let flags = u.byte();
         let sha256 = flags & 1 != 0;
         let algorithm = if flags & 2 != 0 {
@@ -447,6 +473,12 @@ impl World {
                 Method::CREATE_PERMISSION => {
                     for p in peers.iter().take(1 + usize::from(extra % 3)) {
                         b.add(&XorPeerAddress(*p)).unwrap();
+                    }
+                }
+                Method::CONNECT => b.add(&XorPeerAddress(peers[0])).unwrap(),
+                Method::CONNECTION_BIND => {
+                    if extra & 1 == 0 {
+                        b.add(&ConnectionId(known_id)).unwrap();
                     }
                 }
                 _ => {
@@ -598,8 +630,73 @@ impl World {
         assert_eq!(before, self.snapshot(), "a peer datagram changed state");
     }
 
+    /// A connection id the host saw (or any number).
+    fn connection_id(&self, u: &mut Input<'_>) -> u32 {
+        let pick = u.byte();
+        match self
+            .host
+            .connects
+            .get(usize::from(pick) % (self.host.connects.len() + 1))
+        {
+            Some((id, ..)) => id.0,
+            None => u32::from(pick) << 8 | u32::from(pick),
+        }
+    }
+
+    /// RFC 6062's host reports: a connection to a peer done or failed, a
+    /// peer's connection accepted on a TCP relay, a connection ended.
+    fn tcp_event(&mut self, u: &mut Input<'_>) {
+        let kind = u.byte();
+        let id = turn_core::server::ConnectionId(self.connection_id(u));
+        let mut out = vec![0u8; 1500];
+        match kind % 3 {
+            0 => {
+                let ok = kind & 4 != 0;
+                if let Outgoing::Client { tuple, bytes, .. } =
+                    self.server
+                        .peer_connected(self.now, &mut self.host, id, ok, &mut out)
+                {
+                    assert!(self.server.has_allocation(&tuple), "answered a stranger");
+                    let m = Message::new_checked(bytes).expect("the Connect answer parses");
+                    assert_eq!(m.method(), Method::CONNECT);
+                    m.verify_fingerprint().expect("with a FINGERPRINT");
+                }
+            }
+            1 => {
+                let peer = self.peer_addr(u);
+                let listening: Vec<SocketAddr> = self.host.listening.iter().copied().collect();
+                let Some(local) = listening.get(usize::from(u.byte()) % (listening.len() + 1))
+                else {
+                    return;
+                };
+                let handle = self.host.bound[local];
+                if let Ok((_, Outgoing::Client { tuple, bytes, .. })) =
+                    self.server
+                        .peer_accepted(self.now, &mut self.host, handle, peer, &mut out)
+                {
+                    assert!(self.server.has_allocation(&tuple), "offered to a stranger");
+                    let m = Message::new_checked(bytes).expect("ConnectionAttempt parses");
+                    assert_eq!(m.method(), Method::CONNECTION_ATTEMPT);
+                    let verdict = self.cfg.policy.check(peer, |_| false);
+                    assert!(
+                        verdict == Verdict::Allow || self.host.bound.contains_key(&peer),
+                        "a connection from {peer} ({verdict:?}) let in"
+                    );
+                }
+            }
+            _ => {
+                let traffic = turn_core::server::ConnectionTraffic {
+                    to_peer_bytes: u64::from(u.byte()),
+                    from_peer_bytes: u64::from(u.byte()),
+                };
+                self.server.connection_ended(id, traffic);
+            }
+        }
+    }
+
     fn step(&mut self, u: &mut Input<'_>) {
-        match u.byte() % 9 {
+        match u.byte() % 10 {
+            9 => self.tcp_event(u),
             0 | 1 => self.request(u, false),
             2 => self.request(u, true),
             3 => {
@@ -673,5 +770,6 @@ pub fn run(data: &[u8]) {
     w.server.handle_timeout(w.now, &mut w.host);
     w.check_invariants();
     assert_eq!(w.server.allocation_count(), 0);
+    assert_eq!(w.server.peer_connection_count(), 0);
     assert!(w.host.bound.is_empty());
 }
