@@ -12,7 +12,8 @@ use std::net::SocketAddr;
 use std::process::Command;
 
 use causeway_testkit::coturn::{Coturn, Ready};
-use common::tools::{free_udp_port, totals};
+use common::bridge::TempDir;
+use common::tools::totals;
 use common::wait::PATIENCE;
 use common::{Server, coturn_tool, run_with_timeout};
 
@@ -45,6 +46,38 @@ fn coturn(port: u16) -> Coturn {
             "--allow-loopback-peers",
         ],
         &[Ready::Tcp(listen)],
+    )
+}
+
+/// A port free for UDP and TCP on loopback right now, outside coturn's relay
+/// range above.
+fn free_port() -> u16 {
+    loop {
+        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = u.local_addr().unwrap().port();
+        if !(41000..=41999).contains(&port)
+            && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
+        }
+    }
+}
+
+/// `causeway check --tcp-relay` against `server`: whether it passed, and
+/// what it printed.
+fn check_tcp(server: &str) -> (bool, String) {
+    run_with_timeout(
+        Command::new(env!("CARGO_BIN_EXE_causeway")).args([
+            "check",
+            "--server",
+            server,
+            "--user",
+            "alice:wonderland",
+            "--tcp-relay",
+            "--timeout",
+            "20",
+        ]),
+        3 * PATIENCE,
     )
 }
 
@@ -86,7 +119,7 @@ fn uclient_relays_over_tcp_allocations_as_it_does_through_coturn() {
         "--realm",
         "TANDBERG",
     ]);
-    let coturn_port = free_udp_port();
+    let coturn_port = free_port();
     let _coturn = coturn(coturn_port);
     let ports = [("causeway", server.addr().port()), ("coturn", coturn_port)];
 
@@ -130,4 +163,49 @@ fn uclient_relays_over_tcp_allocations_as_it_does_through_coturn() {
     );
     let record = server.wait_log("/ 8000 bytes to peers, 0 / 8000 from peers");
     assert!(record.contains("127.0.0.2:"), "{record}");
+}
+
+#[test]
+fn check_walks_the_tcp_relay_and_names_a_server_without_one() {
+    let server = Server::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--user",
+        "alice:wonderland",
+        "--allow-peer",
+        "127.0.0.0/8",
+    ]);
+    let coturn_port = free_port();
+    let _coturn = coturn(coturn_port);
+    for target in [
+        server.addr().to_string(),
+        format!("127.0.0.1:{coturn_port}"),
+    ] {
+        let (ok, out) = check_tcp(&target);
+        assert!(ok, "{target}: {out}");
+        for step in [
+            "[PASS] tcp allocate",
+            "[PASS] tcp connect",
+            "[PASS] tcp relay",
+        ] {
+            assert!(out.contains(step), "{target}: {out}");
+        }
+    }
+    // TCP allocations turned off: 442, named.
+    let dir = TempDir::new("tcp-off");
+    let cfg = dir.write(
+        "causeway.toml",
+        "listen = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\nuser = [\"alice:wonderland\"]\n\
+         allow_peer = [\"127.0.0.0/8\"]\ntcp_allocations = false\n",
+    );
+    let off = Server::start(&["--config", cfg.to_str().unwrap()]);
+    let (ok, out) = check_tcp(&off.addr().to_string());
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("[FAIL] tcp allocate: 442") && out.contains("tcp_allocations = true"),
+        "{out}"
+    );
+    off.wait_log("442 unsupported transport protocol 6");
 }

@@ -5,18 +5,84 @@
 //! announced by [`ClientEvent::ConnectionAttempt`](super::ClientEvent)).
 //!
 //! ```
-//! use turn_core::client::{BindAnswer, Client, ClientConfig};
-//! use turn_core::{Instant, Transport};
-//! let mut cfg = ClientConfig::new("192.0.2.1:3478".parse().unwrap(), "alice", "pw").unwrap();
-//! cfg.transport = Transport::Tcp;
-//! cfg.tcp_relay = true;
-//! let mut client = Client::new(cfg, [7; 32]);
-//! // ... allocate, then client.connect(now, peer); on ClientEvent::Connected { id, .. }:
-//! let mut buf = [0u8; 512];
-//! let n = client.connection_bind(0x0100_0001, &mut buf).unwrap();
-//! // Open a new connection to the server, send buf[..n], read one STUN message
-//! // back and ask what it says:
-//! assert_eq!(client.bind_answer(&buf[..n]), BindAnswer::Failed(0)); // (a request is no answer)
+//! use core::net::SocketAddr;
+//! use turn_core::client::{BindAnswer, Client, ClientConfig, ClientEvent};
+//! use turn_core::credentials::{Algorithm, Key};
+//! use turn_core::server::{
+//!     BindError, Config, ConnectionId, Host, Outgoing, QuotaError, RelayHandle, Server, Slot,
+//! };
+//! use turn_core::{FiveTuple, Instant, Transport, UnixTime};
+//!
+//! /// One user; TCP relays that always listen; connections it notes.
+//! #[derive(Default)]
+//! struct Memory(Vec<ConnectionId>);
+//! impl Host for Memory {
+//!     fn long_term_key(&mut self, user: &str, realm: &str, a: Algorithm) -> Option<Key> {
+//!         (user == "alice").then(|| Key::derive(a, user, realm, "s3cret"))
+//!     }
+//!     fn bind_relay(&mut self, _: RelayHandle, _: SocketAddr) -> Result<(), BindError> { Ok(()) }
+//!     fn listen_relay(&mut self, _: RelayHandle, _: SocketAddr) -> Result<(), BindError> { Ok(()) }
+//!     fn connect_peer(&mut self, id: ConnectionId, _: RelayHandle, _: SocketAddr,
+//!                     _: SocketAddr, _: Instant) -> bool {
+//!         self.0.push(id);
+//!         true
+//!     }
+//!     fn close_relay(&mut self, _: RelayHandle, _: SocketAddr) {}
+//!     fn is_relay(&mut self, _: SocketAddr) -> bool { false }
+//!     fn acquire_quota(&mut self, _: &str) -> Result<(), QuotaError> { Ok(()) }
+//!     fn release_quota(&mut self, _: &str) {}
+//!     fn random(&mut self, buf: &mut [u8]) { buf.fill(7) } // use a real one
+//! }
+//!
+//! let listener: SocketAddr = "192.0.2.1:3478".parse().unwrap();
+//! let mut cfg = Config::new("example");
+//! cfg.relay_v4 = Some("192.0.2.1".parse().unwrap());
+//! let mut server: Server<_, 8, 8, 4> =
+//!     Server::with_tcp(cfg, [Slot::<8, 8>::EMPTY; 4], [1; 32]).unwrap();
+//! let mut host = Memory::default();
+//! let mut ccfg = ClientConfig::new(listener, "alice", "s3cret").unwrap();
+//! ccfg.transport = Transport::Tcp;
+//! ccfg.tcp_relay = true;
+//! let mut client = Client::new(ccfg, [2; 32]);
+//! let (now, unix) = (Instant::from_secs(0), UnixTime(1_800_000_000));
+//! let tuple = |port| FiveTuple {
+//!     client: SocketAddr::new("198.51.100.7".parse().unwrap(), port),
+//!     server: listener,
+//!     transport: Transport::Tcp,
+//!     socket: 0,
+//! };
+//! let (control, data) = (tuple(50000), tuple(50001));
+//! let (mut request, mut reply) = ([0u8; 1500], [0u8; 1500]);
+//! let mut exchange = |client: &mut Client, server: &mut Server<_, 8, 8, 4>, host: &mut Memory| {
+//!     while let Some(t) = client.poll_transmit(now, &mut request) {
+//!         if let Outgoing::Client { bytes, .. } =
+//!             server.handle_client(now, unix, host, control, &request[..t.len], &mut reply)
+//!         {
+//!             let _ = client.handle_input(now, listener, bytes);
+//!         }
+//!     }
+//! };
+//! client.allocate(now).unwrap();
+//! exchange(&mut client, &mut server, &mut host); // 401, then the allocation
+//!
+//! client.connect(now, "8.8.8.8:443".parse().unwrap()).unwrap();
+//! exchange(&mut client, &mut server, &mut host); // the answer waits for the host
+//! let asked = host.0[0];
+//! let Outgoing::Client { bytes, .. } = server.peer_connected(now, &mut host, asked, true, &mut reply)
+//! else { panic!() };
+//! client.handle_input(now, listener, bytes);
+//! let id = core::iter::from_fn(|| client.poll_event())
+//!     .find_map(|e| match e { ClientEvent::Connected { id, .. } => Some(id), _ => None })
+//!     .unwrap();
+//!
+//! // On a new connection to the server: ConnectionBind, and its answer.
+//! let n = client.connection_bind(id, &mut request).unwrap();
+//! let Outgoing::Client { bytes, .. } =
+//!     server.handle_client(now, unix, &mut host, data, &request[..n], &mut reply)
+//! else { panic!() };
+//! assert_eq!(client.bind_answer(bytes), BindAnswer::Bound);
+//! assert_eq!(server.data_connection(&data), Some(ConnectionId(id)));
+//! // From now on that connection carries the peer's bytes as they are.
 //! ```
 
 use core::net::SocketAddr;

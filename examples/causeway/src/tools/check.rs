@@ -35,21 +35,30 @@ pub(crate) struct CheckArgs {
     /// both ways, join URLs accepted, web bridges reachable).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["server", "servers"])]
     pub(crate) traversal: Option<std::path::PathBuf>,
+    /// Also check the TCP relay of RFC 6062 (a TCP allocation, a Connect to a
+    /// TCP echo peer, bytes there and back), over TCP when `--transport` is
+    /// UDP; without --tcp-peer, against a TCP echo on this host.
+    #[arg(long)]
+    pub(crate) tcp_relay: bool,
+    /// A TCP echo peer for --tcp-relay (implies it).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) tcp_peer: Option<SocketAddr>,
     /// Seconds to wait for each step.
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     pub(crate) timeout: u64,
 }
 
-struct Report {
+/// What the steps found.
+pub(super) struct Report {
     failed: bool,
 }
 
 impl Report {
-    fn pass(&mut self, step: &str, detail: &str) {
+    pub(super) fn pass(&mut self, step: &str, detail: &str) {
         println!("[PASS] {step}: {detail}");
     }
 
-    fn fail(&mut self, step: &str, detail: &str, cause: &str, fix: &str) {
+    pub(super) fn fail(&mut self, step: &str, detail: &str, cause: &str, fix: &str) {
         self.failed = true;
         println!("[FAIL] {step}: {detail}\n       likely cause: {cause}\n       fix: {fix}");
     }
@@ -68,6 +77,7 @@ pub(crate) fn run(args: &CheckArgs) -> Result<(), String> {
         return Err("give --server ADDR --user NAME:PASS, or --servers FILE".into());
     }
     let cfg = server_args.client_config()?;
+    let tcp_cfg = cfg.clone();
     let server = cfg.server;
     let transport = cfg.transport;
     let timeout = Duration::from_secs(args.timeout.max(1));
@@ -263,6 +273,9 @@ pub(crate) fn run(args: &CheckArgs) -> Result<(), String> {
         );
     }
     let _ = turn.deallocate(Duration::from_secs(2));
+    if args.tcp_relay || args.tcp_peer.is_some() {
+        super::check_tcp::run(&mut r, tcp_cfg, tls.as_ref(), args.tcp_peer, timeout)?;
+    }
     if r.failed {
         Err("check failed".into())
     } else {

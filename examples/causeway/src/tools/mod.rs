@@ -3,6 +3,7 @@
 
 pub(crate) mod allocate;
 pub(crate) mod check;
+mod check_tcp;
 pub(crate) mod echo_loop;
 pub(crate) mod key;
 pub(crate) mod load;
@@ -154,13 +155,7 @@ pub(crate) fn connect(cfg: ClientConfig, tls: Option<&TlsTarget>) -> Result<Turn
 /// address), it takes another loopback address: a TURN server never relays to
 /// its own addresses.
 pub(crate) fn echo_peer(ip: IpAddr, server: SocketAddr) -> io::Result<SocketAddr> {
-    let ip = match (ip, server.ip()) {
-        (IpAddr::V4(a), IpAddr::V4(s)) if a.is_loopback() && a == s => {
-            let [x, y, z, w] = a.octets();
-            IpAddr::V4(Ipv4Addr::new(x, y, z, if w == 2 { 3 } else { 2 }))
-        }
-        _ => ip,
-    };
+    let ip = echo_peer_ip(ip, server);
     let sock = UdpSocket::bind(SocketAddr::new(ip, 0))?;
     let addr = sock.local_addr()?;
     // Room for the bursts of many clients while this thread waits for a core
@@ -174,6 +169,19 @@ pub(crate) fn echo_peer(ip: IpAddr, server: SocketAddr) -> io::Result<SocketAddr
         }
     });
     Ok(addr)
+}
+
+/// Where an echo peer of this host listens: `ip`, or on the server's own
+/// loopback address another loopback address (a TURN server never relays to
+/// its own addresses).
+pub(crate) fn echo_peer_ip(ip: IpAddr, server: SocketAddr) -> IpAddr {
+    match (ip, server.ip()) {
+        (IpAddr::V4(a), IpAddr::V4(s)) if a.is_loopback() && a == s => {
+            let [x, y, z, w] = a.octets();
+            IpAddr::V4(Ipv4Addr::new(x, y, z, if w == 2 { 3 } else { 2 }))
+        }
+        _ => ip,
+    }
 }
 
 /// Random bytes from the OS.
