@@ -11,7 +11,9 @@
 #
 # Usage: examples/causeway/bench/coturn-compare.sh   (needs Debian's `coturn`)
 # Knobs: CLIENTS (8), RATE per client (2000 pkt/s), DURATION (10 s), ALLOCS (5000),
-# ROUNDS (2).
+# ROUNDS (2); COTURN_BIN (turnserver; a newer build: bench/coturn-build.sh) and
+# COTURN_ARGS (its extra flags, e.g. "--udp-gso --multiplex-peer"); LOAD_THREADS
+# (drive the echo clients from that many event loops instead of a thread each).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 
@@ -22,17 +24,30 @@ ALLOCS=${ALLOCS:-5000}
 ROUNDS=${ROUNDS:-2}
 PORT_CW=${PORT_CW:-3480}
 PORT_CT=${PORT_CT:-3490}
-command -v turnserver >/dev/null || { echo "coturn is not installed: apt-get install coturn" >&2; exit 2; }
+COTURN_BIN=${COTURN_BIN:-turnserver}
+COTURN_ARGS=${COTURN_ARGS:-}
+LOAD_THREADS=${LOAD_THREADS:-}
+command -v "$COTURN_BIN" >/dev/null || { echo "coturn is not installed: apt-get install coturn (or COTURN_BIN)" >&2; exit 2; }
+coturn_version=$("$COTURN_BIN" --version 2>/dev/null | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -1 || true)
+threads=()
+[ -n "$LOAD_THREADS" ] && threads=(--threads "$LOAD_THREADS")
 ulimit -n 65536 2>/dev/null || true
 
 cargo build --release -q -p causeway
 CW=target/release/causeway
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+# SIGINT: causeway stops at once (SIGTERM would drain it, still bound to its
+# port for a next run).
+cleanup() {
+  for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
-# The load tool's echo peer runs on 127.0.0.2: never the server's own address.
+# The load tool's echo peers run on 127.0.0.2 (never the server's own address),
+# one port per client (coturn's --multiplex-peer tells sessions apart by peer).
 cat > "$work/causeway.toml" <<TOML
 listen = ["127.0.0.1:$PORT_CW"]
 realm = "TANDBERG"
@@ -45,7 +60,8 @@ TOML
 "$CW" serve --config "$work/causeway.toml" >"$work/cw.out" 2>"$work/cw.log" &
 pids+=($!); cw_pid=$!
 
-turnserver -n --no-cli --no-tls --no-dtls --listening-ip 127.0.0.1 --listening-port "$PORT_CT" \
+# shellcheck disable=SC2086 # COTURN_ARGS is a list of flags
+"$COTURN_BIN" $COTURN_ARGS -n --no-cli --no-tls --no-dtls --listening-ip 127.0.0.1 --listening-port "$PORT_CT" \
   --relay-ip 127.0.0.1 --min-port 40000 --max-port 59999 --lt-cred-mech --realm TANDBERG \
   --user alice:wonderland --allow-loopback-peers --fingerprint \
   --no-stdout-log --log-file "$work/coturn.log" --simple-log \
@@ -64,7 +80,7 @@ run_server() { # name pid port
   local t0 t1 out rate received
   t0=$(cpu_ticks "$pid")
   out=$("$CW" load --server "127.0.0.1:$port" --user alice:wonderland --clients "$CLIENTS" \
-        --rate "$RATE" --duration "$DURATION" --size 160)
+        --rate "$RATE" --duration "$DURATION" --size 160 --peers "$CLIENTS" "${threads[@]}")
   t1=$(cpu_ticks "$pid")
   echo "$name: $out"
   received=$(sed -E 's/.* received=([0-9]+).*/\1/' <<<"$out")
@@ -103,7 +119,7 @@ done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 echo
-echo "| metric | causeway | coturn $(dpkg-query -W -f='${Version}' coturn 2>/dev/null) | causeway / coturn |"
+echo "| metric | causeway | coturn ${coturn_version:-$(dpkg-query -W -f='${Version}' coturn 2>/dev/null)} $COTURN_ARGS | causeway / coturn |"
 echo "|---|---|---|---|"
 echo "| echo packets/s received ($CLIENTS clients x $RATE pkt/s, 160 B) | ${R[causeway.pps]} | ${R[coturn.pps]} | $(ratio "${R[causeway.pps]}" "${R[coturn.pps]}") |"
 echo "| loss % | ${R[causeway.loss]} | ${R[coturn.loss]} | |"

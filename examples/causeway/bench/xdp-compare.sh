@@ -13,6 +13,9 @@
 # the scheduler's exact run times in /proc/PID/stat (this machine's /proc/stat
 # samples at ticks and misses bursty work); means over ROUNDS; and the ratios.
 #
+# With XDP it also reports the program's own cost per packet it ran on
+# (bpf_stats: run time over runs, kernel.bpf_stats_enabled on for the run).
+#
 # Usage (root): examples/causeway/bench/xdp-compare.sh
 # Knobs: CLIENTS (8), RATE per client (2000 pkt/s), DURATION (10 s), ROUNDS (3),
 # SIZE (160 B).
@@ -100,15 +103,36 @@ declare -A R
 add() { R[$1]=$(awk -v a="${R[$1]:-0}" -v b="$2" -v n="$ROUNDS" 'BEGIN { printf "%.2f", a + b / n }'); }
 per_packet() { awk -v t="$1" -v hz="$tick" -v n="$2" 'BEGIN { if (n > 0) printf "%.3f", t / hz * 1e6 / (2 * n); else print 0 }'; }
 
+# The XDP program's run time and run count, summed over its attachments.
+bpf_runs() {
+  bpftool prog show -j 2>/dev/null | python3 -c '
+import json, sys
+ns = n = 0
+for p in json.load(sys.stdin):
+    if p.get("name") == "turn_relay":
+        ns += p.get("run_time_ns", 0); n += p.get("run_cnt", 0)
+print(ns, n)'
+}
+stats_was=$(sysctl -n kernel.bpf_stats_enabled)
+sysctl -qw kernel.bpf_stats_enabled=1
+trap 'sysctl -qw kernel.bpf_stats_enabled="$stats_was"; cleanup' EXIT
+
 round() { # name
-  local name=$1 t0 t1 m0 m1 q0 q1 out received
+  local name=$1 t0 t1 m0 m1 q0 q1 out received b0 b1
   start "$name"
+  read -r -a b0 < <(bpf_runs)
   t0=$(cpu_ticks "$server_pid"); m0=$(machine_ticks)
   out=$(ip netns exec $C "$CW" load --server 10.97.1.1:3478 --user alice:wonderland \
         --peer 10.97.2.2:3480 --clients "$CLIENTS" --rate "$RATE" --duration "$DURATION" \
         --size "$SIZE")
   t1=$(cpu_ticks "$server_pid"); m1=$(machine_ticks)
+  read -r -a b1 < <(bpf_runs)
   stop
+  if [ "$name" = xdp ]; then
+    add "$name.bpf_ns" "$(awk -v t=$((b1[0] - b0[0])) -v n=$((b1[1] - b0[1])) \
+      'BEGIN { if (n > 0) printf "%.1f", t / n; else print 0 }')"
+    add "$name.bpf_runs" "$(( (b1[1] - b0[1]) / DURATION ))"
+  fi
   echo "$name: $out"
   received=$(sed -E 's/.* received=([0-9]+).*/\1/' <<<"$out")
   add "$name.pps" "$(sed -E 's/.* rate=([0-9]+).*/\1/' <<<"$out")"
@@ -143,3 +167,5 @@ row "server-process CPU µs per relayed packet" cpu
 row "machine-wide CPU µs per relayed packet" machine
 row "RTT p50 µs" p50
 row "RTT p99 µs" p99
+echo
+echo "XDP program: ${R[xdp.bpf_ns]:-0} ns per packet it ran on (bpf_stats), ${R[xdp.bpf_runs]:-0} runs/s (every packet on the server's veth ends, relayed or passed)"

@@ -22,7 +22,7 @@ use clap::{Args, ValueEnum};
 use turn_core::adapters::std::client::{TlsTarget, TurnClient};
 use turn_core::client::ClientConfig;
 
-use super::{ServerArgs, connect, echo_peer};
+use super::{ServerArgs, connect, echo_peer, echo_peers};
 
 /// What to load the server with.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -48,6 +48,11 @@ pub(crate) struct LoadArgs {
     /// UDP echo peer (default: one run by this process on the server's side of loopback).
     #[arg(long, value_name = "ADDR")]
     pub(crate) peer: Option<SocketAddr>,
+    /// Echo peers run by this process (without --peer): client i binds its
+    /// channel to peer i mod N. Each a port of its own, for a server that
+    /// tells sessions apart by their peer (coturn's --multiplex-peer).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) peers: usize,
     /// Echo clients.
     #[arg(long, default_value_t = 8)]
     pub(crate) clients: usize,
@@ -101,24 +106,30 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 }
 
 fn echo(args: &LoadArgs) -> Result<(), String> {
-    let peer = match args.peer {
-        Some(p) => p,
+    let peers = match args.peer {
+        Some(p) => vec![p],
+        None if args.peers > 1 => {
+            let server = args.server.addr()?;
+            echo_peers(server.ip(), server, args.peers).map_err(|e| e.to_string())?
+        }
         None => {
             let server = args.server.addr()?;
-            echo_peer(server.ip(), server).map_err(|e| e.to_string())?
+            vec![echo_peer(server.ip(), server).map_err(|e| e.to_string())?]
         }
     };
+    let peer = peers.first().copied().ok_or("no echo peer")?;
     let size = args.size.max(16);
     let interval = Duration::from_nanos(1_000_000_000 / args.rate.max(1));
     let duration = Duration::from_secs(args.duration);
     if let Some(threads) = args.threads {
-        return echo_in_loops(args, peer, size, duration, threads);
+        return echo_in_loops(args, &peers, size, duration, threads);
     }
     let mut handles = Vec::new();
     let start_gate = Arc::new(std::sync::Barrier::new(args.clients));
     let (cfg, tls) = (args.server.client_config()?, args.server.tls()?);
-    for _ in 0..args.clients {
+    for i in 0..args.clients {
         let mut turn = allocated(&cfg, tls.as_ref())?;
+        let peer = peers.get(i % peers.len()).copied().unwrap_or(peer);
         turn.bind_channel(peer, Duration::from_secs(10))
             .map_err(|e| e.to_string())?;
         let gate = start_gate.clone();
@@ -223,7 +234,7 @@ fn report(
 /// The echo load with `threads` event loops sharing the clients.
 fn echo_in_loops(
     args: &LoadArgs,
-    peer: SocketAddr,
+    peers: &[SocketAddr],
     size: usize,
     duration: Duration,
     threads: usize,
@@ -233,6 +244,10 @@ fn echo_in_loops(
     let mut shares: Vec<Vec<(TurnClient, u16)>> = (0..loops).map(|_| Vec::new()).collect();
     for i in 0..args.clients {
         let mut turn = allocated(&cfg, tls.as_ref())?;
+        let peer = peers
+            .get(i % peers.len().max(1))
+            .copied()
+            .ok_or("no echo peer")?;
         let channel = turn
             .bind_channel(peer, Duration::from_secs(10))
             .map_err(|e| e.to_string())?;

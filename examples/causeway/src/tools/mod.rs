@@ -171,6 +171,43 @@ pub(crate) fn echo_peer(ip: IpAddr, server: SocketAddr) -> io::Result<SocketAddr
     Ok(addr)
 }
 
+/// Starts `n` UDP echo peers on one address (see [`echo_peer`]), served by
+/// one thread, and returns their addresses: peers of their own for clients
+/// of a server that tells sessions apart by their peer's address (coturn's
+/// `--multiplex-peer`).
+pub(crate) fn echo_peers(ip: IpAddr, server: SocketAddr, n: usize) -> io::Result<Vec<SocketAddr>> {
+    use mio::net::UdpSocket as MioUdp;
+    let ip = echo_peer_ip(ip, server);
+    let mut poll = mio::Poll::new()?;
+    let mut socks = Vec::with_capacity(n);
+    let mut addrs = Vec::with_capacity(n);
+    for i in 0..n {
+        let sock = UdpSocket::bind(SocketAddr::new(ip, 0))?;
+        let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&sock, 1 << 20);
+        sock.set_nonblocking(true)?;
+        addrs.push(sock.local_addr()?);
+        let mut sock = MioUdp::from_std(sock);
+        poll.registry()
+            .register(&mut sock, mio::Token(i), mio::Interest::READABLE)?;
+        socks.push(sock);
+    }
+    std::thread::spawn(move || {
+        let mut events = mio::Events::with_capacity(1024);
+        let mut buf = [0u8; 2048];
+        while poll.poll(&mut events, None).is_ok() {
+            for ev in events.iter() {
+                let Some(sock) = socks.get(ev.token().0) else {
+                    continue;
+                };
+                while let Ok((n, from)) = sock.recv_from(&mut buf) {
+                    let _ = sock.send_to(&buf[..n], from);
+                }
+            }
+        }
+    });
+    Ok(addrs)
+}
+
 /// Where an echo peer of this host listens: `ip`, or on the server's own
 /// loopback address another loopback address (a TURN server never relays to
 /// its own addresses).

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Saturation: what one core of the server relays. Each server runs alone on
+# core 0 (taskset; causeway with one worker), the load generator on core 1
+# (`causeway load --threads 1 --peers N`: many UDP clients on channels from
+# one event loop, each to an echo peer port of its own, served by one more
+# thread: coturn's --multiplex-peer tells sessions apart by their peer). The offered load rises in steps; at each step each
+# server in turn gets the same load, and the script reports echoes/s received,
+# loss, the share of core 0 the server used, and its CPU per relayed packet.
+# A step is held when loss <= 0.1 % and the generator sent at least 97 % of
+# what was asked. For each server: the highest step held, and the packets one
+# core would relay at that per-packet cost (1 s / CPU per packet: where core 0
+# was not yet full, an extrapolation, said so).
+#
+# Usage: examples/causeway/bench/saturation.sh
+# Knobs: STEPS (echoes/s offered in all, "10000 20000 40000 60000 80000"),
+# CLIENTS (64), DURATION (8 s), SIZE (160 B), COTURN_BIN (turnserver; a newer
+# build: bench/coturn-build.sh) and COTURN_ARGS (its flags, e.g. "--udp-gso
+# --multiplex-peer"), SERVERS ("causeway coturn").
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+
+STEPS=${STEPS:-"10000 20000 40000 60000 80000"}
+CLIENTS=${CLIENTS:-64}
+DURATION=${DURATION:-8}
+SIZE=${SIZE:-160}
+SERVERS=${SERVERS:-"causeway coturn"}
+COTURN_BIN=${COTURN_BIN:-turnserver}
+COTURN_ARGS=${COTURN_ARGS:-}
+PORT_CW=${PORT_CW:-3480}
+PORT_CT=${PORT_CT:-3490}
+[ "$(nproc)" -ge 2 ] || { echo "needs two cores: one for the server, one for the load" >&2; exit 2; }
+ulimit -n 65536 2>/dev/null || true
+
+cargo build --release -q -p causeway
+CW=$PWD/target/release/causeway
+work=$(mktemp -d)
+pids=()
+# SIGINT: causeway stops at once (SIGTERM would drain it, still bound to its
+# port for the next run); coturn stops on either.
+cleanup() {
+  for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+declare -A PID PORT
+if [[ " $SERVERS " == *" causeway "* ]]; then
+  cat > "$work/causeway.toml" <<TOML
+listen = ["127.0.0.1:$PORT_CW"]
+realm = "TANDBERG"
+user = ["alice:wonderland"]
+allow_peer = ["127.0.0.0/8"]
+relay_range = "20000-39999"
+admin = "127.0.0.1:0"
+threads = 1
+log_level = "warn"
+TOML
+  taskset -c 0 "$CW" serve --config "$work/causeway.toml" >"$work/cw.out" 2>"$work/cw.log" &
+  pids+=($!); PID[causeway]=$!; PORT[causeway]=$PORT_CW
+fi
+if [[ " $SERVERS " == *" coturn "* ]]; then
+  # shellcheck disable=SC2086 # COTURN_ARGS is a list of flags
+  taskset -c 0 "$COTURN_BIN" $COTURN_ARGS -n --no-cli --no-tls --no-dtls --listening-ip 127.0.0.1 \
+    --listening-port "$PORT_CT" --relay-ip 127.0.0.1 --min-port 40000 --max-port 59999 \
+    --lt-cred-mech --realm TANDBERG --user alice:wonderland --allow-loopback-peers \
+    --no-stdout-log --log-file "$work/coturn.log" --simple-log --pidfile "$work/coturn.pid" \
+    >/dev/null 2>&1 &
+  pids+=($!); PID[coturn]=$!; PORT[coturn]=$PORT_CT
+fi
+sleep 1.5
+
+tick=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+field() { sed -nE "s/.* $1=([0-9.]+).*/\\1/p" <<<"$2"; }
+declare -A BEST COST
+printf '%-9s %8s %9s %9s %7s %7s %9s\n' server offered sent/s echoes/s loss% core0% us/pkt
+for step in $STEPS; do
+  for s in $SERVERS; do
+    rate=$(( step / CLIENTS ))
+    t0=$(cpu_ticks "${PID[$s]}")
+    out=$(taskset -c 1 "$CW" load --server "127.0.0.1:${PORT[$s]}" --user alice:wonderland --peers "$CLIENTS" \
+          --threads 1 --clients "$CLIENTS" --rate "$rate" --duration "$DURATION" --size "$SIZE")
+    t1=$(cpu_ticks "${PID[$s]}")
+    sent=$(field sent "$out"); received=$(field received "$out"); loss=$(field loss "$out")
+    read -r sent_rate echo_rate busy us held < <(awk -v s="$sent" -v r="$received" -v d="$DURATION" \
+      -v t=$((t1 - t0)) -v hz="$tick" -v l="$loss" -v want="$step" '
+      BEGIN {
+        cpu = t / hz
+        us = r > 0 ? cpu * 1e6 / (2 * r) : 0
+        held = (l <= 0.1 && s / d >= 0.97 * want) ? 1 : 0
+        # Busy over the seconds of the load (the drain after it is idle).
+        busy = 100 * cpu / d; if (busy > 100) busy = 100
+        printf "%.0f %.0f %.0f %.2f %d\n", s / d, r / d, busy, us, held
+      }')
+    printf '%-9s %8s %9s %9s %7s %7s %9s%s\n' "$s" "$step" "$sent_rate" "$echo_rate" "$loss" "$busy" "$us" \
+      "$([ "$held" = 1 ] || echo '  (not held)')"
+    if [ "$held" = 1 ]; then BEST[$s]=$step; COST[$s]=$us; fi
+    sleep 1
+  done
+done
+echo
+echo "| server | highest step held (echoes/s, $SIZE B; 2 relayed packets each) | CPU µs per relayed packet there | packets per core at that cost |"
+echo "|---|---|---|---|"
+for s in $SERVERS; do
+  label=$s
+  [ "$s" = coturn ] && label="coturn $("$COTURN_BIN" --version 2>/dev/null | head -1) $COTURN_ARGS"
+  awk -v n="$label" -v b="${BEST[$s]:-0}" -v c="${COST[$s]:-0}" 'BEGIN {
+    printf "| %s | %s | %s | %s |\n", n, b, c, (c > 0 ? sprintf("%.0f", 1e6 / c) : "n/a") }'
+done
