@@ -209,3 +209,62 @@ fn check_walks_the_tcp_relay_and_names_a_server_without_one() {
     );
     off.wait_log("442 unsupported transport protocol 6");
 }
+
+#[test]
+fn a_tcp_relay_works_over_tls_with_tls_data_connections() {
+    let ca = common::bridge::TestCa::new();
+    let leaf = ca.leaf(&["localhost"]);
+    let dir = TempDir::new("tcp-relay-tls");
+    let cert = dir.write("cert.pem", &leaf.cert_pem);
+    let key = dir.write("key.pem", &leaf.key_pem);
+    let ca_file = dir.write("ca.pem", &ca.cert_pem);
+    let server = Server::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--user",
+        "alice:wonderland",
+        "--allow-peer",
+        "127.0.0.0/8",
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
+    let tls = server
+        .startup_addr("causeway: listening on tls ")
+        .to_string();
+    let (ok, out) = run_with_timeout(
+        Command::new(env!("CARGO_BIN_EXE_causeway")).args([
+            "check",
+            "--server",
+            &tls,
+            "--user",
+            "alice:wonderland",
+            "--transport",
+            "tls",
+            "--ca",
+            ca_file.to_str().unwrap(),
+            "--server-name",
+            "localhost",
+            "--tcp-relay",
+            "--timeout",
+            "20",
+        ]),
+        3 * PATIENCE,
+    );
+    assert!(ok, "{out}\n{}", server.log_tail());
+    assert!(
+        out.contains("over tls") && out.contains("[PASS] tcp relay"),
+        "{out}"
+    );
+    // The usage record: 16 bytes each way over the data connection.
+    let record = server.wait_log("/ 16 bytes to peers, 0 / 16 from peers");
+    assert!(
+        record.starts_with("[") && record.contains("tls "),
+        "{record}"
+    );
+}
