@@ -71,17 +71,47 @@ fi
 sleep 1.5
 
 tick=$(getconf CLK_TCK)
+# Datagrams dropped in UDP receive buffers, by whose socket: the server's
+# listener, its relay sockets, the generator's clients, the echo peers
+# (/proc/net/udp's per-socket drops; sockets that closed take theirs along).
+drops() { # listener-port relay-first relay-last
+  python3 - "$@" <<'PY'
+import sys
+port, lo, hi = (int(a) for a in sys.argv[1:4])
+d = {"listener": 0, "relay": 0, "clients": 0, "peers": 0}
+for line in open("/proc/net/udp").read().splitlines()[1:]:
+    f = line.split()
+    ip, p = f[1].split(":")
+    p, n = int(p, 16), int(f[-1])
+    if ip == "0200007F":
+        d["peers"] += n
+    elif p == port:
+        d["listener"] += n
+    elif lo <= p <= hi:
+        d["relay"] += n
+    else:
+        d["clients"] += n
+print(d["listener"], d["relay"], d["clients"], d["peers"])
+PY
+}
+declare -A RANGE=([causeway]="20000 39999" [coturn]="40000 59999")
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 field() { sed -nE "s/.* $1=([0-9.]+).*/\\1/p" <<<"$2"; }
 declare -A BEST COST
-printf '%-9s %8s %9s %9s %7s %7s %9s\n' server offered sent/s echoes/s loss% core0% us/pkt
+printf '%-9s %8s %9s %9s %7s %7s %9s  %s\n' server offered sent/s echoes/s loss% core0% us/pkt \
+  "dropped in buffers: listener/relay/clients/peers"
 for step in $STEPS; do
   for s in $SERVERS; do
     rate=$(( step / CLIENTS ))
+    # shellcheck disable=SC2086 # the range is two numbers
+    read -r -a d0 < <(drops "${PORT[$s]}" ${RANGE[$s]})
     t0=$(cpu_ticks "${PID[$s]}")
     out=$(taskset -c 1 "$CW" load --server "127.0.0.1:${PORT[$s]}" --user alice:wonderland --peers "$CLIENTS" \
           --threads 1 --clients "$CLIENTS" --rate "$rate" --duration "$DURATION" --size "$SIZE")
     t1=$(cpu_ticks "${PID[$s]}")
+    # shellcheck disable=SC2086
+    read -r -a d1 < <(drops "${PORT[$s]}" ${RANGE[$s]})
+    dropped="$((d1[0] - d0[0]))/$((d1[1] - d0[1]))/$((d1[2] - d0[2]))/$((d1[3] - d0[3]))"
     sent=$(field sent "$out"); received=$(field received "$out"); loss=$(field loss "$out")
     read -r sent_rate echo_rate busy us held < <(awk -v s="$sent" -v r="$received" -v d="$DURATION" \
       -v t=$((t1 - t0)) -v hz="$tick" -v l="$loss" -v want="$step" '
@@ -93,8 +123,8 @@ for step in $STEPS; do
         busy = 100 * cpu / d; if (busy > 100) busy = 100
         printf "%.0f %.0f %.0f %.2f %d\n", s / d, r / d, busy, us, held
       }')
-    printf '%-9s %8s %9s %9s %7s %7s %9s%s\n' "$s" "$step" "$sent_rate" "$echo_rate" "$loss" "$busy" "$us" \
-      "$([ "$held" = 1 ] || echo '  (not held)')"
+    printf '%-9s %8s %9s %9s %7s %7s %9s  %s%s\n' "$s" "$step" "$sent_rate" "$echo_rate" "$loss" "$busy" \
+      "$us" "$dropped" "$([ "$held" = 1 ] || echo '  (not held)')"
     if [ "$held" = 1 ]; then BEST[$s]=$step; COST[$s]=$us; fi
     sleep 1
   done
