@@ -145,6 +145,18 @@ pub fn free_udp_port() -> u16 {
     free_udp_port_on(PEER_IP.parse().expect("an IP"))
 }
 
+/// A port free for both UDP and TCP on 127.0.0.1 right now, outside `avoid`
+/// (a relay range of a server the test starts, which must not take it).
+pub fn free_port_outside(avoid: std::ops::RangeInclusive<u16>) -> u16 {
+    loop {
+        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = u.local_addr().unwrap().port();
+        if !avoid.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// A UDP port free on `ip` right now.
 pub fn free_udp_port_on(ip: std::net::IpAddr) -> u16 {
     std::net::UdpSocket::bind((ip, 0))

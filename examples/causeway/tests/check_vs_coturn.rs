@@ -100,15 +100,7 @@ fn allocate_and_check_over_tls_against_coturn() {
 /// A port free for UDP and TCP on loopback right now, outside coturn's relay
 /// range below.
 fn free_port() -> u16 {
-    loop {
-        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = u.local_addr().unwrap().port();
-        if !(40000..=40999).contains(&port)
-            && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
-        {
-            return port;
-        }
-    }
+    common::tools::free_port_outside(40000..=40999)
 }
 
 /// Starts coturn on loopback (inside `netns` if given) with user alice:`password`,

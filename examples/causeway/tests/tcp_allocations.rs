@@ -13,7 +13,7 @@ use std::process::Command;
 
 use causeway_testkit::coturn::{Coturn, Ready};
 use common::bridge::TempDir;
-use common::tools::totals;
+use common::tools::{free_port_outside, totals};
 use common::wait::PATIENCE;
 use common::{Server, coturn_tool, run_with_timeout};
 
@@ -49,18 +49,9 @@ fn coturn(port: u16) -> Coturn {
     )
 }
 
-/// A port free for UDP and TCP on loopback right now, outside coturn's relay
-/// range above.
+/// A port free for UDP and TCP on loopback, outside coturn's relay range.
 fn free_port() -> u16 {
-    loop {
-        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = u.local_addr().unwrap().port();
-        if !(41000..=41999).contains(&port)
-            && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
-        {
-            return port;
-        }
-    }
+    free_port_outside(41000..=41999)
 }
 
 /// `causeway check --tcp-relay` against `server`: whether it passed, and

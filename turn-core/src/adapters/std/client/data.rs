@@ -12,8 +12,8 @@ use std::time::{Duration, Instant as StdInstant};
 
 use crate::client::{BindAnswer, ClientEvent, Failure, RequestKind};
 
-use super::connection::{Connection, Stream};
-use super::{CONNECT_TIMEOUT, ClientIoError, TurnClient, now};
+use super::connection::Stream;
+use super::{ClientIoError, TurnClient, now};
 
 /// A data connection: the peer's bytes, both ways, over a connection to the
 /// server (TCP, or TLS like the client's).
@@ -117,19 +117,7 @@ impl TurnClient {
         peer: SocketAddr,
         deadline: StdInstant,
     ) -> Result<DataConnection, ClientIoError> {
-        let (server, transport) = (self.server, self.client.transport());
-        let mut conn = Connection::open(
-            server,
-            transport,
-            CONNECT_TIMEOUT,
-            #[cfg(feature = "tls")]
-            self.tls.as_ref(),
-        )
-        .map_err(|source| ClientIoError::Connect {
-            server,
-            transport,
-            source,
-        })?;
+        let mut conn = self.open_to(self.server)?;
         let failed = |failure| ClientIoError::Failed {
             request: RequestKind::Connect(peer),
             failure,

@@ -297,8 +297,15 @@ impl TurnClient {
     }
 
     fn reconnect(&mut self, server: SocketAddr) -> Result<(), ClientIoError> {
+        self.conn = self.open_to(server)?;
+        self.server = server;
+        Ok(())
+    }
+
+    /// A new connection to `server` over the client's transport (and TLS).
+    fn open_to(&self, server: SocketAddr) -> Result<Connection, ClientIoError> {
         let transport = self.client.transport();
-        self.conn = Connection::open(
+        Connection::open(
             server,
             transport,
             CONNECT_TIMEOUT,
@@ -309,9 +316,7 @@ impl TurnClient {
             server,
             transport,
             source,
-        })?;
-        self.server = server;
-        Ok(())
+        })
     }
 
     /// Drives until an event `want` picks, or a failure of the same request.
