@@ -72,6 +72,23 @@ fn check_tcp(server: &str) -> (bool, String) {
     )
 }
 
+/// `causeway serve` on loopback with alice, loopback peers allowed, and
+/// `extra` flags.
+fn causeway(extra: &[&str]) -> Server {
+    let mut args = vec![
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--user",
+        "alice:wonderland",
+        "--allow-peer",
+        "127.0.0.0/8",
+    ];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
 /// One uclient run against the server on `port`: (sent, received, lost).
 fn uclient(port: u16, flags: &[&str], n: &str, size: &str) -> (String, Option<(u64, u64, u64)>) {
     let port = port.to_string();
@@ -98,18 +115,7 @@ fn uclient(port: u16, flags: &[&str], n: &str, size: &str) -> (String, Option<(u
 
 #[test]
 fn uclient_relays_over_tcp_allocations_as_it_does_through_coturn() {
-    let server = Server::start(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--admin",
-        "127.0.0.1:0",
-        "--user",
-        "alice:wonderland",
-        "--allow-peer",
-        "127.0.0.0/8",
-        "--realm",
-        "TANDBERG",
-    ]);
+    let server = causeway(&["--realm", "TANDBERG"]);
     let coturn_port = free_port();
     let _coturn = coturn(coturn_port);
     let ports = [("causeway", server.addr().port()), ("coturn", coturn_port)];
@@ -158,16 +164,7 @@ fn uclient_relays_over_tcp_allocations_as_it_does_through_coturn() {
 
 #[test]
 fn check_walks_the_tcp_relay_and_names_a_server_without_one() {
-    let server = Server::start(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--admin",
-        "127.0.0.1:0",
-        "--user",
-        "alice:wonderland",
-        "--allow-peer",
-        "127.0.0.0/8",
-    ]);
+    let server = causeway(&[]);
     let coturn_port = free_port();
     let _coturn = coturn(coturn_port);
     for target in [
@@ -209,17 +206,9 @@ fn a_tcp_relay_works_over_tls_with_tls_data_connections() {
     let cert = dir.write("cert.pem", &leaf.cert_pem);
     let key = dir.write("key.pem", &leaf.key_pem);
     let ca_file = dir.write("ca.pem", &ca.cert_pem);
-    let server = Server::start(&[
-        "--listen",
-        "127.0.0.1:0",
+    let server = causeway(&[
         "--tls-listen",
         "127.0.0.1:0",
-        "--admin",
-        "127.0.0.1:0",
-        "--user",
-        "alice:wonderland",
-        "--allow-peer",
-        "127.0.0.0/8",
         "--cert",
         cert.to_str().unwrap(),
         "--key",
