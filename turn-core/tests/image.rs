@@ -229,3 +229,27 @@ fn an_image_of_this_version_written_before_still_reads() {
     users.sort();
     assert_eq!(users, ["alice", "bob"]);
 }
+
+/// A host's growing table ([`Server::reserve_slots`], with the `std` feature).
+#[cfg(feature = "std")]
+#[test]
+fn a_growing_table_makes_room_for_the_image_first() {
+    let (s, _, _, then) = busy();
+    let image = image_of(&s, then);
+    assert_eq!(turn_core::server::image::allocations_in(&image), Ok(2));
+    assert_eq!(
+        turn_core::server::image::allocations_in(&image[..10]),
+        Err(ImageError::Truncated)
+    );
+    let now = Instant::from_secs(50);
+    let mut s2: TestServer = Server::new(config(), vec![Slot::EMPTY; 1], [7; 32]).unwrap();
+    let mut h2 = FakeHost::new();
+    assert_eq!(
+        s2.read_image(&mut h2, &image, now),
+        Err(ImageError::OverCapacity)
+    );
+    assert_eq!(s2.reserve_slots(2), 2);
+    assert_eq!(s2.read_image(&mut h2, &image, now), Ok(2));
+    assert_eq!(s2.capacity(), 2);
+    assert!(s2.allocations().any(|a| a.username() == "alice"));
+}

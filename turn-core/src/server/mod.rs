@@ -111,6 +111,8 @@ mod refusal;
 mod relay;
 mod requests;
 mod respond;
+#[cfg(feature = "std")]
+mod storage;
 mod table;
 pub mod tcp;
 
@@ -136,6 +138,8 @@ pub(crate) use ratelimit::RateLimiter;
 pub use reason::{Group, REASONS, Reason, RefusalCounts};
 pub use refusal::{BadRequest, DRAINING_PHRASE, Refusal};
 pub use relay::{BufferTooSmall, PEER_HEADROOM, PEER_TAILROOM, PeerBuffer};
+#[cfg(feature = "std")]
+pub use storage::GROW_MIN;
 pub use table::Slot;
 pub use tcp::{BIND_TIMEOUT_SECS, CONNECT_TIMEOUT_SECS, ConnectionId, ConnectionTraffic};
 

@@ -239,6 +239,28 @@ where
         a
     }
 
+    /// Lengthens the storage through `lengthen` (which appends empty slots and
+    /// must not shorten it), then threads the new slots onto the free list and
+    /// spreads the index over the new length. Slots, and so handles, keep their
+    /// numbers and generations. Returns the new length.
+    #[cfg(any(feature = "std", test))]
+    pub(crate) fn grow(&mut self, lengthen: impl FnOnce(&mut S)) -> usize {
+        let old = self.capacity();
+        lengthen(&mut self.slots);
+        let new = self.capacity();
+        if new <= old {
+            return new;
+        }
+        let head = self.free_head;
+        for (i, s) in self.slots.as_mut().iter_mut().enumerate().skip(old) {
+            s.alloc = None;
+            s.next_free = if i + 1 < new { (i + 1) as u32 } else { head };
+        }
+        self.free_head = old as u32;
+        self.rebuild_index();
+        new
+    }
+
     /// Re-inserts every live allocation, clearing tombstones.
     fn rebuild_index(&mut self) {
         for s in self.slots.as_mut() {
@@ -325,5 +347,49 @@ mod test {
                 Some(a.tuple)
             );
         }
+    }
+
+    #[test]
+    fn growing_keeps_slots_and_frees_the_new_ones() {
+        let mut t: Table<heapless::Vec<Slot<1, 1>, 16>, 1, 1> = Table::new(
+            heapless::Vec::from_slice(&[const { Slot::EMPTY }; 4]).unwrap(),
+            7,
+        );
+        let mut held = heapless::Vec::<(usize, FiveTuple), 16>::new();
+        for port in 1..=4 {
+            let a = alloc(port);
+            held.push((t.insert(a.clone()).unwrap(), a.tuple)).unwrap();
+        }
+        // One freed before the growth: its generation moves on and stays.
+        let (freed, _) = held.swap_remove(0);
+        assert!(t.remove(freed).is_some());
+        let generation = t.generation(freed);
+        assert!(t.insert(alloc(99)).is_some_and(|s| s == freed));
+        assert!(t.remove(freed).is_some());
+        assert_eq!(t.generation(freed), generation.map(|g| g + 1));
+        let grown = t.grow(|v| while v.push(Slot::EMPTY).is_ok() {});
+        assert_eq!(grown, 16);
+        assert_eq!(t.capacity(), 16);
+        assert_eq!(t.generation(freed), generation.map(|g| g + 1));
+        for (slot, tuple) in &held {
+            assert_eq!(
+                t.find(tuple),
+                Some(*slot),
+                "kept its slot through the growth"
+            );
+        }
+        // Every free slot, old and new, takes an allocation.
+        for port in 10..23 {
+            let a = alloc(port);
+            let slot = t.insert(a.clone()).expect("room after the growth");
+            held.push((slot, a.tuple)).unwrap();
+        }
+        assert!(t.next_free().is_none(), "all 16 taken");
+        assert_eq!(t.len(), 16);
+        for (slot, tuple) in &held {
+            assert_eq!(t.find(tuple), Some(*slot));
+        }
+        // Shortening is no growth: nothing changes.
+        assert_eq!(t.grow(|_| {}), 16);
     }
 }

@@ -84,6 +84,8 @@ struct WorkerSummary {
     worker: usize,
     allocations: usize,
     capacity: usize,
+    /// Room its table holds now (it grows with the allocations, up to capacity).
+    table_slots: usize,
     connections: usize,
     relay_to_relay_handed_off: u64,
     client_datagrams: u64,
@@ -298,6 +300,7 @@ pub(crate) fn status_json(
                 worker: w.worker,
                 allocations: w.allocations,
                 capacity: w.capacity,
+                table_slots: w.slots,
                 connections: w.connections,
                 relay_to_relay_handed_off: w.handed_off,
                 client_datagrams: w.client_datagrams,

@@ -20,6 +20,10 @@ use log::{info, warn};
 
 use crate::server::Slot;
 
+/// Slots each shard's table starts with (about 440 KB with the std server's
+/// sizes); it grows by a quarter when they are all taken, up to its share.
+const FIRST_SLOTS: usize = 256;
+
 use super::error::StartError;
 
 use super::builder::{Parts, Settings};
@@ -318,14 +322,15 @@ fn prepare(
         }
     }
     let shared = Arc::new(shared);
-    // Each shard holds its share of the total with room for uneven hashing.
+    // Each shard may hold its share of the total with room for uneven hashing;
+    // its table starts small and grows with the allocations it holds.
     let slots = (total.div_ceil(threads) * 5 / 4 + 64).min(total.max(64));
     let secret: [u8; 32] = random()?;
     let mut shards = Vec::new();
     for _ in 0..threads {
         let cfg = super::meters::for_shard(&settings.turn, threads);
-        let mut shard =
-            Turn::with_tcp(cfg, vec![Slot::EMPTY; slots], secret).map_err(StartError::Config)?;
+        let first = vec![Slot::EMPTY; slots.min(FIRST_SLOTS)];
+        let mut shard = Turn::with_tcp(cfg, first, secret).map_err(StartError::Config)?;
         // A ConnectionBind goes to the worker whose shard holds the connection.
         shard.set_shard(u8::try_from(shards.len()).unwrap_or(u8::MAX));
         shards.push(shard);
@@ -373,8 +378,15 @@ fn launch(
     let flag = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
     for (i, (l, shard)) in listeners.into_iter().zip(shards).enumerate() {
-        let w = Worker::new(i, l, shard, random()?, shared.clone(), flag.clone())
-            .map_err(setup("create an event loop"))?;
+        let w = Worker::new(
+            i,
+            l,
+            (shard, slots),
+            random()?,
+            shared.clone(),
+            flag.clone(),
+        )
+        .map_err(setup("create an event loop"))?;
         workers.push(w);
     }
     for ((w, h), t) in workers.iter().zip(&shared.handoffs).zip(&shared.transfers) {
@@ -434,7 +446,7 @@ fn launch(
         h
     });
     info!(
-        "TURN on {} address(es) with {threads} worker(s) of {slots} allocations each",
+        "TURN on {} address(es) with {threads} worker(s) of up to {slots} allocations each",
         local.len() + tls_local.len()
     );
     let running = Settings {

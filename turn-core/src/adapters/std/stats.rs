@@ -87,6 +87,10 @@ pub struct WorkerStats {
     pub allocations: usize,
     /// Allocations its shard can hold.
     pub capacity: usize,
+    /// Allocations its shard's table has room for now: it starts small and
+    /// grows by a quarter when full, up to [`WorkerStats::capacity`], so
+    /// memory follows what is held.
+    pub slots: usize,
     /// TCP and TLS clients connected to it.
     pub connections: usize,
     /// Relay-to-relay datagrams it took from other relay sockets of this server

@@ -99,6 +99,35 @@ impl core::fmt::Display for ImageError {
 
 impl core::error::Error for ImageError {}
 
+/// How many allocations `image` holds, from its header (the rest is checked by
+/// [`Server::read_image`]): a host whose storage grows makes room for them
+/// first.
+///
+/// ```
+/// use turn_core::server::{image, ImageError};
+/// assert_eq!(image::allocations_in(b"not an image"), Err(ImageError::NotAnImage));
+/// ```
+pub fn allocations_in(image: &[u8]) -> Result<usize, ImageError> {
+    let mut r = Reader {
+        bytes: image,
+        at: 0,
+    };
+    header(&mut r).map(|(_, count)| count)
+}
+
+/// Reads the header: the nonces' key and the count of allocations.
+fn header(r: &mut Reader<'_>) -> Result<([u8; 32], usize), ImageError> {
+    if r.take(MAGIC.len()).map_err(|_| ImageError::NotAnImage)? != MAGIC {
+        return Err(ImageError::NotAnImage);
+    }
+    let version = r.u16()?;
+    if version != IMAGE_VERSION {
+        return Err(ImageError::UnknownVersion(version));
+    }
+    let key: [u8; 32] = r.array()?;
+    Ok((key, r.u32()? as usize))
+}
+
 impl<S, const P: usize, const C: usize, const T: usize> Server<S, P, C, T>
 where
     S: AsRef<[Slot<P, C>]> + AsMut<[Slot<P, C>]>,
@@ -173,15 +202,7 @@ where
             bytes: image,
             at: 0,
         };
-        if r.take(MAGIC.len()).map_err(|_| ImageError::NotAnImage)? != MAGIC {
-            return Err(ImageError::NotAnImage);
-        }
-        let version = r.u16()?;
-        if version != IMAGE_VERSION {
-            return Err(ImageError::UnknownVersion(version));
-        }
-        let key: [u8; 32] = r.array()?;
-        let count = r.u32()? as usize;
+        let (key, count) = header(&mut r)?;
         if count > self.table.capacity() {
             return Err(ImageError::OverCapacity);
         }

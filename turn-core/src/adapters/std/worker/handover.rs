@@ -175,6 +175,10 @@ impl Worker {
         relays: &mut HashMap<SocketAddr, std::net::UdpSocket>,
     ) -> Result<usize, ImageError> {
         let now = self.shared.clock.now();
+        let count = crate::server::image::allocations_in(image)?;
+        if count > self.turn.capacity() {
+            self.turn.reserve_slots(count.min(self.max_slots));
+        }
         let mut host = host_of!(self);
         host.inherited = Some(relays);
         self.turn.read_image(&mut host, image, now)

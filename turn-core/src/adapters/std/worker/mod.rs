@@ -144,13 +144,15 @@ pub(crate) struct Worker {
     paused: Option<Vec<std::net::SocketAddr>>,
     /// Handed over: no listener left, stream clients served to their end.
     moved: bool,
+    /// The most allocations the shard's table may grow to hold.
+    max_slots: usize,
 }
 
 impl Worker {
     pub(crate) fn new(
         id: usize,
         listeners: Listeners,
-        turn: Turn,
+        (turn, max_slots): (Turn, usize),
         seed: [u8; 32],
         shared: Arc<Shared>,
         shutdown: Arc<AtomicBool>,
@@ -203,6 +205,7 @@ impl Worker {
             relays: Relays::default(),
             tcp_relays: TcpRelays::default(),
             turn,
+            max_slots,
             random: Random::new(seed),
             shared,
             shutdown,
@@ -329,8 +332,11 @@ impl Worker {
             random,
             id,
             tcp_relays,
+            max_slots,
             ..
         } = self;
+        // A look while a slot is free; a longer table when none is.
+        turn.make_room(*max_slots);
         let mut host = WorkerHost {
             worker: *id,
             shared,
@@ -467,7 +473,8 @@ impl Worker {
             worker: id,
             counters: *self.turn.counters(),
             allocations: self.snapshot.len(),
-            capacity: self.turn.capacity(),
+            capacity: self.max_slots,
+            slots: self.turn.capacity(),
             connections: self.open_conns + self.tcp_relays.bound,
             handed_off: self.handed_off,
             client_datagrams: self.outboxes.iter().map(|o| o.datagrams).sum(),
