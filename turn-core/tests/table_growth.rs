@@ -1,7 +1,8 @@
-//! The std relay's allocation table starts small and grows with the
-//! allocations it holds, up to its share of the total: memory follows what is
-//! held, allocations made before a growth keep relaying after it, and past
-//! the share the relay answers as a full one.
+//! Memory that follows what a std relay holds: its allocation table starts
+//! small and grows with the allocations, up to its share of the total
+//! (allocations made before a growth keep relaying after it, and past the
+//! share the relay answers as a full one); its workers list their allocations
+//! for the stats only while someone reads them.
 #![cfg(feature = "std")]
 
 use std::net::{SocketAddr, UdpSocket};
@@ -100,4 +101,39 @@ fn the_table_grows_with_its_allocations_and_stops_at_its_share() {
         other => panic!("the 401st allocation: {other:?}"),
     }
     assert_eq!(worker(&relay).slots, 400, "never past the share");
+}
+
+#[test]
+fn allocations_are_listed_when_read_and_the_summary_never_lists_them() {
+    let relay = Relay::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .realm("example")
+        .threads(2)
+        .total(64)
+        .user("alice", "s3cret")
+        .start()
+        .unwrap();
+    let server = relay.local_addrs()[0];
+    let mut clients = Vec::new();
+    for _ in 0..5 {
+        let mut c =
+            TurnClient::connect(ClientConfig::new(server, "alice", "s3cret").unwrap()).unwrap();
+        c.allocate(PATIENCE).unwrap();
+        clients.push(c);
+    }
+    let summary = wait::until("the summary counts 5", PATIENCE, || {
+        let s = relay.summary();
+        if s.in_use() == 5 {
+            Ok(s)
+        } else {
+            Err(format!("{}", s.in_use()))
+        }
+    });
+    assert!(summary.allocations.is_empty(), "a summary lists nothing");
+    // Nobody read them so far; the first read waits for the workers' lists.
+    let stats = relay.stats();
+    assert_eq!(stats.allocations.len(), 5, "{:?}", stats.workers);
+    assert!(stats.allocations.iter().all(|a| a.username == "alice"));
+    // The summary reads counters alone, lists or not.
+    assert!(relay.summary().allocations.is_empty());
 }

@@ -593,7 +593,7 @@ pub(crate) fn run(args: &ServeArgs, plan: Plan) -> Result<(), ServeError> {
         }
         if let Some(deadline) = running.drained_by {
             let tunnels = running.proxy.as_ref().map_or(0, |p| p.connections());
-            let allocations = relay.stats().in_use();
+            let allocations = relay.summary().in_use();
             if Instant::now() >= deadline {
                 info!(
                     "drain deadline reached: stopping; {allocations} allocation(s) and {tunnels} \
@@ -608,7 +608,7 @@ pub(crate) fn run(args: &ServeArgs, plan: Plan) -> Result<(), ServeError> {
         }
         if let Some(deadline) = running.upgraded_by {
             let tunnels = running.proxy.as_ref().map_or(0, |p| p.connections());
-            let stats = relay.stats();
+            let stats = relay.summary();
             let clients: usize = stats.workers.iter().map(|w| w.connections).sum();
             if clients == 0 && tunnels == 0 {
                 info!("upgrade: the last TCP/TLS client and web tunnel here ended; exiting");

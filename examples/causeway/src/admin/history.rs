@@ -49,7 +49,7 @@ impl History {
 
     /// Takes a sample of `stats` now.
     pub(crate) fn sample(&self, stats: &StatsHandle) {
-        let s = stats.stats();
+        let s = stats.summary();
         let t = s.totals();
         let at_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)

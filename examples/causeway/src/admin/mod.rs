@@ -287,11 +287,13 @@ fn answer(stream: &mut TcpStream, req: &access::Request, admin: &Admin, history:
             Err(e) => ("400 Bad Request", "text/plain", format!("{e}\n")),
         },
         ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", {
-            let mut text = metrics_text(
-                &admin.stats.stats(),
-                admin.stats.is_ready(),
-                view.per_user_metrics,
-            );
+            // Per-user series need the allocations; the rest, the counters.
+            let stats = if view.per_user_metrics {
+                admin.stats.stats()
+            } else {
+                admin.stats.summary()
+            };
+            let mut text = metrics_text(&stats, admin.stats.is_ready(), view.per_user_metrics);
             text.push_str(&metrics::accounts_text(
                 &admin.accounting.top(view.top_accounts),
             ));

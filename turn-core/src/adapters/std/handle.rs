@@ -18,7 +18,29 @@ use super::capacity::Capacity;
 use super::error::StartError;
 use super::events::RelayEvent;
 use super::shared::Shared;
-use super::stats::{self, Stats};
+use super::stats::{self, Stats, WorkerSnapshot};
+
+/// How long workers keep listing their allocations after
+/// [`StatsHandle::stats`] was last called.
+pub const LISTING_KEPT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The longest [`StatsHandle::stats`] waits for workers that were not listing
+/// their allocations (a worker lists them at its next pass, woken for it).
+pub const LISTING_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Tries `f` every millisecond until it holds or `limit` passes.
+fn poll_until(limit: std::time::Duration, f: impl Fn() -> bool) -> bool {
+    let end = std::time::Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if std::time::Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
 
 /// A running relay. Dropping it stops it (and waits for its threads).
 pub struct Relay {
@@ -76,13 +98,54 @@ impl StatsHandle {
             .all(|b| now.saturating_sub(b.load(Ordering::Relaxed)) < 3000)
     }
 
-    /// The latest stats of every worker (at most a second old; after the relay
-    /// stopped, the last ones).
+    /// The latest stats of every worker with every allocation (at most a
+    /// second old; after the relay stopped, the last ones).
+    ///
+    /// Workers list their allocations only while someone reads them: for
+    /// [`LISTING_KEPT`] after the last call. A call after a longer quiet wakes
+    /// them and waits for their lists (one pass of their loops), so a relay
+    /// nobody inspects spends neither memory nor time on copies of its
+    /// allocations. [`StatsHandle::summary`] reads the counters alone.
     pub fn stats(&self) -> Stats {
+        self.list_allocations();
+        self.collect(true)
+    }
+
+    /// The latest stats of every worker without the allocations (at most a
+    /// second old): the counters, what each worker holds, the totals; cheap
+    /// at any number of allocations.
+    pub fn summary(&self) -> Stats {
+        self.collect(false)
+    }
+
+    /// Asks the workers to list their allocations for a while, and when they
+    /// were not, waits until they have (or [`LISTING_WAIT`] passed).
+    fn list_allocations(&self) {
+        let now = self.shared.clock.now().as_millis();
+        let kept = LISTING_KEPT.as_millis() as u64;
+        self.shared
+            .listing_until_ms
+            .store(now.saturating_add(kept), Ordering::Release);
+        let listed = || {
+            let s = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
+            s.iter().all(WorkerSnapshot::lists)
+        };
+        if listed() {
+            return;
+        }
+        for m in &self.shared.handoffs {
+            m.wake();
+        }
+        let _ = poll_until(LISTING_WAIT, listed);
+    }
+
+    /// The snapshots as one [`Stats`], with their allocations or without.
+    fn collect(&self, allocations: bool) -> Stats {
         let snapshots = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
         #[cfg_attr(not(any(feature = "xdp", feature = "tls")), allow(unused_mut))]
         let mut stats = stats::collect(
             &snapshots,
+            allocations,
             self.shared.quota.total(),
             self.shared.events.dropped(),
         );
@@ -189,9 +252,16 @@ impl Relay {
         self.capacity.as_ref()
     }
 
-    /// The latest stats of every worker (at most a second old).
+    /// The latest stats of every worker with every allocation (see
+    /// [`StatsHandle::stats`]).
     pub fn stats(&self) -> Stats {
         self.stats_handle().stats()
+    }
+
+    /// The latest stats of every worker without the allocations (see
+    /// [`StatsHandle::summary`]).
+    pub fn summary(&self) -> Stats {
+        self.stats_handle().summary()
     }
 
     /// A handle that reads the stats from another thread (an admin or metrics
@@ -366,7 +436,7 @@ impl Relay {
         let until = self.shared.drain_until_ms.load(Ordering::Acquire);
         let started = self.shared.drain_started_ms.load(Ordering::Acquire);
         let now = self.shared.clock.now().as_millis();
-        until != 0 && (now >= until || (now >= started + 2000 && self.stats().in_use() == 0))
+        until != 0 && (now >= until || (now >= started + 2000 && self.summary().in_use() == 0))
     }
 
     /// Whether it takes new allocations (for a readiness probe): not draining.

@@ -59,6 +59,13 @@ impl Mailbox {
         let _ = self.waker.set(waker);
     }
 
+    /// Wakes the owning worker (to publish its allocations now).
+    pub(crate) fn wake(&self) {
+        if let Some(w) = self.waker.get() {
+            let _ = w.wake();
+        }
+    }
+
     /// Queues `data` for relay socket `to`, waking the owner (unless `wake` is
     /// false: a worker's own queue, drained after each batch); false when it does
     /// not fit (full, or too large), and the caller sends it through the kernel.

@@ -134,7 +134,7 @@ pub use error::StartError;
 pub use events::RelayEvent;
 #[cfg(feature = "tls")]
 pub use front::http::Accepted;
-pub use handle::{Relay, StatsHandle, Stopper};
+pub use handle::{LISTING_KEPT, LISTING_WAIT, Relay, StatsHandle, Stopper};
 pub use stats::{
     AllocationStats, PEERS_SHOWN, Stats, TlsRefused, UserStats, Username, WorkerStats,
 };

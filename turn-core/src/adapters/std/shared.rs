@@ -51,6 +51,9 @@ pub(crate) struct Shared {
     pub(crate) clock: Clock,
     /// The latest snapshot of each worker.
     pub(crate) stats: Mutex<Vec<WorkerSnapshot>>,
+    /// Until when (clock ms) the workers list their allocations in their
+    /// snapshots: a while after someone last read them.
+    pub(crate) listing_until_ms: AtomicU64,
     pub(crate) events: EventQueue,
     /// Each worker's relay-to-relay inbox.
     pub(crate) handoffs: Vec<Mailbox>,
@@ -104,6 +107,7 @@ impl Shared {
             reservations: Reservations::default(),
             clock: Clock::new(),
             stats: Mutex::new((0..threads).map(WorkerSnapshot::empty).collect()),
+            listing_until_ms: AtomicU64::new(0),
             events: EventQueue {
                 tx: events,
                 dropped: AtomicU64::new(0),

@@ -117,7 +117,8 @@ pub struct UserStats {
 pub struct Stats {
     /// Each worker.
     pub workers: Vec<WorkerStats>,
-    /// Every allocation in use.
+    /// Every allocation in use (empty in a summary: see
+    /// [`StatsHandle::summary`](super::StatsHandle::summary)).
     pub allocations: Vec<AllocationStats>,
     /// Allocations allowed in all.
     pub quota_total: usize,
@@ -180,11 +181,16 @@ impl Stats {
     }
 }
 
-/// What a worker publishes: its summary and its allocations.
+/// What a worker publishes: its summary and, while they are read, its
+/// allocations.
 #[derive(Debug, Default)]
 pub(crate) struct WorkerSnapshot {
     pub(crate) worker: WorkerStats,
     pub(crate) allocations: Vec<AllocationStats>,
+    /// Whether `allocations` lists them (else it is empty).
+    pub(crate) listed: bool,
+    /// Whether the worker runs: one that stopped publishes no more.
+    pub(crate) running: bool,
 }
 
 impl WorkerSnapshot {
@@ -195,16 +201,30 @@ impl WorkerSnapshot {
                 ..WorkerStats::default()
             },
             allocations: Vec::new(),
+            listed: false,
+            running: false,
         }
+    }
+
+    /// Whether its allocations are as recent as its summary (or will not be).
+    pub(crate) fn lists(&self) -> bool {
+        self.listed || !self.running
     }
 }
 
-/// The published snapshots as one [`Stats`].
-pub(crate) fn collect(snapshots: &[WorkerSnapshot], quota_total: usize, dropped: u64) -> Stats {
+/// The published snapshots as one [`Stats`], with their allocations or
+/// without.
+pub(crate) fn collect(
+    snapshots: &[WorkerSnapshot],
+    allocations: bool,
+    quota_total: usize,
+    dropped: u64,
+) -> Stats {
     Stats {
         workers: snapshots.iter().map(|s| s.worker).collect(),
         allocations: snapshots
             .iter()
+            .filter(|_| allocations)
             .flat_map(|s| s.allocations.iter().cloned())
             .collect(),
         quota_total,
@@ -255,7 +275,7 @@ mod tests {
         b.worker.allocations = 1;
         b.worker.counters.to_peer_bytes = 5;
         b.allocations = vec![alloc("callbridge", 5)];
-        let s = collect(&[a, b], 1000, 3);
+        let s = collect(&[a, b], true, 1000, 3);
         assert_eq!(s.in_use(), 3);
         assert_eq!(s.totals().to_peer_bytes, 305);
         let users = s.users();

@@ -146,6 +146,8 @@ pub(crate) struct Worker {
     moved: bool,
     /// The most allocations the shard's table may grow to hold.
     max_slots: usize,
+    /// Whether its last published snapshot listed its allocations.
+    listing: bool,
 }
 
 impl Worker {
@@ -206,6 +208,7 @@ impl Worker {
             tcp_relays: TcpRelays::default(),
             turn,
             max_slots,
+            listing: false,
             random: Random::new(seed),
             shared,
             shutdown,
@@ -301,8 +304,12 @@ impl Worker {
                 self.sweep_connects(std_now);
                 self.publish(now);
                 next_tick = std_now + TICK;
+            } else if !self.listing && self.listing_wanted(now) {
+                // Someone reads the allocations and waits for this list.
+                self.publish(now);
             }
         }
+        self.stopped();
         self.stop_allocations();
         debug!("worker {} stopped", self.id);
     }
@@ -459,20 +466,31 @@ impl Worker {
         self.peer_rx = slot;
     }
 
-    /// Publishes this worker's stats: fills the snapshot it keeps and swaps it
-    /// with the published one.
+    /// Whether someone reads the allocations (see `StatsHandle::stats`).
+    fn listing_wanted(&self, now: Instant) -> bool {
+        self.shared.listing_until_ms.load(Ordering::Acquire) > now.as_millis()
+    }
+
+    /// Publishes this worker's stats: its summary and, while someone reads
+    /// them, its allocations (filling the list it keeps and swapping it with
+    /// the published one); when nobody does, both lists are let go.
     fn publish(&mut self, now: Instant) {
+        let listing = self.listing_wanted(now);
         self.snapshot.clear();
         let id = self.id;
-        self.snapshot.extend(
-            self.turn
-                .allocations()
-                .map(|a| AllocationStats::of(id, a, now)),
-        );
+        if listing {
+            self.snapshot.extend(
+                self.turn
+                    .allocations()
+                    .map(|a| AllocationStats::of(id, a, now)),
+            );
+        } else {
+            self.snapshot = Vec::new();
+        }
         let summary = WorkerStats {
             worker: id,
             counters: *self.turn.counters(),
-            allocations: self.snapshot.len(),
+            allocations: self.turn.allocation_count(),
             capacity: self.max_slots,
             slots: self.turn.capacity(),
             connections: self.open_conns + self.tcp_relays.bound,
@@ -484,6 +502,21 @@ impl Worker {
         if let Some(slot) = all.get_mut(id) {
             slot.worker = summary;
             core::mem::swap(&mut slot.allocations, &mut self.snapshot);
+            slot.listed = listing;
+            slot.running = true;
+        }
+        drop(all);
+        if !listing {
+            self.snapshot = Vec::new();
+        }
+        self.listing = listing;
+    }
+
+    /// Says this worker publishes no more (readers wait for it no longer).
+    fn stopped(&mut self) {
+        let mut all = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = all.get_mut(self.id) {
+            slot.running = false;
         }
     }
 }
