@@ -13,9 +13,14 @@
 # (this machine's hard limit is 20,000; 100,000 needs `ulimit -Hn` over that
 # for the server and for each load process's share).
 #
+# causeway's RSS is read twice: before anything read its allocations (its
+# workers list them only while someone does) and after the `/status` reads.
+#
 # Usage: examples/causeway/bench/scale.sh
 # Knobs: ALLOCATIONS (16000), SOURCES (4), RATE (10), COTURN (set: coturn
-#        too), SERVERS (instead: "causeway", "coturn" or both), NO_BUILD.
+#        too), SERVERS (instead: "causeway", "coturn" or both), NO_BUILD,
+#        COTURN_BIN (a turnserver other than Debian's, e.g. coturn 4.17.1 from
+#        bench/coturn-build.sh), COTURN_ARGS (options added to coturn's).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 ALLOCATIONS=${ALLOCATIONS:-16000}
@@ -73,10 +78,10 @@ TOML
       token=$(cat "$(sed -nE 's/.*admin token in ([^ ]+).*/\1/p' "$d/server.out")")
       ;;
     coturn)
-      turnserver -n --no-cli --no-tls --no-dtls --listening-ip 127.0.0.1 --listening-port "$PORT" \
+      "${COTURN_BIN:-turnserver}" -n --no-cli --no-tls --no-dtls --listening-ip 127.0.0.1 --listening-port "$PORT" \
         --relay-ip 127.0.0.1 --min-port 10000 --max-port 65000 --lt-cred-mech --realm causeway \
         --user alice:wonderland --allow-loopback-peers --no-stdout-log \
-        --log-file "$d/coturn.log" --simple-log >/dev/null 2>&1 &
+        --log-file "$d/coturn.log" --simple-log ${COTURN_ARGS:-} >/dev/null 2>&1 &
       pid=$!
       for _ in $(seq 100); do ss -uln | grep -q "127.0.0.1:$PORT" && break; sleep 0.1; done
       ;;
@@ -107,11 +112,14 @@ TOML
   with=$(rss_kib "$pid")
   echo "## $server"
   echo "channels bound: $made from $SOURCES sources in $(awk -v ns=$((t1 - t0)) 'BEGIN { printf "%.1f", ns / 1e9 }') s ($(awk -v n="$made" -v ns=$((t1 - t0)) 'BEGIN { printf "%.0f", n / ns * 1e9 }') allocations+channels/s)"
-  echo "RSS: $((before / 1024)) MiB before, $((with / 1024)) MiB with $((made + traffic)) allocations: $(awk -v a="$before" -v b="$with" -v n=$((made + traffic)) 'BEGIN { printf "%.0f", (b - a) * 1024 / n }') B per allocation"
+  echo "RSS: $((before / 1024)) MiB before, $((with / 1024)) MiB with $((made + traffic)) allocations: $(awk -v a="$before" -v b="$with" -v n=$((made + traffic)) 'BEGIN { printf "%.0f", (b - a) * 1024 / n }') B per allocation on top, $(awk -v b="$with" -v n=$((made + traffic)) 'BEGIN { printf "%.0f", b * 1024 / n }') B per allocation in all"
   if [ "$server" = causeway ]; then
     answer /metrics
     answer /status
     answer "/status?limit=0"
+    local read
+    read=$(rss_kib "$pid")
+    echo "RSS after those reads: $((read / 1024)) MiB ($(awk -v a="$before" -v b="$read" -v n=$((made + traffic)) 'BEGIN { printf "%.0f", (b - a) * 1024 / n }') B per allocation)"
   fi
   wait "$echo_pid" || true
   grep "^echo:" "$d/echo.out" || cat "$d/echo.out"
@@ -121,5 +129,6 @@ TOML
   pids=()
 }
 
+echo "# coturn: ${COTURN_BIN:-turnserver} ${COTURN_ARGS:-}" >&2
 echo "# $ALLOCATIONS allocations with a channel each (+ $traffic relaying $RATE pkt/s each), $(nproc) cores"
 for server in ${SERVERS:-causeway${COTURN:+ coturn}}; do run "$server"; done
