@@ -2,7 +2,7 @@
 //! another crate's test folder:
 //!
 //! - [`tools`]: Debian's packages installed when missing, a tool run with a time
-//!   limit, coturn's UDP echo peer;
+//!   limit, coturn's UDP echo peer and one of our own;
 //! - [`wait`]: readiness of exactly what a test will use (a TCP or TLS port, a
 //!   STUN server over UDP or TCP, a UDP echo), polled up to a generous limit,
 //!   never a fixed sleep;

@@ -227,3 +227,17 @@ pub fn sh(args: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A UDP echo peer of our own on `ip` (port chosen by the system), answering
+/// every datagram to its sender from a thread, for as long as the test runs.
+pub fn udp_echo_peer(ip: &str) -> std::net::SocketAddr {
+    let sock = std::net::UdpSocket::bind((ip, 0)).expect("bind the echo peer");
+    let addr = sock.local_addr().expect("the echo peer's address");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let _ = sock.send_to(&buf[..n], from);
+        }
+    });
+    addr
+}

@@ -4,7 +4,7 @@
 //! clean stop.
 #![cfg(feature = "std")]
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant as StdInstant};
 
@@ -22,15 +22,7 @@ const T: Duration = PATIENCE;
 
 /// A UDP echo peer on 127.0.0.2 (another address than the relay's own).
 fn echo_peer() -> SocketAddr {
-    let sock = UdpSocket::bind("127.0.0.2:0").unwrap();
-    let addr = sock.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 2048];
-        while let Ok((n, from)) = sock.recv_from(&mut buf) {
-            let _ = sock.send_to(&buf[..n], from);
-        }
-    });
-    addr
+    causeway_testkit::tools::udp_echo_peer("127.0.0.2")
 }
 
 fn loopback_relay() -> turn_core::adapters::std::RelayBuilder {

@@ -5,7 +5,7 @@
 //! for the stats only while someone reads them.
 #![cfg(feature = "std")]
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use causeway_testkit::wait::{self, PATIENCE};
@@ -16,15 +16,7 @@ use turn_core::server::policy::Cidr;
 
 /// A UDP echo peer on 127.0.0.2.
 fn echo_peer() -> SocketAddr {
-    let sock = UdpSocket::bind("127.0.0.2:0").unwrap();
-    let addr = sock.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 2048];
-        while let Ok((n, from)) = sock.recv_from(&mut buf) {
-            let _ = sock.send_to(&buf[..n], from);
-        }
-    });
-    addr
+    causeway_testkit::tools::udp_echo_peer("127.0.0.2")
 }
 
 /// Sends `payload` to the echo `peer` until it comes back (UDP may lose).
