@@ -566,7 +566,7 @@ where
             // Relay to relay stays in userspace; so does any peer on an IP kept
             // per transport address but a local peer entry's (whose
             // permission is then its own port's).
-            let local = self.cfg.policy.allows_local(c.peer);
+            let local = self.cfg.policy.allows_local(c.peer.addr());
             if self.cfg.is_relay_ip(c.peer.ip())
                 || (!local && self.cfg.policy.names_local_ip(c.peer.ip()))
             {
@@ -592,7 +592,7 @@ where
                 },
                 channel: c.number,
                 relay: relay.local,
-                peer: c.peer,
+                peer: c.peer.addr(),
                 until: c.expires.min(permission.expires).min(relay.expires),
             });
         }

@@ -210,7 +210,7 @@ where
             None => {
                 let _ = a.channels.push(Channel {
                     number,
-                    peer,
+                    peer: peer.into(),
                     expires,
                 });
             }

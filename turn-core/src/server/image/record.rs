@@ -76,7 +76,7 @@ pub(super) fn write_record<const P: usize, const C: usize>(
     w.u8(a.channels.len() as u8)?;
     for c in &a.channels {
         w.u16(c.number)?;
-        w.addr(&c.peer)?;
+        w.addr(&c.peer.addr())?;
         w.i64(relative(c.expires, now))?;
     }
     for v in a.traffic.counts() {
@@ -158,7 +158,7 @@ pub(super) fn read_record<const P: usize, const C: usize>(
     for _ in 0..r.u8()? {
         let c = Channel {
             number: r.u16()?,
-            peer: r.addr()?,
+            peer: r.addr()?.into(),
             expires: rebased(now, r.i64()?),
         };
         if !CHANNELS.contains(&c.number) {
