@@ -11,8 +11,14 @@
 # core would relay at that per-packet cost (1 s / CPU per packet: where core 0
 # was not yet full, an extrapolation, said so).
 #
+# DIRECTION=from-peer measures the reverse direction alone: the generator's
+# peers send to the clients' relayed addresses (`causeway load --mode
+# from-peer`), the server relays each datagram to its client as ChannelData;
+# a step is then packets/s offered, each one relayed packet.
+#
 # Usage: examples/causeway/bench/saturation.sh
-# Knobs: STEPS (echoes/s offered in all, "10000 20000 40000 60000 80000"),
+# Knobs: DIRECTION ("echo" or "from-peer"), STEPS (echoes/s, or packets/s
+# from peers, offered in all, "10000 20000 40000 60000 80000"),
 # CLIENTS (64), DURATION (8 s), SIZE (160 B), COTURN_BIN (turnserver; a newer
 # build: bench/coturn-build.sh) and COTURN_ARGS (its flags, e.g. "--udp-gso
 # --multiplex-peer"), SERVERS ("causeway coturn").
@@ -23,6 +29,12 @@ STEPS=${STEPS:-"10000 20000 40000 60000 80000"}
 CLIENTS=${CLIENTS:-64}
 DURATION=${DURATION:-8}
 SIZE=${SIZE:-160}
+DIRECTION=${DIRECTION:-echo}
+case $DIRECTION in
+  echo) per_step=2; mode=(--mode echo) ;;
+  from-peer) per_step=1; mode=(--mode from-peer) ;;
+  *) echo "DIRECTION is echo or from-peer" >&2; exit 2 ;;
+esac
 SERVERS=${SERVERS:-"causeway coturn"}
 COTURN_BIN=${COTURN_BIN:-turnserver}
 COTURN_ARGS=${COTURN_ARGS:-}
@@ -98,7 +110,8 @@ declare -A RANGE=([causeway]="20000 39999" [coturn]="40000 59999")
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 field() { sed -nE "s/.* $1=([0-9.]+).*/\\1/p" <<<"$2"; }
 declare -A BEST COST
-printf '%-9s %8s %9s %9s %7s %7s %9s  %s\n' server offered sent/s echoes/s loss% core0% us/pkt \
+got=echoes/s; [ "$DIRECTION" = echo ] || got=delivered/s
+printf '%-9s %8s %9s %9s %7s %7s %9s  %s\n' server offered sent/s "$got" loss% core0% us/pkt \
   "dropped in buffers: listener/relay/clients/peers"
 for step in $STEPS; do
   for s in $SERVERS; do
@@ -106,7 +119,7 @@ for step in $STEPS; do
     # shellcheck disable=SC2086 # the range is two numbers
     read -r -a d0 < <(drops "${PORT[$s]}" ${RANGE[$s]})
     t0=$(cpu_ticks "${PID[$s]}")
-    out=$(taskset -c 1 "$CW" load --server "127.0.0.1:${PORT[$s]}" --user alice:wonderland --peers "$CLIENTS" \
+    out=$(taskset -c 1 "$CW" load "${mode[@]}" --server "127.0.0.1:${PORT[$s]}" --user alice:wonderland --peers "$CLIENTS" \
           --threads 1 --clients "$CLIENTS" --rate "$rate" --duration "$DURATION" --size "$SIZE")
     t1=$(cpu_ticks "${PID[$s]}")
     # shellcheck disable=SC2086
@@ -114,10 +127,10 @@ for step in $STEPS; do
     dropped="$((d1[0] - d0[0]))/$((d1[1] - d0[1]))/$((d1[2] - d0[2]))/$((d1[3] - d0[3]))"
     sent=$(field sent "$out"); received=$(field received "$out"); loss=$(field loss "$out")
     read -r sent_rate echo_rate busy us held < <(awk -v s="$sent" -v r="$received" -v d="$DURATION" \
-      -v t=$((t1 - t0)) -v hz="$tick" -v l="$loss" -v want="$step" '
+      -v t=$((t1 - t0)) -v hz="$tick" -v l="$loss" -v want="$step" -v k="$per_step" '
       BEGIN {
         cpu = t / hz
-        us = r > 0 ? cpu * 1e6 / (2 * r) : 0
+        us = r > 0 ? cpu * 1e6 / (k * r) : 0
         held = (l <= 0.1 && s / d >= 0.97 * want) ? 1 : 0
         # Busy over the seconds of the load (the drain after it is idle).
         busy = 100 * cpu / d; if (busy > 100) busy = 100
@@ -130,7 +143,8 @@ for step in $STEPS; do
   done
 done
 echo
-echo "| server | highest step held (echoes/s, $SIZE B; 2 relayed packets each) | CPU µs per relayed packet there | packets per core at that cost |"
+if [ "$DIRECTION" = echo ]; then what="echoes/s, $SIZE B; 2 relayed packets each"; else what="packets/s from peers, $SIZE B"; fi
+echo "| server | highest step held ($what) | CPU µs per relayed packet there | packets per core at that cost |"
 echo "|---|---|---|---|"
 for s in $SERVERS; do
   label=$s

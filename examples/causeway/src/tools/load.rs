@@ -11,6 +11,9 @@
 //! - `--mode bind`: `--clients` allocations each with a channel bound to
 //!   `--peer`, made one after another and held for `--hold` seconds (the state
 //!   of a meeting's participants; run several for several sources of load).
+//! - `--mode from-peer`: the echo's reverse direction alone: this process's
+//!   peers send to the clients' relayed addresses, the clients count what
+//!   the server relays to them (see `from_peer`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,7 +25,7 @@ use clap::{Args, ValueEnum};
 use turn_core::adapters::std::client::{TlsTarget, TurnClient};
 use turn_core::client::ClientConfig;
 
-use super::{ServerArgs, connect, echo_peer, echo_peers};
+use super::{ServerArgs, connect, echo_peer, echo_peer_ip, echo_peers, from_peer as peer_load};
 
 /// What to load the server with.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -35,6 +38,10 @@ pub(crate) enum Mode {
     /// permission too), held for `--hold` seconds: the state a meeting's
     /// participants keep on a relay. Prints how long it took, then holds.
     Bind,
+    /// Datagrams from peers to the clients (`--rate` each), relayed to them
+    /// as ChannelData: the reverse direction alone, read by `--threads`
+    /// event loops (1 without it).
+    FromPeer,
 }
 
 /// Flags of `causeway load`.
@@ -86,6 +93,7 @@ pub(crate) fn run(args: &LoadArgs) -> Result<(), String> {
         Mode::Echo => echo(args),
         Mode::Allocations => storm(args),
         Mode::Bind => bind(args),
+        Mode::FromPeer => from_peer(args),
     }
 }
 
@@ -275,6 +283,67 @@ fn echo_in_loops(
         turns.extend(t);
     }
     report(args, size, duration, (sent, received, corrupt), rtts, gap);
+    for mut turn in turns {
+        let _ = turn.deallocate(Duration::ZERO);
+    }
+    Ok(())
+}
+
+/// `--mode from-peer`: `--peers` sockets of this process send to the
+/// clients' relayed addresses (client i's channel bound to peer i mod N).
+fn from_peer(args: &LoadArgs) -> Result<(), String> {
+    let server = args.server.addr()?;
+    let ip = echo_peer_ip(server.ip(), server);
+    let mut peers = Vec::new();
+    for _ in 0..args.peers.max(1) {
+        let sock = std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).map_err(|e| e.to_string())?;
+        let _ = rustix::net::sockopt::set_socket_send_buffer_size(&sock, 4 << 20);
+        peers.push(sock);
+    }
+    let (cfg, tls) = (args.server.client_config()?, args.server.tls()?);
+    let (mut targets, mut clients) = (Vec::new(), Vec::new());
+    for i in 0..args.clients {
+        let mut turn = allocated(&cfg, tls.as_ref())?;
+        let peer = i % peers.len();
+        let from = peers
+            .get(peer)
+            .ok_or("no peer")?
+            .local_addr()
+            .map_err(|e| e.to_string())?;
+        let channel = turn
+            .bind_channel(from, Duration::from_secs(10))
+            .map_err(|e| e.to_string())?;
+        let relayed = turn
+            .relayed()
+            .ok_or("an allocation without a relayed address")?;
+        targets.push(peer_load::Target { peer, relayed });
+        clients.push((turn, channel));
+    }
+    let size = args.size.max(16);
+    let duration = Duration::from_secs(args.duration);
+    let loops = args.threads.unwrap_or(1);
+    let (mut seen, turns) =
+        peer_load::run(peers, targets, clients, (args.rate, size, duration, loops))
+            .map_err(|e| format!("the from-peer load failed: {e}"))?;
+    seen.rtts.sort_unstable();
+    let secs = duration.as_secs_f64().max(0.001);
+    let (sent, received) = (seen.sent, seen.received);
+    println!(
+        "from-peer: clients={} size={size} sent={sent} received={received} corrupt={} \
+         loss={:.3}% rate={:.0} pkt/s delay_p50_us={} delay_p99_us={} delay_max_us={} gap_max_us={}",
+        args.clients,
+        seen.corrupt,
+        if sent > 0 {
+            100.0 * (sent - received.min(sent)) as f64 / sent as f64
+        } else {
+            0.0
+        },
+        received as f64 / secs,
+        percentile(&seen.rtts, 0.5),
+        percentile(&seen.rtts, 0.99),
+        seen.rtts.last().copied().unwrap_or(0),
+        seen.gap,
+    );
     for mut turn in turns {
         let _ = turn.deallocate(Duration::ZERO);
     }

@@ -5,6 +5,7 @@ pub(crate) mod allocate;
 pub(crate) mod check;
 mod check_tcp;
 pub(crate) mod echo_loop;
+mod from_peer;
 pub(crate) mod key;
 pub(crate) mod load;
 pub(crate) mod select;

@@ -1,0 +1,223 @@
+//! `causeway load --mode from-peer`: the echo load's reverse direction, what a
+//! relay does with media coming in from the far side. Each client allocates
+//! and binds a channel to one of this process's peers (client i to peer i mod
+//! `--peers`); one thread sends `--size`-byte datagrams from each client's
+//! peer to its relayed address, `--rate` a second per client spread evenly,
+//! and `--threads` event loops read what the server relays to the clients as
+//! ChannelData. It reports what was sent and delivered, the loss, and the
+//! one-way delay (the sender and the readers share this process's clock).
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use mio::net::UdpSocket as MioUdp;
+use mio::{Events, Interest, Poll, Token};
+use turn_core::adapters::std::client::TurnClient;
+
+use super::echo_loop::Seen;
+use super::load::{fill, filled};
+
+/// How long the readers wait, after the last send, for what is still on its
+/// way (a busy machine delays it).
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// A client as the sender sees it: which peer sends to it, and where.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Target {
+    /// Index of its peer socket.
+    pub(crate) peer: usize,
+    /// Its relayed address.
+    pub(crate) relayed: SocketAddr,
+}
+
+/// What the sender and the readers share: the time base, the totals, and
+/// whether sending ended.
+struct Shared {
+    origin: Instant,
+    end: Instant,
+    sent: AtomicU64,
+    received: AtomicU64,
+    sending_done: AtomicBool,
+}
+
+impl Shared {
+    /// Whether the readers may stop: sending ended and everything came, or
+    /// the drain time passed.
+    fn finished(&self, now: Instant) -> bool {
+        now >= self.end + DRAIN
+            || (self.sending_done.load(Ordering::Acquire)
+                && self.received.load(Ordering::Relaxed) >= self.sent.load(Ordering::Relaxed))
+    }
+}
+
+/// Runs the load: `peers` send to `targets` (`clients[i]` is the client of
+/// `targets[i]`, its channel bound to that target's peer), `rate` datagrams
+/// a second per client, for `duration`, read by `loops` event loops. Returns
+/// what was seen and the clients (to deallocate).
+pub(crate) fn run(
+    peers: Vec<UdpSocket>,
+    targets: Vec<Target>,
+    clients: Vec<(TurnClient, u16)>,
+    (rate, size, duration, loops): (u64, usize, Duration, usize),
+) -> io::Result<(Seen, Vec<TurnClient>)> {
+    let origin = Instant::now();
+    let shared = Arc::new(Shared {
+        origin,
+        end: origin + duration,
+        sent: AtomicU64::new(0),
+        received: AtomicU64::new(0),
+        sending_done: AtomicBool::new(false),
+    });
+    let loops = loops.clamp(1, clients.len().max(1));
+    let mut shares: Vec<Vec<(TurnClient, u16)>> = (0..loops).map(|_| Vec::new()).collect();
+    for (i, c) in clients.into_iter().enumerate() {
+        if let Some(share) = shares.get_mut(i % loops) {
+            share.push(c);
+        }
+    }
+    let readers: Vec<_> = shares
+        .into_iter()
+        .map(|share| {
+            let shared = shared.clone();
+            thread::spawn(move || read(share, size, &shared))
+        })
+        .collect();
+    let sent = send(&peers, &targets, rate, size, &shared);
+    shared.sent.store(sent, Ordering::Relaxed);
+    shared.sending_done.store(true, Ordering::Release);
+    let mut seen = Seen {
+        sent,
+        ..Seen::default()
+    };
+    let mut turns = Vec::new();
+    for r in readers {
+        let (got, t) = r
+            .join()
+            .map_err(|_| io::Error::other("a reader panicked"))??;
+        seen.received += got.received;
+        seen.corrupt += got.corrupt;
+        seen.rtts.extend(got.rtts);
+        seen.gap = seen.gap.max(got.gap);
+        turns.extend(t);
+    }
+    Ok((seen, turns))
+}
+
+/// Sends round robin, one datagram every 1/(rate x clients) s, until the end;
+/// returns how many went.
+fn send(peers: &[UdpSocket], targets: &[Target], rate: u64, size: usize, at: &Shared) -> u64 {
+    let n = targets.len().max(1) as u64;
+    let step = Duration::from_nanos(1_000_000_000 / rate.max(1) / n).max(Duration::from_nanos(1));
+    let mut seqs = vec![0u64; targets.len()];
+    let mut payload = vec![0u8; size.max(16)];
+    let (mut next, mut k, mut sent) = (at.origin, 0usize, 0u64);
+    loop {
+        let now = Instant::now();
+        if now >= at.end {
+            return sent;
+        }
+        while next <= now {
+            let i = k % targets.len().max(1);
+            if let (Some(t), Some(seq)) = (targets.get(i), seqs.get_mut(i))
+                && let Some(sock) = peers.get(t.peer)
+            {
+                payload[..8].copy_from_slice(&seq.to_be_bytes());
+                let ns = at.origin.elapsed().as_nanos() as u64;
+                payload[8..16].copy_from_slice(&ns.to_be_bytes());
+                fill(&mut payload[16..], *seq);
+                if sock.send_to(&payload, t.relayed).is_ok() {
+                    *seq += 1;
+                    sent += 1;
+                }
+            }
+            k += 1;
+            next += step;
+        }
+        thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+}
+
+/// A client being read.
+struct Reader {
+    sock: MioUdp,
+    channel: u16,
+    last: Option<Instant>,
+}
+
+/// Reads `clients`' sockets until [`Shared::finished`].
+fn read(
+    clients: Vec<(TurnClient, u16)>,
+    size: usize,
+    at: &Shared,
+) -> io::Result<(Seen, Vec<TurnClient>)> {
+    let mut poll = Poll::new()?;
+    let mut socks = Vec::with_capacity(clients.len());
+    let mut turns = Vec::with_capacity(clients.len());
+    for (i, (turn, channel)) in clients.into_iter().enumerate() {
+        let sock: UdpSocket = turn
+            .udp_socket()
+            .ok_or_else(|| io::Error::other("--mode from-peer drives UDP clients only"))?
+            .try_clone()?;
+        sock.set_nonblocking(true)?;
+        let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&sock, 1 << 20);
+        let mut sock = MioUdp::from_std(sock);
+        poll.registry()
+            .register(&mut sock, Token(i), Interest::READABLE)?;
+        socks.push(Reader {
+            sock,
+            channel,
+            last: None,
+        });
+        turns.push(turn);
+    }
+    let mut seen = Seen::default();
+    let mut events = Events::with_capacity(1024);
+    let mut buf = [0u8; 2048];
+    while !at.finished(Instant::now()) {
+        poll.poll(&mut events, Some(Duration::from_millis(5)))?;
+        let before = seen.received;
+        for ev in events.iter() {
+            let Some(c) = socks.get_mut(ev.token().0) else {
+                continue;
+            };
+            loop {
+                let got = match c.sock.recv(&mut buf) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(_) => continue,
+                };
+                // ChannelData on the client's channel, its payload as sent.
+                let Some(d) = buf.get(..got) else { continue };
+                if d.len() < 4 + 16 || d[..2] != c.channel.to_be_bytes() {
+                    continue;
+                }
+                let len = usize::from(u16::from_be_bytes([d[2], d[3]]));
+                let Some(p) = d.get(4..4 + len).filter(|p| p.len() >= 16) else {
+                    seen.corrupt += 1;
+                    continue;
+                };
+                let seq = u64::from_be_bytes(p[..8].try_into().unwrap_or_default());
+                let ns = u64::from_be_bytes(p[8..16].try_into().unwrap_or_default());
+                let now = Instant::now();
+                let elapsed = (now - at.origin).as_nanos() as u64;
+                seen.rtts.push(elapsed.saturating_sub(ns) / 1000);
+                seen.received += 1;
+                if len != size.max(16) || !filled(&p[16..], seq) {
+                    seen.corrupt += 1;
+                }
+                if now < at.end
+                    && let Some(last) = c.last.replace(now)
+                {
+                    seen.gap = seen.gap.max((now - last).as_micros() as u64);
+                }
+            }
+        }
+        at.received
+            .fetch_add(seen.received - before, Ordering::Relaxed);
+    }
+    Ok((seen, turns))
+}
