@@ -40,9 +40,18 @@ fi
 
 d=$(mktemp -d)
 pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+server_pid=
+# SIGINT for the server: causeway stops at once (SIGTERM would drain).
+# SIGTERM for the load: a script's background jobs ignore SIGINT.
+stop_all() {
+  for p in "${pids[@]}"; do
+    if [ "$p" = "$server_pid" ]; then kill -INT "$p"; else kill -TERM "$p"; fi 2>/dev/null || true
+  done
   wait 2>/dev/null || true
+  pids=()
+}
+cleanup() {
+  stop_all
   rm -rf "$d"
 }
 trap cleanup EXIT
@@ -87,6 +96,7 @@ TOML
       ;;
   esac
   pids+=("$pid")
+  server_pid=$pid
   sleep 1
   local before
   before=$(rss_kib "$pid")
@@ -123,10 +133,7 @@ TOML
   fi
   wait "$echo_pid" || true
   grep "^echo:" "$d/echo.out" || cat "$d/echo.out"
-  # SIGINT: causeway stops at once (SIGTERM would drain).
-  for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  pids=()
+  stop_all
 }
 
 echo "# coturn: ${COTURN_BIN:-turnserver} ${COTURN_ARGS:-}" >&2
