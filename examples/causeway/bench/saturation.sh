@@ -14,10 +14,13 @@
 # DIRECTION=from-peer measures the reverse direction alone: the generator's
 # peers send to the clients' relayed addresses (`causeway load --mode
 # from-peer`), the server relays each datagram to its client as ChannelData;
-# a step is then packets/s offered, each one relayed packet.
+# a step is then packets/s offered, each one relayed packet. BURST=N sends
+# each client its datagrams N at a time in one GSO send (a video frame's
+# packets): the generator then offers more than one `sendto` a datagram
+# lets one core offer.
 #
 # Usage: examples/causeway/bench/saturation.sh
-# Knobs: DIRECTION ("echo" or "from-peer"), STEPS (echoes/s, or packets/s
+# Knobs: DIRECTION ("echo" or "from-peer"), BURST (1; from-peer), STEPS (echoes/s, or packets/s
 # from peers, offered in all, "10000 20000 40000 60000 80000"),
 # CLIENTS (64), DURATION (8 s), SIZE (160 B), COTURN_BIN (turnserver; a newer
 # build: bench/coturn-build.sh) and COTURN_ARGS (its flags, e.g. "--udp-gso
@@ -32,7 +35,7 @@ SIZE=${SIZE:-160}
 DIRECTION=${DIRECTION:-echo}
 case $DIRECTION in
   echo) per_step=2; mode=(--mode echo) ;;
-  from-peer) per_step=1; mode=(--mode from-peer) ;;
+  from-peer) per_step=1; mode=(--mode from-peer --burst "${BURST:-1}") ;;
   *) echo "DIRECTION is echo or from-peer" >&2; exit 2 ;;
 esac
 SERVERS=${SERVERS:-"causeway coturn"}

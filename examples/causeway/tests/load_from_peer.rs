@@ -2,7 +2,8 @@
 //! from-peer`, against the real server: peers of the load tool send to four
 //! clients' relayed addresses, the server relays each datagram to its client
 //! as ChannelData on the channel bound to that peer, and the tool counts them
-//! back byte-exact, each client's on its own channel.
+//! back byte-exact, each client's on its own channel; sent in bursts of one
+//! GSO send each, they arrive one by one.
 
 mod common;
 
@@ -21,47 +22,82 @@ fn count(out: &str, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {key}= in {out}"))
 }
 
-#[test]
-fn datagrams_from_peers_reach_their_clients_as_channel_data() {
-    let server = Server::start(&[
+/// 4 clients x 50 datagrams/s of 1200 B from 2 peers, for 2 s: a relay
+/// socket's default receive buffer holds seconds of it, so a busy machine
+/// delays it and loses none.
+const CLIENTS: u64 = 4;
+const RATE: u64 = 50;
+const SECS: u64 = 2;
+
+/// `causeway serve` with the load's user, peers on loopback allowed.
+fn serve() -> Server {
+    Server::start(&[
         "--listen",
         "127.0.0.1:0",
         "--user",
         "meeting:pw",
         "--allow-peer",
         "127.0.0.0/8",
-    ]);
-    // 4 clients x 50 datagrams/s of 1200 B from 2 peers, for 2 s: a relay
-    // socket's default receive buffer holds seconds of it, so a busy machine
-    // delays it and loses none.
-    let (secs, clients, rate) = (2, 4, 50);
+    ])
+}
+
+/// Runs `causeway load --mode from-peer` against `server` with `extra`
+/// flags; its output.
+fn from_peer(server: &Server, extra: &[&str]) -> String {
     let (ok, out) = run_with_timeout(
-        Command::new(env!("CARGO_BIN_EXE_causeway")).args([
-            "load",
-            "--mode",
-            "from-peer",
-            "--server",
-            &server.addr().to_string(),
-            "--user",
-            "meeting:pw",
-            "--clients",
-            &clients.to_string(),
-            "--peers",
-            "2",
-            "--rate",
-            &rate.to_string(),
-            "--size",
-            "1200",
-            "--duration",
-            &secs.to_string(),
-        ]),
-        Duration::from_secs(secs) + 2 * PATIENCE,
+        Command::new(env!("CARGO_BIN_EXE_causeway"))
+            .args([
+                "load",
+                "--mode",
+                "from-peer",
+                "--server",
+                &server.addr().to_string(),
+                "--user",
+                "meeting:pw",
+                "--clients",
+                &CLIENTS.to_string(),
+                "--peers",
+                "2",
+                "--rate",
+                &RATE.to_string(),
+                "--size",
+                "1200",
+                "--duration",
+                &SECS.to_string(),
+            ])
+            .args(extra),
+        Duration::from_secs(SECS) + 2 * PATIENCE,
     );
     assert!(ok, "{out}{}", server.log_tail());
+    out
+}
+
+#[test]
+fn datagrams_from_peers_reach_their_clients_as_channel_data() {
+    let server = serve();
+    let out = from_peer(&server, &[]);
     let (sent, received) = (count(&out, "sent"), count(&out, "received"));
     // The sender keeps its pace (it catches up after a stall), so all but the
     // last moment's datagrams went.
-    assert!(sent >= clients * rate * secs / 2, "{out}");
+    assert!(sent >= CLIENTS * RATE * SECS / 2, "{out}");
+    assert!(received <= sent, "{out}");
+    assert!(
+        received * 100 >= sent * 98,
+        "lost: {out}{}",
+        server.log_tail()
+    );
+    assert_eq!(count(&out, "corrupt"), 0, "{out}");
+}
+
+#[test]
+fn bursts_sent_in_one_gso_send_arrive_as_datagrams_each_on_its_channel() {
+    let server = serve();
+    // Bursts of 4 (one send each, the kernel cuts it): every datagram is
+    // relayed on its own and counted byte-exact.
+    let out = from_peer(&server, &["--burst", "4"]);
+    let (sent, received) = (count(&out, "sent"), count(&out, "received"));
+    assert!(sent >= CLIENTS * RATE * SECS / 2, "{out}");
+    assert_eq!(sent % 4, 0, "whole bursts: {out}");
     assert!(received <= sent, "{out}");
     assert!(
         received * 100 >= sent * 98,

@@ -21,11 +21,51 @@ pub(crate) struct Seen {
     pub(crate) sent: u64,
     pub(crate) received: u64,
     pub(crate) corrupt: u64,
-    /// Round trips, microseconds.
+    /// Round trips (one-way delays for `--mode from-peer`), microseconds.
     pub(crate) rtts: Vec<u64>,
     /// The longest time a client waited between two echoes while sending,
     /// microseconds.
     pub(crate) gap: u64,
+}
+
+impl Seen {
+    /// Counts datagram `d` read by a client on `channel` (a ChannelData
+    /// frame whose payload starts with a sequence number and the send time,
+    /// in ns since `origin`, and should be `size` bytes as `fill` made it);
+    /// `last` is when that client last got one, `end` when sending ends.
+    /// Frames not on `channel` are not counted.
+    pub(crate) fn count(
+        &mut self,
+        d: &[u8],
+        channel: u16,
+        size: usize,
+        (origin, end): (Instant, Instant),
+        last: &mut Option<Instant>,
+    ) {
+        if d.len() < 4 + 16 || d[..2] != channel.to_be_bytes() {
+            return;
+        }
+        let len = usize::from(u16::from_be_bytes([d[2], d[3]]));
+        let Some(p) = d.get(4..4 + len).filter(|p| p.len() >= 16) else {
+            self.corrupt += 1;
+            return;
+        };
+        let seq = u64::from_be_bytes(p[..8].try_into().unwrap_or_default());
+        let ns = u64::from_be_bytes(p[8..16].try_into().unwrap_or_default());
+        let at = Instant::now();
+        let elapsed = (at - origin).as_nanos() as u64;
+        self.rtts.push(elapsed.saturating_sub(ns) / 1000);
+        self.received += 1;
+        // Every byte must come as sent.
+        if len != size || !filled(&p[16..], seq) {
+            self.corrupt += 1;
+        }
+        if at < end
+            && let Some(before) = last.replace(at)
+        {
+            self.gap = self.gap.max((at - before).as_micros() as u64);
+        }
+    }
 }
 
 struct Client {
@@ -115,29 +155,8 @@ pub(crate) fn drive(
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(_) => continue,
                 };
-                // ChannelData on our channel, its payload as sent.
-                let Some(d) = buf.get(..got) else { continue };
-                if d.len() < 4 + 16 || d[..2] != c.channel.to_be_bytes() {
-                    continue;
-                }
-                let len = usize::from(u16::from_be_bytes([d[2], d[3]]));
-                let Some(p) = d.get(4..4 + len) else {
-                    seen.corrupt += 1;
-                    continue;
-                };
-                let seq = u64::from_be_bytes(p[..8].try_into().unwrap_or_default());
-                let ns = u64::from_be_bytes(p[8..16].try_into().unwrap_or_default());
-                let at = Instant::now();
-                seen.rtts
-                    .push((origin.elapsed().as_nanos() as u64).saturating_sub(ns) / 1000);
-                seen.received += 1;
-                if len != size || !filled(&p[16..], seq) {
-                    seen.corrupt += 1;
-                }
-                if at < end
-                    && let Some(last) = c.last_echo.replace(at)
-                {
-                    seen.gap = seen.gap.max((at - last).as_micros() as u64);
+                if let Some(d) = buf.get(..got) {
+                    seen.count(d, c.channel, size, (origin, end), &mut c.last_echo);
                 }
             }
         }

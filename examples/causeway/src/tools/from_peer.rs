@@ -6,6 +6,11 @@
 //! and `--threads` event loops read what the server relays to the clients as
 //! ChannelData. It reports what was sent and delivered, the loss, and the
 //! one-way delay (the sender and the readers share this process's clock).
+//!
+//! With `--burst N` each client gets its datagrams N at a time, sent with one
+//! `sendmsg` (UDP GSO: the kernel cuts the N segments), as a video frame's
+//! packets arrive: N times fewer sends for the generator, so it can offer a
+//! relay more than its one-`sendto`-a-datagram limit.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -16,10 +21,11 @@ use std::time::{Duration, Instant};
 
 use mio::net::UdpSocket as MioUdp;
 use mio::{Events, Interest, Poll, Token};
+use quinn_udp::{Transmit, UdpSocketState};
 use turn_core::adapters::std::client::TurnClient;
 
 use super::echo_loop::Seen;
-use super::load::{fill, filled};
+use super::load::fill;
 
 /// How long the readers wait, after the last send, for what is still on its
 /// way (a busy machine delays it).
@@ -54,16 +60,33 @@ impl Shared {
     }
 }
 
+/// How the load goes: datagrams a second per client, their size, for how
+/// long, how many at a time to a client, and how many event loops read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pace {
+    pub(crate) rate: u64,
+    pub(crate) size: usize,
+    pub(crate) duration: Duration,
+    pub(crate) burst: usize,
+    pub(crate) loops: usize,
+}
+
 /// Runs the load: `peers` send to `targets` (`clients[i]` is the client of
-/// `targets[i]`, its channel bound to that target's peer), `rate` datagrams
-/// a second per client, for `duration`, read by `loops` event loops. Returns
-/// what was seen and the clients (to deallocate).
+/// `targets[i]`, its channel bound to that target's peer) as `pace` says.
+/// Returns what was seen and the clients (to deallocate).
 pub(crate) fn run(
     peers: Vec<UdpSocket>,
     targets: Vec<Target>,
     clients: Vec<(TurnClient, u16)>,
-    (rate, size, duration, loops): (u64, usize, Duration, usize),
+    pace: Pace,
 ) -> io::Result<(Seen, Vec<TurnClient>)> {
+    let Pace {
+        rate,
+        size,
+        duration,
+        burst,
+        loops,
+    } = pace;
     let origin = Instant::now();
     let shared = Arc::new(Shared {
         origin,
@@ -86,7 +109,7 @@ pub(crate) fn run(
             thread::spawn(move || read(share, size, &shared))
         })
         .collect();
-    let sent = send(&peers, &targets, rate, size, &shared);
+    let sent = send(&peers, &targets, (rate, size, burst), &shared)?;
     shared.sent.store(sent, Ordering::Relaxed);
     shared.sending_done.store(true, Ordering::Release);
     let mut seen = Seen {
@@ -107,32 +130,66 @@ pub(crate) fn run(
     Ok((seen, turns))
 }
 
-/// Sends round robin, one datagram every 1/(rate x clients) s, until the end;
-/// returns how many went.
-fn send(peers: &[UdpSocket], targets: &[Target], rate: u64, size: usize, at: &Shared) -> u64 {
+/// Sends round robin, a burst of `burst` datagrams every burst/(rate x
+/// clients) s, until the end; returns how many datagrams went.
+fn send(
+    peers: &[UdpSocket],
+    targets: &[Target],
+    (rate, size, burst): (u64, usize, usize),
+    at: &Shared,
+) -> io::Result<u64> {
+    let size = size.max(16);
+    let burst = burst.max(1);
+    // One GSO send a burst where the kernel takes it, else a send a datagram.
+    let states = peers
+        .iter()
+        .map(|s| UdpSocketState::new(s.into()))
+        .collect::<io::Result<Vec<_>>>()?;
+    let gso = burst > 1 && states.iter().all(|s| s.max_gso_segments() >= burst);
     let n = targets.len().max(1) as u64;
-    let step = Duration::from_nanos(1_000_000_000 / rate.max(1) / n).max(Duration::from_nanos(1));
+    let step = Duration::from_nanos(1_000_000_000 * burst as u64 / rate.max(1) / n)
+        .max(Duration::from_nanos(1));
     let mut seqs = vec![0u64; targets.len()];
-    let mut payload = vec![0u8; size.max(16)];
+    let mut frames = vec![0u8; size * burst];
     let (mut next, mut k, mut sent) = (at.origin, 0usize, 0u64);
     loop {
         let now = Instant::now();
         if now >= at.end {
-            return sent;
+            return Ok(sent);
         }
         while next <= now {
             let i = k % targets.len().max(1);
             if let (Some(t), Some(seq)) = (targets.get(i), seqs.get_mut(i))
-                && let Some(sock) = peers.get(t.peer)
+                && let (Some(sock), Some(state)) = (peers.get(t.peer), states.get(t.peer))
             {
-                payload[..8].copy_from_slice(&seq.to_be_bytes());
                 let ns = at.origin.elapsed().as_nanos() as u64;
-                payload[8..16].copy_from_slice(&ns.to_be_bytes());
-                fill(&mut payload[16..], *seq);
-                if sock.send_to(&payload, t.relayed).is_ok() {
-                    *seq += 1;
-                    sent += 1;
+                for (j, d) in frames.chunks_exact_mut(size).enumerate() {
+                    let s = *seq + j as u64;
+                    d[..8].copy_from_slice(&s.to_be_bytes());
+                    d[8..16].copy_from_slice(&ns.to_be_bytes());
+                    fill(&mut d[16..], s);
                 }
+                let went = if gso {
+                    let t = Transmit {
+                        destination: t.relayed,
+                        ecn: None,
+                        contents: &frames,
+                        segment_size: Some(size),
+                        src_ip: None,
+                    };
+                    if state.try_send(sock.into(), &t).is_ok() {
+                        burst
+                    } else {
+                        0
+                    }
+                } else {
+                    frames
+                        .chunks_exact(size)
+                        .take_while(|d| sock.send_to(d, t.relayed).is_ok())
+                        .count()
+                };
+                *seq += went as u64;
+                sent += went as u64;
             }
             k += 1;
             next += step;
@@ -190,29 +247,8 @@ fn read(
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(_) => continue,
                 };
-                // ChannelData on the client's channel, its payload as sent.
-                let Some(d) = buf.get(..got) else { continue };
-                if d.len() < 4 + 16 || d[..2] != c.channel.to_be_bytes() {
-                    continue;
-                }
-                let len = usize::from(u16::from_be_bytes([d[2], d[3]]));
-                let Some(p) = d.get(4..4 + len).filter(|p| p.len() >= 16) else {
-                    seen.corrupt += 1;
-                    continue;
-                };
-                let seq = u64::from_be_bytes(p[..8].try_into().unwrap_or_default());
-                let ns = u64::from_be_bytes(p[8..16].try_into().unwrap_or_default());
-                let now = Instant::now();
-                let elapsed = (now - at.origin).as_nanos() as u64;
-                seen.rtts.push(elapsed.saturating_sub(ns) / 1000);
-                seen.received += 1;
-                if len != size.max(16) || !filled(&p[16..], seq) {
-                    seen.corrupt += 1;
-                }
-                if now < at.end
-                    && let Some(last) = c.last.replace(now)
-                {
-                    seen.gap = seen.gap.max((now - last).as_micros() as u64);
+                if let Some(d) = buf.get(..got) {
+                    seen.count(d, c.channel, size.max(16), (at.origin, at.end), &mut c.last);
                 }
             }
         }

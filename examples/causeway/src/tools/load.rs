@@ -85,6 +85,11 @@ pub(crate) struct LoadArgs {
     /// a modest rate; without it, a thread per client.
     #[arg(long, value_name = "N")]
     pub(crate) threads: Option<usize>,
+    /// `--mode from-peer`: datagrams sent to a client at once, in one send
+    /// (UDP GSO), as a video frame's packets come; `--rate` stays the
+    /// datagrams a second.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub(crate) burst: u16,
 }
 
 /// Runs `load`.
@@ -321,10 +326,15 @@ fn from_peer(args: &LoadArgs) -> Result<(), String> {
     }
     let size = args.size.max(16);
     let duration = Duration::from_secs(args.duration);
-    let loops = args.threads.unwrap_or(1);
-    let (mut seen, turns) =
-        peer_load::run(peers, targets, clients, (args.rate, size, duration, loops))
-            .map_err(|e| format!("the from-peer load failed: {e}"))?;
+    let pace = peer_load::Pace {
+        rate: args.rate,
+        size,
+        duration,
+        burst: usize::from(args.burst),
+        loops: args.threads.unwrap_or(1),
+    };
+    let (mut seen, turns) = peer_load::run(peers, targets, clients, pace)
+        .map_err(|e| format!("the from-peer load failed: {e}"))?;
     seen.rtts.sort_unstable();
     let secs = duration.as_secs_f64().max(0.001);
     let (sent, received) = (seen.sent, seen.received);
