@@ -41,9 +41,12 @@ fn serve() -> Server {
     ])
 }
 
-/// Runs `causeway load --mode from-peer` against `server` with `extra`
-/// flags; its output.
-fn from_peer(server: &Server, extra: &[&str]) -> String {
+/// Runs `causeway load --mode from-peer` against a new server with `extra`
+/// flags and checks what every run must show: the sender kept its pace (it
+/// catches up after a stall, so all but the last moment's datagrams went),
+/// none lost, none corrupt. Returns the datagrams sent and the output.
+fn delivered(extra: &[&str]) -> (u64, String) {
+    let server = serve();
     let (ok, out) = run_with_timeout(
         Command::new(env!("CARGO_BIN_EXE_causeway"))
             .args([
@@ -69,40 +72,27 @@ fn from_peer(server: &Server, extra: &[&str]) -> String {
         Duration::from_secs(SECS) + 2 * PATIENCE,
     );
     assert!(ok, "{out}{}", server.log_tail());
-    out
+    let (sent, received) = (count(&out, "sent"), count(&out, "received"));
+    assert!(sent >= CLIENTS * RATE * SECS / 2, "{out}");
+    assert!(received <= sent, "{out}");
+    assert!(
+        received * 100 >= sent * 98,
+        "lost: {out}{}",
+        server.log_tail()
+    );
+    assert_eq!(count(&out, "corrupt"), 0, "{out}");
+    (sent, out)
 }
 
 #[test]
 fn datagrams_from_peers_reach_their_clients_as_channel_data() {
-    let server = serve();
-    let out = from_peer(&server, &[]);
-    let (sent, received) = (count(&out, "sent"), count(&out, "received"));
-    // The sender keeps its pace (it catches up after a stall), so all but the
-    // last moment's datagrams went.
-    assert!(sent >= CLIENTS * RATE * SECS / 2, "{out}");
-    assert!(received <= sent, "{out}");
-    assert!(
-        received * 100 >= sent * 98,
-        "lost: {out}{}",
-        server.log_tail()
-    );
-    assert_eq!(count(&out, "corrupt"), 0, "{out}");
+    delivered(&[]);
 }
 
 #[test]
 fn bursts_sent_in_one_gso_send_arrive_as_datagrams_each_on_its_channel() {
-    let server = serve();
     // Bursts of 4 (one send each, the kernel cuts it): every datagram is
     // relayed on its own and counted byte-exact.
-    let out = from_peer(&server, &["--burst", "4"]);
-    let (sent, received) = (count(&out, "sent"), count(&out, "received"));
-    assert!(sent >= CLIENTS * RATE * SECS / 2, "{out}");
+    let (sent, out) = delivered(&["--burst", "4"]);
     assert_eq!(sent % 4, 0, "whole bursts: {out}");
-    assert!(received <= sent, "{out}");
-    assert!(
-        received * 100 >= sent * 98,
-        "lost: {out}{}",
-        server.log_tail()
-    );
-    assert_eq!(count(&out, "corrupt"), 0, "{out}");
 }

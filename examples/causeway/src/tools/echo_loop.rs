@@ -68,11 +68,69 @@ impl Seen {
     }
 }
 
-struct Client {
-    sock: MioUdp,
-    channel: u16,
-    sent: u64,
-    last_echo: Option<Instant>,
+/// A client's UDP socket in an event loop.
+pub(crate) struct Client {
+    pub(crate) sock: MioUdp,
+    pub(crate) channel: u16,
+    /// Datagrams it sent (the echo load).
+    pub(crate) sent: u64,
+    /// When it last got one.
+    pub(crate) last: Option<Instant>,
+}
+
+/// Registers `clients`' UDP sockets (non-blocking copies) for reading with a
+/// new poll; the poll, the sockets (token = index) and the clients.
+pub(crate) fn register(
+    clients: Vec<(TurnClient, u16)>,
+) -> io::Result<(Poll, Vec<Client>, Vec<TurnClient>)> {
+    let poll = Poll::new()?;
+    let mut socks = Vec::with_capacity(clients.len());
+    let mut turns = Vec::with_capacity(clients.len());
+    for (i, (turn, channel)) in clients.into_iter().enumerate() {
+        let sock: UdpSocket = turn
+            .udp_socket()
+            .ok_or_else(|| io::Error::other("an event loop drives UDP clients only"))?
+            .try_clone()?;
+        sock.set_nonblocking(true)?;
+        let mut sock = MioUdp::from_std(sock);
+        poll.registry()
+            .register(&mut sock, Token(i), Interest::READABLE)?;
+        socks.push(Client {
+            sock,
+            channel,
+            sent: 0,
+            last: None,
+        });
+        turns.push(turn);
+    }
+    Ok((poll, socks, turns))
+}
+
+/// Reads every client `events` names until its socket would block, counting
+/// what came into `seen` (see [`Seen::count`]).
+pub(crate) fn read_ready(
+    events: &Events,
+    socks: &mut [Client],
+    seen: &mut Seen,
+    size: usize,
+    times: (Instant, Instant),
+) {
+    let mut buf = [0u8; 2048];
+    for ev in events.iter() {
+        let Some(c) = socks.get_mut(ev.token().0) else {
+            continue;
+        };
+        loop {
+            let got = match c.sock.recv(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => continue,
+            };
+            if let Some(d) = buf.get(..got) {
+                seen.count(d, c.channel, size, times, &mut c.last);
+            }
+        }
+    }
 }
 
 /// Drives `clients` (allocated, each with `channel` bound to the peer) at
@@ -84,33 +142,13 @@ pub(crate) fn drive(
     size: usize,
     duration: Duration,
 ) -> io::Result<(Seen, Vec<TurnClient>)> {
-    let mut poll = Poll::new()?;
-    let mut socks = Vec::with_capacity(clients.len());
-    let mut turns = Vec::with_capacity(clients.len());
-    for (i, (turn, channel)) in clients.into_iter().enumerate() {
-        let sock: UdpSocket = turn
-            .udp_socket()
-            .ok_or_else(|| io::Error::other("--threads drives UDP clients only"))?
-            .try_clone()?;
-        sock.set_nonblocking(true)?;
-        let mut sock = MioUdp::from_std(sock);
-        poll.registry()
-            .register(&mut sock, Token(i), Interest::READABLE)?;
-        socks.push(Client {
-            sock,
-            channel,
-            sent: 0,
-            last_echo: None,
-        });
-        turns.push(turn);
-    }
+    let (mut poll, mut socks, turns) = register(clients)?;
     let n = socks.len().max(1) as u64;
     // One send every `step`, round robin: each client every 1/rate s.
     let step = Duration::from_nanos(1_000_000_000 / rate.max(1) / n).max(Duration::from_nanos(1));
     let mut seen = Seen::default();
     let mut events = Events::with_capacity(1024);
     let mut frame = vec![0u8; 4 + size];
-    let mut buf = [0u8; 2048];
     let origin = Instant::now();
     let end = origin + duration;
     let drain_end = end + Duration::from_secs(5);
@@ -145,21 +183,7 @@ pub(crate) fn drive(
             Duration::from_millis(5)
         };
         poll.poll(&mut events, Some(wait.min(Duration::from_millis(5))))?;
-        for ev in events.iter() {
-            let Some(c) = socks.get_mut(ev.token().0) else {
-                continue;
-            };
-            loop {
-                let got = match c.sock.recv(&mut buf) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(_) => continue,
-                };
-                if let Some(d) = buf.get(..got) {
-                    seen.count(d, c.channel, size, (origin, end), &mut c.last_echo);
-                }
-            }
-        }
+        read_ready(&events, &mut socks, &mut seen, size, (origin, end));
     }
     Ok((seen, turns))
 }

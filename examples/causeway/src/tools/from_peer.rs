@@ -19,12 +19,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use mio::net::UdpSocket as MioUdp;
-use mio::{Events, Interest, Poll, Token};
+use mio::Events;
 use quinn_udp::{Transmit, UdpSocketState};
 use turn_core::adapters::std::client::TurnClient;
 
-use super::echo_loop::Seen;
+use super::echo_loop::{Seen, read_ready, register};
 use super::load::fill;
 
 /// How long the readers wait, after the last send, for what is still on its
@@ -198,60 +197,29 @@ fn send(
     }
 }
 
-/// A client being read.
-struct Reader {
-    sock: MioUdp,
-    channel: u16,
-    last: Option<Instant>,
-}
-
 /// Reads `clients`' sockets until [`Shared::finished`].
 fn read(
     clients: Vec<(TurnClient, u16)>,
     size: usize,
     at: &Shared,
 ) -> io::Result<(Seen, Vec<TurnClient>)> {
-    let mut poll = Poll::new()?;
-    let mut socks = Vec::with_capacity(clients.len());
-    let mut turns = Vec::with_capacity(clients.len());
-    for (i, (turn, channel)) in clients.into_iter().enumerate() {
-        let sock: UdpSocket = turn
-            .udp_socket()
-            .ok_or_else(|| io::Error::other("--mode from-peer drives UDP clients only"))?
-            .try_clone()?;
-        sock.set_nonblocking(true)?;
-        let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&sock, 1 << 20);
-        let mut sock = MioUdp::from_std(sock);
-        poll.registry()
-            .register(&mut sock, Token(i), Interest::READABLE)?;
-        socks.push(Reader {
-            sock,
-            channel,
-            last: None,
-        });
-        turns.push(turn);
+    let (mut poll, mut socks, turns) = register(clients)?;
+    // Room for what the server sends while this loop waits for a core.
+    for c in &socks {
+        let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&c.sock, 1 << 20);
     }
     let mut seen = Seen::default();
     let mut events = Events::with_capacity(1024);
-    let mut buf = [0u8; 2048];
     while !at.finished(Instant::now()) {
         poll.poll(&mut events, Some(Duration::from_millis(5)))?;
         let before = seen.received;
-        for ev in events.iter() {
-            let Some(c) = socks.get_mut(ev.token().0) else {
-                continue;
-            };
-            loop {
-                let got = match c.sock.recv(&mut buf) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(_) => continue,
-                };
-                if let Some(d) = buf.get(..got) {
-                    seen.count(d, c.channel, size.max(16), (at.origin, at.end), &mut c.last);
-                }
-            }
-        }
+        read_ready(
+            &events,
+            &mut socks,
+            &mut seen,
+            size.max(16),
+            (at.origin, at.end),
+        );
         at.received
             .fetch_add(seen.received - before, Ordering::Relaxed);
     }
