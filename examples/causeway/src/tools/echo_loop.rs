@@ -30,26 +30,34 @@ pub(crate) struct Seen {
 
 impl Seen {
     /// Counts datagram `d` read by a client on `channel` (a ChannelData
-    /// frame whose payload starts with a sequence number and the send time,
-    /// in ns since `origin`, and should be `size` bytes as `fill` made it);
-    /// `last` is when that client last got one, `end` when sending ends.
-    /// Frames not on `channel` are not counted.
+    /// frame) or, with no channel, by a peer (the payload alone). The
+    /// payload starts with a sequence number and the send time, in ns since
+    /// `origin`, and should be `size` bytes as `fill` made it; `last` is when
+    /// that socket last got one, `end` when sending ends. Frames not on
+    /// `channel` are not counted.
     pub(crate) fn count(
         &mut self,
         d: &[u8],
-        channel: u16,
+        channel: Option<u16>,
         size: usize,
         (origin, end): (Instant, Instant),
         last: &mut Option<Instant>,
     ) {
-        if d.len() < 4 + 16 || d[..2] != channel.to_be_bytes() {
-            return;
-        }
-        let len = usize::from(u16::from_be_bytes([d[2], d[3]]));
-        let Some(p) = d.get(4..4 + len).filter(|p| p.len() >= 16) else {
+        let p = match channel {
+            Some(channel) => {
+                if d.len() < 4 + 16 || d[..2] != channel.to_be_bytes() {
+                    return;
+                }
+                let len = usize::from(u16::from_be_bytes([d[2], d[3]]));
+                d.get(4..4 + len)
+            }
+            None => Some(d),
+        };
+        let Some(p) = p.filter(|p| p.len() >= 16) else {
             self.corrupt += 1;
             return;
         };
+        let len = p.len();
         let seq = u64::from_be_bytes(p[..8].try_into().unwrap_or_default());
         let ns = u64::from_be_bytes(p[8..16].try_into().unwrap_or_default());
         let at = Instant::now();
@@ -68,10 +76,11 @@ impl Seen {
     }
 }
 
-/// A client's UDP socket in an event loop.
+/// A client's (or a peer's) UDP socket in an event loop.
 pub(crate) struct Client {
     pub(crate) sock: MioUdp,
-    pub(crate) channel: u16,
+    /// The channel its ChannelData comes on; none for a peer.
+    pub(crate) channel: Option<u16>,
     /// Datagrams it sent (the echo load).
     pub(crate) sent: u64,
     /// When it last got one.
@@ -83,27 +92,58 @@ pub(crate) struct Client {
 pub(crate) fn register(
     clients: Vec<(TurnClient, u16)>,
 ) -> io::Result<(Poll, Vec<Client>, Vec<TurnClient>)> {
-    let poll = Poll::new()?;
     let mut socks = Vec::with_capacity(clients.len());
     let mut turns = Vec::with_capacity(clients.len());
-    for (i, (turn, channel)) in clients.into_iter().enumerate() {
-        let sock: UdpSocket = turn
-            .udp_socket()
-            .ok_or_else(|| io::Error::other("an event loop drives UDP clients only"))?
-            .try_clone()?;
+    for (turn, channel) in clients {
+        socks.push((udp_of(&turn)?, Some(channel)));
+        turns.push(turn);
+    }
+    let (poll, socks) = register_sockets(socks)?;
+    Ok((poll, socks, turns))
+}
+
+/// A copy of `turn`'s UDP socket.
+pub(crate) fn udp_of(turn: &TurnClient) -> io::Result<UdpSocket> {
+    turn.udp_socket()
+        .ok_or_else(|| io::Error::other("an event loop drives UDP clients only"))?
+        .try_clone()
+}
+
+/// Registers `socks` (each with the channel its datagrams come on, none for
+/// a peer's socket) for reading with a new poll, made non-blocking; the poll
+/// and the sockets (token = index).
+pub(crate) fn register_sockets(
+    socks: Vec<(UdpSocket, Option<u16>)>,
+) -> io::Result<(Poll, Vec<Client>)> {
+    let poll = Poll::new()?;
+    let mut out = Vec::with_capacity(socks.len());
+    for (i, (sock, channel)) in socks.into_iter().enumerate() {
         sock.set_nonblocking(true)?;
         let mut sock = MioUdp::from_std(sock);
         poll.registry()
             .register(&mut sock, Token(i), Interest::READABLE)?;
-        socks.push(Client {
+        out.push(Client {
             sock,
             channel,
             sent: 0,
             last: None,
         });
-        turns.push(turn);
     }
-    Ok((poll, socks, turns))
+    Ok((poll, out))
+}
+
+/// Deals `items` round robin into `loops` shares (at least one, at most one
+/// an item).
+pub(crate) fn deal<T>(items: impl IntoIterator<Item = T>, loops: usize) -> Vec<Vec<T>> {
+    let items: Vec<T> = items.into_iter().collect();
+    let loops = loops.clamp(1, items.len().max(1));
+    let mut shares: Vec<Vec<T>> = (0..loops).map(|_| Vec::new()).collect();
+    for (i, item) in items.into_iter().enumerate() {
+        if let Some(share) = shares.get_mut(i % loops) {
+            share.push(item);
+        }
+    }
+    shares
 }
 
 /// Reads every client `events` names until its socket would block, counting
@@ -161,8 +201,10 @@ pub(crate) fn drive(
         }
         while now >= next && now < end {
             let count = socks.len().max(1);
-            if let Some(c) = socks.get_mut(k % count) {
-                frame[..2].copy_from_slice(&c.channel.to_be_bytes());
+            if let Some(c) = socks.get_mut(k % count)
+                && let Some(channel) = c.channel
+            {
+                frame[..2].copy_from_slice(&channel.to_be_bytes());
                 frame[2..4].copy_from_slice(&(size as u16).to_be_bytes());
                 let payload = &mut frame[4..];
                 payload[..8].copy_from_slice(&c.sent.to_be_bytes());

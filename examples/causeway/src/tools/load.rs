@@ -13,7 +13,9 @@
 //!   of a meeting's participants; run several for several sources of load).
 //! - `--mode from-peer`: the echo's reverse direction alone: this process's
 //!   peers send to the clients' relayed addresses, the clients count what
-//!   the server relays to them (see `from_peer`).
+//!   the server relays to them; `--mode to-peer`: the clients' ChannelData
+//!   alone, to this process's peers or to a sink that counts elsewhere (see
+//!   `one_way`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,7 +27,7 @@ use clap::{Args, ValueEnum};
 use turn_core::adapters::std::client::{TlsTarget, TurnClient};
 use turn_core::client::ClientConfig;
 
-use super::{ServerArgs, connect, echo_peer, echo_peer_ip, echo_peers, from_peer as peer_load};
+use super::{ServerArgs, connect, echo_peer, echo_peers, one_way};
 
 /// What to load the server with.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -42,6 +44,11 @@ pub(crate) enum Mode {
     /// as ChannelData: the reverse direction alone, read by `--threads`
     /// event loops (1 without it).
     FromPeer,
+    /// ChannelData from the clients (`--rate` each) to peers, nothing back:
+    /// the echo's first half alone. To `--peer`, a sink elsewhere that
+    /// counts what arrives (this process only counts what it sent), or to
+    /// `--peers` sockets of this process, read by `--threads` event loops.
+    ToPeer,
 }
 
 /// Flags of `causeway load`.
@@ -85,9 +92,9 @@ pub(crate) struct LoadArgs {
     /// a modest rate; without it, a thread per client.
     #[arg(long, value_name = "N")]
     pub(crate) threads: Option<usize>,
-    /// `--mode from-peer`: datagrams sent to a client at once, in one send
-    /// (UDP GSO), as a video frame's packets come; `--rate` stays the
-    /// datagrams a second.
+    /// `--mode from-peer` and `to-peer`: datagrams sent to (or by) a client
+    /// at once, in one send (UDP GSO), as a video frame's packets come;
+    /// `--rate` stays the datagrams a second.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub(crate) burst: u16,
 }
@@ -98,19 +105,20 @@ pub(crate) fn run(args: &LoadArgs) -> Result<(), String> {
         Mode::Echo => echo(args),
         Mode::Allocations => storm(args),
         Mode::Bind => bind(args),
-        Mode::FromPeer => from_peer(args),
+        Mode::FromPeer => one_way::from_peer(args),
+        Mode::ToPeer => one_way::to_peer(args),
     }
 }
 
 /// Allocates on a fresh socket.
-fn allocated(cfg: &ClientConfig, tls: Option<&TlsTarget>) -> Result<TurnClient, String> {
+pub(super) fn allocated(cfg: &ClientConfig, tls: Option<&TlsTarget>) -> Result<TurnClient, String> {
     let mut turn = connect(cfg.clone(), tls)?;
     turn.allocate(Duration::from_secs(45))
         .map_err(|e| e.to_string())?;
     Ok(turn)
 }
 
-fn percentile(sorted: &[u64], p: f64) -> u64 {
+pub(super) fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
     }
@@ -253,8 +261,7 @@ fn echo_in_loops(
     threads: usize,
 ) -> Result<(), String> {
     let (cfg, tls) = (args.server.client_config()?, args.server.tls()?);
-    let loops = threads.clamp(1, args.clients.max(1));
-    let mut shares: Vec<Vec<(TurnClient, u16)>> = (0..loops).map(|_| Vec::new()).collect();
+    let mut clients = Vec::with_capacity(args.clients);
     for i in 0..args.clients {
         let mut turn = allocated(&cfg, tls.as_ref())?;
         let peer = peers
@@ -264,12 +271,10 @@ fn echo_in_loops(
         let channel = turn
             .bind_channel(peer, Duration::from_secs(10))
             .map_err(|e| e.to_string())?;
-        if let Some(share) = shares.get_mut(i % loops) {
-            share.push((turn, channel));
-        }
+        clients.push((turn, channel));
     }
     let rate = args.rate;
-    let handles: Vec<_> = shares
+    let handles: Vec<_> = super::echo_loop::deal(clients, threads)
         .into_iter()
         .map(|share| thread::spawn(move || super::echo_loop::drive(share, rate, size, duration)))
         .collect();
@@ -288,72 +293,6 @@ fn echo_in_loops(
         turns.extend(t);
     }
     report(args, size, duration, (sent, received, corrupt), rtts, gap);
-    for mut turn in turns {
-        let _ = turn.deallocate(Duration::ZERO);
-    }
-    Ok(())
-}
-
-/// `--mode from-peer`: `--peers` sockets of this process send to the
-/// clients' relayed addresses (client i's channel bound to peer i mod N).
-fn from_peer(args: &LoadArgs) -> Result<(), String> {
-    let server = args.server.addr()?;
-    let ip = echo_peer_ip(server.ip(), server);
-    let mut peers = Vec::new();
-    for _ in 0..args.peers.max(1) {
-        let sock = std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).map_err(|e| e.to_string())?;
-        let _ = rustix::net::sockopt::set_socket_send_buffer_size(&sock, 4 << 20);
-        peers.push(sock);
-    }
-    let (cfg, tls) = (args.server.client_config()?, args.server.tls()?);
-    let (mut targets, mut clients) = (Vec::new(), Vec::new());
-    for i in 0..args.clients {
-        let mut turn = allocated(&cfg, tls.as_ref())?;
-        let peer = i % peers.len();
-        let from = peers
-            .get(peer)
-            .ok_or("no peer")?
-            .local_addr()
-            .map_err(|e| e.to_string())?;
-        let channel = turn
-            .bind_channel(from, Duration::from_secs(10))
-            .map_err(|e| e.to_string())?;
-        let relayed = turn
-            .relayed()
-            .ok_or("an allocation without a relayed address")?;
-        targets.push(peer_load::Target { peer, relayed });
-        clients.push((turn, channel));
-    }
-    let size = args.size.max(16);
-    let duration = Duration::from_secs(args.duration);
-    let pace = peer_load::Pace {
-        rate: args.rate,
-        size,
-        duration,
-        burst: usize::from(args.burst),
-        loops: args.threads.unwrap_or(1),
-    };
-    let (mut seen, turns) = peer_load::run(peers, targets, clients, pace)
-        .map_err(|e| format!("the from-peer load failed: {e}"))?;
-    seen.rtts.sort_unstable();
-    let secs = duration.as_secs_f64().max(0.001);
-    let (sent, received) = (seen.sent, seen.received);
-    println!(
-        "from-peer: clients={} size={size} sent={sent} received={received} corrupt={} \
-         loss={:.3}% rate={:.0} pkt/s delay_p50_us={} delay_p99_us={} delay_max_us={} gap_max_us={}",
-        args.clients,
-        seen.corrupt,
-        if sent > 0 {
-            100.0 * (sent - received.min(sent)) as f64 / sent as f64
-        } else {
-            0.0
-        },
-        received as f64 / secs,
-        percentile(&seen.rtts, 0.5),
-        percentile(&seen.rtts, 0.99),
-        seen.rtts.last().copied().unwrap_or(0),
-        seen.gap,
-    );
     for mut turn in turns {
         let _ = turn.deallocate(Duration::ZERO);
     }

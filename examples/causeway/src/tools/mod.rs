@@ -5,9 +5,9 @@ pub(crate) mod allocate;
 pub(crate) mod check;
 mod check_tcp;
 pub(crate) mod echo_loop;
-mod from_peer;
 pub(crate) mod key;
 pub(crate) mod load;
+mod one_way;
 pub(crate) mod select;
 
 use std::io;
