@@ -63,8 +63,6 @@ fn load(server: &Server, mode: &str, extra: &[&str]) -> (u64, String) {
                 "meeting:pw",
                 "--clients",
                 &CLIENTS.to_string(),
-                "--peers",
-                "2",
                 "--rate",
                 &RATE.to_string(),
                 "--size",
@@ -86,7 +84,7 @@ fn load(server: &Server, mode: &str, extra: &[&str]) -> (u64, String) {
 /// the output.
 fn delivered(mode: &str, extra: &[&str]) -> (u64, String) {
     let server = serve();
-    let (sent, out) = load(&server, mode, extra);
+    let (sent, out) = load(&server, mode, &[&["--peers", "2"], extra].concat());
     let received = count(&out, "received");
     assert!(received <= sent, "{out}");
     assert!(
@@ -148,7 +146,10 @@ fn a_sink_elsewhere_gets_what_the_tool_says_it_sent() {
         (got, wrong)
     });
     let (sent, out) = load(&server, "to-peer", &["--peer", &at, "--burst", "4"]);
-    assert!(out.contains(&format!("counted at {at}")), "{out}");
+    assert!(
+        out.contains(&format!("counted at {at}, 1 port(s)")),
+        "{out}"
+    );
     tell.send(sent).unwrap();
     let (got, wrong) = reader.join().unwrap();
     assert_eq!(wrong, 0, "datagrams not of the payload's size: {out}");

@@ -64,7 +64,8 @@ pub(crate) struct LoadArgs {
     pub(crate) peer: Option<SocketAddr>,
     /// Echo peers run by this process (without --peer): client i binds its
     /// channel to peer i mod N. Each a port of its own, for a server that
-    /// tells sessions apart by their peer (coturn's --multiplex-peer).
+    /// tells sessions apart by their peer (coturn's --multiplex-peer). With
+    /// `--mode to-peer --peer ADDR`: N ports of that sink from ADDR's on.
     #[arg(long, default_value_t = 1)]
     pub(crate) peers: usize,
     /// Echo clients.

@@ -195,7 +195,21 @@ fn send(senders: &[UdpSocket], targets: &[Target], pace: Pace, at: &Shared) -> i
             k += 1;
             next += step;
         }
-        thread::sleep(next.saturating_duration_since(Instant::now()));
+        pause_until(next);
+    }
+}
+
+/// Waits until `next`: sleeps, or spins when it is nearer than a sleep's
+/// own overshoot, so that fast paces stay even instead of coming in bunches
+/// (which a receiver's ring, 256 frames on a veth, would drop).
+fn pause_until(next: Instant) {
+    const SPIN: Duration = Duration::from_micros(200);
+    let wait = next.saturating_duration_since(Instant::now());
+    if wait > SPIN {
+        thread::sleep(wait - SPIN);
+    }
+    while Instant::now() < next {
+        std::hint::spin_loop();
     }
 }
 
@@ -315,11 +329,27 @@ pub(crate) fn from_peer(args: &LoadArgs) -> Result<(), String> {
     )
 }
 
+/// `--peers` ports of a sink from `--peer`'s on: client i's channel goes to
+/// the i mod N-th (a server that tells sessions apart by their peer, as
+/// coturn's --multiplex-peer, needs one each).
+fn sink_ports(sink: SocketAddr, n: usize) -> Result<Vec<SocketAddr>, String> {
+    (0..n.max(1))
+        .map(|i| {
+            u16::try_from(i)
+                .ok()
+                .and_then(|i| sink.port().checked_add(i))
+                .map(|port| SocketAddr::new(sink.ip(), port))
+                .ok_or_else(|| format!("--peers {n} from {sink} runs past port 65535"))
+        })
+        .collect()
+}
+
 /// `--mode to-peer`: the clients send ChannelData to `--peer` (a sink that
-/// counts elsewhere) or to `--peers` sockets of this process.
+/// counts elsewhere; with `--peers N`, N ports of it from that one on) or to
+/// `--peers` sockets of this process.
 pub(crate) fn to_peer(args: &LoadArgs) -> Result<(), String> {
     let (peers, readers) = match args.peer {
-        Some(sink) => (vec![sink], Vec::new()),
+        Some(sink) => (sink_ports(sink, args.peers)?, Vec::new()),
         None => {
             let own = own_peers(args.server.addr()?, args.peers)?;
             (addrs(&own)?, own.into_iter().map(|s| (s, None)).collect())
@@ -343,12 +373,13 @@ pub(crate) fn to_peer(args: &LoadArgs) -> Result<(), String> {
     if !counted {
         let seen = seen.map_err(|e| format!("the to-peer load failed: {e}"))?;
         println!(
-            "to-peer: clients={} size={} sent={} rate={:.0} pkt/s (counted at {})",
+            "to-peer: clients={} size={} sent={} rate={:.0} pkt/s (counted at {}, {} port(s))",
             args.clients,
             args.size.max(16),
             seen.sent,
             seen.sent as f64 / args.duration.max(1) as f64,
             args.peer.map(|p| p.to_string()).unwrap_or_default(),
+            peers.len(),
         );
         return close(clients);
     }
