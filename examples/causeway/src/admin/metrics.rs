@@ -175,6 +175,18 @@ pub(crate) fn metrics_text(stats: &Stats, ready: bool, per_user: bool) -> String
         "System calls that sent datagrams to UDP clients (sendmmsg, GSO).",
         &per_worker(&|w| w.client_sends),
     );
+    m.family(
+        "causeway_peer_send_calls_total",
+        "counter",
+        "System calls that sent datagrams to peers from UDP relay sockets (GSO for a client's run).",
+        &per_worker(&|w| w.peer_sends),
+    );
+    m.family(
+        "causeway_peer_datagrams_sent_total",
+        "counter",
+        "Datagrams UDP relay sockets sent to peers.",
+        &per_worker(&|w| w.peer_datagrams),
+    );
     m.one(
         "causeway_events_dropped_total",
         "counter",

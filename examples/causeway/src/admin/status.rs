@@ -90,6 +90,8 @@ struct WorkerSummary {
     relay_to_relay_handed_off: u64,
     client_datagrams: u64,
     client_sends: u64,
+    peer_datagrams: u64,
+    peer_sends: u64,
 }
 
 #[derive(Serialize)]
@@ -305,6 +307,8 @@ pub(crate) fn status_json(
                 relay_to_relay_handed_off: w.handed_off,
                 client_datagrams: w.client_datagrams,
                 client_sends: w.client_sends,
+                peer_datagrams: w.peer_datagrams,
+                peer_sends: w.peer_sends,
             })
             .collect(),
         users: stats

@@ -101,6 +101,11 @@ pub struct WorkerStats {
     pub client_datagrams: u64,
     /// See [`WorkerStats::client_datagrams`].
     pub client_sends: u64,
+    /// Datagrams its UDP relay sockets sent to peers, and the system calls
+    /// that took (GSO for a client's run of one size to one peer).
+    pub peer_datagrams: u64,
+    /// See [`WorkerStats::peer_datagrams`].
+    pub peer_sends: u64,
 }
 
 /// One user's allocations and traffic, summed over its allocations in use.

@@ -25,6 +25,7 @@ macro_rules! host_of {
 
 mod handover;
 mod outbox;
+mod peer_run;
 mod report;
 mod tcp;
 mod tcp_relay;
@@ -98,6 +99,8 @@ pub(crate) struct Worker {
     udp: Vec<UdpListener>,
     /// What waits to go out of each UDP listener (same index).
     outboxes: Vec<outbox::Outbox>,
+    /// Datagrams to peers gathered while they come as a run.
+    peer_run: peer_run::PeerRun,
     tcp: Vec<TcpPort>,
     /// The TLS thread, when there are TLS listeners.
     #[cfg(feature = "tls")]
@@ -193,6 +196,7 @@ impl Worker {
             waker,
             udp,
             outboxes,
+            peer_run: peer_run::PeerRun::new(),
             tcp,
             #[cfg(feature = "tls")]
             handshakes: None,
@@ -291,6 +295,7 @@ impl Worker {
             // What this worker handed to itself in the batches above.
             self.take_handoffs();
             self.flush_outboxes();
+            self.peer_run.flush(&self.relays);
             let now = self.shared.clock.now();
             self.operate(now);
             if self.turn.poll_timeout().is_some_and(|t| t <= now) {
@@ -336,6 +341,7 @@ impl Worker {
             dropped_logs,
             udp: listeners,
             outboxes,
+            peer_run,
             random,
             id,
             tcp_relays,
@@ -373,6 +379,10 @@ impl Worker {
                 ..
             } => {
                 if let Some(r) = relays.get(relay) {
+                    if own_relay.is_some() {
+                        // What this socket sent before goes first.
+                        peer_run.flush(relays);
+                    }
                     // To another relay socket of this server: handed to the worker
                     // that owns it, without the kernel, when it fits.
                     let handed = own_relay.is_some_and(|to| {
@@ -385,7 +395,7 @@ impl Worker {
                     });
                     if !handed {
                         // A full socket buffer drops it, as the network would.
-                        let _ = r.sock.send_to(bytes, peer);
+                        peer_run.push(relays, relay, peer, bytes);
                     }
                 }
             }
@@ -497,6 +507,8 @@ impl Worker {
             handed_off: self.handed_off,
             client_datagrams: self.outboxes.iter().map(|o| o.datagrams).sum(),
             client_sends: self.outboxes.iter().map(|o| o.syscalls).sum(),
+            peer_datagrams: self.peer_run.datagrams,
+            peer_sends: self.peer_run.sends,
         };
         let mut all = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(slot) = all.get_mut(id) {

@@ -104,6 +104,8 @@ impl Worker {
                 }
             }
             self.rx = rx;
+            // A run of the batch's last client goes now, not after the pass.
+            self.peer_run.flush(&self.relays);
             if n < BATCH {
                 // Fewer than asked: the queue was empty; edge-triggered readiness
                 // will report the next datagram.
