@@ -7,7 +7,8 @@
 # server in turn gets the same load, and the script reports echoes/s received,
 # loss, the share of core 0 the server used, and its CPU per relayed packet.
 # A step is held when loss <= 0.1 % and the generator sent at least 97 % of
-# what was asked. For each server: the highest step held, and the packets one
+# what was asked. For each server: the highest step held (every step below
+# it held too), and the packets one
 # core would relay at that per-packet cost (1 s / CPU per packet: where core 0
 # was not yet full, an extrapolation, said so).
 #
@@ -112,7 +113,7 @@ PY
 declare -A RANGE=([causeway]="20000 39999" [coturn]="40000 59999")
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 field() { sed -nE "s/.* $1=([0-9.]+).*/\\1/p" <<<"$2"; }
-declare -A BEST COST
+declare -A BEST COST LOST
 got=echoes/s; [ "$DIRECTION" = echo ] || got=delivered/s
 printf '%-9s %8s %9s %9s %7s %7s %9s  %s\n' server offered sent/s "$got" loss% core0% us/pkt \
   "dropped in buffers: listener/relay/clients/peers"
@@ -141,7 +142,9 @@ for step in $STEPS; do
       }')
     printf '%-9s %8s %9s %9s %7s %7s %9s  %s%s\n' "$s" "$step" "$sent_rate" "$echo_rate" "$loss" "$busy" \
       "$us" "$dropped" "$([ "$held" = 1 ] || echo '  (not held)')"
-    if [ "$held" = 1 ]; then BEST[$s]=$step; COST[$s]=$us; fi
+    # The highest step held with every step below it held too.
+    if [ "$held" = 1 ] && [ -z "${LOST[$s]:-}" ]; then BEST[$s]=$step; COST[$s]=$us; fi
+    [ "$held" = 1 ] || LOST[$s]=1
     sleep 1
   done
 done

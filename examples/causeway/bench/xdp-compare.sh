@@ -103,19 +103,9 @@ declare -A R
 add() { R[$1]=$(awk -v a="${R[$1]:-0}" -v b="$2" -v n="$ROUNDS" 'BEGIN { printf "%.2f", a + b / n }'); }
 per_packet() { awk -v t="$1" -v hz="$tick" -v n="$2" 'BEGIN { if (n > 0) printf "%.3f", t / hz * 1e6 / (2 * n); else print 0 }'; }
 
-# The XDP program's run time and run count, summed over its attachments.
-bpf_runs() {
-  bpftool prog show -j 2>/dev/null | python3 -c '
-import json, sys
-ns = n = 0
-for p in json.load(sys.stdin):
-    if p.get("name") == "turn_relay":
-        ns += p.get("run_time_ns", 0); n += p.get("run_cnt", 0)
-print(ns, n)'
-}
-stats_was=$(sysctl -n kernel.bpf_stats_enabled)
-sysctl -qw kernel.bpf_stats_enabled=1
-trap 'sysctl -qw kernel.bpf_stats_enabled="$stats_was"; cleanup' EXIT
+# The XDP program's statistics: bpf_runs.
+. examples/causeway/bench/xdp-stats.sh
+bpf_stats_on
 
 round() { # name
   local name=$1 t0 t1 m0 m1 q0 q1 out received b0 b1
