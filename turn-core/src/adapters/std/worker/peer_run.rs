@@ -21,10 +21,16 @@ use crate::server::RelayHandle;
 
 use super::super::relays::Relays;
 
-/// Bytes a run holds (a GSO send's limit).
-const ARENA: usize = 64 * 1024;
+/// Bytes a run holds: within one UDP datagram's payload over IPv4, which is
+/// what a GSO send is before the kernel cuts it.
+const ARENA: usize = 65_000;
 /// Most segments in one GSO send (the kernel's UDP_MAX_SEGMENTS).
 const GSO_MAX: usize = 64;
+/// The largest datagram that joins a run: one that fits a 1500-byte MTU
+/// over IPv6. Larger ones go one at a time, as before: a GSO segment past
+/// the path's MTU makes the kernel refuse the whole send, and the socket
+/// would stop using GSO. Media packets are made smaller than this.
+const SEGMENT_MAX: usize = 1500 - 40 - 8;
 
 /// The run being gathered, and what was sent to peers.
 pub(crate) struct PeerRun {
@@ -74,8 +80,8 @@ impl PeerRun {
             self.flush(relays);
             let Some(r) = relays.get(relay) else { return };
             let max = r.state.max_gso_segments().min(GSO_MAX);
-            if max < 2 || bytes.is_empty() || bytes.len() > self.arena.len() {
-                // No run to gather (or one that could never fit): as it is.
+            if max < 2 || bytes.is_empty() || bytes.len() > SEGMENT_MAX {
+                // No run to gather: as it is.
                 let _ = r.sock.send_to(bytes, peer);
                 self.sends += 1;
                 self.datagrams += 1;
@@ -194,6 +200,36 @@ mod tests {
         want.sort();
         assert_eq!(rest, want);
         assert_eq!(next(&q), (vec![11; 100], a));
+    }
+
+    #[test]
+    fn datagrams_larger_than_a_segment_go_one_at_a_time() {
+        let poll = mio::Poll::new().unwrap();
+        let mut relays = Relays::default();
+        let local = SocketAddr::from(([127, 0, 0, 1], 0));
+        relays.bind(poll.registry(), handle(0), local).unwrap();
+        let gso = relays.get(handle(0)).unwrap().state.max_gso_segments();
+        let p = peer();
+        let pa = p.local_addr().unwrap();
+        let mut run = PeerRun::new();
+        for i in 0..3u8 {
+            run.push(&relays, handle(0), pa, &[i; SEGMENT_MAX + 1]);
+        }
+        run.flush(&relays);
+        assert_eq!((run.sends, run.datagrams), (3, 3));
+        for i in 0..3u8 {
+            assert_eq!(next(&p).0, vec![i; SEGMENT_MAX + 1]);
+        }
+        // The socket still sends runs with GSO where it did.
+        assert_eq!(relays.get(handle(0)).unwrap().state.max_gso_segments(), gso);
+        for i in 0..4u8 {
+            run.push(&relays, handle(0), pa, &[i; SEGMENT_MAX]);
+        }
+        run.flush(&relays);
+        assert_eq!(run.sends, if gso > 1 { 4 } else { 7 });
+        for i in 0..4u8 {
+            assert_eq!(next(&p).0, vec![i; SEGMENT_MAX]);
+        }
     }
 
     #[test]
