@@ -150,6 +150,17 @@ mod tests {
         }
     }
 
+    /// `n` relay sockets on loopback, handles 0 to n - 1, and their poll.
+    fn relays(n: u32) -> (mio::Poll, Relays) {
+        let poll = mio::Poll::new().unwrap();
+        let mut relays = Relays::default();
+        let local = SocketAddr::from(([127, 0, 0, 1], 0));
+        for h in 0..n {
+            relays.bind(poll.registry(), handle(h), local).unwrap();
+        }
+        (poll, relays)
+    }
+
     fn peer() -> std::net::UdpSocket {
         let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -165,11 +176,7 @@ mod tests {
 
     #[test]
     fn a_run_to_one_peer_goes_as_one_send_and_each_relay_socket_keeps_its_order() {
-        let poll = mio::Poll::new().unwrap();
-        let mut relays = Relays::default();
-        let local = SocketAddr::from(([127, 0, 0, 1], 0));
-        relays.bind(poll.registry(), handle(0), local).unwrap();
-        relays.bind(poll.registry(), handle(1), local).unwrap();
+        let (_poll, relays) = relays(2);
         let from = |h| relays.get(handle(h)).unwrap().sock.local_addr().unwrap();
         let (a, b) = (from(0), from(1));
         let gso = relays.get(handle(0)).unwrap().state.max_gso_segments() > 1;
@@ -204,10 +211,7 @@ mod tests {
 
     #[test]
     fn datagrams_larger_than_a_segment_go_one_at_a_time() {
-        let poll = mio::Poll::new().unwrap();
-        let mut relays = Relays::default();
-        let local = SocketAddr::from(([127, 0, 0, 1], 0));
-        relays.bind(poll.registry(), handle(0), local).unwrap();
+        let (_poll, relays) = relays(1);
         let gso = relays.get(handle(0)).unwrap().state.max_gso_segments();
         let p = peer();
         let pa = p.local_addr().unwrap();
@@ -234,10 +238,7 @@ mod tests {
 
     #[test]
     fn a_run_whose_relay_socket_closed_is_dropped() {
-        let poll = mio::Poll::new().unwrap();
-        let mut relays = Relays::default();
-        let local = SocketAddr::from(([127, 0, 0, 1], 0));
-        relays.bind(poll.registry(), handle(0), local).unwrap();
+        let (poll, mut relays) = relays(1);
         let p = peer();
         p.set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
