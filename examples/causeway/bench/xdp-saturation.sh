@@ -11,6 +11,18 @@
 # XDP program on sxp0 (built here with clang) drops everything and the
 # veth's own counters say how many arrived. Nothing is echoed back.
 #
+# GEN=wire moves the generator one hop back: it runs in a namespace of its
+# own (sxg0), and the client namespace is a wire of two XDP programs that
+# redirect every frame between sxg1 and sxc0. A frame a socket sends reaches
+# a veth as an skb, which veth copies into a fresh page before XDP can run on
+# it (perf on core 0 puts half of the XDP relay's time there with GEN=socket);
+# redirected by XDP, it reaches sxc1 as an XDP frame, as a NIC hands its DMA'd
+# frames to XDP. The copy is then made on core 1, by the wire, as a NIC's DMA
+# would. A userspace relay gets an skb either way (built on core 0 from the
+# frame). The wire runs all frames into one of sxc1's queues (a veth picks the
+# queue by the sending core), and core 1 carries the generator, the wire and
+# the sink, so it may saturate first: core 0's share says whether the relay did.
+#
 # Where the work runs: the relay's veth ends run their NAPI in a kernel
 # thread each ("threaded" NAPI), pinned with the relay process to core 0:
 # with XDP the program runs there (receive, rewrite, redirect into sxp0);
@@ -25,16 +37,18 @@
 # server in turn starts fresh, gets the load for DURATION s and stops. A step
 # is held when the peer side got >= 99.9 % of what was sent and the generator
 # sent >= 97 % of what was asked. The table gives, per relay, the highest
-# step held (with every step below it held), its CPU per packet there (with XDP the program's own time per
-# packet too, from bpf_stats), and the most it delivered at any step.
+# step held (with every step below it held), its CPU per packet there (with
+# XDP the program's own time per packet too, from bpf_stats, whose clock
+# reads add a little to the relay's CPU), the most it delivered at any step,
+# and what a whole core would pass at that step's CPU per packet (the
+# figure to compare when the generator, not the relay, ran out of core).
 #
 # The relay namespace forwards IPv4 (net.ipv4.ip_forward=1 there only): the
 # sink never sends, so the program has not learned the way to it from its
-# packets and asks the FIB for each packet (bpf_fib_lookup), a little more
-# work per packet than a peer that talks back costs.
+# packets and takes it from the FIB (bpf_fib_lookup), once a second.
 #
 # Usage (root): examples/causeway/bench/xdp-saturation.sh
-# Knobs: STEPS ("200000 400000 600000 800000 1000000"), SIZE (160 B), BURST (16),
+# Knobs: GEN (socket or wire), STEPS ("200000 400000 600000 800000 1000000"), SIZE (160 B), BURST (16),
 # CLIENTS (64), PEERS (64: coturn --multiplex-peer refuses two allocations
 # on one peer), DURATION (6 s), SERVERS ("xdp user coturn"), RELAY_NAPI
 # (fifo or other for every relay; else fifo with XDP, other without), COTURN_BIN
@@ -43,6 +57,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 
+GEN=${GEN:-socket}
+case $GEN in socket | wire) ;; *) echo "GEN is socket or wire" >&2; exit 2 ;; esac
 STEPS=${STEPS:-"200000 400000 600000 800000 1000000"}
 SIZE=${SIZE:-160}
 BURST=${BURST:-16}
@@ -69,11 +85,11 @@ done
 cargo build --release -q -p causeway --features xdp
 CW=$PWD/target/release/causeway
 work=$(mktemp -d)
-C=sxc S=sxs P=sxp
+C=sxc S=sxs P=sxp G=sxg
 server_pid=
 cleanup() {
   [ -n "$server_pid" ] && kill -INT "$server_pid" 2>/dev/null || true
-  for ns in $C $S $P; do ip netns del $ns 2>/dev/null || true; done
+  for ns in $G $C $S $P; do ip netns del $ns 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -86,23 +102,40 @@ char LICENSE[] __attribute__((section("license"), used)) = "GPL";
 C
 clang -O2 -target bpf -I/usr/include/"$(uname -m)"-linux-gnu -c "$work/sink.c" -o "$work/sink.o"
 
-for ns in $C $S $P; do ip netns del $ns 2>/dev/null || true; ip netns add $ns; ip -n $ns link set lo up; done
+for ns in $G $C $S $P; do ip netns del $ns 2>/dev/null || true; ip netns add $ns; ip -n $ns link set lo up; done
 # The client side with QUEUES queues each way (the veth's ring per queue
 # holds 256 frames; a NIC's holds more), each with its own NAPI: the
 # clients' flows spread over them as a NIC's receive-side scaling would.
 ip link add sxc0 netns $C numtxqueues "$QUEUES" numrxqueues "$QUEUES" type veth \
   peer name sxc1 netns $S numtxqueues "$QUEUES" numrxqueues "$QUEUES"
 ip link add sxp1 netns $S type veth peer name sxp0 netns $P
-ip -n $C addr add 10.98.1.2/24 dev sxc0
+# Where the clients are: sxc0, or with GEN=wire sxg0 (through the wire).
+L=$C LDEV=sxc0
+if [ "$GEN" = wire ]; then
+  L=$G LDEV=sxg0
+  ip link add sxg0 netns $G numtxqueues "$QUEUES" numrxqueues "$QUEUES" type veth \
+    peer name sxg1 netns $C numtxqueues "$QUEUES" numrxqueues "$QUEUES"
+  # Frames redirected back to sxg0 need its NAPI (GRO; enabled as sxg0
+  # comes up, so sxg1 comes up after it: the other way round, frames
+  # redirected to sxg0 were dropped here, as if it had none).
+  ip netns exec $G ethtool -K sxg0 gro on >/dev/null
+fi
+ip -n $L addr add 10.98.1.2/24 dev $LDEV
 ip -n $S addr add 10.98.1.1/24 dev sxc1
 ip -n $S addr add 10.98.2.1/24 dev sxp1
 ip -n $P addr add 10.98.2.2/24 dev sxp0
-for x in "$C sxc0" "$S sxc1" "$S sxp1" "$P sxp0"; do set -- $x; ip -n "$1" link set "$2" up; done
-ip -n $C route add default via 10.98.1.1
+up="$C sxc0,$S sxc1,$S sxp1,$P sxp0"
+[ "$GEN" = wire ] && up="$G sxg0,$C sxg1,$up"
+IFS=, read -r -a up <<<"$up"
+for x in "${up[@]}"; do set -- $x; ip -n "$1" link set "$2" up; done
+ip -n $L route add default via 10.98.1.1
 ip -n $P route add default via 10.98.2.1
 ip netns exec $S sysctl -qw net.ipv4.ip_forward=1
 # Full checksums from the client (the program updates them incrementally).
-ip netns exec $C ethtool -K sxc0 tx off >/dev/null
+ip netns exec $L ethtool -K $LDEV tx off >/dev/null
+# Through the wire, a frame's checksum must be whole: an skb's offloaded one
+# is metadata an XDP redirect drops. (Only the relay's answers go that way.)
+[ "$GEN" = wire ] && ip netns exec $S ethtool -K sxc1 tx off >/dev/null
 # NAPI on the relay's ends (GRO, for userspace; XDP brings its own).
 ip netns exec $S ethtool -K sxc1 gro on >/dev/null
 ip netns exec $S ethtool -K sxp1 gro on >/dev/null
@@ -126,6 +159,24 @@ napi_pids() { pgrep "^napi/sx[cp]1-" | tr '\n' ' '; }
 # The sink's before the generator: a frame it has not dropped yet is one
 # the relay cannot hand over (the veth's ring holds 256).
 thread_napi $P sxp0 1 fifo
+if [ "$GEN" = wire ]; then
+  # The wire: each end redirects every frame out of the other.
+  wire() { # from to
+    local to
+    to=$(ip netns exec $C cat "/sys/class/net/$2/ifindex")
+    cat >"$work/wire-$1.c" <<WIRE
+#include <linux/bpf.h>
+static long (*redirect)(__u32 ifindex, __u64 flags) = (void *)BPF_FUNC_redirect;
+__attribute__((section("xdp"), used)) int wire(struct xdp_md *ctx) { return redirect($to, 0); }
+char LICENSE[] __attribute__((section("license"), used)) = "GPL";
+WIRE
+    clang -O2 -target bpf -I/usr/include/"$(uname -m)"-linux-gnu -c "$work/wire-$1.c" -o "$work/wire-$1.o"
+    ip -n $C link set dev "$1" xdp obj "$work/wire-$1.o" sec xdp
+    thread_napi $C "$1" 1 fifo
+  }
+  wire sxg1 sxc0
+  wire sxc0 sxg1
+fi
 
 config() { # xdp: true or false
   cat <<TOML
@@ -188,7 +239,7 @@ core0() { awk '$1 == "cpu0" { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
 arrived() { ip netns exec $P ethtool -S sxp0 | awk '/rx_queue_[0-9]+_xdp_drops/ { n += $2 } END { print n + 0 }'; }
 field() { sed -nE "s/.* $1=([0-9.]+).*/\\1/p" <<<"$2"; }
 tick=$(getconf CLK_TCK)
-declare -A BEST COST MOST PROG LOST
+declare -A BEST COST MOST PROG LOST PERCORE
 # The XDP program's statistics: bpf_runs.
 . examples/causeway/bench/xdp-stats.sh
 bpf_stats_on
@@ -199,7 +250,7 @@ for step in $STEPS; do
     start "$s"
     read -r -a napi <<<"$(napi_pids)"
     a0=$(arrived); c0=$(core0); t0=$(ticks "$server_pid" "${napi[@]}"); read -r -a b0 < <(bpf_runs)
-    out=$(taskset -c 1 ip netns exec $C "$CW" load --mode to-peer --server 10.98.1.1:3478 \
+    out=$(taskset -c 1 ip netns exec $L "$CW" load --mode to-peer --server 10.98.1.1:3478 \
       --user alice:wonderland --peer 10.98.2.2:9000 --peers "$PEERS" --clients "$CLIENTS" \
       --rate $((step / CLIENTS)) --burst "$BURST" --size "$SIZE" --duration "$DURATION")
     # What is still in a ring reaches the sink within the next moment.
@@ -208,10 +259,13 @@ for step in $STEPS; do
     stop
     if [ -n "${VERBOSE:-}" ]; then
       echo "$out"
-      for x in "$S sxc1" "$S sxp1" "$P sxp0"; do
+      wire_ends=
+      [ "$GEN" = wire ] && wire_ends="$C sxg1,$C sxc0,"
+      IFS=, read -r -a ends <<<"$wire_ends$S sxc1,$S sxp1,$P sxp0"
+      for x in "${ends[@]}"; do
         set -- $x; echo "$2: $(ip netns exec "$1" ethtool -S "$2" | grep -v ': 0$' | tr -s ' \n' ' ')"
       done
-      ip -n $C -s link show sxc0; ip -n $S -s link show sxc1
+      ip -n $L -s link show $LDEV; ip -n $S -s link show sxc1
     fi
     sent=$(field sent "$out")
     read -r sent_rate got_rate loss busy us held < <(awk -v s="$sent" -v g=$((a1 - a0)) \
@@ -229,17 +283,21 @@ for step in $STEPS; do
     # The highest step held with every step below it held too.
     if [ "$held" = 1 ] && [ -z "${LOST[$s]:-}" ]; then BEST[$s]=$step; COST[$s]=$us; PROG[$s]=$prog; fi
     [ "$held" = 1 ] || LOST[$s]=1
-    if [ "$got_rate" -gt "${MOST[$s]:-0}" ]; then MOST[$s]=$got_rate; fi
+    if [ "$got_rate" -gt "${MOST[$s]:-0}" ]; then
+      MOST[$s]=$got_rate
+      # What a whole core would pass at that step's cost per packet.
+      PERCORE[$s]=$(awk -v us="$us" 'BEGIN { if (us > 0) printf "%.0f", 1e6 / us; else print "-" }')
+    fi
   done
 done
 echo
-echo "| relay (core 0) | highest step held, packets/s of $SIZE B | its CPU µs per packet there | XDP program ns per packet there | most delivered at any step, packets/s |"
-echo "|---|---|---|---|---|"
+echo "| relay (core 0) | highest step held, packets/s of $SIZE B | its CPU µs per packet there | XDP program ns per packet there | most delivered at any step, packets/s | packets/s a core passes at that step's CPU per packet |"
+echo "|---|---|---|---|---|---|"
 for s in $SERVERS; do
   case $s in
     xdp) label="causeway, XDP" ;;
     user) label="causeway, userspace" ;;
     coturn) label="coturn $("$COTURN_BIN" --version 2>/dev/null | head -1) $COTURN_ARGS" ;;
   esac
-  echo "| $label | ${BEST[$s]:-none} | ${COST[$s]:-n/a} | ${PROG[$s]:--} | ${MOST[$s]:-0} |"
+  echo "| $label | ${BEST[$s]:-none} | ${COST[$s]:-n/a} | ${PROG[$s]:--} | ${MOST[$s]:-0} | ${PERCORE[$s]:--} |"
 done
