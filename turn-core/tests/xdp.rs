@@ -688,6 +688,44 @@ fn a_spoofed_frame_from_another_interface_does_not_re_point_a_client() {
     assert!(kernel(&relay).not_learned > 0, "{:?}", kernel(&relay));
 }
 
+/// A peer that never speaks teaches the program nothing of the way to it: the
+/// FIB's answer is what sends its packets, and it is kept (for a second)
+/// instead of asked for each packet.
+#[test]
+fn the_way_to_a_peer_that_never_speaks_is_kept_from_the_fib() {
+    let _one = one_at_a_time();
+    let t = Topology::new();
+    // The FIB answers for a frame only where its interface forwards: here,
+    // the client side's end alone (it goes with the topology).
+    sh(&[
+        "sysctl",
+        "-qw",
+        &format!("net.ipv4.conf.{}.forwarding=1", t.client_side),
+    ]);
+    let relay = Relay::with_settings(t.settings())
+        .user("alice", "wonderland")
+        .start()
+        .unwrap();
+    // Nothing listens there: the peer's kernel answers with ICMP, not UDP.
+    let peer_ip = std::net::Ipv4Addr::new(10, 78, (t.n % 256) as u8, 2);
+    let peer = SocketAddr::new(peer_ip.into(), 3490);
+    assert_eq!(learned_ifindex(peer_ip), None, "a new topology");
+    let r = t.role_on("silent", t.listener(false), peer, "ipv4", 40_124);
+    assert_eq!(r.sent, 100, "{r:?}");
+    // The first packets go up to the server (no neighbour resolved yet); the
+    // rest the kernel relays, by the way the FIB gave.
+    assert!(
+        wait::holds(PATIENCE, || kernel(&relay).to_peer_packets > 0),
+        "{:?}",
+        kernel(&relay)
+    );
+    assert_eq!(
+        learned_ifindex(peer_ip),
+        Some(ifindex(&t.peer_side)),
+        "the FIB's way to the silent peer kept"
+    );
+}
+
 /// The client side, run inside the client namespace by the tests above (as this
 /// binary with `CAUSEWAY_XDP_ROLE` set); does nothing otherwise.
 #[test]
@@ -700,6 +738,16 @@ fn role() {
         (w[0], w[1].parse().unwrap(), w[2].parse().unwrap(), w[3]);
     let mut c = RoleClient::allocate(server, peer, family);
     let (mut sent, mut echoed, mut exact, mut lying_echoed) = (0u64, 0u64, 0u64, 0u64);
+    if mode == "silent" {
+        // A peer that never answers: send, count nothing back.
+        for i in 0..100u64 {
+            c.send(i);
+            sent += 1;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        println!("ROLE sent={sent} echoed=0 exact=0 lying_echoed=0");
+        return;
+    }
     // Until the relay has seen the peer's answers, the program does not know the
     // way back: warm up (uncounted) until one echo returns.
     let warm = StdInstant::now();

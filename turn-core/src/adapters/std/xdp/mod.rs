@@ -140,7 +140,8 @@ impl fmt::Debug for FastPath {
     }
 }
 
-/// CLOCK_MONOTONIC now, in ns (the clock of `bpf_ktime_get_ns`).
+/// CLOCK_MONOTONIC now, in ns (the clock the program reads, coarsely: a tick
+/// late at most, with `bpf_ktime_get_coarse_ns`).
 fn monotonic_ns() -> Result<u64, XdpError> {
     let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
         .map_err(|e| err("read CLOCK_MONOTONIC", e))?;

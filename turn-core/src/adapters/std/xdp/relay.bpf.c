@@ -18,7 +18,8 @@
 // rewriting the IP and UDP headers and fixing the checksums incrementally, and sends
 // it with XDP_TX (same interface) or XDP_REDIRECT (another one) the way the
 // destination's own routed packets came in (or, before any did, where the FIB
-// says, when the host forwards).
+// says, when the host forwards: its answer kept for a second, so a peer that
+// never speaks costs a FIB lookup a second, not one a packet).
 // Anything else, or anything it is unsure of (IP options, fragments, extension
 // headers, VLAN tags, padding, a lying length, an expired route, no way to the
 // destination yet, a frame too large for the egress MTU, a missing UDP checksum
@@ -108,7 +109,16 @@ struct neigh {
 	__u32 ifindex;
 	__u8 ours[ETH_ALEN];
 	__u8 theirs[ETH_ALEN];
+	/* 0: learned from its own frames (kept until a frame re-points it);
+	 * else when the FIB gave it, for a destination that has not spoken: asked
+	 * again once FIB_KEPT_NS has passed. */
+	__u64 fib_ns;
 };
+
+/* How long the FIB's answer toward a destination is used before it is asked
+ * again (a route or neighbour change reaches a silent peer's packets within
+ * this). */
+#define FIB_KEPT_NS 1000000000ull
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -335,7 +345,7 @@ static __always_inline void learn(struct xdp_md *ctx, struct packet *p)
  * carried one (to_peer). Returns the XDP action, XDP_PASS when unsure.
  */
 static __always_inline int forward(struct xdp_md *ctx, struct packet *p, struct route *r,
-				   __u32 data_off, __u16 data_len, int wrap)
+				   __u32 data_off, __u16 data_len, int wrap, __u64 now)
 {
 	int strip = !wrap;
 	__u16 out_udp_len = sizeof(struct udphdr) + data_len + (wrap ? CD_HEADER : 0);
@@ -373,14 +383,14 @@ static __always_inline int forward(struct xdp_md *ctx, struct packet *p, struct 
 	}
 
 	/* Where it goes: the way back the destination's own packets came in on, or
-	 * else what the FIB says (when the host forwards). */
+	 * else what the FIB says (when the host forwards), kept a while. */
 	__u32 ifindex;
 	__u8 smac[ETH_ALEN], dmac[ETH_ALEN];
 	struct neigh_key nk = {};
 	__builtin_memcpy(nk.ip, r->dst, 16);
 	nk.family = r->family;
 	struct neigh *n = bpf_map_lookup_elem(&neighbours, &nk);
-	if (n) {
+	if (n && (n->fib_ns == 0 || now - n->fib_ns < FIB_KEPT_NS)) {
 		ifindex = n->ifindex;
 		__builtin_memcpy(smac, n->ours, ETH_ALEN);
 		__builtin_memcpy(dmac, n->theirs, ETH_ALEN);
@@ -407,6 +417,10 @@ static __always_inline int forward(struct xdp_md *ctx, struct packet *p, struct 
 		ifindex = fib.ifindex;
 		__builtin_memcpy(smac, fib.smac, ETH_ALEN);
 		__builtin_memcpy(dmac, fib.dmac, ETH_ALEN);
+		struct neigh v = { .ifindex = ifindex, .fib_ns = now | 1 };
+		__builtin_memcpy(v.ours, smac, ETH_ALEN);
+		__builtin_memcpy(v.theirs, dmac, ETH_ALEN);
+		bpf_map_update_elem(&neighbours, &nk, &v, BPF_ANY);
 	}
 
 	/* The headers in front of the data, before and after. */
@@ -501,9 +515,17 @@ int turn_relay(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 	__u8 *payload = data + payload_off;
-	__u64 now = bpf_ktime_get_ns();
+	/* The coarse clock (a tick behind at most): a route's end is seconds
+	 * away, and it is a cheaper read than the precise one. */
+	__u64 now = bpf_ktime_get_coarse_ns();
 
-	/* A client's ChannelData: channel numbers 0x4000-0x7fff. */
+	/* A client's ChannelData on a routed channel (0x4000-0x7fff), or else a
+	 * peer's datagram on a relay address; one call of learn() and forward()
+	 * for both (each inlined once: the stack is 512 bytes). */
+	struct route *r = 0;
+	__u32 data_off = payload_off;
+	__u16 data_len = payload_len;
+	int wrap = 1;
 	if ((void *)(payload + CD_HEADER) <= end && (payload[0] & 0xc0) == 0x40) {
 		struct to_peer_key k = {};
 		__builtin_memcpy(k.client, p.src, 16);
@@ -512,7 +534,7 @@ int turn_relay(struct xdp_md *ctx)
 		k.server_port = p.dport;
 		__builtin_memcpy(&k.channel, payload, 2);
 		k.family = p.family;
-		struct route *r = bpf_map_lookup_elem(&to_peer, &k);
+		r = bpf_map_lookup_elem(&to_peer, &k);
 		if (r) {
 			__u16 len = ((__u16)payload[2] << 8) | payload[3];
 			if (len + CD_HEADER != payload_len) {
@@ -520,33 +542,30 @@ int turn_relay(struct xdp_md *ctx)
 				count(STAT_BAD_LENGTH, 1);
 				return XDP_PASS;
 			}
-			if (now >= r->until_ns) {
-				count(STAT_EXPIRED, 1);
-				return XDP_PASS;
-			}
-			learn(ctx, &p);
-			return forward(ctx, &p, r, payload_off + CD_HEADER, len, 0);
+			data_off = payload_off + CD_HEADER;
+			data_len = len;
+			wrap = 0;
 		}
 	}
-
-	/* A peer's datagram on a relay address. */
-	struct from_peer_key k = {};
-	__builtin_memcpy(k.peer, p.src, 16);
-	__builtin_memcpy(k.relay, p.dst, 16);
-	k.peer_port = p.sport;
-	k.relay_port = p.dport;
-	k.family = p.family;
-	struct route *r = bpf_map_lookup_elem(&from_peer, &k);
-	if (!r)
-		return XDP_PASS;
+	if (!r) {
+		struct from_peer_key k = {};
+		__builtin_memcpy(k.peer, p.src, 16);
+		__builtin_memcpy(k.relay, p.dst, 16);
+		k.peer_port = p.sport;
+		k.relay_port = p.dport;
+		k.family = p.family;
+		r = bpf_map_lookup_elem(&from_peer, &k);
+		if (!r)
+			return XDP_PASS;
+		if (payload_len > 0xffff - CD_HEADER - sizeof(struct udphdr))
+			return XDP_PASS;
+	}
 	if (now >= r->until_ns) {
 		count(STAT_EXPIRED, 1);
 		return XDP_PASS;
 	}
-	if (payload_len > 0xffff - CD_HEADER - sizeof(struct udphdr))
-		return XDP_PASS;
 	learn(ctx, &p);
-	return forward(ctx, &p, r, payload_off, payload_len, 1);
+	return forward(ctx, &p, r, data_off, data_len, wrap, now);
 }
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
