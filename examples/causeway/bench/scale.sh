@@ -13,8 +13,9 @@
 # (this machine's hard limit is 20,000; 100,000 needs `ulimit -Hn` over that
 # for the server and for each load process's share).
 #
-# causeway's RSS is read twice: before anything read its allocations (its
-# workers list them only while someone does) and after the `/status` reads.
+# causeway's RSS is read before anything read its allocations (its workers
+# list them only while someone does), after the `/status` reads, and 12 s
+# later (the workers stop listing 10 s after the last read).
 #
 # Usage: examples/causeway/bench/scale.sh
 # Knobs: ALLOCATIONS (16000), SOURCES (4), RATE (10), COTURN (set: coturn
@@ -130,6 +131,10 @@ TOML
     local read
     read=$(rss_kib "$pid")
     echo "RSS after those reads: $((read / 1024)) MiB ($(awk -v a="$before" -v b="$read" -v n=$((made + traffic)) 'BEGIN { printf "%.0f", (b - a) * 1024 / n }') B per allocation)"
+    # The workers stop listing 10 s after the last read (LISTING_KEPT).
+    sleep 12
+    read=$(rss_kib "$pid")
+    echo "RSS 12 s after the last read: $((read / 1024)) MiB ($(awk -v a="$before" -v b="$read" -v n=$((made + traffic)) 'BEGIN { printf "%.0f", (b - a) * 1024 / n }') B per allocation)"
   fi
   wait "$echo_pid" || true
   grep "^echo:" "$d/echo.out" || cat "$d/echo.out"

@@ -1,11 +1,12 @@
 //! What the relay reports: [`Stats`], a snapshot of every worker's counters and
 //! allocations, and the per-user sums an operator asks for.
 //!
-//! Snapshots are plain data. Once a second each worker fills the snapshot it
-//! keeps (reusing its buffer: nothing is formatted and, once warm, nothing is
-//! allocated on the packet threads) and swaps it with the published one under a
-//! lock held for the swap. [`Relay::stats`](super::Relay::stats) copies the
-//! published ones out; formatting (JSON, Prometheus) is for the caller's thread.
+//! Snapshots are plain data. Once a second each worker refills its published
+//! snapshot in place under the lock (reusing its buffer: nothing is formatted
+//! and, once warm, nothing is allocated on the packet threads; one list a
+//! worker, not one it fills and one it shows).
+//! [`Relay::stats`](super::Relay::stats) copies the published ones out;
+//! formatting (JSON, Prometheus) is for the caller's thread.
 
 use crate::adapters::std::prelude::*;
 

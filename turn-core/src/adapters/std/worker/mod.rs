@@ -133,8 +133,6 @@ pub(crate) struct Worker {
     rx: Vec<u8>,
     peer_rx: Vec<u8>,
     tx: Vec<u8>,
-    /// This worker's allocations as last published, reused each tick.
-    snapshot: Vec<AllocationStats>,
     /// A relay-to-relay datagram taken from the hand-off queue.
     handed: Handed,
     /// Relay-to-relay datagrams delivered from the hand-off queue.
@@ -222,7 +220,6 @@ impl Worker {
             rx: vec![0; udp::BATCH * udp::SLOT],
             peer_rx: vec![0; udp::BATCH * udp::PSLOT],
             tx: vec![0; 2048],
-            snapshot: Vec::new(),
             handed: Handed {
                 to: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
                 from: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -482,21 +479,12 @@ impl Worker {
     }
 
     /// Publishes this worker's stats: its summary and, while someone reads
-    /// them, its allocations (filling the list it keeps and swapping it with
-    /// the published one); when nobody does, both lists are let go.
+    /// them, its allocations, refilled in place in the published list under
+    /// the lock (one list a worker, its capacity reused; a reader copies
+    /// them under the same lock); when nobody does, the list is let go.
     fn publish(&mut self, now: Instant) {
         let listing = self.listing_wanted(now);
-        self.snapshot.clear();
         let id = self.id;
-        if listing {
-            self.snapshot.extend(
-                self.turn
-                    .allocations()
-                    .map(|a| AllocationStats::of(id, a, now)),
-            );
-        } else {
-            self.snapshot = Vec::new();
-        }
         let summary = WorkerStats {
             worker: id,
             counters: *self.turn.counters(),
@@ -513,14 +501,20 @@ impl Worker {
         let mut all = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(slot) = all.get_mut(id) {
             slot.worker = summary;
-            core::mem::swap(&mut slot.allocations, &mut self.snapshot);
+            if listing {
+                slot.allocations.clear();
+                slot.allocations.extend(
+                    self.turn
+                        .allocations()
+                        .map(|a| AllocationStats::of(id, a, now)),
+                );
+            } else {
+                slot.allocations = Vec::new();
+            }
             slot.listed = listing;
             slot.running = true;
         }
         drop(all);
-        if !listing {
-            self.snapshot = Vec::new();
-        }
         self.listing = listing;
     }
 
