@@ -40,8 +40,9 @@
 # step held (with every step below it held), its CPU per packet there (with
 # XDP the program's own time per packet too, from bpf_stats, whose clock
 # reads add a little to the relay's CPU), the most it delivered at any step,
-# and what a whole core would pass at that step's CPU per packet (the
-# figure to compare when the generator, not the relay, ran out of core).
+# the relay's lowest CPU per packet at any step, and what a whole core would
+# pass at that cost (the figure to compare when the generator, not the
+# relay, ran out of core).
 #
 # The relay namespace forwards IPv4 (net.ipv4.ip_forward=1 there only): the
 # sink never sends, so the program has not learned the way to it from its
@@ -239,7 +240,7 @@ core0() { awk '$1 == "cpu0" { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
 arrived() { ip netns exec $P ethtool -S sxp0 | awk '/rx_queue_[0-9]+_xdp_drops/ { n += $2 } END { print n + 0 }'; }
 field() { sed -nE "s/.* $1=([0-9.]+).*/\\1/p" <<<"$2"; }
 tick=$(getconf CLK_TCK)
-declare -A BEST COST MOST PROG LOST PERCORE
+declare -A BEST COST MOST PROG LOST LEAST
 # The XDP program's statistics: bpf_runs.
 . examples/causeway/bench/xdp-stats.sh
 bpf_stats_on
@@ -283,21 +284,21 @@ for step in $STEPS; do
     # The highest step held with every step below it held too.
     if [ "$held" = 1 ] && [ -z "${LOST[$s]:-}" ]; then BEST[$s]=$step; COST[$s]=$us; PROG[$s]=$prog; fi
     [ "$held" = 1 ] || LOST[$s]=1
-    if [ "$got_rate" -gt "${MOST[$s]:-0}" ]; then
-      MOST[$s]=$got_rate
-      # What a whole core would pass at that step's cost per packet.
-      PERCORE[$s]=$(awk -v us="$us" 'BEGIN { if (us > 0) printf "%.0f", 1e6 / us; else print "-" }')
+    if [ "$got_rate" -gt "${MOST[$s]:-0}" ]; then MOST[$s]=$got_rate; fi
+    if awk -v us="$us" -v least="${LEAST[$s]:-0}" 'BEGIN { exit !(us > 0 && (least == 0 || us < least)) }'; then
+      LEAST[$s]=$us
     fi
   done
 done
 echo
-echo "| relay (core 0) | highest step held, packets/s of $SIZE B | its CPU µs per packet there | XDP program ns per packet there | most delivered at any step, packets/s | packets/s a core passes at that step's CPU per packet |"
-echo "|---|---|---|---|---|---|"
+echo "| relay (core 0) | highest step held, packets/s of $SIZE B | its CPU µs per packet there | XDP program ns per packet there | most delivered at any step, packets/s | lowest CPU µs per packet at any step | packets/s a core passes at that cost |"
+echo "|---|---|---|---|---|---|---|"
 for s in $SERVERS; do
   case $s in
     xdp) label="causeway, XDP" ;;
     user) label="causeway, userspace" ;;
     coturn) label="coturn $("$COTURN_BIN" --version 2>/dev/null | head -1) $COTURN_ARGS" ;;
   esac
-  echo "| $label | ${BEST[$s]:-none} | ${COST[$s]:-n/a} | ${PROG[$s]:--} | ${MOST[$s]:-0} | ${PERCORE[$s]:--} |"
+  percore=$(awk -v us="${LEAST[$s]:-0}" 'BEGIN { if (us > 0) printf "%.0f", 1e6 / us; else print "-" }')
+  echo "| $label | ${BEST[$s]:-none} | ${COST[$s]:-n/a} | ${PROG[$s]:--} | ${MOST[$s]:-0} | ${LEAST[$s]:--} | $percore |"
 done
