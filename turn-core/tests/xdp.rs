@@ -743,6 +743,7 @@ fn role() {
         for i in 0..100u64 {
             c.send(i);
             sent += 1;
+            // Pacing, not a wait: the test waits for what the kernel relayed.
             std::thread::sleep(Duration::from_millis(5));
         }
         println!("ROLE sent={sent} echoed=0 exact=0 lying_echoed=0");
