@@ -12,7 +12,11 @@
 #
 # Usage: examples/causeway/bench/soak.sh
 # Knobs: SOAK_MINUTES (60), SAMPLE_SECS (60), NO_BUILD (set: use the binaries
-#        in target/release). Exits 1 when any error was counted.
+#        in target/release), TURN_PORT, TLS_PORT, ADMIN_PORT and RELAY_RANGE
+#        (two soaks side by side), SERVER_WRAP (a command the server runs under, as
+#        in SERVER_WRAP="heaptrack -o /tmp/soak.heaptrack": the samples are
+#        the server's own, and it is stopped with SIGINT so the tool can finish
+#        its record). Exits 1 when any error was counted.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 SOAK_MINUTES=${SOAK_MINUTES:-60}
@@ -20,6 +24,7 @@ SAMPLE_SECS=${SAMPLE_SECS:-60}
 TURN_PORT=${TURN_PORT:-24321}
 TLS_PORT=${TLS_PORT:-24322}
 ADMIN_PORT=${ADMIN_PORT:-24323}
+RELAY_RANGE=${RELAY_RANGE:-40000-49999}
 
 if [ -z "${NO_BUILD:-}" ]; then
   cargo build --release -q -p causeway --example bridge_standin --example meeting_load
@@ -31,7 +36,9 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 d=$(mktemp -d)
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  # The server first, with SIGINT (no drain), then its wrapper if any and the rest.
+  [ -n "${server:-}" ] && kill -INT "$server" 2>/dev/null || true
+  for p in "${pids[@]}"; do [ "$p" = "${server:-}" ] || kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$d"
 }
@@ -51,7 +58,7 @@ proxy = ["join.example.test=https://localhost:$bport"]
 admin = "127.0.0.1:$ADMIN_PORT"
 user = ["alice:wonderland"]
 allow_peer = ["127.0.0.0/8"]
-relay_range = "40000-49999"
+relay_range = "$RELAY_RANGE"
 log_level = "warn"
 
 [tcp]
@@ -59,11 +66,17 @@ log_level = "warn"
 tls_handshakes_per_sec = 1000000
 tls_handshake_burst = 1000000
 TOML
-"$CW" serve --config "$d/soak.toml" >"$d/server.out" 2>"$d/server.log" &
-server=$!
-pids+=("$server")
-for _ in $(seq 100); do grep -q "causeway: ready" "$d/server.out" 2>/dev/null && break; sleep 0.1; done
+# shellcheck disable=SC2086 # SERVER_WRAP is a command and its words
+${SERVER_WRAP:-} "$CW" serve --config "$d/soak.toml" >"$d/server.out" 2>"$d/server.log" &
+wrapper=$!
+pids+=("$wrapper")
+for _ in $(seq 300); do grep -q "causeway: ready" "$d/server.out" 2>/dev/null && break; sleep 0.1; done
 grep -q "causeway: ready" "$d/server.out" || { echo "the server did not start: $(cat "$d/server.log")" >&2; exit 1; }
+# The process to sample: the wrapper's child named causeway, or the wrapper itself.
+server=$wrapper
+for c in $(pgrep -P "$wrapper" || true); do
+  [ "$(cat "/proc/$c/comm" 2>/dev/null)" = causeway ] && server=$c
+done
 token=$(sed -nE 's/.*admin token in ([^ ]+).*/\1/p' "$d/server.out")
 
 end=$(($(date +%s) + SOAK_MINUTES * 60))
