@@ -21,9 +21,15 @@
 # Knobs: ALLOCATIONS (16000), SOURCES (4), RATE (10), COTURN (set: coturn
 #        too), SERVERS (instead: "causeway", "coturn" or both), NO_BUILD,
 #        COTURN_BIN (a turnserver other than Debian's, e.g. coturn 4.17.1 from
-#        bench/coturn-build.sh), COTURN_ARGS (options added to coturn's).
+#        bench/coturn-build.sh), COTURN_ARGS (options added to coturn's),
+#        SERVER_WRAP (a command that execs causeway with what it is given),
+#        MALLOC (deployed: glibc's allocator set as the systemd unit sets it;
+#        glibc: its defaults).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
+# The allocator's settings as deployed (MALLOC).
+# shellcheck source=deployed-malloc.sh
+. examples/causeway/bench/deployed-malloc.sh
 ALLOCATIONS=${ALLOCATIONS:-16000}
 SOURCES=${SOURCES:-4}
 RATE=${RATE:-10}
@@ -82,7 +88,8 @@ log_level = "warn"
 [quota]
 total = $((ALLOCATIONS + traffic + 100))
 TOML
-      "$CW" serve --config "$d/scale.toml" >"$d/server.out" 2>"$d/server.log" &
+      # shellcheck disable=SC2086 # SERVER_WRAP is a command and its words
+      ${SERVER_WRAP:-} "${server_env[@]}" "$CW" serve --config "$d/scale.toml" >"$d/server.out" 2>"$d/server.log" &
       pid=$!
       for _ in $(seq 100); do grep -q "causeway: ready" "$d/server.out" 2>/dev/null && break; sleep 0.1; done
       token=$(cat "$(sed -nE 's/.*admin token in ([^ ]+).*/\1/p' "$d/server.out")")

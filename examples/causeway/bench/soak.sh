@@ -16,7 +16,9 @@
 #        (two soaks side by side), SERVER_WRAP (a command the server runs under, as
 #        in SERVER_WRAP="heaptrack -o /tmp/soak.heaptrack": the samples are
 #        the server's own, and it is stopped with SIGINT so the tool can finish
-#        its record). Exits 1 when any error was counted.
+#        its record), MALLOC (deployed: glibc's allocator set as
+#        deploy/systemd/causeway.service sets it, GLIBC_TUNABLES; glibc: its
+#        defaults, one arena per thread). Exits 1 when any error was counted.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 SOAK_MINUTES=${SOAK_MINUTES:-60}
@@ -66,8 +68,11 @@ log_level = "warn"
 tls_handshakes_per_sec = 1000000
 tls_handshake_burst = 1000000
 TOML
+# The allocator's settings as deployed (MALLOC).
+# shellcheck source=deployed-malloc.sh
+. examples/causeway/bench/deployed-malloc.sh
 # shellcheck disable=SC2086 # SERVER_WRAP is a command and its words
-${SERVER_WRAP:-} "$CW" serve --config "$d/soak.toml" >"$d/server.out" 2>"$d/server.log" &
+${SERVER_WRAP:-} "${server_env[@]}" "$CW" serve --config "$d/soak.toml" >"$d/server.out" 2>"$d/server.log" &
 wrapper=$!
 pids+=("$wrapper")
 for _ in $(seq 300); do grep -q "causeway: ready" "$d/server.out" 2>/dev/null && break; sleep 0.1; done

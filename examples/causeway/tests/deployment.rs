@@ -4,7 +4,8 @@
 //! ports it listens on, probe the admin endpoints it serves (and the probes
 //! answer as the manifest expects, a drain included), stop it with the signal
 //! that drains and wait longer than its drain; the manifest parses, and the
-//! unit passes `systemd-analyze verify` where systemd is installed.
+//! unit passes `systemd-analyze verify` where systemd is installed; where it
+//! runs on glibc, its allocator is set as the soak measured it.
 
 mod common;
 
@@ -450,5 +451,54 @@ fn the_systemd_unit_starts_reloads_and_drains_as_the_program_expects() {
             out.status.success() && said.trim().is_empty(),
             "systemd-analyze: {said}"
         );
+    }
+}
+
+/// What glibc's dynamic loader says a tunable is under `GLIBC_TUNABLES=tunables`
+/// (`ld.so --list-tunables`, glibc 2.33 on), or None where that loader is absent.
+fn glibc_tunable(tunables: &str, name: &str) -> Option<String> {
+    let ld = Path::new("/lib64/ld-linux-x86-64.so.2");
+    if !ld.exists() {
+        return None;
+    }
+    let out = Command::new(ld)
+        .arg("--list-tunables")
+        .env("GLIBC_TUNABLES", tunables)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let value = text
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .unwrap_or_else(|| panic!("{name} not listed: {text}"));
+    Some(value.split_whitespace().next().unwrap_or("").to_string())
+}
+
+#[test]
+fn glibc_runs_the_relay_with_one_arena_and_a_fixed_mmap_threshold() {
+    // Where the binary runs on glibc (the unit, the Debian image), its
+    // allocator keeps one arena and a fixed mmap threshold: with glibc's
+    // defaults (an arena per thread, a threshold that rises to the largest
+    // block freed) RSS grows under churn and a large /status copy is kept
+    // (README, "Soak"). The static image runs on musl's allocator instead.
+    let unit = read("systemd/causeway.service");
+    let in_unit: Vec<&str> = unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("Environment=GLIBC_TUNABLES="))
+        .collect();
+    assert_eq!(in_unit.len(), 1, "one GLIBC_TUNABLES in the unit");
+    let tunables = in_unit[0];
+    let docker = read("Dockerfile");
+    assert!(
+        docker
+            .lines()
+            .any(|l| l.trim() == format!("ENV GLIBC_TUNABLES={tunables}")),
+        "the Debian image sets what the unit sets"
+    );
+    // Spelled as glibc reads it: its loader reports the values taken.
+    if let Some(arenas) = glibc_tunable(tunables, "glibc.malloc.arena_max") {
+        assert_eq!(arenas, "0x1", "{tunables}");
+        let threshold = glibc_tunable(tunables, "glibc.malloc.mmap_threshold").unwrap();
+        assert_eq!(threshold, "0x20000", "{tunables}");
     }
 }
