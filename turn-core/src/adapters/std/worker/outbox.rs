@@ -1,7 +1,7 @@
 //! Datagrams to UDP clients, gathered per listener over one pass of the event
 //! loop and sent together: a run of datagrams of one size to one client goes out
-//! as one UDP GSO send (the kernel cuts it), and the rest in one sendmmsg across
-//! destinations. Relayed media is what fills it: many relay sockets' peers
+//! as one GSO message (the kernel cuts it), and the runs to many clients and the
+//! datagrams between them in one sendmmsg across destinations. Relayed media is what fills it: many relay sockets' peers
 //! answering many clients through the same listener.
 //!
 //! The bytes are copied into a buffer made at start; nothing is allocated per
@@ -27,8 +27,11 @@ const GSO_MAX: usize = 64;
 
 std::thread_local! {
     /// sendmmsg's headers, made once per worker thread (they hold raw pointers,
-    /// so they stay on the thread that made them).
+    /// so they stay on the thread that made them): without control messages,
+    /// and with room for a GSO segment size in each.
     static HEADERS: core::cell::RefCell<Option<MultiHeaders<SockaddrStorage>>> =
+        const { core::cell::RefCell::new(None) };
+    static GSO_HEADERS: core::cell::RefCell<Option<MultiHeaders<SockaddrStorage>>> =
         const { core::cell::RefCell::new(None) };
 }
 
@@ -87,11 +90,16 @@ impl Outbox {
         self.used += bytes.len();
     }
 
-    /// Sends everything waiting on `l`: GSO for runs, one sendmmsg for the rest.
-    /// A datagram the socket cannot take is dropped, as the network would.
+    /// Sends everything waiting on `l`, in as few calls as it can: the runs of
+    /// one segment size (the first run's) and every datagram no longer than
+    /// that go in one sendmmsg with that segment size (the kernel cuts each
+    /// run; a datagram no longer than a segment goes as it is); a run of
+    /// another size goes as a GSO send of its own, and the datagrams longer
+    /// than the segment in one sendmmsg without. A datagram the socket cannot
+    /// take is dropped, as the network would.
     pub(crate) fn flush(&mut self, l: &UdpListener) {
         let gso = l.state.max_gso_segments().min(GSO_MAX);
-        let mut singles: heapless::Vec<Entry, ENTRIES> = heapless::Vec::new();
+        let mut msgs: heapless::Vec<Msg, ENTRIES> = heapless::Vec::new();
         let mut i = 0;
         while let Some(first) = self.entries.get(i).copied() {
             // The run of datagrams after it of its size and destination (the last
@@ -107,73 +115,160 @@ impl Outbox {
                     break;
                 }
             }
-            if n > 1 {
-                let end = self
-                    .entries
-                    .get(i + n - 1)
-                    .map_or(first.start, |e| e.start + e.len);
-                if let Some(contents) = self.arena.get(first.start..end) {
-                    let t = Transmit {
-                        destination: first.to,
-                        ecn: None,
-                        contents,
-                        segment_size: Some(first.len),
-                        src_ip: None,
-                    };
-                    let _ = l.state.try_send((&l.sock).into(), &t);
-                    self.syscalls += 1;
-                    self.datagrams += n as u64;
-                }
-            } else {
-                let _ = singles.push(first);
-            }
+            let end = self
+                .entries
+                .get(i + n - 1)
+                .map_or(first.start + first.len, |e| e.start + e.len);
+            let _ = msgs.push(Msg {
+                start: first.start,
+                end,
+                to: first.to,
+                segment: first.len,
+                count: n,
+            });
             i += n;
+        }
+        let segment = msgs.iter().find(|m| m.count > 1).map(|m| m.segment);
+        let mut together: heapless::Vec<Msg, ENTRIES> = heapless::Vec::new();
+        let mut singles: heapless::Vec<Msg, ENTRIES> = heapless::Vec::new();
+        for m in msgs {
+            match segment {
+                Some(s) if (m.count > 1 && m.segment == s) || (m.count == 1 && m.segment <= s) => {
+                    let _ = together.push(m);
+                }
+                _ if m.count > 1 => self.send_one(l, &m),
+                _ => {
+                    let _ = singles.push(m);
+                }
+            }
+        }
+        if let Some(s) = segment {
+            self.send_segmented(l, &together, s);
         }
         self.send_many(l, &singles);
         self.entries.clear();
         self.used = 0;
     }
 
-    /// One sendmmsg for `entries` (or one send_to for a single one).
-    fn send_many(&mut self, l: &UdpListener, entries: &[Entry]) {
-        match entries {
+    /// One message on its own: a run as one GSO send, a datagram as itself
+    /// (through quinn-udp, which stops using GSO where the kernel refuses it).
+    fn send_one(&mut self, l: &UdpListener, m: &Msg) {
+        let Some(contents) = self.arena.get(m.start..m.end) else {
+            return;
+        };
+        let t = Transmit {
+            destination: m.to,
+            ecn: None,
+            contents,
+            segment_size: (m.count > 1).then_some(m.segment),
+            src_ip: None,
+        };
+        let _ = l.state.try_send((&l.sock).into(), &t);
+        self.syscalls += 1;
+        self.datagrams += m.count as u64;
+    }
+
+    /// `msgs` in one sendmmsg with `segment` as their GSO segment size. A
+    /// message the kernel refuses (where it cannot segment, say) goes on its
+    /// own and the rest follow; when the socket is full the rest are dropped.
+    fn send_segmented(&mut self, l: &UdpListener, msgs: &[Msg], segment: usize) {
+        let Ok(size) = u16::try_from(segment) else {
+            for m in msgs {
+                self.send_one(l, m);
+            }
+            return;
+        };
+        let mut at = 0;
+        while let Some(rest) = msgs.get(at..).filter(|r| !r.is_empty()) {
+            let sent = self.sendmmsg(l, rest, Some(size));
+            self.syscalls += 1;
+            match sent {
+                Ok(k) if k > 0 => {
+                    self.datagrams += rest.iter().take(k).map(|m| m.count as u64).sum::<u64>();
+                    at += k;
+                }
+                Err(nix::errno::Errno::EAGAIN) => return,
+                _ => {
+                    if let Some(m) = rest.first() {
+                        self.send_one(l, m);
+                    }
+                    at += 1;
+                }
+            }
+        }
+    }
+
+    /// One sendmmsg for `msgs` without segmentation (or one send_to for a
+    /// single one).
+    fn send_many(&mut self, l: &UdpListener, msgs: &[Msg]) {
+        match msgs {
             [] => return,
-            [e] => {
-                if let Some(b) = self.arena.get(e.start..e.start + e.len) {
-                    let _ = l.sock.send_to(b, e.to);
+            [m] => {
+                if let Some(b) = self.arena.get(m.start..m.end) {
+                    let _ = l.sock.send_to(b, m.to);
                 }
             }
             _ => {
-                let slices: heapless::Vec<[IoSlice<'_>; 1], ENTRIES> = entries
-                    .iter()
-                    .map(|e| {
-                        [IoSlice::new(
-                            self.arena.get(e.start..e.start + e.len).unwrap_or_default(),
-                        )]
-                    })
-                    .collect();
-                let addrs: heapless::Vec<Option<SockaddrStorage>, ENTRIES> = entries
-                    .iter()
-                    .map(|e| Some(SockaddrStorage::from(e.to)))
-                    .collect();
                 // Datagrams the socket did not take are dropped, as the network would.
-                HEADERS.with(|h| {
-                    let mut h = h.borrow_mut();
-                    let headers = h.get_or_insert_with(|| MultiHeaders::preallocate(ENTRIES, None));
-                    let _ = sendmmsg(
-                        l.sock.as_raw_fd(),
-                        headers,
-                        slices.iter(),
-                        &addrs,
-                        [] as [ControlMessage<'_>; 0],
-                        MsgFlags::empty(),
-                    );
-                });
+                let _ = self.sendmmsg(l, msgs, None);
             }
         }
         self.syscalls += 1;
-        self.datagrams += entries.len() as u64;
+        self.datagrams += msgs.len() as u64;
     }
+
+    /// sendmmsg of `msgs` on `l`, each with `segment` as its GSO segment size
+    /// when given: how many the kernel took.
+    fn sendmmsg(&self, l: &UdpListener, msgs: &[Msg], segment: Option<u16>) -> nix::Result<usize> {
+        let slices: heapless::Vec<[IoSlice<'_>; 1], ENTRIES> = msgs
+            .iter()
+            .map(|m| {
+                [IoSlice::new(
+                    self.arena.get(m.start..m.end).unwrap_or_default(),
+                )]
+            })
+            .collect();
+        let addrs: heapless::Vec<Option<SockaddrStorage>, ENTRIES> = msgs
+            .iter()
+            .map(|m| Some(SockaddrStorage::from(m.to)))
+            .collect();
+        let headers = if segment.is_some() {
+            &GSO_HEADERS
+        } else {
+            &HEADERS
+        };
+        headers.with(|h| {
+            let mut h = h.borrow_mut();
+            let headers = h.get_or_insert_with(|| {
+                // Room for one UDP_SEGMENT control message a message, when used.
+                let room = segment.map(|_| nix::cmsg_space!(u16));
+                MultiHeaders::preallocate(ENTRIES, room)
+            });
+            let size = segment.unwrap_or(0);
+            let gso = [ControlMessage::UdpGsoSegments(&size)];
+            let cmsgs: &[ControlMessage<'_>] = if segment.is_some() { &gso } else { &[] };
+            sendmmsg(
+                l.sock.as_raw_fd(),
+                headers,
+                slices.iter(),
+                &addrs,
+                cmsgs,
+                MsgFlags::empty(),
+            )
+            .map(|r| r.count())
+        })
+    }
+}
+
+/// What one message of a flush carries: `count` datagrams for `to` at
+/// `arena[start..end]`, each `segment` bytes (the last maybe shorter).
+#[derive(Clone, Copy)]
+struct Msg {
+    start: usize,
+    end: usize,
+    to: SocketAddr,
+    segment: usize,
+    count: usize,
 }
 
 #[cfg(test)]
@@ -193,7 +288,7 @@ mod tests {
     }
 
     #[test]
-    fn runs_go_as_one_gso_send_and_the_rest_in_one_sendmmsg() {
+    fn runs_and_the_datagrams_between_them_go_in_one_sendmmsg() {
         let l = listener();
         let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -212,9 +307,10 @@ mod tests {
         }
         o.flush(&l);
         assert!(o.is_empty());
-        let gso = l.state.max_gso_segments() > 1;
+        // The run with its segment size and the shorter datagrams with it (or,
+        // without GSO, all fifteen as they are): one call.
         assert_eq!(o.datagrams, 15);
-        assert_eq!(o.syscalls, if gso { 2 } else { 11 }, "gso: {gso}");
+        assert_eq!(o.syscalls, 1);
         let mut buf = [0u8; 2048];
         let mut at_a = Vec::new();
         for i in 0..12 {
@@ -235,5 +331,53 @@ mod tests {
                 .unwrap_or_else(|e| std::panic!("datagram {i} at b: {e}"));
             assert_eq!(&buf[..n], &[i; 30]);
         }
+    }
+
+    /// What `s` receives: `n` datagrams.
+    fn received(s: &std::net::UdpSocket, n: usize) -> Vec<Vec<u8>> {
+        let mut buf = [0u8; 2048];
+        (0..n)
+            .map(|i| {
+                let k = s
+                    .recv(&mut buf)
+                    .unwrap_or_else(|e| std::panic!("datagram {i}: {e}"));
+                buf[..k].to_vec()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn runs_of_another_size_and_longer_datagrams_go_apart() {
+        let l = listener();
+        if l.state.max_gso_segments() < 2 {
+            // Without GSO every datagram is a single: the test above covers it.
+            return;
+        }
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for s in [&a, &b] {
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        }
+        let (to_a, to_b) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+        let mut o = Outbox::new();
+        // A run of 100 B to a (the first run: its size is the segment), a run
+        // of 200 B to b, one of 150 B to a (longer than the segment) and one of
+        // 20 B to b (shorter: it goes with the first run).
+        for i in 0..3u8 {
+            o.push(&l, to_a, &[i; 100]);
+        }
+        for i in 3..6u8 {
+            o.push(&l, to_b, &[i; 200]);
+        }
+        o.push(&l, to_a, &[6; 150]);
+        o.push(&l, to_b, &[7; 20]);
+        o.flush(&l);
+        assert_eq!(o.datagrams, 8);
+        // The 100 B run and the 20 B datagram; the 200 B run; the 150 B one.
+        assert_eq!(o.syscalls, 3);
+        let want_a: Vec<Vec<u8>> = vec![vec![0; 100], vec![1; 100], vec![2; 100], vec![6; 150]];
+        assert_eq!(received(&a, 4), want_a);
+        let want_b: Vec<Vec<u8>> = vec![vec![3; 200], vec![4; 200], vec![5; 200], vec![7; 20]];
+        assert_eq!(received(&b, 4), want_b);
     }
 }
