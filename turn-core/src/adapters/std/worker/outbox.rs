@@ -1,8 +1,9 @@
 //! Datagrams to UDP clients, gathered per listener over one pass of the event
 //! loop and sent together: a run of datagrams of one size to one client goes out
 //! as one GSO message (the kernel cuts it), and the runs to many clients and the
-//! datagrams between them in one sendmmsg across destinations. Relayed media is what fills it: many relay sockets' peers
-//! answering many clients through the same listener.
+//! datagrams between them in one sendmmsg across destinations. Relayed media is
+//! what fills it: many relay sockets' peers answering many clients through the
+//! same listener.
 //!
 //! The bytes are copied into a buffer made at start; nothing is allocated per
 //! datagram. A full outbox is flushed at once.
