@@ -18,7 +18,11 @@
 #        the server's own, and it is stopped with SIGINT so the tool can finish
 #        its record), MALLOC (deployed: glibc's allocator set as
 #        deploy/systemd/causeway.service sets it, GLIBC_TUNABLES; glibc: its
-#        defaults, one arena per thread). Exits 1 when any error was counted.
+#        defaults, one arena per thread), CAUSEWAY_BIN (the server's binary,
+#        target/release/causeway by default, which also drives the load; the
+#        static image's, target/x86_64-unknown-linux-musl/release/causeway,
+#        runs on musl's allocator, where GLIBC_TUNABLES means nothing).
+#        Exits 1 when any error was counted.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 SOAK_MINUTES=${SOAK_MINUTES:-60}
@@ -33,6 +37,7 @@ if [ -z "${NO_BUILD:-}" ]; then
   cargo build --release -q -p causeway
 fi
 CW=target/release/causeway
+SERVER_BIN=${CAUSEWAY_BIN:-$CW}
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 d=$(mktemp -d)
@@ -72,7 +77,7 @@ TOML
 # shellcheck source=deployed-malloc.sh
 . examples/causeway/bench/deployed-malloc.sh
 # shellcheck disable=SC2086 # SERVER_WRAP is a command and its words
-${SERVER_WRAP:-} "${server_env[@]}" "$CW" serve --config "$d/soak.toml" >"$d/server.out" 2>"$d/server.log" &
+${SERVER_WRAP:-} "${server_env[@]}" "$SERVER_BIN" serve --config "$d/soak.toml" >"$d/server.out" 2>"$d/server.log" &
 wrapper=$!
 pids+=("$wrapper")
 for _ in $(seq 300); do grep -q "causeway: ready" "$d/server.out" 2>/dev/null && break; sleep 0.1; done

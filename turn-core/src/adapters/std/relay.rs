@@ -78,7 +78,7 @@ fn bind_all(settings: &Settings, threads: usize) -> Result<Bound, StartError> {
             for _ in 0..threads {
                 let sock = net::bind_udp(actual).map_err(bind("udp", actual))?;
                 actual = sock.local_addr().map_err(setup("read a local address"))?;
-                let state = quinn_udp::UdpSocketState::new((&sock).into())
+                let state = net::batched(&sock, net::Reads::Destination)
                     .map_err(setup("set up batched UDP receive"))?;
                 udp.push(UdpListener {
                     sock,

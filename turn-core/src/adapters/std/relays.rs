@@ -73,7 +73,7 @@ impl Relays {
         sock: std::net::UdpSocket,
         local: SocketAddr,
     ) -> Result<(), BindError> {
-        let state = match UdpSocketState::new((&sock).into()) {
+        let state = match super::net::batched(&sock, super::net::Reads::Source) {
             Ok(s) => s,
             Err(e) => {
                 self.last_error = Some((local, e));

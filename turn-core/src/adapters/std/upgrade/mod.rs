@@ -394,7 +394,7 @@ pub(crate) fn receive(from: &UnixStream) -> Result<Handed, HandOverError> {
         match entry.kind {
             Kind::Udp => {
                 let sock = mio::net::UdpSocket::from_std(std::net::UdpSocket::from(fd));
-                let state = quinn_udp::UdpSocketState::new((&sock).into())
+                let state = super::net::batched(&sock, super::net::Reads::Destination)
                     .map_err(setup("set up batched UDP receive"))?;
                 if worker == 0 {
                     handed.local.push(addr);
