@@ -1,7 +1,8 @@
 //! Datagrams to UDP clients, gathered per listener over one pass of the event
 //! loop and sent together: a run of datagrams of one size to one client goes out
 //! as one GSO message (the kernel cuts it), and the runs to many clients and the
-//! datagrams between them in one sendmmsg across destinations. Relayed media is
+//! datagrams between them in one sendmmsg across destinations, each client's
+//! datagrams in the order they were queued. Relayed media is
 //! what fills it: many relay sockets' peers answering many clients through the
 //! same listener.
 //!
@@ -91,13 +92,14 @@ impl Outbox {
         self.used += bytes.len();
     }
 
-    /// Sends everything waiting on `l`, in as few calls as it can: the runs of
-    /// one segment size (the first run's) and every datagram no longer than
-    /// that go in one sendmmsg with that segment size (the kernel cuts each
-    /// run; a datagram no longer than a segment goes as it is); a run of
-    /// another size goes as a GSO send of its own, and the datagrams longer
-    /// than the segment in one sendmmsg without. A datagram the socket cannot
-    /// take is dropped, as the network would.
+    /// Sends everything waiting on `l`, in as few calls as it can and in order
+    /// for each destination: the runs of one segment size (the first run's)
+    /// and every datagram no longer than that go in one sendmmsg with that
+    /// segment size (the kernel cuts each run; a datagram no longer than a
+    /// segment goes as it is), except those queued behind a datagram of their
+    /// destination that cannot; those go in the next sendmmsg, made the same
+    /// way, and datagrams with no run among them in one without segmentation.
+    /// A datagram the socket cannot take is dropped, as the network would.
     pub(crate) fn flush(&mut self, l: &UdpListener) {
         let gso = l.state.max_gso_segments().min(GSO_MAX);
         let mut msgs: heapless::Vec<Msg, ENTRIES> = heapless::Vec::new();
@@ -129,24 +131,50 @@ impl Outbox {
             });
             i += n;
         }
-        let segment = msgs.iter().find(|m| m.count > 1).map(|m| m.segment);
-        let mut together: heapless::Vec<Msg, ENTRIES> = heapless::Vec::new();
-        let mut singles: heapless::Vec<Msg, ENTRIES> = heapless::Vec::new();
-        for m in msgs {
-            match segment {
-                Some(s) if (m.count > 1 && m.segment == s) || (m.count == 1 && m.segment <= s) => {
+        // Rounds, each one sendmmsg: the messages that can share the first
+        // run's segment size, except behind one of their own destination's that
+        // cannot (a client's datagrams keep their order); the rest wait for the
+        // next round.
+        let mut pending = msgs;
+        while !pending.is_empty() {
+            let Some(segment) = pending.iter().find(|m| m.count > 1).map(|m| m.segment) else {
+                self.send_many(l, &pending);
+                break;
+            };
+            let mut together: heapless::Vec<Msg, ENTRIES> = heapless::Vec::new();
+            let mut later: heapless::Vec<Msg, ENTRIES> = heapless::Vec::new();
+            let mut held: heapless::Vec<SocketAddr, ENTRIES> = heapless::Vec::new();
+            for m in pending {
+                let fits = if m.count > 1 {
+                    m.segment == segment
+                } else {
+                    m.segment <= segment
+                };
+                if fits && !held.contains(&m.to) {
                     let _ = together.push(m);
-                }
-                _ if m.count > 1 => self.send_one(l, &m),
-                _ => {
-                    let _ = singles.push(m);
+                } else {
+                    if !held.contains(&m.to) {
+                        let _ = held.push(m.to);
+                    }
+                    let _ = later.push(m);
                 }
             }
+            if together.is_empty() {
+                // The first message is a datagram longer than the segment (a
+                // run's destination held behind it): the datagrams that lead
+                // go first, as they are.
+                let lead = later.iter().take_while(|m| m.count == 1).count().max(1);
+                let (first, rest) = later.split_at(lead.min(later.len()));
+                match first {
+                    [m] if m.count > 1 => self.send_one(l, m),
+                    _ => self.send_many(l, first),
+                }
+                later = rest.iter().copied().collect();
+            } else {
+                self.send_segmented(l, &together, segment);
+            }
+            pending = later;
         }
-        if let Some(s) = segment {
-            self.send_segmented(l, &together, s);
-        }
-        self.send_many(l, &singles);
         self.entries.clear();
         self.used = 0;
     }
@@ -374,11 +402,54 @@ mod tests {
         o.push(&l, to_b, &[7; 20]);
         o.flush(&l);
         assert_eq!(o.datagrams, 8);
-        // The 100 B run and the 20 B datagram; the 200 B run; the 150 B one.
-        assert_eq!(o.syscalls, 3);
+        // The 100 B run; then the 200 B run with the datagrams queued behind
+        // it and after the first (the 20 B one to b waits for b's run).
+        assert_eq!(o.syscalls, 2);
         let want_a: Vec<Vec<u8>> = vec![vec![0; 100], vec![1; 100], vec![2; 100], vec![6; 150]];
         assert_eq!(received(&a, 4), want_a);
         let want_b: Vec<Vec<u8>> = vec![vec![3; 200], vec![4; 200], vec![5; 200], vec![7; 20]];
         assert_eq!(received(&b, 4), want_b);
+    }
+
+    #[test]
+    fn a_clients_frames_of_two_sizes_arrive_in_order() {
+        let l = listener();
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for s in [&a, &b] {
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        }
+        let (to_a, to_b) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+        let mut o = Outbox::new();
+        // Video frames as an encoder cuts them, each into datagrams of its own
+        // size and a shorter last: to a, 100 B ones, then a datagram longer
+        // than them, then 120 B ones; to b, a run of 120 B between.
+        let mut sent_a = Vec::new();
+        let mut sent_b = Vec::new();
+        let mut push = |o: &mut Outbox, to, len, i: u8| {
+            o.push(&l, to, &vec![i; len]);
+            if to == to_a { &mut sent_a } else { &mut sent_b }.push(vec![i; len]);
+        };
+        let mut i = 0u8;
+        for len in [100, 100, 100, 70] {
+            push(&mut o, to_a, len, i);
+            i += 1;
+        }
+        for len in [120, 120, 10] {
+            push(&mut o, to_b, len, i);
+            i += 1;
+        }
+        push(&mut o, to_a, 300, i);
+        i += 1;
+        for len in [120, 120, 120, 40, 20] {
+            push(&mut o, to_a, len, i);
+            i += 1;
+        }
+        o.flush(&l);
+        assert_eq!(o.datagrams, 13);
+        // Each datagram as (its fill, its length).
+        let ids = |v: &[Vec<u8>]| v.iter().map(|d| (d[0], d.len())).collect::<Vec<_>>();
+        assert_eq!(ids(&received(&a, sent_a.len())), ids(&sent_a));
+        assert_eq!(ids(&received(&b, sent_b.len())), ids(&sent_b));
     }
 }
