@@ -7,7 +7,10 @@
 # channels were made at, the server's RSS before and with them (and per
 # allocation), and, under that load, the answer time and size of `/metrics`,
 # `/status` (its default page) and `/status?limit=0` (the summary), medians of
-# five.
+# five; and for causeway the echoes' round trips (p50, p99, the longest) over
+# ECHO_SECS with nothing read, then over ECHO_SECS with `/status` read every
+# second (what a monitoring poll costs the calls: a worker must not stall on
+# a reader's copy of its allocations).
 #
 # Each allocation holds a relay socket: the open-file limit bounds the count
 # (this machine's hard limit is 20,000; 100,000 needs `ulimit -Hn` over that
@@ -24,7 +27,7 @@
 #        bench/coturn-build.sh), COTURN_ARGS (options added to coturn's),
 #        SERVER_WRAP (a command that execs causeway with what it is given),
 #        MALLOC (deployed: glibc's allocator set as the systemd unit sets it;
-#        glibc: its defaults).
+#        glibc: its defaults), ECHO_SECS (20).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 # The allocator's settings as deployed (MALLOC).
@@ -33,6 +36,7 @@ cd "$(dirname "$0")/../../.."
 ALLOCATIONS=${ALLOCATIONS:-16000}
 SOURCES=${SOURCES:-4}
 RATE=${RATE:-10}
+ECHO_SECS=${ECHO_SECS:-20}
 PORT=${PORT:-3478}
 ADMIN=${ADMIN:-4472}
 if [ -z "${NO_BUILD:-}" ]; then cargo build --release -q -p causeway; fi
@@ -121,8 +125,17 @@ TOML
   done
   t1=$(date +%s%N)
   local made=$((share * SOURCES))
-  "$CW" load --server "127.0.0.1:$PORT" --user alice:wonderland --clients "$traffic" --rate "$RATE" \
-    --duration 30 --threads 1 >"$d/echo.out" 2>&1 &
+  echo_load() { # seconds, output
+    "$CW" load --server "127.0.0.1:$PORT" --user alice:wonderland --clients "$traffic" --rate "$RATE" \
+      --duration "$1" --threads 1 >"$2" 2>&1
+  }
+  local quiet=
+  if [ "$server" = causeway ]; then
+    # The round trips with nothing read, then (below) while /status is read.
+    echo_load "$ECHO_SECS" "$d/echo.quiet" || true
+    quiet=$(grep "^echo:" "$d/echo.quiet" || cat "$d/echo.quiet")
+  fi
+  echo_load $((ECHO_SECS + 12)) "$d/echo.out" &
   local echo_pid=$!
   pids+=("$echo_pid")
   sleep 12
@@ -135,6 +148,11 @@ TOML
     answer /metrics
     answer /status
     answer "/status?limit=0"
+    # /status each second until the echo ends.
+    while kill -0 "$echo_pid" 2>/dev/null; do
+      curl -s -o /dev/null -H "Authorization: Bearer $token" "http://127.0.0.1:$ADMIN/status" || true
+      sleep 1
+    done
     local read
     read=$(rss_kib "$pid")
     echo "RSS after those reads: $((read / 1024)) MiB ($(awk -v a="$before" -v b="$read" -v n=$((made + traffic)) 'BEGIN { printf "%.0f", (b - a) * 1024 / n }') B per allocation)"
@@ -144,7 +162,12 @@ TOML
     echo "RSS 12 s after the last read: $((read / 1024)) MiB ($(awk -v a="$before" -v b="$read" -v n=$((made + traffic)) 'BEGIN { printf "%.0f", (b - a) * 1024 / n }') B per allocation)"
   fi
   wait "$echo_pid" || true
-  grep "^echo:" "$d/echo.out" || cat "$d/echo.out"
+  if [ -n "$quiet" ]; then
+    echo "echoes, nothing read: $quiet"
+    echo "echoes, /status read each second: $(grep "^echo:" "$d/echo.out" || cat "$d/echo.out")"
+  else
+    grep "^echo:" "$d/echo.out" || cat "$d/echo.out"
+  fi
   stop_all
 }
 

@@ -141,15 +141,18 @@ impl StatsHandle {
 
     /// The snapshots as one [`Stats`], with their allocations or without.
     fn collect(&self, allocations: bool) -> Stats {
-        let snapshots = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
+        // The lists by reference under the lock, copied after it: a worker
+        // publishing meanwhile does not wait for the copy.
+        let taken = {
+            let snapshots = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
+            stats::take(&snapshots, allocations)
+        };
         #[cfg_attr(not(any(feature = "xdp", feature = "tls")), allow(unused_mut))]
         let mut stats = stats::collect(
-            &snapshots,
-            allocations,
+            taken,
             self.shared.quota.total(),
             self.shared.events.dropped(),
         );
-        drop(snapshots);
         #[cfg(feature = "tls")]
         {
             let r = &self.shared.tls_refusals;

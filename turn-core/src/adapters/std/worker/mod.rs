@@ -52,7 +52,7 @@ use super::front::{Handshakes, Inbox};
 use super::host::WorkerHost;
 use super::relays::{FIRST_RELAY, Relays};
 use super::shared::{Handed, Shared};
-use super::stats::{AllocationStats, WorkerStats};
+use super::stats::{AllocationStats, Listing, WorkerStats};
 use super::tcp_relay::{FIRST_TCP_RELAY, TcpRelays};
 use stun_core::escape::LineBudget;
 
@@ -149,6 +149,9 @@ pub(crate) struct Worker {
     max_slots: usize,
     /// Whether its last published snapshot listed its allocations.
     listing: bool,
+    /// The list it published before the one published now (back from the
+    /// snapshot), to fill next time: while listing, two lists, reused.
+    spare_listing: Option<Listing>,
 }
 
 impl Worker {
@@ -211,6 +214,7 @@ impl Worker {
             turn,
             max_slots,
             listing: false,
+            spare_listing: None,
             random: Random::new(seed),
             shared,
             shutdown,
@@ -479,12 +483,31 @@ impl Worker {
     }
 
     /// Publishes this worker's stats: its summary and, while someone reads
-    /// them, its allocations, refilled in place in the published list under
-    /// the lock (one list a worker, its capacity reused; a reader copies
-    /// them under the same lock); when nobody does, the list is let go.
+    /// them, its allocations, listed outside the lock in the list it
+    /// published last time (when no reader holds it still; else in a new
+    /// one) and swapped in under it; when nobody reads them, the lists are
+    /// let go.
     fn publish(&mut self, now: Instant) {
         let listing = self.listing_wanted(now);
         let id = self.id;
+        if listing {
+            let fresh = || Arc::new(Vec::with_capacity(self.turn.allocation_count()));
+            let spare = self.spare_listing.get_or_insert_with(fresh);
+            if Arc::get_mut(spare).is_none() {
+                // A reader still copies it: it keeps that one.
+                *spare = fresh();
+            }
+            if let Some(list) = Arc::get_mut(spare) {
+                list.clear();
+                list.extend(
+                    self.turn
+                        .allocations()
+                        .map(|a| AllocationStats::of(id, a, now)),
+                );
+            }
+        } else {
+            self.spare_listing = None;
+        }
         let summary = WorkerStats {
             worker: id,
             counters: *self.turn.counters(),
@@ -501,20 +524,16 @@ impl Worker {
         let mut all = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(slot) = all.get_mut(id) {
             slot.worker = summary;
-            if listing {
-                slot.allocations.clear();
-                slot.allocations.extend(
-                    self.turn
-                        .allocations()
-                        .map(|a| AllocationStats::of(id, a, now)),
-                );
-            } else {
-                slot.allocations = Vec::new();
-            }
+            // The new list in, the one it replaces back for next time.
+            core::mem::swap(&mut slot.allocations, &mut self.spare_listing);
             slot.listed = listing;
             slot.running = true;
         }
         drop(all);
+        if !listing {
+            // The list it took back: nobody reads them any more.
+            self.spare_listing = None;
+        }
         self.listing = listing;
     }
 
