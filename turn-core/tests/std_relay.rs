@@ -126,6 +126,24 @@ fn relays_over_udp_and_tcp_with_events_and_stats() {
         "one TCP client"
     );
 
+    // Refreshed now: the server grants what RFC 8656 lets it (no less than its
+    // default, 600 s; no more than its maximum, 3600 s).
+    assert_eq!(
+        udp.refresh(Duration::from_secs(300), T).unwrap(),
+        Duration::from_secs(600),
+        "a shorter lifetime asked for gets the default"
+    );
+    assert_eq!(
+        udp.refresh(Duration::from_secs(1200), T).unwrap(),
+        Duration::from_secs(1200)
+    );
+    assert_eq!(
+        udp.refresh(Duration::from_secs(86_400), T).unwrap(),
+        Duration::from_secs(3600),
+        "capped by the server's maximum"
+    );
+    echo_through(&mut udp, peer, b"after the refreshes");
+
     udp.deallocate(T).unwrap();
     drop(tcp);
     let ended = next_event(&events, |e| {

@@ -10,7 +10,12 @@
 # five; and for causeway the echoes' round trips (p50, p99, the longest) over
 # ECHO_SECS with nothing read, then over ECHO_SECS with `/status` read every
 # second (what a monitoring poll costs the calls: a worker must not stall on
-# a reader's copy of its allocations).
+# a reader's copy of its allocations). With REFRESH_EVERY=SECS every bound
+# client refreshes its allocation, permission and channel (three requests)
+# once every SECS while it is held, and the script reports, over 10 s before
+# the echoes, the requests per second answered, how many failed, and the
+# server's CPU per request (browsers refresh about every five minutes: 30 s
+# over 16,000 allocations asks what 160,000 would).
 #
 # Each allocation holds a relay socket: the open-file limit bounds the count
 # (this machine's hard limit is 20,000; 100,000 needs `ulimit -Hn` over that
@@ -27,7 +32,8 @@
 #        bench/coturn-build.sh), COTURN_ARGS (options added to coturn's),
 #        SERVER_WRAP (a command that execs causeway with what it is given),
 #        MALLOC (deployed: glibc's allocator set as the systemd unit sets it;
-#        glibc: its defaults), ECHO_SECS (20).
+#        glibc: its defaults), ECHO_SECS (20), REFRESH_EVERY (unset: no
+#        refreshes).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 # The allocator's settings as deployed (MALLOC).
@@ -67,6 +73,8 @@ cleanup() {
 }
 trap cleanup EXIT
 rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+tick=$(getconf CLK_TCK)
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 # Median answer time (ms) and size (bytes) of five GETs of $1.
 answer() {
@@ -114,9 +122,11 @@ TOML
   before=$(rss_kib "$pid")
   local share=$((ALLOCATIONS / SOURCES)) t0 t1
   t0=$(date +%s%N)
+  local refresh=()
+  [ -n "${REFRESH_EVERY:-}" ] && refresh=(--refresh-every "$REFRESH_EVERY")
   for i in $(seq "$SOURCES"); do
     "$CW" load --mode bind --server "127.0.0.1:$PORT" --user alice:wonderland \
-      --peer 127.0.0.2:9 --clients "$share" --hold 100000 >"$d/bind.$i" 2>&1 &
+      --peer 127.0.0.2:9 --clients "$share" --hold 100000 "${refresh[@]}" >"$d/bind.$i" 2>&1 &
     pids+=($!)
   done
   for i in $(seq "$SOURCES"); do
@@ -125,6 +135,21 @@ TOML
   done
   t1=$(date +%s%N)
   local made=$((share * SOURCES))
+  local refreshes=
+  if [ -n "${REFRESH_EVERY:-}" ]; then
+    # Over 10 s, every source refreshing: the sum of each one's latest counts.
+    refreshed() { # field
+      for i in $(seq "$SOURCES"); do
+        grep "^refreshed:" "$d/bind.$i" | tail -1 | sed -nE "s/.* $1=([0-9]+).*/\1/p"
+      done | awk '{ s += $1 } END { print s + 0 }'
+    }
+    sleep 3
+    local r0 f0 c0 r1 f1 c1
+    r0=$(refreshed requests); f0=$(refreshed failed); c0=$(cpu_ticks "$pid")
+    sleep 10
+    r1=$(refreshed requests); f1=$(refreshed failed); c1=$(cpu_ticks "$pid")
+    refreshes="refreshes (each allocation's, permission's and channel's once every ${REFRESH_EVERY} s): $(((r1 - r0) / 10)) requests/s, $((f1 - f0)) failed, server CPU $(awk -v t=$((c1 - c0)) -v hz="$tick" 'BEGIN { printf "%.1f", 100 * t / hz / 10 }') % of a core, $(awk -v t=$((c1 - c0)) -v hz="$tick" -v n=$((r1 - r0)) 'BEGIN { printf "%.1f", n ? t / hz * 1e6 / n : 0 }') µs per request"
+  fi
   echo_load() { # seconds, output
     "$CW" load --server "127.0.0.1:$PORT" --user alice:wonderland --clients "$traffic" --rate "$RATE" \
       --duration "$1" --threads 1 >"$2" 2>&1
@@ -143,6 +168,7 @@ TOML
   with=$(rss_kib "$pid")
   echo "## $server"
   echo "channels bound: $made from $SOURCES sources in $(awk -v ns=$((t1 - t0)) 'BEGIN { printf "%.1f", ns / 1e9 }') s ($(awk -v n="$made" -v ns=$((t1 - t0)) 'BEGIN { printf "%.0f", n / ns * 1e9 }') allocations+channels/s)"
+  [ -n "$refreshes" ] && echo "$refreshes"
   echo "RSS: $((before / 1024)) MiB before, $((with / 1024)) MiB with $((made + traffic)) allocations: $(awk -v a="$before" -v b="$with" -v n=$((made + traffic)) 'BEGIN { printf "%.0f", (b - a) * 1024 / n }') B per allocation on top, $(awk -v b="$with" -v n=$((made + traffic)) 'BEGIN { printf "%.0f", b * 1024 / n }') B per allocation in all"
   if [ "$server" = causeway ]; then
     answer /metrics

@@ -10,7 +10,10 @@
 //!   with `--hold` keeps them all open that long (to measure the server's memory).
 //! - `--mode bind`: `--clients` allocations each with a channel bound to
 //!   `--peer`, made one after another and held for `--hold` seconds (the state
-//!   of a meeting's participants; run several for several sources of load).
+//!   of a meeting's participants; run several for several sources of load);
+//!   with `--refresh-every SECS` each client meanwhile refreshes its
+//!   allocation, its permission and its channel once every SECS, the clients
+//!   spread evenly over them (what a relay's held allocations ask of it).
 //! - `--mode from-peer`: the echo's reverse direction alone: this process's
 //!   peers send to the clients' relayed addresses, the clients count what
 //!   the server relays to them; `--mode to-peer`: the clients' ChannelData
@@ -89,6 +92,12 @@ pub(crate) struct LoadArgs {
     /// Seconds to keep the storm's allocations before deleting them.
     #[arg(long, default_value_t = 0)]
     pub(crate) hold: u64,
+    /// `--mode bind`: while holding, refresh each client's allocation,
+    /// permission and channel (three requests) once every SECS, the clients
+    /// spread evenly; prints the requests made after each pass. Browsers
+    /// refresh about every 5 minutes: a short period stands for many clients.
+    #[arg(long, value_name = "SECS")]
+    pub(crate) refresh_every: Option<u64>,
     /// Event loops driving the echo clients (UDP only), for many clients at
     /// a modest rate; without it, a thread per client.
     #[arg(long, value_name = "N")]
@@ -334,12 +343,55 @@ fn bind(args: &LoadArgs) -> Result<(), String> {
         held.len() as f64 / elapsed,
         args.hold
     );
-    // Nothing to answer meanwhile: the state is what is measured.
-    thread::sleep(Duration::from_secs(args.hold));
+    let until = StdInstant::now() + Duration::from_secs(args.hold);
+    match args.refresh_every {
+        // Nothing to answer meanwhile: the state is what is measured.
+        None | Some(0) => thread::sleep(until.saturating_duration_since(StdInstant::now())),
+        Some(every) => refresh_until(&mut held, peer, Duration::from_secs(every), until),
+    }
     for mut turn in held {
         let _ = turn.deallocate(Duration::ZERO);
     }
     Ok(())
+}
+
+/// Refreshes each of `held`'s allocation, permission (to `peer`'s address) and
+/// channel (to `peer`) once every `every`, the clients spread evenly over it,
+/// until `until`; each second prints the requests made and failed so far and
+/// the seconds since the first.
+fn refresh_until(held: &mut [TurnClient], peer: SocketAddr, every: Duration, until: StdInstant) {
+    let t = Duration::from_secs(5);
+    let gap = every / u32::try_from(held.len().max(1)).unwrap_or(u32::MAX);
+    let start = StdInstant::now();
+    let mut next = start;
+    let (mut made, mut failed) = (0u64, 0u64);
+    let mut printed = start;
+    for pass in 1.. {
+        for turn in held.iter_mut() {
+            let now = StdInstant::now();
+            if now >= until {
+                return;
+            }
+            if now.duration_since(printed) >= Duration::from_secs(1) {
+                printed = now;
+                println!(
+                    "refreshed: pass={pass} requests={made} failed={failed} elapsed_s={:.3}",
+                    start.elapsed().as_secs_f64()
+                );
+            }
+            if next > now {
+                thread::sleep(next - now);
+            }
+            next += gap;
+            let done = [
+                turn.refresh(Duration::from_secs(600), t).map(|_| ()),
+                turn.create_permission(peer.ip(), t),
+                turn.bind_channel(peer, t).map(|_| ()),
+            ];
+            made += done.len() as u64;
+            failed += done.iter().filter(|r| r.is_err()).count() as u64;
+        }
+    }
 }
 
 fn storm(args: &LoadArgs) -> Result<(), String> {

@@ -453,6 +453,38 @@ impl TurnClient {
         }
     }
 
+    /// Refreshes the allocation now for `lifetime` (the client refreshes it by
+    /// itself while driven; this asks at once, as a load generator or a test
+    /// does) and waits up to `timeout` for the server's answer: the lifetime it
+    /// granted (capped by its maximum). A zero `lifetime` deletes it, as
+    /// [`TurnClient::deallocate`] does.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use turn_core::adapters::std::client::TurnClient;
+    /// # use turn_core::client::ClientConfig;
+    /// let server = "192.0.2.10:3478".parse()?;
+    /// let mut turn = TurnClient::connect(ClientConfig::new(server, "alice", "s3cret")?)?;
+    /// turn.allocate(Duration::from_secs(5))?;
+    /// let granted = turn.refresh(Duration::from_secs(600), Duration::from_secs(5))?;
+    /// assert!(granted <= Duration::from_secs(3600));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn refresh(
+        &mut self,
+        lifetime: Duration,
+        timeout: Duration,
+    ) -> Result<Duration, ClientIoError> {
+        let secs = u32::try_from(lifetime.as_secs()).unwrap_or(u32::MAX);
+        self.client.refresh(now(), secs)?;
+        match self.until(timeout, "refresh", |e| {
+            matches!(e, ClientEvent::Refreshed { .. })
+        })? {
+            ClientEvent::Refreshed { lifetime } => Ok(Duration::from_secs(lifetime.into())),
+            _ => Err(ClientIoError::TimedOut("refresh")),
+        }
+    }
+
     /// Deletes the allocation and waits up to `timeout` for the server to
     /// confirm (with a zero timeout, sends the request once and returns).
     pub fn deallocate(&mut self, timeout: Duration) -> Result<(), ClientIoError> {
