@@ -80,6 +80,19 @@ fn the_table_grows_with_its_allocations_and_stops_at_its_share() {
     // 256, then a quarter more each time it filled (at least 64): 320, 400.
     assert_eq!((w.capacity, w.slots), (400, 400));
 
+    // Read, the 400 are listed (in parts of the table, between packets), each
+    // once.
+    let listed = wait::until("the 400 allocations listed", PATIENCE, || {
+        let s = relay.stats();
+        if s.allocations.len() == 400 {
+            Ok(s.allocations)
+        } else {
+            Err(format!("{} listed", s.allocations.len()))
+        }
+    });
+    let clients: std::collections::HashSet<_> = listed.iter().map(|a| a.tuple.client).collect();
+    assert_eq!(clients.len(), 400, "each allocation once");
+
     // The first allocation's slot and relay socket survived both growths.
     assert!(echoes(&mut held[0], peer, b"after the growth"));
 

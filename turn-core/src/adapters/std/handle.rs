@@ -103,7 +103,8 @@ impl StatsHandle {
     ///
     /// Workers list their allocations only while someone reads them: for
     /// [`LISTING_KEPT`] after the last call. A call after a longer quiet wakes
-    /// them and waits for their lists (one pass of their loops), so a relay
+    /// them and waits for their lists (built a part of a worker's table at a
+    /// time between its packets: a few passes of its loop), so a relay
     /// nobody inspects spends neither memory nor time on copies of its
     /// allocations. [`StatsHandle::summary`] reads the counters alone.
     pub fn stats(&self) -> Stats {

@@ -3,12 +3,13 @@
 //!
 //! Snapshots are plain data. Once a second each worker publishes its summary
 //! and, while someone reads them, a list of its allocations: filled on its own
-//! thread outside the lock (in the list it published before, once no reader
-//! holds that one: nothing is formatted and, once warm, nothing is allocated
-//! on the packet threads) and swapped in under it. A reader takes the lists
-//! under the lock by reference count and copies them out after it, so the
-//! lock is held for a swap or a count, never for a copy of thousands of
-//! allocations that a worker would wait on with its packets.
+//! thread outside the lock, a part of its table at a time between its packets
+//! (in the list it published before, once no reader holds that one: nothing
+//! is formatted and, once warm, nothing is allocated on the packet threads),
+//! and swapped in under it. A reader takes the lists under the lock by
+//! reference count and copies them out after it, so the lock is held for a
+//! swap or a count, never for a copy of thousands of allocations that a
+//! worker would wait on with its packets.
 //! [`Relay::stats`](super::Relay::stats) builds the copies; formatting (JSON,
 //! Prometheus) is for the caller's thread.
 
