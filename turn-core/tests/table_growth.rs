@@ -80,8 +80,7 @@ fn the_table_grows_with_its_allocations_and_stops_at_its_share() {
     // 256, then a quarter more each time it filled (at least 64): 320, 400.
     assert_eq!((w.capacity, w.slots), (400, 400));
 
-    // Read, the 400 are listed (in parts of the table, between packets), each
-    // once.
+    // Read, the 400 are listed, each once.
     let listed = wait::until("the 400 allocations listed", PATIENCE, || {
         let s = relay.stats();
         if s.allocations.len() == 400 {

@@ -9,8 +9,7 @@
 # `/status` (its default page) and `/status?limit=0` (the summary), medians of
 # five; and for causeway the echoes' round trips (p50, p99, the longest) over
 # ECHO_SECS with nothing read, then over ECHO_SECS with `/status` read every
-# second (what a monitoring poll costs the calls: a worker must not stall on
-# a reader's copy of its allocations). With REFRESH_EVERY=SECS every bound
+# second (what a monitoring poll costs the calls). With REFRESH_EVERY=SECS every bound
 # client refreshes its allocation, permission and channel (three requests)
 # once every SECS while it is held, and the script reports, over 10 s before
 # the echoes, the requests per second answered, how many failed, and the

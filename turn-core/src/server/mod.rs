@@ -333,18 +333,6 @@ where
         self.table.iter().map(|(_, a)| a)
     }
 
-    /// The live allocations in slots `slots` of the storage (`0..capacity()`
-    /// is all of them), in slot order: for listing a large table a part at a
-    /// time, between packets. An allocation keeps its slot while it lives, as
-    /// the storage grows too, so consecutive ranges see each one held
-    /// throughout exactly once.
-    pub fn allocations_in(
-        &self,
-        slots: core::ops::Range<usize>,
-    ) -> impl Iterator<Item = &Allocation<P, C>> {
-        self.table.in_slots(slots)
-    }
-
     /// Handles a packet from a client: what to send, and where. `out` receives
     /// a reply (1500 bytes is plenty; a reply that does not fit is dropped); the
     /// answer borrows it, or `packet` for data relayed to a peer.

@@ -280,22 +280,6 @@ where
         }
     }
 
-    /// The allocations in the slots `range` (clamped to the table), in slot
-    /// order. Slots keep their place as the table grows.
-    pub(crate) fn in_slots(
-        &self,
-        range: core::ops::Range<usize>,
-    ) -> impl Iterator<Item = &Allocation<P, C>> {
-        let slots = self.slots.as_ref();
-        let end = range.end.min(slots.len());
-        let start = range.start.min(end);
-        slots
-            .get(start..end)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|s| s.alloc.as_ref())
-    }
-
     /// Every occupied slot and its allocation.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &Allocation<P, C>)> {
         self.slots
@@ -333,34 +317,6 @@ mod test {
             v6_refused: false,
             tcp: false,
         }
-    }
-
-    #[test]
-    fn slot_ranges_see_each_allocation_once_as_the_table_grows() {
-        type Storage = heapless::Vec<Slot<1, 1>, 8>;
-        type Ports = heapless::Vec<u16, 8>;
-        let mut storage = Storage::new();
-        storage.resize(3, Slot::EMPTY).unwrap();
-        let mut t: Table<Storage, 1, 1> = Table::new(storage, 7);
-        for port in 1..=3 {
-            t.insert(alloc(port)).unwrap();
-        }
-        let ports = |t: &Table<Storage, 1, 1>, r: core::ops::Range<usize>| -> Ports {
-            t.in_slots(r).map(|a| a.tuple.client.port()).collect()
-        };
-        // Listed in two parts, the table growing between them.
-        let mut seen = ports(&t, 0..2);
-        t.grow(|s| s.resize(5, Slot::EMPTY).unwrap());
-        t.insert(alloc(4)).unwrap();
-        seen.extend(ports(&t, 2..t.capacity()));
-        seen.sort_unstable();
-        assert_eq!(seen, [1, 2, 3, 4]);
-        // Ranges past the end, or empty, are empty.
-        assert!(ports(&t, 5..9).is_empty());
-        #[allow(clippy::reversed_empty_ranges)]
-        let backwards = 9..2;
-        assert!(ports(&t, backwards).is_empty());
-        assert_eq!(ports(&t, 0..usize::MAX).len(), 4);
     }
 
     #[test]

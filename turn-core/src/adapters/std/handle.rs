@@ -103,8 +103,7 @@ impl StatsHandle {
     ///
     /// Workers list their allocations only while someone reads them: for
     /// [`LISTING_KEPT`] after the last call. A call after a longer quiet wakes
-    /// them and waits for their lists (built a part of a worker's table at a
-    /// time between its packets: a few passes of its loop), so a relay
+    /// them and waits for their lists (one pass of their loops), so a relay
     /// nobody inspects spends neither memory nor time on copies of its
     /// allocations. [`StatsHandle::summary`] reads the counters alone.
     pub fn stats(&self) -> Stats {
@@ -142,18 +141,15 @@ impl StatsHandle {
 
     /// The snapshots as one [`Stats`], with their allocations or without.
     fn collect(&self, allocations: bool) -> Stats {
-        // The lists by reference under the lock, copied after it: a worker
-        // publishing meanwhile does not wait for the copy.
-        let taken = {
-            let snapshots = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
-            stats::take(&snapshots, allocations)
-        };
+        let snapshots = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
         #[cfg_attr(not(any(feature = "xdp", feature = "tls")), allow(unused_mut))]
         let mut stats = stats::collect(
-            taken,
+            &snapshots,
+            allocations,
             self.shared.quota.total(),
             self.shared.events.dropped(),
         );
+        drop(snapshots);
         #[cfg(feature = "tls")]
         {
             let r = &self.shared.tls_refusals;

@@ -1,23 +1,17 @@
 //! What the relay reports: [`Stats`], a snapshot of every worker's counters and
 //! allocations, and the per-user sums an operator asks for.
 //!
-//! Snapshots are plain data. Once a second each worker publishes its summary
-//! and, while someone reads them, a list of its allocations: filled on its own
-//! thread outside the lock, a part of its table at a time between its packets
-//! (in the list it published before, once no reader holds that one: nothing
-//! is formatted and, once warm, nothing is allocated on the packet threads),
-//! and swapped in under it. A reader takes the lists under the lock by
-//! reference count and copies them out after it, so the lock is held for a
-//! swap or a count, never for a copy of thousands of allocations that a
-//! worker would wait on with its packets.
-//! [`Relay::stats`](super::Relay::stats) builds the copies; formatting (JSON,
-//! Prometheus) is for the caller's thread.
+//! Snapshots are plain data. Once a second each worker refills its published
+//! snapshot in place under the lock (reusing its buffer: nothing is formatted
+//! and, once warm, nothing is allocated on the packet threads; one list a
+//! worker, not one it fills and one it shows).
+//! [`Relay::stats`](super::Relay::stats) copies the published ones out;
+//! formatting (JSON, Prometheus) is for the caller's thread.
 
 use crate::adapters::std::prelude::*;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::FiveTuple;
@@ -193,16 +187,12 @@ impl Stats {
     }
 }
 
-/// A worker's list of its allocations, shared with the readers copying it.
-pub(crate) type Listing = Arc<Vec<AllocationStats>>;
-
 /// What a worker publishes: its summary and, while they are read, its
 /// allocations.
 #[derive(Debug, Default)]
 pub(crate) struct WorkerSnapshot {
     pub(crate) worker: WorkerStats,
-    /// Its allocations, while they are read.
-    pub(crate) allocations: Option<Listing>,
+    pub(crate) allocations: Vec<AllocationStats>,
     /// Whether `allocations` lists them (else it is empty).
     pub(crate) listed: bool,
     /// Whether the worker runs: one that stopped publishes no more.
@@ -216,7 +206,7 @@ impl WorkerSnapshot {
                 worker,
                 ..WorkerStats::default()
             },
-            allocations: None,
+            allocations: Vec::new(),
             listed: false,
             running: false,
         }
@@ -228,31 +218,21 @@ impl WorkerSnapshot {
     }
 }
 
-/// What a reader takes under the lock: each worker's summary and, when
-/// asked for, its list (a reference, not a copy).
-pub(crate) struct Taken {
-    workers: Vec<WorkerStats>,
-    lists: Vec<Listing>,
-}
-
-/// Takes the published snapshots, with their lists or without: cheap, for
-/// under the lock.
-pub(crate) fn take(snapshots: &[WorkerSnapshot], allocations: bool) -> Taken {
-    Taken {
+/// The published snapshots as one [`Stats`], with their allocations or
+/// without.
+pub(crate) fn collect(
+    snapshots: &[WorkerSnapshot],
+    allocations: bool,
+    quota_total: usize,
+    dropped: u64,
+) -> Stats {
+    Stats {
         workers: snapshots.iter().map(|s| s.worker).collect(),
-        lists: snapshots
+        allocations: snapshots
             .iter()
             .filter(|_| allocations)
-            .filter_map(|s| s.allocations.clone())
+            .flat_map(|s| s.allocations.iter().cloned())
             .collect(),
-    }
-}
-
-/// What was taken as one [`Stats`]: the lists copied (after the lock).
-pub(crate) fn collect(taken: Taken, quota_total: usize, dropped: u64) -> Stats {
-    Stats {
-        workers: taken.workers,
-        allocations: taken.lists.iter().flat_map(|l| l.iter().cloned()).collect(),
         quota_total,
         events_dropped: dropped,
         tls_refused: TlsRefused::default(),
@@ -296,19 +276,12 @@ mod tests {
         let mut a = WorkerSnapshot::empty(0);
         a.worker.allocations = 2;
         a.worker.counters.to_peer_bytes = 300;
-        a.allocations = Some(Arc::new(vec![alloc("meeting", 100), alloc("meeting", 200)]));
+        a.allocations = vec![alloc("meeting", 100), alloc("meeting", 200)];
         let mut b = WorkerSnapshot::empty(1);
         b.worker.allocations = 1;
         b.worker.counters.to_peer_bytes = 5;
-        b.allocations = Some(Arc::new(vec![alloc("callbridge", 5)]));
-        let snapshots = [a, b];
-        let taken = take(&snapshots, true);
-        // Taken by reference: the published lists are not copied under the lock.
-        for (l, s) in taken.lists.iter().zip(&snapshots) {
-            assert!(Arc::ptr_eq(l, s.allocations.as_ref().unwrap()));
-        }
-        assert!(take(&snapshots, false).lists.is_empty());
-        let s = collect(taken, 1000, 3);
+        b.allocations = vec![alloc("callbridge", 5)];
+        let s = collect(&[a, b], true, 1000, 3);
         assert_eq!(s.in_use(), 3);
         assert_eq!(s.totals().to_peer_bytes, 305);
         let users = s.users();

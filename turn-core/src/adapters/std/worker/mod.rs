@@ -24,7 +24,6 @@ macro_rules! host_of {
 }
 
 mod handover;
-mod listing;
 mod outbox;
 mod peer_run;
 mod report;
@@ -53,7 +52,7 @@ use super::front::{Handshakes, Inbox};
 use super::host::WorkerHost;
 use super::relays::{FIRST_RELAY, Relays};
 use super::shared::{Handed, Shared};
-use super::stats::Listing;
+use super::stats::{AllocationStats, WorkerStats};
 use super::tcp_relay::{FIRST_TCP_RELAY, TcpRelays};
 use stun_core::escape::LineBudget;
 
@@ -148,13 +147,8 @@ pub(crate) struct Worker {
     moved: bool,
     /// The most allocations the shard's table may grow to hold.
     max_slots: usize,
-    /// Whether someone read its allocations when it last published.
+    /// Whether its last published snapshot listed its allocations.
     listing: bool,
-    /// The list it fills, a part each pass of its loop: the one it published
-    /// before the one shown now, reused (see `listing`).
-    spare_listing: Option<Listing>,
-    /// While it fills `spare_listing`: the next slot of its table to list.
-    building: Option<usize>,
 }
 
 impl Worker {
@@ -217,8 +211,6 @@ impl Worker {
             turn,
             max_slots,
             listing: false,
-            spare_listing: None,
-            building: None,
             random: Random::new(seed),
             shared,
             shutdown,
@@ -271,12 +263,7 @@ impl Worker {
             if let Some(t) = self.turn.poll_timeout() {
                 deadline = deadline.min(self.shared.clock.to_std(t));
             }
-            let timeout = if self.building.is_some() {
-                // A list to go on with: look for packets, do not wait.
-                Duration::ZERO
-            } else {
-                deadline.saturating_duration_since(StdInstant::now())
-            };
+            let timeout = deadline.saturating_duration_since(StdInstant::now());
             if let Err(e) = self.poll.poll(&mut events, Some(timeout))
                 && e.kind() != io::ErrorKind::Interrupted
             {
@@ -323,7 +310,6 @@ impl Worker {
                 // Someone reads the allocations and waits for this list.
                 self.publish(now);
             }
-            self.go_on_listing(now);
         }
         self.stopped();
         self.stop_allocations();
@@ -485,6 +471,51 @@ impl Worker {
             self.peer_datagram(now, handle, from, &mut slot, len);
         }
         self.peer_rx = slot;
+    }
+
+    /// Whether someone reads the allocations (see `StatsHandle::stats`).
+    fn listing_wanted(&self, now: Instant) -> bool {
+        self.shared.listing_until_ms.load(Ordering::Acquire) > now.as_millis()
+    }
+
+    /// Publishes this worker's stats: its summary and, while someone reads
+    /// them, its allocations, refilled in place in the published list under
+    /// the lock (one list a worker, its capacity reused; a reader copies
+    /// them under the same lock); when nobody does, the list is let go.
+    fn publish(&mut self, now: Instant) {
+        let listing = self.listing_wanted(now);
+        let id = self.id;
+        let summary = WorkerStats {
+            worker: id,
+            counters: *self.turn.counters(),
+            allocations: self.turn.allocation_count(),
+            capacity: self.max_slots,
+            slots: self.turn.capacity(),
+            connections: self.open_conns + self.tcp_relays.bound,
+            handed_off: self.handed_off,
+            client_datagrams: self.outboxes.iter().map(|o| o.datagrams).sum(),
+            client_sends: self.outboxes.iter().map(|o| o.syscalls).sum(),
+            peer_datagrams: self.peer_run.datagrams,
+            peer_sends: self.peer_run.sends,
+        };
+        let mut all = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = all.get_mut(id) {
+            slot.worker = summary;
+            if listing {
+                slot.allocations.clear();
+                slot.allocations.extend(
+                    self.turn
+                        .allocations()
+                        .map(|a| AllocationStats::of(id, a, now)),
+                );
+            } else {
+                slot.allocations = Vec::new();
+            }
+            slot.listed = listing;
+            slot.running = true;
+        }
+        drop(all);
+        self.listing = listing;
     }
 
     /// Says this worker publishes no more (readers wait for it no longer).
