@@ -316,14 +316,17 @@ mod tests {
         }
     }
 
+    /// A client's socket, waiting long for what it is sent.
+    fn client() -> std::net::UdpSocket {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s
+    }
+
     #[test]
     fn runs_and_the_datagrams_between_them_go_in_one_sendmmsg() {
         let l = listener();
-        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        for s in [&a, &b] {
-            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        }
+        let (a, b) = (client(), client());
         let mut o = Outbox::new();
         // Ten of one size to `a` (the last shorter), then five alternating.
         for i in 0..10u8 {
@@ -382,11 +385,7 @@ mod tests {
             // Without GSO every datagram is a single: the test above covers it.
             return;
         }
-        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        for s in [&a, &b] {
-            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        }
+        let (a, b) = (client(), client());
         let (to_a, to_b) = (a.local_addr().unwrap(), b.local_addr().unwrap());
         let mut o = Outbox::new();
         // A run of 100 B to a (the first run: its size is the segment), a run
@@ -414,11 +413,7 @@ mod tests {
     #[test]
     fn a_clients_frames_of_two_sizes_arrive_in_order() {
         let l = listener();
-        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        for s in [&a, &b] {
-            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        }
+        let (a, b) = (client(), client());
         let (to_a, to_b) = (a.local_addr().unwrap(), b.local_addr().unwrap());
         let mut o = Outbox::new();
         // Video frames as an encoder cuts them, each into datagrams of its own
