@@ -94,7 +94,7 @@ pub(crate) struct LoadArgs {
     pub(crate) hold: u64,
     /// `--mode bind`: while holding, refresh each client's allocation,
     /// permission and channel (three requests) once every SECS, the clients
-    /// spread evenly; prints the requests made after each pass. Browsers
+    /// spread evenly; prints the requests made so far each second. Browsers
     /// refresh about every 5 minutes: a short period stands for many clients.
     #[arg(long, value_name = "SECS")]
     pub(crate) refresh_every: Option<u64>,

@@ -6,7 +6,6 @@ use crate::adapters::std::prelude::*;
 
 use std::io;
 use std::net::SocketAddr;
-
 use std::os::fd::AsFd;
 
 use nix::sys::socket::{setsockopt, sockopt};
