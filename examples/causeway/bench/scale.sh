@@ -9,12 +9,12 @@
 # `/status` (its default page) and `/status?limit=0` (the summary), medians of
 # five; and for causeway the echoes' round trips (p50, p99, the longest) over
 # ECHO_SECS with nothing read, then over ECHO_SECS with `/status` read every
-# second (what a monitoring poll costs the calls). With REFRESH_EVERY=SECS every bound
-# client refreshes its allocation, permission and channel (three requests)
-# once every SECS while it is held, and the script reports, over 10 s before
-# the echoes, the requests per second answered, how many failed, and the
-# server's CPU per request (browsers refresh about every five minutes: 30 s
-# over 16,000 allocations asks what 160,000 would).
+# second (what a monitoring poll costs the calls). With REFRESH_EVERY=SECS
+# every bound client refreshes its allocation, permission and channel (three
+# requests) once every SECS while it is held, and the script reports, over
+# 10 s before the echoes, the requests per second answered, how many failed,
+# and the server's CPU per request (browsers refresh about every five
+# minutes: 30 s over 16,000 allocations asks what 160,000 would).
 #
 # Each allocation holds a relay socket: the open-file limit bounds the count
 # (this machine's hard limit is 20,000; 100,000 needs `ulimit -Hn` over that

@@ -456,8 +456,8 @@ impl TurnClient {
     /// Refreshes the allocation now for `lifetime` (the client refreshes it by
     /// itself while driven; this asks at once, as a load generator or a test
     /// does) and waits up to `timeout` for the server's answer: the lifetime it
-    /// granted (capped by its maximum). A zero `lifetime` deletes it, as
-    /// [`TurnClient::deallocate`] does.
+    /// granted (RFC 8656: no less than its default, no more than its maximum).
+    /// A zero `lifetime` deletes it, as [`TurnClient::deallocate`] does.
     ///
     /// ```no_run
     /// # use std::time::Duration;
@@ -477,9 +477,13 @@ impl TurnClient {
     ) -> Result<Duration, ClientIoError> {
         let secs = u32::try_from(lifetime.as_secs()).unwrap_or(u32::MAX);
         self.client.refresh(now(), secs)?;
-        match self.until(timeout, "refresh", |e| {
-            matches!(e, ClientEvent::Refreshed { .. })
-        })? {
+        let what = if secs == 0 { "deallocation" } else { "refresh" };
+        // A deletion is answered with 0; a refresh with what was granted.
+        match self.until(
+            timeout,
+            what,
+            |e| matches!(e, ClientEvent::Refreshed { lifetime } if (*lifetime == 0) == (secs == 0)),
+        )? {
             ClientEvent::Refreshed { lifetime } => Ok(Duration::from_secs(lifetime.into())),
             _ => Err(ClientIoError::TimedOut("refresh")),
         }
@@ -488,13 +492,10 @@ impl TurnClient {
     /// Deletes the allocation and waits up to `timeout` for the server to
     /// confirm (with a zero timeout, sends the request once and returns).
     pub fn deallocate(&mut self, timeout: Duration) -> Result<(), ClientIoError> {
-        self.client.deallocate(now())?;
         if timeout.is_zero() {
+            self.client.deallocate(now())?;
             return self.flush();
         }
-        self.until(timeout, "deallocation", |e| {
-            matches!(e, ClientEvent::Refreshed { lifetime: 0 })
-        })
-        .map(|_| ())
+        self.refresh(Duration::ZERO, timeout).map(|_| ())
     }
 }
